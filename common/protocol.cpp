@@ -1,0 +1,26 @@
+// Command-name table for the SLUICE/1 protocol (used in logs).
+#include "protocol.hpp"
+
+namespace sluice::proto {
+
+const char* command_name(std::uint8_t id) {
+    switch (static_cast<Command>(id)) {
+        case Command::SUBMIT: return "SUBMIT";
+        case Command::CANCEL: return "CANCEL";
+        case Command::PING: return "PING";
+        case Command::REPLY: return "REPLY";
+        case Command::READY: return "READY";
+        case Command::JOB: return "JOB";
+        case Command::PROGRESS: return "PROGRESS";
+        case Command::CHUNK: return "CHUNK";
+        case Command::RESULT: return "RESULT";
+        case Command::FAILURE: return "FAILURE";
+        case Command::CANCEL_JOB: return "CANCEL_JOB";
+        case Command::CANCELED: return "CANCELED";
+        case Command::HEARTBEAT: return "HEARTBEAT";
+        case Command::DISCONNECT: return "DISCONNECT";
+    }
+    return nullptr;
+}
+
+}  // namespace sluice::proto

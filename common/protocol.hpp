@@ -1,0 +1,188 @@
+// SLUICE/1 message structs and their msgpack codec: the C++ side of schemas/messages.json.
+// Pure data and (de)serialisation; no sockets here (see wire.hpp). All functions are thread-safe.
+#pragma once
+
+#include <msgpack.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sluice::proto {
+
+// Frame 0 of every message: protocol name and version.
+inline constexpr std::string_view SIGNATURE = "SLUICE/1";
+
+// Heartbeat period on the backend socket, and how many silent periods make a peer dead.
+// One second keeps a dead worker's jobs waiting at most ~3 s before they are handed out again.
+inline constexpr int HEARTBEAT_INTERVAL_MS = 1000;
+inline constexpr int HEARTBEAT_LIVENESS = 3;
+
+// Command ids are hand-numbered and never reused (schemas/messages.json).
+enum class Command : std::uint8_t {
+    SUBMIT = 1,
+    CANCEL = 2,
+    PING = 3,
+    REPLY = 4,
+    READY = 16,
+    JOB = 17,
+    PROGRESS = 18,
+    CHUNK = 19,
+    RESULT = 20,
+    FAILURE = 21,
+    CANCEL_JOB = 22,
+    CANCELED = 23,
+    HEARTBEAT = 24,
+    DISCONNECT = 25,
+};
+
+// Returns the command's name for logs ("SUBMIT"), or nullptr for an unknown id.
+const char* command_name(std::uint8_t id);
+
+// An opaque msgpack-encoded value carried as msgpack bin (job input and result).
+using Bytes = std::vector<char>;
+
+struct Submit {
+    static constexpr Command command = Command::SUBMIT;
+    std::uint64_t req_id = 0;
+    std::string job_id;
+    std::string tenant;
+    std::string type;
+    Bytes input;
+    std::int64_t priority = 0;
+    std::uint32_t max_attempts = 0;
+    std::uint32_t timeout_s = 0;
+    MSGPACK_DEFINE(req_id, job_id, tenant, type, input, priority, max_attempts, timeout_s)
+};
+
+struct Cancel {
+    static constexpr Command command = Command::CANCEL;
+    std::uint64_t req_id = 0;
+    std::string job_id;
+    MSGPACK_DEFINE(req_id, job_id)
+};
+
+struct Ping {
+    static constexpr Command command = Command::PING;
+    std::uint64_t req_id = 0;
+    MSGPACK_DEFINE(req_id)
+};
+
+struct Reply {
+    static constexpr Command command = Command::REPLY;
+    std::uint64_t req_id = 0;
+    std::uint32_t status = 0;  // the HTTP status the api answers with
+    std::string code;          // stable error code, empty on success
+    std::string message;
+    std::string job_id;
+    std::string state;
+    MSGPACK_DEFINE(req_id, status, code, message, job_id, state)
+};
+
+struct Ready {
+    static constexpr Command command = Command::READY;
+    std::string worker_name;
+    std::string runtime;
+    std::vector<std::string> types;
+    std::uint32_t concurrency = 0;
+    MSGPACK_DEFINE(worker_name, runtime, types, concurrency)
+};
+
+struct Job {
+    static constexpr Command command = Command::JOB;
+    std::string job_id;
+    std::string type;
+    Bytes input;
+    std::uint32_t attempt = 0;
+    std::uint32_t timeout_s = 0;
+    MSGPACK_DEFINE(job_id, type, input, attempt, timeout_s)
+};
+
+struct Progress {
+    static constexpr Command command = Command::PROGRESS;
+    std::string job_id;
+    std::uint32_t attempt = 0;
+    double fraction = 0;
+    std::string message;
+    MSGPACK_DEFINE(job_id, attempt, fraction, message)
+};
+
+struct Chunk {
+    static constexpr Command command = Command::CHUNK;
+    std::string job_id;
+    std::uint32_t attempt = 0;
+    std::string data;
+    MSGPACK_DEFINE(job_id, attempt, data)
+};
+
+struct Result {
+    static constexpr Command command = Command::RESULT;
+    std::string job_id;
+    std::uint32_t attempt = 0;
+    Bytes result;
+    MSGPACK_DEFINE(job_id, attempt, result)
+};
+
+struct Failure {
+    static constexpr Command command = Command::FAILURE;
+    std::string job_id;
+    std::uint32_t attempt = 0;
+    std::string error;
+    bool retryable = false;
+    MSGPACK_DEFINE(job_id, attempt, error, retryable)
+};
+
+struct CancelJob {
+    static constexpr Command command = Command::CANCEL_JOB;
+    std::string job_id;
+    std::uint32_t attempt = 0;
+    MSGPACK_DEFINE(job_id, attempt)
+};
+
+struct Canceled {
+    static constexpr Command command = Command::CANCELED;
+    std::string job_id;
+    std::uint32_t attempt = 0;
+    MSGPACK_DEFINE(job_id, attempt)
+};
+
+struct Heartbeat {
+    static constexpr Command command = Command::HEARTBEAT;
+    MSGPACK_DEFINE()
+};
+
+struct Disconnect {
+    static constexpr Command command = Command::DISCONNECT;
+    MSGPACK_DEFINE()
+};
+
+// Returns the msgpack body (frame 2) of `msg`.
+template <class T>
+std::string encode_body(const T& msg) {
+    msgpack::sbuffer buffer;
+    msgpack::pack(buffer, msg);
+    return std::string(buffer.data(), buffer.size());
+}
+
+// Decodes a body into T. Returns nullopt when the bytes are not exactly one msgpack array whose
+// elements convert to T's fields; never throws. Extra trailing fields are ignored so a newer
+// peer can append fields without breaking an older one.
+template <class T>
+std::optional<T> decode_body(std::string_view bytes) noexcept {
+    try {
+        std::size_t offset = 0;
+        msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size(), offset);
+        if (offset != bytes.size()) return std::nullopt;
+        const msgpack::object& obj = handle.get();
+        if (obj.type != msgpack::type::ARRAY) return std::nullopt;
+        T msg;
+        obj.convert(msg);
+        return msg;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+}  // namespace sluice::proto
