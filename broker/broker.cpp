@@ -1,0 +1,569 @@
+// The broker loop and one handler per command (see broker.hpp and schemas/PROTOCOL.md).
+#include "broker.hpp"
+
+#include "log.hpp"
+#include "scripts.hpp"
+
+#include <fmt/ranges.h>
+
+#include <cmath>
+
+namespace sluice::broker {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Longest wait in poll: timers (heartbeats, expiry, retry backoff, Redis reconnect) run at least
+// this often. 100 ms is far below the 1 s heartbeat period and costs nothing when idle.
+constexpr std::chrono::milliseconds POLL_TICK{100};
+// How long shutdown waits for Redis replies still owed, so a write that landed is acknowledged.
+constexpr std::chrono::milliseconds SHUTDOWN_DRAIN{2000};
+// Messages taken from one socket per loop turn, so a flood on one side cannot starve the other.
+constexpr int MAX_BATCH = 256;
+constexpr std::size_t MAX_NAME = 128;
+
+std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string job_key(const std::string& id) { return "sluice:job:" + id; }
+std::string events_key(const std::string& id) { return "sluice:events:" + id; }
+std::string queue_key(const std::string& type) { return "sluice:queue:" + type; }
+const std::string RUNNING_KEY = "sluice:running";
+const std::string TYPES_KEY = "sluice:types";
+
+// Returns the reply's text for a status or string reply, "" otherwise.
+std::string reply_text(const redisReply* r) {
+    if (r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS))
+        return std::string(r->str, r->len);
+    return {};
+}
+
+std::string reply_error(const redisReply* r) {
+    if (r == nullptr) return "connection lost";
+    if (r->type == REDIS_REPLY_ERROR) return std::string(r->str, r->len);
+    return "unexpected reply";
+}
+
+// Job types and job ids become parts of Redis keys: keep them to a safe alphabet.
+bool valid_name(const std::string& name, bool id) {
+    if (name.empty() || name.size() > MAX_NAME) return false;
+    for (char c : name) {
+        const bool ok = id ? (std::isxdigit(static_cast<unsigned char>(c)) || c == '-')
+                           : (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' ||
+                              c == ':' || c == '-');
+        if (!ok) return false;
+    }
+    return true;
+}
+
+std::string fmt_score(double score) { return fmt::format("{:.0f}", score); }
+
+}  // namespace
+
+Broker::Broker(BrokerConfig config)
+    : config_(std::move(config)),
+      context_(1),
+      frontend_(context_, zmq::socket_type::router),
+      backend_(context_, zmq::socket_type::router),
+      redis_(config_.redis_host, config_.redis_port) {
+    for (zmq::socket_t* socket : {&frontend_, &backend_}) {
+        socket->set(zmq::sockopt::linger, 0);
+        socket->set(zmq::sockopt::router_mandatory, 1);
+    }
+    frontend_.bind(config_.frontend_endpoint);
+    backend_.bind(config_.backend_endpoint);
+    frontend_endpoint_ = frontend_.get(zmq::sockopt::last_endpoint);
+    backend_endpoint_ = backend_.get(zmq::sockopt::last_endpoint);
+}
+
+// The loop, one turn:
+//   1. keep the Redis connection up; once connected, rebuild state from Redis (once)
+//   2. poll both sockets, the Redis fd and stop_fd, at most POLL_TICK
+//   3. drive Redis I/O: arriving replies run their callbacks (acks, JOB sends)
+//   4. handle waiting api messages, then waiting worker messages (once state is recovered)
+//   5. timers: heartbeats out, silent workers forgotten, retry backoffs released
+//   6. dispatch queued jobs against worker credit
+void Broker::run(int stop_fd) {
+    for (;;) {
+        const auto now = Clock::now();
+        redis_.maintain(now);
+        if (redis_.connected() && recovery_ == Recovery::NONE) recover();
+
+        std::vector<zmq::pollitem_t> items = {
+            {nullptr, stop_fd, ZMQ_POLLIN, 0},
+            {nullptr, redis_.fd(),
+             static_cast<short>((redis_.wants_read() ? ZMQ_POLLIN : 0) |
+                                (redis_.wants_write() ? ZMQ_POLLOUT : 0)),
+             0},
+        };
+        const bool serving = recovery_ == Recovery::DONE;
+        if (serving) {
+            items.push_back({frontend_.handle(), 0, ZMQ_POLLIN, 0});
+            items.push_back({backend_.handle(), 0, ZMQ_POLLIN, 0});
+        }
+        try {
+            zmq::poll(items, POLL_TICK);
+        } catch (const zmq::error_t& e) {
+            if (e.num() != EINTR) throw;
+        }
+        if (items[0].revents & ZMQ_POLLIN) break;
+        if (items[1].revents & ZMQ_POLLOUT) redis_.on_writable();
+        if (items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) redis_.on_readable();
+
+        if (serving) {
+            for (int i = 0; i < MAX_BATCH; ++i) {
+                auto received = proto::try_recv(frontend_, true);
+                if (!received) break;
+                if (received->envelope) handle_frontend(*received->envelope);
+                else log::warn("frontend: dropped malformed message: {}", received->error);
+            }
+            for (int i = 0; i < MAX_BATCH; ++i) {
+                auto received = proto::try_recv(backend_, true);
+                if (!received) break;
+                if (received->envelope) handle_backend(*received->envelope);
+                else log::warn("backend: dropped malformed message: {}", received->error);
+            }
+            run_timers(Clock::now());
+            dispatch();
+        }
+    }
+
+    log::info("shutting down: waiting for {} Redis repl{}", redis_.pending(),
+              redis_.pending() == 1 ? "y" : "ies");
+    const auto deadline = Clock::now() + SHUTDOWN_DRAIN;
+    while (redis_.pending() > 0 && redis_.connected() && Clock::now() < deadline) {
+        std::vector<zmq::pollitem_t> items = {{nullptr, redis_.fd(), ZMQ_POLLIN, 0}};
+        zmq::poll(items, POLL_TICK);
+        if (items[0].revents) redis_.on_readable();
+    }
+    log::info("stopped");
+}
+
+bool Broker::eval(std::string_view script, const std::vector<std::string>& keys,
+                  const std::vector<std::string>& args, RedisLink::Callback done) {
+    std::vector<std::string_view> argv;
+    argv.reserve(3 + keys.size() + args.size());
+    const std::string key_count = std::to_string(keys.size());
+    argv.push_back("EVAL");
+    argv.push_back(script);
+    argv.push_back(key_count);
+    for (const auto& key : keys) argv.push_back(key);
+    for (const auto& arg : args) argv.push_back(arg);
+    return redis_.command(argv, std::move(done));
+}
+
+void Broker::recover() {
+    recovery_ = Recovery::IN_PROGRESS;
+    const bool sent = eval(
+        scripts::RECOVER, {RUNNING_KEY},
+        {std::to_string(now_ms()), std::to_string(config_.events_maxlen), std::to_string(config_.job_ttl_s)},
+        [this](redisReply* r) {
+            if (r == nullptr || r->type != REDIS_REPLY_INTEGER) {
+                log::error("recovery failed: {}", reply_error(r));
+                recovery_ = Recovery::NONE;
+                return;
+            }
+            if (r->integer > 0)
+                log::warn("{} job(s) were running when the broker stopped: requeued", r->integer);
+            std::vector<std::string_view> argv = {"SMEMBERS", TYPES_KEY};
+            redis_.command(argv, [this](redisReply* types) {
+                if (types == nullptr || types->type != REDIS_REPLY_ARRAY) {
+                    log::error("recovery failed: {}", reply_error(types));
+                    recovery_ = Recovery::NONE;
+                    return;
+                }
+                std::vector<std::string> names;
+                for (size_t i = 0; i < types->elements; ++i) names.push_back(reply_text(types->element[i]));
+                load_queues(names);
+            });
+        });
+    if (!sent) recovery_ = Recovery::NONE;
+}
+
+void Broker::load_queues(const std::vector<std::string>& types) {
+    known_types_.insert(types.begin(), types.end());
+    if (types.empty()) {
+        recovery_ = Recovery::DONE;
+        log::info("ready: no job types known yet");
+        return;
+    }
+    auto remaining = std::make_shared<std::size_t>(types.size());
+    for (const auto& type : types) {
+        eval(scripts::LOAD_QUEUE, {queue_key(type)}, {}, [this, type, remaining](redisReply* r) {
+            if (r == nullptr || r->type != REDIS_REPLY_ARRAY) {
+                log::error("loading queue {} failed: {}", type, reply_error(r));
+                recovery_ = Recovery::NONE;
+                return;
+            }
+            for (size_t i = 0; i + 1 < r->elements; i += 2)
+                queues_.push(type, reply_text(r->element[i]), std::atoi(reply_text(r->element[i + 1]).c_str()));
+            if (--*remaining == 0 && recovery_ == Recovery::IN_PROGRESS) {
+                recovery_ = Recovery::DONE;
+                log::info("ready: {} job type(s) known, {} queued job(s) recovered", known_types_.size(),
+                          queues_.total());
+            }
+        });
+    }
+}
+
+// ---- api side ----------------------------------------------------------------------------
+
+void Broker::handle_frontend(const proto::Envelope& env) {
+    switch (static_cast<proto::Command>(env.command)) {
+        case proto::Command::SUBMIT:
+            if (auto msg = proto::decode_body<proto::Submit>(env.body)) return handle_submit(env.identity, std::move(*msg));
+            break;
+        case proto::Command::CANCEL:
+            if (auto msg = proto::decode_body<proto::Cancel>(env.body)) return handle_cancel(env.identity, *msg);
+            break;
+        case proto::Command::PING:
+            if (auto msg = proto::decode_body<proto::Ping>(env.body)) return handle_ping(env.identity, *msg);
+            break;
+        default:
+            log::warn("frontend: dropped {}: not an api command", proto::command_name(env.command));
+            return;
+    }
+    log::warn("frontend: dropped {} with a malformed body", proto::command_name(env.command));
+}
+
+void Broker::reply(const std::string& peer, std::uint64_t req_id, std::uint32_t status, std::string code,
+                   std::string message, std::string job_id, std::string state) {
+    proto::Reply msg{req_id, status, std::move(code), std::move(message), std::move(job_id), std::move(state)};
+    if (!proto::send(frontend_, msg, peer)) log::warn("api peer gone: reply {} dropped", req_id);
+}
+
+void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
+    if (!valid_name(msg.type, false) || !valid_name(msg.job_id, true) || msg.priority < 0 ||
+        msg.priority > MAX_PRIORITY || msg.max_attempts < 1 || msg.timeout_s < 1)
+        return reply(peer, msg.req_id, 422, "invalid_request", "invalid job type, id or option");
+    if (known_types_.count(msg.type) == 0)
+        return reply(peer, msg.req_id, 422, "unknown_job_type",
+                     fmt::format("no worker has declared job type '{}'", msg.type));
+    if (queues_.depth(msg.type) >= config_.max_queue_depth)
+        return reply(peer, msg.req_id, 429, "queue_full",
+                     fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
+    if (!redis_.connected()) return reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+
+    const std::int64_t now = now_ms();
+    const int priority = static_cast<int>(msg.priority);
+    const bool sent = eval(
+        scripts::SUBMIT, {job_key(msg.job_id), events_key(msg.job_id), queue_key(msg.type)},
+        {msg.job_id, msg.tenant, msg.type, std::string(msg.input.begin(), msg.input.end()),
+         std::to_string(priority), std::to_string(msg.max_attempts), std::to_string(msg.timeout_s),
+         std::to_string(now), fmt_score(queue_score(priority, now)), std::to_string(config_.events_maxlen)},
+        [this, peer, req_id = msg.req_id, id = msg.job_id, type = msg.type, priority](redisReply* r) {
+            const std::string outcome = reply_text(r);
+            if (outcome == "ok") {
+                queues_.push(type, id, priority);
+                log::debug("job {} ({}) queued", id, type);
+                return reply(peer, req_id, 202, "", "", id, "queued");
+            }
+            if (outcome == "exists") return reply(peer, req_id, 409, "duplicate_job_id", "job id already exists", id);
+            log::error("submit of job {} failed: {}", id, reply_error(r));
+            reply(peer, req_id, 503, "redis_unavailable", "the job could not be stored");
+        });
+    if (!sent) reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+}
+
+void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
+    if (!valid_name(msg.job_id, true)) return reply(peer, msg.req_id, 404, "job_not_found", "no such job");
+    const bool sent = eval(
+        scripts::CANCEL, {job_key(msg.job_id), events_key(msg.job_id), RUNNING_KEY},
+        {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen), std::to_string(config_.job_ttl_s)},
+        [this, peer, req_id = msg.req_id, id = msg.job_id](redisReply* r) {
+            const std::string outcome = reply_text(r);
+            if (outcome == "not_found") return reply(peer, req_id, 404, "job_not_found", "no such job", id);
+            if (outcome == "finished") return reply(peer, req_id, 409, "job_finished", "the job has already finished", id);
+            if (outcome == "queued") {
+                queues_.remove(id);
+                std::erase_if(delayed_, [&](const auto& entry) { return entry.second.job_id == id; });
+            } else if (outcome == "running") {
+                auto it = running_.find(id);
+                if (it != running_.end() && !it->second.canceled) {
+                    it->second.canceled = true;
+                    if (WorkerInfo* worker = workers_.find(it->second.identity))
+                        send_to_worker(*worker, proto::Command::CANCEL_JOB,
+                                       proto::encode_body(proto::CancelJob{id, it->second.attempt}));
+                }
+            } else {
+                log::error("cancel of job {} failed: {}", id, reply_error(r));
+                return reply(peer, req_id, 503, "redis_unavailable", "the cancel could not be stored", id);
+            }
+            log::info("job {} canceled (was {})", id, outcome);
+            reply(peer, req_id, 200, "", "", id, "canceled");
+        });
+    if (!sent) reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+}
+
+void Broker::handle_ping(const std::string& peer, const proto::Ping& msg) {
+    if (redis_.connected()) return reply(peer, msg.req_id, 200, "", "");
+    reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+}
+
+// ---- worker side -------------------------------------------------------------------------
+
+void Broker::handle_backend(const proto::Envelope& env) {
+    const auto command = static_cast<proto::Command>(env.command);
+    const std::string& peer = env.identity;
+    if (command == proto::Command::READY) {
+        if (auto msg = proto::decode_body<proto::Ready>(env.body)) return handle_ready(peer, *msg);
+        log::warn("backend: dropped READY with a malformed body");
+        return;
+    }
+    WorkerInfo* worker = workers_.find(peer);
+    if (worker == nullptr) {
+        // Not (or no longer) registered, e.g. after a broker restart: make it say READY again.
+        if (command != proto::Command::DISCONNECT)
+            proto::send(backend_, proto::Disconnect{}, peer);
+        return;
+    }
+    worker->last_recv = Clock::now();
+    bool ok = true;
+    switch (command) {
+        case proto::Command::HEARTBEAT:
+            break;
+        case proto::Command::PROGRESS:
+            if (auto msg = proto::decode_body<proto::Progress>(env.body)) {
+                const double fraction = std::isfinite(msg->fraction) ? std::clamp(msg->fraction, 0.0, 1.0) : 0.0;
+                handle_event(peer, msg->job_id, msg->attempt,
+                             {"event", "progress", "fraction", fmt::format("{}", fraction), "message", msg->message});
+            } else ok = false;
+            break;
+        case proto::Command::CHUNK:
+            if (auto msg = proto::decode_body<proto::Chunk>(env.body))
+                handle_event(peer, msg->job_id, msg->attempt, {"event", "chunk", "data", msg->data});
+            else ok = false;
+            break;
+        case proto::Command::RESULT:
+            if (auto msg = proto::decode_body<proto::Result>(env.body)) handle_result(peer, *msg);
+            else ok = false;
+            break;
+        case proto::Command::FAILURE:
+            if (auto msg = proto::decode_body<proto::Failure>(env.body)) handle_failure(peer, *msg);
+            else ok = false;
+            break;
+        case proto::Command::CANCELED:
+            if (auto msg = proto::decode_body<proto::Canceled>(env.body)) handle_canceled(peer, *msg);
+            else ok = false;
+            break;
+        case proto::Command::DISCONNECT:
+            lose_workers(workers_.remove(peer), "disconnected");
+            break;
+        default:
+            log::warn("backend: dropped {}: not a worker command", proto::command_name(env.command));
+    }
+    if (!ok) log::warn("backend: dropped {} with a malformed body", proto::command_name(env.command));
+}
+
+void Broker::handle_ready(const std::string& peer, const proto::Ready& msg) {
+    const bool valid = !msg.types.empty() && msg.concurrency >= 1 && msg.concurrency <= 100000 &&
+                       std::all_of(msg.types.begin(), msg.types.end(), [](const auto& t) { return valid_name(t, false); });
+    if (!valid) {
+        log::warn("backend: dropped READY from '{}': needs 1+ valid job types and concurrency 1..100000",
+                  msg.worker_name.substr(0, MAX_NAME));
+        return;
+    }
+    const bool known = workers_.find(peer) != nullptr;
+    WorkerInfo& worker = workers_.ready(peer, msg.worker_name.substr(0, MAX_NAME), msg.runtime.substr(0, 16),
+                                        msg.types, msg.concurrency, Clock::now());
+    for (const auto& type : msg.types) {
+        if (!known_types_.insert(type).second) continue;
+        std::vector<std::string_view> argv = {"SADD", TYPES_KEY, type};
+        redis_.command(argv, [type](redisReply* r) {
+            if (r == nullptr || r->type == REDIS_REPLY_ERROR) log::error("storing job type {} failed: {}", type, reply_error(r));
+        });
+    }
+    if (!known)
+        log::info("worker {} ({}) ready: types [{}], concurrency {}", worker.name, worker.runtime,
+                  fmt::join(msg.types, ", "), worker.concurrency);
+}
+
+Broker::Running* Broker::current_attempt(const std::string& peer, const std::string& job_id,
+                                         std::uint32_t attempt, const char* what) {
+    auto it = running_.find(job_id);
+    if (it == running_.end() || it->second.identity != peer || it->second.attempt != attempt) {
+        log::warn("dropped stale {} for job {} attempt {}", what, job_id, attempt);
+        return nullptr;
+    }
+    return &it->second;
+}
+
+std::optional<Broker::Running> Broker::finish_attempt(const std::string& peer, const std::string& job_id,
+                                                      std::uint32_t attempt, const char* what) {
+    Running* run = current_attempt(peer, job_id, attempt, what);
+    if (run == nullptr) return std::nullopt;
+    Running done = std::move(*run);
+    running_.erase(job_id);
+    workers_.release(peer, job_id);
+    return done;
+}
+
+void Broker::handle_event(const std::string& peer, const std::string& job_id, std::uint32_t attempt,
+                          std::vector<std::string> fields) {
+    Running* run = current_attempt(peer, job_id, attempt, fields[1].c_str());
+    if (run == nullptr || run->canceled) return;
+    std::vector<std::string> args = {job_id, std::to_string(attempt), std::to_string(now_ms()),
+                                     std::to_string(config_.events_maxlen)};
+    args.insert(args.end(), std::make_move_iterator(fields.begin()), std::make_move_iterator(fields.end()));
+    eval(scripts::EVENT, {job_key(job_id), events_key(job_id)}, args, [job_id](redisReply* r) {
+        const std::string outcome = reply_text(r);
+        if (outcome == "stale") log::warn("dropped stale event for job {}", job_id);
+        else if (outcome != "ok") log::error("event of job {} not stored: {}", job_id, reply_error(r));
+    });
+}
+
+void Broker::handle_result(const std::string& peer, const proto::Result& msg) {
+    auto run = finish_attempt(peer, msg.job_id, msg.attempt, "RESULT");
+    if (!run || run->canceled) return;
+    eval(scripts::SUCCEED, {job_key(msg.job_id), events_key(msg.job_id), RUNNING_KEY},
+         {msg.job_id, std::to_string(msg.attempt), std::to_string(now_ms()), std::to_string(config_.events_maxlen),
+          std::to_string(config_.job_ttl_s), std::string(msg.result.begin(), msg.result.end())},
+         [id = msg.job_id](redisReply* r) {
+             const std::string outcome = reply_text(r);
+             if (outcome == "ok") log::debug("job {} succeeded", id);
+             else if (outcome == "stale") log::warn("dropped stale RESULT for job {}", id);
+             else log::error("result of job {} not stored: {}", id, reply_error(r));
+         });
+}
+
+void Broker::handle_failure(const std::string& peer, const proto::Failure& msg) {
+    auto run = finish_attempt(peer, msg.job_id, msg.attempt, "FAILURE");
+    if (!run || run->canceled) return;
+    fail_job(msg.job_id, *run, msg.error, msg.retryable);
+}
+
+void Broker::handle_canceled(const std::string& peer, const proto::Canceled& msg) {
+    auto run = finish_attempt(peer, msg.job_id, msg.attempt, "CANCELED");
+    // A worker that cancels a job nobody asked it to cancel (its shutdown grace ran out)
+    // did not finish it: the job runs again.
+    if (run && !run->canceled) fail_job(msg.job_id, *run, "canceled by the worker", true);
+}
+
+std::int64_t Broker::backoff_ms(std::uint32_t attempt) {
+    const int doublings = static_cast<int>(std::min<std::uint32_t>(attempt > 0 ? attempt - 1 : 0, 20));
+    const double base = std::min<double>(static_cast<double>(config_.retry_backoff_ms) * std::ldexp(1.0, doublings),
+                                         static_cast<double>(config_.retry_backoff_max_ms));
+    std::uniform_real_distribution<double> jitter(0.75, 1.25);
+    return static_cast<std::int64_t>(base * jitter(jitter_));
+}
+
+void Broker::fail_job(const std::string& job_id, const Running& run, const std::string& error, bool retryable) {
+    const std::int64_t delay = backoff_ms(run.attempt);
+    const std::int64_t now = now_ms();
+    eval(scripts::FAIL, {job_key(job_id), events_key(job_id), RUNNING_KEY},
+         {job_id, std::to_string(run.attempt), std::to_string(now), std::to_string(config_.events_maxlen),
+          std::to_string(config_.job_ttl_s), error, retryable ? "1" : "0",
+          fmt_score(queue_score(run.priority, now + delay))},
+         [this, job_id, run, error, delay](redisReply* r) {
+             const std::string outcome = reply_text(r);
+             if (outcome == "requeued") {
+                 log::info("job {} attempt {} failed ({}): retrying in {} ms", job_id, run.attempt, error, delay);
+                 delayed_.emplace(Clock::now() + std::chrono::milliseconds(delay), Delayed{job_id, run.type, run.priority});
+             } else if (outcome == "failed") {
+                 log::info("job {} failed after attempt {}: {}", job_id, run.attempt, error);
+             } else if (outcome == "stale") {
+                 log::warn("dropped stale FAILURE for job {}", job_id);
+             } else {
+                 log::error("failure of job {} not stored: {}", job_id, reply_error(r));
+             }
+         });
+}
+
+void Broker::lose_workers(std::vector<WorkerInfo> gone, const char* why) {
+    for (const WorkerInfo& worker : gone) {
+        log::warn("worker {} {}: {} job(s) it held go back to their queues", worker.name, why, worker.jobs.size());
+        for (const std::string& job_id : worker.jobs) {
+            auto it = running_.find(job_id);
+            if (it == running_.end() || it->second.identity != worker.identity) continue;
+            Running run = std::move(it->second);
+            running_.erase(it);
+            // attempt 0: the START script is still in flight; its callback sees the job gone.
+            if (!run.canceled && run.attempt > 0) fail_job(job_id, run, fmt::format("worker {} lost", worker.name), true);
+        }
+    }
+}
+
+void Broker::send_to_worker(WorkerInfo& worker, proto::Command command, const std::string& body) {
+    if (!proto::send_frames(backend_, worker.identity, command, body))
+        log::warn("worker {} unreachable: {} not sent", worker.name, proto::command_name(static_cast<std::uint8_t>(command)));
+    worker.last_send = Clock::now();
+}
+
+// ---- dispatch and timers -----------------------------------------------------------------
+
+void Broker::dispatch() {
+    if (!redis_.connected()) return;
+    for (const std::string& type : queues_.nonempty_types()) {
+        while (WorkerInfo* worker = workers_.pick(type)) {
+            auto next = queues_.pop(type);
+            if (!next) break;
+            start_job(*worker, type, next->job_id, next->priority);
+        }
+    }
+}
+
+void Broker::start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority) {
+    workers_.assign(worker, job_id);
+    running_[job_id] = Running{worker.identity, type, priority, 0, false};
+    const std::string identity = worker.identity;
+    const bool sent = eval(
+        scripts::START, {job_key(job_id), events_key(job_id), queue_key(type), RUNNING_KEY},
+        {job_id, worker.name, std::to_string(now_ms()), std::to_string(config_.events_maxlen)},
+        [this, identity, type, job_id, priority](redisReply* r) {
+            auto it = running_.find(job_id);
+            const bool ours = it != running_.end() && it->second.identity == identity && it->second.attempt == 0;
+            if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+                // Not started: the job is still queued in Redis, so keep it queued here too.
+                log::error("start of job {} failed: {}", job_id, reply_error(r));
+                if (ours) {
+                    running_.erase(it);
+                    workers_.release(identity, job_id);
+                }
+                queues_.push(type, job_id, priority);
+                return;
+            }
+            if (reply_text(r->element[0]) != "ok" || r->elements < 4) {  // canceled meanwhile
+                if (ours) {
+                    running_.erase(it);
+                    workers_.release(identity, job_id);
+                }
+                return;
+            }
+            const auto attempt = static_cast<std::uint32_t>(r->element[1]->integer);
+            const redisReply* input = r->element[2];
+            const auto timeout_s = static_cast<std::uint32_t>(r->element[3]->integer);
+            WorkerInfo* worker = workers_.find(identity);
+            if (!ours || worker == nullptr) {
+                // The worker vanished while Redis recorded the start.
+                running_.erase(job_id);
+                return fail_job(job_id, Running{identity, type, priority, attempt, false}, "worker lost", true);
+            }
+            it->second.attempt = attempt;
+            proto::Job job{job_id, type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s};
+            send_to_worker(*worker, proto::Command::JOB, proto::encode_body(job));
+            log::debug("job {} attempt {} -> {}", job_id, attempt, worker->name);
+        });
+    if (!sent) {
+        running_.erase(job_id);
+        workers_.release(identity, job_id);
+        queues_.push(type, job_id, priority);
+    }
+}
+
+void Broker::run_timers(Clock::time_point now) {
+    const auto interval = std::chrono::milliseconds(proto::HEARTBEAT_INTERVAL_MS);
+    for (auto& [identity, worker] : workers_.all())
+        if (now - worker.last_send >= interval)
+            send_to_worker(worker, proto::Command::HEARTBEAT, proto::encode_body(proto::Heartbeat{}));
+    lose_workers(workers_.expire(now - interval * proto::HEARTBEAT_LIVENESS), "went silent");
+    while (!delayed_.empty() && delayed_.begin()->first <= now) {
+        const Delayed& retry = delayed_.begin()->second;
+        queues_.push(retry.type, retry.job_id, retry.priority);
+        delayed_.erase(delayed_.begin());
+    }
+}
+
+}  // namespace sluice::broker

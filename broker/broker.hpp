@@ -1,0 +1,108 @@
+// The broker: owns every job state change. One thread runs `run()` and owns all state, both
+// ZMQ sockets and the Redis connection; nothing here is thread-safe except `endpoints()` after
+// construction. See schemas/PROTOCOL.md for the messages and the job state machine.
+#pragma once
+
+#include "config.hpp"
+#include "job_queue.hpp"
+#include "redis_link.hpp"
+#include "worker_pool.hpp"
+#include "wire.hpp"
+
+#include <zmq.hpp>
+
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+
+namespace sluice::broker {
+
+class Broker {
+public:
+    // Binds both sockets (throws zmq::error_t if an endpoint cannot be bound).
+    explicit Broker(BrokerConfig config);
+
+    // The endpoints actually bound (a `*` port resolved).
+    const std::string& frontend_endpoint() const { return frontend_endpoint_; }
+    const std::string& backend_endpoint() const { return backend_endpoint_; }
+
+    // Runs until `stop_fd` (a signalfd or pipe) becomes readable, then waits a short while for
+    // Redis replies still owed so every write that was made is also acknowledged.
+    void run(int stop_fd);
+
+private:
+    // A job handed to a worker (or being handed: `attempt` is 0 until Redis confirmed it).
+    struct Running {
+        std::string identity;
+        std::string type;
+        int priority = 0;
+        std::uint32_t attempt = 0;
+        bool canceled = false;
+    };
+    // A job waiting out its retry backoff before it goes back into its queue.
+    struct Delayed {
+        std::string job_id;
+        std::string type;
+        int priority = 0;
+    };
+
+    enum class Recovery { NONE, IN_PROGRESS, DONE };
+
+    // Runs one Lua script; returns false (without calling `done`) when Redis is unreachable.
+    bool eval(std::string_view script, const std::vector<std::string>& keys,
+              const std::vector<std::string>& args, RedisLink::Callback done);
+    void recover();
+    void load_queues(const std::vector<std::string>& types);
+
+    void handle_frontend(const proto::Envelope& env);
+    void handle_submit(const std::string& peer, proto::Submit msg);
+    void handle_cancel(const std::string& peer, const proto::Cancel& msg);
+    void handle_ping(const std::string& peer, const proto::Ping& msg);
+    void reply(const std::string& peer, std::uint64_t req_id, std::uint32_t status,
+               std::string code, std::string message, std::string job_id = {}, std::string state = {});
+
+    void handle_backend(const proto::Envelope& env);
+    void handle_ready(const std::string& peer, const proto::Ready& msg);
+    void handle_event(const std::string& peer, const std::string& job_id, std::uint32_t attempt,
+                      std::vector<std::string> fields);
+    void handle_result(const std::string& peer, const proto::Result& msg);
+    void handle_failure(const std::string& peer, const proto::Failure& msg);
+    void handle_canceled(const std::string& peer, const proto::Canceled& msg);
+
+    // Looks up the running attempt a worker reports on; nullptr (and a log line) if stale.
+    Running* current_attempt(const std::string& peer, const std::string& job_id,
+                             std::uint32_t attempt, const char* what);
+    // Ends the reported attempt: frees the worker's credit. nullopt if the report is stale.
+    std::optional<Running> finish_attempt(const std::string& peer, const std::string& job_id,
+                                          std::uint32_t attempt, const char* what);
+    void send_to_worker(WorkerInfo& worker, proto::Command command, const std::string& body);
+    void fail_job(const std::string& job_id, const Running& run, const std::string& error, bool retryable);
+    void lose_workers(std::vector<WorkerInfo> gone, const char* why);
+
+    void dispatch();
+    void start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority);
+    void run_timers(Clock::time_point now);
+    std::int64_t backoff_ms(std::uint32_t attempt);
+
+    BrokerConfig config_;
+    zmq::context_t context_;
+    zmq::socket_t frontend_;
+    zmq::socket_t backend_;
+    std::string frontend_endpoint_;
+    std::string backend_endpoint_;
+
+    JobQueues queues_;
+    std::unordered_map<std::string, Running> running_;
+    std::multimap<Clock::time_point, Delayed> delayed_;
+    std::set<std::string> known_types_;
+    WorkerPool workers_;
+    Recovery recovery_ = Recovery::NONE;
+    std::mt19937_64 jitter_{std::random_device{}()};
+
+    // Declared last so it is destroyed first: callbacks it still owes run while the rest lives.
+    RedisLink redis_;
+};
+
+}  // namespace sluice::broker

@@ -1,0 +1,28 @@
+// Broker configuration: one struct, each field with its default. main.cpp fills it from the
+// environment (names in README.md).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace sluice::broker {
+
+struct BrokerConfig {
+    // ROUTER the api instances connect to. `*` as the port picks a free one (tests do this).
+    std::string frontend_endpoint = "tcp://127.0.0.1:5555";   // SLUICE_BROKER_API_ENDPOINT
+    // ROUTER the workers connect to. Bind 0.0.0.0 to accept workers from other hosts.
+    std::string backend_endpoint = "tcp://127.0.0.1:5556";    // SLUICE_BROKER_WORKER_ENDPOINT
+    std::string redis_host = "127.0.0.1";                      // SLUICE_REDIS_HOST
+    int redis_port = 6399;                                     // SLUICE_REDIS_PORT
+    // Queued jobs per type before SUBMIT answers 429 queue_full.
+    std::size_t max_queue_depth = 100000;                      // SLUICE_MAX_QUEUE_DEPTH
+    // How long a finished job's hash and events stay in Redis.
+    std::int64_t job_ttl_s = 7 * 24 * 3600;                    // SLUICE_JOB_TTL_S
+    // Cap of each job's event stream (XADD MAXLEN ~): bounds a chatty streaming job.
+    std::int64_t events_maxlen = 10000;                        // SLUICE_EVENTS_MAXLEN
+    // First retry delay; doubles per attempt up to retry_backoff_max_ms, with +-25% jitter.
+    std::int64_t retry_backoff_ms = 1000;                      // SLUICE_RETRY_BACKOFF_MS
+    std::int64_t retry_backoff_max_ms = 60000;
+};
+
+}  // namespace sluice::broker
