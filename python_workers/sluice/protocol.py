@@ -1,0 +1,319 @@
+"""SLUICE/1 message dataclasses and their codec: the Python side of schemas/messages.json.
+
+Every message on the wire is three ZMQ frames (schemas/PROTOCOL.md, "Frames"):
+
+    frame 0  b"SLUICE/1"   signature: protocol name and version
+    frame 1  one byte      command id (Command below)
+    frame 2  msgpack       one array holding the message's fields in order
+
+The encoding is byte-identical to msgpack-c's (common/protocol.hpp): str fields are msgpack str,
+bin fields msgpack bin, integers take their smallest encoding, f64 is always float64. The shared
+vectors in schemas/vectors/messages.json check this from both sides.
+
+Pure data and (de)serialisation, no sockets; every function here is thread-safe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence, Union
+
+import msgpack
+
+from .errors import DecodeError
+
+# Frame 0 of every message: protocol name and version.
+SIGNATURE = b"SLUICE/1"
+
+# Heartbeat period on the backend socket (seconds), and how many silent periods make a peer dead.
+# One second keeps a dead worker's jobs waiting at most ~3 s before they are handed out again.
+HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_LIVENESS = 3
+
+
+class Command(enum.IntEnum):
+    """Command ids: hand-numbered, never reused (schemas/messages.json)."""
+
+    SUBMIT = 1
+    CANCEL = 2
+    PING = 3
+    REPLY = 4
+    READY = 16
+    JOB = 17
+    PROGRESS = 18
+    CHUNK = 19
+    RESULT = 20
+    FAILURE = 21
+    CANCEL_JOB = 22
+    CANCELED = 23
+    HEARTBEAT = 24
+    DISCONNECT = 25
+
+
+def command_name(command_id: int) -> str:
+    """Returns the command's name for logs ("SUBMIT"), or "UNKNOWN(<id>)" for an unknown id."""
+    try:
+        return Command(command_id).name
+    except ValueError:
+        return f"UNKNOWN({command_id})"
+
+
+def _wire(kind: str) -> Any:
+    """Declares a dataclass field together with its wire type from messages.json."""
+    return field(metadata={"wire": kind})
+
+
+U32 = "u32"
+U64 = "u64"
+I64 = "i64"
+F64 = "f64"
+STR = "str"
+BIN = "bin"
+BOOL = "bool"
+STR_LIST = "[str]"
+
+
+@dataclass
+class Submit:
+    COMMAND: ClassVar[Command] = Command.SUBMIT
+    req_id: int = _wire(U64)
+    job_id: str = _wire(STR)
+    tenant: str = _wire(STR)
+    type: str = _wire(STR)
+    input: bytes = _wire(BIN)
+    priority: int = _wire(I64)
+    max_attempts: int = _wire(U32)
+    timeout_s: int = _wire(U32)
+
+
+@dataclass
+class Cancel:
+    COMMAND: ClassVar[Command] = Command.CANCEL
+    req_id: int = _wire(U64)
+    job_id: str = _wire(STR)
+
+
+@dataclass
+class Ping:
+    COMMAND: ClassVar[Command] = Command.PING
+    req_id: int = _wire(U64)
+
+
+@dataclass
+class Reply:
+    COMMAND: ClassVar[Command] = Command.REPLY
+    req_id: int = _wire(U64)
+    status: int = _wire(U32)  # the HTTP status the api answers with
+    code: str = _wire(STR)  # stable error code, empty on success
+    message: str = _wire(STR)
+    job_id: str = _wire(STR)
+    state: str = _wire(STR)
+
+
+@dataclass
+class Ready:
+    COMMAND: ClassVar[Command] = Command.READY
+    worker_name: str = _wire(STR)
+    runtime: str = _wire(STR)
+    types: list[str] = _wire(STR_LIST)
+    concurrency: int = _wire(U32)
+
+
+@dataclass
+class Job:
+    COMMAND: ClassVar[Command] = Command.JOB
+    job_id: str = _wire(STR)
+    type: str = _wire(STR)
+    input: bytes = _wire(BIN)
+    attempt: int = _wire(U32)
+    timeout_s: int = _wire(U32)
+
+
+@dataclass
+class Progress:
+    COMMAND: ClassVar[Command] = Command.PROGRESS
+    job_id: str = _wire(STR)
+    attempt: int = _wire(U32)
+    fraction: float = _wire(F64)
+    message: str = _wire(STR)
+
+
+@dataclass
+class Chunk:
+    COMMAND: ClassVar[Command] = Command.CHUNK
+    job_id: str = _wire(STR)
+    attempt: int = _wire(U32)
+    data: str = _wire(STR)
+
+
+@dataclass
+class Result:
+    COMMAND: ClassVar[Command] = Command.RESULT
+    job_id: str = _wire(STR)
+    attempt: int = _wire(U32)
+    result: bytes = _wire(BIN)
+
+
+@dataclass
+class Failure:
+    COMMAND: ClassVar[Command] = Command.FAILURE
+    job_id: str = _wire(STR)
+    attempt: int = _wire(U32)
+    error: str = _wire(STR)
+    retryable: bool = _wire(BOOL)
+
+
+@dataclass
+class CancelJob:
+    COMMAND: ClassVar[Command] = Command.CANCEL_JOB
+    job_id: str = _wire(STR)
+    attempt: int = _wire(U32)
+
+
+@dataclass
+class Canceled:
+    COMMAND: ClassVar[Command] = Command.CANCELED
+    job_id: str = _wire(STR)
+    attempt: int = _wire(U32)
+
+
+@dataclass
+class Heartbeat:
+    COMMAND: ClassVar[Command] = Command.HEARTBEAT
+
+
+@dataclass
+class Disconnect:
+    COMMAND: ClassVar[Command] = Command.DISCONNECT
+
+
+Message = Union[
+    Submit, Cancel, Ping, Reply, Ready, Job, Progress, Chunk, Result, Failure, CancelJob,
+    Canceled, Heartbeat, Disconnect,
+]
+
+# Command id -> message class, for decode().
+MESSAGE_TYPES: dict[int, type] = {
+    cls.COMMAND: cls
+    for cls in (Submit, Cancel, Ping, Reply, Ready, Job, Progress, Chunk, Result, Failure,
+                CancelJob, Canceled, Heartbeat, Disconnect)
+}
+
+
+def wire_fields(cls: type) -> list[tuple[str, str]]:
+    """Returns [(field name, wire type), ...] of a message class, in wire order."""
+    return [(f.name, f.metadata["wire"]) for f in dataclasses.fields(cls)]
+
+
+_INT_RANGES = {U32: (0, 2**32 - 1), U64: (0, 2**64 - 1), I64: (-(2**63), 2**63 - 1)}
+
+
+def _check(kind: str, value: Any) -> Any:
+    """Returns `value` in the form its wire type is packed as; raises TypeError/ValueError."""
+    if kind in _INT_RANGES:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an int for {kind}, got {type(value).__name__}")
+        low, high = _INT_RANGES[kind]
+        if not low <= value <= high:
+            raise ValueError(f"{value} is out of range for {kind}")
+        return value
+    if kind == F64:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"expected a float for f64, got {type(value).__name__}")
+        return float(value)  # msgpack packs a Python float as float64, like msgpack-c's double
+    if kind == STR:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a str, got {type(value).__name__}")
+        return value
+    if kind == BIN:
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"expected bytes for bin, got {type(value).__name__}")
+        return bytes(value)
+    if kind == BOOL:
+        if not isinstance(value, bool):
+            raise TypeError(f"expected a bool, got {type(value).__name__}")
+        return value
+    if kind == STR_LIST:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise TypeError("expected a list of str")
+        return list(value)
+    raise AssertionError(f"unknown wire type {kind}")
+
+
+def encode_body(msg: Message) -> bytes:
+    """Returns the msgpack body (frame 2) of `msg`.
+
+    Requires every field to hold a value of its wire type (raises TypeError/ValueError if not:
+    encoding a malformed message is a bug in the caller, not a wire condition).
+    """
+    values = []
+    for f in dataclasses.fields(msg):
+        try:
+            values.append(_check(f.metadata["wire"], getattr(msg, f.name)))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{type(msg).__name__}.{f.name}: {exc}") from None
+    return msgpack.packb(values, use_bin_type=True)
+
+
+def encode(msg: Message) -> list[bytes]:
+    """Returns the three frames [signature, command, body] of `msg`, ready for send_multipart."""
+    return [SIGNATURE, bytes([msg.COMMAND]), encode_body(msg)]
+
+
+def decode_body(cls: type, body: bytes) -> Message:
+    """Decodes a body (frame 2) into an instance of message class `cls`.
+
+    Raises DecodeError unless `body` is exactly one msgpack array whose first elements have the
+    types of cls's fields. Extra trailing elements are ignored, so a newer peer can append fields
+    without breaking an older one (as in common/protocol.hpp).
+    """
+    try:
+        values = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types (ExtraData, ValueError...)
+        raise DecodeError(f"{cls.__name__}: body is not valid msgpack: {exc}", body, exc) from exc
+    if not isinstance(values, list):
+        raise DecodeError(
+            f"{cls.__name__}: body is a {type(values).__name__}, not an array", body)
+    fields = wire_fields(cls)
+    if len(values) < len(fields):
+        raise DecodeError(
+            f"{cls.__name__}: body has {len(values)} fields, needs {len(fields)}", body)
+    kwargs = {}
+    for (name, kind), value in zip(fields, values):
+        try:
+            kwargs[name] = _check_decoded(kind, value)
+        except (TypeError, ValueError) as exc:
+            raise DecodeError(f"{cls.__name__}.{name}: {exc}", body, exc) from exc
+    return cls(**kwargs)
+
+
+def _check_decoded(kind: str, value: Any) -> Any:
+    """Like _check, but a bin must arrive as msgpack bin (bytes), never as a str."""
+    if kind == BIN and not isinstance(value, bytes):
+        raise TypeError(f"expected msgpack bin, got {type(value).__name__}")
+    return _check(kind, value)
+
+
+def decode(frames: Sequence[bytes]) -> Message:
+    """Decodes the frames of one message (without a ROUTER identity frame) into a message.
+
+    Raises DecodeError (with .raw = the frames) for a wrong frame count, an unknown signature or
+    version, an unknown command or a body that does not hold the command's fields.
+    """
+    raw = [bytes(f) for f in frames]
+    if len(raw) != 3:
+        raise DecodeError(f"expected 3 frames, got {len(raw)}", raw)
+    signature, command, body = raw
+    if signature != SIGNATURE:
+        raise DecodeError(f"unknown signature {signature[:32]!r}", raw)
+    if len(command) != 1:
+        raise DecodeError(f"command frame has {len(command)} bytes, expected 1", raw)
+    cls = MESSAGE_TYPES.get(command[0])
+    if cls is None:
+        raise DecodeError(f"unknown command {command[0]}", raw)
+    try:
+        return decode_body(cls, body)
+    except DecodeError as exc:
+        raise DecodeError(str(exc), raw, exc.cause) from exc
