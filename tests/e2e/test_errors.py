@@ -1,0 +1,109 @@
+"""Every error status the api documents, with its JSON body; a bad request changes nothing."""
+import socket
+import time
+
+import httpx
+import pytest
+
+
+def error_code(response):
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["message"]
+    return body["error"]["code"]
+
+
+def test_healthz_and_readyz(pipeline):
+    assert pipeline.http.get("/healthz").status_code == 200
+    ready = pipeline.http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+def test_malformed_json_is_400(pipeline):
+    response = pipeline.http.post("/v1/jobs", content=b'{"type": "echo",', headers={"content-type": "application/json"})
+    assert response.status_code == 400 and error_code(response) == "invalid_json"
+    response = pipeline.http.post("/v1/jobs", content=b"[1, 2]")
+    assert response.status_code == 400 and error_code(response) == "invalid_json"
+
+
+def test_body_over_the_limit_is_413(pipeline):
+    big = b'{"type": "echo", "input": "' + b"x" * (1024 * 1024 + 10) + b'"}'
+    response = pipeline.http.post("/v1/jobs", content=big)
+    assert response.status_code == 413 and error_code(response) == "body_too_large"
+
+
+@pytest.mark.parametrize("body", [
+    {"input": 1},
+    {"type": ""},
+    {"type": 7},
+    {"type": "bad type!"},
+    {"type": "echo", "options": []},
+    {"type": "echo", "options": {"timeout_s": 0}},
+    {"type": "echo", "options": {"timeout_s": "10"}},
+    {"type": "echo", "options": {"max_attempts": 1000}},
+    {"type": "echo", "options": {"priority": -1}},
+    {"type": "echo", "options": {"priority": 10}},
+    {"type": "echo", "options": {"bogus": 1}},
+])
+def test_invalid_fields_are_422(pipeline, body):
+    response = pipeline.http.post("/v1/jobs", json=body)
+    assert response.status_code == 422 and error_code(response) == "invalid_request"
+
+
+def test_unknown_job_type_is_422(pipeline):
+    response = pipeline.http.post("/v1/jobs", json={"type": "no_such_task"})
+    assert response.status_code == 422 and error_code(response) == "unknown_job_type"
+
+
+def test_unknown_ids_and_paths_are_404(pipeline):
+    for path in ("/v1/jobs/00000000-0000-4000-8000-000000000000", "/v1/jobs/not-a-uuid",
+                 "/v1/jobs/00000000-0000-4000-8000-000000000000/events",
+                 "/v1/jobs/00000000-0000-4000-8000-000000000000/result"):
+        response = pipeline.http.get(path)
+        assert response.status_code == 404 and error_code(response) == "job_not_found", path
+    response = pipeline.http.get("/v2/nothing")
+    assert response.status_code == 404 and error_code(response) == "not_found"
+
+
+def test_wrong_method_is_405(pipeline):
+    response = pipeline.http.put("/v1/jobs", json={})
+    assert response.status_code == 405 and error_code(response) == "method_not_allowed"
+    assert "POST" in response.headers["allow"]
+
+
+def test_bad_wait_is_422(pipeline):
+    job = pipeline.submit("echo", 1)
+    response = pipeline.http.get(f"/v1/jobs/{job['id']}/result", params={"wait": 100000})
+    assert response.status_code == 422 and error_code(response) == "invalid_request"
+
+
+def test_garbage_on_the_socket_does_not_hurt_other_clients(pipeline):
+    host, port = pipeline.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as raw:
+        raw.sendall(b"\x00\xff GARBAGE \r\n\r\n")
+        raw.settimeout(5)
+        reply = raw.recv(4096)
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 400")
+    job = pipeline.submit("echo", "still fine")
+    assert pipeline.wait_result(job["id"])["result"] == "still fine"
+
+
+def test_broker_down_is_503_and_recovers(fresh_pipeline):
+    p = fresh_pipeline.start()
+    p.start_worker("native")
+    p.wait_ready("echo")
+    assert p.stop_process(p.broker) == 0
+    response = p.http.post("/v1/jobs", json={"type": "echo", "input": 1})
+    assert response.status_code == 503 and error_code(response) == "broker_unavailable"
+    ready = p.http.get("/readyz")
+    assert ready.status_code == 503 and error_code(ready) == "not_ready"
+
+
+def test_redis_down_is_503_on_reads_and_readyz(fresh_pipeline):
+    p = fresh_pipeline.start()
+    assert p.stop_process(p.redis) == 0
+    time.sleep(0.5)
+    response = p.http.get("/v1/jobs/00000000-0000-4000-8000-000000000000")
+    assert response.status_code == 503 and error_code(response) == "redis_unavailable"
+    ready = p.http.get("/readyz")
+    assert ready.status_code == 503
