@@ -3,7 +3,7 @@ Redis, events streamed back (SSE), long-poll, replay with Last-Event-ID."""
 import threading
 import time
 
-from conftest import TERMINAL
+from pipeline import TERMINAL
 
 
 def test_echo_returns_its_input_unchanged(pipeline):

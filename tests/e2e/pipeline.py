@@ -1,0 +1,180 @@
+"""Runs the real pipeline for tests and benchmarks: redis-server, broker, api and workers as
+separate processes on free ports, with a throwaway Redis data directory."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("SLUICE_BUILD_DIR", ROOT / "build"))
+VENV_BIN = ROOT / ".venv" / "bin"
+TERMINAL = {"succeeded", "failed", "canceled"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_line(path: Path, pattern: str, proc: subprocess.Popen, timeout: float = 15.0) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            match = re.search(pattern, path.read_text())
+            if match:
+                return match
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}: {path.read_text()}")
+        time.sleep(0.05)
+    raise TimeoutError(f"no '{pattern}' in {path}")
+
+
+class Pipeline:
+    """One running Sluice: start() brings up Redis, broker and api; workers are added per test."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.workers: list[subprocess.Popen] = []
+        self.env = dict(os.environ)
+
+    # -- processes ---------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str], env: dict) -> tuple[subprocess.Popen, Path]:
+        out = self.workdir / f"{name}-{len(self.procs)}.out"
+        err = self.workdir / f"{name}-{len(self.procs)}.log"
+        proc = subprocess.Popen(argv, env=env, stdout=out.open("w"), stderr=err.open("w"))
+        self.procs.append((name, proc))
+        return proc, out
+
+    def start(self, **broker_env: str) -> "Pipeline":
+        self.redis_port = free_port()
+        (self.workdir / "redis").mkdir(exist_ok=True)
+        self.start_redis()
+        self.env.update(SLUICE_REDIS_HOST="127.0.0.1", SLUICE_REDIS_PORT=str(self.redis_port),
+                        SLUICE_LOG_LEVEL="info")
+        self.start_broker(**broker_env)
+        self.start_api()
+        return self
+
+    def start_redis(self) -> None:
+        self.redis, _ = self._spawn("redis", [
+            "redis-server", str(ROOT / "config" / "redis.conf"), "--port", str(self.redis_port),
+            "--dir", str(self.workdir / "redis"), "--logfile", str(self.workdir / "redis.log")], self.env)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"],
+                              capture_output=True, text=True).stdout.strip() == "PONG":
+                return
+            time.sleep(0.05)
+        raise TimeoutError("redis-server did not start")
+
+    def start_broker(self, **extra: str) -> None:
+        env = dict(self.env, SLUICE_BROKER_API_ENDPOINT="tcp://127.0.0.1:*",
+                   SLUICE_BROKER_WORKER_ENDPOINT="tcp://127.0.0.1:*", **extra)
+        self.broker, out = self._spawn("broker", [str(BUILD / "broker" / "sluice-broker")], env)
+        match = wait_for_line(out, r"frontend (\S+) backend (\S+)", self.broker)
+        self.frontend, self.backend = match.group(1), match.group(2)
+        self.env.update(SLUICE_BROKER_API_ENDPOINT=self.frontend, SLUICE_BROKER_WORKER_ENDPOINT=self.backend)
+
+    def start_api(self, **extra: str) -> None:
+        env = dict(self.env, SLUICE_API_PORT="0", **extra)
+        self.api, out = self._spawn("api", [str(BUILD / "api" / "sluice-api")], env)
+        match = wait_for_line(out, r"listening on (http://\S+)", self.api)
+        self.url = match.group(1)
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    def start_worker(self, kind: str = "python", concurrency: int = 4, name: str | None = None,
+                     modules: list[str] | None = None) -> subprocess.Popen:
+        env = dict(self.env, SLUICE_WORKER_CONCURRENCY=str(concurrency))
+        if name:
+            env["SLUICE_WORKER_NAME"] = name
+        if kind == "python":
+            argv = [str(VENV_BIN / "sluice-worker"), *(modules or []), "--concurrency", str(concurrency)]
+            if name:
+                argv += ["--name", name]
+        else:
+            argv = [str(BUILD / "workers" / "sluice-worker-native")]
+        proc, _ = self._spawn(f"worker-{kind}", argv, env)
+        self.workers.append(proc)
+        return proc
+
+    def wait_ready(self, job_type: str, timeout: float = 15.0) -> None:
+        """Waits until a worker has declared job_type (a submit stops answering 422)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            members = subprocess.run(["redis-cli", "-p", str(self.redis_port), "smembers", "sluice:types"],
+                                     capture_output=True, text=True).stdout.split()
+            if job_type in members:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"no worker declared {job_type}")
+
+    def stop_process(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        return proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+    def logs(self) -> str:
+        parts = []
+        for path in sorted(self.workdir.glob("*.log")) + sorted(self.workdir.glob("*.out")):
+            parts.append(f"==== {path.name}\n{path.read_text()[-4000:]}")
+        return "\n".join(parts)
+
+    # -- HTTP helpers ------------------------------------------------------------------
+    def submit(self, job_type: str, input=None, **options) -> dict:
+        body = {"type": job_type, "input": input}
+        if options:
+            body["options"] = options
+        response = self.http.post("/v1/jobs", json=body)
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    def wait_result(self, job_id: str, timeout: float = 30.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.http.get(f"/v1/jobs/{job_id}/result", params={"wait": 5})
+            if response.status_code == 200:
+                return response.json()
+            assert response.status_code == 202, response.text
+        raise TimeoutError(f"job {job_id} did not finish")
+
+    def events(self, job_id: str, last_event_id: int | None = None, timeout: float = 30.0) -> list[dict]:
+        """Reads the job's SSE stream until the server closes it; returns the parsed events."""
+        headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+        return parse_sse(self.http, f"/v1/jobs/{job_id}/events", headers, timeout)
+
+
+def parse_sse(client: httpx.Client, path: str, headers: dict, timeout: float) -> list[dict]:
+    events, current = [], {}
+    with client.stream("GET", path, headers=headers, timeout=timeout) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line == "":
+                if "data" in current:
+                    events.append({"id": int(current["id"]), "event": current["event"],
+                                   "data": json.loads(current["data"])})
+                current = {}
+            elif not line.startswith(":"):
+                key, _, value = line.partition(":")
+                current[key] = value[1:] if value.startswith(" ") else value
+    return events
