@@ -1,0 +1,48 @@
+// ApiConfig: every knob of sluice-api, with its default beside it. main.cpp fills it from the
+// environment (variable named on each field); nothing else reads the environment.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace sluice::api {
+
+struct ApiConfig {
+    // SLUICE_API_HOST: address the HTTP listener binds.
+    std::string host = "127.0.0.1";
+    // SLUICE_API_PORT: HTTP port; 0 picks a free port (printed on the "listening" line).
+    std::uint16_t port = 8080;
+    // SLUICE_BROKER_API_ENDPOINT: the broker's frontend ROUTER (schemas/PROTOCOL.md, Sockets).
+    std::string broker_endpoint = "tcp://127.0.0.1:5555";
+    // SLUICE_REDIS_HOST / SLUICE_REDIS_PORT: the Redis server holding job state.
+    std::string redis_host = "127.0.0.1";
+    int redis_port = 6399;
+    // SLUICE_API_MAX_BODY: largest request body accepted, in bytes; past it 413 body_too_large.
+    std::size_t max_body = 1048576;
+    // SLUICE_API_MAX_CONNECTIONS: open HTTP connections across all threads; past it a new
+    // connection gets 503 too_many_connections and is closed.
+    std::size_t max_connections = 1024;
+    // SLUICE_BROKER_TIMEOUT_MS: how long to wait for the broker's REPLY to SUBMIT/CANCEL before
+    // answering 503 broker_unavailable.
+    std::chrono::milliseconds broker_timeout{5000};
+    // SLUICE_API_THREADS: event-loop threads; each is a share-nothing shard with its own
+    // listener (SO_REUSEPORT), Redis connections and broker link.
+    int threads = 1;
+    // SLUICE_LOG_LEVEL: debug, info, warn or error.
+    std::string log_level = "info";
+
+    // Not from the environment: fixed limits, named here so they are documented in one place.
+    // Header block limit; past it 431 headers_too_large.
+    std::size_t max_header_bytes = 16 * 1024;
+    // Time a client gets to send one whole request (and to idle between keep-alive requests),
+    // so a trickling client cannot hold a connection slot forever.
+    std::chrono::milliseconds request_timeout{30000};
+    // Time a client gets to accept one response write (or one SSE event batch).
+    std::chrono::milliseconds write_timeout{30000};
+    // How long SIGINT/SIGTERM waits for in-flight requests before closing everything.
+    std::chrono::milliseconds shutdown_grace{5000};
+};
+
+}  // namespace sluice::api

@@ -1,0 +1,287 @@
+// hiredis async attached to Asio (see redis_client.hpp).
+//
+// hiredis tells us through five hooks when it wants to read or write its socket; the Adapter
+// turns each into a one-shot async_wait on a stream_descriptor wrapping hiredis's fd and calls
+// redisAsyncHandleRead/Write when the socket is ready. hiredis owns the fd: the descriptor is
+// release()d, never closed, when hiredis cleans up.
+#include "redis_client.hpp"
+
+#include "log.hpp"
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+namespace sluice::api {
+namespace {
+
+// Reconnect delays: start fast so a Redis restart is barely noticed, cap so a long outage costs
+// one connect attempt every 2 s per connection.
+constexpr auto BACKOFF_MIN = std::chrono::milliseconds(100);
+constexpr auto BACKOFF_MAX = std::chrono::milliseconds(2000);
+// A connect that has not completed by then (e.g. SYNs into a black hole) is abandoned and retried.
+constexpr auto CONNECT_TIMEOUT = std::chrono::milliseconds(2000);
+
+RedisValue unavailable(std::string why) {
+    RedisValue v;
+    v.kind = RedisValue::Kind::UNAVAILABLE;
+    v.str = std::move(why);
+    return v;
+}
+
+RedisValue convert(const redisReply* r) {
+    RedisValue v;
+    switch (r->type) {
+        case REDIS_REPLY_STRING: v.kind = RedisValue::Kind::STRING; break;
+        case REDIS_REPLY_STATUS: v.kind = RedisValue::Kind::STATUS; break;
+        case REDIS_REPLY_ERROR: v.kind = RedisValue::Kind::ERROR; break;
+        case REDIS_REPLY_INTEGER: v.kind = RedisValue::Kind::INTEGER; break;
+        case REDIS_REPLY_ARRAY: v.kind = RedisValue::Kind::ARRAY; break;
+        default: v.kind = RedisValue::Kind::NIL; break;
+    }
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR)
+        v.str.assign(r->str, r->len);
+    if (r->type == REDIS_REPLY_INTEGER) v.integer = r->integer;
+    if (r->type == REDIS_REPLY_ARRAY) {
+        v.elements.reserve(r->elements);
+        for (std::size_t i = 0; i < r->elements; ++i) v.elements.push_back(convert(r->element[i]));
+    }
+    return v;
+}
+
+}  // namespace
+
+// The five hiredis event hooks for one redisAsyncContext. Shared-owned so that async_wait
+// handlers still pending after hiredis's cleanup find a live object (with ctx == nullptr).
+class RedisConnection::Adapter : public std::enable_shared_from_this<Adapter> {
+public:
+    Adapter(asio::io_context& ioc, redisAsyncContext* ctx) : descriptor_(ioc, ctx->c.fd), ctx_(ctx) {}
+
+    void attach() {
+        ctx_->ev.data = this;
+        ctx_->ev.addRead = [](void* p) { static_cast<Adapter*>(p)->set_read(true); };
+        ctx_->ev.delRead = [](void* p) { static_cast<Adapter*>(p)->set_read(false); };
+        ctx_->ev.addWrite = [](void* p) { static_cast<Adapter*>(p)->set_write(true); };
+        ctx_->ev.delWrite = [](void* p) { static_cast<Adapter*>(p)->set_write(false); };
+        ctx_->ev.cleanup = [](void* p) { static_cast<Adapter*>(p)->cleanup(); };
+    }
+
+private:
+    void set_read(bool on) {
+        want_read_ = on;
+        if (on) arm_read();
+    }
+    void set_write(bool on) {
+        want_write_ = on;
+        if (on) arm_write();
+    }
+
+    void arm_read() {
+        if (read_armed_ || !ctx_) return;
+        read_armed_ = true;
+        descriptor_.async_wait(asio::posix::stream_descriptor::wait_read,
+                               [self = shared_from_this()](boost::system::error_code ec) {
+                                   self->read_armed_ = false;
+                                   if (ec || !self->ctx_ || !self->want_read_) return;
+                                   redisAsyncHandleRead(self->ctx_);  // may end in cleanup()
+                                   if (self->ctx_ && self->want_read_) self->arm_read();
+                               });
+    }
+
+    void arm_write() {
+        if (write_armed_ || !ctx_) return;
+        write_armed_ = true;
+        descriptor_.async_wait(asio::posix::stream_descriptor::wait_write,
+                               [self = shared_from_this()](boost::system::error_code ec) {
+                                   self->write_armed_ = false;
+                                   if (ec || !self->ctx_ || !self->want_write_) return;
+                                   redisAsyncHandleWrite(self->ctx_);  // may end in cleanup()
+                                   if (self->ctx_ && self->want_write_) self->arm_write();
+                               });
+    }
+
+    // hiredis is about to free the context and close the fd: forget both.
+    void cleanup() {
+        ctx_ = nullptr;
+        want_read_ = want_write_ = false;
+        boost::system::error_code ignored;
+        descriptor_.cancel(ignored);
+        (void)descriptor_.release();
+    }
+
+    asio::posix::stream_descriptor descriptor_;
+    redisAsyncContext* ctx_;
+    bool want_read_ = false, want_write_ = false;
+    bool read_armed_ = false, write_armed_ = false;
+};
+
+// One command in flight; shared by the awaiting coroutine and the hiredis callback.
+struct RedisConnection::Call {
+    explicit Call(asio::io_context& ioc) : waiter(ioc) {}
+    Waiter waiter;
+    std::optional<RedisValue> value;
+};
+
+RedisConnection::RedisConnection(asio::io_context& ioc, std::string host, int port, std::string name)
+    : ioc_(ioc),
+      host_(std::move(host)),
+      port_(port),
+      name_(std::move(name)),
+      retry_timer_(ioc),
+      connect_timer_(ioc),
+      backoff_(BACKOFF_MIN) {}
+
+RedisConnection::~RedisConnection() { stop(); }
+
+void RedisConnection::set_subscription(std::string channel,
+                                       std::function<void(const std::string&)> on_message,
+                                       std::function<void()> on_subscribed) {
+    channel_ = std::move(channel);
+    on_message_ = std::move(on_message);
+    on_subscribed_ = std::move(on_subscribed);
+}
+
+void RedisConnection::start() {
+    stopped_ = false;
+    connect();
+}
+
+void RedisConnection::stop() {
+    stopped_ = true;
+    retry_timer_.cancel();
+    connect_timer_.cancel();
+    if (ctx_) {
+        redisAsyncContext* ctx = ctx_;
+        ctx_ = nullptr;
+        connected_ = false;
+        redisAsyncFree(ctx);  // pending callbacks get a NULL reply -> UNAVAILABLE
+    }
+    adapter_.reset();
+}
+
+void RedisConnection::connect() {
+    if (stopped_) return;
+    redisAsyncContext* ctx = redisAsyncConnect(host_.c_str(), port_);
+    if (!ctx) {
+        log::warn("redis {}: out of memory creating a context", name_);
+        schedule_reconnect();
+        return;
+    }
+    if (ctx->err) {
+        log::warn("redis {}: cannot connect to {}:{}: {}", name_, host_, port_, ctx->errstr);
+        redisAsyncFree(ctx);
+        schedule_reconnect();
+        return;
+    }
+    ctx_ = ctx;
+    ctx->data = this;
+    adapter_ = std::make_shared<Adapter>(ioc_, ctx);
+    adapter_->attach();  // hooks first: setting the connect callback already asks to write
+    redisAsyncSetConnectCallback(ctx, &RedisConnection::handle_connect);
+    redisAsyncSetDisconnectCallback(ctx, &RedisConnection::handle_disconnect);
+    connect_timer_.expires_after(CONNECT_TIMEOUT);
+    connect_timer_.async_wait([this, ctx](boost::system::error_code ec) {
+        if (ec || connected_ || ctx_ != ctx) return;
+        log::warn("redis {}: connect to {}:{} timed out", name_, host_, port_);
+        ctx_ = nullptr;
+        redisAsyncFree(ctx);  // never connected: no disconnect callback follows
+        schedule_reconnect();
+    });
+}
+
+void RedisConnection::schedule_reconnect() {
+    if (stopped_) return;
+    retry_timer_.expires_after(backoff_);
+    backoff_ = std::min<Clock::duration>(backoff_ * 2, BACKOFF_MAX);
+    retry_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) connect();
+    });
+}
+
+void RedisConnection::handle_connect(const redisAsyncContext* ac, int status) {
+    auto* self = static_cast<RedisConnection*>(ac->data);
+    if (status != REDIS_OK) {
+        // hiredis frees the context right after this callback returns.
+        self->ctx_ = nullptr;
+        self->connect_timer_.cancel();
+        self->on_lost(ac->errstr);
+        return;
+    }
+    self->on_connected();
+}
+
+void RedisConnection::handle_disconnect(const redisAsyncContext* ac, int status) {
+    auto* self = static_cast<RedisConnection*>(ac->data);
+    self->ctx_ = nullptr;
+    if (self->stopped_) return;
+    self->on_lost(status == REDIS_OK ? "closed" : ac->errstr);
+}
+
+void RedisConnection::on_connected() {
+    connect_timer_.cancel();
+    connected_ = true;
+    backoff_ = BACKOFF_MIN;
+    log::info("redis {}: connected to {}:{}", name_, host_, port_);
+    if (!channel_.empty()) {
+        const char* argv[] = {"SUBSCRIBE", channel_.c_str()};
+        const size_t lens[] = {9, channel_.size()};
+        redisAsyncCommandArgv(ctx_, &RedisConnection::handle_message, this, 2, argv, lens);
+    }
+}
+
+void RedisConnection::on_lost(const char* why) {
+    const bool was_connected = connected_;
+    connected_ = false;
+    if (was_connected)
+        log::warn("redis {}: connection lost ({}); reconnecting", name_, why ? why : "?");
+    else
+        log::debug("redis {}: connect failed ({})", name_, why ? why : "?");
+    schedule_reconnect();
+}
+
+void RedisConnection::handle_message(redisAsyncContext* ac, void* reply, void*) {
+    auto* self = static_cast<RedisConnection*>(ac->data);
+    auto* r = static_cast<redisReply*>(reply);
+    if (!r || !self || r->type != REDIS_REPLY_ARRAY || r->elements < 3) return;
+    const redisReply* kind = r->element[0];
+    const redisReply* payload = r->element[2];
+    if (kind->type != REDIS_REPLY_STRING) return;
+    const std::string_view k(kind->str, kind->len);
+    if (k == "subscribe") {
+        log::debug("redis {}: subscribed to {}", self->name_, self->channel_);
+        if (self->on_subscribed_) self->on_subscribed_();
+    } else if (k == "message" && payload->type == REDIS_REPLY_STRING) {
+        if (self->on_message_) self->on_message_(std::string(payload->str, payload->len));
+    }
+}
+
+void RedisConnection::handle_reply(redisAsyncContext*, void* reply, void* privdata) {
+    std::unique_ptr<std::shared_ptr<Call>> call(static_cast<std::shared_ptr<Call>*>(privdata));
+    (*call)->value = reply ? convert(static_cast<redisReply*>(reply)) : unavailable("connection lost");
+    (*call)->waiter.wake();
+}
+
+awaitable<RedisValue> RedisConnection::command(std::vector<std::string> args,
+                                               Clock::duration timeout) {
+    if (!connected_ || !ctx_) co_return unavailable("not connected");
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const auto& a : args) {
+        argv.push_back(a.data());
+        lens.push_back(a.size());
+    }
+    auto call = std::make_shared<Call>(ioc_);
+    auto* holder = new std::shared_ptr<Call>(call);
+    if (redisAsyncCommandArgv(ctx_, &RedisConnection::handle_reply, holder,
+                              static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK) {
+        delete holder;
+        co_return unavailable("connection closing");
+    }
+    const auto deadline = Clock::now() + timeout;
+    while (!call->value && Clock::now() < deadline) co_await wait_for(call->waiter, deadline - Clock::now());
+    if (!call->value) co_return unavailable("timed out");
+    co_return std::move(*call->value);
+}
+
+}  // namespace sluice::api

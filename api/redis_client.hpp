@@ -1,0 +1,86 @@
+// An async Redis connection for one shard: hiredis's async API attached to the shard's Asio
+// loop through its event hooks, wrapped so a coroutine can `co_await` a command's reply.
+// Reconnects by itself with backoff; while it is down every command answers UNAVAILABLE at
+// once. Optionally SUBSCRIBEs to one channel after every (re)connect. Not thread-safe: use it
+// only from the loop thread of the io_context it was made with.
+#pragma once
+
+#include "loop.hpp"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+struct redisAsyncContext;
+
+namespace sluice::api {
+
+// A Redis reply copied out of hiredis, plus UNAVAILABLE for "no answer" (not connected,
+// connection lost before the reply, or timed out).
+struct RedisValue {
+    enum class Kind { NIL, STRING, INTEGER, ARRAY, STATUS, ERROR, UNAVAILABLE };
+    Kind kind = Kind::NIL;
+    std::string str;  // STRING, STATUS, ERROR, UNAVAILABLE (the reason)
+    long long integer = 0;
+    std::vector<RedisValue> elements;
+
+    // True when Redis answered and the answer is not an error.
+    bool ok() const { return kind != Kind::ERROR && kind != Kind::UNAVAILABLE; }
+};
+
+class RedisConnection {
+public:
+    // `name` is only for logs ("commands", "subscriber").
+    RedisConnection(asio::io_context& ioc, std::string host, int port, std::string name);
+    ~RedisConnection();
+    RedisConnection(const RedisConnection&) = delete;
+    RedisConnection& operator=(const RedisConnection&) = delete;
+
+    // Makes this a subscriber: after each connect it SUBSCRIBEs to `channel`, calls
+    // `on_subscribed` once the subscription is confirmed, and `on_message` with each payload.
+    // Call before start().
+    void set_subscription(std::string channel, std::function<void(const std::string&)> on_message,
+                          std::function<void()> on_subscribed);
+
+    // Starts connecting; keeps reconnecting (with backoff) until stop().
+    void start();
+    // Closes the connection for good; pending commands answer UNAVAILABLE.
+    void stop();
+
+    bool connected() const { return connected_; }
+
+    // Sends one command (binary-safe arguments) and returns its reply, or UNAVAILABLE when
+    // not connected, the connection drops, or no reply comes within `timeout`.
+    awaitable<RedisValue> command(std::vector<std::string> args, Clock::duration timeout);
+
+private:
+    class Adapter;
+    struct Call;
+
+    void connect();
+    void schedule_reconnect();
+    void on_connected();
+    void on_lost(const char* why);
+    static void handle_connect(const redisAsyncContext* ac, int status);
+    static void handle_disconnect(const redisAsyncContext* ac, int status);
+    static void handle_reply(redisAsyncContext* ac, void* reply, void* privdata);
+    static void handle_message(redisAsyncContext* ac, void* reply, void* privdata);
+
+    asio::io_context& ioc_;
+    std::string host_;
+    int port_;
+    std::string name_;
+    redisAsyncContext* ctx_ = nullptr;
+    std::shared_ptr<Adapter> adapter_;
+    bool connected_ = false;
+    bool stopped_ = true;
+    asio::steady_timer retry_timer_;
+    asio::steady_timer connect_timer_;
+    Clock::duration backoff_;
+    std::string channel_;
+    std::function<void(const std::string&)> on_message_;
+    std::function<void()> on_subscribed_;
+};
+
+}  // namespace sluice::api

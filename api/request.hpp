@@ -1,0 +1,135 @@
+// Pure request/response logic of the HTTP api: JSON validation, protocol conversion, job and
+// event formatting, routing. Everything here takes and returns plain data (no sockets, no
+// Redis), so tests/unit/test_api_request.cpp drives it directly. All functions are thread-safe.
+#pragma once
+
+#include "protocol.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace sluice::api {
+
+using json = nlohmann::json;
+
+// A plain HTTP answer: status, extra headers, body. Content-Type defaults to JSON.
+struct HttpResult {
+    int status = 200;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+    std::string content_type = "application/json";
+};
+
+// An expected failure with its HTTP status and stable error code.
+struct ApiError {
+    int status = 400;
+    std::string code;
+    std::string message;
+};
+
+// Either a value or the ApiError explaining why there is none.
+template <class T>
+using Checked = std::variant<T, ApiError>;
+
+// Limits of POST /v1/jobs options (inclusive) and their defaults.
+inline constexpr std::int64_t TIMEOUT_S_MIN = 1, TIMEOUT_S_MAX = 86400, TIMEOUT_S_DEFAULT = 300;
+inline constexpr std::int64_t MAX_ATTEMPTS_MIN = 1, MAX_ATTEMPTS_MAX = 100, MAX_ATTEMPTS_DEFAULT = 3;
+inline constexpr std::int64_t PRIORITY_MIN = 0, PRIORITY_MAX = 9, PRIORITY_DEFAULT = 0;
+// Deepest JSON nesting accepted in a request body. The msgpack encoder and decoder recurse,
+// so this keeps a hostile body from exhausting the stack.
+inline constexpr int MAX_JSON_DEPTH = 64;
+// Longest ?wait= for GET /v1/jobs/{id}/result, in seconds.
+inline constexpr int MAX_RESULT_WAIT_S = 60;
+inline constexpr std::string_view DEFAULT_TENANT = "default";
+
+// Serialises `value` compactly; invalid UTF-8 in strings is replaced, never thrown.
+std::string dump_json(const json& value);
+
+// Returns the body `{"error": {"code": code, "message": message}}`.
+std::string error_body(std::string_view code, std::string_view message);
+
+// Returns a JSON HttpResult for `error`.
+HttpResult error_result(const ApiError& error);
+
+// Validates a POST /v1/jobs body and builds the SUBMIT to send (req_id left 0). `job_id` is the
+// id the job will get. Errors: 400 invalid_json, 422 invalid_request (message names the field).
+Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id);
+
+// Returns true when `type` matches [A-Za-z0-9_.:-]{1,128}.
+bool is_valid_job_type(std::string_view type);
+
+// Returns a fresh random UUIDv4 (122 bits from the kernel CSPRNG), lowercase 8-4-4-4-12.
+// Throws std::system_error if the kernel refuses randomness (broken setup).
+std::string make_job_id();
+
+// Returns true when `id` is shaped like a UUID: 8-4-4-4-12 hex digits.
+bool is_uuid(std::string_view id);
+
+// Formats ms since the epoch as ISO-8601 UTC with milliseconds: 2026-01-02T03:04:05.678Z.
+std::string iso8601_ms(std::int64_t ms);
+
+// Returns true for succeeded, failed and canceled.
+bool is_terminal_status(std::string_view status);
+
+// Decodes a msgpack value into JSON; null when `bytes` is empty or does not decode.
+json msgpack_to_json(std::string_view bytes);
+
+// Builds the job body of GET /v1/jobs/{id} from the fields of the sluice:job:{id} hash.
+json job_to_json(const std::map<std::string, std::string>& hash);
+
+// One entry of the sluice:events:{id} stream as XRANGE returns it.
+struct EventEntry {
+    std::string id;  // "{seq}-1"
+    std::vector<std::pair<std::string, std::string>> fields;
+};
+
+// The sequence number of an entry: its `seq` field, else the part of its id before '-'.
+std::optional<std::uint64_t> event_seq(const EventEntry& entry);
+
+// Returns the value of field `name` of `entry`, or nullptr.
+const std::string* event_field(const EventEntry& entry, std::string_view name);
+
+// Formats one entry as an SSE message: "id: {seq}\nevent: {event}\ndata: {json}\n\n".
+std::string format_sse_event(std::string_view job_id, const EventEntry& entry);
+
+// Parses a Last-Event-ID value (a decimal seq). nullopt when it is not one.
+std::optional<std::uint64_t> parse_last_event_id(std::string_view text);
+
+// Parses ?wait=S (0..60). Error 422 invalid_request otherwise.
+Checked<int> parse_wait(std::string_view text);
+
+// A request target split into its path and decoded query parameters.
+struct Target {
+    std::string path;
+    std::map<std::string, std::string> query;
+};
+Target split_target(std::string_view target);
+
+// The routes of the api. The table in request.cpp maps each to a method and a path pattern.
+enum class Route { HEALTHZ, READYZ, SUBMIT_JOB, GET_JOB, CANCEL_JOB, GET_RESULT, GET_EVENTS };
+
+struct RouteMatch {
+    enum Kind { FOUND, NOT_FOUND, METHOD_NOT_ALLOWED } kind = NOT_FOUND;
+    Route route = Route::HEALTHZ;
+    std::string job_id;  // the {id} segment, when the pattern has one
+    std::string allow;   // for METHOD_NOT_ALLOWED: "GET, DELETE"
+};
+
+// Finds the route for `method` and `path` (no query string).
+RouteMatch match_route(std::string_view method, std::string_view path);
+
+// HTTP answer to a SUBMIT, from the broker's REPLY (202 with links, else the REPLY's error).
+HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply);
+
+// HTTP answer to a CANCEL, from the broker's REPLY.
+HttpResult cancel_result(std::string_view job_id, const proto::Reply& reply);
+
+}  // namespace sluice::api

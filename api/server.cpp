@@ -1,0 +1,639 @@
+// HTTP sessions, request handlers and the per-thread shard of sluice-api (see server.hpp).
+// The pure parts (validation, formatting, routing) live in request.cpp; this file does the I/O.
+#include "server.hpp"
+
+#include "broker_link.hpp"
+#include "log.hpp"
+#include "loop.hpp"
+#include "redis_client.hpp"
+#include "request.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+
+#include <sys/socket.h>
+
+#include <exception>
+#include <unordered_set>
+
+namespace sluice::api {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+using Request = http::request<http::string_body>;
+
+// Redis commands answer in well under a millisecond; past this Redis counts as unavailable.
+constexpr auto REDIS_TIMEOUT = std::chrono::milliseconds(2000);
+// /readyz gives each dependency this long to answer its PING.
+constexpr auto READY_TIMEOUT = std::chrono::milliseconds(1000);
+// Long polls and SSE streams re-read Redis at least this often, in case a notice was missed.
+constexpr auto RECHECK_INTERVAL = std::chrono::milliseconds(1000);
+// An SSE stream silent for this long gets a comment line, so proxies keep it open.
+constexpr auto KEEPALIVE_INTERVAL = std::chrono::seconds(15);
+// Events read (and written) per XRANGE batch: the most one SSE client holds in api memory.
+constexpr int EVENT_BATCH = 100;
+// Connections past the limit get a 503; this many may be in the middle of getting it per
+// shard, beyond that they are closed without an answer.
+constexpr int MAX_REJECTING = 64;
+constexpr auto REJECT_TIMEOUT = std::chrono::milliseconds(1000);
+// Lingering close after an error answer: how long and how much we keep reading and discarding.
+constexpr auto LINGER_TIMEOUT = std::chrono::milliseconds(2000);
+constexpr std::size_t LINGER_MAX_BYTES = 16 * 1024 * 1024;
+// Highest Last-Event-ID accepted (keeps seq + 1 from overflowing).
+constexpr std::uint64_t MAX_EVENT_ID = std::uint64_t{1} << 62;
+constexpr const char* NOTIFY_CHANNEL = "sluice:notify";
+
+HttpResult json_result(int status, const json& body) {
+    HttpResult r;
+    r.status = status;
+    r.body = dump_json(body);
+    return r;
+}
+
+HttpResult redis_unavailable() {
+    return error_result({503, "redis_unavailable", "job store (Redis) is unavailable"});
+}
+
+HttpResult job_not_found(std::string_view id) {
+    return error_result({404, "job_not_found", "no job with id " + std::string(id)});
+}
+
+// Turns an HGETALL reply into a map; empty when the key does not exist.
+std::map<std::string, std::string> to_map(const RedisValue& v) {
+    std::map<std::string, std::string> out;
+    for (std::size_t i = 0; i + 1 < v.elements.size(); i += 2)
+        out[v.elements[i].str] = v.elements[i + 1].str;
+    return out;
+}
+
+// Turns one XRANGE element ([id, [field, value, ...]]) into an EventEntry.
+std::optional<EventEntry> to_entry(const RedisValue& v) {
+    if (v.kind != RedisValue::Kind::ARRAY || v.elements.size() != 2) return std::nullopt;
+    EventEntry e;
+    e.id = v.elements[0].str;
+    const auto& fields = v.elements[1].elements;
+    for (std::size_t i = 0; i + 1 < fields.size(); i += 2)
+        e.fields.emplace_back(fields[i].str, fields[i + 1].str);
+    return e;
+}
+
+// Builds a command's argument list. (GCC 12 mis-compiles braced string lists inside co_await.)
+template <class... Parts>
+std::vector<std::string> args(Parts&&... parts) {
+    std::vector<std::string> out;
+    (out.emplace_back(std::forward<Parts>(parts)), ...);
+    return out;
+}
+
+std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
+
+bool quiet_close(const error_code& ec) {
+    return ec == http::error::end_of_stream || ec == http::error::partial_message ||
+           ec == beast::error::timeout || ec == asio::error::operation_aborted ||
+           ec == asio::error::connection_reset || ec == asio::error::eof ||
+           ec == asio::error::broken_pipe || ec == asio::error::bad_descriptor;
+}
+
+// Logs an exception that escaped a coroutine, where it was spawned.
+auto log_failure(const char* what) {
+    return [what](std::exception_ptr e) {
+        if (!e) return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            log::error("{}: {}", what, ex.what());
+        }
+    };
+}
+
+std::string chunk(std::string_view data) {
+    char size[32];
+    std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+    return std::string(size) + std::string(data) + "\r\n";
+}
+
+}  // namespace
+
+// One event-loop thread's worth of server: listener, sessions, Redis, broker link.
+// Everything below runs on this shard's loop thread, except the constructor, bind() and the
+// members called before run() starts or after it returns.
+class Shard {
+public:
+    Shard(const ApiConfig& config, int index, std::atomic<std::size_t>& connections,
+          zmq::context_t& zmq_ctx)
+        : config_(config),
+          index_(index),
+          connections_(connections),
+          acceptor_(ioc_),
+          commands_(ioc_, config.redis_host, config.redis_port, "commands"),
+          subscriber_(ioc_, config.redis_host, config.redis_port, "subscriber"),
+          broker_(ioc_, zmq_ctx, config.broker_endpoint, index),
+          drain_timer_(ioc_) {
+        subscriber_.set_subscription(
+            NOTIFY_CHANNEL, [this](const std::string& id) { notifier_.notify(id); },
+            // After a (re)subscribe notices may have been missed: everybody re-reads.
+            [this] { notifier_.notify_all(); });
+    }
+
+    // Opens the listener on `port` (0 = any). Returns the bound port.
+    std::uint16_t bind(std::uint16_t port, bool reuse_port) {
+        const tcp::endpoint endpoint(asio::ip::make_address(config_.host), port);
+        acceptor_.open(endpoint.protocol());
+        acceptor_.set_option(tcp::acceptor::reuse_address(true));
+        if (reuse_port) {
+            using reuse_port_option = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+            acceptor_.set_option(reuse_port_option(true));
+        }
+        acceptor_.bind(endpoint);
+        acceptor_.listen(asio::socket_base::max_listen_connections);
+        return acceptor_.local_endpoint().port();
+    }
+
+    // Starts the bridge thread (call from the thread that builds the shards).
+    void start_broker() { broker_.start(); }
+
+    // The shard's loop; returns once shutdown has drained everything.
+    void run() {
+        commands_.start();
+        subscriber_.start();
+        asio::co_spawn(ioc_, accept_loop(), log_failure("accept loop"));
+        ioc_.run();
+        broker_.stop();
+    }
+
+    // Thread-safe: asks the shard to shut down gracefully.
+    void request_shutdown() {
+        asio::post(ioc_, [this] { begin_shutdown(); });
+    }
+
+private:
+    // A session as the shard sees it, so shutdown can reach it.
+    struct SessionRef {
+        beast::tcp_stream* stream = nullptr;
+        bool idle = false;  // waiting for the next request: safe to close at once
+    };
+
+    // Counts a connection against the global limit and registers it with the shard.
+    class ConnectionSlot {
+    public:
+        ConnectionSlot(Shard& shard, SessionRef* ref) : shard_(shard), ref_(ref) {
+            shard_.sessions_.insert(ref_);
+        }
+        ~ConnectionSlot() {
+            shard_.sessions_.erase(ref_);
+            shard_.connections_.fetch_sub(1);
+        }
+        ConnectionSlot(const ConnectionSlot&) = delete;
+        ConnectionSlot& operator=(const ConnectionSlot&) = delete;
+
+    private:
+        Shard& shard_;
+        SessionRef* ref_;
+    };
+
+    // What a handler produced: a response to write, or nothing because it streamed its own.
+    struct Outcome {
+        std::optional<HttpResult> result;
+        bool keep_alive = true;  // for streamed answers: may the connection carry on?
+    };
+
+    awaitable<void> accept_loop() {
+        for (;;) {
+            error_code ec;
+            tcp::socket socket =
+                co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) {
+                if (stopping_ || ec == asio::error::operation_aborted) co_return;
+                log::warn("accept failed: {}", ec.message());
+                // Out of file descriptors and the like: back off instead of spinning.
+                asio::steady_timer pause(ioc_, std::chrono::milliseconds(100));
+                co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+                continue;
+            }
+            if (connections_.fetch_add(1) >= config_.max_connections) {
+                connections_.fetch_sub(1);
+                if (rejecting_ < MAX_REJECTING)
+                    asio::co_spawn(ioc_, reject(std::move(socket)), log_failure("reject"));
+                continue;  // else the socket closes as it goes out of scope
+            }
+            asio::co_spawn(ioc_, session(std::move(socket)), log_failure("session"));
+        }
+    }
+
+    // Answers 503 too_many_connections and closes.
+    awaitable<void> reject(tcp::socket socket) {
+        ++rejecting_;
+        beast::tcp_stream stream(std::move(socket));
+        HttpResult r = error_result({503, "too_many_connections",
+                                     "the server has too many open connections; retry later"});
+        r.headers.emplace_back("Retry-After", "1");
+        stream.expires_after(REJECT_TIMEOUT);
+        if (co_await write_result(stream, std::move(r), 11, false)) co_await linger(stream);
+        --rejecting_;
+    }
+
+    // One HTTP/1.1 connection: read a request, answer it, repeat while keep-alive.
+    awaitable<void> session(tcp::socket socket) {
+        beast::tcp_stream stream(std::move(socket));
+        SessionRef ref{&stream, false};
+        ConnectionSlot slot(*this, &ref);
+        beast::flat_buffer buffer;
+        error_code ec;
+        while (!stopping_) {
+            http::request_parser<http::string_body> parser;
+            parser.header_limit(static_cast<std::uint32_t>(config_.max_header_bytes));
+            parser.body_limit(config_.max_body);
+            stream.expires_after(config_.request_timeout);
+            ref.idle = true;
+            co_await http::async_read_header(stream, buffer, parser,
+                                             asio::redirect_error(asio::use_awaitable, ec));
+            ref.idle = false;
+            if (!ec) {
+                const auto length = parser.content_length();
+                if (length && *length > config_.max_body) ec = http::error::body_limit;
+            }
+            if (!ec && parser.get()[http::field::expect] == "100-continue" && !parser.is_done()) {
+                http::response<http::empty_body> go_on{http::status::continue_, 11};
+                co_await http::async_write(stream, go_on, asio::redirect_error(asio::use_awaitable, ec));
+            }
+            if (!ec && !parser.is_done())
+                co_await http::async_read(stream, buffer, parser,
+                                          asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) {
+                if (auto answer = read_error_result(ec)) {
+                    if (co_await write_result(stream, std::move(*answer), 11, false))
+                        co_await linger(stream);
+                }
+                break;
+            }
+            Request request = parser.release();
+            stream.expires_never();
+            const bool wants_keep_alive = request.keep_alive();
+            Outcome outcome = co_await handle(request, stream);
+            bool keep = wants_keep_alive && !stopping_;
+            if (outcome.result) {
+                if (!co_await write_result(stream, std::move(*outcome.result), request.version(), keep))
+                    break;
+            } else {
+                keep = keep && outcome.keep_alive;
+            }
+            if (!keep) break;
+        }
+        stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+        stream.close();
+    }
+
+    // After answering a request we did not read to the end (413, 431, 400): stop sending and
+    // read and discard what the client is still sending, for a bounded time and amount, so
+    // closing does not reset the connection before the client has read our answer.
+    awaitable<void> linger(beast::tcp_stream& stream) {
+        error_code ec;
+        stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+        stream.expires_after(LINGER_TIMEOUT);
+        std::vector<char> sink(64 * 1024);
+        std::size_t drained = 0;
+        while (!ec && drained < LINGER_MAX_BYTES) {
+            drained += co_await stream.async_read_some(asio::buffer(sink),
+                                                       asio::redirect_error(asio::use_awaitable, ec));
+        }
+    }
+
+    // The answer to a request that could not be read, or nullopt to just close.
+    static std::optional<HttpResult> read_error_result(const error_code& ec) {
+        if (ec == http::error::body_limit)
+            return error_result({413, "body_too_large", "request body is larger than the limit"});
+        if (ec == http::error::header_limit)
+            return error_result({431, "headers_too_large", "request headers exceed 16 KiB"});
+        if (quiet_close(ec)) return std::nullopt;
+        if (ec.category() == http::make_error_code(http::error::bad_method).category())
+            return error_result({400, "bad_request", "malformed HTTP request: " + ec.message()});
+        return std::nullopt;
+    }
+
+    // Writes one response; returns false when the connection is no longer usable.
+    awaitable<bool> write_result(beast::tcp_stream& stream, HttpResult r, unsigned version,
+                                 bool keep_alive) {
+        http::response<http::string_body> res{static_cast<http::status>(r.status), version};
+        res.set(http::field::content_type, r.content_type);
+        for (auto& [name, value] : r.headers) res.set(name, value);
+        res.keep_alive(keep_alive);
+        res.body() = std::move(r.body);
+        res.prepare_payload();
+        stream.expires_after(config_.write_timeout);
+        error_code ec;
+        co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+        stream.expires_never();
+        co_return !ec;
+    }
+
+    // Writes raw bytes (SSE); returns false when the connection is no longer usable.
+    awaitable<bool> write_raw(beast::tcp_stream& stream, const std::string& bytes) {
+        stream.expires_after(config_.write_timeout);
+        error_code ec;
+        co_await asio::async_write(stream, asio::buffer(bytes),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+        stream.expires_never();
+        co_return !ec;
+    }
+
+    // Routes a request to its handler. A handler that throws answers 500 (and is logged).
+    awaitable<Outcome> handle(Request& request, beast::tcp_stream& stream) {
+        const Target target = split_target(sv(request.target()));
+        const RouteMatch match = match_route(sv(request.method_string()), target.path);
+        if (match.kind == RouteMatch::NOT_FOUND)
+            co_return Outcome{error_result({404, "not_found", "no such endpoint: " + target.path})};
+        if (match.kind == RouteMatch::METHOD_NOT_ALLOWED) {
+            HttpResult r = error_result(
+                {405, "method_not_allowed",
+                 std::string(request.method_string()) + " is not allowed on " + target.path});
+            r.headers.emplace_back("Allow", match.allow);
+            co_return Outcome{std::move(r)};
+        }
+        try {
+            switch (match.route) {
+                case Route::HEALTHZ: co_return Outcome{json_result(200, {{"status", "ok"}})};
+                case Route::READYZ: co_return Outcome{co_await readyz()};
+                case Route::SUBMIT_JOB: co_return Outcome{co_await submit_job(request.body())};
+                case Route::GET_JOB: co_return Outcome{co_await get_job(match.job_id)};
+                case Route::CANCEL_JOB: co_return Outcome{co_await cancel_job(match.job_id)};
+                case Route::GET_RESULT: co_return Outcome{co_await get_result(match.job_id, target)};
+                case Route::GET_EVENTS: co_return co_await get_events(match.job_id, target, request, stream);
+            }
+        } catch (const std::exception& e) {
+            log::error("{} {} failed: {}", std::string(request.method_string()), target.path, e.what());
+        }
+        co_return Outcome{error_result({500, "internal_error", "internal error"})};
+    }
+
+    awaitable<HttpResult> readyz() {
+        const auto deadline = Clock::now() + READY_TIMEOUT;
+        auto ping = broker_.send(proto::Ping{});  // in flight while Redis answers
+        const RedisValue pong = co_await commands_.command(args("PING"), READY_TIMEOUT);
+        const proto::Reply reply = co_await broker_.wait(std::move(ping), deadline);
+        const bool redis_ok = pong.ok();
+        const bool broker_ok = reply.status == 200;
+        if (redis_ok && broker_ok)
+            co_return json_result(200, {{"status", "ready"}, {"redis", "ok"}, {"broker", "ok"}});
+        std::string message;
+        if (!redis_ok) message += "redis: " + pong.str;
+        if (!broker_ok) {
+            if (!message.empty()) message += "; ";
+            message += "broker: " + (reply.message.empty() ? reply.code : reply.message);
+        }
+        co_return error_result({503, "not_ready", message});
+    }
+
+    awaitable<HttpResult> submit_job(const std::string& body) {
+        auto parsed = parse_submit(body, make_job_id());
+        if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
+        auto& submit = std::get<proto::Submit>(parsed);
+        const proto::Reply reply = co_await broker_.request(submit, config_.broker_timeout);
+        if (reply.status >= 500)
+            log::warn("submit {}: broker answered {} {} {}", submit.job_id, reply.status, reply.code,
+                      reply.message);
+        co_return submit_result(submit, reply);
+    }
+
+    awaitable<HttpResult> cancel_job(const std::string& id) {
+        if (!is_uuid(id)) co_return job_not_found(id);
+        proto::Cancel cancel;
+        cancel.job_id = id;
+        const proto::Reply reply = co_await broker_.request(cancel, config_.broker_timeout);
+        co_return cancel_result(id, reply);
+    }
+
+    // Reads the job hash: nullopt when Redis is unavailable, an empty map for no such job.
+    awaitable<std::optional<std::map<std::string, std::string>>> load_job(const std::string& id) {
+        const RedisValue v = co_await commands_.command(args("HGETALL", "sluice:job:" + id), REDIS_TIMEOUT);
+        if (!v.ok()) co_return std::nullopt;
+        co_return to_map(v);
+    }
+
+    awaitable<HttpResult> get_job(const std::string& id) {
+        if (!is_uuid(id)) co_return job_not_found(id);
+        auto hash = co_await load_job(id);
+        if (!hash) co_return redis_unavailable();
+        if (hash->empty()) co_return job_not_found(id);
+        co_return json_result(200, job_to_json(*hash));
+    }
+
+    // Long poll: 200 once the job is terminal, 202 with its current state when `wait` runs out.
+    awaitable<HttpResult> get_result(const std::string& id, const Target& target) {
+        int wait_s = 0;
+        if (auto it = target.query.find("wait"); it != target.query.end()) {
+            auto parsed = parse_wait(it->second);
+            if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
+            wait_s = std::get<int>(parsed);
+        }
+        if (!is_uuid(id)) co_return job_not_found(id);
+        JobWatch watch(notifier_, ioc_, id);  // before the first read: no notice falls in between
+        const auto deadline = Clock::now() + std::chrono::seconds(wait_s);
+        for (;;) {
+            auto hash = co_await load_job(id);
+            if (!hash) co_return redis_unavailable();
+            if (hash->empty()) co_return job_not_found(id);
+            const json body = job_to_json(*hash);
+            const auto status = hash->find("status");
+            if (status != hash->end() && is_terminal_status(status->second))
+                co_return json_result(200, body);
+            const auto now = Clock::now();
+            if (now >= deadline || stopping_) co_return json_result(202, body);
+            co_await wait_for(watch.waiter(), std::min<Clock::duration>(RECHECK_INTERVAL, deadline - now));
+        }
+    }
+
+    // Server-Sent Events: replay from Last-Event-ID, then follow the job until it ends.
+    awaitable<Outcome> get_events(const std::string& id, const Target& target, const Request& request,
+                                  beast::tcp_stream& stream) {
+        std::uint64_t last = 0;
+        std::optional<std::string> given;
+        if (auto h = request.find("Last-Event-ID"); h != request.end())
+            given = std::string(h->value());
+        else if (auto q = target.query.find("last_event_id"); q != target.query.end())
+            given = q->second;
+        if (given) {
+            auto parsed = parse_last_event_id(*given);
+            if (!parsed || *parsed > MAX_EVENT_ID)
+                co_return Outcome{error_result(
+                    {400, "invalid_request", "Last-Event-ID must be a non-negative integer"})};
+            last = *parsed;
+        }
+        if (!is_uuid(id)) co_return Outcome{job_not_found(id)};
+        JobWatch watch(notifier_, ioc_, id);  // before the first read: no notice falls in between
+        const RedisValue exists = co_await commands_.command(args("EXISTS", "sluice:job:" + id), REDIS_TIMEOUT);
+        if (!exists.ok()) co_return Outcome{redis_unavailable()};
+        if (exists.integer == 0) co_return Outcome{job_not_found(id)};
+
+        const bool chunked = request.version() >= 11;
+        std::string head =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+            "X-Accel-Buffering: no\r\n";
+        head += chunked ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n";
+        if (!co_await write_raw(stream, head)) co_return Outcome{std::nullopt, false};
+        auto send = [&](const std::string& text) { return write_raw(stream, chunked ? chunk(text) : text); };
+
+        const std::string key = "sluice:events:" + id;
+        auto last_write = Clock::now();
+        // Stream loop: read what is new; write it (one batch in memory at most); stop after a
+        // terminal event; otherwise sleep until notified or the re-check / keep-alive is due.
+        for (;;) {
+            const RedisValue batch = co_await commands_.command(
+                args("XRANGE", key, std::to_string(last + 1) + "-0", "+", "COUNT",
+                     std::to_string(EVENT_BATCH)),
+                REDIS_TIMEOUT);
+            std::string text;
+            bool finished = false;
+            if (batch.ok()) {
+                for (const auto& element : batch.elements) {
+                    auto entry = to_entry(element);
+                    if (!entry) continue;
+                    const auto seq = event_seq(*entry);
+                    if (!seq || *seq <= last) continue;
+                    text += format_sse_event(id, *entry);
+                    last = *seq;
+                    const std::string* event = event_field(*entry, "event");
+                    if (event && is_terminal_status(*event)) {
+                        finished = true;
+                        break;
+                    }
+                }
+            }
+            if (!text.empty()) {
+                if (!co_await send(text)) co_return Outcome{std::nullopt, false};
+                last_write = Clock::now();
+            }
+            if (finished) break;
+            if (batch.ok() && batch.elements.size() >= static_cast<std::size_t>(EVENT_BATCH)) continue;
+            if (batch.ok() && text.empty() && co_await job_is_over(id, last)) break;
+            if (stopping_) break;
+            const auto keepalive_due = last_write + KEEPALIVE_INTERVAL;
+            const auto now = Clock::now();
+            if (now < keepalive_due)
+                co_await wait_for(watch.waiter(), std::min<Clock::duration>(RECHECK_INTERVAL, keepalive_due - now));
+            if (Clock::now() >= keepalive_due && !stopping_) {
+                if (!co_await send(": keep-alive\n\n")) co_return Outcome{std::nullopt, false};
+                last_write = Clock::now();
+            }
+        }
+        if (chunked) {
+            if (!co_await write_raw(stream, "0\r\n\r\n")) co_return Outcome{std::nullopt, false};
+            co_return Outcome{std::nullopt, true};
+        }
+        co_return Outcome{std::nullopt, false};
+    }
+
+    // True when nothing more can come for a stream that has sent up to `last`: the job is gone
+    // (expired), or it is terminal and its last event number is not past `last`.
+    awaitable<bool> job_is_over(const std::string& id, std::uint64_t last) {
+        const RedisValue v =
+            co_await commands_.command(args("HMGET", "sluice:job:" + id, "status", "seq"), REDIS_TIMEOUT);
+        if (!v.ok() || v.elements.size() != 2) co_return false;
+        if (v.elements[0].kind == RedisValue::Kind::NIL) co_return true;  // hash expired
+        if (!is_terminal_status(v.elements[0].str)) co_return false;
+        const auto seq = parse_last_event_id(v.elements[1].str);
+        co_return !seq || *seq <= last;
+    }
+
+    // Shutdown, step 1: stop accepting, close idle connections, wake long polls and SSE
+    // streams (they answer/close), then wait for in-flight requests up to the grace period.
+    void begin_shutdown() {
+        if (stopping_) return;
+        stopping_ = true;
+        log::info("shard {}: shutting down", index_);
+        error_code ec;
+        acceptor_.close(ec);
+        for (SessionRef* s : sessions_)
+            if (s->idle) s->stream->socket().cancel(ec);
+        notifier_.notify_all();
+        shutdown_deadline_ = Clock::now() + config_.shutdown_grace;
+        drain();
+    }
+
+    void drain() {
+        if (sessions_.empty() || Clock::now() >= shutdown_deadline_) {
+            finish_shutdown();
+            return;
+        }
+        drain_timer_.expires_after(std::chrono::milliseconds(20));
+        drain_timer_.async_wait([this](error_code ec) {
+            if (!ec) drain();
+        });
+    }
+
+    // Shutdown, step 2: close whatever is left so every coroutine ends and run() returns.
+    void finish_shutdown() {
+        error_code ec;
+        for (SessionRef* s : sessions_) s->stream->socket().close(ec);
+        broker_.cancel_all();
+        notifier_.notify_all();
+        commands_.stop();
+        subscriber_.stop();
+    }
+
+    asio::io_context ioc_{1};  // first member: destroyed last
+    const ApiConfig& config_;
+    int index_;
+    std::atomic<std::size_t>& connections_;
+    tcp::acceptor acceptor_;
+    Notifier notifier_;
+    RedisConnection commands_;
+    RedisConnection subscriber_;
+    BrokerLink broker_;
+    std::unordered_set<SessionRef*> sessions_;
+    int rejecting_ = 0;
+    bool stopping_ = false;
+    asio::steady_timer drain_timer_;
+    Clock::time_point shutdown_deadline_{};
+};
+
+namespace {
+zmq::context_t& zmq_context() {
+    static zmq::context_t context(1);
+    return context;
+}
+}  // namespace
+
+Server::Server(ApiConfig config) : config_(std::move(config)) {}
+
+Server::~Server() {
+    shutdown();
+    join();
+}
+
+std::uint16_t Server::bind() {
+    const int count = std::max(1, config_.threads);
+    std::uint16_t port = config_.port;
+    for (int i = 0; i < count; ++i) {
+        auto shard = std::make_unique<Shard>(config_, i, connections_, zmq_context());
+        // SO_REUSEPORT only when several shards share the port: a lone listener should never
+        // share a port picked for it with some other process.
+        port = shard->bind(port, count > 1);
+        shards_.push_back(std::move(shard));
+    }
+    return port;
+}
+
+void Server::start() {
+    for (auto& shard : shards_) shard->start_broker();
+    for (auto& shard : shards_) threads_.emplace_back([s = shard.get()] { s->run(); });
+}
+
+void Server::shutdown() {
+    for (auto& shard : shards_) shard->request_shutdown();
+}
+
+void Server::join() {
+    for (auto& t : threads_)
+        if (t.joinable()) t.join();
+    threads_.clear();
+}
+
+}  // namespace sluice::api

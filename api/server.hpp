@@ -1,0 +1,44 @@
+// The HTTP server of sluice-api: one share-nothing shard per thread (own io_context, listener,
+// Redis connections, broker link), plus graceful shutdown. Beast stays inside server.cpp.
+//
+// Thread-safety: construct, bind(), start(), join() from one thread; shutdown() from any thread.
+#pragma once
+
+#include "config.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace sluice::api {
+
+class Shard;
+
+class Server {
+public:
+    explicit Server(ApiConfig config);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // Creates the shards and binds their listeners. Returns the bound port (useful with
+    // port 0). Throws std::system_error when the address cannot be bound.
+    std::uint16_t bind();
+    // Starts one loop thread per shard (and each shard's broker bridge thread).
+    void start();
+    // Begins graceful shutdown in every shard: stop accepting, finish in-flight requests
+    // (up to config.shutdown_grace), close SSE streams. Thread-safe; returns at once.
+    void shutdown();
+    // Waits until every shard has stopped.
+    void join();
+
+private:
+    ApiConfig config_;
+    std::atomic<std::size_t> connections_{0};  // open HTTP connections, all shards
+    std::vector<std::unique_ptr<Shard>> shards_;
+    std::vector<std::thread> threads_;
+};
+
+}  // namespace sluice::api
