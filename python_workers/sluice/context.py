@@ -1,0 +1,121 @@
+"""What a task handler gets besides its input: the job's identity, deadline and a way to report.
+
+Async handlers get a JobContext, whose progress() and emit() are coroutines:
+
+    await ctx.progress(0.5, "half way")
+    await ctx.emit("next token")
+
+Sync handlers run in the worker's thread pool and get a SyncJobContext, whose progress() and
+emit() are plain, thread-safe calls that hand the message to the event loop and return at once:
+
+    ctx.progress(0.5, "half way")
+    ctx.emit("next token")
+
+Messages from one job reach the broker in the order they were made, and before the job's result.
+Once the job has finished (result sent, cancelled, timed out) further progress/emit calls are
+dropped silently.
+
+Cancellation: an async handler is cancelled with asyncio (CancelledError at its next await).
+A sync handler cannot be interrupted; it should check `ctx.cancelled` between steps and return
+early: its answer is dropped anyway, but its thread stays busy until it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Callable
+
+from . import protocol as p
+
+# A callback that sends one message about this job (thread-safety depends on the context kind).
+Report = Callable[[p.Message], None]
+
+
+class _ContextBase:
+    """Attributes shared by both context kinds. Read-only for handlers.
+
+    Attributes:
+        job_id: the job's id.
+        type: the job type (the task name).
+        attempt: 1 for the first run, 2 for the first retry, ...
+        timeout_s: the job's timeout in seconds; 0 means none.
+        deadline: time.monotonic() value at which the worker cancels the handler, or None when
+            the job has no timeout. Compare with time.monotonic(), or use time_left().
+        worker_name: the name this worker registered with.
+    """
+
+    def __init__(self, job: p.Job, worker_name: str, report: Report) -> None:
+        self.job_id = job.job_id
+        self.type = job.type
+        self.attempt = job.attempt
+        self.timeout_s = job.timeout_s
+        self.worker_name = worker_name
+        self.deadline: float | None = None
+        self._report = report
+        self._cancelled = False
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was cancelled, timed out or the worker is shutting it down."""
+        return self._cancelled
+
+    def time_left(self) -> float | None:
+        """Seconds until the deadline (may be negative), or None when the job has no timeout."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def _start_clock(self) -> None:
+        # Called by the worker when the handler actually starts (after it got a slot).
+        if self.timeout_s:
+            self.deadline = time.monotonic() + self.timeout_s
+
+    def _cancel(self) -> None:
+        self._cancelled = True
+
+    def _progress_message(self, fraction: float, message: str) -> p.Progress:
+        fraction = float(fraction)
+        if not math.isfinite(fraction):
+            raise ValueError(f"progress fraction must be a finite number, got {fraction}")
+        if not isinstance(message, str):
+            raise TypeError("progress message must be a str")
+        return p.Progress(self.job_id, self.attempt, min(max(fraction, 0.0), 1.0), message)
+
+    def _chunk_message(self, text: str) -> p.Chunk:
+        if not isinstance(text, str):
+            raise TypeError(f"emit() takes a str, got {type(text).__name__}")
+        return p.Chunk(self.job_id, self.attempt, text)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} job_id={self.job_id} type={self.type} attempt={self.attempt}>"
+
+
+class JobContext(_ContextBase):
+    """Context of an async handler: `await ctx.progress(...)`, `await ctx.emit(...)`."""
+
+    async def progress(self, fraction: float, message: str = "") -> None:
+        """Reports progress: fraction in 0..1 (clamped), and a short message."""
+        self._report(self._progress_message(fraction, message))
+        await _yield()
+
+    async def emit(self, text: str) -> None:
+        """Streams a chunk of output text (e.g. LLM tokens) to the job's listeners."""
+        self._report(self._chunk_message(text))
+        await _yield()
+
+
+class SyncJobContext(_ContextBase):
+    """Context of a sync handler (runs in a thread): `ctx.progress(...)`, `ctx.emit(...)`."""
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Reports progress: fraction in 0..1 (clamped), and a short message. Thread-safe."""
+        self._report(self._progress_message(fraction, message))
+
+    def emit(self, text: str) -> None:
+        """Streams a chunk of output text to the job's listeners. Thread-safe."""
+        self._report(self._chunk_message(text))
+
+
+async def _yield() -> None:
+    # Lets heartbeats, other jobs and cancellation run even in a handler that emits in a loop.
+    await asyncio.sleep(0)

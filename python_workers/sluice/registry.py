@@ -1,0 +1,104 @@
+"""Task registration: the @task decorator and the registry a worker serves.
+
+    from sluice import task
+
+    @task("echo")                 # explicit job type
+    async def echo(input, ctx): ...
+
+    @task                         # job type = function name ("resize")
+    def resize(input, ctx): ...   # sync handlers run in the worker's thread pool
+
+A handler takes (input, ctx): input is the job's decoded msgpack value, ctx a JobContext (async
+handlers) or SyncJobContext (sync handlers), see sluice/context.py. Its return value, packed with
+msgpack, is the job's result.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+# Job type names the broker accepts (broker.cpp valid_name): 1-128 of letters, digits and _.:-
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One registered task: its job type name, the handler and whether the handler is async."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+
+
+class TaskRegistry:
+    """Job type name -> TaskSpec. Not thread-safe: register tasks at import time."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskSpec] = {}
+
+    def register(self, name: str, fn: Callable[..., Any]) -> TaskSpec:
+        """Registers `fn` as the handler of job type `name` and returns its spec.
+
+        Raises ValueError for an invalid name or a name already taken by another function
+        (registering the same function again, e.g. on a module reload, is allowed).
+        """
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"invalid task name {name!r}: use 1-128 letters, digits and _.:-")
+        if not callable(fn):
+            raise TypeError(f"task {name!r}: handler is not callable")
+        old = self._tasks.get(name)
+        if old is not None and _qualified(old.fn) != _qualified(fn):
+            raise ValueError(f"task {name!r} is already registered by {_qualified(old.fn)}")
+        spec = TaskSpec(name, fn, inspect.iscoroutinefunction(fn))
+        self._tasks[name] = spec
+        return spec
+
+    def get(self, name: str) -> TaskSpec | None:
+        """Returns the spec of job type `name`, or None when no task has that name."""
+        return self._tasks.get(name)
+
+    def names(self) -> list[str]:
+        """Returns the registered job type names, sorted."""
+        return sorted(self._tasks)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[TaskSpec]:
+        return iter([self._tasks[n] for n in self.names()])
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+def _qualified(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+# The registry @task fills by default and sluice-worker serves.
+registry = TaskRegistry()
+
+
+def task(name_or_fn: Any = None, *, name: str | None = None,
+         registry: TaskRegistry | None = None) -> Any:
+    """Registers a task handler. Use as @task, @task("type"), or @task(name="type").
+
+    Returns the function unchanged, so it can still be called directly (e.g. in tests).
+    `registry` picks another registry than the module-level default one.
+    """
+    target = registry if registry is not None else globals()["registry"]
+
+    if callable(name_or_fn):  # bare @task
+        target.register(name or name_or_fn.__name__, name_or_fn)
+        return name_or_fn
+
+    chosen = name_or_fn if name_or_fn is not None else name
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        target.register(chosen or fn.__name__, fn)
+        return fn
+
+    return decorate

@@ -1,0 +1,415 @@
+"""The asyncio worker runtime: connects to the broker backend and runs jobs (PROTOCOL.md,
+"worker <-> broker" and "Heartbeats").
+
+One event loop runs everything:
+
+- the receive loop owns the DEALER socket: it waits for a broker message at most until the
+  broker's liveness deadline, dispatches it to handle_<command>(), and reconnects (new socket,
+  READY again) when the broker was silent for HEARTBEAT_LIVENESS intervals or said DISCONNECT;
+- the heartbeat loop sends HEARTBEAT whenever nothing else was sent for HEARTBEAT_INTERVAL;
+- each job runs as its own asyncio task: async handlers are awaited on the loop, sync handlers run
+  in a thread pool, so neither can starve the two loops above (an async handler that computes for
+  seconds without awaiting would: make such work a sync handler).
+
+Every socket call happens on the loop thread; sends never block (DONTWAIT), so a message is
+queued the moment it is made and messages about one job leave in order. Jobs still running when
+the socket is replaced keep running and report on the new socket (the broker, having forgotten
+the old socket, drops those late reports: at-least-once).
+
+The job path is a handful of small wrappers around the handler call, Dramatiq-middleware style:
+    _job_task        waits for a free slot (never more than `concurrency` handlers at once),
+                     turns cancellation into CANCELED, sends the terminal message, logs
+    _execute         maps the outcome to RESULT or FAILURE (retryable unless NonRetryableError)
+    _with_timeout    enforces timeout_s -> FAILURE "timeout after N s" (retryable)
+    _invoke          awaits an async handler or runs a sync one in the thread pool
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import zmq
+import zmq.asyncio
+
+from . import protocol as p
+from .context import JobContext, SyncJobContext
+from .errors import DecodeError, NonRetryableError, SluiceError
+from .registry import TaskRegistry, TaskSpec
+
+log = logging.getLogger("sluice.worker")
+
+DEFAULT_BROKER = "tcp://127.0.0.1:5556"
+
+
+def default_worker_name() -> str:
+    """Returns "<hostname>-<pid>", unique enough to tell workers apart in the broker's logs."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class WorkerConfig:
+    """Everything a Worker can be told; each default is what sluice-worker uses."""
+
+    # Broker backend endpoint the worker's DEALER connects to.
+    broker: str = DEFAULT_BROKER
+    # Name sent in READY; shows up in the broker's logs and the job's `worker` field.
+    name: str = field(default_factory=default_worker_name)
+    # Jobs run at once; sent in READY as the worker's credit. Also the thread pool size.
+    concurrency: int = 4
+    # Seconds running jobs get to finish after stop() before they are cancelled. Ten seconds
+    # covers a typical short job and stays well under a container runtime's 30 s kill timeout.
+    grace_period: float = 10.0
+    # Heartbeat period and liveness (PROTOCOL.md); only tests should change these.
+    heartbeat_interval: float = p.HEARTBEAT_INTERVAL
+    heartbeat_liveness: int = p.HEARTBEAT_LIVENESS
+    # Linger (seconds) when closing the socket at shutdown, so the last reports reach the broker.
+    close_linger: float = 1.0
+
+
+class _Timeout(SluiceError):
+    """The handler ran past the job's timeout_s."""
+
+
+# Why a job task was cancelled: the broker sent CANCEL_JOB, or the worker is shutting down.
+_CANCELED_BY_BROKER = "canceled"
+_SHUTDOWN = "shutdown"
+
+_MAX_ERROR_CHARS = 4000  # keeps a FAILURE (and the job hash in Redis) small
+
+
+class _Run:
+    """One job this worker holds, from JOB to its terminal message."""
+
+    __slots__ = ("job", "spec", "input", "ctx", "task", "cancel_reason", "finished", "received")
+
+    def __init__(self, job: p.Job, spec: TaskSpec, value: Any) -> None:
+        self.job = job
+        self.spec = spec
+        self.input = value
+        self.ctx: JobContext | SyncJobContext | None = None
+        self.task: asyncio.Task | None = None
+        self.cancel_reason: str | None = None
+        self.finished = False
+        self.received = time.monotonic()
+
+
+class Worker:
+    """Serves the tasks of a registry to a broker until stop() is called.
+
+    Usage: `await Worker(registry, WorkerConfig(...)).run()`. Not thread-safe: call run() and
+    stop() from the loop that runs it (stop() is safe to call from a signal handler installed
+    with loop.add_signal_handler).
+    """
+
+    def __init__(self, registry: TaskRegistry, config: WorkerConfig | None = None,
+                 context: zmq.asyncio.Context | None = None) -> None:
+        self.config = config or WorkerConfig()
+        if self.config.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if len(registry) == 0:
+            raise ValueError("the registry has no tasks: nothing to serve")
+        self.registry = registry
+        self._zmq = context or zmq.asyncio.Context.instance()
+        self._sock: zmq.asyncio.Socket | None = None
+        self._runs: dict[tuple[str, int], _Run] = {}
+        self._slots = asyncio.Semaphore(self.config.concurrency)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.config.concurrency, thread_name_prefix="sluice-job")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_send = 0.0
+        self._last_recv = 0.0
+        self._draining = False
+        self._stop_requested = asyncio.Event()
+        self._force_stop = asyncio.Event()
+
+    # ---- life cycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connects, serves jobs until stop() is called, then shuts down gracefully and returns.
+
+        Raises only for bugs and broken setup (e.g. an invalid endpoint).
+        """
+        self._loop = asyncio.get_running_loop()
+        self._open_socket()
+        loops = [asyncio.create_task(self._receive_loop(), name="sluice-receive"),
+                 asyncio.create_task(self._heartbeat_loop(), name="sluice-heartbeat")]
+        stop = asyncio.create_task(self._stop_requested.wait())
+        try:
+            done, _ = await asyncio.wait([*loops, stop], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop:
+                    task.result()  # a loop ended: only a bug does that, re-raise it
+            await self._shutdown()
+        finally:
+            for task in [*loops, stop]:
+                task.cancel()
+            await asyncio.gather(*loops, stop, return_exceptions=True)
+            for run in list(self._runs.values()):
+                run.task.cancel()
+            self._close_socket(self.config.close_linger)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def stop(self) -> None:
+        """Asks run() to shut down: stop taking jobs, let running ones finish for up to
+        grace_period seconds, then cancel them. A second call cancels them at once."""
+        if self._stop_requested.is_set():
+            self._force_stop.set()
+        else:
+            self._stop_requested.set()
+
+    async def _shutdown(self) -> None:
+        # 1. Stop taking jobs: DISCONNECT makes the broker forget this worker (and put the jobs
+        #    it held back in their queues), so no JOB arrives any more.
+        # 2. Let running jobs finish for up to grace_period (a second stop() cuts it short).
+        # 3. Cancel what is left; each reports a retryable FAILURE.
+        self._draining = True
+        self._send(p.Disconnect())
+        tasks = [run.task for run in self._runs.values()]
+        log.info("shutting down: %d job(s) running, waiting up to %.1f s for them",
+                 len(tasks), self.config.grace_period)
+        if tasks:
+            all_done = asyncio.create_task(asyncio.wait(tasks))
+            forced = asyncio.create_task(self._force_stop.wait())
+            await asyncio.wait([all_done, forced], timeout=self.config.grace_period,
+                               return_when=asyncio.FIRST_COMPLETED)
+            all_done.cancel()
+            forced.cancel()
+        left = [run for run in self._runs.values() if not run.task.done()]
+        for run in left:
+            run.cancel_reason = _SHUTDOWN
+            run.task.cancel()
+        if left:
+            log.warning("grace period over: cancelled %d job(s)", len(left))
+            await asyncio.wait([run.task for run in left], timeout=2.0)
+        log.info("worker %s stopped", self.config.name)
+
+    # ---- socket ---------------------------------------------------------------------------
+
+    def _open_socket(self) -> None:
+        sock = self._zmq.socket(zmq.DEALER)
+        sock.connect(self.config.broker)
+        self._sock = sock
+        self._last_recv = time.monotonic()  # give the broker a full liveness period
+        self._send(p.Ready(self.config.name, "python", self.registry.names(),
+                           self.config.concurrency))
+
+    def _close_socket(self, linger: float) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=int(linger * 1000))
+            self._sock = None
+
+    def _reconnect(self, why: str) -> None:
+        log.warning("%s: reconnecting to %s and sending READY again", why, self.config.broker)
+        self._close_socket(0)
+        self._open_socket()
+
+    def _send(self, msg: p.Message) -> bool:
+        """Queues `msg` on the socket without blocking; returns False (and logs) if it could not.
+
+        Loop thread only. Fails only when the socket's send queue is full (the broker is
+        unreachable and 1000 messages are waiting), where dropping is the right call: the broker
+        will consider this worker dead and hand its jobs out again.
+        """
+        if self._sock is None:
+            return False
+        sent = self._sock.send_multipart(p.encode(msg), flags=zmq.DONTWAIT)
+        error = sent.exception() if sent.done() else None
+        if error is not None:
+            log.warning("could not send %s: %s", msg.COMMAND.name, error)
+            return False
+        self._last_send = time.monotonic()
+        return True
+
+    # ---- the two loops --------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        # Each turn: wait for one broker message, at most until the broker's liveness deadline;
+        # dispatch it; or, when the deadline passed first, replace the socket and READY again.
+        silence = self.config.heartbeat_interval * self.config.heartbeat_liveness
+        while True:
+            wait = self._last_recv + silence - time.monotonic()
+            if wait > 0 and await self._sock.poll(wait * 1000, zmq.POLLIN):
+                frames = await self._sock.recv_multipart()
+                self._last_recv = time.monotonic()  # any message is a sign of life
+                self._dispatch(frames)
+            elif self._draining:
+                self._last_recv = time.monotonic()  # leaving anyway: never reconnect
+            elif wait <= 0:
+                self._reconnect(f"broker silent for {silence:.1f} s")
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.config.heartbeat_interval
+        while True:
+            due = self._last_send + interval
+            now = time.monotonic()
+            if now < due:
+                await asyncio.sleep(due - now)
+            elif not self._draining:
+                self._send(p.Heartbeat())
+            else:
+                await asyncio.sleep(interval)
+
+    def _dispatch(self, frames: list[bytes]) -> None:
+        try:
+            msg = p.decode(frames)
+        except DecodeError as exc:
+            log.warning("dropped a malformed message from the broker: %s", exc)
+            return
+        if isinstance(msg, p.Job):
+            self._handle_job(msg)
+        elif isinstance(msg, p.CancelJob):
+            self._handle_cancel_job(msg)
+        elif isinstance(msg, p.Disconnect):
+            self._handle_disconnect()
+        elif not isinstance(msg, p.Heartbeat):
+            log.warning("dropped %s: not a broker-to-worker command", msg.COMMAND.name)
+
+    # ---- handle_<command> -------------------------------------------------------------------
+
+    def _handle_job(self, job: p.Job) -> None:
+        key = (job.job_id, job.attempt)
+        if self._draining:
+            self._send(p.Failure(job.job_id, job.attempt, "worker shutting down", True))
+            return
+        if key in self._runs:
+            log.warning("dropped JOB %s attempt %d: already running it", job.job_id, job.attempt)
+            return
+        spec = self.registry.get(job.type)
+        if spec is None:
+            self._reject(job, f"unknown job type '{job.type}': this worker serves "
+                              f"{', '.join(self.registry.names())}")
+            return
+        try:
+            value = msgpack.unpackb(job.input, raw=False, strict_map_key=False)
+        except Exception as exc:
+            self._reject(job, f"invalid job input: not one msgpack value ({exc})")
+            return
+        run = _Run(job, spec, value)
+        if spec.is_async:
+            run.ctx = JobContext(job, self.config.name, lambda msg: self._report(run, msg))
+        else:
+            run.ctx = SyncJobContext(job, self.config.name, self._threadsafe_report(run))
+        run.task = asyncio.create_task(self._job_task(run), name=f"job-{job.job_id}")
+        self._runs[key] = run
+
+    def _handle_cancel_job(self, msg: p.CancelJob) -> None:
+        run = self._runs.get((msg.job_id, msg.attempt))
+        if run is None:
+            log.info("CANCEL_JOB for job %s attempt %d: not running here", msg.job_id, msg.attempt)
+            return
+        run.cancel_reason = _CANCELED_BY_BROKER
+        run.ctx._cancel()
+        run.task.cancel()
+
+    def _handle_disconnect(self) -> None:
+        if not self._draining:
+            self._reconnect("broker sent DISCONNECT")
+
+    def _reject(self, job: p.Job, error: str) -> None:
+        log.info("job %s failed type=%s attempt=%d duration=0.000s: %s",
+                 job.job_id, job.type, job.attempt, error)
+        self._send(p.Failure(job.job_id, job.attempt, error, False))
+
+    # ---- reports from handlers -------------------------------------------------------------
+
+    def _report(self, run: _Run, msg: p.Message) -> None:
+        if not run.finished:  # after the terminal message a job says nothing more
+            self._send(msg)
+
+    def _threadsafe_report(self, run: _Run):
+        loop = self._loop
+
+        def report(msg: p.Message) -> None:
+            try:
+                loop.call_soon_threadsafe(self._report, run, msg)
+            except RuntimeError:
+                pass  # the loop is closed: the worker is gone, nobody to tell
+
+        return report
+
+    # ---- the job path: small wrappers around the handler call -------------------------------
+
+    async def _job_task(self, run: _Run) -> None:
+        job, started = run.job, None
+        try:
+            async with self._slots:
+                started = time.monotonic()
+                run.ctx._start_clock()
+                log.info("job %s started type=%s attempt=%d", job.job_id, job.type, job.attempt)
+                reply = await self._execute(run)
+        except asyncio.CancelledError:
+            run.ctx._cancel()
+            if run.cancel_reason == _SHUTDOWN:
+                reply = p.Failure(job.job_id, job.attempt,
+                                  "worker shut down before the job finished", True)
+            else:
+                reply = p.Canceled(job.job_id, job.attempt)
+        self._finish(run, reply, started)
+
+    async def _execute(self, run: _Run) -> p.Message:
+        job = run.job
+        try:
+            value = await self._with_timeout(run, self._invoke(run))
+        except _Timeout:
+            run.ctx._cancel()
+            return p.Failure(job.job_id, job.attempt, f"timeout after {job.timeout_s} s", True)
+        except Exception as exc:
+            return p.Failure(job.job_id, job.attempt, _describe(exc),
+                             not isinstance(exc, NonRetryableError))
+        try:
+            return p.Result(job.job_id, job.attempt, msgpack.packb(value, use_bin_type=True))
+        except Exception as exc:
+            return p.Failure(job.job_id, job.attempt,
+                             f"result is not msgpack-serializable: {_describe(exc)}", False)
+
+    @staticmethod
+    async def _with_timeout(run: _Run, awaitable: Any) -> Any:
+        deadline = run.ctx.deadline
+        if deadline is None:
+            return await awaitable
+        try:
+            return await asyncio.wait_for(awaitable, max(deadline - time.monotonic(), 0))
+        except asyncio.TimeoutError:
+            if time.monotonic() >= deadline:
+                raise _Timeout() from None
+            raise  # the handler's own TimeoutError: an ordinary failure
+
+    async def _invoke(self, run: _Run) -> Any:
+        if run.spec.is_async:
+            return await run.spec.fn(run.input, run.ctx)
+        result = await self._loop.run_in_executor(self._executor, run.spec.fn, run.input, run.ctx)
+        if inspect.isawaitable(result):  # e.g. a callable object with an async __call__
+            result = await result
+        return result
+
+    def _finish(self, run: _Run, reply: p.Message, started: float | None) -> None:
+        run.finished = True
+        self._runs.pop((run.job.job_id, run.job.attempt), None)
+        self._send(reply)
+        job = run.job
+        duration = time.monotonic() - (started if started is not None else run.received)
+        if isinstance(reply, p.Result):
+            log.info("job %s succeeded type=%s attempt=%d duration=%.3fs",
+                     job.job_id, job.type, job.attempt, duration)
+        elif isinstance(reply, p.Failure):
+            log.info("job %s failed type=%s attempt=%d duration=%.3fs retryable=%s: %s",
+                     job.job_id, job.type, job.attempt, duration, reply.retryable, reply.error)
+        else:
+            log.info("job %s canceled type=%s attempt=%d duration=%.3fs",
+                     job.job_id, job.type, job.attempt, duration)
+
+
+def _describe(exc: BaseException) -> str:
+    """Returns "TypeName: message" for a FAILURE's error field."""
+    text = str(exc)
+    described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return described[:_MAX_ERROR_CHARS]
