@@ -3,8 +3,9 @@
     sluice-worker [MODULE ...] [--broker ENDPOINT] [--concurrency N] [--name NAME]
                   [--grace-period SECONDS] [--log-level LEVEL]
 
-MODULE defaults to sluice.tasks (the built-in tasks). Environment fallbacks:
-SLUICE_BROKER_WORKER_ENDPOINT for --broker, SLUICE_WORKER_CONCURRENCY for --concurrency.
+MODULE defaults to sluice.tasks (the built-in tasks). Environment fallbacks (README.md):
+SLUICE_BROKER_WORKER_ENDPOINT for --broker, SLUICE_WORKER_CONCURRENCY for --concurrency,
+SLUICE_WORKER_NAME for --name, SLUICE_LOG_LEVEL for --log-level (debug, info, warn, error).
 Exit status: 0 after a graceful shutdown, 2 for bad arguments or a module that fails to import.
 """
 
@@ -30,6 +31,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _log_level(text: str) -> str:
+    level = {"WARN": "WARNING"}.get(text.upper(), text.upper())
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise argparse.ArgumentTypeError(f"{text!r}: use debug, info, warn or error")
+    return level
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     env_concurrency = os.environ.get("SLUICE_WORKER_CONCURRENCY")
     parser = argparse.ArgumentParser(
@@ -42,13 +50,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              f"default {DEFAULT_BROKER})")
     parser.add_argument("--concurrency", type=_positive_int, default=None,
                         help="jobs run at once (env SLUICE_WORKER_CONCURRENCY, default 4)")
-    parser.add_argument("--name", default=default_worker_name(),
-                        help="worker name sent to the broker (default hostname-pid)")
+    parser.add_argument("--name", default=os.environ.get("SLUICE_WORKER_NAME") or default_worker_name(),
+                        help="worker name sent to the broker (env SLUICE_WORKER_NAME, "
+                             "default hostname-pid)")
     parser.add_argument("--grace-period", type=float, default=10.0,
                         help="seconds running jobs get to finish on shutdown (default 10)")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
-                        help="log level (default INFO)")
+    parser.add_argument("--log-level", default=os.environ.get("SLUICE_LOG_LEVEL", "info"),
+                        type=_log_level, help="debug, info, warn or error "
+                                              "(env SLUICE_LOG_LEVEL, default info)")
     args = parser.parse_args(argv)
     if args.concurrency is None:
         try:

@@ -1,0 +1,57 @@
+"""sluice-worker argument parsing and environment fallbacks (the process itself is driven in
+test_worker.py::test_cli_serves_builtin_tasks_and_exits_0_on_sigterm)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sluice.cli import main, parse_args
+
+ENV = ["SLUICE_BROKER_WORKER_ENDPOINT", "SLUICE_WORKER_CONCURRENCY", "SLUICE_WORKER_NAME",
+       "SLUICE_LOG_LEVEL"]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults():
+    args = parse_args([])
+    assert args.modules == ["sluice.tasks"]
+    assert args.broker == "tcp://127.0.0.1:5556"
+    assert args.concurrency == 4 and args.grace_period == 10.0 and args.log_level == "INFO"
+    assert args.name.rsplit("-", 1)[1].isdigit()  # hostname-pid
+
+
+def test_environment_fallbacks_and_flags_winning(monkeypatch):
+    monkeypatch.setenv("SLUICE_BROKER_WORKER_ENDPOINT", "tcp://10.0.0.1:7000")
+    monkeypatch.setenv("SLUICE_WORKER_CONCURRENCY", "9")
+    monkeypatch.setenv("SLUICE_WORKER_NAME", "env-name")
+    monkeypatch.setenv("SLUICE_LOG_LEVEL", "warn")
+    args = parse_args(["my.mod"])
+    assert (args.broker, args.concurrency, args.name, args.log_level, args.modules) == (
+        "tcp://10.0.0.1:7000", 9, "env-name", "WARNING", ["my.mod"])
+    args = parse_args(["--broker", "tcp://h:1", "--concurrency", "2", "--name", "n",
+                       "--log-level", "debug", "--grace-period", "0.5"])
+    assert (args.broker, args.concurrency, args.name, args.log_level, args.grace_period) == (
+        "tcp://h:1", 2, "n", "DEBUG", 0.5)
+
+
+@pytest.mark.parametrize("argv, env", [
+    (["--concurrency", "0"], {}),
+    (["--log-level", "loud"], {}),
+    ([], {"SLUICE_WORKER_CONCURRENCY": "many"}),
+])
+def test_bad_arguments_exit_2(monkeypatch, argv, env):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit) as info:
+        parse_args(argv)
+    assert info.value.code == 2
+
+
+def test_unimportable_module_exits_2(capsys):
+    assert main(["sluice.no_such_module"]) == 2
+    assert "cannot import sluice.no_such_module" in capsys.readouterr().err
