@@ -31,7 +31,8 @@ int main() {
     log::init("worker-native", log::parse_level(env_or("SLUICE_LOG_LEVEL", "info")));
 
     worker::WorkerConfig config;
-    config.broker_endpoint = env_or("SLUICE_BROKER_WORKER_ENDPOINT", config.broker_endpoint.c_str());
+    config.broker_endpoint =
+        env_or("SLUICE_BROKER_WORKER_ENDPOINT", config.broker_endpoint.c_str());
     config.name = env_or("SLUICE_WORKER_NAME", "");
     if (const char* text = std::getenv("SLUICE_WORKER_CONCURRENCY"); text && *text) {
         char* end = nullptr;
@@ -57,7 +58,7 @@ int main() {
     try {
         worker.start();
     } catch (const std::exception& e) {
-        log::error("cannot start: {}", e.what());
+        log::error("cannot start (endpoint {}): {}", config.broker_endpoint, e.what());
         return 2;
     }
 

@@ -21,7 +21,8 @@ std::variant<std::int64_t, std::string> parse_sleep_ms(const JobContext& ctx) {
     auto handle = ctx.input_object();
     if (!handle) return std::string("input is not valid msgpack");
     const msgpack::object& obj = handle->get();
-    if (obj.type != msgpack::type::MAP) return std::string("input must be a map like {\"ms\": 100}");
+    if (obj.type != msgpack::type::MAP)
+        return std::string("input must be a map like {\"ms\": 100}");
     for (std::uint32_t i = 0; i < obj.via.map.size; ++i) {
         const msgpack::object_kv& kv = obj.via.map.ptr[i];
         if (kv.key.type != msgpack::type::STR ||

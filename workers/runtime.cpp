@@ -251,7 +251,8 @@ void Worker::Core::run_pool_thread() {
 template <class T>
 void Worker::Core::send(const T& msg) {
     if (!proto::send(*dealer, msg))
-        log::warn("dropped {}: broker socket full", proto::command_name(static_cast<std::uint8_t>(T::command)));
+        log::warn("dropped {}: broker socket full",
+                  proto::command_name(static_cast<std::uint8_t>(T::command)));
     last_send = Clock::now();
 }
 
@@ -294,7 +295,8 @@ std::size_t Worker::Core::jobs_held() const {
         }));
 }
 
-void Worker::Core::send_terminal(const InFlight& entry, StopReason reason, const JobResult* outcome) {
+void Worker::Core::send_terminal(const InFlight& entry, StopReason reason,
+                                 const JobResult* outcome) {
     const proto::Job& job = entry.task->job;
     switch (reason) {
         case StopReason::CANCEL:
@@ -413,9 +415,11 @@ void Worker::Core::handle_pipe_message(std::uint64_t ticket, Kind kind, std::str
             auto it = in_flight.find(ticket);
             if (it == in_flight.end() || it->second.reported || it->second.session != session)
                 return;  // late output of a job already answered
-            const auto command = kind == Kind::PROGRESS ? proto::Command::PROGRESS : proto::Command::CHUNK;
+            const auto command =
+                kind == Kind::PROGRESS ? proto::Command::PROGRESS : proto::Command::CHUNK;
             if (!proto::send_frames(*dealer, {}, command, body))
-                log::warn("dropped {}: broker socket full", proto::command_name(static_cast<std::uint8_t>(command)));
+                log::warn("dropped {}: broker socket full",
+                          proto::command_name(static_cast<std::uint8_t>(command)));
             last_send = Clock::now();
             return;
         }
@@ -525,7 +529,8 @@ void Worker::Core::run_io() {
     for (;;) {
         auto now = Clock::now();
         if (finished(now)) break;
-        const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_wakeup(now) - now);
+        const auto wait =
+            std::chrono::duration_cast<std::chrono::milliseconds>(next_wakeup(now) - now);
         const auto timeout = std::clamp(wait + std::chrono::milliseconds(1),
                                         std::chrono::milliseconds(0), config.heartbeat_interval);
         zmq::pollitem_t items[] = {{dealer->handle(), 0, ZMQ_POLLIN, 0},
@@ -556,9 +561,10 @@ void Worker::Core::run_io() {
             (void)pipe->recv(kind_frame, zmq::recv_flags::none);
             (void)pipe->recv(body_frame, zmq::recv_flags::none);
             std::uint64_t ticket = 0;
-            if (ticket_frame.size() == sizeof ticket)
-                std::memcpy(&ticket, ticket_frame.data(), sizeof ticket);
-            const auto kind = static_cast<Kind>(*static_cast<const std::uint8_t*>(kind_frame.data()));
+            if (ticket_frame.size() != sizeof ticket || kind_frame.size() != 1) continue;  // a bug
+            std::memcpy(&ticket, ticket_frame.data(), sizeof ticket);
+            const auto kind = static_cast<Kind>(*static_cast<const std::uint8_t*>(
+                kind_frame.data()));
             handle_pipe_message(ticket, kind, body_frame.to_string());
         }
 
@@ -651,7 +657,8 @@ bool Worker::stop() {
         else
             thread.detach();
     }
-    log::info("worker {} stopped{}", core.config.name, core.clean ? "" : " (handlers left running)");
+    log::info("worker {} stopped{}", core.config.name,
+              core.clean ? "" : " (handlers left running)");
     return core.clean;
 }
 

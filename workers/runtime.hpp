@@ -135,7 +135,8 @@ public:
     // Used by the runtime.
     JobContext(const proto::Job& job, std::uint64_t ticket, std::stop_token stop,
                Clock::time_point deadline, detail::Outbox& outbox)
-        : job_(job), ticket_(ticket), stop_(std::move(stop)), deadline_(deadline), outbox_(outbox) {}
+        : job_(job), ticket_(ticket), stop_(std::move(stop)), deadline_(deadline),
+          outbox_(outbox) {}
 
 private:
     const proto::Job& job_;
