@@ -56,7 +56,9 @@ public:
     template <class T>
     awaitable<proto::Reply> request(T msg, Clock::duration timeout) {
         auto pending = send(std::move(msg));
-        co_return co_await wait(std::move(pending), Clock::now() + timeout);
+        const Clock::time_point deadline = Clock::now() + timeout;
+        proto::Reply reply = co_await wait(std::move(pending), deadline);
+        co_return reply;
     }
 
     // Wakes every waiting request with 503 broker_unavailable (shutdown).

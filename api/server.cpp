@@ -85,7 +85,8 @@ std::optional<EventEntry> to_entry(const RedisValue& v) {
     return e;
 }
 
-// Builds a command's argument list. (GCC 12 mis-compiles braced string lists inside co_await.)
+// Builds a command's argument list. (GCC 12 mis-compiles braced string lists inside co_await,
+// so arguments are built in a statement of their own.)
 template <class... Parts>
 std::vector<std::string> args(Parts&&... parts) {
     std::vector<std::string> out;
@@ -236,7 +237,8 @@ private:
                                      "the server has too many open connections; retry later"});
         r.headers.emplace_back("Retry-After", "1");
         stream.expires_after(REJECT_TIMEOUT);
-        if (co_await write_result(stream, std::move(r), 11, false)) co_await linger(stream);
+        const bool written = co_await write_result(stream, std::move(r), 11, false);
+        if (written) co_await linger(stream);
         --rejecting_;
     }
 
@@ -269,8 +271,8 @@ private:
                                           asio::redirect_error(asio::use_awaitable, ec));
             if (ec) {
                 if (auto answer = read_error_result(ec)) {
-                    if (co_await write_result(stream, std::move(*answer), 11, false))
-                        co_await linger(stream);
+                    const bool written = co_await write_result(stream, std::move(*answer), 11, false);
+                    if (written) co_await linger(stream);
                 }
                 break;
             }
@@ -280,8 +282,9 @@ private:
             Outcome outcome = co_await handle(request, stream);
             bool keep = wants_keep_alive && !stopping_;
             if (outcome.result) {
-                if (!co_await write_result(stream, std::move(*outcome.result), request.version(), keep))
-                    break;
+                const bool written =
+                    co_await write_result(stream, std::move(*outcome.result), request.version(), keep);
+                if (!written) break;
             } else {
                 keep = keep && outcome.keep_alive;
             }
@@ -335,7 +338,7 @@ private:
     }
 
     // Writes raw bytes (SSE); returns false when the connection is no longer usable.
-    awaitable<bool> write_raw(beast::tcp_stream& stream, const std::string& bytes) {
+    awaitable<bool> write_raw(beast::tcp_stream& stream, std::string bytes) {
         stream.expires_after(config_.write_timeout);
         error_code ec;
         co_await asio::async_write(stream, asio::buffer(bytes),
@@ -358,15 +361,22 @@ private:
             co_return Outcome{std::move(r)};
         }
         try {
+            // Each co_await stands alone in its statement: GCC 12 double-destroys temporaries
+            // of a co_await nested in a larger expression.
+            HttpResult result;
             switch (match.route) {
-                case Route::HEALTHZ: co_return Outcome{json_result(200, {{"status", "ok"}})};
-                case Route::READYZ: co_return Outcome{co_await readyz()};
-                case Route::SUBMIT_JOB: co_return Outcome{co_await submit_job(request.body())};
-                case Route::GET_JOB: co_return Outcome{co_await get_job(match.job_id)};
-                case Route::CANCEL_JOB: co_return Outcome{co_await cancel_job(match.job_id)};
-                case Route::GET_RESULT: co_return Outcome{co_await get_result(match.job_id, target)};
-                case Route::GET_EVENTS: co_return co_await get_events(match.job_id, target, request, stream);
+                case Route::HEALTHZ: result = json_result(200, {{"status", "ok"}}); break;
+                case Route::READYZ: result = co_await readyz(); break;
+                case Route::SUBMIT_JOB: result = co_await submit_job(request.body()); break;
+                case Route::GET_JOB: result = co_await get_job(match.job_id); break;
+                case Route::CANCEL_JOB: result = co_await cancel_job(match.job_id); break;
+                case Route::GET_RESULT: result = co_await get_result(match.job_id, target); break;
+                case Route::GET_EVENTS: {
+                    Outcome streamed = co_await get_events(match.job_id, target, request, stream);
+                    co_return streamed;
+                }
             }
+            co_return Outcome{std::move(result)};
         } catch (const std::exception& e) {
             log::error("{} {} failed: {}", std::string(request.method_string()), target.path, e.what());
         }
@@ -376,7 +386,8 @@ private:
     awaitable<HttpResult> readyz() {
         const auto deadline = Clock::now() + READY_TIMEOUT;
         auto ping = broker_.send(proto::Ping{});  // in flight while Redis answers
-        const RedisValue pong = co_await commands_.command(args("PING"), READY_TIMEOUT);
+        std::vector<std::string> command = args("PING");
+        const RedisValue pong = co_await commands_.command(std::move(command), READY_TIMEOUT);
         const proto::Reply reply = co_await broker_.wait(std::move(ping), deadline);
         const bool redis_ok = pong.ok();
         const bool broker_ok = reply.status == 200;
@@ -412,7 +423,8 @@ private:
 
     // Reads the job hash: nullopt when Redis is unavailable, an empty map for no such job.
     awaitable<std::optional<std::map<std::string, std::string>>> load_job(const std::string& id) {
-        const RedisValue v = co_await commands_.command(args("HGETALL", "sluice:job:" + id), REDIS_TIMEOUT);
+        std::vector<std::string> command = args("HGETALL", "sluice:job:" + id);
+        const RedisValue v = co_await commands_.command(std::move(command), REDIS_TIMEOUT);
         if (!v.ok()) co_return std::nullopt;
         co_return to_map(v);
     }
@@ -446,7 +458,8 @@ private:
                 co_return json_result(200, body);
             const auto now = Clock::now();
             if (now >= deadline || stopping_) co_return json_result(202, body);
-            co_await wait_for(watch.waiter(), std::min<Clock::duration>(RECHECK_INTERVAL, deadline - now));
+            const Clock::duration pause = std::min<Clock::duration>(RECHECK_INTERVAL, deadline - now);
+            co_await wait_for(watch.waiter(), pause);
         }
     }
 
@@ -468,7 +481,8 @@ private:
         }
         if (!is_uuid(id)) co_return Outcome{job_not_found(id)};
         JobWatch watch(notifier_, ioc_, id);  // before the first read: no notice falls in between
-        const RedisValue exists = co_await commands_.command(args("EXISTS", "sluice:job:" + id), REDIS_TIMEOUT);
+        std::vector<std::string> exists_command = args("EXISTS", "sluice:job:" + id);
+        const RedisValue exists = co_await commands_.command(std::move(exists_command), REDIS_TIMEOUT);
         if (!exists.ok()) co_return Outcome{redis_unavailable()};
         if (exists.integer == 0) co_return Outcome{job_not_found(id)};
 
@@ -477,18 +491,17 @@ private:
             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
             "X-Accel-Buffering: no\r\n";
         head += chunked ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n";
-        if (!co_await write_raw(stream, head)) co_return Outcome{std::nullopt, false};
-        auto send = [&](const std::string& text) { return write_raw(stream, chunked ? chunk(text) : text); };
+        const bool head_written = co_await write_raw(stream, std::move(head));
+        if (!head_written) co_return Outcome{std::nullopt, false};
 
         const std::string key = "sluice:events:" + id;
         auto last_write = Clock::now();
         // Stream loop: read what is new; write it (one batch in memory at most); stop after a
         // terminal event; otherwise sleep until notified or the re-check / keep-alive is due.
         for (;;) {
-            const RedisValue batch = co_await commands_.command(
-                args("XRANGE", key, std::to_string(last + 1) + "-0", "+", "COUNT",
-                     std::to_string(EVENT_BATCH)),
-                REDIS_TIMEOUT);
+            std::vector<std::string> command = args("XRANGE", key, std::to_string(last + 1) + "-0", "+",
+                                                    "COUNT", std::to_string(EVENT_BATCH));
+            const RedisValue batch = co_await commands_.command(std::move(command), REDIS_TIMEOUT);
             std::string text;
             bool finished = false;
             if (batch.ok()) {
@@ -507,24 +520,35 @@ private:
                 }
             }
             if (!text.empty()) {
-                if (!co_await send(text)) co_return Outcome{std::nullopt, false};
+                std::string bytes = chunked ? chunk(text) : text;
+                const bool written = co_await write_raw(stream, std::move(bytes));
+                if (!written) co_return Outcome{std::nullopt, false};
                 last_write = Clock::now();
             }
             if (finished) break;
             if (batch.ok() && batch.elements.size() >= static_cast<std::size_t>(EVENT_BATCH)) continue;
-            if (batch.ok() && text.empty() && co_await job_is_over(id, last)) break;
+            if (batch.ok() && text.empty()) {
+                const bool over = co_await job_is_over(id, last);
+                if (over) break;
+            }
             if (stopping_) break;
             const auto keepalive_due = last_write + KEEPALIVE_INTERVAL;
             const auto now = Clock::now();
-            if (now < keepalive_due)
-                co_await wait_for(watch.waiter(), std::min<Clock::duration>(RECHECK_INTERVAL, keepalive_due - now));
+            if (now < keepalive_due) {
+                const Clock::duration pause = std::min<Clock::duration>(RECHECK_INTERVAL, keepalive_due - now);
+                co_await wait_for(watch.waiter(), pause);
+            }
             if (Clock::now() >= keepalive_due && !stopping_) {
-                if (!co_await send(": keep-alive\n\n")) co_return Outcome{std::nullopt, false};
+                std::string comment = ": keep-alive\n\n";
+                std::string bytes = chunked ? chunk(comment) : comment;
+                const bool written = co_await write_raw(stream, std::move(bytes));
+                if (!written) co_return Outcome{std::nullopt, false};
                 last_write = Clock::now();
             }
         }
         if (chunked) {
-            if (!co_await write_raw(stream, "0\r\n\r\n")) co_return Outcome{std::nullopt, false};
+            const bool written = co_await write_raw(stream, std::string("0\r\n\r\n"));
+            if (!written) co_return Outcome{std::nullopt, false};
             co_return Outcome{std::nullopt, true};
         }
         co_return Outcome{std::nullopt, false};
@@ -533,8 +557,8 @@ private:
     // True when nothing more can come for a stream that has sent up to `last`: the job is gone
     // (expired), or it is terminal and its last event number is not past `last`.
     awaitable<bool> job_is_over(const std::string& id, std::uint64_t last) {
-        const RedisValue v =
-            co_await commands_.command(args("HMGET", "sluice:job:" + id, "status", "seq"), REDIS_TIMEOUT);
+        std::vector<std::string> command = args("HMGET", "sluice:job:" + id, "status", "seq");
+        const RedisValue v = co_await commands_.command(std::move(command), REDIS_TIMEOUT);
         if (!v.ok() || v.elements.size() != 2) co_return false;
         if (v.elements[0].kind == RedisValue::Kind::NIL) co_return true;  // hash expired
         if (!is_terminal_status(v.elements[0].str)) co_return false;

@@ -1,0 +1,10 @@
+# api unit tests (included from tests/CMakeLists.txt): the pure request logic, no sockets.
+if(COMMAND sluice_unit_test)
+  sluice_unit_test(api_request ${CMAKE_CURRENT_LIST_DIR}/test_api_request.cpp sluice_api_core)
+else()
+  find_package(doctest REQUIRED)
+  add_executable(api_request ${CMAKE_CURRENT_LIST_DIR}/test_api_request.cpp)
+  target_compile_definitions(api_request PRIVATE DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN)
+  target_link_libraries(api_request PRIVATE sluice_api_core doctest::doctest)
+  add_test(NAME api_request COMMAND api_request)
+endif()

@@ -1,0 +1,405 @@
+// Unit tests of the api's pure request logic (api/request.hpp): submit validation and the
+// SUBMIT it builds, job ids, job hash -> JSON, event entry -> SSE text, query parsing, routing
+// and the HTTP answers built from broker REPLYs.
+#include "request.hpp"
+
+#include <doctest/doctest.h>
+
+#include <set>
+
+using namespace sluice::api;
+using sluice::proto::Reply;
+using sluice::proto::Submit;
+
+namespace {
+
+const std::string ID = "0b7c1f0e-2d4e-4a7b-9c1d-3e5f7a9b1c2d";
+
+// Returns the error of parse_submit(body), failing the test if it succeeded.
+ApiError submit_error(const std::string& body) {
+    auto result = parse_submit(body, ID);
+    REQUIRE_MESSAGE(std::holds_alternative<ApiError>(result), body);
+    return std::get<ApiError>(result);
+}
+
+Submit submit_ok(const std::string& body) {
+    auto result = parse_submit(body, ID);
+    if (auto* e = std::get_if<ApiError>(&result)) FAIL_CHECK(body << " -> " << e->code << ": " << e->message);
+    REQUIRE(std::holds_alternative<Submit>(result));
+    return std::get<Submit>(result);
+}
+
+void check_invalid(const std::string& body, const std::string& field) {
+    const ApiError e = submit_error(body);
+    CHECK_MESSAGE(e.status == 422, body);
+    CHECK_MESSAGE(e.code == "invalid_request", body);
+    CHECK_MESSAGE(e.message.find(field) != std::string::npos, body << " -> " << e.message);
+}
+
+json input_of(const Submit& s) {
+    return json::from_msgpack(std::vector<std::uint8_t>(s.input.begin(), s.input.end()));
+}
+
+}  // namespace
+
+TEST_CASE("submit: defaults, tenant, id and input as msgpack") {
+    const Submit s = submit_ok(R"({"type": "echo"})");
+    CHECK(s.job_id == ID);
+    CHECK(s.tenant == "default");
+    CHECK(s.type == "echo");
+    CHECK(s.timeout_s == 300);
+    CHECK(s.max_attempts == 3);
+    CHECK(s.priority == 0);
+    CHECK(s.req_id == 0);
+    CHECK(input_of(s).is_null());
+
+    const Submit t = submit_ok(
+        R"({"type": "llm.summarize:v2-x_1", "input": {"text": "héllo", "n": [1, 2.5, null, true]},
+            "options": {"timeout_s": 86400, "max_attempts": 100, "priority": 9}, "extra": 1})");
+    CHECK(t.type == "llm.summarize:v2-x_1");
+    CHECK(t.timeout_s == 86400);
+    CHECK(t.max_attempts == 100);
+    CHECK(t.priority == 9);
+    CHECK(input_of(t) == json::parse(R"({"text": "héllo", "n": [1, 2.5, null, true]})"));
+
+    const Submit u = submit_ok(R"({"type": "a", "options": {"timeout_s": 1, "max_attempts": 1, "priority": 0}})");
+    CHECK(u.timeout_s == 1);
+    CHECK(u.max_attempts == 1);
+    CHECK(submit_ok(R"({"type": "a", "options": {}})").timeout_s == 300);
+    CHECK(input_of(submit_ok(R"({"type": "a", "input": "text"})")) == "text");
+    CHECK(input_of(submit_ok(R"({"type": "a", "input": 7})")) == 7);
+}
+
+TEST_CASE("submit: body that is not a JSON object is 400 invalid_json") {
+    for (const char* body : {"", "nope", "{\"type\": \"echo\",", "[1, 2]", "\"echo\"", "null", "3"}) {
+        const ApiError e = submit_error(body);
+        CHECK_MESSAGE(e.status == 400, body);
+        CHECK_MESSAGE(e.code == "invalid_json", body);
+        CHECK_FALSE(e.message.empty());
+    }
+}
+
+TEST_CASE("submit: bad type is 422 naming the field") {
+    check_invalid(R"({"input": 1})", "type");
+    check_invalid(R"({"type": null})", "type");
+    check_invalid(R"({"type": ""})", "type");
+    check_invalid(R"({"type": 7})", "type");
+    check_invalid(R"({"type": ["echo"]})", "type");
+    check_invalid(R"({"type": "bad type!"})", "type");
+    check_invalid(R"({"type": "slash/no"})", "type");
+    check_invalid(R"({"type": "é"})", "type");
+    check_invalid(R"({"type": ")" + std::string(129, 'a') + R"("})", "type");
+    CHECK(submit_ok(R"({"type": ")" + std::string(128, 'a') + R"("})").type.size() == 128);
+}
+
+TEST_CASE("submit: bad options are 422 naming the field") {
+    check_invalid(R"({"type": "a", "options": []})", "options");
+    check_invalid(R"({"type": "a", "options": null})", "options");
+    check_invalid(R"({"type": "a", "options": 5})", "options");
+    check_invalid(R"({"type": "a", "options": {"bogus": 1}})", "options.bogus");
+    check_invalid(R"({"type": "a", "options": {"timeout_s": 0}})", "options.timeout_s");
+    check_invalid(R"({"type": "a", "options": {"timeout_s": 86401}})", "options.timeout_s");
+    check_invalid(R"({"type": "a", "options": {"timeout_s": "10"}})", "options.timeout_s");
+    check_invalid(R"({"type": "a", "options": {"timeout_s": 10.5}})", "options.timeout_s");
+    check_invalid(R"({"type": "a", "options": {"timeout_s": 10.0}})", "options.timeout_s");
+    check_invalid(R"({"type": "a", "options": {"timeout_s": true}})", "options.timeout_s");
+    check_invalid(R"({"type": "a", "options": {"timeout_s": null}})", "options.timeout_s");
+    check_invalid(R"({"type": "a", "options": {"timeout_s": 18446744073709551615}})", "options.timeout_s");
+    check_invalid(R"({"type": "a", "options": {"timeout_s": -9223372036854775808}})", "options.timeout_s");
+    check_invalid(R"({"type": "a", "options": {"max_attempts": 0}})", "options.max_attempts");
+    check_invalid(R"({"type": "a", "options": {"max_attempts": 101}})", "options.max_attempts");
+    check_invalid(R"({"type": "a", "options": {"max_attempts": 1000}})", "options.max_attempts");
+    check_invalid(R"({"type": "a", "options": {"priority": -1}})", "options.priority");
+    check_invalid(R"({"type": "a", "options": {"priority": 10}})", "options.priority");
+    check_invalid(R"({"type": "a", "options": {"priority": "high"}})", "options.priority");
+}
+
+TEST_CASE("submit: nesting deeper than the limit is refused, at the limit it is fine") {
+    auto nested = [](int depth) {
+        return R"({"type": "a", "input": )" + std::string(depth, '[') + std::string(depth, ']') + "}";
+    };
+    CHECK(submit_error(nested(100000)).status == 422);
+    CHECK(submit_error(nested(MAX_JSON_DEPTH + 1)).code == "invalid_request");
+    submit_ok(nested(MAX_JSON_DEPTH - 1));
+}
+
+TEST_CASE("job type pattern") {
+    CHECK(is_valid_job_type("echo"));
+    CHECK(is_valid_job_type("A-Z_a.z:0-9"));
+    CHECK_FALSE(is_valid_job_type(""));
+    CHECK_FALSE(is_valid_job_type("a b"));
+    CHECK_FALSE(is_valid_job_type("a\n"));
+    CHECK_FALSE(is_valid_job_type(std::string(129, 'x')));
+}
+
+TEST_CASE("job ids are random UUIDv4") {
+    std::set<std::string> seen;
+    int bit_ones[128] = {};
+    const int n = 2000;
+    for (int i = 0; i < n; ++i) {
+        const std::string id = make_job_id();
+        REQUIRE(id.size() == 36);
+        CHECK(is_uuid(id));
+        CHECK(id[14] == '4');
+        CHECK(std::string("89ab").find(id[19]) != std::string::npos);
+        for (char c : id) CHECK((c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')));
+        seen.insert(id);
+        std::string hex;
+        for (char c : id)
+            if (c != '-') hex += c;
+        for (int nibble = 0; nibble < 32; ++nibble) {
+            const int v = std::stoi(hex.substr(nibble, 1), nullptr, 16);
+            for (int b = 0; b < 4; ++b) bit_ones[nibble * 4 + b] += (v >> (3 - b)) & 1;
+        }
+    }
+    CHECK(seen.size() == static_cast<std::size_t>(n));
+    // Every bit outside the version (48..51) and variant (64..65) is a fair coin: with 2000
+    // samples a fair bit lands in 800..1200 except with negligible probability.
+    for (int bit = 0; bit < 128; ++bit) {
+        if ((bit >= 48 && bit <= 51) || bit == 64 || bit == 65) continue;
+        CHECK_MESSAGE(bit_ones[bit] > 800, "bit " << bit);
+        CHECK_MESSAGE(bit_ones[bit] < 1200, "bit " << bit);
+    }
+}
+
+TEST_CASE("UUID shape check") {
+    CHECK(is_uuid("00000000-0000-4000-8000-000000000000"));
+    CHECK(is_uuid("ABCDEF00-0000-4000-8000-000000000000"));
+    CHECK_FALSE(is_uuid("not-a-uuid"));
+    CHECK_FALSE(is_uuid(""));
+    CHECK_FALSE(is_uuid("00000000-0000-4000-8000-00000000000"));
+    CHECK_FALSE(is_uuid("00000000-0000-4000-8000-0000000000000"));
+    CHECK_FALSE(is_uuid("00000000_0000-4000-8000-000000000000"));
+    CHECK_FALSE(is_uuid("0000000g-0000-4000-8000-000000000000"));
+    CHECK_FALSE(is_uuid("../../../etc/passwd-0000-4000-8000-00"));
+}
+
+TEST_CASE("ISO-8601 timestamps with milliseconds") {
+    CHECK(iso8601_ms(0) == "1970-01-01T00:00:00.000Z");
+    CHECK(iso8601_ms(1700000000123) == "2023-11-14T22:13:20.123Z");
+    CHECK(iso8601_ms(1700000000005) == "2023-11-14T22:13:20.005Z");
+    CHECK(iso8601_ms(951782400999) == "2000-02-29T00:00:00.999Z");
+}
+
+TEST_CASE("job hash -> JSON body") {
+    const std::vector<std::uint8_t> packed = json::to_msgpack(json{{"answer", 42}, {"list", {1, "x"}}});
+    std::map<std::string, std::string> hash{
+        {"id", ID}, {"type", "echo"}, {"tenant", "default"}, {"status", "succeeded"},
+        {"priority", "5"}, {"max_attempts", "3"}, {"timeout_s", "300"}, {"attempts", "1"},
+        {"created_ms", "1700000000123"}, {"started_ms", "1700000000200"},
+        {"finished_ms", "1700000000300"}, {"input", "\xc0"}, {"seq", "3"}, {"worker", "w1"},
+        {"result", std::string(packed.begin(), packed.end())}};
+    const json body = job_to_json(hash);
+    const std::set<std::string> keys{"id", "type", "tenant", "status", "priority", "max_attempts",
+                                     "timeout_s", "attempts", "created_at", "started_at",
+                                     "finished_at", "result", "error"};
+    std::set<std::string> got;
+    for (const auto& item : body.items()) got.insert(item.key());
+    CHECK(got == keys);
+    CHECK(body["id"] == ID);
+    CHECK(body["status"] == "succeeded");
+    CHECK(body["priority"] == 5);
+    CHECK(body["max_attempts"] == 3);
+    CHECK(body["timeout_s"] == 300);
+    CHECK(body["attempts"] == 1);
+    CHECK(body["created_at"] == "2023-11-14T22:13:20.123Z");
+    CHECK(body["started_at"] == "2023-11-14T22:13:20.200Z");
+    CHECK(body["finished_at"] == "2023-11-14T22:13:20.300Z");
+    CHECK(body["result"] == json{{"answer", 42}, {"list", {1, "x"}}});
+    CHECK(body["error"].is_null());
+
+    // A queued job: absent fields are null; a broken result is null rather than an error.
+    const json queued = job_to_json({{"id", ID}, {"status", "queued"}, {"created_ms", "1700000000123"},
+                                     {"started_ms", ""}, {"result", "\xc1"}, {"error", ""}});
+    CHECK(queued["started_at"].is_null());
+    CHECK(queued["finished_at"].is_null());
+    CHECK(queued["result"].is_null());
+    CHECK(queued["error"].is_null());
+    CHECK(queued["attempts"].is_null());
+
+    const json failed = job_to_json({{"status", "failed"}, {"error", "boom"}});
+    CHECK(failed["error"] == "boom");
+    // Non-UTF-8 bytes in a string never make serialising throw.
+    CHECK_NOTHROW(dump_json(job_to_json({{"error", "bad \xff byte"}})));
+}
+
+TEST_CASE("event entry -> SSE text") {
+    EventEntry started{"2-1", {{"event", "started"}, {"seq", "2"}, {"ts", "1700000000200"},
+                              {"attempt", "1"}, {"worker", "w-1"}}};
+    const std::string text = format_sse_event(ID, started);
+    const std::string prefix = "id: 2\nevent: started\ndata: ";
+    REQUIRE(text.rfind(prefix, 0) == 0);
+    REQUIRE(text.size() > prefix.size() + 2);
+    CHECK(text.substr(text.size() - 2) == "\n\n");
+    const std::string data_line = text.substr(prefix.size(), text.size() - prefix.size() - 2);
+    CHECK(data_line.find('\n') == std::string::npos);
+    const json data = json::parse(data_line);
+    CHECK(data == json{{"job_id", ID}, {"seq", 2}, {"event", "started"},
+                       {"time", "2023-11-14T22:13:20.200Z"}, {"attempt", 1}, {"worker", "w-1"}});
+
+    EventEntry progress{"3-1", {{"event", "progress"}, {"seq", "3"}, {"ts", "1700000000300"},
+                               {"fraction", "0.25"}, {"message", "line1\nline2"}}};
+    const std::string ptext = format_sse_event(ID, progress);
+    CHECK(ptext.rfind("id: 3\nevent: progress\ndata: ", 0) == 0);
+    CHECK(std::count(ptext.begin(), ptext.end(), '\n') == 4);  // newlines in data are escaped
+    const json pdata = json::parse(ptext.substr(ptext.find("data: ") + 6));
+    CHECK(pdata["fraction"] == 0.25);
+    CHECK(pdata["message"] == "line1\nline2");
+    CHECK_FALSE(pdata.contains("attempt"));
+
+    const std::vector<std::uint8_t> packed = json::to_msgpack(json{{"slept_ms", 300}});
+    EventEntry done{"9-1", {{"event", "succeeded"}, {"seq", "9"}, {"ts", "1700000000400"},
+                           {"result", std::string(packed.begin(), packed.end())}}};
+    const json ddata = json::parse(format_sse_event(ID, done).substr(std::string("id: 9\nevent: succeeded\ndata: ").size()));
+    CHECK(ddata["result"] == json{{"slept_ms", 300}});
+
+    EventEntry chunk{"4-1", {{"event", "chunk"}, {"seq", "4"}, {"ts", "1"}, {"data", "tok"}}};
+    CHECK(format_sse_event(ID, chunk).find(R"("data":"tok")") != std::string::npos);
+    EventEntry failed{"5-1", {{"event", "failed"}, {"seq", "5"}, {"ts", "1"}, {"error", "boom"}}};
+    CHECK(format_sse_event(ID, failed).find(R"("error":"boom")") != std::string::npos);
+
+    // The seq comes from the entry id when the field is missing.
+    EventEntry no_seq{"17-1", {{"event", "queued"}}};
+    CHECK(event_seq(no_seq) == 17u);
+    CHECK(format_sse_event(ID, no_seq).rfind("id: 17\n", 0) == 0);
+}
+
+TEST_CASE("Last-Event-ID and wait parsing") {
+    CHECK(parse_last_event_id("0") == 0u);
+    CHECK(parse_last_event_id("42") == 42u);
+    CHECK(parse_last_event_id(" 7 ") == 7u);
+    CHECK_FALSE(parse_last_event_id(""));
+    CHECK_FALSE(parse_last_event_id("-1"));
+    CHECK_FALSE(parse_last_event_id("1.5"));
+    CHECK_FALSE(parse_last_event_id("abc"));
+    CHECK_FALSE(parse_last_event_id("99999999999999999999999"));
+
+    CHECK(std::get<int>(parse_wait("0")) == 0);
+    CHECK(std::get<int>(parse_wait("60")) == 60);
+    for (const char* bad : {"61", "-1", "100000", "", "x", "1.5"}) {
+        auto r = parse_wait(bad);
+        REQUIRE_MESSAGE(std::holds_alternative<ApiError>(r), bad);
+        CHECK(std::get<ApiError>(r).status == 422);
+        CHECK(std::get<ApiError>(r).code == "invalid_request");
+    }
+}
+
+TEST_CASE("request target splitting") {
+    const Target t = split_target("/v1/jobs/x/result?wait=5&last_event_id=%32&a+b=c+d&flag");
+    CHECK(t.path == "/v1/jobs/x/result");
+    CHECK(t.query.at("wait") == "5");
+    CHECK(t.query.at("last_event_id") == "2");
+    CHECK(t.query.at("a b") == "c d");
+    CHECK(t.query.at("flag").empty());
+    CHECK(split_target("/healthz").query.empty());
+    CHECK(split_target("/x?bad=%zz%").query.at("bad") == "%zz%");
+}
+
+TEST_CASE("routing: found, 404, 405 with Allow") {
+    auto found = [](const char* method, const char* path, Route route, const std::string& id = "") {
+        const RouteMatch m = match_route(method, path);
+        CHECK_MESSAGE(m.kind == RouteMatch::FOUND, method << " " << path);
+        CHECK(m.route == route);
+        CHECK(m.job_id == id);
+    };
+    found("GET", "/healthz", Route::HEALTHZ);
+    found("GET", "/readyz", Route::READYZ);
+    found("POST", "/v1/jobs", Route::SUBMIT_JOB);
+    found("GET", "/v1/jobs/abc", Route::GET_JOB, "abc");
+    found("DELETE", "/v1/jobs/abc", Route::CANCEL_JOB, "abc");
+    found("GET", "/v1/jobs/abc/result", Route::GET_RESULT, "abc");
+    found("GET", "/v1/jobs/abc/events", Route::GET_EVENTS, "abc");
+
+    for (const char* path : {"/", "/v2/nothing", "/v1/jobs/", "/v1/jobs//events", "/v1/jobs/a/b",
+                             "/v1/jobs/a/events/x", "/healthz/", "/v1"}) {
+        CHECK_MESSAGE(match_route("GET", path).kind == RouteMatch::NOT_FOUND, path);
+    }
+
+    RouteMatch m = match_route("PUT", "/v1/jobs");
+    CHECK(m.kind == RouteMatch::METHOD_NOT_ALLOWED);
+    CHECK(m.allow == "POST");
+    m = match_route("POST", "/v1/jobs/abc");
+    CHECK(m.kind == RouteMatch::METHOD_NOT_ALLOWED);
+    CHECK(m.allow == "GET, DELETE");
+    m = match_route("DELETE", "/healthz");
+    CHECK(m.allow == "GET");
+    CHECK(match_route("get", "/healthz").kind == RouteMatch::METHOD_NOT_ALLOWED);
+}
+
+TEST_CASE("HTTP answers from broker REPLYs") {
+    Submit submit;
+    submit.job_id = ID;
+    submit.type = "echo";
+
+    Reply accepted;
+    accepted.status = 202;
+    HttpResult r = submit_result(submit, accepted);
+    CHECK(r.status == 202);
+    CHECK(r.content_type == "application/json");
+    REQUIRE(r.headers.size() == 1);
+    CHECK(r.headers[0] == std::pair<std::string, std::string>{"Location", "/v1/jobs/" + ID});
+    const json body = json::parse(r.body);
+    CHECK(body["id"] == ID);
+    CHECK(body["type"] == "echo");
+    CHECK(body["status"] == "queued");
+    CHECK(body["links"] == json{{"self", "/v1/jobs/" + ID},
+                                {"events", "/v1/jobs/" + ID + "/events"},
+                                {"result", "/v1/jobs/" + ID + "/result"}});
+
+    auto error_of = [](const HttpResult& result) {
+        const json b = json::parse(result.body);
+        CHECK(b.size() == 1);
+        CHECK_FALSE(b["error"]["message"].get<std::string>().empty());
+        return b["error"]["code"].get<std::string>();
+    };
+    Reply refused;
+    refused.status = 422;
+    refused.code = "unknown_job_type";
+    refused.message = "no worker serves echo";
+    r = submit_result(submit, refused);
+    CHECK(r.status == 422);
+    CHECK(error_of(r) == "unknown_job_type");
+    CHECK(r.headers.empty());
+
+    Reply full;
+    full.status = 429;
+    full.code = "queue_full";
+    r = submit_result(submit, full);
+    CHECK(r.status == 429);
+    CHECK(error_of(r) == "queue_full");
+    REQUIRE(r.headers.size() == 1);
+    CHECK(r.headers[0] == std::pair<std::string, std::string>{"Retry-After", "1"});
+
+    Reply down;
+    down.status = 503;
+    down.code = "redis_unavailable";
+    CHECK(submit_result(submit, down).status == 503);
+    CHECK(error_of(submit_result(submit, down)) == "redis_unavailable");
+
+    Reply weird;
+    weird.status = 7;
+    CHECK(submit_result(submit, weird).status == 502);
+
+    Reply canceled;
+    canceled.status = 200;
+    r = cancel_result(ID, canceled);
+    CHECK(r.status == 200);
+    CHECK(json::parse(r.body) == json{{"id", ID}, {"status", "canceled"}});
+    Reply finished;
+    finished.status = 409;
+    finished.code = "job_finished";
+    CHECK(cancel_result(ID, finished).status == 409);
+    CHECK(error_of(cancel_result(ID, finished)) == "job_finished");
+    Reply missing;
+    missing.status = 404;
+    missing.code = "job_not_found";
+    CHECK(error_of(cancel_result(ID, missing)) == "job_not_found");
+}
+
+TEST_CASE("error body shape") {
+    const json b = json::parse(error_body("not_found", "no such endpoint"));
+    CHECK(b == json{{"error", {{"code", "not_found"}, {"message", "no such endpoint"}}}});
+    const HttpResult r = error_result({413, "body_too_large", "too big"});
+    CHECK(r.status == 413);
+    CHECK(json::parse(r.body)["error"]["code"] == "body_too_large");
+}
