@@ -350,7 +350,10 @@ void Broker::handle_backend(const proto::Envelope& env) {
             else ok = false;
             break;
         case proto::Command::DISCONNECT:
-            lose_workers(workers_.remove(peer), "disconnected");
+            // A worker shutting down gracefully: it gets no new jobs, and the ones it holds
+            // finish (or come back when its heartbeats stop).
+            worker->draining = true;
+            log::info("worker {} is shutting down: finishing {} job(s)", worker->name, worker->jobs.size());
             break;
         default:
             log::warn("backend: dropped {}: not a worker command", proto::command_name(env.command));
@@ -559,6 +562,14 @@ void Broker::run_timers(Clock::time_point now) {
         if (now - worker.last_send >= interval)
             send_to_worker(worker, proto::Command::HEARTBEAT, proto::encode_body(proto::Heartbeat{}));
     lose_workers(workers_.expire(now - interval * proto::HEARTBEAT_LIVENESS), "went silent");
+    for (auto it = workers_.all().begin(); it != workers_.all().end();) {
+        if (it->second.draining && it->second.jobs.empty()) {
+            log::info("worker {} left", it->second.name);
+            it = workers_.all().erase(it);
+        } else {
+            ++it;
+        }
+    }
     while (!delayed_.empty() && delayed_.begin()->first <= now) {
         const Delayed& retry = delayed_.begin()->second;
         queues_.push(retry.type, retry.job_id, retry.priority);

@@ -12,6 +12,7 @@ WorkerInfo& WorkerPool::ready(const std::string& identity, std::string name, std
     worker.runtime = std::move(runtime);
     worker.types = std::set<std::string>(types.begin(), types.end());
     worker.concurrency = concurrency;
+    worker.draining = false;
     worker.last_recv = now;
     return worker;
 }

@@ -23,15 +23,18 @@ struct WorkerInfo {
     Clock::time_point last_recv{};
     Clock::time_point last_send{};
     std::uint64_t last_assigned = 0;  // assignment counter value at its last job
+    bool draining = false;  // said DISCONNECT: finishing the jobs it holds, takes no new ones
 
     std::uint32_t credit() const {
-        return jobs.size() >= concurrency ? 0 : concurrency - static_cast<std::uint32_t>(jobs.size());
+        if (draining || jobs.size() >= concurrency) return 0;
+        return concurrency - static_cast<std::uint32_t>(jobs.size());
     }
 };
 
 class WorkerPool {
 public:
-    // Registers a worker, or refreshes one that sent READY again (its jobs are kept).
+    // Registers a worker, or refreshes one that sent READY again (its jobs are kept, and a
+    // draining worker that says READY takes jobs again).
     // Returns the stored record.
     WorkerInfo& ready(const std::string& identity, std::string name, std::string runtime,
                       const std::vector<std::string>& types, std::uint32_t concurrency,

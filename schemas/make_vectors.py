@@ -9,13 +9,6 @@ Each vector is {"name": command name, "command": id, "case": what it exercises,
 A bin field is written in "fields" as the lowercase hex of its bytes; every other field is the
 plain JSON value (u64 values up to 2**64-1 appear as JSON integers; parse them as uint64).
 
-Known gap, on purpose: no vector has an integral-valued f64 (fraction 0.0 or 1.0). The contract
-says f64 is always float64, and the Python codec packs it so; but msgpack-c 4.1 (Debian's
-libmsgpack-cxx-dev) packs a double holding an integral value as the smallest integer (1.0 -> 0x01),
-so such a vector could not round-trip byte for byte on both sides. Both decoders accept an
-integer for f64, so the wire interoperates; only re-encoding differs. Add those cases once the C++
-side packs f64 as float64 always (or the contract changes).
-
 Rerun after changing schemas/messages.json or the cases below (from the project root, after
 scripts/setup.sh has made the virtualenv):
 
@@ -76,6 +69,8 @@ CASES: list[tuple[str, object]] = [
     ("fraction 0.5, empty message", p.Progress("job-1", 2, 0.5, "")),
     ("fraction 0.999, non-ASCII message", p.Progress("job-1", 1, 0.999, "fertig ✓")),
     ("fraction 1/3", p.Progress("job-1", 1, 1 / 3, "third")),
+    ("whole fraction 0.0 goes out as int 0", p.Progress("job-1", 1, 0.0, "start")),
+    ("whole fraction 1.0 goes out as int 1", p.Progress("job-1", 1, 1.0, "done")),
     # CHUNK
     ("basic", p.Chunk("job-1", 1, "Hello")),
     ("non-ASCII and emoji", p.Chunk("job-1", 1, "naïve café 🙂\n")),

@@ -7,7 +7,7 @@ Every message on the wire is three ZMQ frames (schemas/PROTOCOL.md, "Frames"):
     frame 2  msgpack       one array holding the message's fields in order
 
 The encoding is byte-identical to msgpack-c's (common/protocol.hpp): str fields are msgpack str,
-bin fields msgpack bin, integers take their smallest encoding, f64 is always float64. The shared
+bin fields msgpack bin, integers take their smallest encoding, f64 is float64 (whole values as ints). The shared
 vectors in schemas/vectors/messages.json check this from both sides.
 
 Pure data and (de)serialisation, no sockets; every function here is thread-safe.
@@ -222,7 +222,7 @@ def _check(kind: str, value: Any) -> Any:
     if kind == F64:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"expected a float for f64, got {type(value).__name__}")
-        return float(value)  # msgpack packs a Python float as float64, like msgpack-c's double
+        return float(value)
     if kind == STR:
         if not isinstance(value, str):
             raise TypeError(f"expected a str, got {type(value).__name__}")
@@ -251,7 +251,7 @@ def encode_body(msg: Message) -> bytes:
     values = []
     for f in dataclasses.fields(msg):
         try:
-            values.append(_check(f.metadata["wire"], getattr(msg, f.name)))
+            values.append(_packed(f.metadata["wire"], getattr(msg, f.name)))
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{type(msg).__name__}.{f.name}: {exc}") from None
     return msgpack.packb(values, use_bin_type=True)
@@ -260,6 +260,14 @@ def encode_body(msg: Message) -> bytes:
 def encode(msg: Message) -> list[bytes]:
     """Returns the three frames [signature, command, body] of `msg`, ready for send_multipart."""
     return [SIGNATURE, bytes([msg.COMMAND]), encode_body(msg)]
+
+
+def _packed(kind: str, value: Any) -> Any:
+    """Like _check, but a whole f64 goes out as the smallest int, as msgpack-c 4 packs it."""
+    value = _check(kind, value)
+    if kind == F64 and value.is_integer() and -(2**63) <= value < 2**64:
+        return int(value)
+    return value
 
 
 def decode_body(cls: type, body: bytes) -> Message:

@@ -52,12 +52,12 @@ def test_vector_decodes_and_reencodes_byte_for_byte(vector):
     assert p.encode_body(type(msg)(*_expected_fields(vector))) == body
 
 
-def test_f64_is_float64_and_ints_are_smallest():
+def test_f64_is_float64_unless_whole_and_ints_are_smallest():
     body = p.encode_body(p.Progress("j", 1, 0.25, ""))
     assert body == bytes.fromhex("94a16a01cb3fd0000000000000a0")
-    # An int given for an f64 is still packed as float64 (0xcb), never as an int.
-    assert p.encode_body(p.Progress("j", 300, 1, "")) == bytes.fromhex(
-        "94a16acd012ccb3ff0000000000000a0")
+    # A whole f64 goes out as the smallest int, exactly as msgpack-c 4 packs a double.
+    assert p.encode_body(p.Progress("j", 300, 1, "")) == bytes.fromhex("94a16acd012c01a0")
+    assert p.encode_body(p.Progress("j", 300, 1.0, "")) == bytes.fromhex("94a16acd012c01a0")
     assert p.encode_body(p.Submit(1, "", "", "", b"", -1, 200, 0)) == bytes.fromhex(
         "9801a0a0a0c400ffccc800")
 
