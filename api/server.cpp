@@ -494,6 +494,16 @@ private:
         const bool head_written = co_await write_raw(stream, std::move(head));
         if (!head_written) co_return Outcome{std::nullopt, false};
 
+        // Notice a client that hangs up while the stream is quiet, instead of at the next
+        // keep-alive: watch the socket for readability (EOF) while we only write.
+        auto hangup = std::make_shared<HangupWatch>();
+        hangup->waiter = &watch.waiter();
+        watch_hangup(stream.socket(), hangup);
+        struct StopWatching {
+            std::shared_ptr<HangupWatch> watch;
+            ~StopWatching() { watch->active = false; }
+        } stop_watching{hangup};
+
         const std::string key = "sluice:events:" + id;
         auto last_write = Clock::now();
         // Stream loop: read what is new; write it (one batch in memory at most); stop after a
@@ -532,6 +542,7 @@ private:
                 if (over) break;
             }
             if (stopping_) break;
+            if (hangup->gone) co_return Outcome{std::nullopt, false};
             const auto keepalive_due = last_write + KEEPALIVE_INTERVAL;
             const auto now = Clock::now();
             if (now < keepalive_due) {
@@ -552,6 +563,26 @@ private:
             co_return Outcome{std::nullopt, true};
         }
         co_return Outcome{std::nullopt, false};
+    }
+
+    // Shared between an SSE stream and the readability wait on its socket.
+    struct HangupWatch {
+        bool active = true;  // false once the stream is over: the waiter is gone
+        bool gone = false;   // the client closed its end
+        Waiter* waiter = nullptr;
+    };
+
+    static void watch_hangup(tcp::socket& socket, std::shared_ptr<HangupWatch> hangup) {
+        socket.async_wait(tcp::socket::wait_read, [&socket, hangup](error_code ec) {
+            if (ec || !hangup->active) return;
+            error_code ignored;
+            // Readable with nothing to read is EOF; readable with data (a pipelined request)
+            // is not a hang-up, and watching further would spin, so stop there.
+            if (socket.available(ignored) == 0) {
+                hangup->gone = true;
+                hangup->waiter->wake();
+            }
+        });
     }
 
     // True when nothing more can come for a stream that has sent up to `last`: the job is gone
