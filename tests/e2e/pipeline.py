@@ -160,21 +160,20 @@ class Pipeline:
     def events(self, job_id: str, last_event_id: int | None = None, timeout: float = 30.0) -> list[dict]:
         """Reads the job's SSE stream until the server closes it; returns the parsed events."""
         headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
-        return parse_sse(self.http, f"/v1/jobs/{job_id}/events", headers, timeout)
+        return list(iter_sse(self.http, f"/v1/jobs/{job_id}/events", headers, timeout))
 
 
-def parse_sse(client: httpx.Client, path: str, headers: dict, timeout: float) -> list[dict]:
-    events, current = [], {}
+def iter_sse(client: httpx.Client, path: str, headers: dict, timeout: float):
+    """Yields the stream's events as they arrive, until the server ends the stream."""
+    current = {}
     with client.stream("GET", path, headers=headers, timeout=timeout) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
             if line == "":
                 if "data" in current:
-                    events.append({"id": int(current["id"]), "event": current["event"],
-                                   "data": json.loads(current["data"])})
+                    yield {"id": int(current["id"]), "event": current["event"], "data": json.loads(current["data"])}
                 current = {}
             elif not line.startswith(":"):
                 key, _, value = line.partition(":")
                 current[key] = value[1:] if value.startswith(" ") else value
-    return events

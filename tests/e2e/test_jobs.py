@@ -1,9 +1,8 @@
 """Jobs end to end through the real pipeline: submit over HTTP, run on a worker, result in
 Redis, events streamed back (SSE), long-poll, replay with Last-Event-ID."""
-import threading
 import time
 
-from pipeline import TERMINAL
+from pipeline import TERMINAL, iter_sse
 
 
 def test_echo_returns_its_input_unchanged(pipeline):
@@ -52,15 +51,8 @@ def test_sleep_streams_progress_then_succeeds(pipeline):
 def test_live_stream_sees_events_as_they_happen(pipeline):
     job = pipeline.submit("sleep", {"ms": 1500})
     started = time.monotonic()
-    arrivals = []
-
-    def read():
-        for event in pipeline.events(job["id"]):
-            arrivals.append((time.monotonic() - started, event["event"]))
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    reader.join(30)
+    arrivals = [(time.monotonic() - started, event["event"])
+                for event in iter_sse(pipeline.http, f"/v1/jobs/{job['id']}/events", {}, 30)]
     names = [name for _, name in arrivals]
     assert names[0] == "queued" and names[-1] == "succeeded"
     # Progress arrived while the job ran, not all at the end.
