@@ -9,6 +9,7 @@ const char* command_name(std::uint8_t id) {
         case Command::CANCEL: return "CANCEL";
         case Command::PING: return "PING";
         case Command::REPLY: return "REPLY";
+        case Command::RETRY: return "RETRY";
         case Command::READY: return "READY";
         case Command::JOB: return "JOB";
         case Command::PROGRESS: return "PROGRESS";

@@ -26,6 +26,7 @@ enum class Command : std::uint8_t {
     CANCEL = 2,
     PING = 3,
     REPLY = 4,
+    RETRY = 5,
     READY = 16,
     JOB = 17,
     PROGRESS = 18,
@@ -54,11 +55,21 @@ struct Submit {
     std::int64_t priority = 0;
     std::uint32_t max_attempts = 0;
     std::uint32_t timeout_s = 0;
-    MSGPACK_DEFINE(req_id, job_id, tenant, type, input, priority, max_attempts, timeout_s)
+    std::string idempotency_key;  // empty: none
+    std::string request_hash;     // digest of the request, to tell a replay from a conflict
+    MSGPACK_DEFINE(req_id, job_id, tenant, type, input, priority, max_attempts, timeout_s,
+                   idempotency_key, request_hash)
 };
 
 struct Cancel {
     static constexpr Command command = Command::CANCEL;
+    std::uint64_t req_id = 0;
+    std::string job_id;
+    MSGPACK_DEFINE(req_id, job_id)
+};
+
+struct Retry {
+    static constexpr Command command = Command::RETRY;
     std::uint64_t req_id = 0;
     std::string job_id;
     MSGPACK_DEFINE(req_id, job_id)

@@ -40,6 +40,7 @@ class Command(enum.IntEnum):
     CANCEL = 2
     PING = 3
     REPLY = 4
+    RETRY = 5
     READY = 16
     JOB = 17
     PROGRESS = 18
@@ -86,11 +87,20 @@ class Submit:
     priority: int = _wire(I64)
     max_attempts: int = _wire(U32)
     timeout_s: int = _wire(U32)
+    idempotency_key: str = _wire(STR)
+    request_hash: str = _wire(STR)
 
 
 @dataclass
 class Cancel:
     COMMAND: ClassVar[Command] = Command.CANCEL
+    req_id: int = _wire(U64)
+    job_id: str = _wire(STR)
+
+
+@dataclass
+class Retry:
+    COMMAND: ClassVar[Command] = Command.RETRY
     req_id: int = _wire(U64)
     job_id: str = _wire(STR)
 
@@ -190,14 +200,14 @@ class Disconnect:
 
 
 Message = Union[
-    Submit, Cancel, Ping, Reply, Ready, Job, Progress, Chunk, Result, Failure, CancelJob,
+    Submit, Cancel, Retry, Ping, Reply, Ready, Job, Progress, Chunk, Result, Failure, CancelJob,
     Canceled, Heartbeat, Disconnect,
 ]
 
 # Command id -> message class, for decode().
 MESSAGE_TYPES: dict[int, type] = {
     cls.COMMAND: cls
-    for cls in (Submit, Cancel, Ping, Reply, Ready, Job, Progress, Chunk, Result, Failure,
+    for cls in (Submit, Cancel, Retry, Ping, Reply, Ready, Job, Progress, Chunk, Result, Failure,
                 CancelJob, Canceled, Heartbeat, Disconnect)
 }
 

@@ -68,6 +68,7 @@ void check_vector(const json& vector) {
 
     if (name == "SUBMIT") roundtrip<Submit>(body);
     else if (name == "CANCEL") roundtrip<Cancel>(body);
+    else if (name == "RETRY") roundtrip<Retry>(body);
     else if (name == "PING") roundtrip<Ping>(body);
     else if (name == "REPLY") roundtrip<Reply>(body);
     else if (name == "READY") roundtrip<Ready>(body);
@@ -89,13 +90,13 @@ TEST_CASE("every shared vector decodes and re-encodes byte for byte") {
     std::ifstream file(SLUICE_SCHEMAS_DIR "/vectors/messages.json");
     REQUIRE(file.good());
     const json vectors = json::parse(file);
-    REQUIRE(vectors.size() >= 14);
+    REQUIRE(vectors.size() >= 15);
     std::set<std::string> seen;
     for (const json& vector : vectors) {
         check_vector(vector);
         seen.insert(vector.at("name").get<std::string>());
     }
-    CHECK(seen.size() == 14);
+    CHECK(seen.size() == 15);
 }
 
 TEST_CASE("every command in messages.json has a C++ name") {
@@ -111,7 +112,7 @@ TEST_CASE("every command in messages.json has a C++ name") {
 }
 
 TEST_CASE("malformed bodies decode to nullopt, never throw") {
-    const std::string good = encode_body(Submit{7, "id", "default", "echo", {'\xc0'}, 1, 3, 60});
+    const std::string good = encode_body(Submit{7, "id", "default", "echo", {'\xc0'}, 1, 3, 60, "", ""});
     CHECK(decode_body<Submit>(good).has_value());
     CHECK_FALSE(decode_body<Submit>(good.substr(0, good.size() - 1)).has_value());  // truncated
     CHECK_FALSE(decode_body<Submit>(good + "x").has_value());                       // trailing bytes
