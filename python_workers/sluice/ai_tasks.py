@@ -1,0 +1,526 @@
+"""Built-in AI tasks, LangChain chains over the process's chat model (sluice/models.py): chat,
+summarize, sentiment, entities and analyze. Served by `sluice-worker` when no module is named.
+
+Inputs and results (every result also holds "model", the model's name, and "usage":
+{"prompt_tokens", "completion_tokens"}, summed over every model call the job made):
+
+    chat       {"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}
+               or {"prompt": str}; optional "max_tokens" (1..4096), "temperature" (0..2)
+               -> {"text": str}; each token is streamed as a chunk event on the way
+    summarize  {"text": str} -> {"summary": str, "chunks": int}; long text is split
+               (langchain-text-splitters), each piece summarized (a progress event each),
+               then the pieces' summaries are combined (map-reduce)
+    sentiment  {"text": str} -> {"label": "positive"|"negative"|"neutral", "score": 0..1}
+    entities   {"text": str} -> {"entities": [{"text": str, "type": str}, ...]}
+    analyze    {"text": str} -> {"sentiment": {...}, "entities": [...], "summary": str}: the
+               three above run in parallel on one text
+
+Bad input fails the job at once (NonRetryableError) with a message naming the field. sentiment
+and entities parse the model's answer leniently (the JSON object anywhere in it; for sentiment
+also a bare label word) and ask again up to STRUCTURED_ATTEMPTS times before failing the job
+without retry, quoting the answer that did not parse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import re
+from typing import Any, Awaitable, Callable
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.exceptions import OutputParserException
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableConfig, RunnableLambda, RunnableParallel
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from .errors import NonRetryableError
+from .models import bind_generation, get_chat_model, model_name
+from .registry import task
+
+MAX_TOKENS_LIMIT = 4096          # the largest max_tokens a job may ask for
+MAX_MESSAGES = 200               # messages in one chat job
+STRUCTURED_ATTEMPTS = 3          # model calls before a structured answer counts as unparseable
+# sentiment and entities read this many characters of the text: enough for a review or an
+# article's lead, and within a small model's context (about 4 characters per token).
+CLASSIFY_CHARS = int(os.environ.get("SLUICE_CLASSIFY_CHARS", "3000"))
+# summarize splits text into pieces of about this many characters (SmolLM2 is run with a
+# 2048-token context: a piece, the prompt and the answer must fit).
+SUMMARIZE_CHUNK_CHARS = int(os.environ.get("SLUICE_SUMMARIZE_CHUNK_CHARS", "2000"))
+SUMMARIZE_OVERLAP_CHARS = 100
+SUMMARIZE_MAX_ROUNDS = 3         # reduce rounds before the combined summaries are cut to fit
+# Pieces summarized at once. The local model takes calls one at a time anyway; a remote server
+# (openai, ollama) gets this many requests of one job in flight.
+MAP_CONCURRENCY = int(os.environ.get("SLUICE_MAP_CONCURRENCY", "4"))
+
+SENTIMENT_LABELS = ("positive", "negative", "neutral")
+ENTITY_TYPES = ("PERSON", "ORGANIZATION", "LOCATION", "DATE", "OTHER")
+_ENTITY_TYPE_ALIASES = {
+    "PER": "PERSON", "PEOPLE": "PERSON", "NAME": "PERSON",
+    "ORG": "ORGANIZATION", "ORGANISATION": "ORGANIZATION", "COMPANY": "ORGANIZATION",
+    "LOC": "LOCATION", "GPE": "LOCATION", "PLACE": "LOCATION", "CITY": "LOCATION",
+    "COUNTRY": "LOCATION", "TIME": "DATE",
+}
+
+
+# ---- usage and model name, over every model call of a job -------------------------------------
+
+
+class UsageRecorder(BaseCallbackHandler):
+    """A LangChain callback that sums the token usage of every model call it sees.
+
+    Pass it in a chain's config ({"callbacks": [recorder]}); it reaches nested and parallel
+    calls and retries too. Thread-safe enough for asyncio (callbacks run on the loop).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.models: list[str] = []
+
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        for generations in response.generations:
+            for generation in generations:
+                message = generation.message if isinstance(generation, ChatGeneration) else None
+                if isinstance(message, AIMessage):
+                    self.add(message)
+
+    def add(self, message: AIMessage) -> None:
+        usage = message.usage_metadata or {}
+        self.prompt_tokens += int(usage.get("input_tokens") or 0)
+        self.completion_tokens += int(usage.get("output_tokens") or 0)
+        meta = message.response_metadata or {}
+        name = meta.get("model_name") or meta.get("model")
+        if isinstance(name, str) and name and name not in self.models:
+            self.models.append(name)
+
+    def stamp(self, result: dict, model: Any) -> dict:
+        """Adds "model" (as the server named it, else as configured) and "usage" to `result`."""
+        result["model"] = self.models[0] if self.models else model_name(model)
+        result["usage"] = {"prompt_tokens": self.prompt_tokens,
+                           "completion_tokens": self.completion_tokens}
+        return result
+
+
+def _config(recorder: UsageRecorder, name: str) -> RunnableConfig:
+    return {"callbacks": [recorder], "run_name": name}
+
+
+# ---- input validation --------------------------------------------------------------------------
+
+
+def _text_input(task_name: str, value: Any) -> str:
+    if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+        raise NonRetryableError(f'{task_name} needs input {{"text": str}}, got {value!r:.200}')
+    text = value["text"].strip()
+    if not text:
+        raise NonRetryableError(f'{task_name}: "text" is empty')
+    return text
+
+
+def _max_tokens(task_name: str, value: Any) -> int | None:
+    limit = value.get("max_tokens") if isinstance(value, dict) else None
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_TOKENS_LIMIT:
+        raise NonRetryableError(
+            f'{task_name}: "max_tokens" must be an integer in 1..{MAX_TOKENS_LIMIT}, got {limit!r}')
+    return limit
+
+
+def _chat_input(value: Any) -> tuple[list[tuple[str, str]], int | None, float | None]:
+    if not isinstance(value, dict):
+        raise NonRetryableError(
+            f'chat needs input {{"messages": [{{"role": str, "content": str}}, ...]}} '
+            f'or {{"prompt": str}}, got {value!r:.200}')
+    if "messages" in value:
+        messages = value["messages"]
+        if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_MESSAGES:
+            raise NonRetryableError(
+                f'chat: "messages" must be a list of 1..{MAX_MESSAGES} messages')
+        pairs = []
+        for i, message in enumerate(messages):
+            if (not isinstance(message, dict) or message.get("role") not in
+                    ("system", "user", "assistant") or not isinstance(message.get("content"), str)):
+                raise NonRetryableError(
+                    f'chat: messages[{i}] must be {{"role": "system"|"user"|"assistant", '
+                    f'"content": str}}, got {message!r:.200}')
+            pairs.append((message["role"], message["content"]))
+        if pairs[-1][0] == "assistant":
+            raise NonRetryableError("chat: the last message must be from the user (or system)")
+    elif isinstance(value.get("prompt"), str) and value["prompt"].strip():
+        pairs = [("user", value["prompt"])]
+    else:
+        raise NonRetryableError('chat needs "messages" (a list) or "prompt" (a non-empty str)')
+    temperature = value.get("temperature")
+    if temperature is not None and (isinstance(temperature, bool) or
+                                    not isinstance(temperature, (int, float)) or
+                                    not 0 <= temperature <= 2):
+        raise NonRetryableError(f'chat: "temperature" must be a number in 0..2, got {temperature!r}')
+    return pairs, _max_tokens("chat", value), temperature
+
+
+# ---- chat --------------------------------------------------------------------------------------
+
+
+def chat_chain(model: Any, max_tokens: int | None = None, temperature: float | None = None):
+    """messages [(role, content), ...] -> the model's answer (an AIMessage, streamed by astream)."""
+    to_messages = RunnableLambda(
+        lambda pairs: ChatPromptTemplate.from_messages(
+            [(role, "{m%d}" % i) for i, (role, _) in enumerate(pairs)]).format_messages(
+                **{"m%d" % i: content for i, (_, content) in enumerate(pairs)}),
+        name="to_messages")
+    return to_messages | bind_generation(model, max_tokens=max_tokens, temperature=temperature)
+
+
+@task("chat")
+async def chat(value: Any, ctx) -> dict:
+    """Streams the model's answer to a conversation as chunk events; returns the whole text."""
+    pairs, max_tokens, temperature = _chat_input(value)
+    model = get_chat_model()
+    recorder = UsageRecorder()
+    parts: list[str] = []
+    async for chunk in chat_chain(model, max_tokens, temperature).astream(
+            pairs, config=_config(recorder, "chat")):
+        text = _text_of(chunk)
+        if text:
+            parts.append(text)
+            await ctx.emit(text)
+    return recorder.stamp({"text": "".join(parts)}, model)
+
+
+def _text_of(message: BaseMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return "".join(b if isinstance(b, str) else b.get("text", "") for b in content)
+
+
+# ---- summarize: map-reduce ---------------------------------------------------------------------
+
+MAP_PROMPT = ChatPromptTemplate.from_messages([
+    ("system", "You summarize text. Answer with the summary only, in one to three sentences."),
+    ("user", "Summarize this text:\n\n{text}"),
+])
+REDUCE_PROMPT = ChatPromptTemplate.from_messages([
+    ("system", "You combine partial summaries of one document into a single summary. Answer "
+               "with the summary only, in two to four sentences."),
+    ("user", "Partial summaries:\n\n{text}\n\nWrite one summary of the whole document."),
+])
+
+Progress = Callable[[float, str], Awaitable[None]]
+
+
+async def summarize_text(text: str, model: Any, recorder: UsageRecorder,
+                         progress: Progress | None = None, max_tokens: int | None = None) -> dict:
+    """Returns {"summary", "chunks"} for `text` of any length (map-reduce; see the module doc)."""
+    llm = bind_generation(model, max_tokens=max_tokens)
+    map_chain = (MAP_PROMPT | llm | StrOutputParser()).with_config(run_name="summarize_map")
+    reduce_chain = (REDUCE_PROMPT | llm | StrOutputParser()).with_config(
+        run_name="summarize_reduce")
+    splitter = RecursiveCharacterTextSplitter(chunk_size=SUMMARIZE_CHUNK_CHARS,
+                                              chunk_overlap=SUMMARIZE_OVERLAP_CHARS)
+    chunks = splitter.split_text(text) or [text]
+    total_steps = len(chunks) + (1 if len(chunks) > 1 else 0)
+    config = _config(recorder, "summarize")
+    limit = asyncio.Semaphore(MAP_CONCURRENCY)
+    done = 0
+
+    async def summarize_chunk(chunk: str) -> str:
+        nonlocal done
+        async with limit:
+            summary = (await map_chain.ainvoke({"text": chunk}, config=config)).strip()
+        done += 1
+        if progress is not None:
+            await progress(done / total_steps, f"summarized chunk {done} of {len(chunks)}")
+        return summary
+
+    summaries = await asyncio.gather(*(summarize_chunk(c) for c in chunks))
+    if len(summaries) == 1:
+        return {"summary": summaries[0], "chunks": 1}
+    combined = "\n\n".join(s for s in summaries if s)
+    # Collapse: while the partial summaries do not fit one call, combine them piecewise.
+    for _ in range(SUMMARIZE_MAX_ROUNDS):
+        if len(combined) <= SUMMARIZE_CHUNK_CHARS:
+            break
+        pieces = splitter.split_text(combined)
+        partial = await asyncio.gather(*(reduce_chain.ainvoke({"text": p}, config=config)
+                                         for p in pieces))
+        combined = "\n\n".join(s.strip() for s in partial if s.strip())
+    summary = (await reduce_chain.ainvoke({"text": combined[:SUMMARIZE_CHUNK_CHARS]},
+                                          config=config)).strip()
+    if progress is not None:
+        await progress(1.0, f"combined {len(chunks)} chunk summaries")
+    return {"summary": summary, "chunks": len(chunks)}
+
+
+@task("summarize")
+async def summarize(value: Any, ctx) -> dict:
+    """Summarizes text of any length; a progress event per chunk summarized."""
+    text = _text_input("summarize", value)
+    max_tokens = _max_tokens("summarize", value)
+    model = get_chat_model()
+    recorder = UsageRecorder()
+    result = await summarize_text(text, model, recorder, ctx.progress, max_tokens)
+    return recorder.stamp(result, model)
+
+
+# ---- structured output: parsing ----------------------------------------------------------------
+
+
+def _json_values(text: str) -> list[Any]:
+    """Returns every JSON object or array found in `text`, outermost first, in order."""
+    decoder = json.JSONDecoder()
+    found, i = [], 0
+    while i < len(text):
+        if text[i] in "{[":
+            try:
+                value, end = decoder.raw_decode(text, i)
+            except ValueError:
+                i += 1
+                continue
+            found.append(value)
+            i = end
+        else:
+            i += 1
+    return found
+
+
+def _score(value: Any) -> float | None:
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%?)\s*", value)
+        if not match:
+            return None
+        number = float(match.group(1)) / (100 if match.group(2) else 1)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        return None
+    return number if math.isfinite(number) and 0.0 <= number <= 1.0 else None
+
+
+def _label(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    word = value.strip().strip(".!\"'").lower()
+    word = {"pos": "positive", "neg": "negative", "neu": "neutral", "mixed": "neutral"}.get(word, word)
+    return word if word in SENTIMENT_LABELS else None
+
+
+# Score recorded when the model names a label but gives no usable confidence.
+UNSTATED_SCORE = 0.5
+
+
+def parse_sentiment(answer: str) -> dict:
+    """Parses a model's sentiment answer into {"label", "score"}.
+
+    Accepts a JSON object with "label" (or "sentiment") and "score" (or "confidence"; 0..1 or a
+    percentage) anywhere in the text, or else exactly one of the label words in plain text.
+    A missing or out-of-range score becomes UNSTATED_SCORE. Raises OutputParserException.
+    """
+    for value in _json_values(answer):
+        if isinstance(value, dict):
+            label = _label(value.get("label", value.get("sentiment")))
+            if label is not None:
+                score = _score(value.get("score", value.get("confidence")))
+                return {"label": label, "score": UNSTATED_SCORE if score is None else score}
+    words = {w for w in re.findall(r"[a-z]+", answer.lower()) if w in SENTIMENT_LABELS}
+    if len(words) == 1:
+        return {"label": words.pop(), "score": UNSTATED_SCORE}
+    reason = "names several labels" if words else "names no label"
+    raise OutputParserException(
+        f"not a sentiment ({reason}; expected one of {', '.join(SENTIMENT_LABELS)})",
+        llm_output=answer)
+
+
+def _entity_type(value: Any) -> str:
+    kind = value.strip().upper().replace(" ", "_") if isinstance(value, str) else ""
+    kind = _ENTITY_TYPE_ALIASES.get(kind, kind)
+    return kind if kind in ENTITY_TYPES else "OTHER"
+
+
+def parse_entities(answer: str, source: str) -> list[dict]:
+    """Parses a model's entities answer into [{"text", "type"}, ...].
+
+    Accepts {"entities": [...]} or a bare list, anywhere in the text; items are {"text", "type"}
+    (also "name"/"entity" and "label"/"category"). Types are normalized to ENTITY_TYPES (unknown
+    ones become OTHER). Entities that do not occur in `source` (invented by the model) and
+    duplicates are dropped. Raises OutputParserException when no such list is found.
+    """
+    lowered = source.lower()
+    for value in _json_values(answer):
+        items = value.get("entities") if isinstance(value, dict) else value
+        if not isinstance(items, list):
+            continue
+        entities, seen = [], set()
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            text = item.get("text", item.get("name", item.get("entity")))
+            if not isinstance(text, str) or not text.strip():
+                continue
+            text = text.strip()
+            if len(text) < 2:  # "I", "a": a small model's noise, never a named entity
+                continue
+            kind = _entity_type(item.get("type", item.get("label", item.get("category"))))
+            key = (text.lower(), kind)
+            if text.lower() in lowered and key not in seen:
+                seen.add(key)
+                entities.append({"text": text, "type": kind})
+        return entities
+    raise OutputParserException('no JSON list of entities ({"entities": [{"text", "type"}]})',
+                                llm_output=answer)
+
+
+# ---- sentiment and entities: prompt | model | parser, retried ---------------------------------
+
+SENTIMENT_SCHEMA = {
+    "type": "object",
+    "properties": {"label": {"type": "string", "enum": list(SENTIMENT_LABELS)},
+                   "score": {"type": "number"}},
+    "required": ["label", "score"],
+}
+SENTIMENT_PROMPT = ChatPromptTemplate.from_messages([
+    ("system", "You classify the sentiment of a text. Answer with JSON only: "
+               '{{"label": "positive" or "negative" or "neutral", "score": a confidence '
+               "between 0 and 1}}."),
+    ("user", "Text: I really enjoyed this, it was wonderful."),
+    ("assistant", '{{"label": "positive", "score": 0.95}}'),
+    ("user", "Text: {text}"),
+])
+
+ENTITIES_SCHEMA = {
+    "type": "object",
+    "properties": {"entities": {"type": "array", "items": {
+        "type": "object",
+        "properties": {"text": {"type": "string"},
+                       "type": {"type": "string", "enum": list(ENTITY_TYPES)}},
+        "required": ["text", "type"]}}},
+    "required": ["entities"],
+}
+ENTITIES_PROMPT = ChatPromptTemplate.from_messages([
+    ("system", "You extract named entities (people, organizations, locations, dates) from a "
+               'text. Answer with JSON only: {{"entities": [{{"text": ..., "type": "PERSON" or '
+               '"ORGANIZATION" or "LOCATION" or "DATE" or "OTHER"}}]}}.'),
+    ("user", "Text: Marie Curie moved to Paris in 1891."),
+    ("assistant", '{{"entities": [{{"text": "Marie Curie", "type": "PERSON"}}, '
+                  '{{"text": "Paris", "type": "LOCATION"}}, {{"text": "1891", "type": "DATE"}}]}}'),
+    ("user", "Text: {text}"),
+])
+
+
+def structured_chain(prompt: ChatPromptTemplate, model: Any, parse: Callable[[str], Any],
+                     schema: dict, max_tokens: int | None = None):
+    """prompt | model | parse, asked again (up to STRUCTURED_ATTEMPTS calls in all) while the
+    answer does not parse. Raises OutputParserException (with the last answer) after that."""
+    llm = bind_generation(model, max_tokens=max_tokens, json_schema=schema)
+    return (prompt | llm | StrOutputParser() | RunnableLambda(parse, name="parse")).with_retry(
+        retry_if_exception_type=(OutputParserException,), stop_after_attempt=STRUCTURED_ATTEMPTS,
+        wait_exponential_jitter=False)
+
+
+def _unparseable(task_name: str, exc: OutputParserException) -> NonRetryableError:
+    answer = (exc.llm_output or "").strip()
+    reason = str(exc).split("\n")[0]
+    return NonRetryableError(
+        f"{task_name}: the model's answer could not be parsed after {STRUCTURED_ATTEMPTS} "
+        f"tries ({reason}); last answer: {answer[:300]!r}")
+
+
+async def sentiment_of(text: str, model: Any, recorder: UsageRecorder,
+                       max_tokens: int | None = None) -> dict:
+    """Returns {"label", "score"} for `text` (its first CLASSIFY_CHARS characters).
+    Raises NonRetryableError when the model's answers do not parse."""
+    chain = structured_chain(SENTIMENT_PROMPT, model, parse_sentiment, SENTIMENT_SCHEMA,
+                             max_tokens or 64)
+    try:
+        return await chain.ainvoke({"text": text[:CLASSIFY_CHARS]},
+                                   config=_config(recorder, "sentiment"))
+    except OutputParserException as exc:
+        raise _unparseable("sentiment", exc) from None
+
+
+async def entities_of(text: str, model: Any, recorder: UsageRecorder,
+                      max_tokens: int | None = None) -> list[dict]:
+    """Returns [{"text", "type"}, ...] for `text` (its first CLASSIFY_CHARS characters).
+    Raises NonRetryableError when the model's answers do not parse."""
+    source = text[:CLASSIFY_CHARS]
+    chain = structured_chain(ENTITIES_PROMPT, model, lambda a: parse_entities(a, source),
+                             ENTITIES_SCHEMA, max_tokens)
+    try:
+        return await chain.ainvoke({"text": source}, config=_config(recorder, "entities"))
+    except OutputParserException as exc:
+        raise _unparseable("entities", exc) from None
+
+
+@task("sentiment")
+async def sentiment(value: Any, ctx) -> dict:
+    """{"text"} -> {"label": positive|negative|neutral, "score": 0..1, "model", "usage"}."""
+    text = _text_input("sentiment", value)
+    max_tokens = _max_tokens("sentiment", value)
+    model = get_chat_model()
+    recorder = UsageRecorder()
+    result = await sentiment_of(text, model, recorder, max_tokens)
+    return recorder.stamp(dict(result), model)
+
+
+@task("entities")
+async def entities(value: Any, ctx) -> dict:
+    """{"text"} -> {"entities": [{"text", "type"}, ...], "model", "usage"}."""
+    text = _text_input("entities", value)
+    max_tokens = _max_tokens("entities", value)
+    model = get_chat_model()
+    recorder = UsageRecorder()
+    found = await entities_of(text, model, recorder, max_tokens)
+    return recorder.stamp({"entities": found}, model)
+
+
+# ---- analyze: the three in parallel ------------------------------------------------------------
+
+
+def analyze_chain(model: Any, recorder: UsageRecorder,
+                  on_part_done: Callable[[str], Awaitable[None]] | None = None,
+                  max_tokens: int | None = None):
+    """text -> {"sentiment", "entities", "summary"}: a RunnableParallel of the three tasks;
+    on_part_done(name) is awaited as each part finishes."""
+
+    def part(name: str, run: Callable[[str], Awaitable[Any]]) -> RunnableLambda:
+        async def step(text: str) -> Any:
+            value = await run(text)
+            if on_part_done is not None:
+                await on_part_done(name)
+            return value
+        return RunnableLambda(step, name=name)
+
+    async def summary(text: str) -> str:
+        return (await summarize_text(text, model, recorder, None, max_tokens))["summary"]
+
+    return RunnableParallel(
+        sentiment=part("sentiment", lambda t: sentiment_of(t, model, recorder, max_tokens)),
+        entities=part("entities", lambda t: entities_of(t, model, recorder, max_tokens)),
+        summary=part("summary", summary),
+    )
+
+
+@task("analyze")
+async def analyze(value: Any, ctx) -> dict:
+    """{"text"} -> {"sentiment": {"label", "score"}, "entities": [...], "summary": str,
+    "model", "usage" (summed over the three)}; a progress event as each part finishes."""
+    text = _text_input("analyze", value)
+    max_tokens = _max_tokens("analyze", value)
+    model = get_chat_model()
+    recorder = UsageRecorder()
+    finished: list[str] = []
+
+    async def part_done(name: str) -> None:
+        finished.append(name)
+        await ctx.progress(len(finished) / 3, f"{name} done")
+
+    result = await analyze_chain(model, recorder, part_done, max_tokens).ainvoke(text)
+    return recorder.stamp(dict(result), model)

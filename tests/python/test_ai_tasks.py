@@ -1,0 +1,339 @@
+"""The AI tasks (sluice/ai_tasks.py) on langchain_core's fake chat models: chains, streaming,
+parsing, retries, validation and aggregation, without a real model."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, Iterator
+
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatGeneration, ChatResult
+from pydantic import Field
+
+from sluice import ai_tasks, models
+from sluice.ai_tasks import parse_entities, parse_sentiment
+from sluice.context import JobContext
+from sluice.errors import NonRetryableError
+from sluice.protocol import Chunk, Job, Progress
+from langchain_core.exceptions import OutputParserException
+
+
+class FakeModel(GenericFakeChatModel):
+    """GenericFakeChatModel that answers through `respond(messages) -> str` (or from the
+    `messages` iterator), reports usage (one token per word) and a model name like a real
+    provider, and records every call's messages and bound kwargs."""
+
+    respond: Callable[[list[BaseMessage]], str] | None = None
+    messages: Iterator[Any] = Field(default_factory=lambda: iter(()))
+    calls: list = Field(default_factory=list)
+    model_name: str = "fake-model"
+
+    def _answer(self, messages: list[BaseMessage], kwargs: dict) -> AIMessage:
+        self.calls.append((messages, kwargs))
+        text = self.respond(messages) if self.respond else next(self.messages)
+        prompt_tokens = sum(len(str(m.content).split()) for m in messages)
+        return AIMessage(content=text, usage_metadata={
+            "input_tokens": prompt_tokens, "output_tokens": len(text.split()),
+            "total_tokens": prompt_tokens + len(text.split())},
+            response_metadata={"model_name": self.model_name})
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=self._answer(messages, kwargs))])
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        answer = self._answer(messages, kwargs)
+        for word in answer.content.split(" "):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
+        yield ChatGenerationChunk(message=AIMessageChunk(
+            content="", usage_metadata=answer.usage_metadata,
+            response_metadata=answer.response_metadata))
+
+
+@pytest.fixture
+def use_model():
+    """use_model(model) makes `model` the process's chat model for the test."""
+    yield models.set_chat_model
+    models.set_chat_model(None)
+
+
+class Recorder:
+    """A JobContext whose reports land in a list."""
+
+    def __init__(self) -> None:
+        self.reports: list = []
+        self.ctx = JobContext(Job("job-1", "t", b"", 1, 0), "w", self.reports.append)
+
+    def chunks(self) -> list[str]:
+        return [r.data for r in self.reports if isinstance(r, Chunk)]
+
+    def progress(self) -> list[tuple[float, str]]:
+        return [(r.fraction, r.message) for r in self.reports if isinstance(r, Progress)]
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+def system_of(messages: list[BaseMessage]) -> str:
+    return next((str(m.content) for m in messages if m.type == "system"), "")
+
+
+# ---- chat --------------------------------------------------------------------------------------
+
+
+def test_chat_streams_each_token_as_a_chunk_and_returns_text_model_and_usage(use_model):
+    model = FakeModel(messages=iter(["Hello there, friend."]))
+    use_model(model)
+    rec = Recorder()
+    result = run(ai_tasks.chat({"messages": [{"role": "system", "content": "Be brief."},
+                                             {"role": "user", "content": "Say hi"}],
+                                "max_tokens": 12}, rec.ctx))
+    assert rec.chunks() == ["Hello ", "there, ", "friend. "]
+    assert result["text"] == "Hello there, friend. "
+    assert result["model"] == "fake-model"
+    assert result["usage"] == {"prompt_tokens": 4, "completion_tokens": 3}
+    (messages, kwargs), = model.calls
+    assert [(m.type, m.content) for m in messages] == [("system", "Be brief."), ("human", "Say hi")]
+    assert kwargs["max_tokens"] == 12
+
+
+def test_chat_takes_a_prompt_and_keeps_braces_literal(use_model):
+    model = FakeModel(messages=iter(["ok"]))
+    use_model(model)
+    run(ai_tasks.chat({"prompt": "JSON like {\"a\": 1} please"}, Recorder().ctx))
+    assert model.calls[0][0][0].content == 'JSON like {"a": 1} please'
+
+
+@pytest.mark.parametrize("value, words", [
+    (None, "chat needs input"),
+    ({}, '"messages" (a list) or "prompt"'),
+    ({"messages": []}, '"messages" must be a list of 1..200'),
+    ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0] must be"),
+    ({"messages": [{"role": "user", "content": 5}]}, "messages[0] must be"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+     "last message must be from the user"),
+    ({"prompt": "hi", "max_tokens": 0}, '"max_tokens" must be an integer in 1..4096'),
+    ({"prompt": "hi", "max_tokens": True}, '"max_tokens" must be an integer'),
+    ({"prompt": "hi", "temperature": 3}, '"temperature" must be a number in 0..2'),
+])
+def test_chat_rejects_bad_input_without_retry(use_model, value, words):
+    use_model(FakeModel())
+    with pytest.raises(NonRetryableError, match=None) as info:
+        run(ai_tasks.chat(value, Recorder().ctx))
+    assert words in str(info.value)
+
+
+# ---- summarize ---------------------------------------------------------------------------------
+
+
+def test_summarize_short_text_is_one_call(use_model):
+    model = FakeModel(messages=iter(["  A short summary.  "]))
+    use_model(model)
+    rec = Recorder()
+    result = run(ai_tasks.summarize({"text": "Cats sleep a lot. Dogs do too."}, rec.ctx))
+    assert result["summary"] == "A short summary." and result["chunks"] == 1
+    assert result["model"] == "fake-model" and result["usage"]["completion_tokens"] == 3
+    assert rec.progress() == [(1.0, "summarized chunk 1 of 1")]
+    assert "Cats sleep a lot." in model.calls[0][0][-1].content
+
+
+def test_summarize_long_text_maps_each_chunk_then_reduces(use_model, monkeypatch):
+    monkeypatch.setattr(ai_tasks, "SUMMARIZE_CHUNK_CHARS", 200)
+    paragraphs = [f"Paragraph {i} is about topic {i}. " * 4 for i in range(5)]
+
+    def respond(messages):
+        user = str(messages[-1].content)
+        if "Partial summaries" in user:
+            return "Overall summary."
+        return "About " + next(f"topic {i}" for i in range(5) if f"topic {i}." in user) + "."
+
+    model = FakeModel(respond=respond)
+    use_model(model)
+    rec = Recorder()
+    result = run(ai_tasks.summarize({"text": "\n\n".join(paragraphs)}, rec.ctx))
+    chunks = result["chunks"]
+    assert chunks >= 5 and result["summary"] == "Overall summary."
+    assert len(model.calls) == chunks + 1  # map each chunk, one reduce
+    reduce_input = str(model.calls[-1][0][-1].content)
+    assert all(f"About topic {i}." in reduce_input for i in range(5))
+    progress = rec.progress()
+    assert [m for _, m in progress[:-1]] == [f"summarized chunk {i} of {chunks}"
+                                              for i in range(1, chunks + 1)]
+    assert progress[-1] == (1.0, f"combined {chunks} chunk summaries")
+    fractions = [f for f, _ in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    # Usage is summed over all the calls.
+    assert result["usage"]["completion_tokens"] == sum(
+        len(respond(m).split()) for m, _ in model.calls)
+
+
+def test_summarize_collapses_partial_summaries_that_do_not_fit(use_model, monkeypatch):
+    monkeypatch.setattr(ai_tasks, "SUMMARIZE_CHUNK_CHARS", 100)
+    monkeypatch.setattr(ai_tasks, "SUMMARIZE_OVERLAP_CHARS", 0)
+
+    def respond(messages):
+        if "Partial summaries" in str(messages[-1].content):
+            return "Combined."
+        return "A rather long partial summary of this piece of the text."  # 57 chars
+
+    use_model(FakeModel(respond=respond))
+    result = run(ai_tasks.summarize({"text": "word " * 200}, Recorder().ctx))
+    assert result["summary"] == "Combined." and result["chunks"] >= 10
+
+
+@pytest.mark.parametrize("value", [None, {"text": 3}, {"text": "   "}, "just a string"])
+def test_text_tasks_reject_bad_input(use_model, value):
+    use_model(FakeModel())
+    for name in ("summarize", "sentiment", "entities", "analyze"):
+        with pytest.raises(NonRetryableError, match=name):
+            run(getattr(ai_tasks, name)(value, Recorder().ctx))
+
+
+# ---- sentiment ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ('{"label": "positive", "score": 0.91}', {"label": "positive", "score": 0.91}),
+    ('Sure! Here it is: {"label": "Negative", "score": "80%"} Hope it helps.',
+     {"label": "negative", "score": 0.8}),
+    ('{"sentiment": "neutral", "confidence": 1}', {"label": "neutral", "score": 1.0}),
+    ('{"label": "positive", "score": 9.0}', {"label": "positive", "score": 0.5}),
+    ("The sentiment is Negative.", {"label": "negative", "score": 0.5}),
+    ("positive", {"label": "positive", "score": 0.5}),
+])
+def test_parse_sentiment_accepts_json_or_a_bare_label(answer, expected):
+    assert parse_sentiment(answer) == expected
+
+
+@pytest.mark.parametrize("answer", ["I cannot tell.", "It is positive and negative.",
+                                    '{"label": "happy", "score": 0.9}', ""])
+def test_parse_sentiment_rejects_answers_without_one_label(answer):
+    with pytest.raises(OutputParserException):
+        parse_sentiment(answer)
+
+
+def test_sentiment_retries_an_unparseable_answer_and_sums_usage(use_model):
+    model = FakeModel(messages=iter(["hmm, hard to say", '{"label": "negative", "score": 0.7}']))
+    use_model(model)
+    result = run(ai_tasks.sentiment({"text": "The food was cold."}, Recorder().ctx))
+    assert (result["label"], result["score"]) == ("negative", 0.7)
+    assert len(model.calls) == 2
+    assert result["usage"]["completion_tokens"] == 4 + 4
+    assert "The food was cold." in model.calls[0][0][-1].content
+
+
+def test_sentiment_fails_without_retry_after_three_unparseable_answers(use_model):
+    model = FakeModel(messages=iter(["no idea", "still no idea", "I refuse"]))
+    use_model(model)
+    with pytest.raises(NonRetryableError) as info:
+        run(ai_tasks.sentiment({"text": "Meh."}, Recorder().ctx))
+    message = str(info.value)
+    assert message.startswith("sentiment: the model's answer could not be parsed after 3 tries")
+    assert "names no label" in message and "'I refuse'" in message
+    assert len(model.calls) == ai_tasks.STRUCTURED_ATTEMPTS == 3
+
+
+# ---- entities ----------------------------------------------------------------------------------
+
+SOURCE = "Ada Lovelace worked with Charles Babbage in London in 1843."
+
+
+def test_parse_entities_normalizes_types_and_drops_invented_and_duplicate_ones():
+    answer = ('Entities: {"entities": [{"text": "Ada Lovelace", "type": "person"}, '
+              '{"text": "London", "type": "GPE"}, {"name": "1843", "label": "date"}, '
+              '{"text": "Paris", "type": "LOCATION"}, {"text": "ada lovelace", "type": "PER"}, '
+              '{"text": "Charles Babbage", "type": "inventor"}, {"text": "I", "type": "PERSON"}, '
+              '"junk", {"type": "PERSON"}]}')
+    assert parse_entities(answer, SOURCE) == [
+        {"text": "Ada Lovelace", "type": "PERSON"}, {"text": "London", "type": "LOCATION"},
+        {"text": "1843", "type": "DATE"}, {"text": "Charles Babbage", "type": "OTHER"}]
+
+
+def test_parse_entities_accepts_a_bare_list_and_an_empty_one():
+    assert parse_entities('[{"text": "London", "type": "LOC"}]', SOURCE) == [
+        {"text": "London", "type": "LOCATION"}]
+    assert parse_entities('{"entities": []}', SOURCE) == []
+    with pytest.raises(OutputParserException):
+        parse_entities("Ada Lovelace is a PERSON.", SOURCE)
+
+
+def test_entities_task_retries_then_returns_the_list(use_model):
+    model = FakeModel(messages=iter(['{"entities": oops', '{"entities": [{"text": "London", '
+                                     '"type": "LOCATION"}]}']))
+    use_model(model)
+    result = run(ai_tasks.entities({"text": SOURCE}, Recorder().ctx))
+    assert result["entities"] == [{"text": "London", "type": "LOCATION"}]
+    assert result["model"] == "fake-model" and len(model.calls) == 2
+
+
+def test_entities_task_fails_clearly(use_model):
+    use_model(FakeModel(messages=iter(["none"] * 3)))
+    with pytest.raises(NonRetryableError, match=r"entities: the model's answer could not be "
+                                                r"parsed after 3 tries .*last answer: 'none'"):
+        run(ai_tasks.entities({"text": SOURCE}, Recorder().ctx))
+
+
+# ---- analyze -----------------------------------------------------------------------------------
+
+
+def analyze_answers(messages: list[BaseMessage]) -> str:
+    system = system_of(messages)
+    if "sentiment" in system:
+        return '{"label": "positive", "score": 0.75}'
+    if "named entities" in system:
+        return '{"entities": [{"text": "Ada Lovelace", "type": "PERSON"}]}'
+    return "Ada and Charles worked together."
+
+
+def test_analyze_runs_the_three_parts_and_aggregates_them(use_model):
+    model = FakeModel(respond=analyze_answers)
+    use_model(model)
+    rec = Recorder()
+    result = run(ai_tasks.analyze({"text": SOURCE, "max_tokens": 40}, rec.ctx))
+    assert result["sentiment"] == {"label": "positive", "score": 0.75}
+    assert result["entities"] == [{"text": "Ada Lovelace", "type": "PERSON"}]
+    assert result["summary"] == "Ada and Charles worked together."
+    assert result["model"] == "fake-model"
+    assert result["usage"]["completion_tokens"] == 4 + 6 + 5
+    assert result["usage"]["prompt_tokens"] == sum(
+        sum(len(str(m.content).split()) for m in msgs) for msgs, _ in model.calls)
+    assert len(model.calls) == 3 and all(k["max_tokens"] == 40 for _, k in model.calls)
+    assert sorted(m for _, m in rec.progress()) == ["entities done", "sentiment done",
+                                                   "summary done"]
+    assert [f for f, _ in rec.progress()] == [1 / 3, 2 / 3, 1.0]
+
+
+def test_analyze_runs_its_parts_concurrently(use_model):
+    # Each call takes 0.3 s: in parallel the three take well under 3 x 0.3 s.
+    class SlowModel(FakeModel):
+        async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+            await asyncio.sleep(0.3)
+            return self._generate(messages, stop, **kwargs)
+
+    use_model(SlowModel(respond=analyze_answers))
+
+    async def timed():
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await ai_tasks.analyze({"text": SOURCE}, Recorder().ctx)
+        return loop.time() - started
+
+    assert run(timed()) < 0.8
+
+
+def test_analyze_fails_when_a_part_cannot_be_parsed(use_model):
+    def answers(messages):
+        return "no json here" if "named entities" in system_of(messages) else analyze_answers(messages)
+
+    use_model(FakeModel(respond=answers))
+    with pytest.raises(NonRetryableError, match="entities: the model's answer could not be parsed"):
+        run(ai_tasks.analyze({"text": SOURCE}, Recorder().ctx))
+
+
+def test_ai_tasks_are_registered_for_the_default_worker():
+    from sluice.registry import registry
+    assert {"chat", "summarize", "sentiment", "entities", "analyze"} <= set(registry.names())
+    assert all(registry.get(n).is_async for n in ("chat", "summarize", "sentiment", "entities",
+                                                  "analyze"))
