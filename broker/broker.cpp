@@ -21,6 +21,12 @@ constexpr std::chrono::milliseconds SHUTDOWN_DRAIN{2000};
 // Messages taken from one socket per loop turn, so a flood on one side cannot starve the other.
 constexpr int MAX_BATCH = 256;
 constexpr std::size_t MAX_NAME = 128;
+// How long past its timeout_s a running job's lease lasts. The worker cancels the handler at
+// timeout_s itself; the grace covers its report's trip and a slow cancel before the broker
+// gives up on the attempt.
+constexpr std::chrono::milliseconds LEASE_GRACE{5000};
+// An Idempotency-Key is remembered this long (as Stripe does).
+constexpr std::int64_t IDEMPOTENCY_TTL_S = 24 * 3600;
 
 std::int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -29,9 +35,7 @@ std::int64_t now_ms() {
 }
 
 std::string job_key(const std::string& id) { return "sluice:job:" + id; }
-std::string events_key(const std::string& id) { return "sluice:events:" + id; }
 std::string queue_key(const std::string& type) { return "sluice:queue:" + type; }
-const std::string RUNNING_KEY = "sluice:running";
 const std::string TYPES_KEY = "sluice:types";
 
 // Returns the reply's text for a status or string reply, "" otherwise.
@@ -80,17 +84,22 @@ Broker::Broker(BrokerConfig config)
 }
 
 // The loop, one turn:
-//   1. keep the Redis connection up; once connected, rebuild state from Redis (once)
+//   1. keep the Redis connection up; whenever it (re)connects, resync memory with Redis
 //   2. poll both sockets, the Redis fd and stop_fd, at most POLL_TICK
 //   3. drive Redis I/O: arriving replies run their callbacks (acks, JOB sends)
-//   4. handle waiting api messages, then waiting worker messages (once state is recovered)
-//   5. timers: heartbeats out, silent workers forgotten, retry backoffs released
-//   6. dispatch queued jobs against worker credit
+//   4. handle waiting api messages, then waiting worker messages (once first synced)
+//   5. timers: heartbeats out, silent workers forgotten, leases expired, retries released
+//   6. dispatch queued jobs against worker credit (while in sync with Redis)
 void Broker::run(int stop_fd) {
     for (;;) {
         const auto now = Clock::now();
         redis_.maintain(now);
-        if (redis_.connected() && recovery_ == Recovery::NONE) recover();
+        if (was_connected_ && !redis_.connected()) {
+            log::warn("Redis connection lost: dispatch paused, submits answer 503 until it is back");
+            sync_ = Sync::NONE;
+        }
+        was_connected_ = redis_.connected();
+        if (redis_.connected() && sync_ == Sync::NONE) resync();
 
         std::vector<zmq::pollitem_t> items = {
             {nullptr, stop_fd, ZMQ_POLLIN, 0},
@@ -99,7 +108,7 @@ void Broker::run(int stop_fd) {
                                 (redis_.wants_write() ? ZMQ_POLLOUT : 0)),
              0},
         };
-        const bool serving = recovery_ == Recovery::DONE;
+        const bool serving = served_;
         if (serving) {
             items.push_back({frontend_.handle(), 0, ZMQ_POLLIN, 0});
             items.push_back({backend_.handle(), 0, ZMQ_POLLIN, 0});
@@ -155,38 +164,43 @@ bool Broker::eval(std::string_view script, const std::vector<std::string>& keys,
     return redis_.command(argv, std::move(done));
 }
 
-void Broker::recover() {
-    recovery_ = Recovery::IN_PROGRESS;
-    const bool sent = eval(
-        scripts::RECOVER, {RUNNING_KEY},
-        {std::to_string(now_ms()), std::to_string(config_.events_maxlen), std::to_string(config_.job_ttl_s)},
-        [this](redisReply* r) {
-            if (r == nullptr || r->type != REDIS_REPLY_INTEGER) {
-                log::error("recovery failed: {}", reply_error(r));
-                recovery_ = Recovery::NONE;
+void Broker::resync() {
+    sync_ = Sync::IN_PROGRESS;
+    std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen),
+                                     std::to_string(config_.job_ttl_s)};
+    for (const auto& [job_id, run] : running_)
+        if (run.attempt > 0) args.push_back(job_id);
+    const bool sent = eval(scripts::RECOVER, {}, args, [this](redisReply* r) {
+        if (r == nullptr || r->type != REDIS_REPLY_INTEGER) {
+            log::error("resync failed: {}", reply_error(r));
+            sync_ = Sync::NONE;
+            return;
+        }
+        if (r->integer > 0)
+            log::warn("{} job(s) marked running had no worker here: put back in their queues", r->integer);
+        std::vector<std::string_view> argv = {"SMEMBERS", TYPES_KEY};
+        redis_.command(argv, [this](redisReply* types) {
+            if (types == nullptr || types->type != REDIS_REPLY_ARRAY) {
+                log::error("resync failed: {}", reply_error(types));
+                sync_ = Sync::NONE;
                 return;
             }
-            if (r->integer > 0)
-                log::warn("{} job(s) were running when the broker stopped: requeued", r->integer);
-            std::vector<std::string_view> argv = {"SMEMBERS", TYPES_KEY};
-            redis_.command(argv, [this](redisReply* types) {
-                if (types == nullptr || types->type != REDIS_REPLY_ARRAY) {
-                    log::error("recovery failed: {}", reply_error(types));
-                    recovery_ = Recovery::NONE;
-                    return;
-                }
-                std::vector<std::string> names;
-                for (size_t i = 0; i < types->elements; ++i) names.push_back(reply_text(types->element[i]));
-                load_queues(names);
-            });
+            std::vector<std::string> names;
+            for (size_t i = 0; i < types->elements; ++i) names.push_back(reply_text(types->element[i]));
+            load_queues(names);
         });
-    if (!sent) recovery_ = Recovery::NONE;
+    });
+    if (!sent) sync_ = Sync::NONE;
 }
 
 void Broker::load_queues(const std::vector<std::string>& types) {
     known_types_.insert(types.begin(), types.end());
+    // Redis is the truth for what is queued; jobs held here (running, or waiting out a retry
+    // backoff) are skipped. A submit acknowledged meanwhile is refused by push() as a duplicate.
+    queues_ = JobQueues();
     if (types.empty()) {
-        recovery_ = Recovery::DONE;
+        sync_ = Sync::DONE;
+        served_ = true;
         log::info("ready: no job types known yet");
         return;
     }
@@ -195,14 +209,20 @@ void Broker::load_queues(const std::vector<std::string>& types) {
         eval(scripts::LOAD_QUEUE, {queue_key(type)}, {}, [this, type, remaining](redisReply* r) {
             if (r == nullptr || r->type != REDIS_REPLY_ARRAY) {
                 log::error("loading queue {} failed: {}", type, reply_error(r));
-                recovery_ = Recovery::NONE;
+                sync_ = Sync::NONE;
                 return;
             }
-            for (size_t i = 0; i + 1 < r->elements; i += 2)
-                queues_.push(type, reply_text(r->element[i]), std::atoi(reply_text(r->element[i + 1]).c_str()));
-            if (--*remaining == 0 && recovery_ == Recovery::IN_PROGRESS) {
-                recovery_ = Recovery::DONE;
-                log::info("ready: {} job type(s) known, {} queued job(s) recovered", known_types_.size(),
+            for (size_t i = 0; i + 1 < r->elements; i += 2) {
+                std::string id = reply_text(r->element[i]);
+                const bool delayed = std::any_of(delayed_.begin(), delayed_.end(),
+                                                 [&](const auto& entry) { return entry.second.job_id == id; });
+                if (running_.count(id) == 0 && !delayed)
+                    queues_.push(type, id, std::atoi(reply_text(r->element[i + 1]).c_str()));
+            }
+            if (--*remaining == 0 && sync_ == Sync::IN_PROGRESS) {
+                sync_ = Sync::DONE;
+                served_ = true;
+                log::info("ready: {} job type(s) known, {} queued job(s) loaded from Redis", known_types_.size(),
                           queues_.total());
             }
         });
@@ -218,6 +238,9 @@ void Broker::handle_frontend(const proto::Envelope& env) {
             break;
         case proto::Command::CANCEL:
             if (auto msg = proto::decode_body<proto::Cancel>(env.body)) return handle_cancel(env.identity, *msg);
+            break;
+        case proto::Command::RETRY:
+            if (auto msg = proto::decode_body<proto::Retry>(env.body)) return handle_retry(env.identity, *msg);
             break;
         case proto::Command::PING:
             if (auto msg = proto::decode_body<proto::Ping>(env.body)) return handle_ping(env.identity, *msg);
@@ -246,15 +269,27 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
         return reply(peer, msg.req_id, 429, "queue_full",
                      fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
     if (!redis_.connected()) return reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+    if (msg.idempotency_key.size() > 255 || msg.request_hash.find(' ') != std::string::npos)
+        return reply(peer, msg.req_id, 422, "invalid_request", "invalid idempotency key or request hash");
 
     const std::int64_t now = now_ms();
     const int priority = static_cast<int>(msg.priority);
+    std::vector<std::string> keys = {job_key(msg.job_id), queue_key(msg.type)};
+    if (!msg.idempotency_key.empty()) keys.push_back("sluice:idem:" + msg.tenant + ":" + msg.idempotency_key);
     const bool sent = eval(
-        scripts::SUBMIT, {job_key(msg.job_id), events_key(msg.job_id), queue_key(msg.type)},
+        scripts::SUBMIT, keys,
         {msg.job_id, msg.tenant, msg.type, std::string(msg.input.begin(), msg.input.end()),
          std::to_string(priority), std::to_string(msg.max_attempts), std::to_string(msg.timeout_s),
-         std::to_string(now), fmt_score(queue_score(priority, now)), std::to_string(config_.events_maxlen)},
+         std::to_string(now), fmt_score(queue_score(priority, now)), std::to_string(config_.events_maxlen),
+         msg.request_hash, std::to_string(IDEMPOTENCY_TTL_S)},
         [this, peer, req_id = msg.req_id, id = msg.job_id, type = msg.type, priority](redisReply* r) {
+            if (r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+                const std::string original = reply_text(r->element[1]);
+                if (reply_text(r->element[0]) == "replay")
+                    return reply(peer, req_id, 200, "", "idempotent replay", original, "");
+                return reply(peer, req_id, 409, "idempotency_conflict",
+                             "this Idempotency-Key was used for a different request", original);
+            }
             const std::string outcome = reply_text(r);
             if (outcome == "ok") {
                 queues_.push(type, id, priority);
@@ -271,7 +306,7 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
 void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
     if (!valid_name(msg.job_id, true)) return reply(peer, msg.req_id, 404, "job_not_found", "no such job");
     const bool sent = eval(
-        scripts::CANCEL, {job_key(msg.job_id), events_key(msg.job_id), RUNNING_KEY},
+        scripts::CANCEL, {job_key(msg.job_id)},
         {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen), std::to_string(config_.job_ttl_s)},
         [this, peer, req_id = msg.req_id, id = msg.job_id](redisReply* r) {
             const std::string outcome = reply_text(r);
@@ -282,11 +317,11 @@ void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
                 std::erase_if(delayed_, [&](const auto& entry) { return entry.second.job_id == id; });
             } else if (outcome == "running") {
                 auto it = running_.find(id);
-                if (it != running_.end() && !it->second.canceled) {
-                    it->second.canceled = true;
+                if (it != running_.end()) {
                     if (WorkerInfo* worker = workers_.find(it->second.identity))
                         send_to_worker(*worker, proto::Command::CANCEL_JOB,
                                        proto::encode_body(proto::CancelJob{id, it->second.attempt}));
+                    running_.erase(it);
                 }
             } else {
                 log::error("cancel of job {} failed: {}", id, reply_error(r));
@@ -294,6 +329,27 @@ void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
             }
             log::info("job {} canceled (was {})", id, outcome);
             reply(peer, req_id, 200, "", "", id, "canceled");
+        });
+    if (!sent) reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+}
+
+void Broker::handle_retry(const std::string& peer, const proto::Retry& msg) {
+    if (!valid_name(msg.job_id, true)) return reply(peer, msg.req_id, 404, "job_not_found", "no such job");
+    const bool sent = eval(
+        scripts::RETRY, {job_key(msg.job_id)},
+        {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen)},
+        [this, peer, req_id = msg.req_id, id = msg.job_id](redisReply* r) {
+            if (r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+                const std::string type = reply_text(r->element[1]);
+                queues_.push(type, id, static_cast<int>(r->element[2]->integer));
+                log::info("job {} ({}) retried from the dead set", id, type);
+                return reply(peer, req_id, 200, "", "", id, "queued");
+            }
+            const std::string outcome = reply_text(r);
+            if (outcome == "not_found") return reply(peer, req_id, 404, "job_not_found", "no such job", id);
+            if (outcome == "not_dead") return reply(peer, req_id, 409, "job_not_dead", "only a dead (failed) job can be retried", id);
+            log::error("retry of job {} failed: {}", id, reply_error(r));
+            reply(peer, req_id, 503, "redis_unavailable", "the retry could not be stored", id);
         });
     if (!sent) reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
 }
@@ -397,7 +453,13 @@ Broker::Running* Broker::current_attempt(const std::string& peer, const std::str
 std::optional<Broker::Running> Broker::finish_attempt(const std::string& peer, const std::string& job_id,
                                                       std::uint32_t attempt, const char* what) {
     Running* run = current_attempt(peer, job_id, attempt, what);
-    if (run == nullptr) return std::nullopt;
+    if (run == nullptr) {
+        // A canceled or lease-expired attempt still held the worker's slot: free it, unless
+        // the slot now belongs to a newer attempt of the same job on this worker.
+        auto it = running_.find(job_id);
+        if (it == running_.end() || it->second.identity != peer) workers_.release(peer, job_id);
+        return std::nullopt;
+    }
     Running done = std::move(*run);
     running_.erase(job_id);
     workers_.release(peer, job_id);
@@ -406,12 +468,11 @@ std::optional<Broker::Running> Broker::finish_attempt(const std::string& peer, c
 
 void Broker::handle_event(const std::string& peer, const std::string& job_id, std::uint32_t attempt,
                           std::vector<std::string> fields) {
-    Running* run = current_attempt(peer, job_id, attempt, fields[1].c_str());
-    if (run == nullptr || run->canceled) return;
+    if (current_attempt(peer, job_id, attempt, fields[1].c_str()) == nullptr) return;
     std::vector<std::string> args = {job_id, std::to_string(attempt), std::to_string(now_ms()),
                                      std::to_string(config_.events_maxlen)};
     args.insert(args.end(), std::make_move_iterator(fields.begin()), std::make_move_iterator(fields.end()));
-    eval(scripts::EVENT, {job_key(job_id), events_key(job_id)}, args, [job_id](redisReply* r) {
+    eval(scripts::EVENT, {job_key(job_id)}, args, [job_id](redisReply* r) {
         const std::string outcome = reply_text(r);
         if (outcome == "stale") log::warn("dropped stale event for job {}", job_id);
         else if (outcome != "ok") log::error("event of job {} not stored: {}", job_id, reply_error(r));
@@ -419,9 +480,8 @@ void Broker::handle_event(const std::string& peer, const std::string& job_id, st
 }
 
 void Broker::handle_result(const std::string& peer, const proto::Result& msg) {
-    auto run = finish_attempt(peer, msg.job_id, msg.attempt, "RESULT");
-    if (!run || run->canceled) return;
-    eval(scripts::SUCCEED, {job_key(msg.job_id), events_key(msg.job_id), RUNNING_KEY},
+    if (!finish_attempt(peer, msg.job_id, msg.attempt, "RESULT")) return;
+    eval(scripts::SUCCEED, {job_key(msg.job_id)},
          {msg.job_id, std::to_string(msg.attempt), std::to_string(now_ms()), std::to_string(config_.events_maxlen),
           std::to_string(config_.job_ttl_s), std::string(msg.result.begin(), msg.result.end())},
          [id = msg.job_id](redisReply* r) {
@@ -434,15 +494,14 @@ void Broker::handle_result(const std::string& peer, const proto::Result& msg) {
 
 void Broker::handle_failure(const std::string& peer, const proto::Failure& msg) {
     auto run = finish_attempt(peer, msg.job_id, msg.attempt, "FAILURE");
-    if (!run || run->canceled) return;
-    fail_job(msg.job_id, *run, msg.error, msg.retryable);
+    if (run) fail_job(msg.job_id, *run, msg.error, "failed", msg.retryable);
 }
 
 void Broker::handle_canceled(const std::string& peer, const proto::Canceled& msg) {
     auto run = finish_attempt(peer, msg.job_id, msg.attempt, "CANCELED");
     // A worker that cancels a job nobody asked it to cancel (its shutdown grace ran out)
     // did not finish it: the job runs again.
-    if (run && !run->canceled) fail_job(msg.job_id, *run, "canceled by the worker", true);
+    if (run) fail_job(msg.job_id, *run, "canceled by the worker", "lost", true);
 }
 
 std::int64_t Broker::backoff_ms(std::uint32_t attempt) {
@@ -453,12 +512,13 @@ std::int64_t Broker::backoff_ms(std::uint32_t attempt) {
     return static_cast<std::int64_t>(base * jitter(jitter_));
 }
 
-void Broker::fail_job(const std::string& job_id, const Running& run, const std::string& error, bool retryable) {
+void Broker::fail_job(const std::string& job_id, const Running& run, const std::string& error,
+                      const char* outcome, bool retryable) {
     const std::int64_t delay = backoff_ms(run.attempt);
     const std::int64_t now = now_ms();
-    eval(scripts::FAIL, {job_key(job_id), events_key(job_id), RUNNING_KEY},
+    eval(scripts::FAIL, {job_key(job_id)},
          {job_id, std::to_string(run.attempt), std::to_string(now), std::to_string(config_.events_maxlen),
-          std::to_string(config_.job_ttl_s), error, retryable ? "1" : "0",
+          std::to_string(config_.job_ttl_s), error, outcome, retryable ? "1" : "0",
           fmt_score(queue_score(run.priority, now + delay))},
          [this, job_id, run, error, delay](redisReply* r) {
              const std::string outcome = reply_text(r);
@@ -484,7 +544,7 @@ void Broker::lose_workers(std::vector<WorkerInfo> gone, const char* why) {
             Running run = std::move(it->second);
             running_.erase(it);
             // attempt 0: the START script is still in flight; its callback sees the job gone.
-            if (!run.canceled && run.attempt > 0) fail_job(job_id, run, fmt::format("worker {} lost", worker.name), true);
+            if (run.attempt > 0) fail_job(job_id, run, fmt::format("worker {} {}", worker.name, why), "lost", true);
         }
     }
 }
@@ -498,7 +558,7 @@ void Broker::send_to_worker(WorkerInfo& worker, proto::Command command, const st
 // ---- dispatch and timers -----------------------------------------------------------------
 
 void Broker::dispatch() {
-    if (!redis_.connected()) return;
+    if (sync_ != Sync::DONE) return;
     for (const std::string& type : queues_.nonempty_types()) {
         while (WorkerInfo* worker = workers_.pick(type)) {
             auto next = queues_.pop(type);
@@ -510,11 +570,12 @@ void Broker::dispatch() {
 
 void Broker::start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority) {
     workers_.assign(worker, job_id);
-    running_[job_id] = Running{worker.identity, type, priority, 0, false};
+    running_[job_id] = Running{worker.identity, type, priority, 0, {}};
     const std::string identity = worker.identity;
     const bool sent = eval(
-        scripts::START, {job_key(job_id), events_key(job_id), queue_key(type), RUNNING_KEY},
-        {job_id, worker.name, std::to_string(now_ms()), std::to_string(config_.events_maxlen)},
+        scripts::START, {job_key(job_id), queue_key(type)},
+        {job_id, worker.name, std::to_string(now_ms()), std::to_string(config_.events_maxlen),
+         std::to_string(LEASE_GRACE.count())},
         [this, identity, type, job_id, priority](redisReply* r) {
             auto it = running_.find(job_id);
             const bool ours = it != running_.end() && it->second.identity == identity && it->second.attempt == 0;
@@ -542,9 +603,10 @@ void Broker::start_job(WorkerInfo& worker, const std::string& type, const std::s
             if (!ours || worker == nullptr) {
                 // The worker vanished while Redis recorded the start.
                 running_.erase(job_id);
-                return fail_job(job_id, Running{identity, type, priority, attempt, false}, "worker lost", true);
+                return fail_job(job_id, Running{identity, type, priority, attempt, {}}, "worker lost", "lost", true);
             }
             it->second.attempt = attempt;
+            it->second.lease_deadline = Clock::now() + std::chrono::seconds(timeout_s) + LEASE_GRACE;
             proto::Job job{job_id, type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s};
             send_to_worker(*worker, proto::Command::JOB, proto::encode_body(job));
             log::debug("job {} attempt {} -> {}", job_id, attempt, worker->name);
@@ -562,6 +624,7 @@ void Broker::run_timers(Clock::time_point now) {
         if (now - worker.last_send >= interval)
             send_to_worker(worker, proto::Command::HEARTBEAT, proto::encode_body(proto::Heartbeat{}));
     lose_workers(workers_.expire(now - interval * proto::HEARTBEAT_LIVENESS), "went silent");
+    expire_leases(now);
     for (auto it = workers_.all().begin(); it != workers_.all().end();) {
         if (it->second.draining && it->second.jobs.empty()) {
             log::info("worker {} left", it->second.name);
@@ -574,6 +637,24 @@ void Broker::run_timers(Clock::time_point now) {
         const Delayed& retry = delayed_.begin()->second;
         queues_.push(retry.type, retry.job_id, retry.priority);
         delayed_.erase(delayed_.begin());
+    }
+}
+
+// A worker that heartbeats but never answers (a stuck handler) loses the job at its lease
+// deadline: the attempt ends as lost, the worker is told to cancel it and keeps the slot until
+// it answers or dies.
+void Broker::expire_leases(Clock::time_point now) {
+    for (auto it = running_.begin(); it != running_.end();) {
+        const Running& run = it->second;
+        if (run.attempt == 0 || now < run.lease_deadline) {
+            ++it;
+            continue;
+        }
+        log::warn("job {} attempt {}: lease expired without an answer", it->first, run.attempt);
+        if (WorkerInfo* worker = workers_.find(run.identity))
+            send_to_worker(*worker, proto::Command::CANCEL_JOB, proto::encode_body(proto::CancelJob{it->first, run.attempt}));
+        fail_job(it->first, run, "lease expired: no answer within timeout_s + 5 s", "lost", true);
+        it = running_.erase(it);
     }
 }
 

@@ -34,12 +34,14 @@ public:
 
 private:
     // A job handed to a worker (or being handed: `attempt` is 0 until Redis confirmed it).
+    // A job canceled or whose lease expired leaves this map at once; the worker keeps the slot
+    // (its id stays in WorkerInfo::jobs) until it answers or dies.
     struct Running {
         std::string identity;
         std::string type;
         int priority = 0;
         std::uint32_t attempt = 0;
-        bool canceled = false;
+        Clock::time_point lease_deadline{};
     };
     // A job waiting out its retry backoff before it goes back into its queue.
     struct Delayed {
@@ -48,17 +50,20 @@ private:
         int priority = 0;
     };
 
-    enum class Recovery { NONE, IN_PROGRESS, DONE };
+    enum class Sync { NONE, IN_PROGRESS, DONE };
 
     // Runs one Lua script; returns false (without calling `done`) when Redis is unreachable.
     bool eval(std::string_view script, const std::vector<std::string>& keys,
               const std::vector<std::string>& args, RedisLink::Callback done);
-    void recover();
+    // Brings memory and Redis into agreement (at start and after Redis comes back): jobs
+    // marked running that no worker here holds go back to their queues, then queues reload.
+    void resync();
     void load_queues(const std::vector<std::string>& types);
 
     void handle_frontend(const proto::Envelope& env);
     void handle_submit(const std::string& peer, proto::Submit msg);
     void handle_cancel(const std::string& peer, const proto::Cancel& msg);
+    void handle_retry(const std::string& peer, const proto::Retry& msg);
     void handle_ping(const std::string& peer, const proto::Ping& msg);
     void reply(const std::string& peer, std::uint64_t req_id, std::uint32_t status,
                std::string code, std::string message, std::string job_id = {}, std::string state = {});
@@ -78,12 +83,16 @@ private:
     std::optional<Running> finish_attempt(const std::string& peer, const std::string& job_id,
                                           std::uint32_t attempt, const char* what);
     void send_to_worker(WorkerInfo& worker, proto::Command command, const std::string& body);
-    void fail_job(const std::string& job_id, const Running& run, const std::string& error, bool retryable);
+    // Ends an attempt without a result. `outcome` is "failed" (the handler failed) or "lost"
+    // (the worker died, or the lease expired).
+    void fail_job(const std::string& job_id, const Running& run, const std::string& error,
+                  const char* outcome, bool retryable);
     void lose_workers(std::vector<WorkerInfo> gone, const char* why);
 
     void dispatch();
     void start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority);
     void run_timers(Clock::time_point now);
+    void expire_leases(Clock::time_point now);
     std::int64_t backoff_ms(std::uint32_t attempt);
 
     BrokerConfig config_;
@@ -98,7 +107,9 @@ private:
     std::multimap<Clock::time_point, Delayed> delayed_;
     std::set<std::string> known_types_;
     WorkerPool workers_;
-    Recovery recovery_ = Recovery::NONE;
+    Sync sync_ = Sync::NONE;
+    bool served_ = false;  // synced once: from then on the sockets are served, Redis up or not
+    bool was_connected_ = false;
     std::mt19937_64 jitter_{std::random_device{}()};
 
     // Declared last so it is destroyed first: callbacks it still owes run while the rest lives.

@@ -3,137 +3,198 @@
 // token) before it writes, and appends the matching event to the job's stream.
 #pragma once
 
-#include <string_view>
+#include <string>
 
 namespace sluice::broker::scripts {
 
-// Shared prelude: append an event (seq from the job hash, entry id "{seq}-1"), notify the api.
-#define SLUICE_LUA_PRELUDE                                                                   \
-    "local function add_event(job, events, id, maxlen, now, fields)\n"                       \
-    "  local seq = redis.call('HINCRBY', job, 'seq', 1)\n"                                   \
-    "  local args = {'XADD', events, 'MAXLEN', '~', maxlen, seq .. '-1'}\n"                  \
-    "  for i = 1, #fields do args[#args + 1] = fields[i] end\n"                              \
-    "  args[#args + 1] = 'seq'; args[#args + 1] = seq\n"                                     \
-    "  args[#args + 1] = 'ts'; args[#args + 1] = now\n"                                      \
-    "  redis.call(unpack(args))\n"                                                           \
-    "  redis.call('PUBLISH', 'sluice:notify', id)\n"                                         \
-    "end\n"                                                                                  \
-    "local function finish(job, events, ttl)\n"                                              \
-    "  redis.call('EXPIRE', job, ttl)\n"                                                     \
-    "  redis.call('EXPIRE', events, ttl)\n"                                                  \
-    "end\n"
+// Helpers every script starts with.
+//   add_event: appends an event (seq from the job hash, entry id "{seq}-1") and notifies the api.
+//   record: appends one attempt to the job's history (a msgpack array, see PROTOCOL.md).
+//   finish: gives a job that reached a terminal state its time to live.
+//   lost_or_failed: ends the current attempt; requeues the job if `retry` and attempts are
+//   left, else marks it failed and puts it in the dead set. Returns 'requeued' or 'failed'.
+inline const std::string PRELUDE = R"lua(
+local function add_event(id, maxlen, now, fields)
+  local job = 'sluice:job:' .. id
+  local seq = redis.call('HINCRBY', job, 'seq', 1)
+  local args = {'XADD', 'sluice:events:' .. id, 'MAXLEN', '~', maxlen, seq .. '-1'}
+  for i = 1, #fields do args[#args + 1] = fields[i] end
+  args[#args + 1] = 'seq'; args[#args + 1] = seq
+  args[#args + 1] = 'ts'; args[#args + 1] = now
+  redis.call(unpack(args))
+  redis.call('PUBLISH', 'sluice:notify', id)
+end
+local function record(id, now, outcome, err)
+  local j = redis.call('HMGET', 'sluice:job:' .. id, 'attempts', 'worker', 'started_ms')
+  local entry = cmsgpack.pack({tonumber(j[1]) or 0, j[2] or '', tonumber(j[3]) or 0,
+                               tonumber(now), outcome, err})
+  redis.call('RPUSH', 'sluice:history:' .. id, entry)
+end
+local function finish(id, ttl)
+  redis.call('EXPIRE', 'sluice:job:' .. id, ttl)
+  redis.call('EXPIRE', 'sluice:events:' .. id, ttl)
+  redis.call('EXPIRE', 'sluice:history:' .. id, ttl)
+end
+local function lost_or_failed(id, now, maxlen, ttl, err, outcome, retry, score)
+  local job = 'sluice:job:' .. id
+  local j = redis.call('HMGET', job, 'attempts', 'max_attempts', 'type', 'retry_base')
+  local used = tonumber(j[1]) - (tonumber(j[4]) or 0)
+  record(id, now, outcome, err)
+  redis.call('ZREM', 'sluice:running', id)
+  if outcome == 'lost' then redis.call('HINCRBY', job, 'redeliveries', 1) end
+  if retry and used < tonumber(j[2]) then
+    redis.call('HSET', job, 'status', 'queued', 'error', err)
+    redis.call('ZADD', 'sluice:queue:' .. j[3], score, id)
+    add_event(id, maxlen, now, {'event', 'retrying', 'attempt', j[1], 'error', err})
+    return 'requeued'
+  end
+  redis.call('HSET', job, 'status', 'failed', 'error', err, 'finished_ms', now)
+  redis.call('ZADD', 'sluice:dead', now, id)
+  redis.call('ZREMRANGEBYSCORE', 'sluice:dead', '-inf', tonumber(now) - 1000 * tonumber(ttl))
+  add_event(id, maxlen, now, {'event', 'failed', 'attempt', j[1], 'error', err})
+  finish(id, ttl)
+  return 'failed'
+end
+local function is_current(id, attempt)
+  local j = redis.call('HMGET', 'sluice:job:' .. id, 'status', 'attempts')
+  return j[1] == 'running' and j[2] == attempt
+end
+)lua";
 
-// KEYS: job, events, queue. ARGV: id, tenant, type, input, priority, max_attempts, timeout_s,
-// now_ms, queue score, maxlen. Returns 'ok' or 'exists'.
-inline constexpr std::string_view SUBMIT = SLUICE_LUA_PRELUDE
-    "if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end\n"
-    "redis.call('HSET', KEYS[1], 'id', ARGV[1], 'tenant', ARGV[2], 'type', ARGV[3],\n"
-    "  'input', ARGV[4], 'priority', ARGV[5], 'max_attempts', ARGV[6], 'timeout_s', ARGV[7],\n"
-    "  'attempts', 0, 'status', 'queued', 'created_ms', ARGV[8], 'seq', 0)\n"
-    "redis.call('ZADD', KEYS[3], ARGV[9], ARGV[1])\n"
-    "add_event(KEYS[1], KEYS[2], ARGV[1], ARGV[10], ARGV[8], {'event', 'queued'})\n"
-    "return 'ok'\n";
+// New job. KEYS: job, queue[, idempotency key]. ARGV: id, tenant, type, input, priority,
+// max_attempts, timeout_s, now_ms, queue score, maxlen, request hash, idempotency ttl_s.
+// Returns 'ok', 'exists', or {'replay', original id} / {'conflict', original id}.
+inline const std::string SUBMIT = PRELUDE + R"lua(
+if KEYS[3] then
+  local prior = redis.call('GET', KEYS[3])
+  if prior then
+    local hash, original = string.match(prior, '^(%S*) (%S+)$')
+    if hash == ARGV[11] then return {'replay', original} end
+    return {'conflict', original}
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'tenant', ARGV[2], 'type', ARGV[3],
+  'input', ARGV[4], 'priority', ARGV[5], 'max_attempts', ARGV[6], 'timeout_s', ARGV[7],
+  'attempts', 0, 'redeliveries', 0, 'status', 'queued', 'created_ms', ARGV[8], 'seq', 0)
+redis.call('ZADD', KEYS[2], ARGV[9], ARGV[1])
+if KEYS[3] then redis.call('SET', KEYS[3], ARGV[11] .. ' ' .. ARGV[1], 'EX', ARGV[12]) end
+add_event(ARGV[1], ARGV[10], ARGV[8], {'event', 'queued'})
+return 'ok'
+)lua";
 
-// queued -> running. KEYS: job, events, queue, running. ARGV: id, worker, now_ms, maxlen.
+// queued -> running. KEYS: job, queue. ARGV: id, worker, now_ms, maxlen, lease grace ms.
+// The running zset scores the job by its lease deadline (now + timeout_s + grace).
 // Returns {'ok', attempt, input, timeout_s} or {'not_queued'}.
-inline constexpr std::string_view START = SLUICE_LUA_PRELUDE
-    "if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return {'not_queued'} end\n"
-    "local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)\n"
-    "redis.call('HSET', KEYS[1], 'status', 'running', 'started_ms', ARGV[3], 'worker', ARGV[2])\n"
-    "redis.call('ZREM', KEYS[3], ARGV[1])\n"
-    "redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])\n"
-    "add_event(KEYS[1], KEYS[2], ARGV[1], ARGV[4], ARGV[3],\n"
-    "  {'event', 'started', 'attempt', attempt, 'worker', ARGV[2]})\n"
-    "local j = redis.call('HMGET', KEYS[1], 'input', 'timeout_s')\n"
-    "return {'ok', attempt, j[1], tonumber(j[2])}\n";
+inline const std::string START = PRELUDE + R"lua(
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return {'not_queued'} end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local j = redis.call('HMGET', KEYS[1], 'input', 'timeout_s')
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_ms', ARGV[3], 'worker', ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[1])
+local deadline = tonumber(ARGV[3]) + 1000 * tonumber(j[2]) + tonumber(ARGV[5])
+redis.call('ZADD', 'sluice:running', string.format('%.0f', deadline), ARGV[1])
+add_event(ARGV[1], ARGV[4], ARGV[3], {'event', 'started', 'attempt', attempt, 'worker', ARGV[2]})
+return {'ok', attempt, j[1], tonumber(j[2])}
+)lua";
 
-// An event of a running attempt (progress, chunk). KEYS: job, events. ARGV: id, attempt,
-// now_ms, maxlen, then the event's field/value pairs. Returns 'ok' or 'stale'.
-inline constexpr std::string_view EVENT = SLUICE_LUA_PRELUDE
-    "local j = redis.call('HMGET', KEYS[1], 'status', 'attempts')\n"
-    "if j[1] ~= 'running' or j[2] ~= ARGV[2] then return 'stale' end\n"
-    "local fields = {}\n"
-    "for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end\n"
-    "add_event(KEYS[1], KEYS[2], ARGV[1], ARGV[4], ARGV[3], fields)\n"
-    "return 'ok'\n";
+// An event of the running attempt (progress, chunk). KEYS: job. ARGV: id, attempt, now_ms,
+// maxlen, then the event's field/value pairs. Returns 'ok' or 'stale'.
+inline const std::string EVENT = PRELUDE + R"lua(
+if not is_current(ARGV[1], ARGV[2]) then return 'stale' end
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+add_event(ARGV[1], ARGV[4], ARGV[3], fields)
+return 'ok'
+)lua";
 
-// running -> succeeded. KEYS: job, events, running. ARGV: id, attempt, now_ms, maxlen, ttl_s,
-// result. Returns 'ok' or 'stale'.
-inline constexpr std::string_view SUCCEED = SLUICE_LUA_PRELUDE
-    "local j = redis.call('HMGET', KEYS[1], 'status', 'attempts')\n"
-    "if j[1] ~= 'running' or j[2] ~= ARGV[2] then return 'stale' end\n"
-    "redis.call('HSET', KEYS[1], 'status', 'succeeded', 'result', ARGV[6], 'finished_ms', ARGV[3])\n"
-    "redis.call('ZREM', KEYS[3], ARGV[1])\n"
-    "add_event(KEYS[1], KEYS[2], ARGV[1], ARGV[4], ARGV[3], {'event', 'succeeded', 'result', ARGV[6]})\n"
-    "finish(KEYS[1], KEYS[2], ARGV[5])\n"
-    "return 'ok'\n";
+// running -> succeeded. KEYS: job. ARGV: id, attempt, now_ms, maxlen, ttl_s, result.
+// Returns 'ok' or 'stale'.
+inline const std::string SUCCEED = PRELUDE + R"lua(
+if not is_current(ARGV[1], ARGV[2]) then return 'stale' end
+record(ARGV[1], ARGV[3], 'succeeded', '')
+redis.call('HSET', KEYS[1], 'status', 'succeeded', 'result', ARGV[6], 'finished_ms', ARGV[3])
+redis.call('ZREM', 'sluice:running', ARGV[1])
+add_event(ARGV[1], ARGV[4], ARGV[3], {'event', 'succeeded', 'result', ARGV[6]})
+finish(ARGV[1], ARGV[5])
+return 'ok'
+)lua";
 
-// running -> queued (retryable and attempts left) or failed. KEYS: job, events, running.
-// ARGV: id, attempt, now_ms, maxlen, ttl_s, error, retryable (0/1), queue score.
-// Returns 'requeued', 'failed' or 'stale'.
-inline constexpr std::string_view FAIL = SLUICE_LUA_PRELUDE
-    "local j = redis.call('HMGET', KEYS[1], 'status', 'attempts', 'max_attempts', 'type')\n"
-    "if j[1] ~= 'running' or j[2] ~= ARGV[2] then return 'stale' end\n"
-    "redis.call('ZREM', KEYS[3], ARGV[1])\n"
-    "if ARGV[7] == '1' and tonumber(j[2]) < tonumber(j[3]) then\n"
-    "  redis.call('HSET', KEYS[1], 'status', 'queued', 'error', ARGV[6])\n"
-    "  redis.call('ZADD', 'sluice:queue:' .. j[4], ARGV[8], ARGV[1])\n"
-    "  add_event(KEYS[1], KEYS[2], ARGV[1], ARGV[4], ARGV[3],\n"
-    "    {'event', 'retrying', 'attempt', ARGV[2], 'error', ARGV[6]})\n"
-    "  return 'requeued'\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], 'status', 'failed', 'error', ARGV[6], 'finished_ms', ARGV[3])\n"
-    "add_event(KEYS[1], KEYS[2], ARGV[1], ARGV[4], ARGV[3],\n"
-    "  {'event', 'failed', 'attempt', ARGV[2], 'error', ARGV[6]})\n"
-    "finish(KEYS[1], KEYS[2], ARGV[5])\n"
-    "return 'failed'\n";
+// Ends the running attempt without a result. KEYS: job. ARGV: id, attempt, now_ms, maxlen,
+// ttl_s, error, outcome ('failed': the handler failed; 'lost': worker died or lease expired),
+// retryable (0/1), queue score. Returns 'requeued', 'failed' or 'stale'.
+inline const std::string FAIL = PRELUDE + R"lua(
+if not is_current(ARGV[1], ARGV[2]) then return 'stale' end
+return lost_or_failed(ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8] == '1', ARGV[9])
+)lua";
 
-// queued|running -> canceled. KEYS: job, events, running. ARGV: id, now_ms, maxlen, ttl_s.
+// queued|running -> canceled. KEYS: job. ARGV: id, now_ms, maxlen, ttl_s.
 // Returns the status it left ('queued' or 'running'), 'not_found' or 'finished'.
-inline constexpr std::string_view CANCEL = SLUICE_LUA_PRELUDE
-    "local j = redis.call('HMGET', KEYS[1], 'status', 'type')\n"
-    "if not j[1] then return 'not_found' end\n"
-    "if j[1] ~= 'queued' and j[1] ~= 'running' then return 'finished' end\n"
-    "redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_ms', ARGV[2])\n"
-    "redis.call('ZREM', 'sluice:queue:' .. j[2], ARGV[1])\n"
-    "redis.call('ZREM', KEYS[3], ARGV[1])\n"
-    "add_event(KEYS[1], KEYS[2], ARGV[1], ARGV[3], ARGV[2], {'event', 'canceled'})\n"
-    "finish(KEYS[1], KEYS[2], ARGV[4])\n"
-    "return j[1]\n";
+inline const std::string CANCEL = PRELUDE + R"lua(
+local j = redis.call('HMGET', KEYS[1], 'status', 'type')
+if not j[1] then return 'not_found' end
+if j[1] ~= 'queued' and j[1] ~= 'running' then return 'finished' end
+if j[1] == 'running' then record(ARGV[1], ARGV[2], 'canceled', '') end
+redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_ms', ARGV[2])
+redis.call('ZREM', 'sluice:queue:' .. j[2], ARGV[1])
+redis.call('ZREM', 'sluice:running', ARGV[1])
+add_event(ARGV[1], ARGV[3], ARGV[2], {'event', 'canceled'})
+finish(ARGV[1], ARGV[4])
+return j[1]
+)lua";
 
-// Broker start: every job still marked running belonged to the previous broker's workers, which
-// this broker cannot fence; each goes back to its queue (or to failed when out of attempts).
-// KEYS: running. ARGV: now_ms, maxlen, ttl_s. Returns the number of jobs moved.
-inline constexpr std::string_view RECOVER = SLUICE_LUA_PRELUDE
-    "local ids = redis.call('ZRANGE', KEYS[1], 0, -1)\n"
-    "for _, id in ipairs(ids) do\n"
-    "  local job, events = 'sluice:job:' .. id, 'sluice:events:' .. id\n"
-    "  local j = redis.call('HMGET', job, 'attempts', 'max_attempts', 'type', 'priority')\n"
-    "  redis.call('ZREM', KEYS[1], id)\n"
-    "  local err = 'broker restarted while the job was running'\n"
-    "  if j[1] and tonumber(j[1]) < tonumber(j[2]) then\n"
-    "    redis.call('HSET', job, 'status', 'queued', 'error', err)\n"
-    "    local score = string.format('%.0f', (9 - tonumber(j[4])) * 1e13 + tonumber(ARGV[1]))\n"
-    "    redis.call('ZADD', 'sluice:queue:' .. j[3], score, id)\n"
-    "    add_event(job, events, id, ARGV[2], ARGV[1], {'event', 'retrying', 'attempt', j[1], 'error', err})\n"
-    "  elseif j[1] then\n"
-    "    redis.call('HSET', job, 'status', 'failed', 'error', err, 'finished_ms', ARGV[1])\n"
-    "    add_event(job, events, id, ARGV[2], ARGV[1], {'event', 'failed', 'attempt', j[1], 'error', err})\n"
-    "    finish(job, events, ARGV[3])\n"
-    "  end\n"
-    "end\n"
-    "return #ids\n";
+// dead (failed) -> queued, on request. KEYS: job. ARGV: id, now_ms, maxlen.
+// The attempt counter keeps counting (it is the fencing token); `retry_base` restarts the
+// job's attempt budget. Returns {'ok', type, priority}, 'not_found' or 'not_dead'.
+inline const std::string RETRY = PRELUDE + R"lua(
+local j = redis.call('HMGET', KEYS[1], 'status', 'type', 'priority', 'attempts')
+if not j[1] then return 'not_found' end
+if not redis.call('ZSCORE', 'sluice:dead', ARGV[1]) then return 'not_dead' end
+redis.call('ZREM', 'sluice:dead', ARGV[1])
+redis.call('HSET', KEYS[1], 'status', 'queued', 'retry_base', j[4])
+redis.call('HDEL', KEYS[1], 'error', 'finished_ms')
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', 'sluice:events:' .. ARGV[1])
+redis.call('PERSIST', 'sluice:history:' .. ARGV[1])
+local score = string.format('%.0f', (9 - tonumber(j[3])) * 1e13 + tonumber(ARGV[2]))
+redis.call('ZADD', 'sluice:queue:' .. j[2], score, ARGV[1])
+add_event(ARGV[1], ARGV[3], ARGV[2], {'event', 'queued', 'message', 'retried from the dead set'})
+return {'ok', j[2], tonumber(j[3])}
+)lua";
+
+// Puts back every job marked running that this broker does not hold: at start (it holds none:
+// they belonged to the previous broker's workers, which it cannot fence) and after Redis came
+// back (a write that was in flight may or may not have landed). Their attempt ends as 'lost'.
+// KEYS: none. ARGV: now_ms, maxlen, ttl_s, then the ids the broker holds.
+// Returns the number of jobs put back or failed.
+inline const std::string RECOVER = PRELUDE + R"lua(
+local held = {}
+for i = 4, #ARGV do held[ARGV[i]] = true end
+local moved = 0
+for _, id in ipairs(redis.call('ZRANGE', 'sluice:running', 0, -1)) do
+  if not held[id] then
+    moved = moved + 1
+    local j = redis.call('HMGET', 'sluice:job:' .. id, 'status', 'priority')
+    if j[1] == 'running' then
+      local score = string.format('%.0f', (9 - tonumber(j[2])) * 1e13 + tonumber(ARGV[1]))
+      lost_or_failed(id, ARGV[1], ARGV[2], ARGV[3], 'the broker lost track of the job (restart or Redis outage)',
+                     'lost', true, score)
+    else
+      redis.call('ZREM', 'sluice:running', id)
+    end
+  end
+end
+return moved
+)lua";
 
 // The queue of one type, in run order. KEYS: queue. Returns a flat list: id, priority, ...
-inline constexpr std::string_view LOAD_QUEUE =
-    "local ids = redis.call('ZRANGE', KEYS[1], 0, -1)\n"
-    "local out = {}\n"
-    "for _, id in ipairs(ids) do\n"
-    "  out[#out + 1] = id\n"
-    "  out[#out + 1] = redis.call('HGET', 'sluice:job:' .. id, 'priority') or '0'\n"
-    "end\n"
-    "return out\n";
-
-#undef SLUICE_LUA_PRELUDE
+inline const std::string LOAD_QUEUE = R"lua(
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', 'sluice:job:' .. id, 'priority') or '0'
+end
+return out
+)lua";
 
 }  // namespace sluice::broker::scripts

@@ -118,6 +118,17 @@ class Pipeline:
             time.sleep(0.05)
         raise TimeoutError(f"no worker declared {job_type}")
 
+    def wait_workers(self, *names: str, timeout: float = 15.0) -> None:
+        """Waits until the broker has logged each named worker as ready."""
+        logs = sorted(self.workdir.glob("broker-*.log"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = logs[-1].read_text()
+            if all(f"worker {name} (" in text for name in names):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"workers {names} never became ready")
+
     def stop_process(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         if proc.poll() is None:
             proc.send_signal(sig)
