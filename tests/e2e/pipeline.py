@@ -38,6 +38,14 @@ def wait_for_line(path: Path, pattern: str, proc: subprocess.Popen, timeout: flo
     raise TimeoutError(f"no '{pattern}' in {path}")
 
 
+def process_rss_mb(pid: int) -> float:
+    """Resident set size of process `pid` in MiB, from /proc/PID/status (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
 class Pipeline:
     """One running Sluice: start() brings up Redis, broker and api; workers are added per test."""
 
@@ -57,7 +65,7 @@ class Pipeline:
 
     def start(self, **broker_env: str) -> "Pipeline":
         self.redis_port = free_port()
-        (self.workdir / "redis").mkdir(exist_ok=True)
+        (self.workdir / "redis").mkdir(parents=True, exist_ok=True)
         self.start_redis()
         self.env.update(SLUICE_REDIS_HOST="127.0.0.1", SLUICE_REDIS_PORT=str(self.redis_port),
                         SLUICE_LOG_LEVEL="info")
@@ -143,6 +151,15 @@ class Pipeline:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+    def api_address(self) -> tuple[str, int]:
+        """The api's (host, port), for tests that talk raw TCP."""
+        host, port = self.url.removeprefix("http://").split(":")
+        return host, int(port)
+
+    def api_rss_mb(self) -> float:
+        """The api process's resident set size in MiB (VmRSS from /proc)."""
+        return process_rss_mb(self.api.pid)
 
     def logs(self) -> str:
         parts = []
