@@ -27,6 +27,10 @@ struct ApiConfig {
     // SLUICE_BROKER_TIMEOUT_MS: how long to wait for the broker's REPLY to SUBMIT/CANCEL before
     // answering 503 broker_unavailable.
     std::chrono::milliseconds broker_timeout{5000};
+    // SLUICE_API_REQUEST_TIMEOUT_MS: time a client gets to send one whole request (headers and
+    // body), and to idle between keep-alive requests, so a trickling client cannot hold a
+    // connection slot forever. Past it the connection is closed.
+    std::chrono::milliseconds request_timeout{30000};
     // SLUICE_API_THREADS: event-loop threads; each is a share-nothing shard with its own
     // listener (SO_REUSEPORT), Redis connections and broker link.
     int threads = 1;
@@ -36,9 +40,6 @@ struct ApiConfig {
     // Not from the environment: fixed limits, named here so they are documented in one place.
     // Header block limit; past it 431 headers_too_large.
     std::size_t max_header_bytes = 16 * 1024;
-    // Time a client gets to send one whole request (and to idle between keep-alive requests),
-    // so a trickling client cannot hold a connection slot forever.
-    std::chrono::milliseconds request_timeout{30000};
     // Time a client gets to accept one response write (or one SSE event batch).
     std::chrono::milliseconds write_timeout{30000};
     // How long SIGINT/SIGTERM waits for in-flight requests before closing everything.

@@ -54,6 +54,9 @@ ApiConfig config_from_env() {
     long long timeout_ms = c.broker_timeout.count();
     read_int("SLUICE_BROKER_TIMEOUT_MS", timeout_ms, 1, 600000);
     c.broker_timeout = std::chrono::milliseconds(timeout_ms);
+    long long request_timeout_ms = c.request_timeout.count();
+    read_int("SLUICE_API_REQUEST_TIMEOUT_MS", request_timeout_ms, 100, 3600000);
+    c.request_timeout = std::chrono::milliseconds(request_timeout_ms);
     read_int("SLUICE_API_THREADS", c.threads, 1, 256);
     if (const char* v = env("SLUICE_LOG_LEVEL")) c.log_level = v;
     return c;

@@ -123,6 +123,16 @@ struct RedisConnection::Call {
     std::optional<RedisValue> value;
 };
 
+// A pipelined batch in flight: one slot per command, and how many replies are still due.
+struct RedisConnection::Batch {
+    Batch(asio::io_context& ioc, std::size_t n) : waiter(ioc), values(n), due(n) {}
+    Waiter waiter;
+    std::vector<std::optional<RedisValue>> values;
+    std::size_t due;
+    // What hiredis carries back to handle_batch_reply for one command: batch and index.
+    using Slot = std::pair<std::shared_ptr<Batch>, std::size_t>;
+};
+
 RedisConnection::RedisConnection(asio::io_context& ioc, std::string host, int port, std::string name)
     : ioc_(ioc),
       host_(std::move(host)),
@@ -282,6 +292,51 @@ awaitable<RedisValue> RedisConnection::command(std::vector<std::string> args,
     while (!call->value && Clock::now() < deadline) co_await wait_for(call->waiter, deadline - Clock::now());
     if (!call->value) co_return unavailable("timed out");
     co_return std::move(*call->value);
+}
+
+void RedisConnection::handle_batch_reply(redisAsyncContext*, void* reply, void* privdata) {
+    std::unique_ptr<Batch::Slot> slot(static_cast<Batch::Slot*>(privdata));
+    Batch* batch = slot->first.get();
+    batch->values[slot->second] =
+        reply ? convert(static_cast<redisReply*>(reply)) : unavailable("connection lost");
+    if (--batch->due == 0) batch->waiter.wake();
+}
+
+awaitable<std::vector<RedisValue>> RedisConnection::pipeline(
+    std::vector<std::vector<std::string>> commands, Clock::duration timeout) {
+    std::vector<RedisValue> out;
+    out.reserve(commands.size());
+    if (!connected_ || !ctx_) {
+        out.assign(commands.size(), unavailable("not connected"));
+        co_return out;
+    }
+    auto batch = std::make_shared<Batch>(ioc_, commands.size());
+    // Issue every command before the first suspension: hiredis buffers them and writes them
+    // in one go, and nothing else gets in between.
+    for (std::size_t i = 0; i < commands.size(); ++i) {
+        std::vector<const char*> argv;
+        std::vector<size_t> lens;
+        for (const auto& a : commands[i]) {
+            argv.push_back(a.data());
+            lens.push_back(a.size());
+        }
+        auto* slot = new Batch::Slot(batch, i);
+        if (!ctx_ || redisAsyncCommandArgv(ctx_, &RedisConnection::handle_batch_reply, slot,
+                                           static_cast<int>(argv.size()), argv.data(),
+                                           lens.data()) != REDIS_OK) {
+            delete slot;
+            for (std::size_t j = i; j < commands.size(); ++j)
+                batch->values[j] = unavailable("connection closing");
+            batch->due -= commands.size() - i;
+            break;
+        }
+    }
+    const auto deadline = Clock::now() + timeout;
+    while (batch->due > 0 && Clock::now() < deadline)
+        co_await wait_for(batch->waiter, deadline - Clock::now());
+    for (auto& value : batch->values)
+        out.push_back(value ? std::move(*value) : unavailable("timed out"));
+    co_return out;
 }
 
 }  // namespace sluice::api

@@ -54,9 +54,16 @@ public:
     // not connected, the connection drops, or no reply comes within `timeout`.
     awaitable<RedisValue> command(std::vector<std::string> args, Clock::duration timeout);
 
+    // Sends `commands` back to back (one write, one round trip) and returns their replies in
+    // order; each is UNAVAILABLE under the same conditions as command(). Nothing else is sent
+    // on this connection in between, so a MULTI ... EXEC batch is safe.
+    awaitable<std::vector<RedisValue>> pipeline(std::vector<std::vector<std::string>> commands,
+                                                Clock::duration timeout);
+
 private:
     class Adapter;
     struct Call;
+    struct Batch;
 
     void connect();
     void schedule_reconnect();
@@ -65,6 +72,7 @@ private:
     static void handle_connect(const redisAsyncContext* ac, int status);
     static void handle_disconnect(const redisAsyncContext* ac, int status);
     static void handle_reply(redisAsyncContext* ac, void* reply, void* privdata);
+    static void handle_batch_reply(redisAsyncContext* ac, void* reply, void* privdata);
     static void handle_message(redisAsyncContext* ac, void* reply, void* privdata);
 
     asio::io_context& ioc_;

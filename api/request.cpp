@@ -1,12 +1,15 @@
 // Pure request/response logic of the HTTP api (see request.hpp).
 #include "request.hpp"
 
+#include <openssl/evp.h>
 #include <sys/random.h>
 
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
 #include <ctime>
+#include <stdexcept>
 #include <system_error>
 
 namespace sluice::api {
@@ -117,7 +120,7 @@ struct RouteEntry {
 };
 
 // The whole routing table, in the style of cpp-httplib: method + pattern -> route.
-constexpr std::array<RouteEntry, 7> ROUTES{{
+constexpr std::array<RouteEntry, 9> ROUTES{{
     {"GET", "/healthz", Route::HEALTHZ},
     {"GET", "/readyz", Route::READYZ},
     {"POST", "/v1/jobs", Route::SUBMIT_JOB},
@@ -125,6 +128,8 @@ constexpr std::array<RouteEntry, 7> ROUTES{{
     {"DELETE", "/v1/jobs/{id}", Route::CANCEL_JOB},
     {"GET", "/v1/jobs/{id}/result", Route::GET_RESULT},
     {"GET", "/v1/jobs/{id}/events", Route::GET_EVENTS},
+    {"POST", "/v1/jobs/{id}/retry", Route::RETRY_JOB},
+    {"GET", "/v1/dead", Route::LIST_DEAD},
 }};
 
 // Matches `path` against `pattern`; on success stores the {id} segment in `id`.
@@ -188,7 +193,11 @@ bool is_valid_job_type(std::string_view type) {
     return true;
 }
 
-Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id) {
+Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
+                                    std::optional<std::string_view> idempotency_key) {
+    if (idempotency_key) {
+        if (auto e = check_idempotency_key(*idempotency_key)) return *e;
+    }
     bool too_deep = false;
     json::parser_callback_t guard = [&too_deep](int depth, json::parse_event_t, json&) {
         if (depth > MAX_JSON_DEPTH) too_deep = true;
@@ -242,7 +251,43 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id) {
     if (auto it = doc.find("input"); it != doc.end()) input = std::move(*it);
     const std::vector<std::uint8_t> packed = json::to_msgpack(input);
     submit.input.assign(packed.begin(), packed.end());
+    if (idempotency_key) {
+        submit.idempotency_key = std::string(*idempotency_key);
+        submit.request_hash = request_hash(submit);
+    }
     return submit;
+}
+
+std::optional<ApiError> check_idempotency_key(std::string_view key) {
+    const std::string rule = std::string(IDEMPOTENCY_HEADER) + " must be 1 to " +
+                             std::to_string(MAX_IDEMPOTENCY_KEY) +
+                             " visible ASCII characters (0x21-0x7e)";
+    if (key.empty() || key.size() > MAX_IDEMPOTENCY_KEY) return invalid_request(rule);
+    for (char c : key)
+        if (c < 0x21 || c > 0x7e) return invalid_request(rule);
+    return std::nullopt;
+}
+
+std::string request_hash(const proto::Submit& submit) {
+    // A msgpack array: every part is length-delimited, so no two requests share a form. The
+    // input is already canonical msgpack (nlohmann keeps object keys sorted).
+    const json canonical = json::array(
+        {"sluice.submit.v1", submit.type,
+         json::binary(std::vector<std::uint8_t>(submit.input.begin(), submit.input.end())),
+         submit.priority, submit.max_attempts, submit.timeout_s});
+    const std::vector<std::uint8_t> bytes = json::to_msgpack(canonical);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    if (EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr) != 1)
+        throw std::runtime_error("SHA-256 failed (OpenSSL EVP_Digest)");
+    static constexpr char HEX[] = "0123456789abcdef";
+    std::string hex;
+    hex.reserve(length * 2);
+    for (unsigned int i = 0; i < length; ++i) {
+        hex += HEX[digest[i] >> 4];
+        hex += HEX[digest[i] & 0x0f];
+    }
+    return hex;
 }
 
 std::string make_job_id() {
@@ -310,7 +355,8 @@ json msgpack_to_json(std::string_view bytes) {
     return value;
 }
 
-json job_to_json(const std::map<std::string, std::string>& hash) {
+json job_to_json(const std::map<std::string, std::string>& hash,
+                 const std::vector<std::string>& history) {
     auto text_or_null = [&](const char* name) -> json {
         if (const std::string* v = hash_field(hash, name)) return *v;
         return nullptr;
@@ -330,7 +376,54 @@ json job_to_json(const std::map<std::string, std::string>& hash) {
     const std::string* result = hash_field(hash, "result");
     body["result"] = result ? msgpack_to_json(*result) : json(nullptr);
     body["error"] = text_or_null("error");
+    const json redeliveries = int_or_null(hash_field(hash, "redeliveries"));
+    body["redeliveries"] = redeliveries.is_null() ? json(0) : redeliveries;
+    body["history"] = history_to_json(history);
     return body;
+}
+
+std::optional<json> history_entry_to_json(std::string_view entry) {
+    if (entry.empty()) return std::nullopt;
+    const json v = json::from_msgpack(entry.begin(), entry.end(), /*strict=*/true,
+                                      /*allow_exceptions=*/false);
+    if (v.is_discarded() || !v.is_array() || v.size() < 6) return std::nullopt;
+    // Lenient where a Lua encoder might differ (a whole float for a time, nil for no error),
+    // strict about the shape.
+    auto is_time = [](const json& t) { return t.is_number() || t.is_null(); };
+    const bool attempt_ok = v[0].is_number_unsigned() ||
+                            (v[0].is_number_integer() && v[0].get<std::int64_t>() >= 0);
+    if (!attempt_ok || !v[1].is_string() || !is_time(v[2]) || !is_time(v[3]) ||
+        !v[4].is_string() || !(v[5].is_string() || v[5].is_null()))
+        return std::nullopt;
+    auto time_of = [](const json& t) -> json {
+        std::int64_t ms = 0;
+        if (t.is_number_unsigned()) {
+            const auto u = t.get<std::uint64_t>();
+            ms = u > static_cast<std::uint64_t>(INT64_MAX) ? 0 : static_cast<std::int64_t>(u);
+        } else if (t.is_number_integer()) {
+            ms = t.get<std::int64_t>();
+        } else if (t.is_number_float()) {
+            const double d = t.get<double>();
+            ms = d > 0 && d < 9.0e15 ? static_cast<std::int64_t>(d) : 0;  // NaN fails both
+        }
+        return ms > 0 ? json(iso8601_ms(ms)) : json(nullptr);  // 0: not started / not ended
+    };
+    const std::string error = v[5].is_string() ? v[5].get<std::string>() : std::string();
+    json out = json::object();
+    out["attempt"] = v[0].get<std::uint64_t>();
+    out["worker"] = v[1];
+    out["started_at"] = time_of(v[2]);
+    out["finished_at"] = time_of(v[3]);
+    out["outcome"] = v[4];
+    out["error"] = error.empty() ? json(nullptr) : json(error);
+    return out;
+}
+
+json history_to_json(const std::vector<std::string>& entries) {
+    json out = json::array();
+    for (const auto& entry : entries)
+        if (auto decoded = history_entry_to_json(entry)) out.push_back(std::move(*decoded));
+    return out;
 }
 
 const std::string* event_field(const EventEntry& entry, std::string_view name) {
@@ -392,6 +485,27 @@ Checked<int> parse_wait(std::string_view text) {
     return static_cast<int>(*value);
 }
 
+Checked<Page> parse_page(const std::map<std::string, std::string>& query) {
+    Page page;
+    if (auto it = query.find("limit"); it != query.end()) {
+        const auto value = parse_last_event_id(it->second);
+        if (!value || *value < static_cast<std::uint64_t>(DEAD_LIMIT_MIN) ||
+            *value > static_cast<std::uint64_t>(DEAD_LIMIT_MAX))
+            return invalid_request("limit must be an integer between " +
+                                   std::to_string(DEAD_LIMIT_MIN) + " and " +
+                                   std::to_string(DEAD_LIMIT_MAX));
+        page.limit = static_cast<std::int64_t>(*value);
+    }
+    if (auto it = query.find("offset"); it != query.end()) {
+        const auto value = parse_last_event_id(it->second);
+        if (!value || *value > static_cast<std::uint64_t>(DEAD_OFFSET_MAX))
+            return invalid_request("offset must be an integer between 0 and " +
+                                   std::to_string(DEAD_OFFSET_MAX));
+        page.offset = static_cast<std::int64_t>(*value);
+    }
+    return page;
+}
+
 Target split_target(std::string_view target) {
     Target out;
     const std::size_t q = target.find('?');
@@ -432,17 +546,32 @@ RouteMatch match_route(std::string_view method, std::string_view path) {
 
 HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply) {
     if (reply.status < 200 || reply.status > 299) return reply_error(reply);
-    const std::string self = job_path(submit.job_id);
+    // 202: the job we sent was stored. 200: the key was seen before with the same request;
+    // the broker names the original job (and its current state) and stored nothing new.
+    const bool replayed = reply.status == 200;
+    const std::string& id = replayed && !reply.job_id.empty() ? reply.job_id : submit.job_id;
+    const std::string status = replayed && !reply.state.empty() ? reply.state : "queued";
+    const std::string self = job_path(id);
     HttpResult result;
     result.status = 202;
     result.headers.emplace_back("Location", self);
-    result.body = dump_json(json{{"id", submit.job_id},
+    if (replayed) result.headers.emplace_back(std::string(REPLAYED_HEADER), "true");
+    result.body = dump_json(json{{"id", id},
                                  {"type", submit.type},
-                                 {"status", "queued"},
+                                 {"status", status},
                                  {"links",
                                   {{"self", self},
                                    {"events", self + "/events"},
                                    {"result", self + "/result"}}}});
+    return result;
+}
+
+HttpResult retry_result(std::string_view job_id, const proto::Reply& reply) {
+    if (reply.status < 200 || reply.status > 299) return reply_error(reply);
+    HttpResult result;
+    result.status = 200;
+    result.body = dump_json(
+        json{{"id", job_id}, {"status", reply.state.empty() ? std::string("queued") : reply.state}});
     return result;
 }
 

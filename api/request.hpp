@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -49,6 +50,28 @@ inline constexpr int MAX_JSON_DEPTH = 64;
 // Longest ?wait= for GET /v1/jobs/{id}/result, in seconds.
 inline constexpr int MAX_RESULT_WAIT_S = 60;
 inline constexpr std::string_view DEFAULT_TENANT = "default";
+// Idempotency-Key: 1..255 visible ASCII characters (0x21..0x7e), as Stripe and the IETF
+// draft allow; longer keys would only bloat the Redis key the broker builds from it.
+inline constexpr std::size_t MAX_IDEMPOTENCY_KEY = 255;
+inline constexpr std::string_view IDEMPOTENCY_HEADER = "Idempotency-Key";
+inline constexpr std::string_view REPLAYED_HEADER = "Idempotent-Replayed";
+// GET /v1/dead paging: ?limit= (1..1000, 100) and ?offset= (>= 0, 0). The upper bound on
+// offset only keeps offset + limit from overflowing; Redis answers an empty page past the end.
+inline constexpr std::int64_t DEAD_LIMIT_MIN = 1, DEAD_LIMIT_MAX = 1000, DEAD_LIMIT_DEFAULT = 100;
+inline constexpr std::int64_t DEAD_OFFSET_MAX = std::int64_t{1} << 53;
+// Attempt history entries read per job (the newest ones): a job retried by hand again and
+// again keeps growing its history, and one job body must stay bounded.
+inline constexpr int MAX_HISTORY_ENTRIES = 1000;
+
+// Redis keys the api reads (schemas/PROTOCOL.md, Redis key layout).
+inline constexpr std::string_view JOB_KEY_PREFIX = "sluice:job:";
+inline constexpr std::string_view HISTORY_KEY_PREFIX = "sluice:history:";
+inline constexpr std::string_view DEAD_KEY = "sluice:dead";
+// The job hash fields the job body is built from, in HMGET order. `input` is left out on
+// purpose: it can be up to a request body in size and no answer shows it.
+inline constexpr std::string_view JOB_FIELDS[] = {
+    "id", "tenant", "type", "status", "priority", "max_attempts", "timeout_s", "attempts",
+    "created_ms", "started_ms", "finished_ms", "result", "error", "redeliveries"};
 
 // Serialises `value` compactly; invalid UTF-8 in strings is replaced, never thrown.
 std::string dump_json(const json& value);
@@ -60,8 +83,21 @@ std::string error_body(std::string_view code, std::string_view message);
 HttpResult error_result(const ApiError& error);
 
 // Validates a POST /v1/jobs body and builds the SUBMIT to send (req_id left 0). `job_id` is the
-// id the job will get. Errors: 400 invalid_json, 422 invalid_request (message names the field).
-Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id);
+// id the job will get. With an `idempotency_key` (the Idempotency-Key header's value) the
+// SUBMIT carries it and its request_hash; without one both stay empty.
+// Errors: 400 invalid_json, 422 invalid_request (message names the field or header).
+Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
+                                    std::optional<std::string_view> idempotency_key = std::nullopt);
+
+// Returns nullopt when `key` is a valid Idempotency-Key (1..255 chars in 0x21..0x7e), else
+// the 422 invalid_request naming the header.
+std::optional<ApiError> check_idempotency_key(std::string_view key);
+
+// Lowercase hex SHA-256 of the canonical form of a submit: a msgpack array of a version tag,
+// the type, the input (msgpack, object keys sorted), and the effective priority, max_attempts
+// and timeout_s (defaults filled in). So key order, whitespace and spelling out a default
+// option do not change it; any other difference does. Thread-safe (OpenSSL EVP one-shot).
+std::string request_hash(const proto::Submit& submit);
 
 // Returns true when `type` matches [A-Za-z0-9_.:-]{1,128}.
 bool is_valid_job_type(std::string_view type);
@@ -82,8 +118,19 @@ bool is_terminal_status(std::string_view status);
 // Decodes a msgpack value into JSON; null when `bytes` is empty or does not decode.
 json msgpack_to_json(std::string_view bytes);
 
-// Builds the job body of GET /v1/jobs/{id} from the fields of the sluice:job:{id} hash.
-json job_to_json(const std::map<std::string, std::string>& hash);
+// Builds the job body of GET /v1/jobs/{id} from the fields of the sluice:job:{id} hash and the
+// entries of its sluice:history:{id} list (oldest first).
+json job_to_json(const std::map<std::string, std::string>& hash,
+                 const std::vector<std::string>& history = {});
+
+// Decodes one sluice:history:{id} entry, a msgpack array [attempt u32, worker str, started_ms
+// i64, ended_ms i64, outcome str, error str], into {"attempt", "worker", "started_at",
+// "finished_at", "outcome", "error"} (times ISO-8601 or null, error null when empty).
+// nullopt when the entry does not decode as that (extra trailing elements are ignored).
+std::optional<json> history_entry_to_json(std::string_view entry);
+
+// The history array of a job body: every entry that decodes, in order; bad ones are skipped.
+json history_to_json(const std::vector<std::string>& entries);
 
 // One entry of the sluice:events:{id} stream as XRANGE returns it.
 struct EventEntry {
@@ -106,6 +153,14 @@ std::optional<std::uint64_t> parse_last_event_id(std::string_view text);
 // Parses ?wait=S (0..60). Error 422 invalid_request otherwise.
 Checked<int> parse_wait(std::string_view text);
 
+// One page of GET /v1/dead.
+struct Page {
+    std::int64_t limit = DEAD_LIMIT_DEFAULT;
+    std::int64_t offset = 0;
+};
+// Reads ?limit= and ?offset= from a query; error 422 invalid_request naming the parameter.
+Checked<Page> parse_page(const std::map<std::string, std::string>& query);
+
 // A request target split into its path and decoded query parameters.
 struct Target {
     std::string path;
@@ -114,7 +169,9 @@ struct Target {
 Target split_target(std::string_view target);
 
 // The routes of the api. The table in request.cpp maps each to a method and a path pattern.
-enum class Route { HEALTHZ, READYZ, SUBMIT_JOB, GET_JOB, CANCEL_JOB, GET_RESULT, GET_EVENTS };
+enum class Route {
+    HEALTHZ, READYZ, SUBMIT_JOB, GET_JOB, CANCEL_JOB, GET_RESULT, GET_EVENTS, RETRY_JOB, LIST_DEAD
+};
 
 struct RouteMatch {
     enum Kind { FOUND, NOT_FOUND, METHOD_NOT_ALLOWED } kind = NOT_FOUND;
@@ -126,8 +183,14 @@ struct RouteMatch {
 // Finds the route for `method` and `path` (no query string).
 RouteMatch match_route(std::string_view method, std::string_view path);
 
-// HTTP answer to a SUBMIT, from the broker's REPLY (202 with links, else the REPLY's error).
+// HTTP answer to a SUBMIT, from the broker's REPLY: 202 with links for a new job; for a REPLY
+// 200 (an idempotent replay) the same 202 body for the original job (the REPLY's job_id and
+// state) plus `Idempotent-Replayed: true`; else the REPLY's error (409 idempotency_conflict...).
 HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply);
+
+// HTTP answer to a RETRY, from the broker's REPLY: 200 {"id", "status"}, else its error
+// (404 job_not_found, 409 job_not_dead, 503).
+HttpResult retry_result(std::string_view job_id, const proto::Reply& reply);
 
 // HTTP answer to a CANCEL, from the broker's REPLY.
 HttpResult cancel_result(std::string_view job_id, const proto::Reply& reply);

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 
 #include <exception>
+#include <iterator>
 #include <unordered_set>
 
 namespace sluice::api {
@@ -66,12 +67,39 @@ HttpResult job_not_found(std::string_view id) {
     return error_result({404, "job_not_found", "no job with id " + std::string(id)});
 }
 
-// Turns an HGETALL reply into a map; empty when the key does not exist.
-std::map<std::string, std::string> to_map(const RedisValue& v) {
+// A job as read from Redis: its hash fields (JOB_FIELDS that exist) and history entries.
+struct JobRecord {
+    std::map<std::string, std::string> hash;  // empty: no such job (or it expired)
+    std::vector<std::string> history;
+};
+
+// Turns an HMGET reply for JOB_FIELDS into a map of the fields that exist.
+std::map<std::string, std::string> fields_to_map(const RedisValue& v) {
     std::map<std::string, std::string> out;
-    for (std::size_t i = 0; i + 1 < v.elements.size(); i += 2)
-        out[v.elements[i].str] = v.elements[i + 1].str;
+    constexpr std::size_t count = std::size(JOB_FIELDS);
+    for (std::size_t i = 0; i < count && i < v.elements.size(); ++i)
+        if (v.elements[i].kind == RedisValue::Kind::STRING)
+            out.emplace(JOB_FIELDS[i], v.elements[i].str);
     return out;
+}
+
+// The commands that read one job: HMGET of its fields, LRANGE of its newest history entries.
+void add_job_reads(std::vector<std::vector<std::string>>& commands, const std::string& id) {
+    std::vector<std::string> hmget{"HMGET", std::string(JOB_KEY_PREFIX) + id};
+    for (std::string_view field : JOB_FIELDS) hmget.emplace_back(field);
+    commands.push_back(std::move(hmget));
+    commands.push_back({"LRANGE", std::string(HISTORY_KEY_PREFIX) + id,
+                        std::to_string(-MAX_HISTORY_ENTRIES), "-1"});
+}
+
+JobRecord to_record(const RedisValue& hmget, const RedisValue& lrange) {
+    JobRecord record;
+    record.hash = fields_to_map(hmget);
+    if (!record.hash.empty()) {
+        for (const auto& entry : lrange.elements)
+            if (entry.kind == RedisValue::Kind::STRING) record.history.push_back(entry.str);
+    }
+    return record;
 }
 
 // Turns one XRANGE element ([id, [field, value, ...]]) into an EventEntry.
@@ -367,10 +395,12 @@ private:
             switch (match.route) {
                 case Route::HEALTHZ: result = json_result(200, {{"status", "ok"}}); break;
                 case Route::READYZ: result = co_await readyz(); break;
-                case Route::SUBMIT_JOB: result = co_await submit_job(request.body()); break;
+                case Route::SUBMIT_JOB: result = co_await submit_job(request); break;
                 case Route::GET_JOB: result = co_await get_job(match.job_id); break;
                 case Route::CANCEL_JOB: result = co_await cancel_job(match.job_id); break;
                 case Route::GET_RESULT: result = co_await get_result(match.job_id, target); break;
+                case Route::RETRY_JOB: result = co_await retry_job(match.job_id); break;
+                case Route::LIST_DEAD: result = co_await list_dead(target); break;
                 case Route::GET_EVENTS: {
                     Outcome streamed = co_await get_events(match.job_id, target, request, stream);
                     co_return streamed;
@@ -402,8 +432,17 @@ private:
         co_return error_result({503, "not_ready", message});
     }
 
-    awaitable<HttpResult> submit_job(const std::string& body) {
-        auto parsed = parse_submit(body, make_job_id());
+    awaitable<HttpResult> submit_job(const Request& request) {
+        std::optional<std::string_view> key;
+        const auto keys = request.equal_range(
+            beast::string_view(IDEMPOTENCY_HEADER.data(), IDEMPOTENCY_HEADER.size()));
+        if (keys.first != keys.second) {
+            if (std::next(keys.first) != keys.second)
+                co_return error_result({422, "invalid_request",
+                                        std::string(IDEMPOTENCY_HEADER) + " must be given once"});
+            key = sv(keys.first->value());
+        }
+        auto parsed = parse_submit(request.body(), make_job_id(), key);
         if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
         auto& submit = std::get<proto::Submit>(parsed);
         const proto::Reply reply = co_await broker_.request(submit, config_.broker_timeout);
@@ -411,6 +450,42 @@ private:
             log::warn("submit {}: broker answered {} {} {}", submit.job_id, reply.status, reply.code,
                       reply.message);
         co_return submit_result(submit, reply);
+    }
+
+    awaitable<HttpResult> retry_job(const std::string& id) {
+        if (!is_uuid(id)) co_return job_not_found(id);
+        proto::Retry retry;
+        retry.job_id = id;
+        const proto::Reply reply = co_await broker_.request(retry, config_.broker_timeout);
+        if (reply.status >= 500)
+            log::warn("retry {}: broker answered {} {} {}", id, reply.status, reply.code, reply.message);
+        co_return retry_result(id, reply);
+    }
+
+    // GET /v1/dead: one page of dead jobs, newest first. Two round trips whatever the page
+    // size: the page of ids with the total, then every job's fields and history.
+    awaitable<HttpResult> list_dead(const Target& target) {
+        auto parsed = parse_page(target.query);
+        if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
+        const Page page = std::get<Page>(parsed);
+        std::vector<std::vector<std::string>> head;
+        head.push_back(args("ZCARD", std::string(DEAD_KEY)));
+        head.push_back(args("ZREVRANGE", std::string(DEAD_KEY), std::to_string(page.offset),
+                            std::to_string(page.offset + page.limit - 1)));
+        const auto counted = co_await transaction(std::move(head));
+        if (!counted) co_return redis_unavailable();
+        std::vector<std::string> ids;
+        for (const auto& element : (*counted)[1].elements)
+            if (element.kind == RedisValue::Kind::STRING) ids.push_back(element.str);
+        const auto records = co_await load_jobs(ids);
+        if (!records) co_return redis_unavailable();
+        json jobs = json::array();
+        for (const auto& record : *records)
+            if (!record.hash.empty()) jobs.push_back(job_to_json(record.hash, record.history));
+        co_return json_result(200, {{"jobs", std::move(jobs)},
+                                    {"total", (*counted)[0].integer},
+                                    {"limit", page.limit},
+                                    {"offset", page.offset}});
     }
 
     awaitable<HttpResult> cancel_job(const std::string& id) {
@@ -421,20 +496,55 @@ private:
         co_return cancel_result(id, reply);
     }
 
-    // Reads the job hash: nullopt when Redis is unavailable, an empty map for no such job.
-    awaitable<std::optional<std::map<std::string, std::string>>> load_job(const std::string& id) {
-        std::vector<std::string> command = args("HGETALL", "sluice:job:" + id);
-        const RedisValue v = co_await commands_.command(std::move(command), REDIS_TIMEOUT);
-        if (!v.ok()) co_return std::nullopt;
-        co_return to_map(v);
+    // Runs `commands` as one MULTI ... EXEC in a single round trip, so they see one moment of
+    // Redis (a broker script never lands between them). Returns EXEC's replies, one per
+    // command, or nullopt when Redis is unavailable or any of them failed.
+    awaitable<std::optional<std::vector<RedisValue>>> transaction(
+        std::vector<std::vector<std::string>> commands) {
+        const std::size_t count = commands.size();
+        commands.insert(commands.begin(), args("MULTI"));
+        commands.push_back(args("EXEC"));
+        std::vector<RedisValue> replies = co_await commands_.pipeline(std::move(commands), REDIS_TIMEOUT);
+        RedisValue& exec = replies.back();
+        if (exec.kind != RedisValue::Kind::ARRAY || exec.elements.size() != count) {
+            if (!exec.ok()) log::debug("redis transaction failed: {}", exec.str);
+            co_return std::nullopt;
+        }
+        for (const auto& value : exec.elements)
+            if (!value.ok()) co_return std::nullopt;
+        co_return std::move(exec.elements);
+    }
+
+    // Reads the jobs `ids` (fields and history) in one transaction: nullopt when Redis is
+    // unavailable; a record with an empty hash for a job that does not exist.
+    awaitable<std::optional<std::vector<JobRecord>>> load_jobs(const std::vector<std::string>& ids) {
+        std::vector<JobRecord> records;
+        if (ids.empty()) co_return records;
+        std::vector<std::vector<std::string>> commands;
+        commands.reserve(ids.size() * 2);
+        for (const auto& id : ids) add_job_reads(commands, id);
+        const auto replies = co_await transaction(std::move(commands));
+        if (!replies) co_return std::nullopt;
+        records.reserve(ids.size());
+        for (std::size_t i = 0; i < ids.size(); ++i)
+            records.push_back(to_record((*replies)[2 * i], (*replies)[2 * i + 1]));
+        co_return records;
+    }
+
+    // Reads one job: nullopt when Redis is unavailable, an empty hash for no such job.
+    awaitable<std::optional<JobRecord>> load_job(const std::string& id) {
+        std::vector<std::string> ids{id};
+        auto records = co_await load_jobs(ids);
+        if (!records) co_return std::nullopt;
+        co_return std::move(records->front());
     }
 
     awaitable<HttpResult> get_job(const std::string& id) {
         if (!is_uuid(id)) co_return job_not_found(id);
-        auto hash = co_await load_job(id);
-        if (!hash) co_return redis_unavailable();
-        if (hash->empty()) co_return job_not_found(id);
-        co_return json_result(200, job_to_json(*hash));
+        const auto job = co_await load_job(id);
+        if (!job) co_return redis_unavailable();
+        if (job->hash.empty()) co_return job_not_found(id);
+        co_return json_result(200, job_to_json(job->hash, job->history));
     }
 
     // Long poll: 200 once the job is terminal, 202 with its current state when `wait` runs out.
@@ -449,12 +559,12 @@ private:
         JobWatch watch(notifier_, ioc_, id);  // before the first read: no notice falls in between
         const auto deadline = Clock::now() + std::chrono::seconds(wait_s);
         for (;;) {
-            auto hash = co_await load_job(id);
-            if (!hash) co_return redis_unavailable();
-            if (hash->empty()) co_return job_not_found(id);
-            const json body = job_to_json(*hash);
-            const auto status = hash->find("status");
-            if (status != hash->end() && is_terminal_status(status->second))
+            const auto job = co_await load_job(id);
+            if (!job) co_return redis_unavailable();
+            if (job->hash.empty()) co_return job_not_found(id);
+            const json body = job_to_json(job->hash, job->history);
+            const auto status = job->hash.find("status");
+            if (status != job->hash.end() && is_terminal_status(status->second))
                 co_return json_result(200, body);
             const auto now = Clock::now();
             if (now >= deadline || stopping_) co_return json_result(202, body);

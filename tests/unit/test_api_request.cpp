@@ -1,6 +1,7 @@
 // Unit tests of the api's pure request logic (api/request.hpp): submit validation and the
-// SUBMIT it builds, job ids, job hash -> JSON, event entry -> SSE text, query parsing, routing
-// and the HTTP answers built from broker REPLYs.
+// SUBMIT it builds, Idempotency-Key and request hash, job ids, job hash and attempt history ->
+// JSON, event entry -> SSE text, query parsing, routing and the HTTP answers built from broker
+// REPLYs.
 #include "request.hpp"
 
 #include <doctest/doctest.h>
@@ -123,6 +124,71 @@ TEST_CASE("submit: nesting deeper than the limit is refused, at the limit it is 
     submit_ok(nested(MAX_JSON_DEPTH - 1));
 }
 
+TEST_CASE("Idempotency-Key: valid keys, and 422 naming the header otherwise") {
+    CHECK_FALSE(check_idempotency_key("a"));
+    CHECK_FALSE(check_idempotency_key("order-42/retry:1?x=\"y\"~!"));
+    CHECK_FALSE(check_idempotency_key(std::string(255, 'k')));
+    for (const std::string& bad :
+         {std::string(), std::string(256, 'k'), std::string("has space"), std::string("tab\there"),
+          std::string("del\x7f"), std::string("caf\xc3\xa9"), std::string("nul\0", 4),
+          std::string("line\r\nX-Evil: 1")}) {
+        const auto e = check_idempotency_key(bad);
+        REQUIRE_MESSAGE(e, bad);
+        CHECK(e->status == 422);
+        CHECK(e->code == "invalid_request");
+        CHECK(e->message.find("Idempotency-Key") != std::string::npos);
+    }
+    // parse_submit checks the key too, and fills key and hash only when one is given.
+    auto bad = parse_submit(R"({"type": "echo"})", ID, std::string_view(""));
+    REQUIRE(std::holds_alternative<ApiError>(bad));
+    CHECK(std::get<ApiError>(bad).message.find("Idempotency-Key") != std::string::npos);
+    const Submit plain = submit_ok(R"({"type": "echo"})");
+    CHECK(plain.idempotency_key.empty());
+    CHECK(plain.request_hash.empty());
+    auto keyed = parse_submit(R"({"type": "echo", "input": 1})", ID, std::string_view("k-1"));
+    REQUIRE(std::holds_alternative<Submit>(keyed));
+    const Submit& k = std::get<Submit>(keyed);
+    CHECK(k.idempotency_key == "k-1");
+    CHECK(k.request_hash == request_hash(k));
+}
+
+TEST_CASE("request hash: canonical, pinned, and sensitive to what matters") {
+    auto hash_of = [](const std::string& body) {
+        auto parsed = parse_submit(body, ID, std::string_view("key"));
+        REQUIRE_MESSAGE(std::holds_alternative<Submit>(parsed), body);
+        return std::get<Submit>(parsed).request_hash;
+    };
+    // Pinned: SHA-256 of msgpack ["sluice.submit.v1", "echo", bin(msgpack input), 0, 3, 300],
+    // computed independently with Python's msgpack + hashlib. A change here makes keys stored
+    // by an older api conflict with retries through a newer one.
+    const std::string pinned = "5786a34fb0fb372d1a799eb85bbc2ea2f0dd8b65a3eed4e3a80cca76bee366c5";
+    CHECK(hash_of(R"({"type": "echo", "input": {"b": [1, "x"], "a": null}})") == pinned);
+    CHECK(hash_of(R"({"type":"a","options":{"priority":9,"max_attempts":1,"timeout_s":1}})") ==
+          "ad78c53284c67bbab95213c5805329411af7289cb8e29e82b48d413bfa6c5ec3");
+    // Key order, whitespace, spelled-out defaults and unknown top-level fields do not matter.
+    CHECK(hash_of(R"({"input":{"a":null,"b":[1,"x"]},"type":"echo"})") == pinned);
+    CHECK(hash_of(R"({"type": "echo", "input": {"a": null, "b": [1, "x"]},
+                      "options": {"priority": 0, "max_attempts": 3, "timeout_s": 300}})") == pinned);
+    // Everything else does.
+    std::set<std::string> distinct{pinned};
+    for (const char* body : {
+             R"({"type": "echo", "input": {"a": null, "b": [1, "y"]}})",
+             R"({"type": "echo", "input": {"a": null, "b": [1, "x"], "c": 1}})",
+             R"({"type": "echo2", "input": {"a": null, "b": [1, "x"]}})",
+             R"({"type": "echo", "input": {"a": null, "b": [1, "x"]}, "options": {"priority": 1}})",
+             R"({"type": "echo", "input": {"a": null, "b": [1, "x"]}, "options": {"max_attempts": 2}})",
+             R"({"type": "echo", "input": {"a": null, "b": [1, "x"]}, "options": {"timeout_s": 301}})",
+             R"({"type": "echo"})",
+             R"({"type": "echo", "input": "1"})",
+             R"({"type": "echo", "input": 1})",
+         }) {
+        const std::string h = hash_of(body);
+        CHECK(h.size() == 64);
+        CHECK(h.find_first_not_of("0123456789abcdef") == std::string::npos);
+        CHECK_MESSAGE(distinct.insert(h).second, body);
+    }
+}
+
 TEST_CASE("job type pattern") {
     CHECK(is_valid_job_type("echo"));
     CHECK(is_valid_job_type("A-Z_a.z:0-9"));
@@ -192,7 +258,7 @@ TEST_CASE("job hash -> JSON body") {
     const json body = job_to_json(hash);
     const std::set<std::string> keys{"id", "type", "tenant", "status", "priority", "max_attempts",
                                      "timeout_s", "attempts", "created_at", "started_at",
-                                     "finished_at", "result", "error"};
+                                     "finished_at", "result", "error", "redeliveries", "history"};
     std::set<std::string> got;
     for (const auto& item : body.items()) got.insert(item.key());
     CHECK(got == keys);
@@ -207,6 +273,11 @@ TEST_CASE("job hash -> JSON body") {
     CHECK(body["finished_at"] == "2023-11-14T22:13:20.300Z");
     CHECK(body["result"] == json{{"answer", 42}, {"list", {1, "x"}}});
     CHECK(body["error"].is_null());
+    CHECK(body["redeliveries"] == 0);  // absent: the job was never put back
+    CHECK(body["history"] == json::array());
+
+    hash["redeliveries"] = "2";
+    CHECK(job_to_json(hash)["redeliveries"] == 2);
 
     // A queued job: absent fields are null; a broken result is null rather than an error.
     const json queued = job_to_json({{"id", ID}, {"status", "queued"}, {"created_ms", "1700000000123"},
@@ -221,6 +292,68 @@ TEST_CASE("job hash -> JSON body") {
     CHECK(failed["error"] == "boom");
     // Non-UTF-8 bytes in a string never make serialising throw.
     CHECK_NOTHROW(dump_json(job_to_json({{"error", "bad \xff byte"}})));
+}
+
+namespace {
+std::string pack(const json& value) {
+    const std::vector<std::uint8_t> bytes = json::to_msgpack(value);
+    return std::string(bytes.begin(), bytes.end());
+}
+}  // namespace
+
+TEST_CASE("attempt history entries -> JSON") {
+    // Bytes as Python's msgpack packs [2, "w-1", 1700000000200, 1700000000300, "failed", "boom"]
+    // (uint64 times), i.e. what any encoder may write.
+    static constexpr char PYTHON_PACKED[] =
+        "\x96\x02\xa3w-1\xcf\x00\x00\x01\x8b\xcf\xe5\x68\xc8\xcf\x00\x00\x01\x8b\xcf\xe5\x69\x2c"
+        "\xa6" "failed\xa4" "boom";
+    const auto entry = history_entry_to_json(std::string_view(PYTHON_PACKED, sizeof PYTHON_PACKED - 1));
+    REQUIRE(entry);
+    CHECK(*entry == json{{"attempt", 2},
+                         {"worker", "w-1"},
+                         {"started_at", "2023-11-14T22:13:20.200Z"},
+                         {"finished_at", "2023-11-14T22:13:20.300Z"},
+                         {"outcome", "failed"},
+                         {"error", "boom"}});
+
+    // Empty error -> null; a 0 time (never ended) -> null; trailing extra elements are ignored.
+    const auto lost = history_entry_to_json(pack({1, "w-2", 1700000000123, 0, "lost", "", "extra"}));
+    REQUIRE(lost);
+    CHECK((*lost)["error"].is_null());
+    CHECK((*lost)["finished_at"].is_null());
+    CHECK((*lost)["started_at"] == "2023-11-14T22:13:20.123Z");
+    CHECK((*lost)["outcome"] == "lost");
+    // A whole float time (as a Lua encoder might write) and a nil error are accepted.
+    const auto lua = history_entry_to_json(pack({3, "w", 1700000000200.0, 1700000000300.0, "succeeded", nullptr}));
+    REQUIRE(lua);
+    CHECK((*lua)["finished_at"] == "2023-11-14T22:13:20.300Z");
+    CHECK((*lua)["error"].is_null());
+
+    // Broken entries are skipped, never fatal.
+    for (const std::string& bad :
+         {std::string(), std::string("\xc1"), std::string("\x96\x01"), pack(json::object()),
+          pack({1, "w", 1, 2, "failed"}), pack({-1, "w", 1, 2, "failed", ""}),
+          pack({"1", "w", 1, 2, "failed", ""}), pack({1, 7, 1, 2, "failed", ""}),
+          pack({1, "w", "t", 2, "failed", ""}), pack({1, "w", 1, 2, nullptr, ""}),
+          pack({1, "w", 1, 2, "failed", 5}), pack(json::array())}) {
+        CHECK_FALSE(history_entry_to_json(bad));
+    }
+    const json history = history_to_json({pack({1, "a", 1, 2, "failed", "x"}), "\xc1", "",
+                                          pack({2, "b", 3, 4, "succeeded", ""})});
+    REQUIRE(history.size() == 2);
+    CHECK(history[0]["attempt"] == 1);
+    CHECK(history[1]["attempt"] == 2);
+    CHECK(history[1]["outcome"] == "succeeded");
+
+    // job_to_json carries the decoded history, in order.
+    const json body = job_to_json({{"id", ID}, {"status", "failed"}, {"redeliveries", "1"}},
+                                  {pack({1, "a", 1, 2, "lost", "worker lost"}), "junk",
+                                   pack({2, "b", 3, 4, "failed", "boom"})});
+    CHECK(body["redeliveries"] == 1);
+    REQUIRE(body["history"].size() == 2);
+    CHECK(body["history"][0]["error"] == "worker lost");
+    CHECK(body["history"][1]["error"] == "boom");
+    CHECK(job_to_json({{"redeliveries", "x"}})["redeliveries"] == 0);
 }
 
 TEST_CASE("event entry -> SSE text") {
@@ -284,6 +417,30 @@ TEST_CASE("Last-Event-ID and wait parsing") {
     }
 }
 
+TEST_CASE("dead-letter paging") {
+    auto page_of = [](std::map<std::string, std::string> query) {
+        auto parsed = parse_page(query);
+        REQUIRE(std::holds_alternative<Page>(parsed));
+        return std::get<Page>(parsed);
+    };
+    CHECK(page_of({}).limit == 100);
+    CHECK(page_of({}).offset == 0);
+    CHECK(page_of({{"limit", "1"}, {"offset", "0"}}).limit == 1);
+    CHECK(page_of({{"limit", "1000"}}).limit == 1000);
+    CHECK(page_of({{"offset", "9007199254740992"}}).offset == DEAD_OFFSET_MAX);
+    for (auto [name, value] : std::vector<std::pair<std::string, std::string>>{
+             {"limit", "0"}, {"limit", "1001"}, {"limit", "-1"}, {"limit", ""}, {"limit", "ten"},
+             {"limit", "1e3"}, {"limit", "99999999999999999999999"}, {"offset", "-1"},
+             {"offset", "x"}, {"offset", "9007199254740993"}, {"offset", "1.5"}}) {
+        auto parsed = parse_page({{name, value}});
+        REQUIRE_MESSAGE(std::holds_alternative<ApiError>(parsed), name << "=" << value);
+        const ApiError& e = std::get<ApiError>(parsed);
+        CHECK(e.status == 422);
+        CHECK(e.code == "invalid_request");
+        CHECK(e.message.find(name) == 0);
+    }
+}
+
 TEST_CASE("request target splitting") {
     const Target t = split_target("/v1/jobs/x/result?wait=5&last_event_id=%32&a+b=c+d&flag");
     CHECK(t.path == "/v1/jobs/x/result");
@@ -324,6 +481,21 @@ TEST_CASE("routing: found, 404, 405 with Allow") {
     m = match_route("DELETE", "/healthz");
     CHECK(m.allow == "GET");
     CHECK(match_route("get", "/healthz").kind == RouteMatch::METHOD_NOT_ALLOWED);
+
+    m = match_route("POST", "/v1/jobs/" + ID + "/retry");
+    CHECK(m.kind == RouteMatch::FOUND);
+    CHECK(m.route == Route::RETRY_JOB);
+    CHECK(m.job_id == ID);
+    m = match_route("GET", "/v1/jobs/" + ID + "/retry");
+    CHECK(m.kind == RouteMatch::METHOD_NOT_ALLOWED);
+    CHECK(m.allow == "POST");
+    m = match_route("GET", "/v1/dead");
+    CHECK(m.kind == RouteMatch::FOUND);
+    CHECK(m.route == Route::LIST_DEAD);
+    m = match_route("DELETE", "/v1/dead");
+    CHECK(m.kind == RouteMatch::METHOD_NOT_ALLOWED);
+    CHECK(m.allow == "GET");
+    CHECK(match_route("GET", "/v1/dead/x").kind == RouteMatch::NOT_FOUND);
 }
 
 TEST_CASE("HTTP answers from broker REPLYs") {
@@ -379,6 +551,50 @@ TEST_CASE("HTTP answers from broker REPLYs") {
     Reply weird;
     weird.status = 7;
     CHECK(submit_result(submit, weird).status == 502);
+
+    // An idempotent replay: the broker names the original job; still a 202 with its links.
+    Reply replay;
+    replay.status = 200;
+    replay.job_id = "11111111-2222-4333-8444-555555555555";
+    replay.state = "succeeded";
+    r = submit_result(submit, replay);
+    CHECK(r.status == 202);
+    const std::string original = "/v1/jobs/" + replay.job_id;
+    CHECK(r.headers == std::vector<std::pair<std::string, std::string>>{
+                           {"Location", original}, {"Idempotent-Replayed", "true"}});
+    const json replayed = json::parse(r.body);
+    CHECK(replayed["id"] == replay.job_id);
+    CHECK(replayed["type"] == "echo");
+    CHECK(replayed["status"] == "succeeded");
+    CHECK(replayed["links"]["self"] == original);
+    std::set<std::string> fresh_keys, replay_keys;
+    for (const auto& item : body.items()) fresh_keys.insert(item.key());
+    for (const auto& item : replayed.items()) replay_keys.insert(item.key());
+    CHECK(fresh_keys == replay_keys);
+    replay.state.clear();
+    CHECK(json::parse(submit_result(submit, replay).body)["status"] == "queued");
+    Reply conflict;
+    conflict.status = 409;
+    conflict.code = "idempotency_conflict";
+    r = submit_result(submit, conflict);
+    CHECK(r.status == 409);
+    CHECK(error_of(r) == "idempotency_conflict");
+
+    Reply requeued;
+    requeued.status = 200;
+    requeued.state = "queued";
+    r = retry_result(ID, requeued);
+    CHECK(r.status == 200);
+    CHECK(json::parse(r.body) == json{{"id", ID}, {"status", "queued"}});
+    for (auto [status, code] : std::vector<std::pair<int, std::string>>{
+             {404, "job_not_found"}, {409, "job_not_dead"}, {503, "broker_unavailable"}}) {
+        Reply refused_retry;
+        refused_retry.status = static_cast<std::uint32_t>(status);
+        refused_retry.code = code;
+        r = retry_result(ID, refused_retry);
+        CHECK(r.status == status);
+        CHECK(error_of(r) == code);
+    }
 
     Reply canceled;
     canceled.status = 200;
