@@ -7,9 +7,10 @@ import asyncio
 from typing import Any, Callable, Iterator
 
 import pytest
+from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk, ChatGeneration, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
 
 from sluice import ai_tasks, models
@@ -17,7 +18,6 @@ from sluice.ai_tasks import parse_entities, parse_sentiment
 from sluice.context import JobContext
 from sluice.errors import NonRetryableError
 from sluice.protocol import Chunk, Job, Progress
-from langchain_core.exceptions import OutputParserException
 
 
 class FakeModel(GenericFakeChatModel):
@@ -120,7 +120,7 @@ def test_chat_takes_a_prompt_and_keeps_braces_literal(use_model):
 ])
 def test_chat_rejects_bad_input_without_retry(use_model, value, words):
     use_model(FakeModel())
-    with pytest.raises(NonRetryableError, match=None) as info:
+    with pytest.raises(NonRetryableError) as info:
         run(ai_tasks.chat(value, Recorder().ctx))
     assert words in str(info.value)
 
