@@ -18,7 +18,7 @@ unit: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
 
 e2e: build
-	SLUICE_BUILD_DIR=$(abspath $(BUILD_DIR)) .venv/bin/python -m pytest -q tests/python tests/e2e
+	SLUICE_BUILD_DIR=$(abspath $(BUILD_DIR)) .venv/bin/python -m pytest -q tests/python tests/e2e tests/faults
 
 test: unit e2e
 

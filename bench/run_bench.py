@@ -12,10 +12,8 @@ this 2-core machine; it still shares the cores with the pipeline, which the repo
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,58 +22,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from pipeline import Pipeline  # noqa: E402
+from pipeline import Pipeline, submit_all  # noqa: E402
+from resp import Redis  # noqa: E402
 
 SUBMITS = int(os.environ.get("BENCH_SUBMITS", "5000"))
 E2E_JOBS = int(os.environ.get("BENCH_JOBS", "3000"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 
 
-class Connection:
-    """One HTTP/1.1 keep-alive connection that sends a request and reads one response."""
-
-    def __init__(self, host: str, port: int):
-        self.host, self.port = host, port
-
-    async def open(self):
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        self.writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: %d\r\n\r\n%s" % (path.encode(), self.host.encode(), len(body), body))
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        return status, await self.reader.readexactly(length)
-
-    def close(self):
-        self.writer.close()
-
-
-async def submit_many(url: str, count: int, job_type: str, make_input) -> tuple[list[float], list[str], float]:
-    host, port = url.removeprefix("http://").split(":")
-    latencies, ids = [], []
-    counter = iter(range(count))
-
-    async def client():
-        conn = Connection(host, int(port))
-        await conn.open()
-        for i in counter:
-            body = json.dumps({"type": job_type, "input": make_input(i)}).encode()
-            started = time.perf_counter()
-            status, reply = await conn.post("/v1/jobs", body)
-            latencies.append(time.perf_counter() - started)
-            if status != 202:
-                raise RuntimeError(f"submit answered {status}: {reply[:200]!r}")
-            ids.append(json.loads(reply)["id"])
-        conn.close()
-
+def submit_many(url: str, count: int, job_type: str, make_input) -> tuple[list[float], list[str], float]:
+    """Submits `count` jobs as fast as CONNECTIONS keep-alive connections go."""
+    latencies: list[float] = []
+    bodies = [{"type": job_type, "input": make_input(i)} for i in range(count)]
     started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(CONNECTIONS)))
-    return latencies, ids, time.perf_counter() - started
+    results = asyncio.run(submit_all(url, bodies, CONNECTIONS, latencies))
+    elapsed = time.perf_counter() - started
+    refused = [status for status, _ in results if status != 202]
+    if refused:
+        raise RuntimeError(f"{len(refused)} submits were not accepted, e.g. {refused[0]}")
+    return latencies, [reply["id"] for _, reply in results], elapsed
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -84,12 +49,10 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def redis_times(port: int, ids: list[str]) -> list[tuple[int, int, str]]:
-    script = "".join(f"HMGET sluice:job:{i} created_ms finished_ms status\n" for i in ids)
-    out = subprocess.run(["redis-cli", "-p", str(port)], input=script, capture_output=True, text=True).stdout.split("\n")
-    rows = []
-    for i in range(0, len(ids) * 3, 3):
-        rows.append((int(out[i]), int(out[i + 1] or 0), out[i + 2]))
-    return rows
+    """(created_ms, finished_ms, status) of each job, read from Redis."""
+    with Redis(port) as redis:
+        replies = redis.pipeline([["HMGET", f"sluice:job:{i}", "created_ms", "finished_ms", "status"] for i in ids])
+    return [(int(c), int(f or 0), s.decode()) for c, f, s in replies]
 
 
 def bench_submit(workdir: Path) -> dict:
@@ -99,7 +62,7 @@ def bench_submit(workdir: Path) -> dict:
         worker = p.start_worker("native")
         p.wait_ready("echo")
         p.stop_process(worker)
-        latencies, _, elapsed = asyncio.run(submit_many(p.url, SUBMITS, "echo", lambda i: {"i": i}))
+        latencies, _, elapsed = submit_many(p.url, SUBMITS, "echo", lambda i: {"i": i})
         return {"count": SUBMITS, "rate": SUBMITS / elapsed,
                 "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
     finally:
@@ -113,7 +76,7 @@ def bench_e2e(workdir: Path) -> dict:
         p.start_worker("python", concurrency=16)
         p.wait_ready("echo")
         time.sleep(0.5)
-        _, ids, _ = asyncio.run(submit_many(p.url, E2E_JOBS, "echo", lambda i: {"i": i, "text": "hello"}))
+        _, ids, _ = submit_many(p.url, E2E_JOBS, "echo", lambda i: {"i": i, "text": "hello"})
         for job_id in ids[-50:]:
             p.wait_result(job_id, timeout=300)
         deadline = time.monotonic() + 300

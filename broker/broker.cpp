@@ -558,17 +558,17 @@ void Broker::send_to_worker(WorkerInfo& worker, proto::Command command, const st
 // ---- dispatch and timers -----------------------------------------------------------------
 
 void Broker::dispatch() {
-    if (sync_ != Sync::DONE) return;
+    if (sync_ != Sync::DONE || !redis_.connected()) return;
     for (const std::string& type : queues_.nonempty_types()) {
         while (WorkerInfo* worker = workers_.pick(type)) {
             auto next = queues_.pop(type);
             if (!next) break;
-            start_job(*worker, type, next->job_id, next->priority);
+            if (!start_job(*worker, type, next->job_id, next->priority)) return;  // Redis went away
         }
     }
 }
 
-void Broker::start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority) {
+bool Broker::start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority) {
     workers_.assign(worker, job_id);
     running_[job_id] = Running{worker.identity, type, priority, 0, {}};
     const std::string identity = worker.identity;
@@ -616,6 +616,7 @@ void Broker::start_job(WorkerInfo& worker, const std::string& type, const std::s
         workers_.release(identity, job_id);
         queues_.push(type, job_id, priority);
     }
+    return sent;
 }
 
 void Broker::run_timers(Clock::time_point now) {

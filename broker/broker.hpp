@@ -90,7 +90,8 @@ private:
     void lose_workers(std::vector<WorkerInfo> gone, const char* why);
 
     void dispatch();
-    void start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority);
+    // Hands one job to `worker` (START script, then JOB). Returns false when Redis is unreachable.
+    bool start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority);
     void run_timers(Clock::time_point now);
     void expire_leases(Clock::time_point now);
     std::int64_t backoff_ms(std::uint32_t attempt);

@@ -2,6 +2,7 @@
 separate processes on free ports, with a throwaway Redis data directory."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -74,6 +75,8 @@ class Pipeline:
         return self
 
     def start_redis(self) -> None:
+        """Starts redis-server on self.redis_port with the project config (again after a kill:
+        same port, same data directory, so the AOF is replayed)."""
         self.redis, _ = self._spawn("redis", [
             "redis-server", str(ROOT / "config" / "redis.conf"), "--port", str(self.redis_port),
             "--dir", str(self.workdir / "redis"), "--logfile", str(self.workdir / "redis.log")], self.env)
@@ -85,9 +88,11 @@ class Pipeline:
             time.sleep(0.05)
         raise TimeoutError("redis-server did not start")
 
-    def start_broker(self, **extra: str) -> None:
-        env = dict(self.env, SLUICE_BROKER_API_ENDPOINT="tcp://127.0.0.1:*",
-                   SLUICE_BROKER_WORKER_ENDPOINT="tcp://127.0.0.1:*", **extra)
+    def start_broker(self, same_endpoints: bool = False, **extra: str) -> None:
+        """Starts the broker on free ports, or with `same_endpoints` where the last one was."""
+        env = dict(self.env, **extra)
+        if not same_endpoints:
+            env.update(SLUICE_BROKER_API_ENDPOINT="tcp://127.0.0.1:*", SLUICE_BROKER_WORKER_ENDPOINT="tcp://127.0.0.1:*")
         self.broker, out = self._spawn("broker", [str(BUILD / "broker" / "sluice-broker")], env)
         match = wait_for_line(out, r"frontend (\S+) backend (\S+)", self.broker)
         self.frontend, self.backend = match.group(1), match.group(2)
@@ -126,12 +131,14 @@ class Pipeline:
             time.sleep(0.05)
         raise TimeoutError(f"no worker declared {job_type}")
 
+    def broker_log(self) -> str:
+        return "".join(path.read_text() for path in sorted(self.workdir.glob("broker-*.log")))
+
     def wait_workers(self, *names: str, timeout: float = 15.0) -> None:
         """Waits until the broker has logged each named worker as ready."""
-        logs = sorted(self.workdir.glob("broker-*.log"))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            text = logs[-1].read_text()
+            text = self.broker_log()
             if all(f"worker {name} (" in text for name in names):
                 return
             time.sleep(0.05)
@@ -205,3 +212,56 @@ def iter_sse(client: httpx.Client, path: str, headers: dict, timeout: float):
             elif not line.startswith(":"):
                 key, _, value = line.partition(":")
                 current[key] = value[1:] if value.startswith(" ") else value
+
+
+class HttpConnection:
+    """One HTTP/1.1 keep-alive connection for load: sends a request, reads one response.
+    Much lighter on the CPU than a full client, so the load generator leaves the cores to Sluice."""
+
+    def __init__(self, url: str):
+        host, port = url.removeprefix("http://").split(":")
+        self.host, self.port = host, int(port)
+        self.reader = self.writer = None
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(b"%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (method.encode(), path.encode(), self.host.encode(),
+                                                              len(body), body))
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+
+async def submit_all(url: str, bodies: list[dict], connections: int = 32,
+                     latencies: list[float] | None = None) -> list[tuple[int, dict | None]]:
+    """POSTs every body to /v1/jobs over `connections` keep-alive connections. Returns
+    (status, parsed JSON reply) per body, in order; a connection that failed gives (0, None)."""
+    results: list[tuple[int, dict | None]] = [(0, None)] * len(bodies)
+    indices = iter(range(len(bodies)))
+
+    async def client():
+        conn = HttpConnection(url)
+        for i in indices:
+            started = time.perf_counter()
+            try:
+                status, reply = await conn.request("POST", "/v1/jobs", json.dumps(bodies[i]).encode())
+                results[i] = (status, json.loads(reply) if reply else None)
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                conn.close()
+            if latencies is not None:
+                latencies.append(time.perf_counter() - started)
+        conn.close()
+
+    await asyncio.gather(*(client() for _ in range(connections)))
+    return results
