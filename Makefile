@@ -2,7 +2,12 @@
 BUILD_DIR ?= build
 JOBS ?= 2
 
-.PHONY: setup build run test unit e2e bench clean
+FUZZ_DIR ?= build-fuzz
+# Seconds each fuzz target runs: briefly in `make test`, longer in `make fuzz`.
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_SECONDS ?= 600
+
+.PHONY: setup build run test unit e2e fuzz-build fuzz-smoke fuzz bench clean
 
 setup:
 	@scripts/setup.sh
@@ -20,10 +25,27 @@ unit: build
 e2e: build
 	SLUICE_BUILD_DIR=$(abspath $(BUILD_DIR)) .venv/bin/python -m pytest -q tests/python tests/e2e tests/faults
 
-test: unit e2e
+test: unit e2e fuzz-smoke
+
+fuzz-build: setup
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON >/dev/null
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_protocol fuzz_http_request
+
+# Each target starts from its seed corpus (fuzz/corpus/) in a scratch copy; a crash leaves its
+# input in $(FUZZ_DIR)/ and the log's tail on the terminal, and fails the run.
+fuzz-smoke fuzz: fuzz-build
+	@for target in protocol http_request; do \
+		rm -rf $(FUZZ_DIR)/corpus-$$target && cp -r fuzz/corpus/$$target $(FUZZ_DIR)/corpus-$$target && \
+		echo "fuzz_$$target: $(if $(filter fuzz,$@),$(FUZZ_SECONDS),$(FUZZ_SMOKE_SECONDS)) s" && \
+		if $(FUZZ_DIR)/fuzz/fuzz_$$target -max_total_time=$(if $(filter fuzz,$@),$(FUZZ_SECONDS),$(FUZZ_SMOKE_SECONDS)) \
+			-max_len=4096 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crash-$$target- \
+			$(FUZZ_DIR)/corpus-$$target > $(FUZZ_DIR)/fuzz-$$target.log 2>&1; \
+		then grep -E "stat::number_of_executed_units|Done" $(FUZZ_DIR)/fuzz-$$target.log; \
+		else tail -40 $(FUZZ_DIR)/fuzz-$$target.log; exit 1; fi; \
+	done
 
 bench: build
 	SLUICE_BUILD_DIR=$(abspath $(BUILD_DIR)) .venv/bin/python bench/run_bench.py
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(FUZZ_DIR)

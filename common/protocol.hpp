@@ -177,14 +177,23 @@ std::string encode_body(const T& msg) {
     return std::string(buffer.data(), buffer.size());
 }
 
+// Deepest nesting decode_body accepts; message fields are flat, opaque values travel as bin.
+inline constexpr std::size_t MAX_DEPTH = 16;
+
 // Decodes a body into T. Returns nullopt when the bytes are not exactly one msgpack array whose
 // elements convert to T's fields; never throws. Extra trailing fields are ignored so a newer
 // peer can append fields without breaking an older one.
 template <class T>
 std::optional<T> decode_body(std::string_view bytes) noexcept {
     try {
+        // Every element takes at least one byte, so no count in a valid body exceeds its size:
+        // a hostile header claiming 4 billion entries fails here instead of allocating for them.
+        const msgpack::unpack_limit limit(bytes.size(), bytes.size(), bytes.size(), bytes.size(),
+                                          bytes.size(), MAX_DEPTH);
         std::size_t offset = 0;
-        msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size(), offset);
+        bool referenced = false;
+        msgpack::object_handle handle =
+            msgpack::unpack(bytes.data(), bytes.size(), offset, referenced, nullptr, nullptr, limit);
         if (offset != bytes.size()) return std::nullopt;
         const msgpack::object& obj = handle.get();
         if (obj.type != msgpack::type::ARRAY) return std::nullopt;

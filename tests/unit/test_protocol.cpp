@@ -134,3 +134,12 @@ TEST_CASE("a newer peer's extra trailing fields are ignored") {
     CHECK(msg->job_id == "job-1");
     CHECK(msg->attempt == 2);
 }
+
+TEST_CASE("a body claiming more elements than it has bytes is refused without allocating for them") {
+    CHECK_FALSE(decode_body<Submit>(std::string("\xdd\xff\xff\xff\xff", 5)).has_value());  // array32
+    CHECK_FALSE(decode_body<Ready>(std::string("\x94\xa1x\xa1y\xdd\xff\xff\xff\xf0\x01", 11)).has_value());
+    CHECK_FALSE(decode_body<Submit>(std::string("\xdf\xdf\xdf\xdf\xdf\x05", 6)).has_value());  // map32
+    std::string deep(40, '\x91');  // arrays nested deeper than any message
+    deep += '\x01';
+    CHECK_FALSE(decode_body<Ping>(deep).has_value());
+}
