@@ -39,12 +39,21 @@ def test_rogue_peer_is_ignored(fresh_pipeline: Pipeline):
             rogue.connect(endpoint)
             for frames in GARBAGE * 3:
                 rogue.send_multipart(frames)
-            # A well-formed PING still gets its REPLY on the api socket.
             if endpoint == p.frontend:
+                # A well-formed PING still gets its REPLY on the api socket.
                 rogue.send_multipart([b"SLUICE/1", b"\x03", msgpack.packb([77])])
                 assert rogue.poll(5000), "the broker stopped answering"
                 frames = rogue.recv_multipart()
                 assert frames[1] == b"\x04" and msgpack.unpackb(frames[2])[:2] == [77, 200]
+            else:
+                # A HEARTBEAT from a peer that never said READY gets DISCONNECT (once all the
+                # garbage before it was read: one connection keeps order).
+                rogue.send_multipart([b"SLUICE/1", b"\x18", msgpack.packb([])])
+                deadline = time.monotonic() + 5
+                while True:
+                    assert rogue.poll(max(0, int((deadline - time.monotonic()) * 1000))), "no DISCONNECT"
+                    if rogue.recv_multipart()[1] == b"\x19":
+                        break
             rogue.close()
     finally:
         context.term()
