@@ -1,27 +1,19 @@
 """Fixtures that run the real pipeline (see pipeline.py) for the end-to-end tests."""
-import shutil
-
 import pytest
 
-from pipeline import Pipeline
+from pipeline import Pipeline, running_pipeline
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, request):
     """Redis + broker + api, plus one Python and one native worker, shared by a test module."""
-    p = Pipeline(tmp_path_factory.mktemp("sluice")).start()
-    try:
+    with running_pipeline(tmp_path_factory.mktemp("sluice"), lambda: request.session.testsfailed) as p:
         p.start_worker("python")
         p.start_worker("native")
         p.wait_ready("echo")
         p.wait_ready("sleep")
         p.wait_ready("fail")
         yield p
-    finally:
-        p.stop()
-        if request.session.testsfailed:
-            print(p.logs())
-        shutil.rmtree(p.workdir, ignore_errors=True)
 
 
 @pytest.fixture

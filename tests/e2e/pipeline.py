@@ -3,9 +3,11 @@ separate processes on free ports, with a throwaway Redis data directory."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -45,6 +47,22 @@ def process_rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+@contextlib.contextmanager
+def running_pipeline(workdir: Path, failed=lambda: False, env: dict | None = None, **broker_env: str):
+    """Starts Redis, broker and api in `workdir` (extra `env` for every process, `broker_env`
+    for the broker); on exit stops everything, prints the logs if `failed()`, removes workdir."""
+    p = Pipeline(workdir)
+    p.env.update(env or {})
+    try:
+        p.start(**broker_env)
+        yield p
+    finally:
+        p.stop()
+        if failed():
+            print(p.logs())
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 class Pipeline:

@@ -8,13 +8,12 @@ one; answers are kept short (SLUICE_MAX_TOKENS) so the module runs in well under
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 import httpx
 import pytest
 
-from pipeline import Pipeline
+from pipeline import Pipeline, running_pipeline
 
 MODEL = "SmolLM2-135M-Instruct"
 STORY = {"messages": [{"role": "user", "content": "Write a very long story about a dragon and "
@@ -23,17 +22,11 @@ STORY = {"messages": [{"role": "user", "content": "Write a very long story about
 
 @pytest.fixture(scope="module")
 def ai(tmp_path_factory, request):
-    p = Pipeline(tmp_path_factory.mktemp("sluice-ai")).start()
-    try:
+    with running_pipeline(tmp_path_factory.mktemp("sluice-ai"), lambda: request.session.testsfailed) as p:
         p.env.update(SLUICE_MODEL_PROVIDER="local", SLUICE_MAX_TOKENS="128")
         p.start_worker("python", concurrency=1)  # default modules: sluice.tasks + sluice.ai_tasks
         p.wait_ready("chat")
         yield p
-    finally:
-        p.stop()
-        if request.session.testsfailed:
-            print(p.logs())
-        shutil.rmtree(p.workdir, ignore_errors=True)
 
 
 def live_events(client: httpx.Client, job_id: str, timeout: float = 60.0):

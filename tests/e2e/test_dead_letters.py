@@ -1,37 +1,24 @@
 """Dead letters, manual retry, attempt history and idempotent submits, through the real api,
 broker and workers: a job out of attempts lands in GET /v1/dead with its error and history,
-POST /v1/jobs/{id}/retry runs it again from attempt 1, a lost worker shows up as a redelivery,
+POST /v1/jobs/{id}/retry runs it again with a fresh attempt budget, a lost worker shows up as a redelivery,
 and an Idempotency-Key makes a resubmit return the original job."""
-import shutil
 import signal
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-from pipeline import ROOT, Pipeline
-
-pytestmark = pytest.mark.skipif(
-    "sluice:dead" not in (ROOT / "broker" / "scripts.hpp").read_text(),
-    reason="the broker does not keep a dead-letter set yet")
-
+from pipeline import Pipeline, running_pipeline
 
 @pytest.fixture(scope="module")
 def dead(tmp_path_factory, request):
     """Redis + broker (50 ms retry backoff) + api + one Python worker (echo, sleep, fail)."""
-    p = Pipeline(tmp_path_factory.mktemp("dead"))
-    try:
-        p.start(SLUICE_RETRY_BACKOFF_MS="50")
+    with running_pipeline(tmp_path_factory.mktemp("dead"), lambda: request.session.testsfailed,
+                          SLUICE_RETRY_BACKOFF_MS="50") as p:
         p.start_worker("python")
         p.wait_ready("fail")
         p.wait_ready("echo")
         yield p
-    finally:
-        p.stop()
-        if request.session.testsfailed:
-            print(p.logs())
-        shutil.rmtree(p.workdir, ignore_errors=True)
 
 
 def error_code(response, status: int) -> str:

@@ -4,7 +4,6 @@ clients and keeps its memory bounded. The api runs with a 2 s request timeout an
 connection limit, so slow clients and leaked connection slots show up within seconds."""
 import json
 import select
-import shutil
 import socket
 import threading
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import Pipeline
+from pipeline import Pipeline, running_pipeline
 
 REQUEST_TIMEOUT_S = 2.0
 # Low, so connection slots that are not given back would lock the api out within a test.
@@ -26,19 +25,12 @@ CUTOFF_SLACK_S = 1.5
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory, request):
     """Redis + broker + api (2 s request timeout, 120 connections) + one native worker."""
-    p = Pipeline(tmp_path_factory.mktemp("hostile"))
-    p.env.update(SLUICE_API_REQUEST_TIMEOUT_MS=str(int(REQUEST_TIMEOUT_S * 1000)),
-                 SLUICE_API_MAX_CONNECTIONS=str(MAX_CONNECTIONS))
-    try:
-        p.start()
+    env = {"SLUICE_API_REQUEST_TIMEOUT_MS": str(int(REQUEST_TIMEOUT_S * 1000)),
+           "SLUICE_API_MAX_CONNECTIONS": str(MAX_CONNECTIONS)}
+    with running_pipeline(tmp_path_factory.mktemp("hostile"), lambda: request.session.testsfailed, env) as p:
         p.start_worker("native")
         p.wait_ready("echo")
         yield p
-    finally:
-        p.stop()
-        if request.session.testsfailed:
-            print(p.logs())
-        shutil.rmtree(p.workdir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
