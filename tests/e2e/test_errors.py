@@ -107,3 +107,19 @@ def test_redis_down_is_503_on_reads_and_readyz(fresh_pipeline):
     assert response.status_code == 503 and error_code(response) == "redis_unavailable"
     ready = p.http.get("/readyz")
     assert ready.status_code == 503
+
+
+def test_full_queue_is_429_with_retry_after(fresh_pipeline):
+    p = fresh_pipeline.start(SLUICE_MAX_QUEUE_DEPTH="5")
+    worker = p.start_worker("native")
+    p.wait_ready("echo")
+    assert p.stop_process(worker) == 0  # the type stays known; nothing consumes its queue
+    queued = [p.submit("echo", i)["id"] for i in range(5)]
+    response = p.http.post("/v1/jobs", json={"type": "echo", "input": 5})
+    assert response.status_code == 429 and error_code(response) == "queue_full"
+    assert int(response.headers["retry-after"]) >= 1
+    # Nothing was stored for the refused job; the queued ones run once a worker is back.
+    p.start_worker("native")
+    for job_id in queued:
+        assert p.wait_result(job_id)["status"] == "succeeded"
+    assert p.http.post("/v1/jobs", json={"type": "echo", "input": 6}).status_code == 202
