@@ -156,7 +156,8 @@ def write_report(submit: dict, e2e: dict, stream: dict, chat: dict) -> str:
     section = f"""<!-- BENCH:START -->
 Last run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit}, {os.cpu_count()} cores,
 {platform.platform()}. Command: `make bench` (BENCH_SUBMITS={SUBMITS} BENCH_JOBS={E2E_JOBS}
-BENCH_CONNECTIONS={CONNECTIONS}). Load generator, api, broker, Redis and workers share the machine.
+BENCH_CONNECTIONS={CONNECTIONS} BENCH_STREAMS={STREAMS} BENCH_CHUNKS={CHUNKS} BENCH_CHATS={CHATS}).
+Load generator, api, broker, Redis and workers share the machine.
 
 | measure | result |
 |---|---|
