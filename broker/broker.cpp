@@ -6,6 +6,8 @@
 
 #include <fmt/ranges.h>
 
+#include <openssl/sha.h>
+
 #include <cmath>
 
 namespace sluice::broker {
@@ -64,6 +66,14 @@ bool valid_name(const std::string& name, bool id) {
 }
 
 std::string fmt_score(double score) { return fmt::format("{:.0f}", score); }
+
+std::string sha1_hex(const std::string& text) {
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+    std::string hex;
+    for (unsigned char byte : digest) hex += fmt::format("{:02x}", byte);
+    return hex;
+}
 
 }  // namespace
 
@@ -151,17 +161,30 @@ void Broker::run(int stop_fd) {
     log::info("stopped");
 }
 
-bool Broker::eval(std::string_view script, const std::vector<std::string>& keys,
+bool Broker::eval(const std::string& script, const std::vector<std::string>& keys,
                   const std::vector<std::string>& args, RedisLink::Callback done) {
-    std::vector<std::string_view> argv;
+    // EVALSHA: Redis runs the script it already compiled, and the script's text (up to 2 KB)
+    // stays off the wire. After a Redis restart its script cache is empty: NOSCRIPT, and the
+    // same call goes again as EVAL, which caches it again.
+    auto sha = script_sha_.find(&script);
+    if (sha == script_sha_.end()) sha = script_sha_.emplace(&script, sha1_hex(script)).first;
+    std::vector<std::string> argv;
     argv.reserve(3 + keys.size() + args.size());
-    const std::string key_count = std::to_string(keys.size());
-    argv.push_back("EVAL");
-    argv.push_back(script);
-    argv.push_back(key_count);
-    for (const auto& key : keys) argv.push_back(key);
-    for (const auto& arg : args) argv.push_back(arg);
-    return redis_.command(argv, std::move(done));
+    argv.push_back("EVALSHA");
+    argv.push_back(sha->second);
+    argv.push_back(std::to_string(keys.size()));
+    argv.insert(argv.end(), keys.begin(), keys.end());
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto retry = [this, &script, argv, done = std::move(done)](redisReply* r) mutable {
+        if (r != nullptr && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT")) {
+            argv[0] = "EVAL";
+            argv[1] = script;
+            if (!redis_.command({argv.begin(), argv.end()}, std::move(done))) done(nullptr);
+            return;
+        }
+        done(r);
+    };
+    return redis_.command({argv.begin(), argv.end()}, std::move(retry));
 }
 
 void Broker::resync() {

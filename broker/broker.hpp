@@ -53,7 +53,8 @@ private:
     enum class Sync { NONE, IN_PROGRESS, DONE };
 
     // Runs one Lua script; returns false (without calling `done`) when Redis is unreachable.
-    bool eval(std::string_view script, const std::vector<std::string>& keys,
+    // `script` must be one of the scripts:: constants (its address keys the SHA cache).
+    bool eval(const std::string& script, const std::vector<std::string>& keys,
               const std::vector<std::string>& args, RedisLink::Callback done);
     // Brings memory and Redis into agreement (at start and after Redis comes back): jobs
     // marked running that no worker here holds go back to their queues, then queues reload.
@@ -108,6 +109,7 @@ private:
     std::multimap<Clock::time_point, Delayed> delayed_;
     std::set<std::string> known_types_;
     WorkerPool workers_;
+    std::unordered_map<const std::string*, std::string> script_sha_;
     Sync sync_ = Sync::NONE;
     bool served_ = false;  // synced once: from then on the sockets are served, Redis up or not
     bool was_connected_ = false;

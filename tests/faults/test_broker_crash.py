@@ -3,7 +3,7 @@ reaches exactly one terminal state with the right result."""
 import signal
 import time
 
-from conftest import Load, assert_exactly_once
+from checks import Load, assert_exactly_once
 
 
 def test_broker_sigkill_under_load(pipeline):

@@ -3,7 +3,7 @@ broker and api reconnect by themselves, and /readyz reports the outage while it 
 import signal
 import time
 
-from conftest import Load, assert_exactly_once
+from checks import Load, assert_exactly_once
 
 
 def test_redis_restart_under_load(pipeline):

@@ -3,7 +3,7 @@ lease ends, and each still succeeds exactly once."""
 import signal
 import time
 
-from conftest import Load, assert_exactly_once
+from checks import Load, assert_exactly_once
 
 
 def test_worker_sigkill_mid_job(pipeline):
