@@ -45,7 +45,7 @@ fuzz-smoke fuzz: fuzz-build
 	done
 
 bench: build
-	SLUICE_BUILD_DIR=$(abspath $(BUILD_DIR)) .venv/bin/python bench/run_bench.py
+	SLUICE_BUILD_DIR=$(abspath $(BUILD_DIR)) .venv/bin/python bench/run_bench.py $(FIGURES)
 
 clean:
 	rm -rf $(BUILD_DIR) $(FUZZ_DIR)

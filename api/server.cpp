@@ -247,6 +247,9 @@ private:
                 co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
                 continue;
             }
+            // Responses go out as several writes (head, SSE chunks): without TCP_NODELAY
+            // Nagle holds each small one back until the client's delayed ACK, 40 ms.
+            socket.set_option(asio::ip::tcp::no_delay(true), ec);
             if (connections_.fetch_add(1) >= config_.max_connections) {
                 connections_.fetch_sub(1);
                 if (rejecting_ < MAX_REJECTING)
