@@ -1,11 +1,11 @@
-// The link from one api shard to the broker. A dedicated bridge thread owns the DEALER (the
-// only socket that talks to the broker) and polls it plus an inproc PAIR; the shard's loop
-// thread hands requests over that PAIR (a non-blocking send) and gets each REPLY posted back
-// onto its io_context, where the coroutine awaiting it is woken. Late replies (after the
-// awaiting coroutine gave up) are dropped.
+// The link from one api shard to the broker: a DEALER owned by the shard's loop thread. Requests
+// go out with a non-blocking send; the loop waits on the socket's ZMQ_FD (readable whenever
+// the socket's events may have changed) and, when woken, reads every waiting REPLY and wakes
+// the coroutine awaiting it. No extra thread, so no hand-over between threads per request.
+// Late replies (after the awaiting coroutine gave up) are dropped.
 //
-// Thread-safety: send()/wait()/cancel_all() only on the shard's loop thread; start()/stop() on
-// the thread that owns the shard (before and after its loop runs).
+// Thread-safety: everything only on the shard's loop thread; start()/stop() before and after
+// its loop runs.
 #pragma once
 
 #include "loop.hpp"
@@ -13,9 +13,9 @@
 
 #include <zmq.hpp>
 
-#include <atomic>
+#include <boost/asio/posix/stream_descriptor.hpp>
+
 #include <memory>
-#include <thread>
 #include <unordered_map>
 
 namespace sluice::api {
@@ -35,13 +35,13 @@ public:
     BrokerLink(const BrokerLink&) = delete;
     BrokerLink& operator=(const BrokerLink&) = delete;
 
-    // Creates the sockets and starts the bridge thread.
+    // Connects the DEALER and starts reading REPLYs on the loop.
     void start();
-    // Stops and joins the bridge thread; idempotent.
+    // Closes the socket; idempotent.
     void stop();
 
-    // Gives `msg` a fresh req_id and hands it to the bridge. The returned Pending already holds
-    // a 503 broker_unavailable reply if it could not even be handed over.
+    // Gives `msg` a fresh req_id and sends it. The returned Pending already holds a 503
+    // broker_unavailable reply if it could not be sent (no broker connected, or its queue full).
     template <class T>
     std::shared_ptr<Pending> send(T msg) {
         msg.req_id = next_req_id_++;
@@ -71,17 +71,18 @@ private:
     std::shared_ptr<Pending> send_encoded(std::uint64_t req_id, proto::Command command,
                                           std::string body);
     void on_reply(proto::Reply reply);
-    void bridge_loop();
+    // Reads every message waiting on the DEALER.
+    void drain();
+    awaitable<void> read_loop();
 
     asio::io_context& ioc_;
     zmq::context_t& zmq_ctx_;
     std::string endpoint_;
-    std::string inproc_endpoint_;
-    std::optional<zmq::socket_t> loop_side_;    // loop thread: PAIR to the bridge
-    std::optional<zmq::socket_t> bridge_side_;  // bridge thread: PAIR from the loop
-    std::optional<zmq::socket_t> dealer_;       // bridge thread: DEALER to the broker
-    std::thread bridge_;
-    std::atomic<bool> stopping_{false};
+    std::optional<zmq::socket_t> dealer_;
+    // Watches the DEALER's ZMQ_FD; released, never closed (libzmq owns that fd).
+    std::optional<asio::posix::stream_descriptor> signal_fd_;
+    bool stopping_ = false;
+    bool drain_posted_ = false;
     std::uint64_t next_req_id_ = 1;
     std::unordered_map<std::uint64_t, std::shared_ptr<Pending>> pending_;
 };

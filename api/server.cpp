@@ -186,7 +186,7 @@ public:
         return acceptor_.local_endpoint().port();
     }
 
-    // Starts the bridge thread (call from the thread that builds the shards).
+    // Connects the broker link (call from the thread that builds the shards, before run()).
     void start_broker() { broker_.start(); }
 
     // The shard's loop; returns once shutdown has drained everything.
