@@ -97,7 +97,8 @@ Broker::Broker(BrokerConfig config)
 //   1. keep the Redis connection up; whenever it (re)connects, resync memory with Redis
 //   2. poll both sockets, the Redis fd and stop_fd, at most POLL_TICK
 //   3. drive Redis I/O: arriving replies run their callbacks (acks, JOB sends)
-//   4. handle waiting api messages, then waiting worker messages (once first synced)
+//   4. handle waiting api messages (the turn's SUBMITs go to Redis as one script call), then
+//      waiting worker messages (once first synced)
 //   5. timers: heartbeats out, silent workers forgotten, leases expired, retries released
 //   6. dispatch queued jobs against worker credit (while in sync with Redis)
 void Broker::run(int stop_fd) {
@@ -139,6 +140,7 @@ void Broker::run(int stop_fd) {
                 if (received->envelope) handle_frontend(*received->envelope);
                 else log::warn("frontend: dropped malformed message: {}", received->error);
             }
+            flush_submits();
             for (int i = 0; i < MAX_BATCH; ++i) {
                 auto received = proto::try_recv(backend_, true);
                 if (!received) break;
@@ -288,42 +290,63 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
     if (known_types_.count(msg.type) == 0)
         return reply(peer, msg.req_id, 422, "unknown_job_type",
                      fmt::format("no worker has declared job type '{}'", msg.type));
-    if (queues_.depth(msg.type) >= config_.max_queue_depth)
+    if (queues_.depth(msg.type) + storing_[msg.type] >= config_.max_queue_depth)
         return reply(peer, msg.req_id, 429, "queue_full",
                      fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
     if (!redis_.connected()) return reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
     if (msg.idempotency_key.size() > 255 || msg.request_hash.find(' ') != std::string::npos)
         return reply(peer, msg.req_id, 422, "invalid_request", "invalid idempotency key or request hash");
 
-    const std::int64_t now = now_ms();
     const int priority = static_cast<int>(msg.priority);
-    std::vector<std::string> keys = {job_key(msg.job_id), queue_key(msg.type)};
-    if (!msg.idempotency_key.empty()) keys.push_back("sluice:idem:" + msg.tenant + ":" + msg.idempotency_key);
-    const bool sent = eval(
-        scripts::SUBMIT, keys,
-        {msg.job_id, msg.tenant, msg.type, std::string(msg.input.begin(), msg.input.end()),
-         std::to_string(priority), std::to_string(msg.max_attempts), std::to_string(msg.timeout_s),
-         std::to_string(now), fmt_score(queue_score(priority, now)), std::to_string(config_.events_maxlen),
-         msg.request_hash, std::to_string(IDEMPOTENCY_TTL_S)},
-        [this, peer, req_id = msg.req_id, id = msg.job_id, type = msg.type, priority](redisReply* r) {
-            if (r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-                const std::string original = reply_text(r->element[1]);
-                if (reply_text(r->element[0]) == "replay")
-                    return reply(peer, req_id, 200, "", "idempotent replay", original, "");
-                return reply(peer, req_id, 409, "idempotency_conflict",
-                             "this Idempotency-Key was used for a different request", original);
+    submit_args_.insert(submit_args_.end(),
+                        {msg.job_id, msg.tenant, msg.type, std::string(msg.input.begin(), msg.input.end()),
+                         std::to_string(priority), std::to_string(msg.max_attempts), std::to_string(msg.timeout_s),
+                         fmt_score(queue_score(priority, now_ms())),
+                         msg.idempotency_key.empty() ? "" : "sluice:idem:" + msg.tenant + ":" + msg.idempotency_key,
+                         msg.request_hash});
+    ++storing_[msg.type];
+    submits_.push_back(PendingSubmit{peer, msg.req_id, std::move(msg.job_id), std::move(msg.type), priority});
+}
+
+void Broker::flush_submits() {
+    if (submits_.empty()) return;
+    std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen),
+                                     std::to_string(IDEMPOTENCY_TTL_S)};
+    args.insert(args.end(), std::make_move_iterator(submit_args_.begin()), std::make_move_iterator(submit_args_.end()));
+    submit_args_.clear();
+    auto batch = std::make_shared<std::vector<PendingSubmit>>(std::move(submits_));
+    submits_.clear();
+    const bool sent = eval(scripts::SUBMIT, {}, args, [this, batch](redisReply* r) {
+        const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == batch->size();
+        if (!ok) log::error("submit of {} job(s) failed: {}", batch->size(), reply_error(r));
+        for (std::size_t i = 0; i < batch->size(); ++i) {
+            const PendingSubmit& job = (*batch)[i];
+            --storing_[job.type];
+            if (!ok) {
+                reply(job.peer, job.req_id, 503, "redis_unavailable", "the job could not be stored");
+                continue;
             }
-            const std::string outcome = reply_text(r);
-            if (outcome == "ok") {
-                queues_.push(type, id, priority);
-                log::debug("job {} ({}) queued", id, type);
-                return reply(peer, req_id, 202, "", "", id, "queued");
+            const redisReply* answer = r->element[i];
+            if (answer->type == REDIS_REPLY_ARRAY && answer->elements == 2) {
+                const std::string original = reply_text(answer->element[1]);
+                if (reply_text(answer->element[0]) == "replay")
+                    reply(job.peer, job.req_id, 200, "", "idempotent replay", original, "");
+                else
+                    reply(job.peer, job.req_id, 409, "idempotency_conflict",
+                          "this Idempotency-Key was used for a different request", original);
+            } else if (reply_text(answer) == "ok") {
+                queues_.push(job.type, job.job_id, job.priority);
+                reply(job.peer, job.req_id, 202, "", "", job.job_id, "queued");
+            } else {
+                reply(job.peer, job.req_id, 409, "duplicate_job_id", "job id already exists", job.job_id);
             }
-            if (outcome == "exists") return reply(peer, req_id, 409, "duplicate_job_id", "job id already exists", id);
-            log::error("submit of job {} failed: {}", id, reply_error(r));
-            reply(peer, req_id, 503, "redis_unavailable", "the job could not be stored");
-        });
-    if (!sent) reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+        }
+    });
+    if (!sent)
+        for (const PendingSubmit& job : *batch) {
+            --storing_[job.type];
+            reply(job.peer, job.req_id, 503, "redis_unavailable", "Redis is unreachable");
+        }
 }
 
 void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {

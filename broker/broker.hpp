@@ -43,6 +43,14 @@ private:
         std::uint32_t attempt = 0;
         Clock::time_point lease_deadline{};
     };
+    // A SUBMIT of this loop turn, waiting for its batch to be stored.
+    struct PendingSubmit {
+        std::string peer;
+        std::uint64_t req_id = 0;
+        std::string job_id;
+        std::string type;
+        int priority = 0;
+    };
     // A job waiting out its retry backoff before it goes back into its queue.
     struct Delayed {
         std::string job_id;
@@ -62,7 +70,9 @@ private:
     void load_queues(const std::vector<std::string>& types);
 
     void handle_frontend(const proto::Envelope& env);
+    // Validates a SUBMIT and adds it to the turn's batch; flush_submits() stores the batch.
     void handle_submit(const std::string& peer, proto::Submit msg);
+    void flush_submits();
     void handle_cancel(const std::string& peer, const proto::Cancel& msg);
     void handle_retry(const std::string& peer, const proto::Retry& msg);
     void handle_ping(const std::string& peer, const proto::Ping& msg);
@@ -104,6 +114,10 @@ private:
     std::string frontend_endpoint_;
     std::string backend_endpoint_;
 
+    std::vector<PendingSubmit> submits_;
+    std::vector<std::string> submit_args_;  // their script arguments, 10 per job
+    // Per type: SUBMITs accepted but not yet stored, counted against max_queue_depth.
+    std::unordered_map<std::string, std::size_t> storing_;
     JobQueues queues_;
     std::unordered_map<std::string, Running> running_;
     std::multimap<Clock::time_point, Delayed> delayed_;

@@ -61,26 +61,33 @@ local function is_current(id, attempt)
 end
 )lua";
 
-// New job. KEYS: job, queue[, idempotency key]. ARGV: id, tenant, type, input, priority,
-// max_attempts, timeout_s, now_ms, queue score, maxlen, request hash, idempotency ttl_s.
-// Returns 'ok', 'exists', or {'replay', original id} / {'conflict', original id}.
+// New jobs, every SUBMIT read in one turn of the broker loop at once. KEYS: none. ARGV: now_ms,
+// maxlen, idempotency ttl_s, then 10 per job: id, tenant, type, input, priority, max_attempts,
+// timeout_s, queue score, idempotency key ('' for none: else the whole Redis key), request hash.
+// Returns one answer per job, in order: 'ok', 'exists', or {'replay' | 'conflict', original id}.
 inline const std::string SUBMIT = PRELUDE + R"lua(
-if KEYS[3] then
-  local prior = redis.call('GET', KEYS[3])
+local now, maxlen, idem_ttl = ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+for i = 4, #ARGV, 10 do
+  local id, type, idem, hash = ARGV[i], ARGV[i + 2], ARGV[i + 8], ARGV[i + 9]
+  local job = 'sluice:job:' .. id
+  local prior = idem ~= '' and redis.call('GET', idem)
   if prior then
-    local hash, original = string.match(prior, '^(%S*) (%S+)$')
-    if hash == ARGV[11] then return {'replay', original} end
-    return {'conflict', original}
+    local prior_hash, original = string.match(prior, '^(%S*) (%S+)$')
+    out[#out + 1] = {prior_hash == hash and 'replay' or 'conflict', original}
+  elseif redis.call('EXISTS', job) == 1 then
+    out[#out + 1] = 'exists'
+  else
+    redis.call('HSET', job, 'id', id, 'tenant', ARGV[i + 1], 'type', type, 'input', ARGV[i + 3],
+      'priority', ARGV[i + 4], 'max_attempts', ARGV[i + 5], 'timeout_s', ARGV[i + 6],
+      'attempts', 0, 'redeliveries', 0, 'status', 'queued', 'created_ms', now, 'seq', 0)
+    redis.call('ZADD', 'sluice:queue:' .. type, ARGV[i + 7], id)
+    if idem ~= '' then redis.call('SET', idem, hash .. ' ' .. id, 'EX', idem_ttl) end
+    add_event(id, maxlen, now, {'event', 'queued'})
+    out[#out + 1] = 'ok'
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'tenant', ARGV[2], 'type', ARGV[3],
-  'input', ARGV[4], 'priority', ARGV[5], 'max_attempts', ARGV[6], 'timeout_s', ARGV[7],
-  'attempts', 0, 'redeliveries', 0, 'status', 'queued', 'created_ms', ARGV[8], 'seq', 0)
-redis.call('ZADD', KEYS[2], ARGV[9], ARGV[1])
-if KEYS[3] then redis.call('SET', KEYS[3], ARGV[11] .. ' ' .. ARGV[1], 'EX', ARGV[12]) end
-add_event(ARGV[1], ARGV[10], ARGV[8], {'event', 'queued'})
-return 'ok'
+return out
 )lua";
 
 // queued -> running. KEYS: job, queue. ARGV: id, worker, now_ms, maxlen, lease grace ms.
