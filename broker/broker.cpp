@@ -97,8 +97,8 @@ Broker::Broker(BrokerConfig config)
 //   1. keep the Redis connection up; whenever it (re)connects, resync memory with Redis
 //   2. poll both sockets, the Redis fd and stop_fd, at most POLL_TICK
 //   3. drive Redis I/O: arriving replies run their callbacks (acks, JOB sends)
-//   4. handle waiting api messages (the turn's SUBMITs go to Redis as one script call), then
-//      waiting worker messages (once first synced)
+//   4. handle waiting api messages, then waiting worker messages (once first synced); the
+//      turn's SUBMITs, RESULTs and job starts each go to Redis as one script call
 //   5. timers: heartbeats out, silent workers forgotten, leases expired, retries released
 //   6. dispatch queued jobs against worker credit (while in sync with Redis)
 void Broker::run(int stop_fd) {
@@ -147,6 +147,7 @@ void Broker::run(int stop_fd) {
                 if (received->envelope) handle_backend(*received->envelope);
                 else log::warn("backend: dropped malformed message: {}", received->error);
             }
+            flush_results();
             run_timers(Clock::now());
             dispatch();
         }
@@ -527,15 +528,28 @@ void Broker::handle_event(const std::string& peer, const std::string& job_id, st
 
 void Broker::handle_result(const std::string& peer, const proto::Result& msg) {
     if (!finish_attempt(peer, msg.job_id, msg.attempt, "RESULT")) return;
-    eval(scripts::SUCCEED, {job_key(msg.job_id)},
-         {msg.job_id, std::to_string(msg.attempt), std::to_string(now_ms()), std::to_string(config_.events_maxlen),
-          std::to_string(config_.job_ttl_s), std::string(msg.result.begin(), msg.result.end())},
-         [id = msg.job_id](redisReply* r) {
-             const std::string outcome = reply_text(r);
-             if (outcome == "ok") log::debug("job {} succeeded", id);
-             else if (outcome == "stale") log::warn("dropped stale RESULT for job {}", id);
-             else log::error("result of job {} not stored: {}", id, reply_error(r));
-         });
+    result_args_.insert(result_args_.end(), {msg.job_id, std::to_string(msg.attempt),
+                                             std::string(msg.result.begin(), msg.result.end())});
+}
+
+void Broker::flush_results() {
+    if (result_args_.empty()) return;
+    std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen),
+                                     std::to_string(config_.job_ttl_s)};
+    auto ids = std::make_shared<std::vector<std::string>>();
+    for (std::size_t i = 0; i < result_args_.size(); i += 3) ids->push_back(result_args_[i]);
+    args.insert(args.end(), std::make_move_iterator(result_args_.begin()), std::make_move_iterator(result_args_.end()));
+    result_args_.clear();
+    // A result that cannot be stored is not lost for good: the job stays running in Redis and
+    // the resync after Redis comes back runs it again.
+    eval(scripts::SUCCEED, {}, args, [ids](redisReply* r) {
+        if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != ids->size()) {
+            log::error("results of {} job(s) not stored: {}", ids->size(), reply_error(r));
+            return;
+        }
+        for (std::size_t i = 0; i < ids->size(); ++i)
+            if (reply_text(r->element[i]) == "stale") log::warn("dropped stale RESULT for job {}", (*ids)[i]);
+    });
 }
 
 void Broker::handle_failure(const std::string& peer, const proto::Failure& msg) {
@@ -609,60 +623,64 @@ void Broker::dispatch() {
         while (WorkerInfo* worker = workers_.pick(type)) {
             auto next = queues_.pop(type);
             if (!next) break;
-            if (!start_job(*worker, type, next->job_id, next->priority)) return;  // Redis went away
+            start_job(*worker, type, next->job_id, next->priority);
         }
     }
+    flush_starts();
 }
 
-bool Broker::start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority) {
+void Broker::start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority) {
     workers_.assign(worker, job_id);
     running_[job_id] = Running{worker.identity, type, priority, 0, {}};
-    const std::string identity = worker.identity;
-    const bool sent = eval(
-        scripts::START, {job_key(job_id), queue_key(type)},
-        {job_id, worker.name, std::to_string(now_ms()), std::to_string(config_.events_maxlen),
-         std::to_string(LEASE_GRACE.count())},
-        [this, identity, type, job_id, priority](redisReply* r) {
-            auto it = running_.find(job_id);
-            const bool ours = it != running_.end() && it->second.identity == identity && it->second.attempt == 0;
-            if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
-                // Not started: the job is still queued in Redis, so keep it queued here too.
-                log::error("start of job {} failed: {}", job_id, reply_error(r));
-                if (ours) {
-                    running_.erase(it);
-                    workers_.release(identity, job_id);
-                }
-                queues_.push(type, job_id, priority);
-                return;
-            }
-            if (reply_text(r->element[0]) != "ok" || r->elements < 4) {  // canceled meanwhile
-                if (ours) {
-                    running_.erase(it);
-                    workers_.release(identity, job_id);
-                }
-                return;
-            }
-            const auto attempt = static_cast<std::uint32_t>(r->element[1]->integer);
-            const redisReply* input = r->element[2];
-            const auto timeout_s = static_cast<std::uint32_t>(r->element[3]->integer);
-            WorkerInfo* worker = workers_.find(identity);
-            if (!ours || worker == nullptr) {
-                // The worker vanished while Redis recorded the start.
-                running_.erase(job_id);
-                return fail_job(job_id, Running{identity, type, priority, attempt, {}}, "worker lost", "lost", true);
-            }
-            it->second.attempt = attempt;
-            it->second.lease_deadline = Clock::now() + std::chrono::seconds(timeout_s) + LEASE_GRACE;
-            proto::Job job{job_id, type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s};
-            send_to_worker(*worker, proto::Command::JOB, proto::encode_body(job));
-            log::debug("job {} attempt {} -> {}", job_id, attempt, worker->name);
-        });
-    if (!sent) {
-        running_.erase(job_id);
-        workers_.release(identity, job_id);
-        queues_.push(type, job_id, priority);
+    start_args_.insert(start_args_.end(), {job_id, worker.name, type});
+    starts_.push_back(PendingStart{worker.identity, type, job_id, priority});
+}
+
+void Broker::flush_starts() {
+    if (starts_.empty()) return;
+    std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen),
+                                     std::to_string(LEASE_GRACE.count())};
+    args.insert(args.end(), std::make_move_iterator(start_args_.begin()), std::make_move_iterator(start_args_.end()));
+    start_args_.clear();
+    auto batch = std::make_shared<std::vector<PendingStart>>(std::move(starts_));
+    starts_.clear();
+    const bool sent = eval(scripts::START, {}, args, [this, batch](redisReply* r) {
+        const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == batch->size();
+        if (!ok) log::error("start of {} job(s) failed: {}", batch->size(), reply_error(r));
+        for (std::size_t i = 0; i < batch->size(); ++i)
+            started((*batch)[i], ok ? r->element[i] : nullptr);
+    });
+    if (!sent)
+        for (const PendingStart& job : *batch) started(job, nullptr);
+}
+
+void Broker::started(const PendingStart& job, const redisReply* r) {
+    auto it = running_.find(job.job_id);
+    const bool ours = it != running_.end() && it->second.identity == job.identity && it->second.attempt == 0;
+    const bool stored = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements >= 1;
+    if (!stored || reply_text(r->element[0]) != "ok" || r->elements < 4) {
+        if (ours) {
+            running_.erase(it);
+            workers_.release(job.identity, job.job_id);
+        }
+        // Not started for want of Redis: the job is still queued there, so here too. Otherwise
+        // it was canceled meanwhile.
+        if (!stored) queues_.push(job.type, job.job_id, job.priority);
+        return;
     }
-    return sent;
+    const auto attempt = static_cast<std::uint32_t>(r->element[1]->integer);
+    const redisReply* input = r->element[2];
+    const auto timeout_s = static_cast<std::uint32_t>(r->element[3]->integer);
+    WorkerInfo* worker = workers_.find(job.identity);
+    if (!ours || worker == nullptr) {
+        // The worker vanished while Redis recorded the start.
+        running_.erase(job.job_id);
+        return fail_job(job.job_id, Running{job.identity, job.type, job.priority, attempt, {}}, "worker lost", "lost", true);
+    }
+    it->second.attempt = attempt;
+    it->second.lease_deadline = Clock::now() + std::chrono::seconds(timeout_s) + LEASE_GRACE;
+    proto::Job msg{job.job_id, job.type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s};
+    send_to_worker(*worker, proto::Command::JOB, proto::encode_body(msg));
 }
 
 void Broker::run_timers(Clock::time_point now) {

@@ -83,7 +83,9 @@ private:
     void handle_ready(const std::string& peer, const proto::Ready& msg);
     void handle_event(const std::string& peer, const std::string& job_id, std::uint32_t attempt,
                       std::vector<std::string> fields);
+    // Adds a RESULT to the turn's batch; flush_results() stores the batch.
     void handle_result(const std::string& peer, const proto::Result& msg);
+    void flush_results();
     void handle_failure(const std::string& peer, const proto::Failure& msg);
     void handle_canceled(const std::string& peer, const proto::Canceled& msg);
 
@@ -101,8 +103,18 @@ private:
     void lose_workers(std::vector<WorkerInfo> gone, const char* why);
 
     void dispatch();
-    // Hands one job to `worker` (START script, then JOB). Returns false when Redis is unreachable.
-    bool start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority);
+    // A job handed to a worker in this turn, waiting for its START to be stored.
+    struct PendingStart {
+        std::string identity;
+        std::string type;
+        std::string job_id;
+        int priority = 0;
+    };
+    // Assigns one job to `worker`; flush_starts() records the turn's starts in Redis, then
+    // started() sends each JOB (or undoes the assignment).
+    void start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority);
+    void flush_starts();
+    void started(const PendingStart& job, const redisReply* r);
     void run_timers(Clock::time_point now);
     void expire_leases(Clock::time_point now);
     std::int64_t backoff_ms(std::uint32_t attempt);
@@ -118,6 +130,9 @@ private:
     std::vector<std::string> submit_args_;  // their script arguments, 10 per job
     // Per type: SUBMITs accepted but not yet stored, counted against max_queue_depth.
     std::unordered_map<std::string, std::size_t> storing_;
+    std::vector<PendingStart> starts_;
+    std::vector<std::string> start_args_;   // 3 per job
+    std::vector<std::string> result_args_;  // 3 per RESULT
     JobQueues queues_;
     std::unordered_map<std::string, Running> running_;
     std::multimap<Clock::time_point, Delayed> delayed_;

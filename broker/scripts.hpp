@@ -90,19 +90,30 @@ end
 return out
 )lua";
 
-// queued -> running. KEYS: job, queue. ARGV: id, worker, now_ms, maxlen, lease grace ms.
-// The running zset scores the job by its lease deadline (now + timeout_s + grace).
-// Returns {'ok', attempt, input, timeout_s} or {'not_queued'}.
+// queued -> running, for every job dispatched in one turn of the broker loop. KEYS: none.
+// ARGV: now_ms, maxlen, lease grace ms, then 3 per job: id, worker, type. The running zset
+// scores each job by its lease deadline (now + timeout_s + grace). Returns one answer per job:
+// {'ok', attempt, input, timeout_s} or {'not_queued'}.
 inline const std::string START = PRELUDE + R"lua(
-if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return {'not_queued'} end
-local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-local j = redis.call('HMGET', KEYS[1], 'input', 'timeout_s')
-redis.call('HSET', KEYS[1], 'status', 'running', 'started_ms', ARGV[3], 'worker', ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[1])
-local deadline = tonumber(ARGV[3]) + 1000 * tonumber(j[2]) + tonumber(ARGV[5])
-redis.call('ZADD', 'sluice:running', string.format('%.0f', deadline), ARGV[1])
-add_event(ARGV[1], ARGV[4], ARGV[3], {'event', 'started', 'attempt', attempt, 'worker', ARGV[2]})
-return {'ok', attempt, j[1], tonumber(j[2])}
+local now, maxlen, grace = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out = {}
+for i = 4, #ARGV, 3 do
+  local id, worker = ARGV[i], ARGV[i + 1]
+  local job = 'sluice:job:' .. id
+  if redis.call('HGET', job, 'status') ~= 'queued' then
+    out[#out + 1] = {'not_queued'}
+  else
+    local attempt = redis.call('HINCRBY', job, 'attempts', 1)
+    local j = redis.call('HMGET', job, 'input', 'timeout_s')
+    redis.call('HSET', job, 'status', 'running', 'started_ms', now, 'worker', worker)
+    redis.call('ZREM', 'sluice:queue:' .. ARGV[i + 2], id)
+    local deadline = tonumber(now) + 1000 * tonumber(j[2]) + grace
+    redis.call('ZADD', 'sluice:running', string.format('%.0f', deadline), id)
+    add_event(id, maxlen, now, {'event', 'started', 'attempt', attempt, 'worker', worker})
+    out[#out + 1] = {'ok', attempt, j[1], tonumber(j[2])}
+  end
+end
+return out
 )lua";
 
 // An event of the running attempt (progress, chunk). KEYS: job. ARGV: id, attempt, now_ms,
@@ -115,16 +126,26 @@ add_event(ARGV[1], ARGV[4], ARGV[3], fields)
 return 'ok'
 )lua";
 
-// running -> succeeded. KEYS: job. ARGV: id, attempt, now_ms, maxlen, ttl_s, result.
-// Returns 'ok' or 'stale'.
+// running -> succeeded, for every RESULT read in one turn of the broker loop. KEYS: none.
+// ARGV: now_ms, maxlen, ttl_s, then 3 per job: id, attempt, result. Returns one answer per
+// job: 'ok' or 'stale'.
 inline const std::string SUCCEED = PRELUDE + R"lua(
-if not is_current(ARGV[1], ARGV[2]) then return 'stale' end
-record(ARGV[1], ARGV[3], 'succeeded', '')
-redis.call('HSET', KEYS[1], 'status', 'succeeded', 'result', ARGV[6], 'finished_ms', ARGV[3])
-redis.call('ZREM', 'sluice:running', ARGV[1])
-add_event(ARGV[1], ARGV[4], ARGV[3], {'event', 'succeeded', 'result', ARGV[6]})
-finish(ARGV[1], ARGV[5])
-return 'ok'
+local now, maxlen, ttl = ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+for i = 4, #ARGV, 3 do
+  local id, result = ARGV[i], ARGV[i + 2]
+  if not is_current(id, ARGV[i + 1]) then
+    out[#out + 1] = 'stale'
+  else
+    record(id, now, 'succeeded', '')
+    redis.call('HSET', 'sluice:job:' .. id, 'status', 'succeeded', 'result', result, 'finished_ms', now)
+    redis.call('ZREM', 'sluice:running', id)
+    add_event(id, maxlen, now, {'event', 'succeeded', 'result', result})
+    finish(id, ttl)
+    out[#out + 1] = 'ok'
+  end
+end
+return out
 )lua";
 
 // Ends the running attempt without a result. KEYS: job. ARGV: id, attempt, now_ms, maxlen,
