@@ -538,7 +538,8 @@ def test_cli_serves_builtin_tasks_and_exits_0_on_sigterm():
             broker = FakeBroker(ctx)
             env = dict(os.environ, SLUICE_BROKER_WORKER_ENDPOINT=broker.endpoint,
                        SLUICE_WORKER_CONCURRENCY="2")
-            proc = subprocess.Popen([sys.executable, "-m", "sluice", "--name", "cli-worker"],
+            proc = subprocess.Popen([sys.executable, "-m", "sluice", "--name", "cli-worker",
+                                     "--log-level", "debug"],  # per-job lines are debug
                                     env=env, stderr=subprocess.PIPE, text=True)
             try:
                 ident, ready = await broker.expect(p.Ready, timeout=8)
