@@ -16,6 +16,7 @@ Pure data and (de)serialisation, no sockets; every function here is thread-safe.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import enum
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence, Union
@@ -212,8 +213,10 @@ MESSAGE_TYPES: dict[int, type] = {
 }
 
 
+@functools.cache
 def wire_fields(cls: type) -> list[tuple[str, str]]:
-    """Returns [(field name, wire type), ...] of a message class, in wire order."""
+    """Returns [(field name, wire type), ...] of a message class, in wire order (computed once
+    per class: every message on the hot path asks)."""
     return [(f.name, f.metadata["wire"]) for f in dataclasses.fields(cls)]
 
 
@@ -259,11 +262,11 @@ def encode_body(msg: Message) -> bytes:
     encoding a malformed message is a bug in the caller, not a wire condition).
     """
     values = []
-    for f in dataclasses.fields(msg):
+    for name, kind in wire_fields(type(msg)):
         try:
-            values.append(_packed(f.metadata["wire"], getattr(msg, f.name)))
+            values.append(_packed(kind, getattr(msg, name)))
         except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{type(msg).__name__}.{f.name}: {exc}") from None
+            raise type(exc)(f"{type(msg).__name__}.{name}: {exc}") from None
     return msgpack.packb(values, use_bin_type=True)
 
 

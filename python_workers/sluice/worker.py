@@ -386,7 +386,10 @@ class Worker:
         if deadline is None:
             return await awaitable
         try:
-            return await asyncio.wait_for(awaitable, max(deadline - time.monotonic(), 0))
+            # asyncio.timeout, unlike wait_for, runs the handler in this task: no second task
+            # per job.
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                return await awaitable
         except asyncio.TimeoutError:
             if time.monotonic() >= deadline:
                 raise _Timeout() from None
@@ -416,6 +419,12 @@ class Worker:
         else:
             log.info("job %s canceled type=%s attempt=%d duration=%.3fs",
                      job.job_id, job.type, job.attempt, duration)
+
+
+def _loop_time(deadline: float) -> float:
+    """The event loop's clock value at the time.monotonic() value `deadline`."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (deadline - time.monotonic())
 
 
 def _describe(exc: BaseException) -> str:
