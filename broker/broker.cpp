@@ -309,12 +309,16 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
     submits_.push_back(PendingSubmit{peer, msg.req_id, std::move(msg.job_id), std::move(msg.type), priority});
 }
 
+std::vector<std::string> Broker::batch_args(std::string third, std::vector<std::string>& items) {
+    std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen), std::move(third)};
+    args.insert(args.end(), std::make_move_iterator(items.begin()), std::make_move_iterator(items.end()));
+    items.clear();
+    return args;
+}
+
 void Broker::flush_submits() {
     if (submits_.empty()) return;
-    std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen),
-                                     std::to_string(IDEMPOTENCY_TTL_S)};
-    args.insert(args.end(), std::make_move_iterator(submit_args_.begin()), std::make_move_iterator(submit_args_.end()));
-    submit_args_.clear();
+    std::vector<std::string> args = batch_args(std::to_string(IDEMPOTENCY_TTL_S), submit_args_);
     auto batch = std::make_shared<std::vector<PendingSubmit>>(std::move(submits_));
     submits_.clear();
     const bool sent = eval(scripts::SUBMIT, {}, args, [this, batch](redisReply* r) {
@@ -534,12 +538,9 @@ void Broker::handle_result(const std::string& peer, const proto::Result& msg) {
 
 void Broker::flush_results() {
     if (result_args_.empty()) return;
-    std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen),
-                                     std::to_string(config_.job_ttl_s)};
     auto ids = std::make_shared<std::vector<std::string>>();
     for (std::size_t i = 0; i < result_args_.size(); i += 3) ids->push_back(result_args_[i]);
-    args.insert(args.end(), std::make_move_iterator(result_args_.begin()), std::make_move_iterator(result_args_.end()));
-    result_args_.clear();
+    std::vector<std::string> args = batch_args(std::to_string(config_.job_ttl_s), result_args_);
     // A result that cannot be stored is not lost for good: the job stays running in Redis and
     // the resync after Redis comes back runs it again.
     eval(scripts::SUCCEED, {}, args, [ids](redisReply* r) {
@@ -638,10 +639,7 @@ void Broker::start_job(WorkerInfo& worker, const std::string& type, const std::s
 
 void Broker::flush_starts() {
     if (starts_.empty()) return;
-    std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen),
-                                     std::to_string(LEASE_GRACE.count())};
-    args.insert(args.end(), std::make_move_iterator(start_args_.begin()), std::make_move_iterator(start_args_.end()));
-    start_args_.clear();
+    std::vector<std::string> args = batch_args(std::to_string(LEASE_GRACE.count()), start_args_);
     auto batch = std::make_shared<std::vector<PendingStart>>(std::move(starts_));
     starts_.clear();
     const bool sent = eval(scripts::START, {}, args, [this, batch](redisReply* r) {

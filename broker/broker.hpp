@@ -73,6 +73,8 @@ private:
     // Validates a SUBMIT and adds it to the turn's batch; flush_submits() stores the batch.
     void handle_submit(const std::string& peer, proto::Submit msg);
     void flush_submits();
+    // Arguments of a batch script: now_ms, maxlen, `third`, then `items` (moved out, cleared).
+    std::vector<std::string> batch_args(std::string third, std::vector<std::string>& items);
     void handle_cancel(const std::string& peer, const proto::Cancel& msg);
     void handle_retry(const std::string& peer, const proto::Retry& msg);
     void handle_ping(const std::string& peer, const proto::Ping& msg);
