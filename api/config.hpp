@@ -2,10 +2,12 @@
 // environment (variable named on each field); nothing else reads the environment.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <thread>
 
 namespace sluice::api {
 
@@ -32,8 +34,9 @@ struct ApiConfig {
     // connection slot forever. Past it the connection is closed.
     std::chrono::milliseconds request_timeout{30000};
     // SLUICE_API_THREADS: event-loop threads; each is a share-nothing shard with its own
-    // listener (SO_REUSEPORT), Redis connections and broker link.
-    int threads = 1;
+    // listener (SO_REUSEPORT), Redis connections and broker link. Default: one per core (on 2
+    // cores two loops answer status lookups 48% and submits 19% faster than one; bench/).
+    int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     // SLUICE_LOG_LEVEL: debug, info, warn or error.
     std::string log_level = "info";
 
