@@ -12,7 +12,7 @@ namespace sluice::api {
 
 using boost::system::error_code;
 
-BrokerLink::BrokerLink(asio::io_context& ioc, zmq::context_t& zmq_ctx, std::string endpoint, int)
+BrokerLink::BrokerLink(asio::io_context& ioc, zmq::context_t& zmq_ctx, std::string endpoint)
     : ioc_(ioc), zmq_ctx_(zmq_ctx), endpoint_(std::move(endpoint)) {}
 
 BrokerLink::~BrokerLink() { stop(); }

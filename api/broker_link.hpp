@@ -30,7 +30,7 @@ public:
         std::optional<proto::Reply> reply;
     };
 
-    BrokerLink(asio::io_context& ioc, zmq::context_t& zmq_ctx, std::string endpoint, int shard);
+    BrokerLink(asio::io_context& ioc, zmq::context_t& zmq_ctx, std::string endpoint);
     ~BrokerLink();
     BrokerLink(const BrokerLink&) = delete;
     BrokerLink& operator=(const BrokerLink&) = delete;

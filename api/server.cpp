@@ -164,7 +164,7 @@ public:
           acceptor_(ioc_),
           commands_(ioc_, config.redis_host, config.redis_port, "commands"),
           subscriber_(ioc_, config.redis_host, config.redis_port, "subscriber"),
-          broker_(ioc_, zmq_ctx, config.broker_endpoint, index),
+          broker_(ioc_, zmq_ctx, config.broker_endpoint),
           drain_timer_(ioc_) {
         subscriber_.set_subscription(
             NOTIFY_CHANNEL, [this](const std::string& id) { notifier_.notify(id); },

@@ -9,6 +9,7 @@
 #include <openssl/sha.h>
 
 #include <cmath>
+#include <unordered_set>
 
 namespace sluice::broker {
 namespace {
@@ -134,19 +135,9 @@ void Broker::run(int stop_fd) {
         if (items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) redis_.on_readable();
 
         if (serving) {
-            for (int i = 0; i < MAX_BATCH; ++i) {
-                auto received = proto::try_recv(frontend_, true);
-                if (!received) break;
-                if (received->envelope) handle_frontend(*received->envelope);
-                else log::warn("frontend: dropped malformed message: {}", received->error);
-            }
+            drain(frontend_, "frontend", &Broker::handle_frontend);
             flush_submits();
-            for (int i = 0; i < MAX_BATCH; ++i) {
-                auto received = proto::try_recv(backend_, true);
-                if (!received) break;
-                if (received->envelope) handle_backend(*received->envelope);
-                else log::warn("backend: dropped malformed message: {}", received->error);
-            }
+            drain(backend_, "backend", &Broker::handle_backend);
             flush_results();
             run_timers(Clock::now());
             dispatch();
@@ -162,6 +153,15 @@ void Broker::run(int stop_fd) {
         if (items[0].revents) redis_.on_readable();
     }
     log::info("stopped");
+}
+
+void Broker::drain(zmq::socket_t& socket, const char* side, void (Broker::*handle)(const proto::Envelope&)) {
+    for (int i = 0; i < MAX_BATCH; ++i) {
+        auto received = proto::try_recv(socket, true);
+        if (!received) return;
+        if (received->envelope) (this->*handle)(*received->envelope);
+        else log::warn("{}: dropped malformed message: {}", side, received->error);
+    }
 }
 
 bool Broker::eval(const std::string& script, const std::vector<std::string>& keys,
@@ -238,11 +238,11 @@ void Broker::load_queues(const std::vector<std::string>& types) {
                 sync_ = Sync::NONE;
                 return;
             }
+            std::unordered_set<std::string> delayed;
+            for (const auto& [due, retry] : delayed_) delayed.insert(retry.job_id);
             for (size_t i = 0; i + 1 < r->elements; i += 2) {
                 std::string id = reply_text(r->element[i]);
-                const bool delayed = std::any_of(delayed_.begin(), delayed_.end(),
-                                                 [&](const auto& entry) { return entry.second.job_id == id; });
-                if (running_.count(id) == 0 && !delayed)
+                if (running_.count(id) == 0 && delayed.count(id) == 0)
                     queues_.push(type, id, std::atoi(reply_text(r->element[i + 1]).c_str()));
             }
             if (--*remaining == 0 && sync_ == Sync::IN_PROGRESS) {

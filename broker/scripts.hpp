@@ -55,6 +55,10 @@ local function lost_or_failed(id, now, maxlen, ttl, err, outcome, retry, score)
   finish(id, ttl)
   return 'failed'
 end
+-- The queue's zset score, as queue_score() in job_queue.cpp: higher priority first, then FIFO.
+local function score(priority, now_ms)
+  return string.format('%.0f', (9 - tonumber(priority)) * 1e13 + tonumber(now_ms))
+end
 local function is_current(id, attempt)
   local j = redis.call('HMGET', 'sluice:job:' .. id, 'status', 'attempts')
   return j[1] == 'running' and j[2] == attempt
@@ -184,8 +188,7 @@ redis.call('HDEL', KEYS[1], 'error', 'finished_ms')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', 'sluice:events:' .. ARGV[1])
 redis.call('PERSIST', 'sluice:history:' .. ARGV[1])
-local score = string.format('%.0f', (9 - tonumber(j[3])) * 1e13 + tonumber(ARGV[2]))
-redis.call('ZADD', 'sluice:queue:' .. j[2], score, ARGV[1])
+redis.call('ZADD', 'sluice:queue:' .. j[2], score(j[3], ARGV[2]), ARGV[1])
 add_event(ARGV[1], ARGV[3], ARGV[2], {'event', 'queued', 'message', 'retried from the dead set'})
 return {'ok', j[2], tonumber(j[3])}
 )lua";
@@ -204,9 +207,8 @@ for _, id in ipairs(redis.call('ZRANGE', 'sluice:running', 0, -1)) do
     moved = moved + 1
     local j = redis.call('HMGET', 'sluice:job:' .. id, 'status', 'priority')
     if j[1] == 'running' then
-      local score = string.format('%.0f', (9 - tonumber(j[2])) * 1e13 + tonumber(ARGV[1]))
       lost_or_failed(id, ARGV[1], ARGV[2], ARGV[3], 'the broker lost track of the job (restart or Redis outage)',
-                     'lost', true, score)
+                     'lost', true, score(j[2], ARGV[1]))
     else
       redis.call('ZREM', 'sluice:running', id)
     end

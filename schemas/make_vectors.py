@@ -49,7 +49,7 @@ CASES: list[tuple[str, object]] = [
     ("priority i64 min, empty strings and empty bin", p.Submit(
         0, "", "", "", b"", -(2**63), 0, 0, "", "")),
     ("priority i64 max, 40-byte strings (str8)", p.Submit(
-        2**64 - 2, "x" * 40, "t" * 32, "type-" * 8, pack([1, -1, 2**40]), 2**63 - 1, 65536, 300, "k" * 255, "h" * 64)),
+        2**64 - 2, "j" * 40, "t" * 32, "type-" * 8, pack([1, -1, 2**40]), 2**63 - 1, 65536, 300, "k" * 255, "h" * 64)),
     # CANCEL / PING / REPLY
     ("basic", p.Cancel(42, "0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10")),
     ("basic", p.Retry(43, "0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10")),
