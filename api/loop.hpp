@@ -14,8 +14,8 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 
 namespace sluice::api {
 
@@ -51,29 +51,32 @@ inline awaitable<bool> wait_for(Waiter& waiter, Clock::duration timeout) {
 }
 
 // Job id -> sessions waiting for news about that job (fed by the sluice:notify subscription).
+// One node per waiter, keyed by a view of the id its JobWatch owns: this is per open stream.
 class Notifier {
 public:
     // Wakes every waiter registered for `job_id`.
-    void notify(const std::string& job_id) {
-        auto it = waiters_.find(job_id);
-        if (it == waiters_.end()) return;
-        for (Waiter* w : it->second) w->wake();
+    void notify(std::string_view job_id) {
+        auto [first, last] = waiters_.equal_range(job_id);
+        for (auto it = first; it != last; ++it) it->second->wake();
     }
     // Wakes everybody (shutdown, or the subscription came back and notices may have been lost).
     void notify_all() {
-        for (auto& [id, set] : waiters_)
-            for (Waiter* w : set) w->wake();
+        for (auto& [id, waiter] : waiters_) waiter->wake();
     }
-    void add(const std::string& job_id, Waiter* waiter) { waiters_[job_id].insert(waiter); }
-    void remove(const std::string& job_id, Waiter* waiter) {
-        auto it = waiters_.find(job_id);
-        if (it == waiters_.end()) return;
-        it->second.erase(waiter);
-        if (it->second.empty()) waiters_.erase(it);
+    // `job_id` must outlive the registration.
+    void add(std::string_view job_id, Waiter* waiter) { waiters_.emplace(job_id, waiter); }
+    void remove(std::string_view job_id, Waiter* waiter) {
+        auto [first, last] = waiters_.equal_range(job_id);
+        for (auto it = first; it != last; ++it) {
+            if (it->second == waiter) {
+                waiters_.erase(it);
+                return;
+            }
+        }
     }
 
 private:
-    std::unordered_map<std::string, std::unordered_set<Waiter*>> waiters_;
+    std::unordered_multimap<std::string_view, Waiter*> waiters_;
 };
 
 // Registers a Waiter for one job for as long as it lives.
@@ -90,7 +93,7 @@ public:
 
 private:
     Notifier& notifier_;
-    std::string job_id_;
+    const std::string job_id_;
     Waiter waiter_;
 };
 

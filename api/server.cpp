@@ -35,8 +35,10 @@ using Request = http::request<http::string_body>;
 constexpr auto REDIS_TIMEOUT = std::chrono::milliseconds(2000);
 // /readyz gives each dependency this long to answer its PING.
 constexpr auto READY_TIMEOUT = std::chrono::milliseconds(1000);
-// Long polls and SSE streams re-read Redis at least this often, in case a notice was missed.
-constexpr auto RECHECK_INTERVAL = std::chrono::milliseconds(1000);
+// Long polls and SSE streams re-read Redis at least this often. Notices are missed only while
+// the subscriber reconnects, and its resubscribe wakes everybody, so this is a safety net; at
+// 10,000 open streams a 1 s period cost 20,000 Redis reads a second.
+constexpr auto RECHECK_INTERVAL = std::chrono::seconds(10);
 // An SSE stream silent for this long gets a comment line, so proxies keep it open.
 constexpr auto KEEPALIVE_INTERVAL = std::chrono::seconds(15);
 // Events read (and written) per XRANGE batch: the most one SSE client holds in api memory.
@@ -228,10 +230,24 @@ private:
         SessionRef* ref_;
     };
 
-    // What a handler produced: a response to write, or nothing because it streamed its own.
+    // An SSE stream whose head is written: what following it needs.
+    struct EventStream {
+        std::string job_id;
+        std::uint64_t last = 0;  // the last event the client has (Last-Event-ID)
+        bool chunked = true;     // HTTP/1.1: ends with the last chunk and may carry on
+    };
+
+    // What a handler produced: a response to write, or an event stream to follow; neither
+    // when the connection is no longer usable.
     struct Outcome {
-        std::optional<HttpResult> result;
-        bool keep_alive = true;  // for streamed answers: may the connection carry on?
+        std::optional<HttpResult> result{};
+        std::optional<EventStream> follow{};
+    };
+
+    // What answering one request leaves the session to do.
+    struct Served {
+        bool keep_alive = false;  // read another request afterwards
+        std::optional<EventStream> follow{};
     };
 
     awaitable<void> accept_loop() {
@@ -273,56 +289,72 @@ private:
         --rejecting_;
     }
 
-    // One HTTP/1.1 connection: read a request, answer it, repeat while keep-alive.
+    // One HTTP/1.1 connection: read a request, answer it, repeat while keep-alive. An SSE
+    // stream is followed from here, once the request that opened it and everything used to
+    // answer it are gone: an open stream holds only this frame and follow_events'.
     awaitable<void> session(tcp::socket socket) {
         beast::tcp_stream stream(std::move(socket));
         SessionRef ref{&stream, false};
         ConnectionSlot slot(*this, &ref);
         beast::flat_buffer buffer;
-        error_code ec;
-        while (!stopping_) {
-            http::request_parser<http::string_body> parser;
-            parser.header_limit(static_cast<std::uint32_t>(config_.max_header_bytes));
-            parser.body_limit(config_.max_body);
-            stream.expires_after(config_.request_timeout);
-            ref.idle = true;
-            co_await http::async_read_header(stream, buffer, parser,
-                                             asio::redirect_error(asio::use_awaitable, ec));
-            ref.idle = false;
-            if (!ec) {
-                const auto length = parser.content_length();
-                if (length && *length > config_.max_body) ec = http::error::body_limit;
+        bool keep = true;
+        while (keep && !stopping_) {
+            Served served = co_await serve_one(stream, buffer, ref);
+            keep = served.keep_alive;
+            if (served.follow) {
+                if (buffer.size() == 0) buffer.shrink_to_fit();
+                const bool usable = co_await follow_events(stream, std::move(*served.follow));
+                keep = keep && usable;
             }
-            if (!ec && parser.get()[http::field::expect] == "100-continue" && !parser.is_done()) {
-                http::response<http::empty_body> go_on{http::status::continue_, 11};
-                co_await http::async_write(stream, go_on, asio::redirect_error(asio::use_awaitable, ec));
-            }
-            if (!ec && !parser.is_done())
-                co_await http::async_read(stream, buffer, parser,
-                                          asio::redirect_error(asio::use_awaitable, ec));
-            if (ec) {
-                if (auto answer = read_error_result(ec)) {
-                    const bool written = co_await write_result(stream, std::move(*answer), 11, false);
-                    if (written) co_await linger(stream);
-                }
-                break;
-            }
-            Request request = parser.release();
-            stream.expires_never();
-            const bool wants_keep_alive = request.keep_alive();
-            Outcome outcome = co_await handle(request, stream);
-            bool keep = wants_keep_alive && !stopping_;
-            if (outcome.result) {
-                const bool written =
-                    co_await write_result(stream, std::move(*outcome.result), request.version(), keep);
-                if (!written) break;
-            } else {
-                keep = keep && outcome.keep_alive;
-            }
-            if (!keep) break;
         }
+        error_code ec;
         stream.socket().shutdown(tcp::socket::shutdown_send, ec);
         stream.close();
+    }
+
+    // Reads one request and answers it (or opens its event stream).
+    awaitable<Served> serve_one(beast::tcp_stream& stream, beast::flat_buffer& buffer, SessionRef& ref) {
+        http::request_parser<http::string_body> parser;
+        parser.header_limit(static_cast<std::uint32_t>(config_.max_header_bytes));
+        parser.body_limit(config_.max_body);
+        stream.expires_after(config_.request_timeout);
+        ref.idle = true;
+        error_code ec;
+        co_await http::async_read_header(stream, buffer, parser,
+                                         asio::redirect_error(asio::use_awaitable, ec));
+        ref.idle = false;
+        if (!ec) {
+            const auto length = parser.content_length();
+            if (length && *length > config_.max_body) ec = http::error::body_limit;
+        }
+        if (!ec && parser.get()[http::field::expect] == "100-continue" && !parser.is_done()) {
+            http::response<http::empty_body> go_on{http::status::continue_, 11};
+            co_await http::async_write(stream, go_on, asio::redirect_error(asio::use_awaitable, ec));
+        }
+        if (!ec && !parser.is_done())
+            co_await http::async_read(stream, buffer, parser,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+            if (auto answer = read_error_result(ec)) {
+                const bool written = co_await write_result(stream, std::move(*answer), 11, false);
+                if (written) co_await linger(stream);
+            }
+            co_return Served{};
+        }
+        Request request = parser.release();
+        stream.expires_never();
+        const bool keep = request.keep_alive() && !stopping_;
+        Outcome outcome = co_await handle(request, stream);
+        if (outcome.result) {
+            const bool written =
+                co_await write_result(stream, std::move(*outcome.result), request.version(), keep);
+            co_return Served{keep && written};
+        }
+        if (outcome.follow) {
+            const bool carry_on = keep && outcome.follow->chunked;
+            co_return Served{carry_on, std::move(outcome.follow)};
+        }
+        co_return Served{};
     }
 
     // After answering a request we did not read to the end (413, 431, 400): stop sending and
@@ -405,8 +437,8 @@ private:
                 case Route::RETRY_JOB: result = co_await retry_job(match.job_id); break;
                 case Route::LIST_DEAD: result = co_await list_dead(target); break;
                 case Route::GET_EVENTS: {
-                    Outcome streamed = co_await get_events(match.job_id, target, request, stream);
-                    co_return streamed;
+                    Outcome opened = co_await open_events(match.job_id, target, request, stream);
+                    co_return opened;
                 }
             }
             co_return Outcome{std::move(result)};
@@ -576,10 +608,10 @@ private:
         }
     }
 
-    // Server-Sent Events: replay from Last-Event-ID, then follow the job until it ends.
-    awaitable<Outcome> get_events(const std::string& id, const Target& target, const Request& request,
-                                  beast::tcp_stream& stream) {
-        std::uint64_t last = 0;
+    // Server-Sent Events, step 1: checks the request and the job, writes the response head.
+    awaitable<Outcome> open_events(const std::string& id, const Target& target, const Request& request,
+                                   beast::tcp_stream& stream) {
+        EventStream opened{id};
         std::optional<std::string> given;
         if (auto h = request.find("Last-Event-ID"); h != request.end())
             given = std::string(h->value());
@@ -590,23 +622,38 @@ private:
             if (!parsed || *parsed > MAX_EVENT_ID)
                 co_return Outcome{error_result(
                     {400, "invalid_request", "Last-Event-ID must be a non-negative integer"})};
-            last = *parsed;
+            opened.last = *parsed;
         }
         if (!is_uuid(id)) co_return Outcome{job_not_found(id)};
-        JobWatch watch(notifier_, ioc_, id);  // before the first read: no notice falls in between
         std::vector<std::string> exists_command = args("EXISTS", "sluice:job:" + id);
         const RedisValue exists = co_await commands_.command(std::move(exists_command), REDIS_TIMEOUT);
         if (!exists.ok()) co_return Outcome{redis_unavailable()};
         if (exists.integer == 0) co_return Outcome{job_not_found(id)};
 
-        const bool chunked = request.version() >= 11;
+        opened.chunked = request.version() >= 11;
         std::string head =
             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
             "X-Accel-Buffering: no\r\n";
-        head += chunked ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n";
+        head += opened.chunked ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n";
         const bool head_written = co_await write_raw(stream, std::move(head));
-        if (!head_written) co_return Outcome{std::nullopt, false};
+        if (!head_written) co_return Outcome{};
+        co_return Outcome{std::nullopt, std::move(opened)};
+    }
 
+    // What one read of a job's stream found and wrote.
+    struct Sent {
+        bool ok = false;        // Redis answered
+        bool written = true;    // false: the connection is no longer usable
+        bool any = false;       // at least one event was new
+        bool finished = false;  // a terminal event was among them
+        bool full = false;      // a whole batch came: more may be waiting
+    };
+
+    // Server-Sent Events, step 2: replays from Last-Event-ID, then follows the job until it
+    // ends. Returns whether the connection may carry on. This frame lives as long as the
+    // stream, so what each read needs lives in send_new_events' frame instead.
+    awaitable<bool> follow_events(beast::tcp_stream& stream, EventStream events) {
+        JobWatch watch(notifier_, ioc_, events.job_id);  // before the first read: no notice is missed
         // Notice a client that hangs up while the stream is quiet, instead of at the next
         // keep-alive: watch the socket for readability (EOF) while we only write.
         auto hangup = std::make_shared<HangupWatch>();
@@ -617,45 +664,21 @@ private:
             ~StopWatching() { watch->active = false; }
         } stop_watching{hangup};
 
-        const std::string key = "sluice:events:" + id;
         auto last_write = Clock::now();
-        // Stream loop: read what is new; write it (one batch in memory at most); stop after a
-        // terminal event; otherwise sleep until notified or the re-check / keep-alive is due.
+        // Read what is new and write it (one batch in memory at most); stop after a terminal
+        // event; otherwise sleep until notified or the re-check / keep-alive is due.
         for (;;) {
-            std::vector<std::string> command = args("XRANGE", key, std::to_string(last + 1) + "-0", "+",
-                                                    "COUNT", std::to_string(EVENT_BATCH));
-            const RedisValue batch = co_await commands_.command(std::move(command), REDIS_TIMEOUT);
-            std::string text;
-            bool finished = false;
-            if (batch.ok()) {
-                for (const auto& element : batch.elements) {
-                    auto entry = to_entry(element);
-                    if (!entry) continue;
-                    const auto seq = event_seq(*entry);
-                    if (!seq || *seq <= last) continue;
-                    text += format_sse_event(id, *entry);
-                    last = *seq;
-                    const std::string* event = event_field(*entry, "event");
-                    if (event && is_terminal_status(*event)) {
-                        finished = true;
-                        break;
-                    }
-                }
-            }
-            if (!text.empty()) {
-                std::string bytes = chunked ? chunk(text) : text;
-                const bool written = co_await write_raw(stream, std::move(bytes));
-                if (!written) co_return Outcome{std::nullopt, false};
-                last_write = Clock::now();
-            }
-            if (finished) break;
-            if (batch.ok() && batch.elements.size() >= static_cast<std::size_t>(EVENT_BATCH)) continue;
-            if (batch.ok() && text.empty()) {
-                const bool over = co_await job_is_over(id, last);
+            const Sent sent = co_await send_new_events(stream, events);
+            if (!sent.written) co_return false;
+            if (sent.any) last_write = Clock::now();
+            if (sent.finished) break;
+            if (sent.full) continue;
+            if (sent.ok && !sent.any) {
+                const bool over = co_await job_is_over(events.job_id, events.last);
                 if (over) break;
             }
             if (stopping_) break;
-            if (hangup->gone) co_return Outcome{std::nullopt, false};
+            if (hangup->gone) co_return false;
             const auto keepalive_due = last_write + KEEPALIVE_INTERVAL;
             const auto now = Clock::now();
             if (now < keepalive_due) {
@@ -663,19 +686,49 @@ private:
                 co_await wait_for(watch.waiter(), pause);
             }
             if (Clock::now() >= keepalive_due && !stopping_) {
-                std::string comment = ": keep-alive\n\n";
-                std::string bytes = chunked ? chunk(comment) : comment;
-                const bool written = co_await write_raw(stream, std::move(bytes));
-                if (!written) co_return Outcome{std::nullopt, false};
+                const bool written = co_await write_raw(stream, frame(events, ": keep-alive\n\n"));
+                if (!written) co_return false;
                 last_write = Clock::now();
             }
         }
-        if (chunked) {
-            const bool written = co_await write_raw(stream, std::string("0\r\n\r\n"));
-            if (!written) co_return Outcome{std::nullopt, false};
-            co_return Outcome{std::nullopt, true};
+        if (!events.chunked) co_return false;
+        const bool written = co_await write_raw(stream, std::string("0\r\n\r\n"));
+        co_return written;
+    }
+
+    // One XRANGE after `events.last`: writes what is new as one chunk and advances `last`.
+    awaitable<Sent> send_new_events(beast::tcp_stream& stream, EventStream& events) {
+        std::vector<std::string> command =
+            args("XRANGE", "sluice:events:" + events.job_id, std::to_string(events.last + 1) + "-0", "+",
+                 "COUNT", std::to_string(EVENT_BATCH));
+        const RedisValue batch = co_await commands_.command(std::move(command), REDIS_TIMEOUT);
+        Sent sent;
+        if (!batch.ok()) co_return sent;
+        sent.ok = true;
+        sent.full = batch.elements.size() >= static_cast<std::size_t>(EVENT_BATCH);
+        std::string text;
+        for (const auto& element : batch.elements) {
+            auto entry = to_entry(element);
+            if (!entry) continue;
+            const auto seq = event_seq(*entry);
+            if (!seq || *seq <= events.last) continue;
+            text += format_sse_event(events.job_id, *entry);
+            events.last = *seq;
+            const std::string* event = event_field(*entry, "event");
+            if (event && is_terminal_status(*event)) {
+                sent.finished = true;
+                break;
+            }
         }
-        co_return Outcome{std::nullopt, false};
+        if (text.empty()) co_return sent;
+        sent.any = true;
+        sent.written = co_await write_raw(stream, frame(events, text));
+        co_return sent;
+    }
+
+    // SSE text as it goes on the wire: a chunk, unless the stream is HTTP/1.0.
+    static std::string frame(const EventStream& events, std::string_view text) {
+        return events.chunked ? chunk(text) : std::string(text);
     }
 
     // Shared between an SSE stream and the readability wait on its socket.
