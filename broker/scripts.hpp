@@ -66,11 +66,12 @@ end
 )lua";
 
 // New jobs, every SUBMIT read in one turn of the broker loop at once. KEYS: none. ARGV: now_ms,
-// maxlen, idempotency ttl_s, then 10 per job: id, tenant, type, input, priority, max_attempts,
+// maxlen (unused: the batch scripts share one layout, and a new stream holds one event),
+// idempotency ttl_s, then 10 per job: id, tenant, type, input, priority, max_attempts,
 // timeout_s, queue score, idempotency key ('' for none: else the whole Redis key), request hash.
 // Returns one answer per job, in order: 'ok', 'exists', or {'replay' | 'conflict', original id}.
 inline const std::string SUBMIT = PRELUDE + R"lua(
-local now, maxlen, idem_ttl = ARGV[1], ARGV[2], ARGV[3]
+local now, idem_ttl = ARGV[1], ARGV[3]
 local out = {}
 for i = 4, #ARGV, 10 do
   local id, type, idem, hash = ARGV[i], ARGV[i + 2], ARGV[i + 8], ARGV[i + 9]
@@ -84,10 +85,12 @@ for i = 4, #ARGV, 10 do
   else
     redis.call('HSET', job, 'id', id, 'tenant', ARGV[i + 1], 'type', type, 'input', ARGV[i + 3],
       'priority', ARGV[i + 4], 'max_attempts', ARGV[i + 5], 'timeout_s', ARGV[i + 6],
-      'attempts', 0, 'redeliveries', 0, 'status', 'queued', 'created_ms', now, 'seq', 0)
+      'attempts', 0, 'redeliveries', 0, 'status', 'queued', 'created_ms', now, 'seq', 1)
     redis.call('ZADD', 'sluice:queue:' .. type, ARGV[i + 7], id)
     if idem ~= '' then redis.call('SET', idem, hash .. ' ' .. id, 'EX', idem_ttl) end
-    add_event(id, maxlen, now, {'event', 'queued'})
+    -- The first event, written directly: a new stream needs no trimming, and nobody can be
+    -- watching a job before its id is given out, so there is no notice to publish.
+    redis.call('XADD', 'sluice:events:' .. id, '1-1', 'event', 'queued', 'seq', 1, 'ts', now)
     out[#out + 1] = 'ok'
   end
 end
