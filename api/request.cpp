@@ -55,25 +55,50 @@ std::optional<double> parse_double(std::string_view text) {
     return value;
 }
 
-// Returns the hash field `name`, or nullptr when it is absent or empty.
-const std::string* hash_field(const std::map<std::string, std::string>& hash, const char* name) {
-    auto it = hash.find(name);
-    if (it == hash.end() || it->second.empty()) return nullptr;
-    return &it->second;
+std::optional<std::int64_t> field_int(const std::string* text) {
+    if (!text) return std::nullopt;
+    return parse_int(*text);
 }
 
-json int_or_null(const std::string* text) {
-    if (!text) return nullptr;
-    if (auto value = parse_int(*text)) return *value;
-    return nullptr;
+// Object members for job bodies: each writes `key` and its value, null when there is none.
+void text_member(JsonWriter& w, std::string_view key, const std::string* text) {
+    w.key(key);
+    if (text) {
+        w.string(*text);
+    } else {
+        w.null();
+    }
 }
 
-// A timestamp field in ms; absent, empty, unparseable or 0 (never a real time) gives null.
-json time_or_null(const std::string* text) {
-    if (!text) return nullptr;
-    auto value = parse_int(*text);
-    if (!value || *value <= 0) return nullptr;
-    return iso8601_ms(*value);
+void int_member(JsonWriter& w, std::string_view key, std::optional<std::int64_t> value) {
+    w.key(key);
+    if (value) {
+        w.integer(*value);
+    } else {
+        w.null();
+    }
+}
+
+// A timestamp in ms as ISO-8601; absent or not after the epoch (0 is "not started" / "not
+// ended", never a real time) gives null.
+void time_member(JsonWriter& w, std::string_view key, std::optional<std::int64_t> ms) {
+    w.key(key);
+    if (ms && *ms > 0) {
+        w.string(iso8601_ms(*ms));
+    } else {
+        w.null();
+    }
+}
+
+// A msgpack value as JSON; null when it is absent, empty or does not decode.
+void msgpack_member(JsonWriter& w, std::string_view key, const std::string* bytes) {
+    w.key(key);
+    const json value = bytes ? msgpack_to_json(*bytes) : json(nullptr);
+    if (value.is_null()) {
+        w.null();
+    } else {
+        w.raw(dump_json(value));
+    }
 }
 
 int hex_value(char c) {
@@ -150,6 +175,12 @@ bool match_pattern(std::string_view pattern, std::string_view path, std::string&
 
 std::string job_path(std::string_view id) { return "/v1/jobs/" + std::string(id); }
 
+std::string id_status_body(std::string_view id, std::string_view status) {
+    JsonWriter w;
+    w.begin_object().key("id").string(id).key("status").string(status).end_object();
+    return w.take();
+}
+
 // The error half of a broker REPLY: its own status and code when they look like an error,
 // otherwise a 502 saying the broker answered something unexpected.
 HttpResult reply_error(const proto::Reply& reply) {
@@ -173,7 +204,10 @@ std::string dump_json(const json& value) {
 }
 
 std::string error_body(std::string_view code, std::string_view message) {
-    return dump_json(json{{"error", {{"code", code}, {"message", message}}}});
+    JsonWriter w;
+    w.begin_object().key("error").begin_object().key("code").string(code).key("message").string(message);
+    w.end_object().end_object();
+    return w.take();
 }
 
 HttpResult error_result(const ApiError& error) {
@@ -355,34 +389,30 @@ json msgpack_to_json(std::string_view bytes) {
     return value;
 }
 
-json job_to_json(const std::map<std::string, std::string>& hash,
-                 const std::vector<std::string>& history) {
-    auto text_or_null = [&](const char* name) -> json {
-        if (const std::string* v = hash_field(hash, name)) return *v;
-        return nullptr;
-    };
-    json body = json::object();
-    body["id"] = text_or_null("id");
-    body["type"] = text_or_null("type");
-    body["tenant"] = text_or_null("tenant");
-    body["status"] = text_or_null("status");
-    body["priority"] = int_or_null(hash_field(hash, "priority"));
-    body["max_attempts"] = int_or_null(hash_field(hash, "max_attempts"));
-    body["timeout_s"] = int_or_null(hash_field(hash, "timeout_s"));
-    body["attempts"] = int_or_null(hash_field(hash, "attempts"));
-    body["created_at"] = time_or_null(hash_field(hash, "created_ms"));
-    body["started_at"] = time_or_null(hash_field(hash, "started_ms"));
-    body["finished_at"] = time_or_null(hash_field(hash, "finished_ms"));
-    const std::string* result = hash_field(hash, "result");
-    body["result"] = result ? msgpack_to_json(*result) : json(nullptr);
-    body["error"] = text_or_null("error");
-    const json redeliveries = int_or_null(hash_field(hash, "redeliveries"));
-    body["redeliveries"] = redeliveries.is_null() ? json(0) : redeliveries;
-    body["history"] = history_to_json(history);
-    return body;
+const std::string* hash_field(const JobHash& hash, std::string_view name) {
+    for (const auto& [field, value] : hash)
+        if (field == name) return value.empty() ? nullptr : &value;
+    return nullptr;
 }
 
-std::optional<json> history_entry_to_json(std::string_view entry) {
+std::string job_json(const JobHash& hash, const std::vector<std::string>& history) {
+    JsonWriter w;
+    w.begin_object();
+    for (const char* name : {"id", "type", "tenant", "status"}) text_member(w, name, hash_field(hash, name));
+    for (const char* name : {"priority", "max_attempts", "timeout_s", "attempts"})
+        int_member(w, name, field_int(hash_field(hash, name)));
+    time_member(w, "created_at", field_int(hash_field(hash, "created_ms")));
+    time_member(w, "started_at", field_int(hash_field(hash, "started_ms")));
+    time_member(w, "finished_at", field_int(hash_field(hash, "finished_ms")));
+    msgpack_member(w, "result", hash_field(hash, "result"));
+    text_member(w, "error", hash_field(hash, "error"));
+    w.key("redeliveries").integer(field_int(hash_field(hash, "redeliveries")).value_or(0));
+    w.key("history").raw(history_json(history));
+    w.end_object();
+    return w.take();
+}
+
+std::optional<std::string> history_entry_json(std::string_view entry) {
     if (entry.empty()) return std::nullopt;
     const json v = json::from_msgpack(entry.begin(), entry.end(), /*strict=*/true,
                                       /*allow_exceptions=*/false);
@@ -395,35 +425,38 @@ std::optional<json> history_entry_to_json(std::string_view entry) {
     if (!attempt_ok || !v[1].is_string() || !is_time(v[2]) || !is_time(v[3]) ||
         !v[4].is_string() || !(v[5].is_string() || v[5].is_null()))
         return std::nullopt;
-    auto time_of = [](const json& t) -> json {
-        std::int64_t ms = 0;
+    auto ms_of = [](const json& t) -> std::int64_t {
         if (t.is_number_unsigned()) {
             const auto u = t.get<std::uint64_t>();
-            ms = u > static_cast<std::uint64_t>(INT64_MAX) ? 0 : static_cast<std::int64_t>(u);
-        } else if (t.is_number_integer()) {
-            ms = t.get<std::int64_t>();
-        } else if (t.is_number_float()) {
-            const double d = t.get<double>();
-            ms = d > 0 && d < 9.0e15 ? static_cast<std::int64_t>(d) : 0;  // NaN fails both
+            return u > static_cast<std::uint64_t>(INT64_MAX) ? 0 : static_cast<std::int64_t>(u);
         }
-        return ms > 0 ? json(iso8601_ms(ms)) : json(nullptr);  // 0: not started / not ended
+        if (t.is_number_integer()) return t.get<std::int64_t>();
+        if (t.is_number_float()) {
+            const double d = t.get<double>();
+            return d > 0 && d < 9.0e15 ? static_cast<std::int64_t>(d) : 0;  // NaN fails both
+        }
+        return 0;
     };
-    const std::string error = v[5].is_string() ? v[5].get<std::string>() : std::string();
-    json out = json::object();
-    out["attempt"] = v[0].get<std::uint64_t>();
-    out["worker"] = v[1];
-    out["started_at"] = time_of(v[2]);
-    out["finished_at"] = time_of(v[3]);
-    out["outcome"] = v[4];
-    out["error"] = error.empty() ? json(nullptr) : json(error);
-    return out;
+    const std::string* error = v[5].is_string() ? &v[5].get_ref<const std::string&>() : nullptr;
+    JsonWriter w;
+    w.begin_object();
+    int_member(w, "attempt", static_cast<std::int64_t>(v[0].get<std::uint64_t>()));
+    text_member(w, "worker", &v[1].get_ref<const std::string&>());
+    time_member(w, "started_at", ms_of(v[2]));
+    time_member(w, "finished_at", ms_of(v[3]));
+    text_member(w, "outcome", &v[4].get_ref<const std::string&>());
+    text_member(w, "error", error && !error->empty() ? error : nullptr);
+    w.end_object();
+    return w.take();
 }
 
-json history_to_json(const std::vector<std::string>& entries) {
-    json out = json::array();
+std::string history_json(const std::vector<std::string>& entries) {
+    JsonWriter w;
+    w.begin_array();
     for (const auto& entry : entries)
-        if (auto decoded = history_entry_to_json(entry)) out.push_back(std::move(*decoded));
-    return out;
+        if (auto decoded = history_entry_json(entry)) w.raw(*decoded);
+    w.end_array();
+    return w.take();
 }
 
 const std::string* event_field(const EventEntry& entry, std::string_view name) {
@@ -442,27 +475,29 @@ std::optional<std::uint64_t> event_seq(const EventEntry& entry) {
 std::string format_sse_event(std::string_view job_id, const EventEntry& entry) {
     const std::uint64_t seq = event_seq(entry).value_or(0);
     const std::string* event = event_field(entry, "event");
-    const std::string name = event ? *event : "message";
-    json data = json::object();
-    data["job_id"] = job_id;
-    data["seq"] = seq;
-    data["event"] = name;
-    data["time"] = time_or_null(event_field(entry, "ts"));
-    if (const std::string* v = event_field(entry, "attempt")) {
-        if (auto n = parse_int(*v)) data["attempt"] = *n;
-    }
-    for (const char* text_field : {"worker", "message", "data", "error"}) {
-        if (const std::string* v = event_field(entry, text_field)) data[text_field] = *v;
+    const std::string_view name = event ? std::string_view(*event) : "message";
+    JsonWriter w;
+    w.begin_object();
+    w.key("job_id").string(job_id);
+    w.key("seq").integer(static_cast<std::int64_t>(seq));
+    w.key("event").string(name);
+    time_member(w, "time", field_int(event_field(entry, "ts")));
+    if (auto attempt = field_int(event_field(entry, "attempt"))) int_member(w, "attempt", attempt);
+    for (const char* name : {"worker", "message", "data", "error"}) {
+        if (const std::string* v = event_field(entry, name)) text_member(w, name, v);
     }
     if (const std::string* v = event_field(entry, "fraction")) {
-        if (auto f = parse_double(*v)) data["fraction"] = *f;
+        if (auto f = parse_double(*v)) w.key("fraction").number(*f);
     }
-    if (const std::string* v = event_field(entry, "result")) data["result"] = msgpack_to_json(*v);
+    if (const std::string* v = event_field(entry, "result")) msgpack_member(w, "result", v);
+    w.end_object();
     // The event name goes on an SSE line: keep line breaks out of it.
-    std::string safe_name;
-    for (char c : name) safe_name += (c == '\n' || c == '\r') ? ' ' : c;
-    return "id: " + std::to_string(seq) + "\nevent: " + safe_name + "\ndata: " + dump_json(data) +
-           "\n\n";
+    std::string text = "id: " + std::to_string(seq) + "\nevent: ";
+    for (char c : name) text += (c == '\n' || c == '\r') ? ' ' : c;
+    text += "\ndata: ";
+    text += w.take();
+    text += "\n\n";
+    return text;
 }
 
 std::optional<std::uint64_t> parse_last_event_id(std::string_view text) {
@@ -556,13 +591,12 @@ HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply)
     result.status = 202;
     result.headers.emplace_back("Location", self);
     if (replayed) result.headers.emplace_back(std::string(REPLAYED_HEADER), "true");
-    result.body = dump_json(json{{"id", id},
-                                 {"type", submit.type},
-                                 {"status", status},
-                                 {"links",
-                                  {{"self", self},
-                                   {"events", self + "/events"},
-                                   {"result", self + "/result"}}}});
+    JsonWriter w;
+    w.begin_object().key("id").string(id).key("type").string(submit.type).key("status").string(status);
+    w.key("links").begin_object().key("self").string(self);
+    w.key("events").string(self + "/events").key("result").string(self + "/result");
+    w.end_object().end_object();
+    result.body = w.take();
     return result;
 }
 
@@ -570,8 +604,7 @@ HttpResult retry_result(std::string_view job_id, const proto::Reply& reply) {
     if (reply.status < 200 || reply.status > 299) return reply_error(reply);
     HttpResult result;
     result.status = 200;
-    result.body = dump_json(
-        json{{"id", job_id}, {"status", reply.state.empty() ? std::string("queued") : reply.state}});
+    result.body = id_status_body(job_id, reply.state.empty() ? "queued" : reply.state);
     return result;
 }
 
@@ -579,7 +612,7 @@ HttpResult cancel_result(std::string_view job_id, const proto::Reply& reply) {
     if (reply.status < 200 || reply.status > 299) return reply_error(reply);
     HttpResult result;
     result.status = 200;
-    result.body = dump_json(json{{"id", job_id}, {"status", "canceled"}});
+    result.body = id_status_body(job_id, "canceled");
     return result;
 }
 

@@ -5,6 +5,8 @@
 
 #include "protocol.hpp"
 
+#include "json_writer.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
@@ -118,19 +120,25 @@ bool is_terminal_status(std::string_view status);
 // Decodes a msgpack value into JSON; null when `bytes` is empty or does not decode.
 json msgpack_to_json(std::string_view bytes);
 
-// Builds the job body of GET /v1/jobs/{id} from the fields of the sluice:job:{id} hash and the
-// entries of its sluice:history:{id} list (oldest first).
-json job_to_json(const std::map<std::string, std::string>& hash,
-                 const std::vector<std::string>& history = {});
+// The fields of a sluice:job:{id} hash that exist, as read from Redis.
+using JobHash = std::vector<std::pair<std::string, std::string>>;
+
+// Returns the hash field `name`, or nullptr when it is absent or empty.
+const std::string* hash_field(const JobHash& hash, std::string_view name);
+
+// The job body of GET /v1/jobs/{id} (JSON text), from the fields of the sluice:job:{id} hash
+// and the entries of its sluice:history:{id} list (oldest first).
+std::string job_json(const JobHash& hash, const std::vector<std::string>& history = {});
 
 // Decodes one sluice:history:{id} entry, a msgpack array [attempt u32, worker str, started_ms
-// i64, ended_ms i64, outcome str, error str], into {"attempt", "worker", "started_at",
-// "finished_at", "outcome", "error"} (times ISO-8601 or null, error null when empty).
-// nullopt when the entry does not decode as that (extra trailing elements are ignored).
-std::optional<json> history_entry_to_json(std::string_view entry);
+// i64, ended_ms i64, outcome str, error str], into the JSON object {"attempt", "worker",
+// "started_at", "finished_at", "outcome", "error"} (times ISO-8601 or null, error null when
+// empty). nullopt when the entry does not decode as that (extra trailing elements are ignored).
+std::optional<std::string> history_entry_json(std::string_view entry);
 
-// The history array of a job body: every entry that decodes, in order; bad ones are skipped.
-json history_to_json(const std::vector<std::string>& entries);
+// The history array of a job body (JSON text): every entry that decodes, in order; bad ones
+// are skipped.
+std::string history_json(const std::vector<std::string>& entries);
 
 // One entry of the sluice:events:{id} stream as XRANGE returns it.
 struct EventEntry {

@@ -61,6 +61,14 @@ HttpResult json_result(int status, const json& body) {
     return r;
 }
 
+// A result whose body is JSON text already.
+HttpResult text_result(int status, std::string body) {
+    HttpResult r;
+    r.status = status;
+    r.body = std::move(body);
+    return r;
+}
+
 HttpResult redis_unavailable() {
     return error_result({503, "redis_unavailable", "job store (Redis) is unavailable"});
 }
@@ -71,19 +79,9 @@ HttpResult job_not_found(std::string_view id) {
 
 // A job as read from Redis: its hash fields (JOB_FIELDS that exist) and history entries.
 struct JobRecord {
-    std::map<std::string, std::string> hash;  // empty: no such job (or it expired)
+    JobHash hash;  // empty: no such job (or it expired)
     std::vector<std::string> history;
 };
-
-// Turns an HMGET reply for JOB_FIELDS into a map of the fields that exist.
-std::map<std::string, std::string> fields_to_map(const RedisValue& v) {
-    std::map<std::string, std::string> out;
-    constexpr std::size_t count = std::size(JOB_FIELDS);
-    for (std::size_t i = 0; i < count && i < v.elements.size(); ++i)
-        if (v.elements[i].kind == RedisValue::Kind::STRING)
-            out.emplace(JOB_FIELDS[i], v.elements[i].str);
-    return out;
-}
 
 // The commands that read one job: HMGET of its fields, LRANGE of its newest history entries.
 void add_job_reads(std::vector<std::vector<std::string>>& commands, const std::string& id) {
@@ -94,12 +92,16 @@ void add_job_reads(std::vector<std::vector<std::string>>& commands, const std::s
                         std::to_string(-MAX_HISTORY_ENTRIES), "-1"});
 }
 
-JobRecord to_record(const RedisValue& hmget, const RedisValue& lrange) {
+// Takes a job's HMGET reply for JOB_FIELDS and LRANGE reply for its history.
+JobRecord to_record(RedisValue& hmget, RedisValue& lrange) {
     JobRecord record;
-    record.hash = fields_to_map(hmget);
+    constexpr std::size_t count = std::size(JOB_FIELDS);
+    for (std::size_t i = 0; i < count && i < hmget.elements.size(); ++i)
+        if (hmget.elements[i].kind == RedisValue::Kind::STRING)
+            record.hash.emplace_back(JOB_FIELDS[i], std::move(hmget.elements[i].str));
     if (!record.hash.empty()) {
-        for (const auto& entry : lrange.elements)
-            if (entry.kind == RedisValue::Kind::STRING) record.history.push_back(entry.str);
+        for (auto& entry : lrange.elements)
+            if (entry.kind == RedisValue::Kind::STRING) record.history.push_back(std::move(entry.str));
     }
     return record;
 }
@@ -514,13 +516,13 @@ private:
             if (element.kind == RedisValue::Kind::STRING) ids.push_back(element.str);
         const auto records = co_await load_jobs(ids);
         if (!records) co_return redis_unavailable();
-        json jobs = json::array();
+        JsonWriter body;
+        body.begin_object().key("jobs").begin_array();
         for (const auto& record : *records)
-            if (!record.hash.empty()) jobs.push_back(job_to_json(record.hash, record.history));
-        co_return json_result(200, {{"jobs", std::move(jobs)},
-                                    {"total", (*counted)[0].integer},
-                                    {"limit", page.limit},
-                                    {"offset", page.offset}});
+            if (!record.hash.empty()) body.raw(job_json(record.hash, record.history));
+        body.end_array().key("total").integer((*counted)[0].integer);
+        body.key("limit").integer(page.limit).key("offset").integer(page.offset).end_object();
+        co_return text_result(200, body.take());
     }
 
     awaitable<HttpResult> cancel_job(const std::string& id) {
@@ -558,7 +560,7 @@ private:
         std::vector<std::vector<std::string>> commands;
         commands.reserve(ids.size() * 2);
         for (const auto& id : ids) add_job_reads(commands, id);
-        const auto replies = co_await transaction(std::move(commands));
+        auto replies = co_await transaction(std::move(commands));
         if (!replies) co_return std::nullopt;
         records.reserve(ids.size());
         for (std::size_t i = 0; i < ids.size(); ++i)
@@ -579,7 +581,7 @@ private:
         const auto job = co_await load_job(id);
         if (!job) co_return redis_unavailable();
         if (job->hash.empty()) co_return job_not_found(id);
-        co_return json_result(200, job_to_json(job->hash, job->history));
+        co_return text_result(200, job_json(job->hash, job->history));
     }
 
     // Long poll: 200 once the job is terminal, 202 with its current state when `wait` runs out.
@@ -597,12 +599,11 @@ private:
             const auto job = co_await load_job(id);
             if (!job) co_return redis_unavailable();
             if (job->hash.empty()) co_return job_not_found(id);
-            const json body = job_to_json(job->hash, job->history);
-            const auto status = job->hash.find("status");
-            if (status != job->hash.end() && is_terminal_status(status->second))
-                co_return json_result(200, body);
+            const std::string* status = hash_field(job->hash, "status");
+            if (status && is_terminal_status(*status))
+                co_return text_result(200, job_json(job->hash, job->history));
             const auto now = Clock::now();
-            if (now >= deadline || stopping_) co_return json_result(202, body);
+            if (now >= deadline || stopping_) co_return text_result(202, job_json(job->hash, job->history));
             const Clock::duration pause = std::min<Clock::duration>(RECHECK_INTERVAL, deadline - now);
             co_await wait_for(watch.waiter(), pause);
         }
