@@ -203,6 +203,49 @@ std::string dump_json(const json& value) {
     return value.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+namespace {
+std::string_view reason_phrase(int status) {
+    switch (status) {
+        case 200: return "OK";
+        case 202: return "Accepted";
+        case 400: return "Bad Request";
+        case 404: return "Not Found";
+        case 405: return "Method Not Allowed";
+        case 409: return "Conflict";
+        case 413: return "Payload Too Large";
+        case 422: return "Unprocessable Entity";
+        case 429: return "Too Many Requests";
+        case 431: return "Request Header Fields Too Large";
+        case 500: return "Internal Server Error";
+        case 502: return "Bad Gateway";
+        case 503: return "Service Unavailable";
+        case 504: return "Gateway Timeout";
+        default: return "";  // the reason phrase is optional (RFC 9112)
+    }
+}
+}  // namespace
+
+std::string response_head(const HttpResult& result, unsigned version, bool keep_alive) {
+    std::string head = version >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ";
+    head += std::to_string(result.status);
+    head += ' ';
+    head += reason_phrase(result.status);
+    head += "\r\nContent-Type: ";
+    head += result.content_type;
+    for (const auto& [name, value] : result.headers) {
+        head += "\r\n";
+        head += name;
+        head += ": ";
+        head += value;
+    }
+    head += "\r\nContent-Length: ";
+    head += std::to_string(result.body.size());
+    if (version >= 11 && !keep_alive) head += "\r\nConnection: close";
+    if (version < 11 && keep_alive) head += "\r\nConnection: keep-alive";
+    head += "\r\n\r\n";
+    return head;
+}
+
 std::string error_body(std::string_view code, std::string_view message) {
     JsonWriter w;
     w.begin_object().key("error").begin_object().key("code").string(code).key("message").string(message);

@@ -31,6 +31,11 @@ struct HttpResult {
     std::string content_type = "application/json";
 };
 
+// The status line and headers of `result` as they go on the wire, blank line included:
+// Content-Type, its extra headers, Content-Length, and Connection where `keep_alive` differs
+// from the default of HTTP `version` (10 or 11; the status line carries it too).
+std::string response_head(const HttpResult& result, unsigned version, bool keep_alive);
+
 // An expected failure with its HTTP status and stable error code.
 struct ApiError {
     int status = 400;

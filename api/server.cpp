@@ -18,6 +18,7 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <exception>
 #include <iterator>
 #include <unordered_set>
@@ -389,15 +390,11 @@ private:
     // Writes one response; returns false when the connection is no longer usable.
     awaitable<bool> write_result(beast::tcp_stream& stream, HttpResult r, unsigned version,
                                  bool keep_alive) {
-        http::response<http::string_body> res{static_cast<http::status>(r.status), version};
-        res.set(http::field::content_type, r.content_type);
-        for (auto& [name, value] : r.headers) res.set(name, value);
-        res.keep_alive(keep_alive);
-        res.body() = std::move(r.body);
-        res.prepare_payload();
+        const std::string head = response_head(r, version, keep_alive);
+        const std::array<asio::const_buffer, 2> bytes{asio::buffer(head), asio::buffer(r.body)};
         stream.expires_after(config_.write_timeout);
         error_code ec;
-        co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+        co_await asio::async_write(stream, bytes, asio::redirect_error(asio::use_awaitable, ec));
         stream.expires_never();
         co_return !ec;
     }

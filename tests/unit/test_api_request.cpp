@@ -631,3 +631,22 @@ TEST_CASE("error body shape") {
     CHECK(r.status == 413);
     CHECK(json::parse(r.body)["error"]["code"] == "body_too_large");
 }
+
+TEST_CASE("response head") {
+    HttpResult accepted;
+    accepted.status = 202;
+    accepted.headers.emplace_back("Location", "/v1/jobs/" + ID);
+    accepted.body = "{}";
+    CHECK(response_head(accepted, 11, true) ==
+          "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nLocation: /v1/jobs/" + ID +
+              "\r\nContent-Length: 2\r\n\r\n");
+    CHECK(response_head(accepted, 11, false).find("\r\nConnection: close\r\n\r\n") != std::string::npos);
+    // HTTP/1.0 closes unless asked to keep the connection.
+    const std::string old = response_head(error_result({404, "job_not_found", "no"}), 10, true);
+    CHECK(old.rfind("HTTP/1.0 404 Not Found\r\n", 0) == 0);
+    CHECK(old.find("\r\nConnection: keep-alive\r\n") != std::string::npos);
+    CHECK(response_head(error_result({404, "job_not_found", "no"}), 10, false).find("Connection") == std::string::npos);
+    HttpResult odd;
+    odd.status = 418;
+    CHECK(response_head(odd, 11, true).rfind("HTTP/1.1 418 \r\n", 0) == 0);
+}
