@@ -237,7 +237,10 @@ private:
     struct EventStream {
         std::string job_id;
         std::uint64_t last = 0;  // the last event the client has (Last-Event-ID)
-        bool chunked = true;     // HTTP/1.1: ends with the last chunk and may carry on
+        unsigned version = 11;   // of the request
+        bool keep_alive = true;  // the request allows the connection to carry on
+        // HTTP/1.1: the stream ends with the last chunk, and the connection may carry on.
+        bool chunked() const { return version >= 11; }
     };
 
     // What a handler produced: a response to write, or an event stream to follow; neither
@@ -347,16 +350,13 @@ private:
         Request request = parser.release();
         stream.expires_never();
         const bool keep = request.keep_alive() && !stopping_;
-        Outcome outcome = co_await handle(request, stream);
+        Outcome outcome = co_await handle(request);
         if (outcome.result) {
             const bool written =
                 co_await write_result(stream, std::move(*outcome.result), request.version(), keep);
             co_return Served{keep && written};
         }
-        if (outcome.follow) {
-            const bool carry_on = keep && outcome.follow->chunked;
-            co_return Served{carry_on, std::move(outcome.follow)};
-        }
+        if (outcome.follow) co_return Served{keep, std::move(outcome.follow)};
         co_return Served{};
     }
 
@@ -410,7 +410,7 @@ private:
     }
 
     // Routes a request to its handler. A handler that throws answers 500 (and is logged).
-    awaitable<Outcome> handle(Request& request, beast::tcp_stream& stream) {
+    awaitable<Outcome> handle(Request& request) {
         const Target target = split_target(sv(request.target()));
         const RouteMatch match = match_route(sv(request.method_string()), target.path);
         if (match.kind == RouteMatch::NOT_FOUND)
@@ -435,10 +435,7 @@ private:
                 case Route::GET_RESULT: result = co_await get_result(match.job_id, target); break;
                 case Route::RETRY_JOB: result = co_await retry_job(match.job_id); break;
                 case Route::LIST_DEAD: result = co_await list_dead(target); break;
-                case Route::GET_EVENTS: {
-                    Outcome opened = co_await open_events(match.job_id, target, request, stream);
-                    co_return opened;
-                }
+                case Route::GET_EVENTS: co_return open_events(match.job_id, target, request);
             }
             co_return Outcome{std::move(result)};
         } catch (const std::exception& e) {
@@ -606,9 +603,10 @@ private:
         }
     }
 
-    // Server-Sent Events, step 1: checks the request and the job, writes the response head.
-    awaitable<Outcome> open_events(const std::string& id, const Target& target, const Request& request,
-                                   beast::tcp_stream& stream) {
+    // Server-Sent Events, step 1: checks the request. The job is looked up by follow_events,
+    // once this request and the frames that served it are gone: 10,000 clients opening their
+    // streams at once then hold only their session while they wait for Redis.
+    Outcome open_events(const std::string& id, const Target& target, const Request& request) {
         EventStream opened{id};
         std::optional<std::string> given;
         if (auto h = request.find("Last-Event-ID"); h != request.end())
@@ -618,24 +616,13 @@ private:
         if (given) {
             auto parsed = parse_last_event_id(*given);
             if (!parsed || *parsed > MAX_EVENT_ID)
-                co_return Outcome{error_result(
-                    {400, "invalid_request", "Last-Event-ID must be a non-negative integer"})};
+                return Outcome{error_result({400, "invalid_request", "Last-Event-ID must be a non-negative integer"})};
             opened.last = *parsed;
         }
-        if (!is_uuid(id)) co_return Outcome{job_not_found(id)};
-        std::vector<std::string> exists_command = args("EXISTS", "sluice:job:" + id);
-        const RedisValue exists = co_await commands_.command(std::move(exists_command), REDIS_TIMEOUT);
-        if (!exists.ok()) co_return Outcome{redis_unavailable()};
-        if (exists.integer == 0) co_return Outcome{job_not_found(id)};
-
-        opened.chunked = request.version() >= 11;
-        std::string head =
-            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-            "X-Accel-Buffering: no\r\n";
-        head += opened.chunked ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n";
-        const bool head_written = co_await write_raw(stream, std::move(head));
-        if (!head_written) co_return Outcome{};
-        co_return Outcome{std::nullopt, std::move(opened)};
+        if (!is_uuid(id)) return Outcome{job_not_found(id)};
+        opened.version = request.version();
+        opened.keep_alive = request.keep_alive();
+        return Outcome{std::nullopt, std::move(opened)};
     }
 
     // What one read of a job's stream found and wrote.
@@ -647,11 +634,20 @@ private:
         bool full = false;      // a whole batch came: more may be waiting
     };
 
-    // Server-Sent Events, step 2: replays from Last-Event-ID, then follows the job until it
-    // ends. Returns whether the connection may carry on. This frame lives as long as the
+    // Server-Sent Events, step 2: answers 404 if there is no such job; else writes the head,
+    // replays from Last-Event-ID and follows the job until it ends. Returns whether the
+    // connection may carry on. This frame lives as long as the
     // stream, so what each read needs lives in send_new_events' frame instead.
     awaitable<bool> follow_events(beast::tcp_stream& stream, EventStream events) {
         JobWatch watch(notifier_, ioc_, events.job_id);  // before the first read: no notice is missed
+        const std::optional<HttpResult> refused = co_await check_job_exists(events.job_id);
+        if (refused) {
+            const bool keep = events.keep_alive && !stopping_;
+            const bool written = co_await write_result(stream, *refused, events.version, keep);
+            co_return written && keep;
+        }
+        const bool head_written = co_await write_raw(stream, sse_head(events.chunked()));
+        if (!head_written) co_return false;
         // Notice a client that hangs up while the stream is quiet, instead of at the next
         // keep-alive: watch the socket for readability (EOF) while we only write.
         auto hangup = std::make_shared<HangupWatch>();
@@ -689,7 +685,7 @@ private:
                 last_write = Clock::now();
             }
         }
-        if (!events.chunked) co_return false;
+        if (!events.chunked()) co_return false;
         const bool written = co_await write_raw(stream, std::string("0\r\n\r\n"));
         co_return written;
     }
@@ -726,7 +722,25 @@ private:
 
     // SSE text as it goes on the wire: a chunk, unless the stream is HTTP/1.0.
     static std::string frame(const EventStream& events, std::string_view text) {
-        return events.chunked ? chunk(text) : std::string(text);
+        return events.chunked() ? chunk(text) : std::string(text);
+    }
+
+    // nullopt when job `id` exists, else the answer: 404, or 503 when Redis does not answer.
+    awaitable<std::optional<HttpResult>> check_job_exists(const std::string& id) {
+        std::vector<std::string> command = args("EXISTS", "sluice:job:" + id);
+        const RedisValue exists = co_await commands_.command(std::move(command), REDIS_TIMEOUT);
+        if (!exists.ok()) co_return redis_unavailable();
+        if (exists.integer == 0) co_return job_not_found(id);
+        co_return std::nullopt;
+    }
+
+    // The head of an SSE response: chunked on HTTP/1.1, else the stream ends by closing.
+    static std::string sse_head(bool chunked) {
+        std::string head =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+            "X-Accel-Buffering: no\r\n";
+        head += chunked ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n";
+        return head;
     }
 
     // Shared between an SSE stream and the readability wait on its socket.
