@@ -33,6 +33,9 @@ struct ApiConfig {
     // body), and to idle between keep-alive requests, so a trickling client cannot hold a
     // connection slot forever. Past it the connection is closed.
     std::chrono::milliseconds request_timeout{30000};
+    // SLUICE_API_SSE_KEEPALIVE_MS: an SSE stream silent this long gets a comment line, so
+    // proxies and load balancers in between keep it open. Checked once a second.
+    std::chrono::milliseconds sse_keepalive{15000};
     // SLUICE_API_THREADS: event-loop threads; each is a share-nothing shard with its own
     // listener (SO_REUSEPORT), Redis connections and broker link. Default: one per core (on 2
     // cores two loops answer status lookups 48% and submits 19% faster than one; bench/).

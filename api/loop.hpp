@@ -24,14 +24,26 @@ template <class T = void>
 using awaitable = asio::awaitable<T>;
 using Clock = std::chrono::steady_clock;
 
+// Anything waiting for news about a job, as the Notifier sees it.
+class Wakeable {
+public:
+    // Records the news and interrupts the wait in progress, if any.
+    virtual void wake() = 0;
+    // From this time on the shard's tick wakes it too (see Notifier::wake_due).
+    Clock::time_point due = Clock::time_point::max();
+
+protected:
+    ~Wakeable() = default;
+};
+
 // A one-shot wake-up: a coroutine waits on `timer` with a timeout; wake() cancels the wait.
 // `woken` remembers a wake-up that came while nobody was waiting, so it is never lost.
-struct Waiter {
+struct Waiter final : Wakeable {
     explicit Waiter(asio::io_context& ioc) : timer(ioc) {}
     asio::steady_timer timer;
     bool woken = false;
 
-    void wake() {
+    void wake() override {
         woken = true;
         timer.cancel();
     }
@@ -50,8 +62,8 @@ inline awaitable<bool> wait_for(Waiter& waiter, Clock::duration timeout) {
     co_return woken;
 }
 
-// Job id -> sessions waiting for news about that job (fed by the sluice:notify subscription).
-// One node per waiter, keyed by a view of the id its JobWatch owns: this is per open stream.
+// Job id -> what waits for news about that job (fed by the sluice:notify subscription). One
+// node per waiter, keyed by a view of an id the waiter's owner keeps: this is per open stream.
 class Notifier {
 public:
     // Wakes every waiter registered for `job_id`.
@@ -63,9 +75,14 @@ public:
     void notify_all() {
         for (auto& [id, waiter] : waiters_) waiter->wake();
     }
+    // Wakes every waiter whose `due` time has come.
+    void wake_due(Clock::time_point now) {
+        for (auto& [id, waiter] : waiters_)
+            if (waiter->due <= now) waiter->wake();
+    }
     // `job_id` must outlive the registration.
-    void add(std::string_view job_id, Waiter* waiter) { waiters_.emplace(job_id, waiter); }
-    void remove(std::string_view job_id, Waiter* waiter) {
+    void add(std::string_view job_id, Wakeable* waiter) { waiters_.emplace(job_id, waiter); }
+    void remove(std::string_view job_id, Wakeable* waiter) {
         auto [first, last] = waiters_.equal_range(job_id);
         for (auto it = first; it != last; ++it) {
             if (it->second == waiter) {
@@ -76,25 +93,24 @@ public:
     }
 
 private:
-    std::unordered_multimap<std::string_view, Waiter*> waiters_;
+    std::unordered_multimap<std::string_view, Wakeable*> waiters_;
 };
 
-// Registers a Waiter for one job for as long as it lives.
+// Registers `waiter` for news about one job for as long as it lives; `job_id` must outlive it.
 class JobWatch {
 public:
-    JobWatch(Notifier& notifier, asio::io_context& ioc, std::string job_id)
-        : notifier_(notifier), job_id_(std::move(job_id)), waiter_(ioc) {
+    JobWatch(Notifier& notifier, std::string_view job_id, Wakeable& waiter)
+        : notifier_(notifier), job_id_(job_id), waiter_(waiter) {
         notifier_.add(job_id_, &waiter_);
     }
     ~JobWatch() { notifier_.remove(job_id_, &waiter_); }
     JobWatch(const JobWatch&) = delete;
     JobWatch& operator=(const JobWatch&) = delete;
-    Waiter& waiter() { return waiter_; }
 
 private:
     Notifier& notifier_;
-    const std::string job_id_;
-    Waiter waiter_;
+    std::string_view job_id_;
+    Wakeable& waiter_;
 };
 
 }  // namespace sluice::api

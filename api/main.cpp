@@ -57,6 +57,9 @@ ApiConfig config_from_env() {
     long long request_timeout_ms = c.request_timeout.count();
     read_int("SLUICE_API_REQUEST_TIMEOUT_MS", request_timeout_ms, 100, 3600000);
     c.request_timeout = std::chrono::milliseconds(request_timeout_ms);
+    long long keepalive_ms = c.sse_keepalive.count();
+    read_int("SLUICE_API_SSE_KEEPALIVE_MS", keepalive_ms, 100, 3600000);
+    c.sse_keepalive = std::chrono::milliseconds(keepalive_ms);
     read_int("SLUICE_API_THREADS", c.threads, 1, 256);
     if (const char* v = env("SLUICE_LOG_LEVEL")) c.log_level = v;
     return c;

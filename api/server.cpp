@@ -40,8 +40,9 @@ constexpr auto READY_TIMEOUT = std::chrono::milliseconds(1000);
 // the subscriber reconnects, and its resubscribe wakes everybody, so this is a safety net; at
 // 10,000 open streams a 1 s period cost 20,000 Redis reads a second.
 constexpr auto RECHECK_INTERVAL = std::chrono::seconds(10);
-// An SSE stream silent for this long gets a comment line, so proxies keep it open.
-constexpr auto KEEPALIVE_INTERVAL = std::chrono::seconds(15);
+// How often a shard looks for event streams whose re-check or keep-alive is due: their
+// deadlines are kept to this precision.
+constexpr auto TICK_INTERVAL = std::chrono::seconds(1);
 // Events read (and written) per XRANGE batch: the most one SSE client holds in api memory.
 constexpr int EVENT_BATCH = 100;
 // Connections past the limit get a 503; this many may be in the middle of getting it per
@@ -148,6 +149,59 @@ auto log_failure(const char* what) {
     };
 }
 
+// What an open SSE stream waits on between events: readability of its client's socket, the
+// one operation it has pending. A notice, the shard's tick (once `due` has passed) or shutdown
+// interrupts the wait by cancelling it; the client hanging up ends it by itself, so a client
+// that leaves a quiet stream is noticed at once, not at the next keep-alive.
+class StreamWaiter final : public Wakeable {
+public:
+    explicit StreamWaiter(tcp::socket& socket) : socket_(socket) {}
+
+    void wake() override {
+        woken_ = true;
+        if (!waiting_) return;  // nothing to interrupt: a write may be pending on the socket
+        error_code ignored;
+        if (timer_) {
+            timer_->cancel();
+        } else {
+            socket_.cancel(ignored);
+        }
+    }
+
+    // Suspends until woken, due, or the client hangs up (then hung_up() is true).
+    awaitable<void> wait() {
+        if (!woken_) {
+            waiting_ = true;
+            error_code ec;
+            if (timer_) {
+                timer_->expires_at(due);
+                co_await timer_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            } else {
+                co_await socket_.async_wait(tcp::socket::wait_read,
+                                            asio::redirect_error(asio::use_awaitable, ec));
+                error_code ignored;
+                // Readable with nothing to read is EOF. Readable with data (a request pipelined
+                // behind the stream) says nothing about a hang-up and stays readable: from then
+                // on the stream waits on a timer of its own.
+                if (!ec && socket_.available(ignored) == 0) hung_up_ = true;
+                if (!ec && !hung_up_) timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor());
+            }
+            waiting_ = false;
+        }
+        woken_ = false;
+        due = Clock::time_point::max();
+    }
+
+    bool hung_up() const { return hung_up_; }
+
+private:
+    tcp::socket& socket_;
+    std::unique_ptr<asio::steady_timer> timer_;
+    bool woken_ = false;
+    bool waiting_ = false;
+    bool hung_up_ = false;
+};
+
 std::string chunk(std::string_view data) {
     char size[32];
     std::snprintf(size, sizeof size, "%zx\r\n", data.size());
@@ -198,6 +252,7 @@ public:
     void run() {
         commands_.start();
         subscriber_.start();
+        tick();
         asio::co_spawn(ioc_, accept_loop(), log_failure("accept loop"));
         ioc_.run();
         broker_.stop();
@@ -587,7 +642,8 @@ private:
             wait_s = std::get<int>(parsed);
         }
         if (!is_uuid(id)) co_return job_not_found(id);
-        JobWatch watch(notifier_, ioc_, id);  // before the first read: no notice falls in between
+        Waiter waiter(ioc_);
+        JobWatch watch(notifier_, id, waiter);  // before the first read: no notice falls in between
         const auto deadline = Clock::now() + std::chrono::seconds(wait_s);
         for (;;) {
             const auto job = co_await load_job(id);
@@ -599,7 +655,7 @@ private:
             const auto now = Clock::now();
             if (now >= deadline || stopping_) co_return text_result(202, job_json(job->hash, job->history));
             const Clock::duration pause = std::min<Clock::duration>(RECHECK_INTERVAL, deadline - now);
-            co_await wait_for(watch.waiter(), pause);
+            co_await wait_for(waiter, pause);
         }
     }
 
@@ -639,28 +695,14 @@ private:
     // connection may carry on. This frame lives as long as the
     // stream, so what each read needs lives in send_new_events' frame instead.
     awaitable<bool> follow_events(beast::tcp_stream& stream, EventStream events) {
-        JobWatch watch(notifier_, ioc_, events.job_id);  // before the first read: no notice is missed
-        const std::optional<HttpResult> refused = co_await check_job_exists(events.job_id);
-        if (refused) {
-            const bool keep = events.keep_alive && !stopping_;
-            const bool written = co_await write_result(stream, *refused, events.version, keep);
-            co_return written && keep;
-        }
-        const bool head_written = co_await write_raw(stream, sse_head(events.chunked()));
-        if (!head_written) co_return false;
-        // Notice a client that hangs up while the stream is quiet, instead of at the next
-        // keep-alive: watch the socket for readability (EOF) while we only write.
-        auto hangup = std::make_shared<HangupWatch>();
-        hangup->waiter = &watch.waiter();
-        watch_hangup(stream.socket(), hangup);
-        struct StopWatching {
-            std::shared_ptr<HangupWatch> watch;
-            ~StopWatching() { watch->active = false; }
-        } stop_watching{hangup};
-
+        StreamWaiter waiter(stream.socket());
+        JobWatch watch(notifier_, events.job_id, waiter);  // before the first read: no notice is missed
+        const Opened opened = co_await open_stream(stream, events);
+        if (opened != Opened::STREAMING) co_return opened == Opened::ANSWERED;
         auto last_write = Clock::now();
         // Read what is new and write it (one batch in memory at most); stop after a terminal
-        // event; otherwise sleep until notified or the re-check / keep-alive is due.
+        // event; otherwise sleep until notified, the client hangs up, or the re-check /
+        // keep-alive is due.
         for (;;) {
             const Sent sent = co_await send_new_events(stream, events);
             if (!sent.written) co_return false;
@@ -672,12 +714,11 @@ private:
                 if (over) break;
             }
             if (stopping_) break;
-            if (hangup->gone) co_return false;
-            const auto keepalive_due = last_write + KEEPALIVE_INTERVAL;
-            const auto now = Clock::now();
-            if (now < keepalive_due) {
-                const Clock::duration pause = std::min<Clock::duration>(RECHECK_INTERVAL, keepalive_due - now);
-                co_await wait_for(watch.waiter(), pause);
+            const auto keepalive_due = last_write + config_.sse_keepalive;
+            if (Clock::now() < keepalive_due) {
+                waiter.due = std::min(Clock::now() + RECHECK_INTERVAL, keepalive_due);
+                co_await waiter.wait();
+                if (waiter.hung_up()) co_return false;
             }
             if (Clock::now() >= keepalive_due && !stopping_) {
                 const bool written = co_await write_raw(stream, frame(events, ": keep-alive\n\n"));
@@ -688,6 +729,31 @@ private:
         if (!events.chunked()) co_return false;
         const bool written = co_await write_raw(stream, std::string("0\r\n\r\n"));
         co_return written;
+    }
+
+    enum class Opened {
+        STREAMING,  // the head is written
+        ANSWERED,   // with an error, and the connection may carry on
+        CLOSED,     // answered (or not) and the connection is done
+    };
+
+    // Looks the job up: an error answer (404, or 503 when Redis does not answer) if it cannot
+    // be followed, else the head of the stream. Its own frame: follow_events' stays small.
+    awaitable<Opened> open_stream(beast::tcp_stream& stream, const EventStream& events) {
+        std::vector<std::string> command = args("EXISTS", "sluice:job:" + events.job_id);
+        const RedisValue exists = co_await commands_.command(std::move(command), REDIS_TIMEOUT);
+        if (!exists.ok() || exists.integer == 0) {
+            const bool keep = events.keep_alive && !stopping_;
+            HttpResult refused = exists.ok() ? job_not_found(events.job_id) : redis_unavailable();
+            const bool written = co_await write_result(stream, std::move(refused), events.version, keep);
+            co_return written && keep ? Opened::ANSWERED : Opened::CLOSED;
+        }
+        std::string head =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+            "X-Accel-Buffering: no\r\n";
+        head += events.chunked() ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n";
+        const bool written = co_await write_raw(stream, std::move(head));
+        co_return written ? Opened::STREAMING : Opened::CLOSED;
     }
 
     // One XRANGE after `events.last`: writes what is new as one chunk and advances `last`.
@@ -725,44 +791,6 @@ private:
         return events.chunked() ? chunk(text) : std::string(text);
     }
 
-    // nullopt when job `id` exists, else the answer: 404, or 503 when Redis does not answer.
-    awaitable<std::optional<HttpResult>> check_job_exists(const std::string& id) {
-        std::vector<std::string> command = args("EXISTS", "sluice:job:" + id);
-        const RedisValue exists = co_await commands_.command(std::move(command), REDIS_TIMEOUT);
-        if (!exists.ok()) co_return redis_unavailable();
-        if (exists.integer == 0) co_return job_not_found(id);
-        co_return std::nullopt;
-    }
-
-    // The head of an SSE response: chunked on HTTP/1.1, else the stream ends by closing.
-    static std::string sse_head(bool chunked) {
-        std::string head =
-            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-            "X-Accel-Buffering: no\r\n";
-        head += chunked ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n";
-        return head;
-    }
-
-    // Shared between an SSE stream and the readability wait on its socket.
-    struct HangupWatch {
-        bool active = true;  // false once the stream is over: the waiter is gone
-        bool gone = false;   // the client closed its end
-        Waiter* waiter = nullptr;
-    };
-
-    static void watch_hangup(tcp::socket& socket, std::shared_ptr<HangupWatch> hangup) {
-        socket.async_wait(tcp::socket::wait_read, [&socket, hangup](error_code ec) {
-            if (ec || !hangup->active) return;
-            error_code ignored;
-            // Readable with nothing to read is EOF; readable with data (a pipelined request)
-            // is not a hang-up, and watching further would spin, so stop there.
-            if (socket.available(ignored) == 0) {
-                hangup->gone = true;
-                hangup->waiter->wake();
-            }
-        });
-    }
-
     // True when nothing more can come for a stream that has sent up to `last`: the job is gone
     // (expired), or it is terminal and its last event number is not past `last`.
     awaitable<bool> job_is_over(const std::string& id, std::uint64_t last) {
@@ -790,6 +818,16 @@ private:
         drain();
     }
 
+    // Once per TICK_INTERVAL: wakes the event streams whose re-check or keep-alive is due, so
+    // that an open stream needs no timer of its own.
+    void tick() {
+        notifier_.wake_due(Clock::now());
+        tick_timer_.expires_after(TICK_INTERVAL);
+        tick_timer_.async_wait([this](error_code ec) {
+            if (!ec && !stopping_) tick();
+        });
+    }
+
     void drain() {
         if (sessions_.empty() || Clock::now() >= shutdown_deadline_) {
             finish_shutdown();
@@ -806,6 +844,7 @@ private:
         error_code ec;
         for (SessionRef* s : sessions_) s->stream->socket().close(ec);
         broker_.cancel_all();
+        tick_timer_.cancel();
         notifier_.notify_all();
         commands_.stop();
         subscriber_.stop();
@@ -824,6 +863,7 @@ private:
     int rejecting_ = 0;
     bool stopping_ = false;
     asio::steady_timer drain_timer_;
+    asio::steady_timer tick_timer_{ioc_};
     Clock::time_point shutdown_deadline_{};
 };
 

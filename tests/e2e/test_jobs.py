@@ -1,7 +1,5 @@
 """Jobs end to end through the real pipeline: submit over HTTP, run on a worker, result in
 Redis, events streamed back (SSE), long-poll, replay with Last-Event-ID."""
-import http.client
-import socket
 import time
 
 from pipeline import TERMINAL, iter_sse
@@ -145,30 +143,3 @@ def test_every_event_stream_ends_with_one_terminal_event(pipeline):
         assert [e["event"] in TERMINAL for e in events].count(True) == 1
         assert events[-1]["event"] == "succeeded"
 
-
-def test_connection_carries_on_after_an_event_stream_ends(pipeline):
-    """An HTTP/1.1 SSE stream ends with the last chunk; the same connection then serves the
-    next request. An HTTP/1.0 stream has no chunking, so it ends by closing."""
-    job_id = pipeline.submit("echo", {"x": 1})["id"]
-    pipeline.wait_result(job_id)
-    host, port = pipeline.api_address()
-    conn = http.client.HTTPConnection(host, port, timeout=10)
-    conn.request("GET", f"/v1/jobs/{job_id}/events")
-    stream = conn.getresponse()
-    assert stream.getheader("Transfer-Encoding") == "chunked"
-    assert b"event: succeeded" in stream.read()
-    conn.request("GET", f"/v1/jobs/{job_id}")
-    again = conn.getresponse()
-    assert again.status == 200
-    assert b'"succeeded"' in again.read()
-    conn.close()
-
-    with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(f"GET /v1/jobs/{job_id}/events HTTP/1.0\r\n\r\n".encode())
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" in head
-    assert body.startswith(b"id: 1\nevent: queued\n") and b"event: succeeded" in body
-    assert b"Transfer-Encoding" not in head
