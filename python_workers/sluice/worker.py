@@ -3,9 +3,11 @@
 
 One event loop runs everything:
 
-- the receive loop owns the DEALER socket: it waits for a broker message at most until the
-  broker's liveness deadline, dispatches it to handle_<command>(), and reconnects (new socket,
-  READY again) when the broker was silent for HEARTBEAT_LIVENESS intervals or said DISCONNECT;
+- the DEALER socket is a plain (not zmq.asyncio) socket whose ZMQ_FD the loop watches: when it
+  signals, and after every send (a send can consume the signal), every waiting message is read
+  and dispatched to handle_<command>(). Sends go straight to libzmq: no future per message;
+- the liveness loop reconnects (new socket, READY again) when the broker was silent for
+  HEARTBEAT_LIVENESS intervals; a DISCONNECT from the broker does the same;
 - the heartbeat loop sends HEARTBEAT whenever nothing else was sent for HEARTBEAT_INTERVAL;
 - each job runs as its own asyncio task: async handlers are awaited on the loop, sync handlers run
   in a thread pool, so neither can starve the two loops above (an async handler that computes for
@@ -38,7 +40,6 @@ from typing import Any
 
 import msgpack
 import zmq
-import zmq.asyncio
 
 from . import protocol as p
 from .context import JobContext, SyncJobContext
@@ -73,6 +74,12 @@ class WorkerConfig:
     heartbeat_liveness: int = p.HEARTBEAT_LIVENESS
     # Linger (seconds) when closing the socket at shutdown, so the last reports reach the broker.
     close_linger: float = 1.0
+
+
+# zmq constants as plain ints: pyzmq's enums cost more to combine than a send (Worker._send).
+_NOWAIT = int(zmq.DONTWAIT)
+_MORE_NOWAIT = int(zmq.SNDMORE | zmq.DONTWAIT)
+_EVENTS, _POLLIN, _RCVMORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.RCVMORE)
 
 
 class _Timeout(SluiceError):
@@ -111,15 +118,16 @@ class Worker:
     """
 
     def __init__(self, registry: TaskRegistry, config: WorkerConfig | None = None,
-                 context: zmq.asyncio.Context | None = None) -> None:
+                 context: zmq.Context | None = None) -> None:
         self.config = config or WorkerConfig()
         if self.config.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if len(registry) == 0:
             raise ValueError("the registry has no tasks: nothing to serve")
         self.registry = registry
-        self._zmq = context or zmq.asyncio.Context.instance()
-        self._sock: zmq.asyncio.Socket | None = None
+        self._zmq = context or zmq.Context.instance()
+        self._sock: zmq.Socket | None = None
+        self._read_pending = False  # a read of the socket is scheduled on the loop
         self._runs: dict[tuple[str, int], _Run] = {}
         self._slots = asyncio.Semaphore(self.config.concurrency)
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -140,7 +148,7 @@ class Worker:
         """
         self._loop = asyncio.get_running_loop()
         self._open_socket()
-        loops = [asyncio.create_task(self._receive_loop(), name="sluice-receive"),
+        loops = [asyncio.create_task(self._liveness_loop(), name="sluice-liveness"),
                  asyncio.create_task(self._heartbeat_loop(), name="sluice-heartbeat")]
         stop = asyncio.create_task(self._stop_requested.wait())
         try:
@@ -195,15 +203,17 @@ class Worker:
     # ---- socket ---------------------------------------------------------------------------
 
     def _open_socket(self) -> None:
-        sock = self._zmq.socket(zmq.DEALER)
+        sock = zmq.Socket(self._zmq, zmq.DEALER)
         sock.connect(self.config.broker)
         self._sock = sock
+        self._loop.add_reader(sock.getsockopt(zmq.FD), self._schedule_read)
         self._last_recv = time.monotonic()  # give the broker a full liveness period
         self._send(p.Ready(self.config.name, "python", self.registry.names(),
                            self.config.concurrency))
 
     def _close_socket(self, linger: float) -> None:
         if self._sock is not None:
+            self._loop.remove_reader(self._sock.getsockopt(zmq.FD))
             self._sock.close(linger=int(linger * 1000))
             self._sock = None
 
@@ -221,39 +231,52 @@ class Worker:
         """
         if self._sock is None:
             return False
-        sent = self._sock.send_multipart(p.encode(msg), flags=zmq.DONTWAIT)
-        error = sent.exception() if sent.done() else None
-        if error is not None:
+        signature, command, body = p.encode(msg)
+        try:
+            # Frame by frame with plain int flags: send_multipart combines zmq's flag enums per
+            # frame, which costs more than the send. A DEALER queues a message whole or not at
+            # all, so the first frame is the one that can fail.
+            self._sock.send(signature, _MORE_NOWAIT)
+            self._sock.send(command, _MORE_NOWAIT)
+            self._sock.send(body, _NOWAIT)
+        except zmq.ZMQError as error:
             log.warning("could not send %s: %s", msg.COMMAND.name, error)
             return False
+        finally:
+            self._schedule_read()  # libzmq may have taken the socket's signal while sending
         self._last_send = time.monotonic()
         return True
 
-    # ---- the two loops --------------------------------------------------------------------
+    # ---- reading, and the two loops ---------------------------------------------------------
 
-    async def _receive_loop(self) -> None:
-        # Each turn: wait for one broker message, at most until the broker's liveness deadline;
-        # dispatch it; or, when the deadline passed first, replace the socket and READY again.
+    def _schedule_read(self) -> None:
+        if not self._read_pending:
+            self._read_pending = True
+            self._loop.call_soon(self._read_waiting)
+
+    def _read_waiting(self) -> None:
+        """Reads and dispatches every message waiting on the socket: one wake-up per burst."""
+        self._read_pending = False
+        sock = self._sock
+        while sock is not None and sock is self._sock and sock.getsockopt(_EVENTS) & _POLLIN:
+            frames = [sock.recv(_NOWAIT)]
+            while sock.getsockopt(_RCVMORE):
+                frames.append(sock.recv(_NOWAIT))
+            self._last_recv = time.monotonic()  # any message is a sign of life
+            self._dispatch(frames)
+
+    async def _liveness_loop(self) -> None:
+        # Replace the socket and READY again once the broker has been silent for
+        # HEARTBEAT_LIVENESS intervals (it heartbeats even when it has no work for us).
         silence = self.config.heartbeat_interval * self.config.heartbeat_liveness
         while True:
             wait = self._last_recv + silence - time.monotonic()
-            if wait > 0 and await self._sock.poll(wait * 1000, zmq.POLLIN):
-                self._last_recv = time.monotonic()  # any message is a sign of life
-                # Take everything already waiting in one go: one wake-up per burst of JOBs.
-                while (frames := self._recv_waiting()) is not None:
-                    self._dispatch(frames)
+            if wait > 0:
+                await asyncio.sleep(wait)
             elif self._draining:
                 self._last_recv = time.monotonic()  # leaving anyway: never reconnect
-            elif wait <= 0:
+            else:
                 self._reconnect(f"broker silent for {silence:.1f} s")
-
-    def _recv_waiting(self) -> list[bytes] | None:
-        """Returns the next message already waiting on the socket, or None."""
-        # With NOBLOCK the future is settled at once: the frames, or zmq.Again when none wait.
-        received = self._sock.recv_multipart(zmq.NOBLOCK)
-        if isinstance(received.exception(), zmq.Again):
-            return None
-        return received.result()
 
     async def _heartbeat_loop(self) -> None:
         interval = self.config.heartbeat_interval
@@ -307,7 +330,7 @@ class Worker:
             run.ctx = JobContext(job, self.config.name, lambda msg: self._report(run, msg))
         else:
             run.ctx = SyncJobContext(job, self.config.name, self._threadsafe_report(run))
-        run.task = asyncio.create_task(self._job_task(run), name=f"job-{job.job_id}")
+        run.task = asyncio.create_task(self._job_task(run))
         self._runs[key] = run
 
     def _handle_cancel_job(self, msg: p.CancelJob) -> None:
