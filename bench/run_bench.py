@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import httpx
+import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
@@ -167,6 +168,35 @@ def fig_status(workdir: Path) -> dict:
         p.stop()
 
 
+def sequential_ms(request, count: int = LATENCY_JOBS) -> list[float]:
+    """Calls request() `count` times one after another; returns each call's time in ms."""
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        request()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def zmq_round_trip_ms(count: int = LATENCY_JOBS) -> list[float]:
+    """A bare DEALER -> ROUTER -> DEALER echo over loopback TCP between two threads (pyzmq):
+    what one hop of the broker protocol costs before Sluice does anything."""
+    ctx = zmq.Context()
+    router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+    dealer.connect(f"tcp://127.0.0.1:{router.bind_to_random_port('tcp://127.0.0.1')}")
+
+    def echo():
+        for _ in range(count):
+            router.send_multipart(router.recv_multipart())
+
+    thread = threading.Thread(target=echo)
+    thread.start()
+    times = sequential_ms(lambda: (dealer.send(b"x"), dealer.recv()), count)
+    thread.join()
+    ctx.destroy(linger=0)
+    return times
+
+
 def fig_latency(workdir: Path) -> dict:
     p = Pipeline(workdir).start()
     try:
@@ -175,17 +205,26 @@ def fig_latency(workdir: Path) -> dict:
         host, port = p.url.removeprefix("http://").split(":")
         submit, events = http.client.HTTPConnection(host, int(port)), http.client.HTTPConnection(host, int(port))
         body = json.dumps({"type": "echo", "input": {"x": 1}}).encode()
-        latencies = []
-        for _ in range(LATENCY_JOBS):
-            started = time.perf_counter()
+
+        def post() -> str:
             submit.request("POST", "/v1/jobs", body, {"Content-Type": "application/json"})
-            reply = submit.getresponse()
-            job_id = json.loads(reply.read())["id"]
-            events.request("GET", f"/v1/jobs/{job_id}/events")
+            return json.loads(submit.getresponse().read())["id"]
+
+        def job():
+            events.request("GET", f"/v1/jobs/{post()}/events")
             stream = events.getresponse().read()  # the stream ends after the terminal event
-            latencies.append((time.perf_counter() - started) * 1000)
             assert b"event: succeeded" in stream
-        return {"p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99)}
+
+        def healthz():
+            submit.request("GET", "/healthz")
+            submit.getresponse().read()
+
+        latencies = sequential_ms(job)
+        # Where the time goes: the HTTP client and api alone, the 202 alone, one ZMQ hop.
+        floor, accepted, hop = sequential_ms(healthz), sequential_ms(post), zmq_round_trip_ms()
+        return {"p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+                "healthz_p50_ms": percentile(floor, 50), "post_p50_ms": percentile(accepted, 50),
+                "zmq_p50_ms": percentile(hop, 50)}
     finally:
         p.stop()
 
@@ -347,7 +386,9 @@ ROWS = {
                          f"finished {fmt(m['finished_rate'], '/s')} (p99 {fmt(m['finished_p99_ms'], ' ms', 2)}); "
                          f"behind 100k queued {fmt(m['waiting_rate'], '/s')} (p99 {fmt(m['waiting_p99_ms'], ' ms', 2)})"),
     "latency": lambda m: ("Light load, submit -> completion event: p50 < 0.5 ms, p99 < 2 ms",
-                          f"p50 {fmt(m['p50_ms'], ' ms', 2)}, p99 {fmt(m['p99_ms'], ' ms', 2)} ({LATENCY_JOBS} jobs one at a time)"),
+                          f"p50 {fmt(m['p50_ms'], ' ms', 2)}, p99 {fmt(m['p99_ms'], ' ms', 2)} ({LATENCY_JOBS} jobs one at a time); "
+                          f"p50 of parts: GET /healthz {fmt(m['healthz_p50_ms'], ' ms', 2)}, POST alone (202) "
+                          f"{fmt(m['post_p50_ms'], ' ms', 2)}, one bare ZMQ round trip {fmt(m['zmq_p50_ms'], ' ms', 2)}"),
     "sse": lambda m: (f"Event push to {SSE_CLIENTS:,} SSE clients: p99 < 50 ms after the result is written, <= 4 KiB per connection",
                       f"p50 {fmt(m['p50_ms'], ' ms')}, p99 {fmt(m['p99_ms'], ' ms')}, {fmt(m['kib_per_connection'], ' KiB', 1)} "
                       f"of api RSS per connection ({fmt(m['clients'])} clients got their event)"),
