@@ -24,11 +24,15 @@ template <class T = void>
 using awaitable = asio::awaitable<T>;
 using Clock = std::chrono::steady_clock;
 
+struct EventEntry;  // request.hpp
+
 // Anything waiting for news about a job, as the Notifier sees it.
 class Wakeable {
 public:
     // Records the news and interrupts the wait in progress, if any.
     virtual void wake() = 0;
+    // The same, for news that came with the event it announces.
+    virtual void wake_with(const EventEntry& /*event*/) { wake(); }
     // From this time on the shard's tick wakes it too (see Notifier::wake_due).
     Clock::time_point due = Clock::time_point::max();
 
@@ -66,10 +70,16 @@ inline awaitable<bool> wait_for(Waiter& waiter, Clock::duration timeout) {
 // node per waiter, keyed by a view of an id the waiter's owner keeps: this is per open stream.
 class Notifier {
 public:
-    // Wakes every waiter registered for `job_id`.
-    void notify(std::string_view job_id) {
+    // Wakes every waiter registered for `job_id`, with `event` when the notice carried it.
+    void notify(std::string_view job_id, const EventEntry* event) {
         auto [first, last] = waiters_.equal_range(job_id);
-        for (auto it = first; it != last; ++it) it->second->wake();
+        for (auto it = first; it != last; ++it) {
+            if (event) {
+                it->second->wake_with(*event);
+            } else {
+                it->second->wake();
+            }
+        }
     }
     // Wakes everybody (shutdown, or the subscription came back and notices may have been lost).
     void notify_all() {

@@ -9,6 +9,7 @@
 #include <charconv>
 #include <cstdint>
 #include <ctime>
+#include <span>
 #include <stdexcept>
 #include <system_error>
 
@@ -513,6 +514,41 @@ std::optional<std::uint64_t> event_seq(const EventEntry& entry) {
         if (auto v = parse_last_event_id(*seq)) return v;
     }
     return parse_last_event_id(std::string_view(entry.id).substr(0, entry.id.find('-')));
+}
+
+std::optional<Notice> parse_notice(std::string_view payload) {
+    try {
+        // Every element takes at least a byte: no count in a valid notice exceeds its size.
+        const msgpack::unpack_limit limit(payload.size(), 0, payload.size(), payload.size(), 0, 2);
+        std::size_t offset = 0;
+        const msgpack::object_handle handle =
+            msgpack::unpack(payload.data(), payload.size(), offset, nullptr, nullptr, limit);
+        const msgpack::object& obj = handle.get();
+        if (offset != payload.size() || obj.type != msgpack::type::ARRAY || obj.via.array.size == 0)
+            return std::nullopt;
+        std::vector<std::string> parts;
+        parts.reserve(obj.via.array.size);
+        for (const msgpack::object& part : std::span(obj.via.array.ptr, obj.via.array.size)) {
+            if (part.type == msgpack::type::STR)
+                parts.emplace_back(part.via.str.ptr, part.via.str.size);
+            else if (part.type == msgpack::type::BIN)
+                parts.emplace_back(part.via.bin.ptr, part.via.bin.size);
+            else if (part.type == msgpack::type::POSITIVE_INTEGER)
+                parts.push_back(std::to_string(part.via.u64));
+            else
+                return std::nullopt;
+        }
+        Notice notice{std::move(parts[0]), std::nullopt};
+        if (parts.size() >= 2 && parts.size() % 2 == 0) {
+            EventEntry event{std::move(parts[1]), {}};
+            for (std::size_t i = 2; i < parts.size(); i += 2)
+                event.fields.emplace_back(std::move(parts[i]), std::move(parts[i + 1]));
+            notice.event = std::move(event);
+        }
+        return notice;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
 }
 
 std::string format_sse_event(std::string_view job_id, const EventEntry& entry) {

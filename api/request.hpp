@@ -154,6 +154,17 @@ struct EventEntry {
 // The sequence number of an entry: its `seq` field, else the part of its id before '-'.
 std::optional<std::uint64_t> event_seq(const EventEntry& entry);
 
+// A message of the sluice:notify channel (PROTOCOL.md): the job that has a new event, and the
+// event itself unless it was too big to travel in the notice.
+struct Notice {
+    std::string job_id;
+    std::optional<EventEntry> event;
+};
+
+// Decodes a notice; nullopt when `payload` is not a msgpack array of strings (and integers)
+// starting with the job id. Never throws.
+std::optional<Notice> parse_notice(std::string_view payload);
+
 // Returns the value of field `name` of `entry`, or nullptr.
 const std::string* event_field(const EventEntry& entry, std::string_view name);
 

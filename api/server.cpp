@@ -157,6 +157,23 @@ class StreamWaiter final : public Wakeable {
 public:
     explicit StreamWaiter(tcp::socket& socket) : socket_(socket) {}
 
+    void wake_with(const EventEntry& event) override {
+        if (pushed_.size() < MAX_PUSHED) {
+            pushed_.push_back(event);
+        } else {
+            overflowed_ = true;
+        }
+        wake();
+    }
+
+    // The events that came with notices since the last call, in order, and whether some had
+    // to be left out (then the stream must read them back).
+    std::vector<EventEntry> take_pushed(bool& overflowed) {
+        overflowed = overflowed_;
+        overflowed_ = false;
+        return std::exchange(pushed_, {});
+    }
+
     void wake() override {
         woken_ = true;
         if (!waiting_) return;  // nothing to interrupt: a write may be pending on the socket
@@ -195,8 +212,13 @@ public:
     bool hung_up() const { return hung_up_; }
 
 private:
+    // Events held for a stream that is busy writing: past this many it reads them back instead.
+    static constexpr std::size_t MAX_PUSHED = 64;
+
     tcp::socket& socket_;
     std::unique_ptr<asio::steady_timer> timer_;
+    std::vector<EventEntry> pushed_;
+    bool overflowed_ = false;
     bool woken_ = false;
     bool waiting_ = false;
     bool hung_up_ = false;
@@ -226,7 +248,14 @@ public:
           broker_(ioc_, zmq_ctx, config.broker_endpoint),
           drain_timer_(ioc_) {
         subscriber_.set_subscription(
-            NOTIFY_CHANNEL, [this](const std::string& id) { notifier_.notify(id); },
+            NOTIFY_CHANNEL,
+            [this](const std::string& payload) {
+                if (auto notice = parse_notice(payload)) {
+                    notifier_.notify(notice->job_id, notice->event ? &*notice->event : nullptr);
+                } else {
+                    log::warn("dropped a malformed notice on {} ({} bytes)", NOTIFY_CHANNEL, payload.size());
+                }
+            },
             // After a (re)subscribe notices may have been missed: everybody re-reads.
             [this] { notifier_.notify_all(); });
     }
@@ -704,7 +733,7 @@ private:
         // event; otherwise sleep until notified, the client hangs up, or the re-check /
         // keep-alive is due.
         for (;;) {
-            const Sent sent = co_await send_new_events(stream, events);
+            const Sent sent = co_await send_new_events(stream, events, waiter);
             if (!sent.written) co_return false;
             if (sent.any) last_write = Clock::now();
             if (sent.finished) break;
@@ -756,34 +785,57 @@ private:
         co_return written ? Opened::STREAMING : Opened::CLOSED;
     }
 
-    // One XRANGE after `events.last`: writes what is new as one chunk and advances `last`.
-    awaitable<Sent> send_new_events(beast::tcp_stream& stream, EventStream& events) {
-        std::vector<std::string> command =
-            args("XRANGE", "sluice:events:" + events.job_id, std::to_string(events.last + 1) + "-0", "+",
-                 "COUNT", std::to_string(EVENT_BATCH));
-        const RedisValue batch = co_await commands_.command(std::move(command), REDIS_TIMEOUT);
+    // Writes what is new after `events.last` as one chunk and advances `last`: the events that
+    // came with their notices when they continue the stream, else (or after a gap) one XRANGE.
+    awaitable<Sent> send_new_events(beast::tcp_stream& stream, EventStream& events, StreamWaiter& waiter) {
         Sent sent;
-        if (!batch.ok()) co_return sent;
-        sent.ok = true;
-        sent.full = batch.elements.size() >= static_cast<std::size_t>(EVENT_BATCH);
         std::string text;
-        for (const auto& element : batch.elements) {
-            auto entry = to_entry(element);
-            if (!entry) continue;
-            const auto seq = event_seq(*entry);
-            if (!seq || *seq <= events.last) continue;
-            text += format_sse_event(events.job_id, *entry);
-            events.last = *seq;
-            const std::string* event = event_field(*entry, "event");
-            if (event && is_terminal_status(*event)) {
+        bool gap = false;
+        for (const EventEntry& entry : waiter.take_pushed(gap)) {
+            const auto seq = event_seq(entry);
+            if (gap || !seq || *seq > events.last + 1) {
+                gap = true;
+                break;
+            }
+            if (*seq <= events.last) continue;  // already read back
+            if (add_event_text(text, events, entry)) {
                 sent.finished = true;
                 break;
             }
+        }
+        if (!sent.finished && (gap || text.empty())) {
+            std::vector<std::string> command =
+                args("XRANGE", "sluice:events:" + events.job_id, std::to_string(events.last + 1) + "-0",
+                     "+", "COUNT", std::to_string(EVENT_BATCH));
+            const RedisValue batch = co_await commands_.command(std::move(command), REDIS_TIMEOUT);
+            sent.ok = batch.ok();
+            sent.full = sent.ok && batch.elements.size() >= static_cast<std::size_t>(EVENT_BATCH);
+            for (const auto& element : batch.elements) {
+                auto entry = to_entry(element);
+                if (!entry) continue;
+                const auto seq = event_seq(*entry);
+                if (!seq || *seq <= events.last) continue;
+                if (add_event_text(text, events, *entry)) {
+                    sent.finished = true;
+                    break;
+                }
+            }
+        } else {
+            sent.ok = true;
         }
         if (text.empty()) co_return sent;
         sent.any = true;
         sent.written = co_await write_raw(stream, frame(events, text));
         co_return sent;
+    }
+
+    // Appends `entry` (after `events.last`) as SSE text and advances `last`. Returns true when
+    // it is the job's terminal event.
+    static bool add_event_text(std::string& text, EventStream& events, const EventEntry& entry) {
+        text += format_sse_event(events.job_id, entry);
+        events.last = event_seq(entry).value_or(events.last);
+        const std::string* event = event_field(entry, "event");
+        return event && is_terminal_status(*event);
     }
 
     // SSE text as it goes on the wire: a chunk, unless the stream is HTTP/1.0.

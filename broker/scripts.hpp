@@ -8,7 +8,9 @@
 namespace sluice::broker::scripts {
 
 // Helpers every script starts with.
-//   add_event: appends an event (seq from the job hash, entry id "{seq}-1") and notifies the api.
+//   add_event: appends an event (seq from the job hash, entry id "{seq}-1") and notifies the api
+//   with the event itself when its fields total at most 4 KiB, so a stream following the job
+//   writes it without reading it back; a bigger one (a long result) goes as the id alone.
 //   record: appends one attempt to the job's history (a msgpack array, see PROTOCOL.md).
 //   finish: gives a job that reached a terminal state its time to live.
 //   lost_or_failed: ends the current attempt; requeues the job if `retry` and attempts are
@@ -22,7 +24,15 @@ local function add_event(id, maxlen, now, fields)
   args[#args + 1] = 'seq'; args[#args + 1] = seq
   args[#args + 1] = 'ts'; args[#args + 1] = now
   redis.call(unpack(args))
-  redis.call('PUBLISH', 'sluice:notify', id)
+  local notice, size = {id, args[6]}, 0
+  for i = 7, #args do
+    local v = args[i]
+    if type(v) == 'number' then v = string.format('%d', v) end
+    notice[#notice + 1] = v
+    size = size + #v
+  end
+  if size > 4096 then notice = {id} end
+  redis.call('PUBLISH', 'sluice:notify', cmsgpack.pack(notice))
 end
 local function record(id, now, outcome, err)
   local j = redis.call('HMGET', 'sluice:job:' .. id, 'attempts', 'worker', 'started_ms')

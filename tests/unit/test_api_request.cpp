@@ -650,3 +650,29 @@ TEST_CASE("response head") {
     odd.status = 418;
     CHECK(response_head(odd, 11, true).rfind("HTTP/1.1 418 \r\n", 0) == 0);
 }
+
+TEST_CASE("notices from the sluice:notify channel") {
+    // As the Lua scripts pack them: strings, the seq and times already formatted.
+    const auto full = parse_notice(pack({ID, "3-1", "event", "succeeded", "result", "\x81\xa1k\x01", "seq", "3", "ts", "1700000000400"}));
+    REQUIRE(full);
+    CHECK(full->job_id == ID);
+    REQUIRE(full->event);
+    CHECK(full->event->id == "3-1");
+    CHECK(event_seq(*full->event) == 3u);
+    CHECK(*event_field(*full->event, "result") == "\x81\xa1k\x01");
+    CHECK(format_sse_event(ID, *full->event).find(R"("result":{"k":1})") != std::string::npos);
+    // An event too big for the notice: the id alone. Integers are accepted as their digits.
+    const auto bare = parse_notice(pack({ID}));
+    REQUIRE(bare);
+    CHECK_FALSE(bare->event);
+    const auto numeric = parse_notice(pack({ID, "2-1", "seq", 2}));
+    REQUIRE(numeric);
+    CHECK(*event_field(*numeric->event, "seq") == "2");
+    // A field without its value: the id still wakes the job's streams, which read the event back.
+    const auto odd = parse_notice(pack({ID, "2-1", "event"}));
+    REQUIRE(odd);
+    CHECK_FALSE(odd->event);
+    for (const std::string& bad : {std::string(), std::string(ID), pack(json::array()), pack(json::object()),
+                                   pack({ID, nullptr}), pack({ID, {"nested"}}), pack({-1}), std::string("\x92\xa1x")})
+        CHECK_FALSE(parse_notice(bad));
+}
