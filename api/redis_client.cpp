@@ -288,8 +288,11 @@ awaitable<RedisValue> RedisConnection::command(std::vector<std::string> args,
         delete holder;
         co_return unavailable("connection closing");
     }
-    const auto deadline = Clock::now() + timeout;
-    while (!call->value && Clock::now() < deadline) co_await wait_for(call->waiter, deadline - Clock::now());
+    // The reply callback stores the value, then cancels this wait; else the timeout ends it.
+    // Awaited in place rather than through wait_for(): one coroutine frame less per command.
+    call->waiter.timer.expires_after(timeout);
+    boost::system::error_code ignored;
+    co_await call->waiter.timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
     if (!call->value) co_return unavailable("timed out");
     co_return std::move(*call->value);
 }
@@ -331,9 +334,11 @@ awaitable<std::vector<RedisValue>> RedisConnection::pipeline(
             break;
         }
     }
-    const auto deadline = Clock::now() + timeout;
-    while (batch->due > 0 && Clock::now() < deadline)
-        co_await wait_for(batch->waiter, deadline - Clock::now());
+    if (batch->due > 0) {  // as in command()
+        batch->waiter.timer.expires_after(timeout);
+        boost::system::error_code ignored;
+        co_await batch->waiter.timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
     for (auto& value : batch->values)
         out.push_back(value ? std::move(*value) : unavailable("timed out"));
     co_return out;
