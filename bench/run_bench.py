@@ -398,7 +398,7 @@ ROWS = {
                           f"p50 of parts: GET /healthz {fmt(m['healthz_p50_ms'], ' ms', 2)}, POST alone (202) "
                           f"{fmt(m['post_p50_ms'], ' ms', 2)}, one bare ZMQ round trip {fmt(m['zmq_p50_ms'], ' ms', 2)}"),
     "sse": lambda m: (f"Event push to {SSE_CLIENTS:,} SSE clients: p99 < 50 ms after the result is written, <= 4 KiB per connection",
-                      f"p50 {fmt(m['p50_ms'], ' ms')}, p99 {fmt(m['p99_ms'], ' ms')}, {fmt(m['kib_per_connection'], ' KiB', 1)} "
+                      f"p50 {fmt(m['p50_ms'], ' ms')}, p99 {fmt(m['p99_ms'], ' ms')}, {fmt(m['kib_per_connection'], ' KiB', 2)} "
                       f"of api RSS per connection ({fmt(m['clients'])} clients got their event; results written at up to "
                       f"{fmt(m['peak_per_s'], '/s')} over 100 ms)"),
     "growth": lambda m: ("Growth: submit rate flat (20%) from few to 1M jobs retained; memory bounded in overload",
