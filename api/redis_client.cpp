@@ -50,6 +50,22 @@ RedisValue convert(const redisReply* r) {
     return v;
 }
 
+// Hands one command (binary-safe arguments) to hiredis, which copies it into its output
+// buffer. Not a coroutine: the argument pointers live on the stack, not in a coroutine frame.
+bool issue(redisAsyncContext* ctx, const std::vector<std::string>& args, redisCallbackFn* callback,
+           void* privdata) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    argv.reserve(args.size());
+    lens.reserve(args.size());
+    for (const auto& a : args) {
+        argv.push_back(a.data());
+        lens.push_back(a.size());
+    }
+    return redisAsyncCommandArgv(ctx, callback, privdata, static_cast<int>(argv.size()), argv.data(),
+                                 lens.data()) == REDIS_OK;
+}
+
 }  // namespace
 
 // The five hiredis event hooks for one redisAsyncContext. Shared-owned so that async_wait
@@ -275,16 +291,11 @@ void RedisConnection::handle_reply(redisAsyncContext*, void* reply, void* privda
 awaitable<RedisValue> RedisConnection::command(std::vector<std::string> args,
                                                Clock::duration timeout) {
     if (!connected_ || !ctx_) co_return unavailable("not connected");
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (const auto& a : args) {
-        argv.push_back(a.data());
-        lens.push_back(a.size());
-    }
     auto call = std::make_shared<Call>(ioc_);
     auto* holder = new std::shared_ptr<Call>(call);
-    if (redisAsyncCommandArgv(ctx_, &RedisConnection::handle_reply, holder,
-                              static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK) {
+    const bool sent = issue(ctx_, args, &RedisConnection::handle_reply, holder);
+    std::vector<std::string>().swap(args);  // hiredis has its own copy: free ours before waiting
+    if (!sent) {
         delete holder;
         co_return unavailable("connection closing");
     }
@@ -308,7 +319,6 @@ void RedisConnection::handle_batch_reply(redisAsyncContext*, void* reply, void* 
 awaitable<std::vector<RedisValue>> RedisConnection::pipeline(
     std::vector<std::vector<std::string>> commands, Clock::duration timeout) {
     std::vector<RedisValue> out;
-    out.reserve(commands.size());
     if (!connected_ || !ctx_) {
         out.assign(commands.size(), unavailable("not connected"));
         co_return out;
@@ -316,29 +326,23 @@ awaitable<std::vector<RedisValue>> RedisConnection::pipeline(
     auto batch = std::make_shared<Batch>(ioc_, commands.size());
     // Issue every command before the first suspension: hiredis buffers them and writes them
     // in one go, and nothing else gets in between.
-    for (std::size_t i = 0; i < commands.size(); ++i) {
-        std::vector<const char*> argv;
-        std::vector<size_t> lens;
-        for (const auto& a : commands[i]) {
-            argv.push_back(a.data());
-            lens.push_back(a.size());
-        }
+    const std::size_t count = commands.size();
+    for (std::size_t i = 0; i < count; ++i) {
         auto* slot = new Batch::Slot(batch, i);
-        if (!ctx_ || redisAsyncCommandArgv(ctx_, &RedisConnection::handle_batch_reply, slot,
-                                           static_cast<int>(argv.size()), argv.data(),
-                                           lens.data()) != REDIS_OK) {
+        if (!ctx_ || !issue(ctx_, commands[i], &RedisConnection::handle_batch_reply, slot)) {
             delete slot;
-            for (std::size_t j = i; j < commands.size(); ++j)
-                batch->values[j] = unavailable("connection closing");
-            batch->due -= commands.size() - i;
+            for (std::size_t j = i; j < count; ++j) batch->values[j] = unavailable("connection closing");
+            batch->due -= count - i;
             break;
         }
     }
+    std::vector<std::vector<std::string>>().swap(commands);  // as in command()
     if (batch->due > 0) {  // as in command()
         batch->waiter.timer.expires_after(timeout);
         boost::system::error_code ignored;
         co_await batch->waiter.timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
     }
+    out.reserve(batch->values.size());
     for (auto& value : batch->values)
         out.push_back(value ? std::move(*value) : unavailable("timed out"));
     co_return out;
