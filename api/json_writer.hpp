@@ -32,6 +32,8 @@ public:
 
 private:
     void before_value();
+    JsonWriter& open(char bracket);
+    JsonWriter& close(char bracket);
 
     std::string out_;
     bool need_comma_ = false;  // a value was written at this level: the next one needs a comma

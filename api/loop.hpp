@@ -3,6 +3,8 @@
 // Everything here belongs to one shard's loop thread and is not thread-safe.
 #pragma once
 
+#include "request.hpp"  // EventEntry, which notices carry
+
 #include <optional>
 #include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without including it
 
@@ -13,6 +15,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -24,7 +27,6 @@ template <class T = void>
 using awaitable = asio::awaitable<T>;
 using Clock = std::chrono::steady_clock;
 
-struct EventEntry;  // request.hpp
 
 // Anything waiting for news about a job, as the Notifier sees it.
 class Wakeable {
@@ -32,7 +34,7 @@ public:
     // Records the news and interrupts the wait in progress, if any.
     virtual void wake() = 0;
     // The same, for news that came with the event it announces.
-    virtual void wake_with(const EventEntry& /*event*/) { wake(); }
+    virtual void wake_with(EventEntry /*event*/) { wake(); }
     // From this time on the shard's tick wakes it too (see Notifier::wake_due).
     Clock::time_point due = Clock::time_point::max();
 
@@ -70,14 +72,17 @@ inline awaitable<bool> wait_for(Waiter& waiter, Clock::duration timeout) {
 // node per waiter, keyed by a view of an id the waiter's owner keeps: this is per open stream.
 class Notifier {
 public:
-    // Wakes every waiter registered for `job_id`, with `event` when the notice carried it.
-    void notify(std::string_view job_id, const EventEntry* event) {
+    // Wakes every waiter registered for `job_id`, with `event` when the notice carried it (the
+    // last waiter takes it, the others get copies: usually there is just one).
+    void notify(std::string_view job_id, std::optional<EventEntry> event) {
         auto [first, last] = waiters_.equal_range(job_id);
         for (auto it = first; it != last; ++it) {
-            if (event) {
-                it->second->wake_with(*event);
-            } else {
+            if (!event) {
                 it->second->wake();
+            } else if (std::next(it) == last) {
+                it->second->wake_with(std::move(*event));
+            } else {
+                it->second->wake_with(*event);
             }
         }
     }

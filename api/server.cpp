@@ -58,13 +58,6 @@ constexpr std::size_t LINGER_MAX_BYTES = 16 * 1024 * 1024;
 constexpr std::uint64_t MAX_EVENT_ID = std::uint64_t{1} << 62;
 constexpr const char* NOTIFY_CHANNEL = "sluice:notify";
 
-HttpResult json_result(int status, const json& body) {
-    HttpResult r;
-    r.status = status;
-    r.body = dump_json(body);
-    return r;
-}
-
 // A result whose body is JSON text already.
 HttpResult text_result(int status, std::string body) {
     HttpResult r;
@@ -72,6 +65,8 @@ HttpResult text_result(int status, std::string body) {
     r.body = std::move(body);
     return r;
 }
+
+HttpResult json_result(int status, const json& body) { return text_result(status, dump_json(body)); }
 
 HttpResult redis_unavailable() {
     return error_result({503, "redis_unavailable", "job store (Redis) is unavailable"});
@@ -161,9 +156,9 @@ public:
     StreamWaiter(tcp::socket& socket, Clock::duration write_timeout)
         : socket_(socket), write_timeout_(write_timeout) {}
 
-    void wake_with(const EventEntry& event) override {
+    void wake_with(EventEntry event) override {
         if (pushed_.size() < MAX_PUSHED) {
-            pushed_.push_back(event);
+            pushed_.push_back(std::move(event));
         } else {
             overflowed_ = true;
         }
@@ -274,7 +269,7 @@ public:
             NOTIFY_CHANNEL,
             [this](const std::string& payload) {
                 if (auto notice = parse_notice(payload)) {
-                    notifier_.notify(notice->job_id, notice->event ? &*notice->event : nullptr);
+                    notifier_.notify(notice->job_id, std::move(notice->event));
                 } else {
                     log::warn("dropped a malformed notice on {} ({} bytes)", NOTIFY_CHANNEL, payload.size());
                 }
@@ -770,8 +765,8 @@ private:
     };
 
     // Server-Sent Events, step 3: replays from Last-Event-ID and follows the job until it ends,
-    // on a stream whose head is written. Returns whether the connection may carry on. This frame lives as long as the
-    // stream, so what each read needs lives in send_new_events' frame instead.
+    // on a stream whose head is written. Returns whether the connection may carry on. This
+    // frame lives as long as the stream, so what each read needs lives in send_new_events'.
     awaitable<bool> stream_events(tcp::socket& socket, EventStream events) {
         StreamWaiter waiter(socket, config_.write_timeout);
         JobWatch watch(notifier_, events.job_id, waiter);
@@ -845,7 +840,7 @@ private:
                 break;
             }
             if (*seq <= events.last) continue;  // already read back
-            if (add_event_text(text, events, entry)) {
+            if (add_event_text(text, events, entry, *seq)) {
                 sent.finished = true;
                 break;
             }
@@ -862,7 +857,7 @@ private:
                 if (!entry) continue;
                 const auto seq = event_seq(*entry);
                 if (!seq || *seq <= events.last) continue;
-                if (add_event_text(text, events, *entry)) {
+                if (add_event_text(text, events, *entry, *seq)) {
                     sent.finished = true;
                     break;
                 }
@@ -876,11 +871,12 @@ private:
         co_return sent;
     }
 
-    // Appends `entry` (after `events.last`) as SSE text and advances `last`. Returns true when
-    // it is the job's terminal event.
-    static bool add_event_text(std::string& text, EventStream& events, const EventEntry& entry) {
+    // Appends `entry`, event number `seq` (after `events.last`), as SSE text and advances
+    // `last`. Returns true when it is the job's terminal event.
+    static bool add_event_text(std::string& text, EventStream& events, const EventEntry& entry,
+                               std::uint64_t seq) {
         text += format_sse_event(events.job_id, entry);
-        events.last = event_seq(entry).value_or(events.last);
+        events.last = seq;
         const std::string* event = event_field(entry, "event");
         return event && is_terminal_status(*event);
     }
