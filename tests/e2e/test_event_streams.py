@@ -128,17 +128,3 @@ def test_connection_carries_on_after_an_event_stream_ends(streams):
     assert body.startswith(b"id: 1\nevent: queued\n") and b"event: succeeded" in body
     assert b"Transfer-Encoding" not in head
 
-
-def test_live_stream_gets_a_result_too_big_for_its_notice(streams):
-    """A notice carries the event itself only up to 4 KiB; past that the stream reads it back."""
-    blockers = [streams.submit("sleep", {"ms": 700})["id"] for _ in range(4)]  # every native slot
-    big = {"text": "x" * 20000}
-    job_id = streams.submit("echo", big)["id"]
-    with open_stream(streams, job_id) as sock:
-        received = read_until(sock, b"event: queued")
-        assert b"event: succeeded" not in received
-        received += read_until(sock, b"0\r\n\r\n")
-    assert b"event: started" in received and b"event: succeeded" in received
-    assert received.count(b"x" * 20000) == 1
-    for blocker in blockers:
-        streams.wait_result(blocker)

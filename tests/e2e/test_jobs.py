@@ -1,5 +1,6 @@
 """Jobs end to end through the real pipeline: submit over HTTP, run on a worker, result in
 Redis, events streamed back (SSE), long-poll, replay with Last-Event-ID."""
+import socket
 import time
 
 from pipeline import TERMINAL, iter_sse
@@ -143,3 +144,21 @@ def test_every_event_stream_ends_with_one_terminal_event(pipeline):
         assert [e["event"] in TERMINAL for e in events].count(True) == 1
         assert events[-1]["event"] == "succeeded"
 
+
+
+def test_live_stream_gets_a_result_too_big_for_its_notice(pipeline):
+    """A notice carries the event itself only up to 4 KiB; past that it carries the job id and
+    the stream reads the event back at once. (This pipeline's streams re-read on their own only
+    every 10 s, so a lost wake-up would miss the deadline below.)"""
+    blockers = [pipeline.submit("sleep", {"ms": 1000})["id"] for _ in range(8)]  # every slot
+    job_id = pipeline.submit("echo", {"text": "x" * 20000})["id"]
+    with socket.create_connection(pipeline.api_address(), timeout=5) as sock:
+        sock.sendall(f"GET /v1/jobs/{job_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        received = b""
+        deadline = time.monotonic() + 5
+        while not received.endswith(b"0\r\n\r\n") and time.monotonic() < deadline:
+            received += sock.recv(65536)
+    assert b"event: queued" in received and b"event: started" in received
+    assert b"event: succeeded" in received and received.count(b"x" * 20000) == 1
+    for blocker in blockers:
+        pipeline.wait_result(blocker)
