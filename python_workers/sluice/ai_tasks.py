@@ -459,26 +459,26 @@ async def entities_of(text: str, model: Any, recorder: UsageRecorder,
         raise _unparseable("entities", exc) from None
 
 
+async def _one_chain(task_name: str, value: Any, run, shape) -> dict:
+    """A task that is one chain over {"text"}: runs `run` with the model, then `shape`s what it
+    returned into the result and stamps the model and token usage on it."""
+    text = _text_input(task_name, value)
+    max_tokens = _max_tokens(task_name, value)
+    model = get_chat_model()
+    recorder = UsageRecorder()
+    return recorder.stamp(shape(await run(text, model, recorder, max_tokens)), model)
+
+
 @task("sentiment")
 async def sentiment(value: Any, ctx) -> dict:
     """{"text"} -> {"label": positive|negative|neutral, "score": 0..1, "model", "usage"}."""
-    text = _text_input("sentiment", value)
-    max_tokens = _max_tokens("sentiment", value)
-    model = get_chat_model()
-    recorder = UsageRecorder()
-    result = await sentiment_of(text, model, recorder, max_tokens)
-    return recorder.stamp(dict(result), model)
+    return await _one_chain("sentiment", value, sentiment_of, dict)
 
 
 @task("entities")
 async def entities(value: Any, ctx) -> dict:
     """{"text"} -> {"entities": [{"text", "type"}, ...], "model", "usage"}."""
-    text = _text_input("entities", value)
-    max_tokens = _max_tokens("entities", value)
-    model = get_chat_model()
-    recorder = UsageRecorder()
-    found = await entities_of(text, model, recorder, max_tokens)
-    return recorder.stamp({"entities": found}, model)
+    return await _one_chain("entities", value, entities_of, lambda found: {"entities": found})
 
 
 # ---- analyze: the three in parallel ------------------------------------------------------------
