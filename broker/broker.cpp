@@ -8,7 +8,9 @@
 
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <unordered_set>
 
 namespace sluice::broker {
@@ -164,21 +166,25 @@ void Broker::drain(zmq::socket_t& socket, const char* side, void (Broker::*handl
     }
 }
 
-bool Broker::eval(const std::string& script, const std::vector<std::string>& keys,
-                  const std::vector<std::string>& args, RedisLink::Callback done) {
+bool Broker::eval(const std::string& script, std::vector<std::string> keys, std::vector<std::string> args,
+                  RedisLink::Callback done) {
     // EVALSHA: Redis runs the script it already compiled, and the script's text (up to 2 KB)
     // stays off the wire. After a Redis restart its script cache is empty: NOSCRIPT, and the
     // same call goes again as EVAL, which caches it again.
     auto sha = script_sha_.find(&script);
     if (sha == script_sha_.end()) sha = script_sha_.emplace(&script, sha1_hex(script)).first;
+    // The arguments (every job's input or result in a batch) are moved, never copied: into
+    // argv, and argv into the callback that may need it again for the EVAL.
     std::vector<std::string> argv;
     argv.reserve(3 + keys.size() + args.size());
     argv.push_back("EVALSHA");
     argv.push_back(sha->second);
     argv.push_back(std::to_string(keys.size()));
-    argv.insert(argv.end(), keys.begin(), keys.end());
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto retry = [this, &script, argv, done = std::move(done)](redisReply* r) mutable {
+    std::move(keys.begin(), keys.end(), std::back_inserter(argv));
+    std::move(args.begin(), args.end(), std::back_inserter(argv));
+    // Views first: moving argv into the callback moves its buffer, not the strings in it.
+    const std::vector<std::string_view> views(argv.begin(), argv.end());
+    auto retry = [this, &script, argv = std::move(argv), done = std::move(done)](redisReply* r) mutable {
         if (r != nullptr && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT")) {
             argv[0] = "EVAL";
             argv[1] = script;
@@ -187,7 +193,7 @@ bool Broker::eval(const std::string& script, const std::vector<std::string>& key
         }
         done(r);
     };
-    return redis_.command({argv.begin(), argv.end()}, std::move(retry));
+    return redis_.command(views, std::move(retry));
 }
 
 void Broker::resync() {
@@ -196,7 +202,7 @@ void Broker::resync() {
                                      std::to_string(config_.job_ttl_s)};
     for (const auto& [job_id, run] : running_)
         if (run.attempt > 0) args.push_back(job_id);
-    const bool sent = eval(scripts::RECOVER, {}, args, [this](redisReply* r) {
+    const bool sent = eval(scripts::RECOVER, {}, std::move(args), [this](redisReply* r) {
         if (r == nullptr || r->type != REDIS_REPLY_INTEGER) {
             log::error("resync failed: {}", reply_error(r));
             sync_ = Sync::NONE;
@@ -321,7 +327,7 @@ void Broker::flush_submits() {
     std::vector<std::string> args = batch_args(std::to_string(IDEMPOTENCY_TTL_S), submit_args_);
     auto batch = std::make_shared<std::vector<PendingSubmit>>(std::move(submits_));
     submits_.clear();
-    const bool sent = eval(scripts::SUBMIT, {}, args, [this, batch](redisReply* r) {
+    const bool sent = eval(scripts::SUBMIT, {}, std::move(args), [this, batch](redisReply* r) {
         const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == batch->size();
         if (!ok) log::error("submit of {} job(s) failed: {}", batch->size(), reply_error(r));
         for (std::size_t i = 0; i < batch->size(); ++i) {
@@ -523,7 +529,7 @@ void Broker::handle_event(const std::string& peer, const std::string& job_id, st
     std::vector<std::string> args = {job_id, std::to_string(attempt), std::to_string(now_ms()),
                                      std::to_string(config_.events_maxlen)};
     args.insert(args.end(), std::make_move_iterator(fields.begin()), std::make_move_iterator(fields.end()));
-    eval(scripts::EVENT, {job_key(job_id)}, args, [job_id](redisReply* r) {
+    eval(scripts::EVENT, {job_key(job_id)}, std::move(args), [job_id](redisReply* r) {
         const std::string outcome = reply_text(r);
         if (outcome == "stale") log::warn("dropped stale event for job {}", job_id);
         else if (outcome != "ok") log::error("event of job {} not stored: {}", job_id, reply_error(r));
@@ -543,7 +549,7 @@ void Broker::flush_results() {
     std::vector<std::string> args = batch_args(std::to_string(config_.job_ttl_s), result_args_);
     // A result that cannot be stored is not lost for good: the job stays running in Redis and
     // the resync after Redis comes back runs it again.
-    eval(scripts::SUCCEED, {}, args, [ids](redisReply* r) {
+    eval(scripts::SUCCEED, {}, std::move(args), [ids](redisReply* r) {
         if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != ids->size()) {
             log::error("results of {} job(s) not stored: {}", ids->size(), reply_error(r));
             return;
@@ -642,7 +648,7 @@ void Broker::flush_starts() {
     std::vector<std::string> args = batch_args(std::to_string(LEASE_GRACE.count()), start_args_);
     auto batch = std::make_shared<std::vector<PendingStart>>(std::move(starts_));
     starts_.clear();
-    const bool sent = eval(scripts::START, {}, args, [this, batch](redisReply* r) {
+    const bool sent = eval(scripts::START, {}, std::move(args), [this, batch](redisReply* r) {
         const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == batch->size();
         if (!ok) log::error("start of {} job(s) failed: {}", batch->size(), reply_error(r));
         for (std::size_t i = 0; i < batch->size(); ++i)

@@ -62,8 +62,8 @@ private:
 
     // Runs one Lua script; returns false (without calling `done`) when Redis is unreachable.
     // `script` must be one of the scripts:: constants (its address keys the SHA cache).
-    bool eval(const std::string& script, const std::vector<std::string>& keys,
-              const std::vector<std::string>& args, RedisLink::Callback done);
+    bool eval(const std::string& script, std::vector<std::string> keys, std::vector<std::string> args,
+              RedisLink::Callback done);
     // Brings memory and Redis into agreement (at start and after Redis comes back): jobs
     // marked running that no worker here holds go back to their queues, then queues reload.
     void resync();
