@@ -105,8 +105,7 @@ std::shared_ptr<BrokerLink::Pending> BrokerLink::send_encoded(std::uint64_t req_
 
 awaitable<proto::Reply> BrokerLink::wait(std::shared_ptr<Pending> pending,
                                          Clock::time_point deadline) {
-    while (!pending->reply && Clock::now() < deadline)
-        co_await wait_for(pending->waiter, deadline - Clock::now());
+    if (!pending->reply) co_await woken_or_timeout(pending->waiter, deadline - Clock::now());
     pending_.erase(pending->req_id);
     if (!pending->reply) co_return unavailable(pending->req_id, "broker did not answer in time");
     co_return std::move(*pending->reply);

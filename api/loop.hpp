@@ -48,12 +48,21 @@ struct Waiter final : Wakeable {
     explicit Waiter(asio::io_context& ioc) : timer(ioc) {}
     asio::steady_timer timer;
     bool woken = false;
+    boost::system::error_code ec;  // of the last wait: the timer's, never looked at
 
     void wake() override {
         woken = true;
         timer.cancel();
     }
 };
+
+// The wait for a reply that wakes `waiter` once it is stored, or for `timeout`, as an awaitable
+// with no coroutine frame of its own: one less allocation per request or command in flight.
+// Afterwards the caller looks at what it was waiting for, not at the waiter.
+inline auto woken_or_timeout(Waiter& waiter, Clock::duration timeout) {
+    waiter.timer.expires_after(waiter.woken ? Clock::duration::zero() : timeout);
+    return waiter.timer.async_wait(asio::redirect_error(asio::use_awaitable, waiter.ec));
+}
 
 // Suspends until `waiter` is woken or `timeout` passes; returns true when it was woken.
 // Consumes the wake-up.

@@ -299,11 +299,7 @@ awaitable<RedisValue> RedisConnection::command(std::vector<std::string> args,
         delete holder;
         co_return unavailable("connection closing");
     }
-    // The reply callback stores the value, then cancels this wait; else the timeout ends it.
-    // Awaited in place rather than through wait_for(): one coroutine frame less per command.
-    call->waiter.timer.expires_after(timeout);
-    boost::system::error_code ignored;
-    co_await call->waiter.timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    co_await woken_or_timeout(call->waiter, timeout);
     if (!call->value) co_return unavailable("timed out");
     co_return std::move(*call->value);
 }
@@ -337,11 +333,7 @@ awaitable<std::vector<RedisValue>> RedisConnection::pipeline(
         }
     }
     std::vector<std::vector<std::string>>().swap(commands);  // as in command()
-    if (batch->due > 0) {  // as in command()
-        batch->waiter.timer.expires_after(timeout);
-        boost::system::error_code ignored;
-        co_await batch->waiter.timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-    }
+    if (batch->due > 0) co_await woken_or_timeout(batch->waiter, timeout);
     out.reserve(batch->values.size());
     for (auto& value : batch->values)
         out.push_back(value ? std::move(*value) : unavailable("timed out"));
