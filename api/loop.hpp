@@ -35,8 +35,9 @@ public:
     virtual void wake() = 0;
     // The same, for news that came with the event it announces.
     virtual void wake_with(EventEntry /*event*/) { wake(); }
-    // From this time on the shard's tick wakes it too (see Notifier::wake_due).
-    Clock::time_point due = Clock::time_point::max();
+    // The shard's tick, once a second (Notifier::tick): a waiter with a deadline of its own
+    // and no timer for it looks at the clock here.
+    virtual void tick(Clock::time_point /*now*/) {}
 
 protected:
     ~Wakeable() = default;
@@ -99,10 +100,9 @@ public:
     void notify_all() {
         for (auto& [id, waiter] : waiters_) waiter->wake();
     }
-    // Wakes every waiter whose `due` time has come.
-    void wake_due(Clock::time_point now) {
-        for (auto& [id, waiter] : waiters_)
-            if (waiter->due <= now) waiter->wake();
+    // Passes the shard's tick on to every waiter.
+    void tick(Clock::time_point now) {
+        for (auto& [id, waiter] : waiters_) waiter->tick(now);
     }
     // `job_id` must outlive the registration.
     void add(std::string_view job_id, Wakeable* waiter) { waiters_.emplace(job_id, waiter); }

@@ -173,6 +173,12 @@ public:
         return std::exchange(pushed_, {});
     }
 
+    // Wakes the stream once its `due` time has passed: its re-check or keep-alive, or (while it
+    // writes) the write deadline.
+    void tick(Clock::time_point now) override {
+        if (due <= now) wake();
+    }
+
     void wake() override {
         woken_ = true;
         error_code ignored;
@@ -226,6 +232,9 @@ public:
     }
 
     bool hung_up() const { return hung_up_; }
+
+    // When the stream wants to be woken if nothing else wakes it; set before each wait().
+    Clock::time_point due = Clock::time_point::max();
 
 private:
     // Events held for a stream that is busy writing: past this many it reads them back instead.
@@ -916,7 +925,7 @@ private:
     // Once per TICK_INTERVAL: wakes the event streams whose re-check or keep-alive is due, so
     // that an open stream needs no timer of its own.
     void tick() {
-        notifier_.wake_due(Clock::now());
+        notifier_.tick(Clock::now());
         tick_timer_.expires_after(TICK_INTERVAL);
         tick_timer_.async_wait([this](error_code ec) {
             if (!ec && !stopping_) tick();
