@@ -48,8 +48,6 @@ public:
     // Closes the connection for good; pending commands answer UNAVAILABLE.
     void stop();
 
-    bool connected() const { return connected_; }
-
     // Sends one command (binary-safe arguments) and returns its reply, or UNAVAILABLE when
     // not connected, the connection drops, or no reply comes within `timeout`.
     awaitable<RedisValue> command(std::vector<std::string> args, Clock::duration timeout);

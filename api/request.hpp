@@ -5,6 +5,8 @@
 
 #include "protocol.hpp"
 
+#include "http_wire.hpp"
+#include "job_json.hpp"
 #include "json_writer.hpp"
 
 #include <nlohmann/json.hpp>
@@ -22,19 +24,6 @@
 namespace sluice::api {
 
 using json = nlohmann::json;
-
-// A plain HTTP answer: status, extra headers, body. Content-Type defaults to JSON.
-struct HttpResult {
-    int status = 200;
-    std::vector<std::pair<std::string, std::string>> headers;
-    std::string body;
-    std::string content_type = "application/json";
-};
-
-// The status line and headers of `result` as they go on the wire, blank line included:
-// Content-Type, its extra headers, Content-Length, and Connection where `keep_alive` differs
-// from the default of HTTP `version` (10 or 11; the status line carries it too).
-std::string response_head(const HttpResult& result, unsigned version, bool keep_alive);
 
 // An expected failure with its HTTP status and stable error code.
 struct ApiError {
@@ -73,6 +62,7 @@ inline constexpr int MAX_HISTORY_ENTRIES = 1000;
 // Redis keys the api reads (schemas/PROTOCOL.md, Redis key layout).
 inline constexpr std::string_view JOB_KEY_PREFIX = "sluice:job:";
 inline constexpr std::string_view HISTORY_KEY_PREFIX = "sluice:history:";
+inline constexpr std::string_view EVENTS_KEY_PREFIX = "sluice:events:";
 inline constexpr std::string_view DEAD_KEY = "sluice:dead";
 // The job hash fields the job body is built from, in HMGET order. `input` is left out on
 // purpose: it can be up to a request body in size and no answer shows it.
@@ -88,6 +78,12 @@ std::string error_body(std::string_view code, std::string_view message);
 
 // Returns a JSON HttpResult for `error`.
 HttpResult error_result(const ApiError& error);
+
+// 404 job_not_found for job `id`: also the answer for an id that is not a UUID.
+HttpResult job_not_found(std::string_view id);
+
+// 503 redis_unavailable: the job store did not answer.
+HttpResult redis_unavailable();
 
 // Validates a POST /v1/jobs body and builds the SUBMIT to send (req_id left 0). `job_id` is the
 // id the job will get. With an `idempotency_key` (the Idempotency-Key header's value) the
@@ -116,63 +112,9 @@ std::string make_job_id();
 // Returns true when `id` is shaped like a UUID: 8-4-4-4-12 hex digits.
 bool is_uuid(std::string_view id);
 
-// Formats ms since the epoch as ISO-8601 UTC with milliseconds: 2026-01-02T03:04:05.678Z.
-std::string iso8601_ms(std::int64_t ms);
-
-// Returns true for succeeded, failed and canceled.
-bool is_terminal_status(std::string_view status);
-
-// Decodes a msgpack value into JSON; null when `bytes` is empty or does not decode.
-json msgpack_to_json(std::string_view bytes);
-
-// The fields of a sluice:job:{id} hash that exist, as read from Redis.
-using JobHash = std::vector<std::pair<std::string, std::string>>;
-
-// Returns the hash field `name`, or nullptr when it is absent or empty.
-const std::string* hash_field(const JobHash& hash, std::string_view name);
-
-// The job body of GET /v1/jobs/{id} (JSON text), from the fields of the sluice:job:{id} hash
-// and the entries of its sluice:history:{id} list (oldest first).
-std::string job_json(const JobHash& hash, const std::vector<std::string>& history = {});
-
-// Decodes one sluice:history:{id} entry, a msgpack array [attempt u32, worker str, started_ms
-// i64, ended_ms i64, outcome str, error str], into the JSON object {"attempt", "worker",
-// "started_at", "finished_at", "outcome", "error"} (times ISO-8601 or null, error null when
-// empty). nullopt when the entry does not decode as that (extra trailing elements are ignored).
-std::optional<std::string> history_entry_json(std::string_view entry);
-
-// The history array of a job body (JSON text): every entry that decodes, in order; bad ones
-// are skipped.
-std::string history_json(const std::vector<std::string>& entries);
-
-// One entry of the sluice:events:{id} stream as XRANGE returns it.
-struct EventEntry {
-    std::string id;  // "{seq}-1"
-    std::vector<std::pair<std::string, std::string>> fields;
-};
-
-// The sequence number of an entry: its `seq` field, else the part of its id before '-'.
-std::optional<std::uint64_t> event_seq(const EventEntry& entry);
-
-// A message of the sluice:notify channel (PROTOCOL.md): the job that has a new event, and the
-// event itself unless it was too big to travel in the notice.
-struct Notice {
-    std::string job_id;
-    std::optional<EventEntry> event;
-};
-
-// Decodes a notice; nullopt when `payload` is not a msgpack array of strings (and integers)
-// starting with the job id. Never throws.
-std::optional<Notice> parse_notice(std::string_view payload);
-
-// Returns the value of field `name` of `entry`, or nullptr.
-const std::string* event_field(const EventEntry& entry, std::string_view name);
-
-// Formats one entry as an SSE message: "id: {seq}\nevent: {event}\ndata: {json}\n\n".
-std::string format_sse_event(std::string_view job_id, const EventEntry& entry);
-
-// Parses a Last-Event-ID value (a decimal seq). nullopt when it is not one.
-std::optional<std::uint64_t> parse_last_event_id(std::string_view text);
+// Parses a non-negative decimal integer (a Last-Event-ID, ?wait=, ?limit=), blanks around it
+// allowed. nullopt when it is not one or does not fit 64 bits.
+std::optional<std::uint64_t> parse_unsigned(std::string_view text);
 
 // Parses ?wait=S (0..60). Error 422 invalid_request otherwise.
 Checked<int> parse_wait(std::string_view text);
@@ -192,20 +134,9 @@ struct Target {
 };
 Target split_target(std::string_view target);
 
-// The routes of the api. The table in request.cpp maps each to a method and a path pattern.
-enum class Route {
-    HEALTHZ, READYZ, SUBMIT_JOB, GET_JOB, CANCEL_JOB, GET_RESULT, GET_EVENTS, RETRY_JOB, LIST_DEAD
-};
-
-struct RouteMatch {
-    enum Kind { FOUND, NOT_FOUND, METHOD_NOT_ALLOWED } kind = NOT_FOUND;
-    Route route = Route::HEALTHZ;
-    std::string job_id;  // the {id} segment, when the pattern has one
-    std::string allow;   // for METHOD_NOT_ALLOWED: "GET, DELETE"
-};
-
-// Finds the route for `method` and `path` (no query string).
-RouteMatch match_route(std::string_view method, std::string_view path);
+// Matches `path` against a route pattern, where "{id}" matches one non-empty segment; on
+// success stores that segment in `id`. Returns whether it matched.
+bool match_path(std::string_view pattern, std::string_view path, std::string& id);
 
 // HTTP answer to a SUBMIT, from the broker's REPLY: 202 with links for a new job; for a REPLY
 // 200 (an idempotent replay) the same 202 body for the original job (the REPLY's job_id and

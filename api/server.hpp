@@ -1,5 +1,5 @@
 // The HTTP server of sluice-api: one share-nothing shard per thread (own io_context, listener,
-// Redis connections, broker link), plus graceful shutdown. Beast stays inside server.cpp.
+// Redis connections, broker link; shard.hpp), plus graceful shutdown.
 //
 // Thread-safety: construct, bind(), start(), join() from one thread; shutdown() from any thread.
 #pragma once

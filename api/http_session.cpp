@@ -1,0 +1,234 @@
+// HTTP connections of one shard (see http_session.hpp).
+#include "http_session.hpp"
+
+#include "event_stream.hpp"
+#include "http_wire.hpp"
+#include "job_reads.hpp"
+#include "routes.hpp"
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+
+#include <array>
+#include <vector>
+
+namespace sluice::api {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using error_code = boost::system::error_code;
+
+// The first read of a request: Beast reads at least this much at a time anyway.
+constexpr std::size_t FIRST_READ_BYTES = 512;
+// How long a connection past the limit gets to take its 503.
+constexpr auto REJECT_TIMEOUT = std::chrono::milliseconds(1000);
+// Lingering close after an error answer: how long and how much we keep reading and discarding.
+constexpr auto LINGER_TIMEOUT = std::chrono::milliseconds(2000);
+constexpr std::size_t LINGER_MAX_BYTES = 16 * 1024 * 1024;
+
+// What answering one request leaves the session to do.
+struct Served {
+    bool keep_alive = false;  // read another request afterwards
+    std::optional<EventStream> follow{};
+};
+
+// How opening a requested event stream went.
+enum class Opened {
+    STREAMING,  // the head is written
+    ANSWERED,   // with an error, and the connection may carry on
+    CLOSED,     // answered (or not) and the connection is done
+};
+
+bool quiet_close(const error_code& ec) {
+    return ec == http::error::end_of_stream || ec == http::error::partial_message ||
+           ec == beast::error::timeout || ec == asio::error::operation_aborted ||
+           ec == asio::error::connection_reset || ec == asio::error::eof ||
+           ec == asio::error::broken_pipe || ec == asio::error::bad_descriptor;
+}
+
+// The answer to a request that could not be read, or nullopt to just close.
+std::optional<HttpResult> read_error_result(const error_code& ec) {
+    if (ec == http::error::body_limit)
+        return error_result({413, "body_too_large", "request body is larger than the limit"});
+    if (ec == http::error::header_limit)
+        return error_result({431, "headers_too_large", "request headers exceed 16 KiB"});
+    if (quiet_close(ec)) return std::nullopt;
+    if (ec.category() == http::make_error_code(http::error::bad_method).category())
+        return error_result({400, "bad_request", "malformed HTTP request: " + ec.message()});
+    return std::nullopt;
+}
+
+// Writes `bytes` (a response head, then maybe a body) within the write timeout; returns
+// false when the connection is no longer usable.
+template <class Buffers>
+awaitable<bool> write_bytes(beast::tcp_stream& stream, const Buffers& bytes, Clock::duration timeout) {
+    stream.expires_after(timeout);
+    error_code ec;
+    co_await asio::async_write(stream, bytes, asio::redirect_error(asio::use_awaitable, ec));
+    stream.expires_never();
+    co_return !ec;
+}
+
+// Writes one response as one gather write; returns false when the connection is no longer usable.
+awaitable<bool> write_result(ShardContext& ctx, beast::tcp_stream& stream, HttpResult r, unsigned version,
+                             bool keep_alive) {
+    const std::string head = response_head(r, version, keep_alive);
+    const std::array<asio::const_buffer, 2> bytes{asio::buffer(head), asio::buffer(r.body)};
+    const bool written = co_await write_bytes(stream, bytes, ctx.config.write_timeout);
+    co_return written;
+}
+
+// After answering a request we did not read to the end (413, 431, 400): stop sending and
+// read and discard what the client is still sending, for a bounded time and amount, so
+// closing does not reset the connection before the client has read our answer.
+awaitable<void> linger(beast::tcp_stream& stream) {
+    error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream.expires_after(LINGER_TIMEOUT);
+    std::vector<char> sink(64 * 1024);
+    std::size_t discarded = 0;
+    while (!ec && discarded < LINGER_MAX_BYTES) {
+        discarded += co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+    }
+}
+
+// Reads one request and answers it (or hands back the event stream it asked for).
+awaitable<Served> serve_one(ShardContext& ctx, beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                            Sessions::Ref& ref) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(ctx.config.max_header_bytes));
+    parser.body_limit(ctx.config.max_body);
+    stream.expires_after(ctx.config.request_timeout);
+    ref.idle = true;
+    error_code ec;
+    co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    ref.idle = false;
+    if (!ec) {
+        const auto length = parser.content_length();
+        if (length && *length > ctx.config.max_body) ec = http::error::body_limit;
+    }
+    if (!ec && parser.get()[http::field::expect] == "100-continue" && !parser.is_done()) {
+        http::response<http::empty_body> go_on{http::status::continue_, 11};
+        co_await http::async_write(stream, go_on, asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (!ec && !parser.is_done())
+        co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+        if (auto answer = read_error_result(ec)) {
+            const bool written = co_await write_result(ctx, stream, std::move(*answer), 11, false);
+            if (written) co_await linger(stream);
+        }
+        co_return Served{};
+    }
+    Request request = parser.release();
+    stream.expires_never();
+    const bool keep = request.keep_alive() && !ctx.stopping;
+    Outcome outcome = co_await handle(ctx, request);
+    if (outcome.result) {
+        const bool written = co_await write_result(ctx, stream, std::move(*outcome.result), request.version(), keep);
+        co_return Served{keep && written};
+    }
+    co_return Served{keep, std::move(outcome.follow)};
+}
+
+// Looks the job of a requested stream up; answers 404 (or 503 when Redis does not answer)
+// if it cannot be followed, else writes the head of the stream.
+awaitable<Opened> open_stream(ShardContext& ctx, beast::tcp_stream& stream, const EventStream& events) {
+    const std::optional<bool> exists = co_await job_exists(ctx, events.job_id);
+    if (!exists || !*exists) {
+        const bool keep = events.keep_alive && !ctx.stopping;
+        HttpResult refused = exists ? job_not_found(events.job_id) : redis_unavailable();
+        const bool written = co_await write_result(ctx, stream, std::move(refused), events.version, keep);
+        co_return written && keep ? Opened::ANSWERED : Opened::CLOSED;
+    }
+    const std::string head = sse_head(events.chunked());
+    const bool written = co_await write_bytes(stream, asio::buffer(head), ctx.config.write_timeout);
+    co_return written ? Opened::STREAMING : Opened::CLOSED;
+}
+
+}  // namespace
+
+bool Sessions::admit() {
+    if (connections_.fetch_add(1) < limit_) return true;
+    connections_.fetch_sub(1);
+    return false;
+}
+
+void Sessions::close_idle() {
+    error_code ec;
+    for (Ref* ref : open_)
+        if (ref->idle) ref->socket->cancel(ec);
+}
+
+void Sessions::close_all() {
+    error_code ec;
+    for (Ref* ref : open_) ref->socket->close(ec);
+}
+
+awaitable<void> reject_connection(Sessions& sessions, tcp::socket socket) {
+    const Sessions::Rejecting rejecting(sessions);
+    beast::tcp_stream stream(std::move(socket));
+    HttpResult r = error_result({503, "too_many_connections", "the server has too many open connections; retry later"});
+    r.headers.emplace_back("Retry-After", "1");
+    const std::string head = response_head(r, 11, false);
+    const std::array<asio::const_buffer, 2> bytes{asio::buffer(head), asio::buffer(r.body)};
+    const bool written = co_await write_bytes(stream, bytes, REJECT_TIMEOUT);
+    if (written) co_await linger(stream);
+}
+
+// One HTTP/1.1 connection: read a request, answer it, repeat while keep-alive. An SSE
+// stream is opened and followed from here, once the request that asked for it and the
+// frames that handled it are gone: an open stream holds this frame, stream_events' and
+// its socket.
+awaitable<void> serve_connection(ShardContext& ctx, Sessions& sessions, tcp::socket socket) {
+    std::optional<beast::tcp_stream> stream(std::move(socket));
+    Sessions::Ref ref{&stream->socket(), false};
+    const Sessions::Slot slot(sessions, &ref);
+    beast::flat_buffer buffer;
+    bool keep = true;
+    while (keep && !ctx.stopping) {
+        if (buffer.size() == 0) {
+            // Wait for the first bytes of the next request here, in a small frame: the
+            // parser and handler frames come only with a request. An idle keep-alive
+            // connection (or each of 10,000 clients connecting at once) then holds about
+            // 2.9 KB instead of 4.5.
+            stream->expires_after(ctx.config.request_timeout);
+            ref.idle = true;
+            error_code ec;
+            const std::size_t received = co_await stream->async_read_some(
+                buffer.prepare(FIRST_READ_BYTES), asio::redirect_error(asio::use_awaitable, ec));
+            ref.idle = false;
+            if (ec) break;  // closed, reset or idle too long: nothing to answer
+            buffer.commit(received);
+        }
+        Served served = co_await serve_one(ctx, *stream, buffer, ref);
+        keep = served.keep_alive;
+        if (!served.follow) continue;
+        const Opened opened = co_await open_stream(ctx, *stream, *served.follow);
+        if (opened != Opened::STREAMING) {
+            keep = keep && opened == Opened::ANSWERED;
+            continue;
+        }
+        // While it streams the connection needs no Beast stream and no read buffer: the
+        // bare socket is enough (StreamWaiter keeps the write deadline), and the Beast
+        // stream and its timers are a good part of what an idle stream would hold.
+        if (buffer.size() == 0) buffer.shrink_to_fit();
+        tcp::socket streaming = stream->release_socket();
+        stream.reset();
+        ref.socket = &streaming;
+        const bool usable = co_await stream_events(ctx, streaming, std::move(*served.follow));
+        stream.emplace(std::move(streaming));
+        ref.socket = &stream->socket();
+        keep = keep && usable;
+    }
+    error_code ec;
+    stream->socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream->close();
+}
+
+}  // namespace sluice::api

@@ -1,0 +1,87 @@
+// HTTP/1.1 connections of one shard: the read loop (read a request, answer it through the
+// routes, repeat while keep-alive), writing answers, opening an SSE stream and handing the
+// bare socket to event_stream.hpp, the 503 for connections past the limit, and the registry
+// shutdown uses to reach every open connection. Loop thread only, except the atomic count.
+#pragma once
+
+#include "shard_context.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <unordered_set>
+
+namespace sluice::api {
+
+using tcp = asio::ip::tcp;
+
+// The open connections of one shard, and their count across all shards.
+class Sessions {
+public:
+    // A connection as the shard sees it, so shutdown can reach it.
+    struct Ref {
+        tcp::socket* socket = nullptr;  // the connection, wherever it lives at the moment
+        bool idle = false;              // waiting for the next request: safe to close at once
+    };
+
+    // `connections` counts open connections across all shards, against `limit`.
+    Sessions(std::atomic<std::size_t>& connections, std::size_t limit) : connections_(connections), limit_(limit) {}
+
+    // Counts a new connection; false (and not counted) when that would pass the limit.
+    bool admit();
+    // Connections past the limit get a 503; this many may be in the middle of getting it per
+    // shard, beyond that they are closed without an answer.
+    bool may_reject() const { return rejecting_ < MAX_REJECTING; }
+
+    // Shutdown: stops the connections waiting for a request (the others finish theirs).
+    void close_idle();
+    // Shutdown, past the grace period: closes every connection.
+    void close_all();
+    bool empty() const { return open_.empty(); }
+
+    // Registers an admitted connection for as long as it lives, and releases its count.
+    class Slot {
+    public:
+        Slot(Sessions& sessions, Ref* ref) : sessions_(sessions), ref_(ref) { sessions_.open_.insert(ref_); }
+        ~Slot() {
+            sessions_.open_.erase(ref_);
+            sessions_.connections_.fetch_sub(1);
+        }
+        Slot(const Slot&) = delete;
+        Slot& operator=(const Slot&) = delete;
+
+    private:
+        Sessions& sessions_;
+        Ref* ref_;
+    };
+
+    // Counts a connection being refused for as long as it lives (see may_reject()).
+    class Rejecting {
+    public:
+        explicit Rejecting(Sessions& sessions) : sessions_(sessions) { ++sessions_.rejecting_; }
+        ~Rejecting() { --sessions_.rejecting_; }
+        Rejecting(const Rejecting&) = delete;
+        Rejecting& operator=(const Rejecting&) = delete;
+
+    private:
+        Sessions& sessions_;
+    };
+
+private:
+    static constexpr int MAX_REJECTING = 64;
+
+    std::atomic<std::size_t>& connections_;
+    std::size_t limit_;
+    std::unordered_set<Ref*> open_;
+    int rejecting_ = 0;
+};
+
+// Serves one admitted connection until it closes (Sessions::admit() counted it; this
+// releases it).
+awaitable<void> serve_connection(ShardContext& ctx, Sessions& sessions, tcp::socket socket);
+
+// Answers 503 too_many_connections to a connection past the limit, and closes it.
+awaitable<void> reject_connection(Sessions& sessions, tcp::socket socket);
+
+}  // namespace sluice::api

@@ -1,0 +1,253 @@
+// Job records and events as clients see them (see job_json.hpp).
+#include "job_json.hpp"
+
+#include "request.hpp"  // parse_unsigned
+
+#include <charconv>
+#include <ctime>
+
+namespace sluice::api {
+namespace {
+
+std::optional<std::int64_t> parse_int(std::string_view text) {
+    std::int64_t value = 0;
+    const char* end = text.data() + text.size();
+    auto [ptr, ec] = std::from_chars(text.data(), end, value);
+    if (ec != std::errc() || ptr != end || text.empty()) return std::nullopt;
+    return value;
+}
+
+std::optional<double> parse_double(std::string_view text) {
+    double value = 0;
+    const char* end = text.data() + text.size();
+    auto [ptr, ec] = std::from_chars(text.data(), end, value);
+    if (ec != std::errc() || ptr != end || text.empty()) return std::nullopt;
+    return value;
+}
+
+std::optional<std::int64_t> field_int(const std::string* text) {
+    if (!text) return std::nullopt;
+    return parse_int(*text);
+}
+
+// Object members for job bodies: each writes `key` and its value, null when there is none.
+void text_member(JsonWriter& w, std::string_view key, const std::string* text) {
+    w.key(key);
+    if (text) {
+        w.string(*text);
+    } else {
+        w.null();
+    }
+}
+
+void int_member(JsonWriter& w, std::string_view key, std::optional<std::int64_t> value) {
+    w.key(key);
+    if (value) {
+        w.integer(*value);
+    } else {
+        w.null();
+    }
+}
+
+// A timestamp in ms as ISO-8601; absent or not after the epoch (0 is "not started" / "not
+// ended", never a real time) gives null.
+void time_member(JsonWriter& w, std::string_view key, std::optional<std::int64_t> ms) {
+    w.key(key);
+    if (ms && *ms > 0) {
+        w.string(iso8601_ms(*ms));
+    } else {
+        w.null();
+    }
+}
+
+// A msgpack value as JSON; null when it is absent, empty or does not decode.
+void msgpack_member(JsonWriter& w, std::string_view key, const std::string* bytes) {
+    w.key(key);
+    const json value = bytes ? msgpack_to_json(*bytes) : json(nullptr);
+    if (value.is_null()) {
+        w.null();
+    } else {
+        w.raw(dump_json(value));
+    }
+}
+
+
+}  // namespace
+
+std::string iso8601_ms(std::int64_t ms) {
+    std::int64_t seconds = ms / 1000;
+    std::int64_t millis = ms % 1000;
+    if (millis < 0) {
+        millis += 1000;
+        seconds -= 1;
+    }
+    const std::time_t t = static_cast<std::time_t>(seconds);
+    std::tm utc{};
+    gmtime_r(&t, &utc);
+    char stamp[48];
+    const std::size_t n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
+    char out[64];
+    std::snprintf(out, sizeof out, "%.*s.%03dZ", static_cast<int>(n), stamp, static_cast<int>(millis));
+    return out;
+}
+
+bool is_terminal_status(std::string_view status) {
+    return status == "succeeded" || status == "failed" || status == "canceled";
+}
+
+json msgpack_to_json(std::string_view bytes) {
+    if (bytes.empty()) return nullptr;
+    json value = json::from_msgpack(bytes.begin(), bytes.end(), /*strict=*/true,
+                                    /*allow_exceptions=*/false);
+    if (value.is_discarded()) return nullptr;
+    return value;
+}
+
+const std::string* hash_field(const JobHash& hash, std::string_view name) {
+    for (const auto& [field, value] : hash)
+        if (field == name) return value.empty() ? nullptr : &value;
+    return nullptr;
+}
+
+std::string job_json(const JobHash& hash, const std::vector<std::string>& history) {
+    JsonWriter w;
+    w.begin_object();
+    for (const char* name : {"id", "type", "tenant", "status"}) text_member(w, name, hash_field(hash, name));
+    for (const char* name : {"priority", "max_attempts", "timeout_s", "attempts"})
+        int_member(w, name, field_int(hash_field(hash, name)));
+    time_member(w, "created_at", field_int(hash_field(hash, "created_ms")));
+    time_member(w, "started_at", field_int(hash_field(hash, "started_ms")));
+    time_member(w, "finished_at", field_int(hash_field(hash, "finished_ms")));
+    msgpack_member(w, "result", hash_field(hash, "result"));
+    text_member(w, "error", hash_field(hash, "error"));
+    w.key("redeliveries").integer(field_int(hash_field(hash, "redeliveries")).value_or(0));
+    w.key("history").raw(history_json(history));
+    w.end_object();
+    return w.take();
+}
+
+std::optional<std::string> history_entry_json(std::string_view entry) {
+    if (entry.empty()) return std::nullopt;
+    const json v = json::from_msgpack(entry.begin(), entry.end(), /*strict=*/true,
+                                      /*allow_exceptions=*/false);
+    if (v.is_discarded() || !v.is_array() || v.size() < 6) return std::nullopt;
+    // Lenient where a Lua encoder might differ (a whole float for a time, nil for no error),
+    // strict about the shape.
+    auto is_time = [](const json& t) { return t.is_number() || t.is_null(); };
+    const bool attempt_ok = v[0].is_number_unsigned() ||
+                            (v[0].is_number_integer() && v[0].get<std::int64_t>() >= 0);
+    if (!attempt_ok || !v[1].is_string() || !is_time(v[2]) || !is_time(v[3]) ||
+        !v[4].is_string() || !(v[5].is_string() || v[5].is_null()))
+        return std::nullopt;
+    auto ms_of = [](const json& t) -> std::int64_t {
+        if (t.is_number_unsigned()) {
+            const auto u = t.get<std::uint64_t>();
+            return u > static_cast<std::uint64_t>(INT64_MAX) ? 0 : static_cast<std::int64_t>(u);
+        }
+        if (t.is_number_integer()) return t.get<std::int64_t>();
+        if (t.is_number_float()) {
+            const double d = t.get<double>();
+            return d > 0 && d < 9.0e15 ? static_cast<std::int64_t>(d) : 0;  // NaN fails both
+        }
+        return 0;
+    };
+    const std::string* error = v[5].is_string() ? &v[5].get_ref<const std::string&>() : nullptr;
+    JsonWriter w;
+    w.begin_object();
+    int_member(w, "attempt", static_cast<std::int64_t>(v[0].get<std::uint64_t>()));
+    text_member(w, "worker", &v[1].get_ref<const std::string&>());
+    time_member(w, "started_at", ms_of(v[2]));
+    time_member(w, "finished_at", ms_of(v[3]));
+    text_member(w, "outcome", &v[4].get_ref<const std::string&>());
+    text_member(w, "error", error && !error->empty() ? error : nullptr);
+    w.end_object();
+    return w.take();
+}
+
+std::string history_json(const std::vector<std::string>& entries) {
+    JsonWriter w;
+    w.begin_array();
+    for (const auto& entry : entries)
+        if (auto decoded = history_entry_json(entry)) w.raw(*decoded);
+    w.end_array();
+    return w.take();
+}
+
+const std::string* event_field(const EventEntry& entry, std::string_view name) {
+    for (const auto& [key, value] : entry.fields)
+        if (key == name) return &value;
+    return nullptr;
+}
+
+std::optional<std::uint64_t> event_seq(const EventEntry& entry) {
+    if (const std::string* seq = event_field(entry, "seq")) {
+        if (auto v = parse_unsigned(*seq)) return v;
+    }
+    return parse_unsigned(std::string_view(entry.id).substr(0, entry.id.find('-')));
+}
+
+std::optional<Notice> parse_notice(std::string_view payload) {
+    try {
+        // Every element takes at least a byte: no count in a valid notice exceeds its size.
+        const msgpack::unpack_limit limit(payload.size(), 0, payload.size(), payload.size(), 0, 2);
+        std::size_t offset = 0;
+        const msgpack::object_handle handle =
+            msgpack::unpack(payload.data(), payload.size(), offset, nullptr, nullptr, limit);
+        const msgpack::object& obj = handle.get();
+        if (offset != payload.size() || obj.type != msgpack::type::ARRAY || obj.via.array.size == 0)
+            return std::nullopt;
+        std::vector<std::string> parts;
+        parts.reserve(obj.via.array.size);
+        for (const msgpack::object& part : std::span(obj.via.array.ptr, obj.via.array.size)) {
+            if (part.type == msgpack::type::STR)
+                parts.emplace_back(part.via.str.ptr, part.via.str.size);
+            else if (part.type == msgpack::type::BIN)
+                parts.emplace_back(part.via.bin.ptr, part.via.bin.size);
+            else if (part.type == msgpack::type::POSITIVE_INTEGER)
+                parts.push_back(std::to_string(part.via.u64));
+            else
+                return std::nullopt;
+        }
+        Notice notice{std::move(parts[0]), std::nullopt};
+        if (parts.size() >= 2 && parts.size() % 2 == 0) {
+            EventEntry event{std::move(parts[1]), {}};
+            for (std::size_t i = 2; i < parts.size(); i += 2)
+                event.fields.emplace_back(std::move(parts[i]), std::move(parts[i + 1]));
+            notice.event = std::move(event);
+        }
+        return notice;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+std::string format_sse_event(std::string_view job_id, const EventEntry& entry) {
+    const std::uint64_t seq = event_seq(entry).value_or(0);
+    const std::string* event = event_field(entry, "event");
+    const std::string_view name = event ? std::string_view(*event) : "message";
+    JsonWriter w;
+    w.begin_object();
+    w.key("job_id").string(job_id);
+    w.key("seq").integer(static_cast<std::int64_t>(seq));
+    w.key("event").string(name);
+    time_member(w, "time", field_int(event_field(entry, "ts")));
+    if (auto attempt = field_int(event_field(entry, "attempt"))) int_member(w, "attempt", attempt);
+    for (const char* name : {"worker", "message", "data", "error"}) {
+        if (const std::string* v = event_field(entry, name)) text_member(w, name, v);
+    }
+    if (const std::string* v = event_field(entry, "fraction")) {
+        if (auto f = parse_double(*v)) w.key("fraction").number(*f);
+    }
+    if (const std::string* v = event_field(entry, "result")) msgpack_member(w, "result", v);
+    w.end_object();
+    // The event name goes on an SSE line: keep line breaks out of it.
+    std::string text = "id: " + std::to_string(seq) + "\nevent: ";
+    for (char c : name) text += (c == '\n' || c == '\r') ? ' ' : c;
+    text += "\ndata: ";
+    text += w.take();
+    text += "\n\n";
+    return text;
+}
+
+
+}  // namespace sluice::api

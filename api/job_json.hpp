@@ -1,0 +1,76 @@
+// Job records and events as clients see them: the job body of GET /v1/jobs/{id} built from
+// its Redis hash and attempt history, events as SSE text, and the notices that carry them.
+// Pure and thread-safe, like request.hpp.
+#pragma once
+
+#include "json_writer.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sluice::api {
+
+using json = nlohmann::json;
+
+// Formats ms since the epoch as ISO-8601 UTC with milliseconds: 2026-01-02T03:04:05.678Z.
+std::string iso8601_ms(std::int64_t ms);
+
+// Returns true for succeeded, failed and canceled.
+bool is_terminal_status(std::string_view status);
+
+// Decodes a msgpack value into JSON; null when `bytes` is empty or does not decode.
+json msgpack_to_json(std::string_view bytes);
+
+// The fields of a sluice:job:{id} hash that exist, as read from Redis.
+using JobHash = std::vector<std::pair<std::string, std::string>>;
+
+// Returns the hash field `name`, or nullptr when it is absent or empty.
+const std::string* hash_field(const JobHash& hash, std::string_view name);
+
+// The job body of GET /v1/jobs/{id} (JSON text), from the fields of the sluice:job:{id} hash
+// and the entries of its sluice:history:{id} list (oldest first).
+std::string job_json(const JobHash& hash, const std::vector<std::string>& history = {});
+
+// Decodes one sluice:history:{id} entry, a msgpack array [attempt u32, worker str, started_ms
+// i64, ended_ms i64, outcome str, error str], into the JSON object {"attempt", "worker",
+// "started_at", "finished_at", "outcome", "error"} (times ISO-8601 or null, error null when
+// empty). nullopt when the entry does not decode as that (extra trailing elements are ignored).
+std::optional<std::string> history_entry_json(std::string_view entry);
+
+// The history array of a job body (JSON text): every entry that decodes, in order; bad ones
+// are skipped.
+std::string history_json(const std::vector<std::string>& entries);
+
+// One entry of the sluice:events:{id} stream as XRANGE returns it.
+struct EventEntry {
+    std::string id;  // "{seq}-1"
+    std::vector<std::pair<std::string, std::string>> fields;
+};
+
+// The sequence number of an entry: its `seq` field, else the part of its id before '-'.
+std::optional<std::uint64_t> event_seq(const EventEntry& entry);
+
+// A message of the sluice:notify channel (PROTOCOL.md): the job that has a new event, and the
+// event itself unless it was too big to travel in the notice.
+struct Notice {
+    std::string job_id;
+    std::optional<EventEntry> event;
+};
+
+// Decodes a notice; nullopt when `payload` is not a msgpack array of strings (and integers)
+// starting with the job id. Never throws.
+std::optional<Notice> parse_notice(std::string_view payload);
+
+// Returns the value of field `name` of `entry`, or nullptr.
+const std::string* event_field(const EventEntry& entry, std::string_view name);
+
+// Formats one entry as an SSE message: "id: {seq}\nevent: {event}\ndata: {json}\n\n".
+std::string format_sse_event(std::string_view job_id, const EventEntry& entry);
+
+}  // namespace sluice::api

@@ -1,0 +1,114 @@
+// Job records read from Redis (see job_reads.hpp).
+#include "job_reads.hpp"
+
+#include "log.hpp"
+
+#include <iterator>
+
+namespace sluice::api {
+namespace {
+
+// The commands that read one job: HMGET of its fields, LRANGE of its newest history entries.
+void add_job_reads(std::vector<std::vector<std::string>>& commands, const std::string& id) {
+    std::vector<std::string> hmget{"HMGET", std::string(JOB_KEY_PREFIX) + id};
+    for (std::string_view field : JOB_FIELDS) hmget.emplace_back(field);
+    commands.push_back(std::move(hmget));
+    commands.push_back({"LRANGE", std::string(HISTORY_KEY_PREFIX) + id,
+                        std::to_string(-MAX_HISTORY_ENTRIES), "-1"});
+}
+
+// Takes a job's HMGET reply for JOB_FIELDS and LRANGE reply for its history.
+JobRecord to_record(RedisValue& hmget, RedisValue& lrange) {
+    JobRecord record;
+    constexpr std::size_t count = std::size(JOB_FIELDS);
+    for (std::size_t i = 0; i < count && i < hmget.elements.size(); ++i)
+        if (hmget.elements[i].kind == RedisValue::Kind::STRING)
+            record.hash.emplace_back(JOB_FIELDS[i], std::move(hmget.elements[i].str));
+    if (!record.hash.empty()) {
+        for (auto& entry : lrange.elements)
+            if (entry.kind == RedisValue::Kind::STRING) record.history.push_back(std::move(entry.str));
+    }
+    return record;
+}
+
+// Takes one XRANGE element ([id, [field, value, ...]]) as an EventEntry.
+std::optional<EventEntry> to_entry(RedisValue& v) {
+    if (v.kind != RedisValue::Kind::ARRAY || v.elements.size() != 2) return std::nullopt;
+    EventEntry e;
+    e.id = std::move(v.elements[0].str);
+    auto& fields = v.elements[1].elements;
+    for (std::size_t i = 0; i + 1 < fields.size(); i += 2)
+        e.fields.emplace_back(std::move(fields[i].str), std::move(fields[i + 1].str));
+    return e;
+}
+
+}  // namespace
+
+awaitable<std::optional<std::vector<RedisValue>>> transaction(ShardContext& ctx,
+                                                              std::vector<std::vector<std::string>> commands) {
+    const std::size_t count = commands.size();
+    commands.insert(commands.begin(), args("MULTI"));
+    commands.push_back(args("EXEC"));
+    std::vector<RedisValue> replies = co_await ctx.redis.pipeline(std::move(commands), REDIS_TIMEOUT);
+    RedisValue& exec = replies.back();
+    if (exec.kind != RedisValue::Kind::ARRAY || exec.elements.size() != count) {
+        if (!exec.ok()) log::debug("redis transaction failed: {}", exec.str);
+        co_return std::nullopt;
+    }
+    for (const auto& value : exec.elements)
+        if (!value.ok()) co_return std::nullopt;
+    co_return std::move(exec.elements);
+}
+
+awaitable<std::optional<std::vector<JobRecord>>> load_jobs(ShardContext& ctx, const std::vector<std::string>& ids) {
+    std::vector<JobRecord> records;
+    if (ids.empty()) co_return records;
+    std::vector<std::vector<std::string>> commands;
+    commands.reserve(ids.size() * 2);
+    for (const auto& id : ids) add_job_reads(commands, id);
+    auto replies = co_await transaction(ctx, std::move(commands));
+    if (!replies) co_return std::nullopt;
+    records.reserve(ids.size());
+    for (std::size_t i = 0; i < ids.size(); ++i)
+        records.push_back(to_record((*replies)[2 * i], (*replies)[2 * i + 1]));
+    co_return records;
+}
+
+awaitable<std::optional<JobRecord>> load_job(ShardContext& ctx, const std::string& id) {
+    std::vector<std::string> ids{id};
+    auto records = co_await load_jobs(ctx, ids);
+    if (!records) co_return std::nullopt;
+    co_return std::move(records->front());
+}
+
+awaitable<std::optional<bool>> job_exists(ShardContext& ctx, const std::string& id) {
+    std::vector<std::string> command = args("EXISTS", std::string(JOB_KEY_PREFIX) + id);
+    const RedisValue exists = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
+    if (!exists.ok()) co_return std::nullopt;
+    co_return exists.integer != 0;
+}
+
+awaitable<EventPage> read_events(ShardContext& ctx, const std::string& id, std::uint64_t after, int count) {
+    std::vector<std::string> command = args("XRANGE", std::string(EVENTS_KEY_PREFIX) + id,
+                                            std::to_string(after + 1) + "-0", "+", "COUNT", std::to_string(count));
+    RedisValue batch = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
+    EventPage page;
+    page.ok = batch.ok();
+    page.full = page.ok && batch.elements.size() >= static_cast<std::size_t>(count);
+    page.events.reserve(batch.elements.size());
+    for (auto& element : batch.elements)
+        if (auto entry = to_entry(element)) page.events.push_back(std::move(*entry));
+    co_return page;
+}
+
+awaitable<bool> job_is_over(ShardContext& ctx, const std::string& id, std::uint64_t last) {
+    std::vector<std::string> command = args("HMGET", std::string(JOB_KEY_PREFIX) + id, "status", "seq");
+    const RedisValue v = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
+    if (!v.ok() || v.elements.size() != 2) co_return false;
+    if (v.elements[0].kind == RedisValue::Kind::NIL) co_return true;  // hash expired
+    if (!is_terminal_status(v.elements[0].str)) co_return false;
+    const auto seq = parse_unsigned(v.elements[1].str);
+    co_return !seq || *seq <= last;
+}
+
+}  // namespace sluice::api

@@ -1,0 +1,238 @@
+// The route table and one handler per route (see routes.hpp). The pure parts (validation,
+// formatting) live in request.cpp; the Redis reads in job_reads.cpp.
+#include "routes.hpp"
+
+#include "job_reads.hpp"
+#include "log.hpp"
+
+#include <array>
+#include <iterator>
+
+namespace sluice::api {
+namespace {
+
+// /readyz gives each dependency this long to answer its PING.
+constexpr auto READY_TIMEOUT = std::chrono::milliseconds(1000);
+
+std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
+
+// A result whose body is JSON text already.
+HttpResult text_result(int status, std::string body) {
+    HttpResult r;
+    r.status = status;
+    r.body = std::move(body);
+    return r;
+}
+
+HttpResult json_result(int status, const json& body) { return text_result(status, dump_json(body)); }
+
+// GET /healthz: the process is up.
+awaitable<Outcome> healthz(ShardContext&, const RouteRequest&) {
+    co_return json_result(200, {{"status", "ok"}});
+}
+
+// GET /readyz: Redis and the broker both answer.
+awaitable<Outcome> readyz(ShardContext& ctx, const RouteRequest&) {
+    const auto deadline = Clock::now() + READY_TIMEOUT;
+    auto ping = ctx.broker.send(proto::Ping{});  // in flight while Redis answers
+    std::vector<std::string> command = args("PING");
+    const RedisValue pong = co_await ctx.redis.command(std::move(command), READY_TIMEOUT);
+    const proto::Reply reply = co_await ctx.broker.wait(std::move(ping), deadline);
+    const bool redis_ok = pong.ok();
+    const bool broker_ok = reply.status == 200;
+    if (redis_ok && broker_ok)
+        co_return json_result(200, {{"status", "ready"}, {"redis", "ok"}, {"broker", "ok"}});
+    std::string message;
+    if (!redis_ok) message += "redis: " + pong.str;
+    if (!broker_ok) {
+        if (!message.empty()) message += "; ";
+        message += "broker: " + (reply.message.empty() ? reply.code : reply.message);
+    }
+    co_return error_result({503, "not_ready", message});
+}
+
+// POST /v1/jobs
+awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
+    std::optional<std::string_view> key;
+    const auto keys = req.http.equal_range(
+        boost::beast::string_view(IDEMPOTENCY_HEADER.data(), IDEMPOTENCY_HEADER.size()));
+    if (keys.first != keys.second) {
+        if (std::next(keys.first) != keys.second)
+            co_return error_result({422, "invalid_request", std::string(IDEMPOTENCY_HEADER) + " must be given once"});
+        key = sv(keys.first->value());
+    }
+    auto parsed = parse_submit(req.http.body(), make_job_id(), key);
+    if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
+    auto& submit = std::get<proto::Submit>(parsed);
+    const proto::Reply reply = co_await ctx.broker.request(submit, ctx.config.broker_timeout);
+    if (reply.status >= 500)
+        log::warn("submit {}: broker answered {} {} {}", submit.job_id, reply.status, reply.code, reply.message);
+    co_return submit_result(submit, reply);
+}
+
+// GET /v1/jobs/{id}
+awaitable<Outcome> get_job(ShardContext& ctx, const RouteRequest& req) {
+    if (!is_uuid(req.job_id)) co_return job_not_found(req.job_id);
+    const auto job = co_await load_job(ctx, req.job_id);
+    if (!job) co_return redis_unavailable();
+    if (job->hash.empty()) co_return job_not_found(req.job_id);
+    co_return text_result(200, job_json(job->hash, job->history));
+}
+
+// DELETE /v1/jobs/{id}
+awaitable<Outcome> cancel_job(ShardContext& ctx, const RouteRequest& req) {
+    if (!is_uuid(req.job_id)) co_return job_not_found(req.job_id);
+    proto::Cancel cancel;
+    cancel.job_id = req.job_id;
+    const proto::Reply reply = co_await ctx.broker.request(cancel, ctx.config.broker_timeout);
+    co_return cancel_result(req.job_id, reply);
+}
+
+// GET /v1/jobs/{id}/result?wait=S: a long poll. 200 once the job is terminal, 202 with its
+// current state when `wait` runs out.
+awaitable<Outcome> get_result(ShardContext& ctx, const RouteRequest& req) {
+    int wait_s = 0;
+    if (auto it = req.target.query.find("wait"); it != req.target.query.end()) {
+        auto parsed = parse_wait(it->second);
+        if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
+        wait_s = std::get<int>(parsed);
+    }
+    const std::string& id = req.job_id;
+    if (!is_uuid(id)) co_return job_not_found(id);
+    Waiter waiter(ctx.ioc);
+    JobWatch watch(ctx.notifier, id, waiter);  // before the first read: no notice falls in between
+    const auto deadline = Clock::now() + std::chrono::seconds(wait_s);
+    for (;;) {
+        const auto job = co_await load_job(ctx, id);
+        if (!job) co_return redis_unavailable();
+        if (job->hash.empty()) co_return job_not_found(id);
+        const std::string* status = hash_field(job->hash, "status");
+        if (status && is_terminal_status(*status)) co_return text_result(200, job_json(job->hash, job->history));
+        const auto now = Clock::now();
+        if (now >= deadline || ctx.stopping) co_return text_result(202, job_json(job->hash, job->history));
+        const Clock::duration pause = std::min<Clock::duration>(RECHECK_INTERVAL, deadline - now);
+        co_await wait_for(waiter, pause);
+    }
+}
+
+// GET /v1/jobs/{id}/events: checks the request and hands the stream to the session, which
+// opens and follows it (event_stream.hpp) once this request and the frames that handled it
+// are gone: 10,000 clients opening their streams at once then hold little more than their
+// session.
+awaitable<Outcome> get_events(ShardContext&, const RouteRequest& req) {
+    EventStream opened{req.job_id};
+    std::optional<std::string> given;
+    if (auto h = req.http.find("Last-Event-ID"); h != req.http.end())
+        given = std::string(h->value());
+    else if (auto q = req.target.query.find("last_event_id"); q != req.target.query.end())
+        given = q->second;
+    if (given) {
+        auto parsed = parse_unsigned(*given);
+        if (!parsed || *parsed > MAX_EVENT_ID)
+            co_return error_result({400, "invalid_request", "Last-Event-ID must be a non-negative integer"});
+        opened.last = *parsed;
+    }
+    if (!is_uuid(req.job_id)) co_return job_not_found(req.job_id);
+    opened.version = req.http.version();
+    opened.keep_alive = req.http.keep_alive();
+    co_return opened;
+}
+
+// POST /v1/jobs/{id}/retry: a dead job goes back to its queue.
+awaitable<Outcome> retry_job(ShardContext& ctx, const RouteRequest& req) {
+    const std::string& id = req.job_id;
+    if (!is_uuid(id)) co_return job_not_found(id);
+    proto::Retry retry;
+    retry.job_id = id;
+    const proto::Reply reply = co_await ctx.broker.request(retry, ctx.config.broker_timeout);
+    if (reply.status >= 500)
+        log::warn("retry {}: broker answered {} {} {}", id, reply.status, reply.code, reply.message);
+    co_return retry_result(id, reply);
+}
+
+// GET /v1/dead: one page of dead jobs, newest first. Two round trips whatever the page
+// size: the page of ids with the total, then every job's fields and history.
+awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
+    auto parsed = parse_page(req.target.query);
+    if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
+    const Page page = std::get<Page>(parsed);
+    std::vector<std::vector<std::string>> head;
+    head.push_back(args("ZCARD", std::string(DEAD_KEY)));
+    head.push_back(args("ZREVRANGE", std::string(DEAD_KEY), std::to_string(page.offset),
+                        std::to_string(page.offset + page.limit - 1)));
+    const auto counted = co_await transaction(ctx, std::move(head));
+    if (!counted) co_return redis_unavailable();
+    std::vector<std::string> ids;
+    for (const auto& element : (*counted)[1].elements)
+        if (element.kind == RedisValue::Kind::STRING) ids.push_back(element.str);
+    const auto records = co_await load_jobs(ctx, ids);
+    if (!records) co_return redis_unavailable();
+    JsonWriter body;
+    body.begin_object().key("jobs").begin_array();
+    for (const auto& record : *records)
+        if (!record.hash.empty()) body.raw(job_json(record.hash, record.history));
+    body.end_array().key("total").integer((*counted)[0].integer);
+    body.key("limit").integer(page.limit).key("offset").integer(page.offset).end_object();
+    co_return text_result(200, body.take());
+}
+
+// The whole routing table: method + pattern -> handler.
+constexpr std::array<Route, 9> ROUTES{{
+    {"GET", "/healthz", &healthz},
+    {"GET", "/readyz", &readyz},
+    {"POST", "/v1/jobs", &submit_job},
+    {"GET", "/v1/jobs/{id}", &get_job},
+    {"DELETE", "/v1/jobs/{id}", &cancel_job},
+    {"GET", "/v1/jobs/{id}/result", &get_result},
+    {"GET", "/v1/jobs/{id}/events", &get_events},
+    {"POST", "/v1/jobs/{id}/retry", &retry_job},
+    {"GET", "/v1/dead", &list_dead},
+}};
+
+}  // namespace
+
+std::span<const Route> routes() { return ROUTES; }
+
+RouteMatch match_route(std::string_view method, std::string_view path) {
+    RouteMatch match;
+    for (const Route& route : ROUTES) {
+        std::string id;
+        if (!match_path(route.pattern, path, id)) continue;
+        if (route.method == method) {
+            match.kind = RouteMatch::FOUND;
+            match.route = &route;
+            match.job_id = std::move(id);
+            match.allow.clear();
+            return match;
+        }
+        match.kind = RouteMatch::METHOD_NOT_ALLOWED;
+        if (!match.allow.empty()) match.allow += ", ";
+        match.allow += route.method;
+    }
+    return match;
+}
+
+awaitable<Outcome> handle(ShardContext& ctx, const Request& request) {
+    const Target target = split_target(sv(request.target()));
+    const RouteMatch match = match_route(sv(request.method_string()), target.path);
+    if (match.kind == RouteMatch::NOT_FOUND)
+        co_return error_result({404, "not_found", "no such endpoint: " + target.path});
+    if (match.kind == RouteMatch::METHOD_NOT_ALLOWED) {
+        HttpResult r = error_result(
+            {405, "method_not_allowed", std::string(request.method_string()) + " is not allowed on " + target.path});
+        r.headers.emplace_back("Allow", match.allow);
+        co_return r;
+    }
+    try {
+        // Each co_await stands alone in its statement: GCC 12 double-destroys temporaries
+        // of a co_await nested in a larger expression.
+        const RouteRequest req{request, target, match.job_id};
+        Outcome outcome = co_await match.route->handler(ctx, req);
+        co_return outcome;
+    } catch (const std::exception& e) {
+        log::error("{} {} failed: {}", std::string(request.method_string()), target.path, e.what());
+    }
+    co_return error_result({500, "internal_error", "internal error"});
+}
+
+}  // namespace sluice::api

@@ -1,0 +1,64 @@
+// The api's routes: the table (method + path pattern -> handler, in the style of
+// cpp-httplib) and one handler function per route, each taking the shard's context. Adding a
+// route means one row in ROUTES (routes.cpp) and one handler function.
+// Loop thread only.
+#pragma once
+
+#include "event_stream.hpp"
+#include "request.hpp"
+#include "shard_context.hpp"
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace sluice::api {
+
+using Request = boost::beast::http::request<boost::beast::http::string_body>;
+
+// What a handler produced: a response to write, or an event stream for the session to open
+// and follow once the request and the frames that handled it are gone.
+struct Outcome {
+    Outcome(HttpResult r) : result(std::move(r)) {}  // NOLINT: a handler's usual answer
+    Outcome(EventStream s) : follow(std::move(s)) {}  // NOLINT
+    std::optional<HttpResult> result;
+    std::optional<EventStream> follow;
+};
+
+// One request as a handler sees it.
+struct RouteRequest {
+    const Request& http;
+    const Target& target;
+    const std::string& job_id;  // the {id} segment of the path, when the pattern has one
+};
+
+using Handler = awaitable<Outcome> (*)(ShardContext&, const RouteRequest&);
+
+struct Route {
+    std::string_view method;
+    std::string_view pattern;  // "{id}" matches one non-empty path segment
+    Handler handler;
+};
+
+// Every route of the api.
+std::span<const Route> routes();
+
+struct RouteMatch {
+    enum Kind { FOUND, NOT_FOUND, METHOD_NOT_ALLOWED } kind = NOT_FOUND;
+    const Route* route = nullptr;  // FOUND
+    std::string job_id;            // the {id} segment, when the pattern has one
+    std::string allow;             // METHOD_NOT_ALLOWED: the methods the path has, "GET, DELETE"
+};
+
+// Finds the route for `method` and `path` (no query string).
+RouteMatch match_route(std::string_view method, std::string_view path);
+
+// Routes a request to its handler and runs it: 404 not_found, 405 method_not_allowed (with
+// Allow), or the handler's outcome. A handler that throws answers 500 (and is logged).
+awaitable<Outcome> handle(ShardContext& ctx, const Request& request);
+
+}  // namespace sluice::api

@@ -1,0 +1,34 @@
+// What every part of one api shard shares, as llama.cpp's server hands `server_context&` to
+// its routes: the shard's loop, its config, its Redis connection for commands, its broker
+// link, its notifier and whether it is shutting down. The Shard (shard.hpp) owns it and the
+// accept loop, sessions (http_session.hpp), routes (routes.hpp), job reads (job_reads.hpp)
+// and event streams (event_stream.hpp) take it by reference.
+// Everything here belongs to the shard's loop thread and is not thread-safe.
+#pragma once
+
+#include "broker_link.hpp"
+#include "config.hpp"
+#include "loop.hpp"
+#include "redis_client.hpp"
+
+#include <zmq.hpp>
+
+namespace sluice::api {
+
+struct ShardContext {
+    ShardContext(const ApiConfig& config, zmq::context_t& zmq_ctx)
+        : config(config),
+          redis(ioc, config.redis_host, config.redis_port, "commands"),
+          broker(ioc, zmq_ctx, config.broker_endpoint) {}
+    ShardContext(const ShardContext&) = delete;
+    ShardContext& operator=(const ShardContext&) = delete;
+
+    asio::io_context ioc{1};  // first member: destroyed last
+    const ApiConfig& config;
+    RedisConnection redis;  // commands: job reads, event reads, PING
+    BrokerLink broker;
+    Notifier notifier;      // fed by the shard's sluice:notify subscription
+    bool stopping = false;  // graceful shutdown has begun: finish what is open, take no more
+};
+
+}  // namespace sluice::api

@@ -1,0 +1,68 @@
+// Unit tests of the api's route table (api/routes.hpp): every route is found by its method
+// and path, a path without the method is 405 with Allow, and anything else is 404.
+#include "routes.hpp"
+
+#include <doctest/doctest.h>
+
+#include <set>
+#include <string>
+
+using namespace sluice::api;
+
+namespace {
+
+const std::string ID = "0b7c1f0e-2d4e-4a7b-9c1d-3e5f7a9b1c2d";
+
+// The pattern of the route `method` `path` leads to, or "" when none does.
+std::string found(const std::string& method, const std::string& path, const std::string& id = "") {
+    const RouteMatch m = match_route(method, path);
+    CHECK_MESSAGE(m.kind == RouteMatch::FOUND, method << " " << path);
+    if (m.kind != RouteMatch::FOUND) return "";
+    CHECK(m.route->method == method);
+    CHECK(m.job_id == id);
+    return std::string(m.route->pattern);
+}
+
+}  // namespace
+
+TEST_CASE("routing: found, 404, 405 with Allow") {
+    CHECK(found("GET", "/healthz") == "/healthz");
+    CHECK(found("GET", "/readyz") == "/readyz");
+    CHECK(found("POST", "/v1/jobs") == "/v1/jobs");
+    CHECK(found("GET", "/v1/jobs/abc", "abc") == "/v1/jobs/{id}");
+    CHECK(found("DELETE", "/v1/jobs/abc", "abc") == "/v1/jobs/{id}");
+    CHECK(found("GET", "/v1/jobs/abc/result", "abc") == "/v1/jobs/{id}/result");
+    CHECK(found("GET", "/v1/jobs/abc/events", "abc") == "/v1/jobs/{id}/events");
+    CHECK(found("POST", "/v1/jobs/" + ID + "/retry", ID) == "/v1/jobs/{id}/retry");
+    CHECK(found("GET", "/v1/dead") == "/v1/dead");
+
+    for (const char* path : {"/", "/v2/nothing", "/v1/jobs/", "/v1/jobs//events", "/v1/jobs/a/b",
+                             "/v1/jobs/a/events/x", "/healthz/", "/v1", "/v1/dead/x"}) {
+        CHECK_MESSAGE(match_route("GET", path).kind == RouteMatch::NOT_FOUND, path);
+    }
+
+    RouteMatch m = match_route("PUT", "/v1/jobs");
+    CHECK(m.kind == RouteMatch::METHOD_NOT_ALLOWED);
+    CHECK(m.allow == "POST");
+    m = match_route("POST", "/v1/jobs/abc");
+    CHECK(m.kind == RouteMatch::METHOD_NOT_ALLOWED);
+    CHECK(m.allow == "GET, DELETE");
+    m = match_route("DELETE", "/healthz");
+    CHECK(m.allow == "GET");
+    CHECK(match_route("get", "/healthz").kind == RouteMatch::METHOD_NOT_ALLOWED);
+    m = match_route("GET", "/v1/jobs/" + ID + "/retry");
+    CHECK(m.kind == RouteMatch::METHOD_NOT_ALLOWED);
+    CHECK(m.allow == "POST");
+    m = match_route("DELETE", "/v1/dead");
+    CHECK(m.kind == RouteMatch::METHOD_NOT_ALLOWED);
+    CHECK(m.allow == "GET");
+}
+
+TEST_CASE("the table: one handler per route, no (method, pattern) twice") {
+    std::set<std::pair<std::string_view, std::string_view>> seen;
+    for (const Route& route : routes()) {
+        CHECK(static_cast<bool>(route.handler));
+        CHECK_MESSAGE(seen.emplace(route.method, route.pattern).second, route.method << " " << route.pattern);
+    }
+    CHECK(seen.size() == 9);
+}
