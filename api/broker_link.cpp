@@ -1,6 +1,7 @@
 // The broker link on the shard's loop: DEALER + ZMQ_FD (see broker_link.hpp).
 #include "broker_link.hpp"
 
+#include "errors.hpp"
 #include "log.hpp"
 #include "wire.hpp"
 
@@ -20,8 +21,8 @@ BrokerLink::~BrokerLink() { stop(); }
 proto::Reply BrokerLink::unavailable(std::uint64_t req_id, std::string message) {
     proto::Reply reply;
     reply.req_id = req_id;
-    reply.status = 503;
-    reply.code = "broker_unavailable";
+    reply.status = errors::BROKER_UNAVAILABLE.status;
+    reply.code = errors::BROKER_UNAVAILABLE.name;
     reply.message = std::move(message);
     return reply;
 }
@@ -50,7 +51,7 @@ void BrokerLink::stop() {
 // quiet until everything waiting has been read. So: read all that is there, then wait.
 awaitable<void> BrokerLink::read_loop() {
     while (!stopping_) {
-        drain();
+        read_replies();
         error_code ec;
         co_await signal_fd_->async_wait(asio::posix::stream_descriptor::wait_read,
                                         asio::redirect_error(asio::use_awaitable, ec));
@@ -61,8 +62,8 @@ awaitable<void> BrokerLink::read_loop() {
     }
 }
 
-void BrokerLink::drain() {
-    drain_posted_ = false;
+void BrokerLink::read_replies() {
+    read_posted_ = false;
     while (dealer_ && !stopping_ && (dealer_->get(zmq::sockopt::events) & ZMQ_POLLIN)) {
         auto received = proto::try_recv(*dealer_, /*routed=*/false);
         if (!received) break;
@@ -96,9 +97,9 @@ std::shared_ptr<BrokerLink::Pending> BrokerLink::send_encoded(std::uint64_t req_
     pending_.emplace(req_id, pending);
     // A send can consume the ZMQ_FD signal of a REPLY that arrived meanwhile: look once more,
     // after this turn of the loop (one look for all the sends of the turn).
-    if (!drain_posted_) {
-        drain_posted_ = true;
-        asio::post(ioc_, [this] { drain(); });
+    if (!read_posted_) {
+        read_posted_ = true;
+        asio::post(ioc_, [this] { read_replies(); });
     }
     return pending;
 }

@@ -72,7 +72,7 @@ private:
                                           std::string body);
     void on_reply(proto::Reply reply);
     // Reads every message waiting on the DEALER.
-    void drain();
+    void read_replies();
     awaitable<void> read_loop();
 
     asio::io_context& ioc_;
@@ -82,7 +82,7 @@ private:
     // Watches the DEALER's ZMQ_FD; released, never closed (libzmq owns that fd).
     std::optional<asio::posix::stream_descriptor> signal_fd_;
     bool stopping_ = false;
-    bool drain_posted_ = false;
+    bool read_posted_ = false;
     std::uint64_t next_req_id_ = 1;
     std::unordered_map<std::uint64_t, std::shared_ptr<Pending>> pending_;
 };

@@ -2,6 +2,8 @@
 // environment (variable named on each field); nothing else reads the environment.
 #pragma once
 
+#include "limits.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
@@ -22,7 +24,7 @@ struct ApiConfig {
     std::string redis_host = "127.0.0.1";
     int redis_port = 6399;
     // SLUICE_API_MAX_BODY: largest request body accepted, in bytes; past it 413 body_too_large.
-    std::size_t max_body = 1048576;
+    std::size_t max_body = limits::DEFAULT_MAX_BODY;
     // SLUICE_API_MAX_CONNECTIONS: open HTTP connections across all threads; past it a new
     // connection gets 503 too_many_connections and is closed.
     std::size_t max_connections = 1024;
@@ -45,7 +47,7 @@ struct ApiConfig {
 
     // Not from the environment: fixed limits, named here so they are documented in one place.
     // Header block limit; past it 431 headers_too_large.
-    std::size_t max_header_bytes = 16 * 1024;
+    std::size_t max_header_bytes = limits::MAX_HEADER_BYTES;
     // Time a client gets to accept one response write (or one SSE event batch).
     std::chrono::milliseconds write_timeout{30000};
     // How long SIGINT/SIGTERM waits for in-flight requests before closing everything.

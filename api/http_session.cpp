@@ -54,12 +54,13 @@ bool quiet_close(const error_code& ec) {
 // The answer to a request that could not be read, or nullopt to just close.
 std::optional<HttpResult> read_error_result(const error_code& ec) {
     if (ec == http::error::body_limit)
-        return error_result({413, "body_too_large", "request body is larger than the limit"});
+        return error_result(errors::BODY_TOO_LARGE, "request body is larger than the limit");
     if (ec == http::error::header_limit)
-        return error_result({431, "headers_too_large", "request headers exceed 16 KiB"});
+        return error_result(errors::HEADERS_TOO_LARGE,
+                            "request headers exceed " + std::to_string(limits::MAX_HEADER_BYTES / 1024) + " KiB");
     if (quiet_close(ec)) return std::nullopt;
     if (ec.category() == http::make_error_code(http::error::bad_method).category())
-        return error_result({400, "bad_request", "malformed HTTP request: " + ec.message()});
+        return error_result(errors::BAD_REQUEST, "malformed HTTP request: " + ec.message());
     return std::nullopt;
 }
 
@@ -173,7 +174,7 @@ void Sessions::close_all() {
 awaitable<void> reject_connection(Sessions& sessions, tcp::socket socket) {
     const Sessions::Rejecting rejecting(sessions);
     beast::tcp_stream stream(std::move(socket));
-    HttpResult r = error_result({503, "too_many_connections", "the server has too many open connections; retry later"});
+    HttpResult r = error_result(errors::TOO_MANY_CONNECTIONS, "the server has too many open connections; retry later");
     r.headers.emplace_back("Retry-After", "1");
     const std::string head = response_head(r, 11, false);
     const std::array<asio::const_buffer, 2> bytes{asio::buffer(head), asio::buffer(r.body)};

@@ -1,6 +1,7 @@
 // Job records read from Redis (see job_reads.hpp).
 #include "job_reads.hpp"
 
+#include "keys.hpp"
 #include "log.hpp"
 
 #include <iterator>
@@ -10,10 +11,10 @@ namespace {
 
 // The commands that read one job: HMGET of its fields, LRANGE of its newest history entries.
 void add_job_reads(std::vector<std::vector<std::string>>& commands, const std::string& id) {
-    std::vector<std::string> hmget{"HMGET", std::string(JOB_KEY_PREFIX) + id};
+    std::vector<std::string> hmget{"HMGET", keys::job(id)};
     for (std::string_view field : JOB_FIELDS) hmget.emplace_back(field);
     commands.push_back(std::move(hmget));
-    commands.push_back({"LRANGE", std::string(HISTORY_KEY_PREFIX) + id,
+    commands.push_back({"LRANGE", keys::history(id),
                         std::to_string(-MAX_HISTORY_ENTRIES), "-1"});
 }
 
@@ -82,14 +83,14 @@ awaitable<std::optional<JobRecord>> load_job(ShardContext& ctx, const std::strin
 }
 
 awaitable<std::optional<bool>> job_exists(ShardContext& ctx, const std::string& id) {
-    std::vector<std::string> command = args("EXISTS", std::string(JOB_KEY_PREFIX) + id);
+    std::vector<std::string> command = args("EXISTS", keys::job(id));
     const RedisValue exists = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
     if (!exists.ok()) co_return std::nullopt;
     co_return exists.integer != 0;
 }
 
 awaitable<EventPage> read_events(ShardContext& ctx, const std::string& id, std::uint64_t after, int count) {
-    std::vector<std::string> command = args("XRANGE", std::string(EVENTS_KEY_PREFIX) + id,
+    std::vector<std::string> command = args("XRANGE", keys::events(id),
                                             std::to_string(after + 1) + "-0", "+", "COUNT", std::to_string(count));
     RedisValue batch = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
     EventPage page;
@@ -102,7 +103,7 @@ awaitable<EventPage> read_events(ShardContext& ctx, const std::string& id, std::
 }
 
 awaitable<bool> job_is_over(ShardContext& ctx, const std::string& id, std::uint64_t last) {
-    std::vector<std::string> command = args("HMGET", std::string(JOB_KEY_PREFIX) + id, "status", "seq");
+    std::vector<std::string> command = args("HMGET", keys::job(id), "status", "seq");
     const RedisValue v = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
     if (!v.ok() || v.elements.size() != 2) co_return false;
     if (v.elements[0].kind == RedisValue::Kind::NIL) co_return true;  // hash expired

@@ -1,16 +1,14 @@
 // sluice-api: reads ApiConfig from the environment, binds, prints the listening line, serves
 // until SIGINT/SIGTERM, then shuts down gracefully and exits 0.
 #include "config.hpp"
+#include "env.hpp"
 #include "log.hpp"
 #include "server.hpp"
+#include "signals.hpp"
 
-#include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -21,47 +19,25 @@ using sluice::api::ApiConfig;
 // Extra time past the shutdown grace before a stuck shutdown is cut short.
 constexpr auto SHUTDOWN_WATCHDOG = std::chrono::seconds(5);
 
-const char* env(const char* name) {
-    const char* value = std::getenv(name);
-    return value && *value ? value : nullptr;
-}
-
-// Reads an integer variable in [min, max]; exits with a message on a bad value.
-template <class T>
-void read_int(const char* name, T& out, long long min, long long max) {
-    const char* text = env(name);
-    if (!text) return;
-    long long value = 0;
-    const char* end = text + std::char_traits<char>::length(text);
-    auto [ptr, ec] = std::from_chars(text, end, value);
-    if (ec != std::errc() || ptr != end || value < min || value > max) {
-        std::fprintf(stderr, "sluice-api: %s must be an integer in %lld..%lld, got '%s'\n", name, min,
-                     max, text);
-        std::exit(2);
-    }
-    out = static_cast<T>(value);
-}
-
 ApiConfig config_from_env() {
+    using std::chrono::milliseconds;
     ApiConfig c;
-    if (const char* v = env("SLUICE_API_HOST")) c.host = v;
-    read_int("SLUICE_API_PORT", c.port, 0, 65535);
-    if (const char* v = env("SLUICE_BROKER_API_ENDPOINT")) c.broker_endpoint = v;
-    if (const char* v = env("SLUICE_REDIS_HOST")) c.redis_host = v;
-    read_int("SLUICE_REDIS_PORT", c.redis_port, 1, 65535);
-    read_int("SLUICE_API_MAX_BODY", c.max_body, 1, 1LL << 32);
-    read_int("SLUICE_API_MAX_CONNECTIONS", c.max_connections, 1, 1000000);
-    long long timeout_ms = c.broker_timeout.count();
-    read_int("SLUICE_BROKER_TIMEOUT_MS", timeout_ms, 1, 600000);
-    c.broker_timeout = std::chrono::milliseconds(timeout_ms);
-    long long request_timeout_ms = c.request_timeout.count();
-    read_int("SLUICE_API_REQUEST_TIMEOUT_MS", request_timeout_ms, 100, 3600000);
-    c.request_timeout = std::chrono::milliseconds(request_timeout_ms);
-    long long keepalive_ms = c.sse_keepalive.count();
-    read_int("SLUICE_API_SSE_KEEPALIVE_MS", keepalive_ms, 100, 3600000);
-    c.sse_keepalive = std::chrono::milliseconds(keepalive_ms);
-    read_int("SLUICE_API_THREADS", c.threads, 1, 256);
-    if (const char* v = env("SLUICE_LOG_LEVEL")) c.log_level = v;
+    c.host = sluice::env_string("SLUICE_API_HOST", c.host);
+    c.port = static_cast<std::uint16_t>(sluice::env_int("SLUICE_API_PORT", 0, 65535, c.port));
+    c.broker_endpoint = sluice::env_string("SLUICE_BROKER_API_ENDPOINT", c.broker_endpoint);
+    c.redis_host = sluice::env_string("SLUICE_REDIS_HOST", c.redis_host);
+    c.redis_port = static_cast<int>(sluice::env_int("SLUICE_REDIS_PORT", 1, 65535, c.redis_port));
+    c.max_body = static_cast<std::size_t>(
+        sluice::env_int("SLUICE_API_MAX_BODY", 1, 1LL << 32, static_cast<long long>(c.max_body)));
+    c.max_connections = static_cast<std::size_t>(
+        sluice::env_int("SLUICE_API_MAX_CONNECTIONS", 1, 1000000, static_cast<long long>(c.max_connections)));
+    c.broker_timeout = sluice::env_ms("SLUICE_BROKER_TIMEOUT_MS", milliseconds(1), milliseconds(600000), c.broker_timeout);
+    c.request_timeout =
+        sluice::env_ms("SLUICE_API_REQUEST_TIMEOUT_MS", milliseconds(100), milliseconds(3600000), c.request_timeout);
+    c.sse_keepalive =
+        sluice::env_ms("SLUICE_API_SSE_KEEPALIVE_MS", milliseconds(100), milliseconds(3600000), c.sse_keepalive);
+    c.threads = static_cast<int>(sluice::env_int("SLUICE_API_THREADS", 1, 256, c.threads));
+    c.log_level = sluice::env_string("SLUICE_LOG_LEVEL", c.log_level);
     return c;
 }
 
@@ -74,11 +50,7 @@ int main() {
     // Every thread started from here on inherits a mask with SIGINT/SIGTERM blocked; the main
     // thread takes them with sigwait. SIGPIPE is ignored: a vanished client is an error value.
     ::signal(SIGPIPE, SIG_IGN);
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    const sigset_t stop_signals = sluice::block_stop_signals();
 
     sluice::api::Server server(config);
     std::uint16_t port = 0;

@@ -17,7 +17,7 @@ namespace sluice::api {
 namespace {
 
 ApiError invalid_request(std::string message) {
-    return ApiError{422, "invalid_request", std::move(message)};
+    return api_error(errors::INVALID_REQUEST, std::move(message));
 }
 
 // Reads one integer option. Returns the error to report, or nullopt when the value is fine.
@@ -98,8 +98,7 @@ HttpResult reply_error(const proto::Reply& reply) {
         if (reply.status == 429) result.headers.emplace_back("Retry-After", "1");
         return result;
     }
-    return error_result({502, "broker_error",
-                         "unexpected broker reply status " + std::to_string(reply.status)});
+    return error_result(errors::BROKER_ERROR, "unexpected broker reply status " + std::to_string(reply.status));
 }
 
 }  // namespace
@@ -122,16 +121,23 @@ HttpResult error_result(const ApiError& error) {
     return result;
 }
 
+HttpResult error_result(const errors::Code& code, std::string message) {
+    HttpResult result;
+    result.status = code.status;
+    result.body = error_body(code.name, message);
+    return result;
+}
+
 HttpResult job_not_found(std::string_view id) {
-    return error_result({404, "job_not_found", "no job with id " + std::string(id)});
+    return error_result(errors::JOB_NOT_FOUND, "no job with id " + std::string(id));
 }
 
 HttpResult redis_unavailable() {
-    return error_result({503, "redis_unavailable", "job store (Redis) is unavailable"});
+    return error_result(errors::REDIS_UNAVAILABLE, "job store (Redis) is unavailable");
 }
 
 bool is_valid_job_type(std::string_view type) {
-    if (type.empty() || type.size() > 128) return false;
+    if (type.empty() || type.size() > limits::MAX_TYPE_NAME) return false;
     for (char c : type) {
         const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                         c == '_' || c == '.' || c == ':' || c == '-';
@@ -154,9 +160,9 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
     if (too_deep)
         return invalid_request("request body nests deeper than " + std::to_string(MAX_JSON_DEPTH) +
                                " levels");
-    if (doc.is_discarded()) return ApiError{400, "invalid_json", "request body is not valid JSON"};
+    if (doc.is_discarded()) return api_error(errors::INVALID_JSON, "request body is not valid JSON");
     if (!doc.is_object())
-        return ApiError{400, "invalid_json", "request body must be a JSON object"};
+        return api_error(errors::INVALID_JSON, "request body must be a JSON object");
 
     proto::Submit submit;
     submit.job_id = std::move(job_id);
@@ -207,9 +213,9 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
 
 std::optional<ApiError> check_idempotency_key(std::string_view key) {
     const std::string rule = std::string(IDEMPOTENCY_HEADER) + " must be 1 to " +
-                             std::to_string(MAX_IDEMPOTENCY_KEY) +
+                             std::to_string(limits::MAX_IDEMPOTENCY_KEY) +
                              " visible ASCII characters (0x21-0x7e)";
-    if (key.empty() || key.size() > MAX_IDEMPOTENCY_KEY) return invalid_request(rule);
+    if (key.empty() || key.size() > limits::MAX_IDEMPOTENCY_KEY) return invalid_request(rule);
     for (char c : key)
         if (c < 0x21 || c > 0x7e) return invalid_request(rule);
     return std::nullopt;

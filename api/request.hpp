@@ -3,6 +3,8 @@
 // Redis), so tests/unit/test_api_request.cpp drives it directly. All functions are thread-safe.
 #pragma once
 
+#include "errors.hpp"
+#include "limits.hpp"
 #include "protocol.hpp"
 
 #include "http_wire.hpp"
@@ -25,12 +27,17 @@ namespace sluice::api {
 
 using json = nlohmann::json;
 
-// An expected failure with its HTTP status and stable error code.
+// An expected failure with its HTTP status and stable error code (common/errors.hpp).
 struct ApiError {
     int status = 400;
     std::string code;
     std::string message;
 };
+
+// The ApiError of catalogued `code`, with its own status.
+inline ApiError api_error(const errors::Code& code, std::string message) {
+    return ApiError{code.status, std::string(code.name), std::move(message)};
+}
 
 // Either a value or the ApiError explaining why there is none.
 template <class T>
@@ -46,9 +53,6 @@ inline constexpr int MAX_JSON_DEPTH = 64;
 // Longest ?wait= for GET /v1/jobs/{id}/result, in seconds.
 inline constexpr int MAX_RESULT_WAIT_S = 60;
 inline constexpr std::string_view DEFAULT_TENANT = "default";
-// Idempotency-Key: 1..255 visible ASCII characters (0x21..0x7e), as Stripe and the IETF
-// draft allow; longer keys would only bloat the Redis key the broker builds from it.
-inline constexpr std::size_t MAX_IDEMPOTENCY_KEY = 255;
 inline constexpr std::string_view IDEMPOTENCY_HEADER = "Idempotency-Key";
 inline constexpr std::string_view REPLAYED_HEADER = "Idempotent-Replayed";
 // GET /v1/dead paging: ?limit= (1..1000, 100) and ?offset= (>= 0, 0). The upper bound on
@@ -59,11 +63,6 @@ inline constexpr std::int64_t DEAD_OFFSET_MAX = std::int64_t{1} << 53;
 // again keeps growing its history, and one job body must stay bounded.
 inline constexpr int MAX_HISTORY_ENTRIES = 1000;
 
-// Redis keys the api reads (schemas/PROTOCOL.md, Redis key layout).
-inline constexpr std::string_view JOB_KEY_PREFIX = "sluice:job:";
-inline constexpr std::string_view HISTORY_KEY_PREFIX = "sluice:history:";
-inline constexpr std::string_view EVENTS_KEY_PREFIX = "sluice:events:";
-inline constexpr std::string_view DEAD_KEY = "sluice:dead";
 // The job hash fields the job body is built from, in HMGET order. `input` is left out on
 // purpose: it can be up to a request body in size and no answer shows it.
 inline constexpr std::string_view JOB_FIELDS[] = {
@@ -78,6 +77,8 @@ std::string error_body(std::string_view code, std::string_view message);
 
 // Returns a JSON HttpResult for `error`.
 HttpResult error_result(const ApiError& error);
+// The same for catalogued `code`.
+HttpResult error_result(const errors::Code& code, std::string message);
 
 // 404 job_not_found for job `id`: also the answer for an id that is not a UUID.
 HttpResult job_not_found(std::string_view id);

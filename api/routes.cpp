@@ -3,6 +3,7 @@
 #include "routes.hpp"
 
 #include "job_reads.hpp"
+#include "keys.hpp"
 #include "log.hpp"
 
 #include <array>
@@ -48,7 +49,7 @@ awaitable<Outcome> readyz(ShardContext& ctx, const RouteRequest&) {
         if (!message.empty()) message += "; ";
         message += "broker: " + (reply.message.empty() ? reply.code : reply.message);
     }
-    co_return error_result({503, "not_ready", message});
+    co_return error_result(errors::NOT_READY, message);
 }
 
 // POST /v1/jobs
@@ -58,7 +59,7 @@ awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
         boost::beast::string_view(IDEMPOTENCY_HEADER.data(), IDEMPOTENCY_HEADER.size()));
     if (keys.first != keys.second) {
         if (std::next(keys.first) != keys.second)
-            co_return error_result({422, "invalid_request", std::string(IDEMPOTENCY_HEADER) + " must be given once"});
+            co_return error_result(errors::INVALID_REQUEST, std::string(IDEMPOTENCY_HEADER) + " must be given once");
         key = sv(keys.first->value());
     }
     auto parsed = parse_submit(req.http.body(), make_job_id(), key);
@@ -128,8 +129,13 @@ awaitable<Outcome> get_events(ShardContext&, const RouteRequest& req) {
         given = q->second;
     if (given) {
         auto parsed = parse_unsigned(*given);
-        if (!parsed || *parsed > MAX_EVENT_ID)
-            co_return error_result({400, "invalid_request", "Last-Event-ID must be a non-negative integer"});
+        if (!parsed || *parsed > MAX_EVENT_ID) {
+            // A bad Last-Event-ID answers 400 (as it always has), where a body field or another
+            // query parameter gets invalid_request's usual 422.
+            ApiError bad = api_error(errors::INVALID_REQUEST, "Last-Event-ID must be a non-negative integer");
+            bad.status = 400;
+            co_return error_result(bad);
+        }
         opened.last = *parsed;
     }
     if (!is_uuid(req.job_id)) co_return job_not_found(req.job_id);
@@ -157,8 +163,8 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
     if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
     const Page page = std::get<Page>(parsed);
     std::vector<std::vector<std::string>> head;
-    head.push_back(args("ZCARD", std::string(DEAD_KEY)));
-    head.push_back(args("ZREVRANGE", std::string(DEAD_KEY), std::to_string(page.offset),
+    head.push_back(args("ZCARD", std::string(keys::DEAD)));
+    head.push_back(args("ZREVRANGE", std::string(keys::DEAD), std::to_string(page.offset),
                         std::to_string(page.offset + page.limit - 1)));
     const auto counted = co_await transaction(ctx, std::move(head));
     if (!counted) co_return redis_unavailable();
@@ -216,10 +222,10 @@ awaitable<Outcome> handle(ShardContext& ctx, const Request& request) {
     const Target target = split_target(sv(request.target()));
     const RouteMatch match = match_route(sv(request.method_string()), target.path);
     if (match.kind == RouteMatch::NOT_FOUND)
-        co_return error_result({404, "not_found", "no such endpoint: " + target.path});
+        co_return error_result(errors::NOT_FOUND, "no such endpoint: " + target.path);
     if (match.kind == RouteMatch::METHOD_NOT_ALLOWED) {
-        HttpResult r = error_result(
-            {405, "method_not_allowed", std::string(request.method_string()) + " is not allowed on " + target.path});
+        HttpResult r = error_result(errors::METHOD_NOT_ALLOWED,
+                                    std::string(request.method_string()) + " is not allowed on " + target.path);
         r.headers.emplace_back("Allow", match.allow);
         co_return r;
     }
@@ -232,7 +238,7 @@ awaitable<Outcome> handle(ShardContext& ctx, const Request& request) {
     } catch (const std::exception& e) {
         log::error("{} {} failed: {}", std::string(request.method_string()), target.path, e.what());
     }
-    co_return error_result({500, "internal_error", "internal error"});
+    co_return error_result(errors::INTERNAL_ERROR, "internal error");
 }
 
 }  // namespace sluice::api

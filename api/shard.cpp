@@ -1,6 +1,7 @@
 // The life cycle of one api shard (see shard.hpp).
 #include "shard.hpp"
 
+#include "keys.hpp"
 #include "log.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -22,7 +23,6 @@ using error_code = boost::system::error_code;
 constexpr auto TICK_INTERVAL = std::chrono::seconds(1);
 // How often shutdown looks whether every connection has finished.
 constexpr auto SHUTDOWN_POLL = std::chrono::milliseconds(20);
-constexpr const char* NOTIFY_CHANNEL = "sluice:notify";
 
 // Logs an exception that escaped a coroutine, where it was spawned.
 auto log_failure(const char* what) {
@@ -47,12 +47,12 @@ Shard::Shard(const ApiConfig& config, int index, std::atomic<std::size_t>& conne
       tick_timer_(ctx_.ioc),
       shutdown_timer_(ctx_.ioc) {
     subscriber_.set_subscription(
-        NOTIFY_CHANNEL,
+        std::string(keys::NOTIFY_CHANNEL),
         [this](const std::string& payload) {
             if (auto notice = parse_notice(payload)) {
                 ctx_.notifier.notify(notice->job_id, std::move(notice->event));
             } else {
-                log::warn("dropped a malformed notice on {} ({} bytes)", NOTIFY_CHANNEL, payload.size());
+                log::warn("dropped a malformed notice on {} ({} bytes)", keys::NOTIFY_CHANNEL, payload.size());
             }
         },
         // After a (re)subscribe notices may have been missed: everybody re-reads.

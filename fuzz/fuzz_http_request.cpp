@@ -1,7 +1,9 @@
 // libFuzzer target: the HTTP-to-job conversion of the api (POST /v1/jobs body and
 // Idempotency-Key header -> SUBMIT). Input: a header value, a NUL byte, then the body.
 // Whatever the bytes, validation answers a value (never throws or crashes); an accepted
-// request yields a SUBMIT that survives the wire codec and whose input decodes back to JSON.
+// request yields a SUBMIT within the shared limits the broker checks again (common/limits.hpp)
+// that survives the wire codec and whose input decodes back to JSON.
+#include "limits.hpp"
 #include "protocol.hpp"
 #include "request.hpp"
 
@@ -25,6 +27,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto* accepted = std::get_if<proto::Submit>(&checked);
     if (accepted == nullptr) return 0;
     const proto::Submit& submit = *accepted;
+    if (submit.type.empty() || submit.type.size() > limits::MAX_TYPE_NAME ||
+        submit.idempotency_key.size() > limits::MAX_IDEMPOTENCY_KEY)
+        std::abort();
     auto wire = proto::decode_body<proto::Submit>(proto::encode_body(submit));
     if (!wire || wire->input != submit.input || wire->type != submit.type) std::abort();
     (void)api::msgpack_to_json(std::string_view(submit.input.data(), submit.input.size()));

@@ -5,11 +5,12 @@
 //   SLUICE_WORKER_CONCURRENCY      jobs run at once, 1..1024 (default 4)
 //   SLUICE_WORKER_NAME             name sent in READY        (default <hostname>-<pid>)
 //   SLUICE_LOG_LEVEL               debug|info|warn|error     (default info)
+#include "env.hpp"
 #include "log.hpp"
 #include "native_tasks.hpp"
 #include "runtime.hpp"
+#include "signals.hpp"
 
-#include <csignal>
 #include <cstdlib>
 #include <exception>
 #include <string>
@@ -17,41 +18,22 @@
 namespace {
 
 // Upper bound on SLUICE_WORKER_CONCURRENCY: each slot is an OS thread.
-constexpr unsigned long MAX_CONCURRENCY = 1024;
-
-const char* env_or(const char* name, const char* fallback) {
-    const char* value = std::getenv(name);
-    return value && *value ? value : fallback;
-}
+constexpr long long MAX_CONCURRENCY = 1024;
 
 }  // namespace
 
 int main() {
     using namespace sluice;
-    log::init("worker-native", log::parse_level(env_or("SLUICE_LOG_LEVEL", "info")));
+    log::init("worker-native", log::parse_level(env_string("SLUICE_LOG_LEVEL", "info")));
 
     worker::WorkerConfig config;
-    config.broker_endpoint =
-        env_or("SLUICE_BROKER_WORKER_ENDPOINT", config.broker_endpoint.c_str());
-    config.name = env_or("SLUICE_WORKER_NAME", "");
-    if (const char* text = std::getenv("SLUICE_WORKER_CONCURRENCY"); text && *text) {
-        char* end = nullptr;
-        const unsigned long value = std::strtoul(text, &end, 10);
-        if (*end != '\0' || value == 0 || value > MAX_CONCURRENCY || text[0] == '-') {
-            log::error("SLUICE_WORKER_CONCURRENCY must be an integer in 1..{}, got '{}'",
-                       MAX_CONCURRENCY, text);
-            return 2;
-        }
-        config.concurrency = static_cast<std::uint32_t>(value);
-    }
+    config.broker_endpoint = env_string("SLUICE_BROKER_WORKER_ENDPOINT", config.broker_endpoint);
+    config.name = env_string("SLUICE_WORKER_NAME", "");
+    config.concurrency =
+        static_cast<std::uint32_t>(env_int("SLUICE_WORKER_CONCURRENCY", 1, MAX_CONCURRENCY, config.concurrency));
 
-    // Block the signals before any thread starts so every thread inherits the mask and only
-    // sigwait below receives them.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    // Blocked before any thread starts, so only sigwait below receives them.
+    const sigset_t signals = block_stop_signals();
 
     worker::Worker worker(config);
     worker::tasks::register_all(worker);

@@ -1,0 +1,36 @@
+// The catalogue of error codes a client can get, each with its HTTP status: the api answers
+// with them and the broker puts them in its REPLYs, so a code means one thing everywhere.
+// README.md lists them for clients. Thread-safe.
+#pragma once
+
+#include <string_view>
+
+namespace sluice::errors {
+
+struct Code {
+    std::string_view name;  // the stable `code` of the JSON error body
+    int status;             // its HTTP status
+};
+
+inline constexpr Code BAD_REQUEST{"bad_request", 400};            // malformed HTTP
+inline constexpr Code INVALID_JSON{"invalid_json", 400};
+inline constexpr Code INVALID_REQUEST{"invalid_request", 422};    // a field, header or query parameter
+inline constexpr Code NOT_FOUND{"not_found", 404};                // no such endpoint
+inline constexpr Code JOB_NOT_FOUND{"job_not_found", 404};
+inline constexpr Code METHOD_NOT_ALLOWED{"method_not_allowed", 405};
+inline constexpr Code DUPLICATE_JOB_ID{"duplicate_job_id", 409};
+inline constexpr Code IDEMPOTENCY_CONFLICT{"idempotency_conflict", 409};
+inline constexpr Code JOB_FINISHED{"job_finished", 409};          // cancel of a finished job
+inline constexpr Code JOB_NOT_DEAD{"job_not_dead", 409};          // retry of a job that is not dead
+inline constexpr Code BODY_TOO_LARGE{"body_too_large", 413};
+inline constexpr Code UNKNOWN_JOB_TYPE{"unknown_job_type", 422};
+inline constexpr Code QUEUE_FULL{"queue_full", 429};
+inline constexpr Code HEADERS_TOO_LARGE{"headers_too_large", 431};
+inline constexpr Code INTERNAL_ERROR{"internal_error", 500};
+inline constexpr Code BROKER_ERROR{"broker_error", 502};          // the broker answered nonsense
+inline constexpr Code BROKER_UNAVAILABLE{"broker_unavailable", 503};
+inline constexpr Code REDIS_UNAVAILABLE{"redis_unavailable", 503};
+inline constexpr Code NOT_READY{"not_ready", 503};
+inline constexpr Code TOO_MANY_CONNECTIONS{"too_many_connections", 503};
+
+}  // namespace sluice::errors

@@ -1,0 +1,48 @@
+// Every Redis key and channel Sluice uses, named in one place (as LevelDB's filename.h names
+// its files). The api and the broker build keys only through these; the broker's Lua scripts
+// get the same names through the prelude broker/scripts.hpp builds from them.
+// schemas/PROTOCOL.md ("Redis key layout") describes what each key holds. Thread-safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace sluice::keys {
+
+// Per job: its hash (state, options, input, result), its event stream, its attempt history.
+inline constexpr std::string_view JOB_PREFIX = "sluice:job:";
+inline constexpr std::string_view EVENTS_PREFIX = "sluice:events:";
+inline constexpr std::string_view HISTORY_PREFIX = "sluice:history:";
+// Per job type: the zset of queued job ids, scored by priority and time.
+inline constexpr std::string_view QUEUE_PREFIX = "sluice:queue:";
+// Per tenant and Idempotency-Key: the job the key made, and the hash of its request.
+inline constexpr std::string_view IDEMPOTENCY_PREFIX = "sluice:idem:";
+// Zset of running job ids scored by lease deadline; zset of dead job ids scored by time.
+inline constexpr std::string_view RUNNING = "sluice:running";
+inline constexpr std::string_view DEAD = "sluice:dead";
+// Set of the job types any worker has declared.
+inline constexpr std::string_view TYPES = "sluice:types";
+// Pub/sub channel: a notice for every new job event (PROTOCOL.md, Notices).
+inline constexpr std::string_view NOTIFY_CHANNEL = "sluice:notify";
+
+inline std::string join(std::string_view prefix, std::string_view name) {
+    std::string key;
+    key.reserve(prefix.size() + name.size());
+    key += prefix;
+    key += name;
+    return key;
+}
+
+inline std::string job(std::string_view id) { return join(JOB_PREFIX, id); }
+inline std::string events(std::string_view id) { return join(EVENTS_PREFIX, id); }
+inline std::string history(std::string_view id) { return join(HISTORY_PREFIX, id); }
+inline std::string queue(std::string_view type) { return join(QUEUE_PREFIX, type); }
+// `key` is an Idempotency-Key as the api checked it (limits.hpp); tenants hold no ':'.
+inline std::string idempotency(std::string_view tenant, std::string_view key) {
+    std::string out = join(IDEMPOTENCY_PREFIX, tenant);
+    out += ':';
+    out += key;
+    return out;
+}
+
+}  // namespace sluice::keys

@@ -1,0 +1,30 @@
+"""Configuration from the environment: every binary reads its variables through one reader
+(common/env.hpp), so a bad value stops it at once, with exit status 2 and a message naming the
+variable, the range and the value, instead of wrapping or being ignored."""
+import os
+import subprocess
+
+import pytest
+
+from pipeline import BUILD
+
+BINARIES = {
+    "api": BUILD / "api" / "sluice-api",
+    "broker": BUILD / "broker" / "sluice-broker",
+    "native": BUILD / "workers" / "sluice-worker-native",
+}
+
+
+@pytest.mark.parametrize("binary, name, value, range_text", [
+    ("api", "SLUICE_API_PORT", "99999", "0..65535"),
+    ("api", "SLUICE_API_THREADS", "two", "1..256"),
+    ("api", "SLUICE_API_SSE_KEEPALIVE_MS", "-5", "100..3600000"),
+    ("api", "SLUICE_API_MAX_BODY", "1e6", "1..4294967296"),
+    ("native", "SLUICE_WORKER_CONCURRENCY", "0", "1..1024"),
+    ("native", "SLUICE_WORKER_CONCURRENCY", "-3", "1..1024"),
+])
+def test_bad_value_stops_the_process_naming_it(binary, name, value, range_text):
+    env = {**os.environ, name: value}
+    done = subprocess.run([str(BINARIES[binary])], env=env, capture_output=True, text=True, timeout=10)
+    assert done.returncode == 2
+    assert f"{name} must be an integer in {range_text}, got '{value}'" in done.stderr
