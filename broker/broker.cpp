@@ -68,8 +68,6 @@ bool valid_name(const std::string& name, bool id) {
     return true;
 }
 
-std::string fmt_score(double score) { return fmt::format("{:.0f}", score); }
-
 std::string sha1_hex(const std::string& text) {
     unsigned char digest[SHA_DIGEST_LENGTH];
     SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
@@ -304,34 +302,39 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
     if (msg.idempotency_key.size() > 255 || msg.request_hash.find(' ') != std::string::npos)
         return reply(peer, msg.req_id, 422, "invalid_request", "invalid idempotency key or request hash");
 
-    const int priority = static_cast<int>(msg.priority);
-    submit_args_.insert(submit_args_.end(),
-                        {msg.job_id, msg.tenant, msg.type, std::string(msg.input.begin(), msg.input.end()),
-                         std::to_string(priority), std::to_string(msg.max_attempts), std::to_string(msg.timeout_s),
-                         fmt_score(queue_score(priority, now_ms())),
-                         msg.idempotency_key.empty() ? "" : "sluice:idem:" + msg.tenant + ":" + msg.idempotency_key,
-                         msg.request_hash});
     ++storing_[msg.type];
-    submits_.push_back(PendingSubmit{peer, msg.req_id, std::move(msg.job_id), std::move(msg.type), priority});
+    std::string idempotency_key =
+        msg.idempotency_key.empty() ? "" : "sluice:idem:" + msg.tenant + ":" + msg.idempotency_key;
+    submits_.push_back(SubmitItem{peer, msg.req_id, std::move(msg.job_id), std::move(msg.tenant), std::move(msg.type),
+                                  std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
+                                  msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
+                                  std::move(msg.request_hash)});
 }
 
-std::vector<std::string> Broker::batch_args(std::string third, std::vector<std::string>& items) {
-    std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen), std::move(third)};
-    args.insert(args.end(), std::make_move_iterator(items.begin()), std::make_move_iterator(items.end()));
-    items.clear();
+template <class Item>
+std::vector<std::string> Broker::batch_args(std::string third, std::vector<Item>& items) {
+    std::vector<std::string> args;
+    args.reserve(3 + Item::STRIDE * items.size());
+    args.push_back(std::to_string(now_ms()));
+    args.push_back(std::to_string(config_.events_maxlen));
+    args.push_back(std::move(third));
+    for (Item& item : items) {
+        auto fields = item.take_args();
+        std::move(fields.begin(), fields.end(), std::back_inserter(args));
+    }
     return args;
 }
 
 void Broker::flush_submits() {
     if (submits_.empty()) return;
-    std::vector<std::string> args = batch_args(std::to_string(IDEMPOTENCY_TTL_S), submit_args_);
-    auto batch = std::make_shared<std::vector<PendingSubmit>>(std::move(submits_));
+    std::vector<std::string> args = batch_args(std::to_string(IDEMPOTENCY_TTL_S), submits_);
+    auto batch = std::make_shared<std::vector<SubmitItem>>(std::move(submits_));
     submits_.clear();
     const bool sent = eval(scripts::SUBMIT, {}, std::move(args), [this, batch](redisReply* r) {
         const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == batch->size();
         if (!ok) log::error("submit of {} job(s) failed: {}", batch->size(), reply_error(r));
         for (std::size_t i = 0; i < batch->size(); ++i) {
-            const PendingSubmit& job = (*batch)[i];
+            const SubmitItem& job = (*batch)[i];
             --storing_[job.type];
             if (!ok) {
                 reply(job.peer, job.req_id, 503, "redis_unavailable", "the job could not be stored");
@@ -354,7 +357,7 @@ void Broker::flush_submits() {
         }
     });
     if (!sent)
-        for (const PendingSubmit& job : *batch) {
+        for (const SubmitItem& job : *batch) {
             --storing_[job.type];
             reply(job.peer, job.req_id, 503, "redis_unavailable", "Redis is unreachable");
         }
@@ -451,7 +454,7 @@ void Broker::handle_backend(const proto::Envelope& env) {
             else ok = false;
             break;
         case proto::Command::RESULT:
-            if (auto msg = proto::decode_body<proto::Result>(env.body)) handle_result(peer, *msg);
+            if (auto msg = proto::decode_body<proto::Result>(env.body)) handle_result(peer, std::move(*msg));
             else ok = false;
             break;
         case proto::Command::FAILURE:
@@ -536,26 +539,25 @@ void Broker::handle_event(const std::string& peer, const std::string& job_id, st
     });
 }
 
-void Broker::handle_result(const std::string& peer, const proto::Result& msg) {
+void Broker::handle_result(const std::string& peer, proto::Result msg) {
     if (!finish_attempt(peer, msg.job_id, msg.attempt, "RESULT")) return;
-    result_args_.insert(result_args_.end(), {msg.job_id, std::to_string(msg.attempt),
-                                             std::string(msg.result.begin(), msg.result.end())});
+    results_.push_back(ResultItem{std::move(msg.job_id), msg.attempt, std::string(msg.result.begin(), msg.result.end())});
 }
 
 void Broker::flush_results() {
-    if (result_args_.empty()) return;
-    auto ids = std::make_shared<std::vector<std::string>>();
-    for (std::size_t i = 0; i < result_args_.size(); i += 3) ids->push_back(result_args_[i]);
-    std::vector<std::string> args = batch_args(std::to_string(config_.job_ttl_s), result_args_);
+    if (results_.empty()) return;
+    std::vector<std::string> args = batch_args(std::to_string(config_.job_ttl_s), results_);
+    auto batch = std::make_shared<std::vector<ResultItem>>(std::move(results_));
+    results_.clear();
     // A result that cannot be stored is not lost for good: the job stays running in Redis and
     // the resync after Redis comes back runs it again.
-    eval(scripts::SUCCEED, {}, std::move(args), [ids](redisReply* r) {
-        if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != ids->size()) {
-            log::error("results of {} job(s) not stored: {}", ids->size(), reply_error(r));
+    eval(scripts::SUCCEED, {}, std::move(args), [batch](redisReply* r) {
+        if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != batch->size()) {
+            log::error("results of {} job(s) not stored: {}", batch->size(), reply_error(r));
             return;
         }
-        for (std::size_t i = 0; i < ids->size(); ++i)
-            if (reply_text(r->element[i]) == "stale") log::warn("dropped stale RESULT for job {}", (*ids)[i]);
+        for (std::size_t i = 0; i < batch->size(); ++i)
+            if (reply_text(r->element[i]) == "stale") log::warn("dropped stale RESULT for job {}", (*batch)[i].job_id);
     });
 }
 
@@ -586,7 +588,7 @@ void Broker::fail_job(const std::string& job_id, const Running& run, const std::
     eval(scripts::FAIL, {job_key(job_id)},
          {job_id, std::to_string(run.attempt), std::to_string(now), std::to_string(config_.events_maxlen),
           std::to_string(config_.job_ttl_s), error, outcome, retryable ? "1" : "0",
-          fmt_score(queue_score(run.priority, now + delay))},
+          queue_score_arg(run.priority, now + delay)},
          [this, job_id, run, error, delay](redisReply* r) {
              const std::string outcome = reply_text(r);
              if (outcome == "requeued") {
@@ -639,14 +641,13 @@ void Broker::dispatch() {
 void Broker::start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority) {
     workers_.assign(worker, job_id);
     running_[job_id] = Running{worker.identity, type, priority, 0, {}};
-    start_args_.insert(start_args_.end(), {job_id, worker.name, type});
-    starts_.push_back(PendingStart{worker.identity, type, job_id, priority});
+    starts_.push_back(StartItem{worker.identity, worker.name, type, job_id, priority});
 }
 
 void Broker::flush_starts() {
     if (starts_.empty()) return;
-    std::vector<std::string> args = batch_args(std::to_string(LEASE_GRACE.count()), start_args_);
-    auto batch = std::make_shared<std::vector<PendingStart>>(std::move(starts_));
+    std::vector<std::string> args = batch_args(std::to_string(LEASE_GRACE.count()), starts_);
+    auto batch = std::make_shared<std::vector<StartItem>>(std::move(starts_));
     starts_.clear();
     const bool sent = eval(scripts::START, {}, std::move(args), [this, batch](redisReply* r) {
         const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == batch->size();
@@ -655,10 +656,10 @@ void Broker::flush_starts() {
             started((*batch)[i], ok ? r->element[i] : nullptr);
     });
     if (!sent)
-        for (const PendingStart& job : *batch) started(job, nullptr);
+        for (const StartItem& job : *batch) started(job, nullptr);
 }
 
-void Broker::started(const PendingStart& job, const redisReply* r) {
+void Broker::started(const StartItem& job, const redisReply* r) {
     auto it = running_.find(job.job_id);
     const bool ours = it != running_.end() && it->second.identity == job.identity && it->second.attempt == 0;
     const bool stored = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements >= 1;

@@ -3,6 +3,7 @@
 // construction. See schemas/PROTOCOL.md for the messages and the job state machine.
 #pragma once
 
+#include "batches.hpp"
 #include "config.hpp"
 #include "job_queue.hpp"
 #include "redis_link.hpp"
@@ -43,14 +44,6 @@ private:
         std::uint32_t attempt = 0;
         Clock::time_point lease_deadline{};
     };
-    // A SUBMIT of this loop turn, waiting for its batch to be stored.
-    struct PendingSubmit {
-        std::string peer;
-        std::uint64_t req_id = 0;
-        std::string job_id;
-        std::string type;
-        int priority = 0;
-    };
     // A job waiting out its retry backoff before it goes back into its queue.
     struct Delayed {
         std::string job_id;
@@ -75,8 +68,9 @@ private:
     // Validates a SUBMIT and adds it to the turn's batch; flush_submits() stores the batch.
     void handle_submit(const std::string& peer, proto::Submit msg);
     void flush_submits();
-    // Arguments of a batch script: now_ms, maxlen, `third`, then `items` (moved out, cleared).
-    std::vector<std::string> batch_args(std::string third, std::vector<std::string>& items);
+    // Arguments of a batch script: now_ms, maxlen, `third`, then each item's take_args().
+    template <class Item>
+    std::vector<std::string> batch_args(std::string third, std::vector<Item>& items);
     void handle_cancel(const std::string& peer, const proto::Cancel& msg);
     void handle_retry(const std::string& peer, const proto::Retry& msg);
     void handle_ping(const std::string& peer, const proto::Ping& msg);
@@ -88,7 +82,7 @@ private:
     void handle_event(const std::string& peer, const std::string& job_id, std::uint32_t attempt,
                       std::vector<std::string> fields);
     // Adds a RESULT to the turn's batch; flush_results() stores the batch.
-    void handle_result(const std::string& peer, const proto::Result& msg);
+    void handle_result(const std::string& peer, proto::Result msg);
     void flush_results();
     void handle_failure(const std::string& peer, const proto::Failure& msg);
     void handle_canceled(const std::string& peer, const proto::Canceled& msg);
@@ -107,18 +101,11 @@ private:
     void lose_workers(std::vector<WorkerInfo> gone, const char* why);
 
     void dispatch();
-    // A job handed to a worker in this turn, waiting for its START to be stored.
-    struct PendingStart {
-        std::string identity;
-        std::string type;
-        std::string job_id;
-        int priority = 0;
-    };
     // Assigns one job to `worker`; flush_starts() records the turn's starts in Redis, then
     // started() sends each JOB (or undoes the assignment).
     void start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority);
     void flush_starts();
-    void started(const PendingStart& job, const redisReply* r);
+    void started(const StartItem& job, const redisReply* r);
     void run_timers(Clock::time_point now);
     void expire_leases(Clock::time_point now);
     std::int64_t backoff_ms(std::uint32_t attempt);
@@ -130,13 +117,12 @@ private:
     std::string frontend_endpoint_;
     std::string backend_endpoint_;
 
-    std::vector<PendingSubmit> submits_;
-    std::vector<std::string> submit_args_;  // their script arguments, 10 per job
+    // This turn's batches (batches.hpp), each stored by one script call at the end of its step.
+    std::vector<SubmitItem> submits_;
     // Per type: SUBMITs accepted but not yet stored, counted against max_queue_depth.
     std::unordered_map<std::string, std::size_t> storing_;
-    std::vector<PendingStart> starts_;
-    std::vector<std::string> start_args_;   // 3 per job
-    std::vector<std::string> result_args_;  // 3 per RESULT
+    std::vector<StartItem> starts_;
+    std::vector<ResultItem> results_;
     JobQueues queues_;
     std::unordered_map<std::string, Running> running_;
     std::multimap<Clock::time_point, Delayed> delayed_;
