@@ -282,25 +282,40 @@ void Broker::handle_frontend(const proto::Envelope& env) {
     log::warn("frontend: dropped {} with a malformed body", proto::command_name(env.command));
 }
 
-void Broker::reply(const std::string& peer, std::uint64_t req_id, std::uint32_t status, std::string code,
-                   std::string message, std::string job_id, std::string state) {
-    proto::Reply msg{req_id, status, std::move(code), std::move(message), std::move(job_id), std::move(state)};
-    if (!proto::send(frontend_, msg, peer)) log::warn("api peer gone: reply {} dropped", req_id);
+void Broker::accept(const std::string& peer, std::uint64_t req_id, std::string job_id, std::string state) {
+    send_reply(peer, proto::Reply{req_id, 200, "", "", std::move(job_id), std::move(state)});
+}
+
+void Broker::accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id) {
+    send_reply(peer, proto::Reply{req_id, 202, "", "", std::move(job_id), "queued"});
+}
+
+void Broker::accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id) {
+    send_reply(peer, proto::Reply{req_id, 200, "", "idempotent replay", std::move(original_id), ""});
+}
+
+void Broker::refuse(const std::string& peer, std::uint64_t req_id, std::uint32_t status, std::string code,
+                    std::string message, std::string job_id) {
+    send_reply(peer, proto::Reply{req_id, status, std::move(code), std::move(message), std::move(job_id), ""});
+}
+
+void Broker::send_reply(const std::string& peer, proto::Reply msg) {
+    if (!proto::send(frontend_, msg, peer)) log::warn("api peer gone: reply {} dropped", msg.req_id);
 }
 
 void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
     if (!valid_name(msg.type, false) || !valid_name(msg.job_id, true) || msg.priority < 0 ||
         msg.priority > MAX_PRIORITY || msg.max_attempts < 1 || msg.timeout_s < 1)
-        return reply(peer, msg.req_id, 422, "invalid_request", "invalid job type, id or option");
+        return refuse(peer, msg.req_id, 422, "invalid_request", "invalid job type, id or option");
     if (known_types_.count(msg.type) == 0)
-        return reply(peer, msg.req_id, 422, "unknown_job_type",
-                     fmt::format("no worker has declared job type '{}'", msg.type));
+        return refuse(peer, msg.req_id, 422, "unknown_job_type",
+                      fmt::format("no worker has declared job type '{}'", msg.type));
     if (queues_.depth(msg.type) + storing_[msg.type] >= config_.max_queue_depth)
-        return reply(peer, msg.req_id, 429, "queue_full",
-                     fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
-    if (!redis_.connected()) return reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+        return refuse(peer, msg.req_id, 429, "queue_full",
+                      fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
+    if (!redis_.connected()) return refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
     if (msg.idempotency_key.size() > 255 || msg.request_hash.find(' ') != std::string::npos)
-        return reply(peer, msg.req_id, 422, "invalid_request", "invalid idempotency key or request hash");
+        return refuse(peer, msg.req_id, 422, "invalid_request", "invalid idempotency key or request hash");
 
     ++storing_[msg.type];
     std::string idempotency_key =
@@ -337,41 +352,41 @@ void Broker::flush_submits() {
             const SubmitItem& job = (*batch)[i];
             --storing_[job.type];
             if (!ok) {
-                reply(job.peer, job.req_id, 503, "redis_unavailable", "the job could not be stored");
+                refuse(job.peer, job.req_id, 503, "redis_unavailable", "the job could not be stored");
                 continue;
             }
             const redisReply* answer = r->element[i];
             if (answer->type == REDIS_REPLY_ARRAY && answer->elements == 2) {
                 const std::string original = reply_text(answer->element[1]);
                 if (reply_text(answer->element[0]) == "replay")
-                    reply(job.peer, job.req_id, 200, "", "idempotent replay", original, "");
+                    accept_replay(job.peer, job.req_id, original);
                 else
-                    reply(job.peer, job.req_id, 409, "idempotency_conflict",
-                          "this Idempotency-Key was used for a different request", original);
+                    refuse(job.peer, job.req_id, 409, "idempotency_conflict",
+                           "this Idempotency-Key was used for a different request", original);
             } else if (reply_text(answer) == "ok") {
                 queues_.push(job.type, job.job_id, job.priority);
-                reply(job.peer, job.req_id, 202, "", "", job.job_id, "queued");
+                accept_new(job.peer, job.req_id, job.job_id);
             } else {
-                reply(job.peer, job.req_id, 409, "duplicate_job_id", "job id already exists", job.job_id);
+                refuse(job.peer, job.req_id, 409, "duplicate_job_id", "job id already exists", job.job_id);
             }
         }
     });
     if (!sent)
         for (const SubmitItem& job : *batch) {
             --storing_[job.type];
-            reply(job.peer, job.req_id, 503, "redis_unavailable", "Redis is unreachable");
+            refuse(job.peer, job.req_id, 503, "redis_unavailable", "Redis is unreachable");
         }
 }
 
 void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
-    if (!valid_name(msg.job_id, true)) return reply(peer, msg.req_id, 404, "job_not_found", "no such job");
+    if (!valid_name(msg.job_id, true)) return refuse(peer, msg.req_id, 404, "job_not_found", "no such job");
     const bool sent = eval(
         scripts::CANCEL, {job_key(msg.job_id)},
         {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen), std::to_string(config_.job_ttl_s)},
         [this, peer, req_id = msg.req_id, id = msg.job_id](redisReply* r) {
             const std::string outcome = reply_text(r);
-            if (outcome == "not_found") return reply(peer, req_id, 404, "job_not_found", "no such job", id);
-            if (outcome == "finished") return reply(peer, req_id, 409, "job_finished", "the job has already finished", id);
+            if (outcome == "not_found") return refuse(peer, req_id, 404, "job_not_found", "no such job", id);
+            if (outcome == "finished") return refuse(peer, req_id, 409, "job_finished", "the job has already finished", id);
             if (outcome == "queued") {
                 queues_.remove(id);
                 std::erase_if(delayed_, [&](const auto& entry) { return entry.second.job_id == id; });
@@ -385,16 +400,16 @@ void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
                 }
             } else {
                 log::error("cancel of job {} failed: {}", id, reply_error(r));
-                return reply(peer, req_id, 503, "redis_unavailable", "the cancel could not be stored", id);
+                return refuse(peer, req_id, 503, "redis_unavailable", "the cancel could not be stored", id);
             }
             log::info("job {} canceled (was {})", id, outcome);
-            reply(peer, req_id, 200, "", "", id, "canceled");
+            accept(peer, req_id, id, "canceled");
         });
-    if (!sent) reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+    if (!sent) refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
 }
 
 void Broker::handle_retry(const std::string& peer, const proto::Retry& msg) {
-    if (!valid_name(msg.job_id, true)) return reply(peer, msg.req_id, 404, "job_not_found", "no such job");
+    if (!valid_name(msg.job_id, true)) return refuse(peer, msg.req_id, 404, "job_not_found", "no such job");
     const bool sent = eval(
         scripts::RETRY, {job_key(msg.job_id)},
         {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen)},
@@ -403,20 +418,20 @@ void Broker::handle_retry(const std::string& peer, const proto::Retry& msg) {
                 const std::string type = reply_text(r->element[1]);
                 queues_.push(type, id, static_cast<int>(r->element[2]->integer));
                 log::info("job {} ({}) retried from the dead set", id, type);
-                return reply(peer, req_id, 200, "", "", id, "queued");
+                return accept(peer, req_id, id, "queued");
             }
             const std::string outcome = reply_text(r);
-            if (outcome == "not_found") return reply(peer, req_id, 404, "job_not_found", "no such job", id);
-            if (outcome == "not_dead") return reply(peer, req_id, 409, "job_not_dead", "only a dead (failed) job can be retried", id);
+            if (outcome == "not_found") return refuse(peer, req_id, 404, "job_not_found", "no such job", id);
+            if (outcome == "not_dead") return refuse(peer, req_id, 409, "job_not_dead", "only a dead (failed) job can be retried", id);
             log::error("retry of job {} failed: {}", id, reply_error(r));
-            reply(peer, req_id, 503, "redis_unavailable", "the retry could not be stored", id);
+            refuse(peer, req_id, 503, "redis_unavailable", "the retry could not be stored", id);
         });
-    if (!sent) reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+    if (!sent) refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
 }
 
 void Broker::handle_ping(const std::string& peer, const proto::Ping& msg) {
-    if (redis_.connected()) return reply(peer, msg.req_id, 200, "", "");
-    reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+    if (redis_.connected()) return accept(peer, msg.req_id);
+    refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
 }
 
 // ---- worker side -------------------------------------------------------------------------

@@ -74,8 +74,15 @@ private:
     void handle_cancel(const std::string& peer, const proto::Cancel& msg);
     void handle_retry(const std::string& peer, const proto::Retry& msg);
     void handle_ping(const std::string& peer, const proto::Ping& msg);
-    void reply(const std::string& peer, std::uint64_t req_id, std::uint32_t status,
-               std::string code, std::string message, std::string job_id = {}, std::string state = {});
+    // Answers an api request (proto::Reply). accept: done, 200 with the job's state now (none for
+    // PING); accept_new: a job stored, 202 queued; accept_replay: an Idempotency-Key seen before,
+    // 200 with the job it made; refuse: not done, `status` and a stable `code`.
+    void accept(const std::string& peer, std::uint64_t req_id, std::string job_id = {}, std::string state = {});
+    void accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id);
+    void accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id);
+    void refuse(const std::string& peer, std::uint64_t req_id, std::uint32_t status, std::string code,
+                std::string message, std::string job_id = {});
+    void send_reply(const std::string& peer, proto::Reply msg);
 
     void handle_backend(const proto::Envelope& env);
     void handle_ready(const std::string& peer, const proto::Ready& msg);
