@@ -68,6 +68,10 @@ bool valid_name(const std::string& name, bool id) {
     return true;
 }
 
+void log_stale(const char* what, const std::string& job_id, std::uint32_t attempt) {
+    log::warn("dropped stale {} for job {} attempt {}", what, job_id, attempt);
+}
+
 std::string sha1_hex(const std::string& text) {
     unsigned char digest[SHA_DIGEST_LENGTH];
     SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
@@ -83,6 +87,8 @@ Broker::Broker(BrokerConfig config)
       context_(1),
       frontend_(context_, zmq::socket_type::router),
       backend_(context_, zmq::socket_type::router),
+      jobs_(workers_, Backoff{std::chrono::milliseconds(config_.retry_backoff_ms),
+                              std::chrono::milliseconds(config_.retry_backoff_max_ms)}),
       redis_(config_.redis_host, config_.redis_port) {
     for (zmq::socket_t* socket : {&frontend_, &backend_}) {
         socket->set(zmq::sockopt::linger, 0);
@@ -198,8 +204,7 @@ void Broker::resync() {
     sync_ = Sync::IN_PROGRESS;
     std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen),
                                      std::to_string(config_.job_ttl_s)};
-    for (const auto& [job_id, run] : running_)
-        if (run.attempt > 0) args.push_back(job_id);
+    for (std::string& job_id : jobs_.started_jobs()) args.push_back(std::move(job_id));
     const bool sent = eval(scripts::RECOVER, {}, std::move(args), [this](redisReply* r) {
         if (r == nullptr || r->type != REDIS_REPLY_INTEGER) {
             log::error("resync failed: {}", reply_error(r));
@@ -242,11 +247,10 @@ void Broker::load_queues(const std::vector<std::string>& types) {
                 sync_ = Sync::NONE;
                 return;
             }
-            std::unordered_set<std::string> delayed;
-            for (const auto& [due, retry] : delayed_) delayed.insert(retry.job_id);
+            const std::unordered_set<std::string> held = jobs_.held_jobs();
             for (size_t i = 0; i + 1 < r->elements; i += 2) {
                 std::string id = reply_text(r->element[i]);
-                if (running_.count(id) == 0 && delayed.count(id) == 0)
+                if (held.count(id) == 0)
                     queues_.push(type, id, std::atoi(reply_text(r->element[i + 1]).c_str()));
             }
             if (--*remaining == 0 && sync_ == Sync::IN_PROGRESS) {
@@ -389,15 +393,12 @@ void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
             if (outcome == "finished") return refuse(peer, req_id, 409, "job_finished", "the job has already finished", id);
             if (outcome == "queued") {
                 queues_.remove(id);
-                std::erase_if(delayed_, [&](const auto& entry) { return entry.second.job_id == id; });
+                jobs_.drop_delayed(id);
             } else if (outcome == "running") {
-                auto it = running_.find(id);
-                if (it != running_.end()) {
-                    if (WorkerInfo* worker = workers_.find(it->second.identity))
+                if (auto run = jobs_.cancel(id))
+                    if (WorkerInfo* worker = workers_.find(run->identity))
                         send_to_worker(*worker, proto::Command::CANCEL_JOB,
-                                       proto::encode_body(proto::CancelJob{id, it->second.attempt}));
-                    running_.erase(it);
-                }
+                                       proto::encode_body(proto::CancelJob{id, run->attempt}));
             } else {
                 log::error("cancel of job {} failed: {}", id, reply_error(r));
                 return refuse(peer, req_id, 503, "redis_unavailable", "the cancel could not be stored", id);
@@ -515,35 +516,9 @@ void Broker::handle_ready(const std::string& peer, const proto::Ready& msg) {
                   fmt::join(msg.types, ", "), worker.concurrency);
 }
 
-Broker::Running* Broker::current_attempt(const std::string& peer, const std::string& job_id,
-                                         std::uint32_t attempt, const char* what) {
-    auto it = running_.find(job_id);
-    if (it == running_.end() || it->second.identity != peer || it->second.attempt != attempt) {
-        log::warn("dropped stale {} for job {} attempt {}", what, job_id, attempt);
-        return nullptr;
-    }
-    return &it->second;
-}
-
-std::optional<Broker::Running> Broker::finish_attempt(const std::string& peer, const std::string& job_id,
-                                                      std::uint32_t attempt, const char* what) {
-    Running* run = current_attempt(peer, job_id, attempt, what);
-    if (run == nullptr) {
-        // A canceled or lease-expired attempt still held the worker's slot: free it, unless
-        // the slot now belongs to a newer attempt of the same job on this worker.
-        auto it = running_.find(job_id);
-        if (it == running_.end() || it->second.identity != peer) workers_.release(peer, job_id);
-        return std::nullopt;
-    }
-    Running done = std::move(*run);
-    running_.erase(job_id);
-    workers_.release(peer, job_id);
-    return done;
-}
-
 void Broker::handle_event(const std::string& peer, const std::string& job_id, std::uint32_t attempt,
                           std::vector<std::string> fields) {
-    if (current_attempt(peer, job_id, attempt, fields[1].c_str()) == nullptr) return;
+    if (jobs_.current(peer, job_id, attempt) == nullptr) return log_stale(fields[1].c_str(), job_id, attempt);
     std::vector<std::string> args = {job_id, std::to_string(attempt), std::to_string(now_ms()),
                                      std::to_string(config_.events_maxlen)};
     args.insert(args.end(), std::make_move_iterator(fields.begin()), std::make_move_iterator(fields.end()));
@@ -555,7 +530,7 @@ void Broker::handle_event(const std::string& peer, const std::string& job_id, st
 }
 
 void Broker::handle_result(const std::string& peer, proto::Result msg) {
-    if (!finish_attempt(peer, msg.job_id, msg.attempt, "RESULT")) return;
+    if (!jobs_.finish(peer, msg.job_id, msg.attempt)) return log_stale("RESULT", msg.job_id, msg.attempt);
     results_.push_back(ResultItem{std::move(msg.job_id), msg.attempt, std::string(msg.result.begin(), msg.result.end())});
 }
 
@@ -577,28 +552,22 @@ void Broker::flush_results() {
 }
 
 void Broker::handle_failure(const std::string& peer, const proto::Failure& msg) {
-    auto run = finish_attempt(peer, msg.job_id, msg.attempt, "FAILURE");
-    if (run) fail_job(msg.job_id, *run, msg.error, "failed", msg.retryable);
+    auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
+    if (!run) return log_stale("FAILURE", msg.job_id, msg.attempt);
+    fail_job(msg.job_id, *run, msg.error, "failed", msg.retryable);
 }
 
 void Broker::handle_canceled(const std::string& peer, const proto::Canceled& msg) {
-    auto run = finish_attempt(peer, msg.job_id, msg.attempt, "CANCELED");
+    auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
+    if (!run) return log_stale("CANCELED", msg.job_id, msg.attempt);
     // A worker that cancels a job nobody asked it to cancel (its shutdown grace ran out)
     // did not finish it: the job runs again.
-    if (run) fail_job(msg.job_id, *run, "canceled by the worker", "lost", true);
+    fail_job(msg.job_id, *run, "canceled by the worker", "lost", true);
 }
 
-std::int64_t Broker::backoff_ms(std::uint32_t attempt) {
-    const int doublings = static_cast<int>(std::min<std::uint32_t>(attempt > 0 ? attempt - 1 : 0, 20));
-    const double base = std::min<double>(static_cast<double>(config_.retry_backoff_ms) * std::ldexp(1.0, doublings),
-                                         static_cast<double>(config_.retry_backoff_max_ms));
-    std::uniform_real_distribution<double> jitter(0.75, 1.25);
-    return static_cast<std::int64_t>(base * jitter(jitter_));
-}
-
-void Broker::fail_job(const std::string& job_id, const Running& run, const std::string& error,
+void Broker::fail_job(const std::string& job_id, const Attempt& run, const std::string& error,
                       const char* outcome, bool retryable) {
-    const std::int64_t delay = backoff_ms(run.attempt);
+    const std::int64_t delay = jobs_.backoff(run.attempt).count();
     const std::int64_t now = now_ms();
     eval(scripts::FAIL, {job_key(job_id)},
          {job_id, std::to_string(run.attempt), std::to_string(now), std::to_string(config_.events_maxlen),
@@ -608,7 +577,7 @@ void Broker::fail_job(const std::string& job_id, const Running& run, const std::
              const std::string outcome = reply_text(r);
              if (outcome == "requeued") {
                  log::info("job {} attempt {} failed ({}): retrying in {} ms", job_id, run.attempt, error, delay);
-                 delayed_.emplace(Clock::now() + std::chrono::milliseconds(delay), Delayed{job_id, run.type, run.priority});
+                 jobs_.delay(Clock::now() + std::chrono::milliseconds(delay), Delayed{job_id, run.type, run.priority});
              } else if (outcome == "failed") {
                  log::info("job {} failed after attempt {}: {}", job_id, run.attempt, error);
              } else if (outcome == "stale") {
@@ -622,14 +591,8 @@ void Broker::fail_job(const std::string& job_id, const Running& run, const std::
 void Broker::lose_workers(std::vector<WorkerInfo> gone, const char* why) {
     for (const WorkerInfo& worker : gone) {
         log::warn("worker {} {}: {} job(s) it held go back to their queues", worker.name, why, worker.jobs.size());
-        for (const std::string& job_id : worker.jobs) {
-            auto it = running_.find(job_id);
-            if (it == running_.end() || it->second.identity != worker.identity) continue;
-            Running run = std::move(it->second);
-            running_.erase(it);
-            // attempt 0: the START script is still in flight; its callback sees the job gone.
-            if (run.attempt > 0) fail_job(job_id, run, fmt::format("worker {} {}", worker.name, why), "lost", true);
-        }
+        for (const Ended& lost : jobs_.lose(worker))
+            fail_job(lost.job_id, lost.run, fmt::format("worker {} {}", worker.name, why), "lost", true);
     }
 }
 
@@ -654,8 +617,7 @@ void Broker::dispatch() {
 }
 
 void Broker::start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority) {
-    workers_.assign(worker, job_id);
-    running_[job_id] = Running{worker.identity, type, priority, 0, {}};
+    jobs_.assign(worker, job_id, type, priority);
     starts_.push_back(StartItem{worker.identity, worker.name, type, job_id, priority});
 }
 
@@ -675,14 +637,9 @@ void Broker::flush_starts() {
 }
 
 void Broker::started(const StartItem& job, const redisReply* r) {
-    auto it = running_.find(job.job_id);
-    const bool ours = it != running_.end() && it->second.identity == job.identity && it->second.attempt == 0;
     const bool stored = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements >= 1;
     if (!stored || reply_text(r->element[0]) != "ok" || r->elements < 4) {
-        if (ours) {
-            running_.erase(it);
-            workers_.release(job.identity, job.job_id);
-        }
+        jobs_.unassign(job.job_id, job.identity);
         // Not started for want of Redis: the job is still queued there, so here too. Otherwise
         // it was canceled meanwhile.
         if (!stored) queues_.push(job.type, job.job_id, job.priority);
@@ -692,13 +649,12 @@ void Broker::started(const StartItem& job, const redisReply* r) {
     const redisReply* input = r->element[2];
     const auto timeout_s = static_cast<std::uint32_t>(r->element[3]->integer);
     WorkerInfo* worker = workers_.find(job.identity);
-    if (!ours || worker == nullptr) {
+    const auto lease_deadline = Clock::now() + std::chrono::seconds(timeout_s) + LEASE_GRACE;
+    if (worker == nullptr || !jobs_.started(job.job_id, job.identity, attempt, lease_deadline)) {
         // The worker vanished while Redis recorded the start.
-        running_.erase(job.job_id);
-        return fail_job(job.job_id, Running{job.identity, job.type, job.priority, attempt, {}}, "worker lost", "lost", true);
+        jobs_.unassign(job.job_id, job.identity);
+        return fail_job(job.job_id, Attempt{job.identity, job.type, job.priority, attempt, {}}, "worker lost", "lost", true);
     }
-    it->second.attempt = attempt;
-    it->second.lease_deadline = Clock::now() + std::chrono::seconds(timeout_s) + LEASE_GRACE;
     proto::Job msg{job.job_id, job.type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s};
     send_to_worker(*worker, proto::Command::JOB, proto::encode_body(msg));
 }
@@ -718,28 +674,18 @@ void Broker::run_timers(Clock::time_point now) {
             ++it;
         }
     }
-    while (!delayed_.empty() && delayed_.begin()->first <= now) {
-        const Delayed& retry = delayed_.begin()->second;
-        queues_.push(retry.type, retry.job_id, retry.priority);
-        delayed_.erase(delayed_.begin());
-    }
+    for (const Delayed& retry : jobs_.take_due(now)) queues_.push(retry.type, retry.job_id, retry.priority);
 }
 
 // A worker that heartbeats but never answers (a stuck handler) loses the job at its lease
 // deadline: the attempt ends as lost, the worker is told to cancel it and keeps the slot until
 // it answers or dies.
 void Broker::expire_leases(Clock::time_point now) {
-    for (auto it = running_.begin(); it != running_.end();) {
-        const Running& run = it->second;
-        if (run.attempt == 0 || now < run.lease_deadline) {
-            ++it;
-            continue;
-        }
-        log::warn("job {} attempt {}: lease expired without an answer", it->first, run.attempt);
+    for (const auto& [job_id, run] : jobs_.expire_leases(now)) {
+        log::warn("job {} attempt {}: lease expired without an answer", job_id, run.attempt);
         if (WorkerInfo* worker = workers_.find(run.identity))
-            send_to_worker(*worker, proto::Command::CANCEL_JOB, proto::encode_body(proto::CancelJob{it->first, run.attempt}));
-        fail_job(it->first, run, "lease expired: no answer within timeout_s + 5 s", "lost", true);
-        it = running_.erase(it);
+            send_to_worker(*worker, proto::Command::CANCEL_JOB, proto::encode_body(proto::CancelJob{job_id, run.attempt}));
+        fail_job(job_id, run, "lease expired: no answer within timeout_s + 5 s", "lost", true);
     }
 }
 

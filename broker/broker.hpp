@@ -6,15 +6,14 @@
 #include "batches.hpp"
 #include "config.hpp"
 #include "job_queue.hpp"
+#include "job_table.hpp"
 #include "redis_link.hpp"
 #include "worker_pool.hpp"
 #include "wire.hpp"
 
 #include <zmq.hpp>
 
-#include <map>
-#include <optional>
-#include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -34,23 +33,6 @@ public:
     void run(int stop_fd);
 
 private:
-    // A job handed to a worker (or being handed: `attempt` is 0 until Redis confirmed it).
-    // A job canceled or whose lease expired leaves this map at once; the worker keeps the slot
-    // (its id stays in WorkerInfo::jobs) until it answers or dies.
-    struct Running {
-        std::string identity;
-        std::string type;
-        int priority = 0;
-        std::uint32_t attempt = 0;
-        Clock::time_point lease_deadline{};
-    };
-    // A job waiting out its retry backoff before it goes back into its queue.
-    struct Delayed {
-        std::string job_id;
-        std::string type;
-        int priority = 0;
-    };
-
     enum class Sync { NONE, IN_PROGRESS, DONE };
 
     // Runs one Lua script; returns false (without calling `done`) when Redis is unreachable.
@@ -94,16 +76,10 @@ private:
     void handle_failure(const std::string& peer, const proto::Failure& msg);
     void handle_canceled(const std::string& peer, const proto::Canceled& msg);
 
-    // Looks up the running attempt a worker reports on; nullptr (and a log line) if stale.
-    Running* current_attempt(const std::string& peer, const std::string& job_id,
-                             std::uint32_t attempt, const char* what);
-    // Ends the reported attempt: frees the worker's credit. nullopt if the report is stale.
-    std::optional<Running> finish_attempt(const std::string& peer, const std::string& job_id,
-                                          std::uint32_t attempt, const char* what);
     void send_to_worker(WorkerInfo& worker, proto::Command command, const std::string& body);
     // Ends an attempt without a result. `outcome` is "failed" (the handler failed) or "lost"
     // (the worker died, or the lease expired).
-    void fail_job(const std::string& job_id, const Running& run, const std::string& error,
+    void fail_job(const std::string& job_id, const Attempt& run, const std::string& error,
                   const char* outcome, bool retryable);
     void lose_workers(std::vector<WorkerInfo> gone, const char* why);
 
@@ -115,7 +91,6 @@ private:
     void started(const StartItem& job, const redisReply* r);
     void run_timers(Clock::time_point now);
     void expire_leases(Clock::time_point now);
-    std::int64_t backoff_ms(std::uint32_t attempt);
 
     BrokerConfig config_;
     zmq::context_t context_;
@@ -131,15 +106,13 @@ private:
     std::vector<StartItem> starts_;
     std::vector<ResultItem> results_;
     JobQueues queues_;
-    std::unordered_map<std::string, Running> running_;
-    std::multimap<Clock::time_point, Delayed> delayed_;
     std::set<std::string> known_types_;
     WorkerPool workers_;
+    JobTable jobs_;  // running attempts and delayed retries; after workers_, whose credit it keeps
     std::unordered_map<const std::string*, std::string> script_sha_;
     Sync sync_ = Sync::NONE;
     bool served_ = false;  // synced once: from then on the sockets are served, Redis up or not
     bool was_connected_ = false;
-    std::mt19937_64 jitter_{std::random_device{}()};
 
     // Declared last so it is destroyed first: callbacks it still owes run while the rest lives.
     RedisLink redis_;
