@@ -653,7 +653,7 @@ void Broker::started(const StartItem& job, const redisReply* r) {
     if (worker == nullptr || !jobs_.started(job.job_id, job.identity, attempt, lease_deadline)) {
         // The worker vanished while Redis recorded the start.
         jobs_.unassign(job.job_id, job.identity);
-        return fail_job(job.job_id, Attempt{job.identity, job.type, job.priority, attempt, {}}, "worker lost", "lost", true);
+        return fail_job(job.job_id, Attempt{job.identity, job.type, job.priority, attempt}, "worker lost", "lost", true);
     }
     proto::Job msg{job.job_id, job.type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s};
     send_to_worker(*worker, proto::Command::JOB, proto::encode_body(msg));

@@ -11,41 +11,42 @@ JobTable::JobTable(WorkerPool& workers, Backoff backoff, std::uint64_t seed)
 
 void JobTable::assign(WorkerInfo& worker, const std::string& job_id, const std::string& type, int priority) {
     workers_.assign(worker, job_id);
-    running_[job_id] = Attempt{worker.identity, type, priority, 0, {}};
+    auto it = running_.find(job_id);
+    if (it != running_.end()) take(it);
+    running_.emplace(job_id, Running{Attempt{worker.identity, type, priority, 0}, leases_.end()});
 }
 
 bool JobTable::started(const std::string& job_id, const std::string& identity, std::uint32_t attempt,
                        Clock::time_point lease_deadline) {
     auto it = running_.find(job_id);
-    if (it == running_.end() || it->second.identity != identity || it->second.attempt != 0) return false;
-    it->second.attempt = attempt;
-    it->second.lease_deadline = lease_deadline;
+    if (it == running_.end() || it->second.run.identity != identity || it->second.run.attempt != 0) return false;
+    it->second.run.attempt = attempt;
+    it->second.lease = leases_.emplace(lease_deadline, &it->first);
     return true;
 }
 
 void JobTable::unassign(const std::string& job_id, const std::string& identity) {
     auto it = running_.find(job_id);
-    if (it == running_.end() || it->second.identity != identity || it->second.attempt != 0) return;
+    if (it == running_.end() || it->second.run.identity != identity || it->second.run.attempt != 0) return;
     running_.erase(it);
     workers_.release(identity, job_id);
 }
 
 const Attempt* JobTable::current(const std::string& peer, const std::string& job_id, std::uint32_t attempt) const {
     auto it = running_.find(job_id);
-    if (it == running_.end() || it->second.identity != peer || it->second.attempt != attempt) return nullptr;
-    return &it->second;
+    if (it == running_.end() || it->second.run.identity != peer || it->second.run.attempt != attempt) return nullptr;
+    return &it->second.run;
 }
 
 std::optional<Attempt> JobTable::finish(const std::string& peer, const std::string& job_id, std::uint32_t attempt) {
     auto it = running_.find(job_id);
-    if (it == running_.end() || it->second.identity != peer || it->second.attempt != attempt) {
+    if (it == running_.end() || it->second.run.identity != peer || it->second.run.attempt != attempt) {
         // A canceled or lease-expired attempt still held the worker's slot: free it, unless
         // the slot now belongs to a newer attempt of the same job on this worker.
-        if (it == running_.end() || it->second.identity != peer) workers_.release(peer, job_id);
+        if (it == running_.end() || it->second.run.identity != peer) workers_.release(peer, job_id);
         return std::nullopt;
     }
-    Attempt done = std::move(it->second);
-    running_.erase(it);
+    Attempt done = take(it).run;
     workers_.release(peer, job_id);
     return done;
 }
@@ -53,33 +54,31 @@ std::optional<Attempt> JobTable::finish(const std::string& peer, const std::stri
 std::optional<Attempt> JobTable::cancel(const std::string& job_id) {
     auto it = running_.find(job_id);
     if (it == running_.end()) return std::nullopt;
-    Attempt run = std::move(it->second);
-    running_.erase(it);
-    return run;
+    return take(it).run;
 }
 
 std::vector<Ended> JobTable::lose(const WorkerInfo& gone) {
     std::vector<Ended> lost;
     for (const std::string& job_id : gone.jobs) {
         auto it = running_.find(job_id);
-        if (it == running_.end() || it->second.identity != gone.identity) continue;
-        if (it->second.attempt > 0) lost.push_back(Ended{job_id, std::move(it->second)});
-        running_.erase(it);
+        if (it == running_.end() || it->second.run.identity != gone.identity) continue;
+        Ended ended = take(it);
+        if (ended.run.attempt > 0) lost.push_back(std::move(ended));
     }
     return lost;
 }
 
 std::vector<Ended> JobTable::expire_leases(Clock::time_point now) {
     std::vector<Ended> expired;
-    for (auto it = running_.begin(); it != running_.end();) {
-        if (it->second.attempt == 0 || now < it->second.lease_deadline) {
-            ++it;
-            continue;
-        }
-        expired.push_back(Ended{it->first, std::move(it->second)});
-        it = running_.erase(it);
-    }
+    while (!leases_.empty() && leases_.begin()->first <= now)
+        expired.push_back(take(running_.find(*leases_.begin()->second)));
     return expired;
+}
+
+Ended JobTable::take(RunningMap::iterator it) {
+    if (it->second.lease != leases_.end()) leases_.erase(it->second.lease);
+    auto node = running_.extract(it);
+    return Ended{std::move(node.key()), std::move(node.mapped().run)};
 }
 
 std::chrono::milliseconds JobTable::backoff(std::uint32_t attempt) {
@@ -107,8 +106,8 @@ bool JobTable::drop_delayed(const std::string& job_id) {
 
 std::vector<std::string> JobTable::started_jobs() const {
     std::vector<std::string> ids;
-    for (const auto& [job_id, run] : running_)
-        if (run.attempt > 0) ids.push_back(job_id);
+    for (const auto& [job_id, running] : running_)
+        if (running.run.attempt > 0) ids.push_back(job_id);
     return ids;
 }
 

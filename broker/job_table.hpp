@@ -26,7 +26,6 @@ struct Attempt {
     std::string type;
     int priority = 0;
     std::uint32_t attempt = 0;
-    Clock::time_point lease_deadline{};
 };
 
 // A job taken off a worker without a result (lost worker, expired lease).
@@ -78,8 +77,9 @@ public:
     // the started ones (attempt > 0); an attempt 0 has its START in flight, and started() will
     // find it gone.
     std::vector<Ended> lose(const WorkerInfo& gone);
-    // Takes every started attempt whose lease ended by `now` off the table and returns them.
-    // Their workers keep the credit until they answer or die.
+    // Takes every started attempt whose lease ended by `now` off the table and returns them,
+    // earliest deadline first. Their workers keep the credit until they answer or die. Costs
+    // the expired leases only, not the running jobs.
     std::vector<Ended> expire_leases(Clock::time_point now);
 
     // How long to wait before running a job again after attempt `attempt` failed.
@@ -99,10 +99,23 @@ public:
     std::size_t delayed() const { return delayed_.size(); }
 
 private:
+    // Started attempts by lease deadline. Each entry points at its job's id, the key of its
+    // running_ node (stable while the node lives); running_ removes the entry with the node.
+    using Leases = std::multimap<Clock::time_point, const std::string*>;
+    struct Running {
+        Attempt run;
+        Leases::iterator lease;  // leases_.end() until started
+    };
+    using RunningMap = std::unordered_map<std::string, Running>;
+
+    // Removes a job from running_ (and its lease) and returns its attempt.
+    Ended take(RunningMap::iterator it);
+
     WorkerPool& workers_;
     Backoff backoff_;
     std::mt19937_64 jitter_;
-    std::unordered_map<std::string, Attempt> running_;
+    RunningMap running_;
+    Leases leases_;
     std::multimap<Clock::time_point, Delayed> delayed_;
 };
 

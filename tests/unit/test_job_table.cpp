@@ -43,6 +43,27 @@ TEST_CASE("a lease expires at its deadline; the worker keeps the slot until it a
     CHECK(f.a.jobs == std::set<std::string>{"j2"});
 }
 
+TEST_CASE("expiring pops only the due leases, and a finished, canceled or lost job leaves none behind") {
+    Fixture f;
+    WorkerInfo& b = f.pool.ready("b", "worker-b", "cpp", {"echo"}, 4, T0);
+    f.run(f.a, "due1", 1, T0 + 1s);
+    f.run(f.a, "due2", 1, T0 + 2s);
+    f.run(f.a, "later", 1, T0 + 5s);
+    f.run(f.a, "finished", 1, T0 + 1s);
+    f.run(f.a, "canceled", 1, T0 + 1s);
+    f.run(b, "lost", 1, T0 + 1s);
+    REQUIRE(f.jobs.finish("a", "finished", 1));
+    REQUIRE(f.jobs.cancel("canceled"));
+    REQUIRE(f.jobs.lose(*f.pool.find("b")).size() == 1);
+
+    auto expired = f.jobs.expire_leases(T0 + 3s);
+    REQUIRE(expired.size() == 2);
+    CHECK(expired[0].job_id == "due1");
+    CHECK(expired[1].job_id == "due2");
+    CHECK(f.jobs.running() == 1);
+    CHECK(f.jobs.expire_leases(T0 + 5s).at(0).job_id == "later");
+}
+
 TEST_CASE("a new attempt of the job replaces the old lease") {
     Fixture f;
     f.run(f.a, "j", 1, T0 + 1s);
