@@ -22,7 +22,7 @@ using namespace std::chrono_literals;
 // this often. 100 ms is far below the 1 s heartbeat period and costs nothing when idle.
 constexpr std::chrono::milliseconds POLL_TICK{100};
 // How long shutdown waits for Redis replies still owed, so a write that landed is acknowledged.
-constexpr std::chrono::milliseconds SHUTDOWN_DRAIN{2000};
+constexpr std::chrono::milliseconds SHUTDOWN_REPLY_WAIT{2000};
 // Messages taken from one socket per loop turn, so a flood on one side cannot starve the other.
 constexpr int MAX_BATCH = 256;
 constexpr std::size_t MAX_NAME = 128;
@@ -141,9 +141,9 @@ void Broker::run(int stop_fd) {
         if (items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) redis_.on_readable();
 
         if (serving) {
-            drain(frontend_, "frontend", &Broker::handle_frontend);
+            handle_waiting(frontend_, "frontend", &Broker::handle_frontend);
             flush_submits();
-            drain(backend_, "backend", &Broker::handle_backend);
+            handle_waiting(backend_, "backend", &Broker::handle_backend);
             flush_results();
             run_timers(Clock::now());
             dispatch();
@@ -152,7 +152,7 @@ void Broker::run(int stop_fd) {
 
     log::info("shutting down: waiting for {} Redis repl{}", redis_.pending(),
               redis_.pending() == 1 ? "y" : "ies");
-    const auto deadline = Clock::now() + SHUTDOWN_DRAIN;
+    const auto deadline = Clock::now() + SHUTDOWN_REPLY_WAIT;
     while (redis_.pending() > 0 && redis_.connected() && Clock::now() < deadline) {
         std::vector<zmq::pollitem_t> items = {{nullptr, redis_.fd(), ZMQ_POLLIN, 0}};
         zmq::poll(items, POLL_TICK);
@@ -161,7 +161,7 @@ void Broker::run(int stop_fd) {
     log::info("stopped");
 }
 
-void Broker::drain(zmq::socket_t& socket, const char* side, void (Broker::*handle)(const proto::Envelope&)) {
+void Broker::handle_waiting(zmq::socket_t& socket, const char* side, void (Broker::*handle)(const proto::Envelope&)) {
     for (int i = 0; i < MAX_BATCH; ++i) {
         auto received = proto::try_recv(socket, true);
         if (!received) return;
@@ -484,7 +484,7 @@ void Broker::handle_backend(const proto::Envelope& env) {
         case proto::Command::DISCONNECT:
             // A worker shutting down gracefully: it gets no new jobs, and the ones it holds
             // finish (or come back when its heartbeats stop).
-            worker->draining = true;
+            worker->leaving = true;
             log::info("worker {} is shutting down: finishing {} job(s)", worker->name, worker->jobs.size());
             break;
         default:
@@ -667,7 +667,7 @@ void Broker::run_timers(Clock::time_point now) {
     lose_workers(workers_.expire(now - interval * proto::HEARTBEAT_LIVENESS), "went silent");
     expire_leases(now);
     for (auto it = workers_.all().begin(); it != workers_.all().end();) {
-        if (it->second.draining && it->second.jobs.empty()) {
+        if (it->second.leaving && it->second.jobs.empty()) {
             log::info("worker {} left", it->second.name);
             it = workers_.all().erase(it);
         } else {

@@ -45,7 +45,7 @@ private:
     void load_queues(const std::vector<std::string>& types);
 
     // Handles up to MAX_BATCH messages waiting on `socket` with `handle`; logs malformed ones.
-    void drain(zmq::socket_t& socket, const char* side, void (Broker::*handle)(const proto::Envelope&));
+    void handle_waiting(zmq::socket_t& socket, const char* side, void (Broker::*handle)(const proto::Envelope&));
     void handle_frontend(const proto::Envelope& env);
     // Validates a SUBMIT and adds it to the turn's batch; flush_submits() stores the batch.
     void handle_submit(const std::string& peer, proto::Submit msg);
