@@ -2,6 +2,7 @@
 #include "broker.hpp"
 
 #include "log.hpp"
+#include "names.hpp"
 #include "scripts.hpp"
 
 #include <fmt/ranges.h>
@@ -25,7 +26,6 @@ constexpr std::chrono::milliseconds POLL_TICK{100};
 constexpr std::chrono::milliseconds SHUTDOWN_REPLY_WAIT{2000};
 // Messages taken from one socket per loop turn, so a flood on one side cannot starve the other.
 constexpr int MAX_BATCH = 256;
-constexpr std::size_t MAX_NAME = 128;
 // How long past its timeout_s a running job's lease lasts. The worker cancels the handler at
 // timeout_s itself; the grace covers its report's trip and a slow cancel before the broker
 // gives up on the attempt.
@@ -56,18 +56,6 @@ std::string reply_error(const redisReply* r) {
     return "unexpected reply";
 }
 
-// Job types and job ids become parts of Redis keys: keep them to a safe alphabet.
-bool valid_name(const std::string& name, bool id) {
-    if (name.empty() || name.size() > MAX_NAME) return false;
-    for (char c : name) {
-        const bool ok = id ? (std::isxdigit(static_cast<unsigned char>(c)) || c == '-')
-                           : (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' ||
-                              c == ':' || c == '-');
-        if (!ok) return false;
-    }
-    return true;
-}
-
 void log_stale(const char* what, const std::string& job_id, std::uint32_t attempt) {
     log::warn("dropped stale {} for job {} attempt {}", what, job_id, attempt);
 }
@@ -94,6 +82,7 @@ Broker::Broker(BrokerConfig config)
         socket->set(zmq::sockopt::linger, 0);
         socket->set(zmq::sockopt::router_mandatory, 1);
     }
+    known_types_.insert(config_.known_types.begin(), config_.known_types.end());
     frontend_.bind(config_.frontend_endpoint);
     backend_.bind(config_.backend_endpoint);
     frontend_endpoint_ = frontend_.get(zmq::sockopt::last_endpoint);
@@ -213,6 +202,7 @@ void Broker::resync() {
         }
         if (r->integer > 0)
             log::warn("{} job(s) marked running had no worker here: put back in their queues", r->integer);
+        store_types(config_.known_types);
         std::vector<std::string_view> argv = {"SMEMBERS", TYPES_KEY};
         redis_.command(argv, [this](redisReply* types) {
             if (types == nullptr || types->type != REDIS_REPLY_ARRAY) {
@@ -226,6 +216,16 @@ void Broker::resync() {
         });
     });
     if (!sent) sync_ = Sync::NONE;
+}
+
+void Broker::store_types(const std::vector<std::string>& types) {
+    if (types.empty()) return;
+    std::vector<std::string_view> argv = {"SADD", TYPES_KEY};
+    argv.insert(argv.end(), types.begin(), types.end());
+    redis_.command(argv, [types](redisReply* r) {
+        if (r == nullptr || r->type == REDIS_REPLY_ERROR)
+            log::error("storing job type(s) {} failed: {}", fmt::join(types, ", "), reply_error(r));
+    });
 }
 
 void Broker::load_queues(const std::vector<std::string>& types) {
@@ -308,7 +308,7 @@ void Broker::send_reply(const std::string& peer, proto::Reply msg) {
 }
 
 void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
-    if (!valid_name(msg.type, false) || !valid_name(msg.job_id, true) || msg.priority < 0 ||
+    if (!valid_job_type(msg.type) || !valid_job_id(msg.job_id) || msg.priority < 0 ||
         msg.priority > MAX_PRIORITY || msg.max_attempts < 1 || msg.timeout_s < 1)
         return refuse(peer, msg.req_id, 422, "invalid_request", "invalid job type, id or option");
     if (known_types_.count(msg.type) == 0)
@@ -383,7 +383,7 @@ void Broker::flush_submits() {
 }
 
 void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
-    if (!valid_name(msg.job_id, true)) return refuse(peer, msg.req_id, 404, "job_not_found", "no such job");
+    if (!valid_job_id(msg.job_id)) return refuse(peer, msg.req_id, 404, "job_not_found", "no such job");
     const bool sent = eval(
         scripts::CANCEL, {job_key(msg.job_id)},
         {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen), std::to_string(config_.job_ttl_s)},
@@ -410,7 +410,7 @@ void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
 }
 
 void Broker::handle_retry(const std::string& peer, const proto::Retry& msg) {
-    if (!valid_name(msg.job_id, true)) return refuse(peer, msg.req_id, 404, "job_not_found", "no such job");
+    if (!valid_job_id(msg.job_id)) return refuse(peer, msg.req_id, 404, "job_not_found", "no such job");
     const bool sent = eval(
         scripts::RETRY, {job_key(msg.job_id)},
         {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen)},
@@ -495,7 +495,7 @@ void Broker::handle_backend(const proto::Envelope& env) {
 
 void Broker::handle_ready(const std::string& peer, const proto::Ready& msg) {
     const bool valid = !msg.types.empty() && msg.concurrency >= 1 && msg.concurrency <= 100000 &&
-                       std::all_of(msg.types.begin(), msg.types.end(), [](const auto& t) { return valid_name(t, false); });
+                       std::all_of(msg.types.begin(), msg.types.end(), [](const auto& t) { return valid_job_type(t); });
     if (!valid) {
         log::warn("backend: dropped READY from '{}': needs 1+ valid job types and concurrency 1..100000",
                   msg.worker_name.substr(0, MAX_NAME));
@@ -504,13 +504,10 @@ void Broker::handle_ready(const std::string& peer, const proto::Ready& msg) {
     const bool known = workers_.find(peer) != nullptr;
     WorkerInfo& worker = workers_.ready(peer, msg.worker_name.substr(0, MAX_NAME), msg.runtime.substr(0, 16),
                                         msg.types, msg.concurrency, Clock::now());
-    for (const auto& type : msg.types) {
-        if (!known_types_.insert(type).second) continue;
-        std::vector<std::string_view> argv = {"SADD", TYPES_KEY, type};
-        redis_.command(argv, [type](redisReply* r) {
-            if (r == nullptr || r->type == REDIS_REPLY_ERROR) log::error("storing job type {} failed: {}", type, reply_error(r));
-        });
-    }
+    std::vector<std::string> declared;
+    for (const auto& type : msg.types)
+        if (known_types_.insert(type).second) declared.push_back(type);
+    store_types(declared);
     if (!known)
         log::info("worker {} ({}) ready: types [{}], concurrency {}", worker.name, worker.runtime,
                   fmt::join(msg.types, ", "), worker.concurrency);

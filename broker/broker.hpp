@@ -43,6 +43,8 @@ private:
     // marked running that no worker here holds go back to their queues, then queues reload.
     void resync();
     void load_queues(const std::vector<std::string>& types);
+    // Adds job types to sluice:types (declared by a worker, or listed in config.known_types).
+    void store_types(const std::vector<std::string>& types);
 
     // Handles up to MAX_BATCH messages waiting on `socket` with `handle`; logs malformed ones.
     void handle_waiting(zmq::socket_t& socket, const char* side, void (Broker::*handle)(const proto::Envelope&));
