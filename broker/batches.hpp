@@ -9,7 +9,9 @@
 
 #include <array>
 #include <cstdint>
+#include <iterator>
 #include <string>
+#include <vector>
 
 namespace sluice::broker {
 
@@ -64,5 +66,21 @@ struct ResultItem {
     // Moves the result out.
     std::array<std::string, STRIDE> take_args() { return {job_id, std::to_string(attempt), std::move(result)}; }
 };
+
+// The ARGV of a batch script: now_ms, maxlen, `third`, then each item's take_args() in order.
+template <class Item>
+std::vector<std::string> batch_args(std::int64_t now_ms, std::int64_t maxlen, std::string third,
+                                    std::vector<Item>& items) {
+    std::vector<std::string> args;
+    args.reserve(3 + Item::STRIDE * items.size());
+    args.push_back(std::to_string(now_ms));
+    args.push_back(std::to_string(maxlen));
+    args.push_back(std::move(third));
+    for (Item& item : items) {
+        auto fields = item.take_args();
+        std::move(fields.begin(), fields.end(), std::back_inserter(args));
+    }
+    return args;
+}
 
 }  // namespace sluice::broker

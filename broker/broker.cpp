@@ -1,16 +1,14 @@
-// The broker loop and one handler per command (see broker.hpp and schemas/PROTOCOL.md).
+// The broker loop, its timers, and keeping memory in step with Redis (see broker.hpp). The
+// handlers live beside it: api_side.cpp (api requests), worker_side.cpp (workers, dispatch).
 #include "broker.hpp"
 
 #include "log.hpp"
-#include "names.hpp"
 #include "scripts.hpp"
 
 #include <fmt/ranges.h>
 
 #include <openssl/sha.h>
 
-#include <algorithm>
-#include <cmath>
 #include <iterator>
 #include <unordered_set>
 
@@ -26,39 +24,10 @@ constexpr std::chrono::milliseconds POLL_TICK{100};
 constexpr std::chrono::milliseconds SHUTDOWN_REPLY_WAIT{2000};
 // Messages taken from one socket per loop turn, so a flood on one side cannot starve the other.
 constexpr int MAX_BATCH = 256;
-// How long past its timeout_s a running job's lease lasts. The worker cancels the handler at
-// timeout_s itself; the grace covers its report's trip and a slow cancel before the broker
-// gives up on the attempt.
-constexpr std::chrono::milliseconds LEASE_GRACE{5000};
-// An Idempotency-Key is remembered this long (as Stripe does).
-constexpr std::int64_t IDEMPOTENCY_TTL_S = 24 * 3600;
-
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 std::string job_key(const std::string& id) { return "sluice:job:" + id; }
 std::string queue_key(const std::string& type) { return "sluice:queue:" + type; }
 const std::string TYPES_KEY = "sluice:types";
-
-// Returns the reply's text for a status or string reply, "" otherwise.
-std::string reply_text(const redisReply* r) {
-    if (r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS))
-        return std::string(r->str, r->len);
-    return {};
-}
-
-std::string reply_error(const redisReply* r) {
-    if (r == nullptr) return "connection lost";
-    if (r->type == REDIS_REPLY_ERROR) return std::string(r->str, r->len);
-    return "unexpected reply";
-}
-
-void log_stale(const char* what, const std::string& job_id, std::uint32_t attempt) {
-    log::warn("dropped stale {} for job {} attempt {}", what, job_id, attempt);
-}
 
 std::string sha1_hex(const std::string& text) {
     unsigned char digest[SHA_DIGEST_LENGTH];
@@ -93,10 +62,12 @@ Broker::Broker(BrokerConfig config)
 //   1. keep the Redis connection up; whenever it (re)connects, resync memory with Redis
 //   2. poll both sockets, the Redis fd and stop_fd, at most POLL_TICK
 //   3. drive Redis I/O: arriving replies run their callbacks (acks, JOB sends)
-//   4. handle waiting api messages, then waiting worker messages (once first synced); the
-//      turn's SUBMITs, RESULTs and job starts each go to Redis as one script call
+//   steps 4 to 6 only once first synced:
+//   4. handle waiting api messages, then waiting worker messages; the turn's SUBMITs, then
+//      its RESULTs, go to Redis as one script call each
 //   5. timers: heartbeats out, silent workers forgotten, leases expired, retries released
-//   6. dispatch queued jobs against worker credit (while in sync with Redis)
+//   6. dispatch queued jobs against worker credit (while in sync with Redis); the turn's job
+//      starts go to Redis as one script call
 void Broker::run(int stop_fd) {
     for (;;) {
         const auto now = Clock::now();
@@ -189,6 +160,17 @@ bool Broker::eval(const std::string& script, std::vector<std::string> keys, std:
     return redis_.command(views, std::move(retry));
 }
 
+bool Broker::eval_on_job(const std::string& script, const std::string& job_id, std::vector<std::string> args,
+                         RedisLink::Callback done) {
+    return eval(script, {job_key(job_id)}, std::move(args), std::move(done));
+}
+
+std::int64_t Broker::now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 void Broker::resync() {
     sync_ = Sync::IN_PROGRESS;
     std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen),
@@ -261,399 +243,6 @@ void Broker::load_queues(const std::vector<std::string>& types) {
             }
         });
     }
-}
-
-// ---- api side ----------------------------------------------------------------------------
-
-void Broker::handle_frontend(const proto::Envelope& env) {
-    switch (static_cast<proto::Command>(env.command)) {
-        case proto::Command::SUBMIT:
-            if (auto msg = proto::decode_body<proto::Submit>(env.body)) return handle_submit(env.identity, std::move(*msg));
-            break;
-        case proto::Command::CANCEL:
-            if (auto msg = proto::decode_body<proto::Cancel>(env.body)) return handle_cancel(env.identity, *msg);
-            break;
-        case proto::Command::RETRY:
-            if (auto msg = proto::decode_body<proto::Retry>(env.body)) return handle_retry(env.identity, *msg);
-            break;
-        case proto::Command::PING:
-            if (auto msg = proto::decode_body<proto::Ping>(env.body)) return handle_ping(env.identity, *msg);
-            break;
-        default:
-            log::warn("frontend: dropped {}: not an api command", proto::command_name(env.command));
-            return;
-    }
-    log::warn("frontend: dropped {} with a malformed body", proto::command_name(env.command));
-}
-
-void Broker::accept(const std::string& peer, std::uint64_t req_id, std::string job_id, std::string state) {
-    send_reply(peer, proto::Reply{req_id, 200, "", "", std::move(job_id), std::move(state)});
-}
-
-void Broker::accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id) {
-    send_reply(peer, proto::Reply{req_id, 202, "", "", std::move(job_id), "queued"});
-}
-
-void Broker::accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id) {
-    send_reply(peer, proto::Reply{req_id, 200, "", "idempotent replay", std::move(original_id), ""});
-}
-
-void Broker::refuse(const std::string& peer, std::uint64_t req_id, std::uint32_t status, std::string code,
-                    std::string message, std::string job_id) {
-    send_reply(peer, proto::Reply{req_id, status, std::move(code), std::move(message), std::move(job_id), ""});
-}
-
-void Broker::send_reply(const std::string& peer, proto::Reply msg) {
-    if (!proto::send(frontend_, msg, peer)) log::warn("api peer gone: reply {} dropped", msg.req_id);
-}
-
-void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
-    if (!valid_job_type(msg.type) || !valid_job_id(msg.job_id) || msg.priority < 0 ||
-        msg.priority > MAX_PRIORITY || msg.max_attempts < 1 || msg.timeout_s < 1)
-        return refuse(peer, msg.req_id, 422, "invalid_request", "invalid job type, id or option");
-    if (known_types_.count(msg.type) == 0)
-        return refuse(peer, msg.req_id, 422, "unknown_job_type",
-                      fmt::format("no worker has declared job type '{}'", msg.type));
-    if (queues_.depth(msg.type) + storing_[msg.type] >= config_.max_queue_depth)
-        return refuse(peer, msg.req_id, 429, "queue_full",
-                      fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
-    if (!redis_.connected()) return refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
-    if (msg.idempotency_key.size() > 255 || msg.request_hash.find(' ') != std::string::npos)
-        return refuse(peer, msg.req_id, 422, "invalid_request", "invalid idempotency key or request hash");
-
-    ++storing_[msg.type];
-    std::string idempotency_key =
-        msg.idempotency_key.empty() ? "" : "sluice:idem:" + msg.tenant + ":" + msg.idempotency_key;
-    submits_.push_back(SubmitItem{peer, msg.req_id, std::move(msg.job_id), std::move(msg.tenant), std::move(msg.type),
-                                  std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
-                                  msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
-                                  std::move(msg.request_hash)});
-}
-
-template <class Item>
-std::vector<std::string> Broker::batch_args(std::string third, std::vector<Item>& items) {
-    std::vector<std::string> args;
-    args.reserve(3 + Item::STRIDE * items.size());
-    args.push_back(std::to_string(now_ms()));
-    args.push_back(std::to_string(config_.events_maxlen));
-    args.push_back(std::move(third));
-    for (Item& item : items) {
-        auto fields = item.take_args();
-        std::move(fields.begin(), fields.end(), std::back_inserter(args));
-    }
-    return args;
-}
-
-void Broker::flush_submits() {
-    if (submits_.empty()) return;
-    std::vector<std::string> args = batch_args(std::to_string(IDEMPOTENCY_TTL_S), submits_);
-    auto batch = std::make_shared<std::vector<SubmitItem>>(std::move(submits_));
-    submits_.clear();
-    const bool sent = eval(scripts::SUBMIT, {}, std::move(args), [this, batch](redisReply* r) {
-        const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == batch->size();
-        if (!ok) log::error("submit of {} job(s) failed: {}", batch->size(), reply_error(r));
-        for (std::size_t i = 0; i < batch->size(); ++i) {
-            const SubmitItem& job = (*batch)[i];
-            --storing_[job.type];
-            if (!ok) {
-                refuse(job.peer, job.req_id, 503, "redis_unavailable", "the job could not be stored");
-                continue;
-            }
-            const redisReply* answer = r->element[i];
-            if (answer->type == REDIS_REPLY_ARRAY && answer->elements == 2) {
-                const std::string original = reply_text(answer->element[1]);
-                if (reply_text(answer->element[0]) == "replay")
-                    accept_replay(job.peer, job.req_id, original);
-                else
-                    refuse(job.peer, job.req_id, 409, "idempotency_conflict",
-                           "this Idempotency-Key was used for a different request", original);
-            } else if (reply_text(answer) == "ok") {
-                queues_.push(job.type, job.job_id, job.priority);
-                accept_new(job.peer, job.req_id, job.job_id);
-            } else {
-                refuse(job.peer, job.req_id, 409, "duplicate_job_id", "job id already exists", job.job_id);
-            }
-        }
-    });
-    if (!sent)
-        for (const SubmitItem& job : *batch) {
-            --storing_[job.type];
-            refuse(job.peer, job.req_id, 503, "redis_unavailable", "Redis is unreachable");
-        }
-}
-
-void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
-    if (!valid_job_id(msg.job_id)) return refuse(peer, msg.req_id, 404, "job_not_found", "no such job");
-    const bool sent = eval(
-        scripts::CANCEL, {job_key(msg.job_id)},
-        {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen), std::to_string(config_.job_ttl_s)},
-        [this, peer, req_id = msg.req_id, id = msg.job_id](redisReply* r) {
-            const std::string outcome = reply_text(r);
-            if (outcome == "not_found") return refuse(peer, req_id, 404, "job_not_found", "no such job", id);
-            if (outcome == "finished") return refuse(peer, req_id, 409, "job_finished", "the job has already finished", id);
-            if (outcome == "queued") {
-                queues_.remove(id);
-                jobs_.drop_delayed(id);
-            } else if (outcome == "running") {
-                if (auto run = jobs_.cancel(id))
-                    if (WorkerInfo* worker = workers_.find(run->identity))
-                        send_to_worker(*worker, proto::Command::CANCEL_JOB,
-                                       proto::encode_body(proto::CancelJob{id, run->attempt}));
-            } else {
-                log::error("cancel of job {} failed: {}", id, reply_error(r));
-                return refuse(peer, req_id, 503, "redis_unavailable", "the cancel could not be stored", id);
-            }
-            log::info("job {} canceled (was {})", id, outcome);
-            accept(peer, req_id, id, "canceled");
-        });
-    if (!sent) refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
-}
-
-void Broker::handle_retry(const std::string& peer, const proto::Retry& msg) {
-    if (!valid_job_id(msg.job_id)) return refuse(peer, msg.req_id, 404, "job_not_found", "no such job");
-    const bool sent = eval(
-        scripts::RETRY, {job_key(msg.job_id)},
-        {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen)},
-        [this, peer, req_id = msg.req_id, id = msg.job_id](redisReply* r) {
-            if (r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
-                const std::string type = reply_text(r->element[1]);
-                queues_.push(type, id, static_cast<int>(r->element[2]->integer));
-                log::info("job {} ({}) retried from the dead set", id, type);
-                return accept(peer, req_id, id, "queued");
-            }
-            const std::string outcome = reply_text(r);
-            if (outcome == "not_found") return refuse(peer, req_id, 404, "job_not_found", "no such job", id);
-            if (outcome == "not_dead") return refuse(peer, req_id, 409, "job_not_dead", "only a dead (failed) job can be retried", id);
-            log::error("retry of job {} failed: {}", id, reply_error(r));
-            refuse(peer, req_id, 503, "redis_unavailable", "the retry could not be stored", id);
-        });
-    if (!sent) refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
-}
-
-void Broker::handle_ping(const std::string& peer, const proto::Ping& msg) {
-    if (redis_.connected()) return accept(peer, msg.req_id);
-    refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
-}
-
-// ---- worker side -------------------------------------------------------------------------
-
-void Broker::handle_backend(const proto::Envelope& env) {
-    const auto command = static_cast<proto::Command>(env.command);
-    const std::string& peer = env.identity;
-    if (command == proto::Command::READY) {
-        if (auto msg = proto::decode_body<proto::Ready>(env.body)) return handle_ready(peer, *msg);
-        log::warn("backend: dropped READY with a malformed body");
-        return;
-    }
-    WorkerInfo* worker = workers_.find(peer);
-    if (worker == nullptr) {
-        // Not (or no longer) registered, e.g. after a broker restart: make it say READY again.
-        if (command != proto::Command::DISCONNECT)
-            proto::send(backend_, proto::Disconnect{}, peer);
-        return;
-    }
-    worker->last_recv = Clock::now();
-    bool ok = true;
-    switch (command) {
-        case proto::Command::HEARTBEAT:
-            break;
-        case proto::Command::PROGRESS:
-            if (auto msg = proto::decode_body<proto::Progress>(env.body)) {
-                const double fraction = std::isfinite(msg->fraction) ? std::clamp(msg->fraction, 0.0, 1.0) : 0.0;
-                handle_event(peer, msg->job_id, msg->attempt,
-                             {"event", "progress", "fraction", fmt::format("{}", fraction), "message", msg->message});
-            } else ok = false;
-            break;
-        case proto::Command::CHUNK:
-            if (auto msg = proto::decode_body<proto::Chunk>(env.body))
-                handle_event(peer, msg->job_id, msg->attempt, {"event", "chunk", "data", msg->data});
-            else ok = false;
-            break;
-        case proto::Command::RESULT:
-            if (auto msg = proto::decode_body<proto::Result>(env.body)) handle_result(peer, std::move(*msg));
-            else ok = false;
-            break;
-        case proto::Command::FAILURE:
-            if (auto msg = proto::decode_body<proto::Failure>(env.body)) handle_failure(peer, *msg);
-            else ok = false;
-            break;
-        case proto::Command::CANCELED:
-            if (auto msg = proto::decode_body<proto::Canceled>(env.body)) handle_canceled(peer, *msg);
-            else ok = false;
-            break;
-        case proto::Command::DISCONNECT:
-            // A worker shutting down gracefully: it gets no new jobs, and the ones it holds
-            // finish (or come back when its heartbeats stop).
-            worker->leaving = true;
-            log::info("worker {} is shutting down: finishing {} job(s)", worker->name, worker->jobs.size());
-            break;
-        default:
-            log::warn("backend: dropped {}: not a worker command", proto::command_name(env.command));
-    }
-    if (!ok) log::warn("backend: dropped {} with a malformed body", proto::command_name(env.command));
-}
-
-void Broker::handle_ready(const std::string& peer, const proto::Ready& msg) {
-    const bool valid = !msg.types.empty() && msg.concurrency >= 1 && msg.concurrency <= 100000 &&
-                       std::all_of(msg.types.begin(), msg.types.end(), [](const auto& t) { return valid_job_type(t); });
-    if (!valid) {
-        log::warn("backend: dropped READY from '{}': needs 1+ valid job types and concurrency 1..100000",
-                  msg.worker_name.substr(0, MAX_NAME));
-        return;
-    }
-    const bool known = workers_.find(peer) != nullptr;
-    WorkerInfo& worker = workers_.ready(peer, msg.worker_name.substr(0, MAX_NAME), msg.runtime.substr(0, 16),
-                                        msg.types, msg.concurrency, Clock::now());
-    std::vector<std::string> declared;
-    for (const auto& type : msg.types)
-        if (known_types_.insert(type).second) declared.push_back(type);
-    store_types(declared);
-    if (!known)
-        log::info("worker {} ({}) ready: types [{}], concurrency {}", worker.name, worker.runtime,
-                  fmt::join(msg.types, ", "), worker.concurrency);
-}
-
-void Broker::handle_event(const std::string& peer, const std::string& job_id, std::uint32_t attempt,
-                          std::vector<std::string> fields) {
-    if (jobs_.current(peer, job_id, attempt) == nullptr) return log_stale(fields[1].c_str(), job_id, attempt);
-    std::vector<std::string> args = {job_id, std::to_string(attempt), std::to_string(now_ms()),
-                                     std::to_string(config_.events_maxlen)};
-    args.insert(args.end(), std::make_move_iterator(fields.begin()), std::make_move_iterator(fields.end()));
-    eval(scripts::EVENT, {job_key(job_id)}, std::move(args), [job_id](redisReply* r) {
-        const std::string outcome = reply_text(r);
-        if (outcome == "stale") log::warn("dropped stale event for job {}", job_id);
-        else if (outcome != "ok") log::error("event of job {} not stored: {}", job_id, reply_error(r));
-    });
-}
-
-void Broker::handle_result(const std::string& peer, proto::Result msg) {
-    if (!jobs_.finish(peer, msg.job_id, msg.attempt)) return log_stale("RESULT", msg.job_id, msg.attempt);
-    results_.push_back(ResultItem{std::move(msg.job_id), msg.attempt, std::string(msg.result.begin(), msg.result.end())});
-}
-
-void Broker::flush_results() {
-    if (results_.empty()) return;
-    std::vector<std::string> args = batch_args(std::to_string(config_.job_ttl_s), results_);
-    auto batch = std::make_shared<std::vector<ResultItem>>(std::move(results_));
-    results_.clear();
-    // A result that cannot be stored is not lost for good: the job stays running in Redis and
-    // the resync after Redis comes back runs it again.
-    eval(scripts::SUCCEED, {}, std::move(args), [batch](redisReply* r) {
-        if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != batch->size()) {
-            log::error("results of {} job(s) not stored: {}", batch->size(), reply_error(r));
-            return;
-        }
-        for (std::size_t i = 0; i < batch->size(); ++i)
-            if (reply_text(r->element[i]) == "stale") log::warn("dropped stale RESULT for job {}", (*batch)[i].job_id);
-    });
-}
-
-void Broker::handle_failure(const std::string& peer, const proto::Failure& msg) {
-    auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
-    if (!run) return log_stale("FAILURE", msg.job_id, msg.attempt);
-    fail_job(msg.job_id, *run, msg.error, "failed", msg.retryable);
-}
-
-void Broker::handle_canceled(const std::string& peer, const proto::Canceled& msg) {
-    auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
-    if (!run) return log_stale("CANCELED", msg.job_id, msg.attempt);
-    // A worker that cancels a job nobody asked it to cancel (its shutdown grace ran out)
-    // did not finish it: the job runs again.
-    fail_job(msg.job_id, *run, "canceled by the worker", "lost", true);
-}
-
-void Broker::fail_job(const std::string& job_id, const Attempt& run, const std::string& error,
-                      const char* outcome, bool retryable) {
-    const std::int64_t delay = jobs_.backoff(run.attempt).count();
-    const std::int64_t now = now_ms();
-    eval(scripts::FAIL, {job_key(job_id)},
-         {job_id, std::to_string(run.attempt), std::to_string(now), std::to_string(config_.events_maxlen),
-          std::to_string(config_.job_ttl_s), error, outcome, retryable ? "1" : "0",
-          queue_score_arg(run.priority, now + delay)},
-         [this, job_id, run, error, delay](redisReply* r) {
-             const std::string outcome = reply_text(r);
-             if (outcome == "requeued") {
-                 log::info("job {} attempt {} failed ({}): retrying in {} ms", job_id, run.attempt, error, delay);
-                 jobs_.delay(Clock::now() + std::chrono::milliseconds(delay), Delayed{job_id, run.type, run.priority});
-             } else if (outcome == "failed") {
-                 log::info("job {} failed after attempt {}: {}", job_id, run.attempt, error);
-             } else if (outcome == "stale") {
-                 log::warn("dropped stale FAILURE for job {}", job_id);
-             } else {
-                 log::error("failure of job {} not stored: {}", job_id, reply_error(r));
-             }
-         });
-}
-
-void Broker::lose_workers(std::vector<WorkerInfo> gone, const char* why) {
-    for (const WorkerInfo& worker : gone) {
-        log::warn("worker {} {}: {} job(s) it held go back to their queues", worker.name, why, worker.jobs.size());
-        for (const Ended& lost : jobs_.lose(worker))
-            fail_job(lost.job_id, lost.run, fmt::format("worker {} {}", worker.name, why), "lost", true);
-    }
-}
-
-void Broker::send_to_worker(WorkerInfo& worker, proto::Command command, const std::string& body) {
-    if (!proto::send_frames(backend_, worker.identity, command, body))
-        log::warn("worker {} unreachable: {} not sent", worker.name, proto::command_name(static_cast<std::uint8_t>(command)));
-    worker.last_send = Clock::now();
-}
-
-// ---- dispatch and timers -----------------------------------------------------------------
-
-void Broker::dispatch() {
-    if (sync_ != Sync::DONE || !redis_.connected()) return;
-    for (const std::string& type : queues_.nonempty_types()) {
-        while (WorkerInfo* worker = workers_.pick(type)) {
-            auto next = queues_.pop(type);
-            if (!next) break;
-            start_job(*worker, type, next->job_id, next->priority);
-        }
-    }
-    flush_starts();
-}
-
-void Broker::start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority) {
-    jobs_.assign(worker, job_id, type, priority);
-    starts_.push_back(StartItem{worker.identity, worker.name, type, job_id, priority});
-}
-
-void Broker::flush_starts() {
-    if (starts_.empty()) return;
-    std::vector<std::string> args = batch_args(std::to_string(LEASE_GRACE.count()), starts_);
-    auto batch = std::make_shared<std::vector<StartItem>>(std::move(starts_));
-    starts_.clear();
-    const bool sent = eval(scripts::START, {}, std::move(args), [this, batch](redisReply* r) {
-        const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == batch->size();
-        if (!ok) log::error("start of {} job(s) failed: {}", batch->size(), reply_error(r));
-        for (std::size_t i = 0; i < batch->size(); ++i)
-            started((*batch)[i], ok ? r->element[i] : nullptr);
-    });
-    if (!sent)
-        for (const StartItem& job : *batch) started(job, nullptr);
-}
-
-void Broker::started(const StartItem& job, const redisReply* r) {
-    const bool stored = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements >= 1;
-    if (!stored || reply_text(r->element[0]) != "ok" || r->elements < 4) {
-        jobs_.unassign(job.job_id, job.identity);
-        // Not started for want of Redis: the job is still queued there, so here too. Otherwise
-        // it was canceled meanwhile.
-        if (!stored) queues_.push(job.type, job.job_id, job.priority);
-        return;
-    }
-    const auto attempt = static_cast<std::uint32_t>(r->element[1]->integer);
-    const redisReply* input = r->element[2];
-    const auto timeout_s = static_cast<std::uint32_t>(r->element[3]->integer);
-    WorkerInfo* worker = workers_.find(job.identity);
-    const auto lease_deadline = Clock::now() + std::chrono::seconds(timeout_s) + LEASE_GRACE;
-    if (worker == nullptr || !jobs_.started(job.job_id, job.identity, attempt, lease_deadline)) {
-        // The worker vanished while Redis recorded the start.
-        jobs_.unassign(job.job_id, job.identity);
-        return fail_job(job.job_id, Attempt{job.identity, job.type, job.priority, attempt}, "worker lost", "lost", true);
-    }
-    proto::Job msg{job.job_id, job.type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s};
-    send_to_worker(*worker, proto::Command::JOB, proto::encode_body(msg));
 }
 
 void Broker::run_timers(Clock::time_point now) {

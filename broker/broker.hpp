@@ -13,9 +13,11 @@
 
 #include <zmq.hpp>
 
+#include <cstdint>
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace sluice::broker {
 
@@ -35,26 +37,33 @@ public:
 private:
     enum class Sync { NONE, IN_PROGRESS, DONE };
 
+    // ---- the loop and Redis (broker.cpp) ----
+    // Handles up to MAX_BATCH messages waiting on `socket` with `handle`; logs malformed ones.
+    void handle_waiting(zmq::socket_t& socket, const char* side, void (Broker::*handle)(const proto::Envelope&));
     // Runs one Lua script; returns false (without calling `done`) when Redis is unreachable.
     // `script` must be one of the scripts:: constants (its address keys the SHA cache).
     bool eval(const std::string& script, std::vector<std::string> keys, std::vector<std::string> args,
               RedisLink::Callback done);
+    // eval() of a script whose one key is the hash of job `job_id`.
+    bool eval_on_job(const std::string& script, const std::string& job_id, std::vector<std::string> args,
+                     RedisLink::Callback done);
+    // Wall-clock milliseconds since the epoch: the times stored in Redis.
+    static std::int64_t now_ms();
     // Brings memory and Redis into agreement (at start and after Redis comes back): jobs
     // marked running that no worker here holds go back to their queues, then queues reload.
     void resync();
     void load_queues(const std::vector<std::string>& types);
     // Adds job types to sluice:types (declared by a worker, or listed in config.known_types).
     void store_types(const std::vector<std::string>& types);
+    // Heartbeats out, silent and departed workers dropped, leases expired, retries released.
+    void run_timers(Clock::time_point now);
+    void expire_leases(Clock::time_point now);
 
-    // Handles up to MAX_BATCH messages waiting on `socket` with `handle`; logs malformed ones.
-    void handle_waiting(zmq::socket_t& socket, const char* side, void (Broker::*handle)(const proto::Envelope&));
+    // ---- api side (api_side.cpp) ----
     void handle_frontend(const proto::Envelope& env);
     // Validates a SUBMIT and adds it to the turn's batch; flush_submits() stores the batch.
     void handle_submit(const std::string& peer, proto::Submit msg);
     void flush_submits();
-    // Arguments of a batch script: now_ms, maxlen, `third`, then each item's take_args().
-    template <class Item>
-    std::vector<std::string> batch_args(std::string third, std::vector<Item>& items);
     void handle_cancel(const std::string& peer, const proto::Cancel& msg);
     void handle_retry(const std::string& peer, const proto::Retry& msg);
     void handle_ping(const std::string& peer, const proto::Ping& msg);
@@ -68,6 +77,7 @@ private:
                 std::string message, std::string job_id = {});
     void send_reply(const std::string& peer, proto::Reply msg);
 
+    // ---- worker side (worker_side.cpp) ----
     void handle_backend(const proto::Envelope& env);
     void handle_ready(const std::string& peer, const proto::Ready& msg);
     void handle_event(const std::string& peer, const std::string& job_id, std::uint32_t attempt,
@@ -77,22 +87,18 @@ private:
     void flush_results();
     void handle_failure(const std::string& peer, const proto::Failure& msg);
     void handle_canceled(const std::string& peer, const proto::Canceled& msg);
-
     void send_to_worker(WorkerInfo& worker, proto::Command command, const std::string& body);
     // Ends an attempt without a result. `outcome` is "failed" (the handler failed) or "lost"
     // (the worker died, or the lease expired).
     void fail_job(const std::string& job_id, const Attempt& run, const std::string& error,
                   const char* outcome, bool retryable);
     void lose_workers(std::vector<WorkerInfo> gone, const char* why);
-
+    // Hands queued jobs to workers with credit. start_job() assigns one; flush_starts() records
+    // the turn's starts in Redis, then started() sends each JOB (or undoes the assignment).
     void dispatch();
-    // Assigns one job to `worker`; flush_starts() records the turn's starts in Redis, then
-    // started() sends each JOB (or undoes the assignment).
     void start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority);
     void flush_starts();
     void started(const StartItem& job, const redisReply* r);
-    void run_timers(Clock::time_point now);
-    void expire_leases(Clock::time_point now);
 
     BrokerConfig config_;
     zmq::context_t context_;
