@@ -1,4 +1,5 @@
-// The broker loop and one handler per command (see broker.hpp and schemas/PROTOCOL.md).
+// The broker loop, its timers, and keeping memory in step with Redis (see broker.hpp). The
+// handlers live beside it: api_side.cpp (api requests), worker_side.cpp (workers, dispatch).
 #include "broker.hpp"
 
 #include "log.hpp"
@@ -8,8 +9,6 @@
 
 #include <openssl/sha.h>
 
-#include <algorithm>
-#include <cmath>
 #include <iterator>
 #include <unordered_set>
 
@@ -22,53 +21,13 @@ using namespace std::chrono_literals;
 // this often. 100 ms is far below the 1 s heartbeat period and costs nothing when idle.
 constexpr std::chrono::milliseconds POLL_TICK{100};
 // How long shutdown waits for Redis replies still owed, so a write that landed is acknowledged.
-constexpr std::chrono::milliseconds SHUTDOWN_DRAIN{2000};
+constexpr std::chrono::milliseconds SHUTDOWN_REPLY_WAIT{2000};
 // Messages taken from one socket per loop turn, so a flood on one side cannot starve the other.
 constexpr int MAX_BATCH = 256;
-constexpr std::size_t MAX_NAME = 128;
-// How long past its timeout_s a running job's lease lasts. The worker cancels the handler at
-// timeout_s itself; the grace covers its report's trip and a slow cancel before the broker
-// gives up on the attempt.
-constexpr std::chrono::milliseconds LEASE_GRACE{5000};
-// An Idempotency-Key is remembered this long (as Stripe does).
-constexpr std::int64_t IDEMPOTENCY_TTL_S = 24 * 3600;
-
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 std::string job_key(const std::string& id) { return "sluice:job:" + id; }
 std::string queue_key(const std::string& type) { return "sluice:queue:" + type; }
 const std::string TYPES_KEY = "sluice:types";
-
-// Returns the reply's text for a status or string reply, "" otherwise.
-std::string reply_text(const redisReply* r) {
-    if (r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS))
-        return std::string(r->str, r->len);
-    return {};
-}
-
-std::string reply_error(const redisReply* r) {
-    if (r == nullptr) return "connection lost";
-    if (r->type == REDIS_REPLY_ERROR) return std::string(r->str, r->len);
-    return "unexpected reply";
-}
-
-// Job types and job ids become parts of Redis keys: keep them to a safe alphabet.
-bool valid_name(const std::string& name, bool id) {
-    if (name.empty() || name.size() > MAX_NAME) return false;
-    for (char c : name) {
-        const bool ok = id ? (std::isxdigit(static_cast<unsigned char>(c)) || c == '-')
-                           : (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' ||
-                              c == ':' || c == '-');
-        if (!ok) return false;
-    }
-    return true;
-}
-
-std::string fmt_score(double score) { return fmt::format("{:.0f}", score); }
 
 std::string sha1_hex(const std::string& text) {
     unsigned char digest[SHA_DIGEST_LENGTH];
@@ -85,11 +44,14 @@ Broker::Broker(BrokerConfig config)
       context_(1),
       frontend_(context_, zmq::socket_type::router),
       backend_(context_, zmq::socket_type::router),
+      jobs_(workers_, Backoff{std::chrono::milliseconds(config_.retry_backoff_ms),
+                              std::chrono::milliseconds(config_.retry_backoff_max_ms)}),
       redis_(config_.redis_host, config_.redis_port) {
     for (zmq::socket_t* socket : {&frontend_, &backend_}) {
         socket->set(zmq::sockopt::linger, 0);
         socket->set(zmq::sockopt::router_mandatory, 1);
     }
+    known_types_.insert(config_.known_types.begin(), config_.known_types.end());
     frontend_.bind(config_.frontend_endpoint);
     backend_.bind(config_.backend_endpoint);
     frontend_endpoint_ = frontend_.get(zmq::sockopt::last_endpoint);
@@ -100,10 +62,12 @@ Broker::Broker(BrokerConfig config)
 //   1. keep the Redis connection up; whenever it (re)connects, resync memory with Redis
 //   2. poll both sockets, the Redis fd and stop_fd, at most POLL_TICK
 //   3. drive Redis I/O: arriving replies run their callbacks (acks, JOB sends)
-//   4. handle waiting api messages, then waiting worker messages (once first synced); the
-//      turn's SUBMITs, RESULTs and job starts each go to Redis as one script call
+//   steps 4 to 6 only once first synced:
+//   4. handle waiting api messages, then waiting worker messages; the turn's SUBMITs, then
+//      its RESULTs, go to Redis as one script call each
 //   5. timers: heartbeats out, silent workers forgotten, leases expired, retries released
-//   6. dispatch queued jobs against worker credit (while in sync with Redis)
+//   6. dispatch queued jobs against worker credit (while in sync with Redis); the turn's job
+//      starts go to Redis as one script call
 void Broker::run(int stop_fd) {
     for (;;) {
         const auto now = Clock::now();
@@ -137,9 +101,9 @@ void Broker::run(int stop_fd) {
         if (items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) redis_.on_readable();
 
         if (serving) {
-            drain(frontend_, "frontend", &Broker::handle_frontend);
+            handle_waiting(frontend_, "frontend", &Broker::handle_frontend);
             flush_submits();
-            drain(backend_, "backend", &Broker::handle_backend);
+            handle_waiting(backend_, "backend", &Broker::handle_backend);
             flush_results();
             run_timers(Clock::now());
             dispatch();
@@ -148,7 +112,7 @@ void Broker::run(int stop_fd) {
 
     log::info("shutting down: waiting for {} Redis repl{}", redis_.pending(),
               redis_.pending() == 1 ? "y" : "ies");
-    const auto deadline = Clock::now() + SHUTDOWN_DRAIN;
+    const auto deadline = Clock::now() + SHUTDOWN_REPLY_WAIT;
     while (redis_.pending() > 0 && redis_.connected() && Clock::now() < deadline) {
         std::vector<zmq::pollitem_t> items = {{nullptr, redis_.fd(), ZMQ_POLLIN, 0}};
         zmq::poll(items, POLL_TICK);
@@ -157,7 +121,7 @@ void Broker::run(int stop_fd) {
     log::info("stopped");
 }
 
-void Broker::drain(zmq::socket_t& socket, const char* side, void (Broker::*handle)(const proto::Envelope&)) {
+void Broker::handle_waiting(zmq::socket_t& socket, const char* side, void (Broker::*handle)(const proto::Envelope&)) {
     for (int i = 0; i < MAX_BATCH; ++i) {
         auto received = proto::try_recv(socket, true);
         if (!received) return;
@@ -196,12 +160,22 @@ bool Broker::eval(const std::string& script, std::vector<std::string> keys, std:
     return redis_.command(views, std::move(retry));
 }
 
+bool Broker::eval_on_job(const std::string& script, const std::string& job_id, std::vector<std::string> args,
+                         RedisLink::Callback done) {
+    return eval(script, {job_key(job_id)}, std::move(args), std::move(done));
+}
+
+std::int64_t Broker::now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 void Broker::resync() {
     sync_ = Sync::IN_PROGRESS;
     std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen),
                                      std::to_string(config_.job_ttl_s)};
-    for (const auto& [job_id, run] : running_)
-        if (run.attempt > 0) args.push_back(job_id);
+    for (std::string& job_id : jobs_.started_jobs()) args.push_back(std::move(job_id));
     const bool sent = eval(scripts::RECOVER, {}, std::move(args), [this](redisReply* r) {
         if (r == nullptr || r->type != REDIS_REPLY_INTEGER) {
             log::error("resync failed: {}", reply_error(r));
@@ -210,6 +184,7 @@ void Broker::resync() {
         }
         if (r->integer > 0)
             log::warn("{} job(s) marked running had no worker here: put back in their queues", r->integer);
+        store_types(config_.known_types);
         std::vector<std::string_view> argv = {"SMEMBERS", TYPES_KEY};
         redis_.command(argv, [this](redisReply* types) {
             if (types == nullptr || types->type != REDIS_REPLY_ARRAY) {
@@ -223,6 +198,16 @@ void Broker::resync() {
         });
     });
     if (!sent) sync_ = Sync::NONE;
+}
+
+void Broker::store_types(const std::vector<std::string>& types) {
+    if (types.empty()) return;
+    std::vector<std::string_view> argv = {"SADD", TYPES_KEY};
+    argv.insert(argv.end(), types.begin(), types.end());
+    redis_.command(argv, [types](redisReply* r) {
+        if (r == nullptr || r->type == REDIS_REPLY_ERROR)
+            log::error("storing job type(s) {} failed: {}", fmt::join(types, ", "), reply_error(r));
+    });
 }
 
 void Broker::load_queues(const std::vector<std::string>& types) {
@@ -244,11 +229,10 @@ void Broker::load_queues(const std::vector<std::string>& types) {
                 sync_ = Sync::NONE;
                 return;
             }
-            std::unordered_set<std::string> delayed;
-            for (const auto& [due, retry] : delayed_) delayed.insert(retry.job_id);
+            const std::unordered_set<std::string> held = jobs_.held_jobs();
             for (size_t i = 0; i + 1 < r->elements; i += 2) {
                 std::string id = reply_text(r->element[i]);
-                if (running_.count(id) == 0 && delayed.count(id) == 0)
+                if (held.count(id) == 0)
                     queues_.push(type, id, std::atoi(reply_text(r->element[i + 1]).c_str()));
             }
             if (--*remaining == 0 && sync_ == Sync::IN_PROGRESS) {
@@ -261,432 +245,6 @@ void Broker::load_queues(const std::vector<std::string>& types) {
     }
 }
 
-// ---- api side ----------------------------------------------------------------------------
-
-void Broker::handle_frontend(const proto::Envelope& env) {
-    switch (static_cast<proto::Command>(env.command)) {
-        case proto::Command::SUBMIT:
-            if (auto msg = proto::decode_body<proto::Submit>(env.body)) return handle_submit(env.identity, std::move(*msg));
-            break;
-        case proto::Command::CANCEL:
-            if (auto msg = proto::decode_body<proto::Cancel>(env.body)) return handle_cancel(env.identity, *msg);
-            break;
-        case proto::Command::RETRY:
-            if (auto msg = proto::decode_body<proto::Retry>(env.body)) return handle_retry(env.identity, *msg);
-            break;
-        case proto::Command::PING:
-            if (auto msg = proto::decode_body<proto::Ping>(env.body)) return handle_ping(env.identity, *msg);
-            break;
-        default:
-            log::warn("frontend: dropped {}: not an api command", proto::command_name(env.command));
-            return;
-    }
-    log::warn("frontend: dropped {} with a malformed body", proto::command_name(env.command));
-}
-
-void Broker::reply(const std::string& peer, std::uint64_t req_id, std::uint32_t status, std::string code,
-                   std::string message, std::string job_id, std::string state) {
-    proto::Reply msg{req_id, status, std::move(code), std::move(message), std::move(job_id), std::move(state)};
-    if (!proto::send(frontend_, msg, peer)) log::warn("api peer gone: reply {} dropped", req_id);
-}
-
-void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
-    if (!valid_name(msg.type, false) || !valid_name(msg.job_id, true) || msg.priority < 0 ||
-        msg.priority > MAX_PRIORITY || msg.max_attempts < 1 || msg.timeout_s < 1)
-        return reply(peer, msg.req_id, 422, "invalid_request", "invalid job type, id or option");
-    if (known_types_.count(msg.type) == 0)
-        return reply(peer, msg.req_id, 422, "unknown_job_type",
-                     fmt::format("no worker has declared job type '{}'", msg.type));
-    if (queues_.depth(msg.type) + storing_[msg.type] >= config_.max_queue_depth)
-        return reply(peer, msg.req_id, 429, "queue_full",
-                     fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
-    if (!redis_.connected()) return reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
-    if (msg.idempotency_key.size() > 255 || msg.request_hash.find(' ') != std::string::npos)
-        return reply(peer, msg.req_id, 422, "invalid_request", "invalid idempotency key or request hash");
-
-    const int priority = static_cast<int>(msg.priority);
-    submit_args_.insert(submit_args_.end(),
-                        {msg.job_id, msg.tenant, msg.type, std::string(msg.input.begin(), msg.input.end()),
-                         std::to_string(priority), std::to_string(msg.max_attempts), std::to_string(msg.timeout_s),
-                         fmt_score(queue_score(priority, now_ms())),
-                         msg.idempotency_key.empty() ? "" : "sluice:idem:" + msg.tenant + ":" + msg.idempotency_key,
-                         msg.request_hash});
-    ++storing_[msg.type];
-    submits_.push_back(PendingSubmit{peer, msg.req_id, std::move(msg.job_id), std::move(msg.type), priority});
-}
-
-std::vector<std::string> Broker::batch_args(std::string third, std::vector<std::string>& items) {
-    std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen), std::move(third)};
-    args.insert(args.end(), std::make_move_iterator(items.begin()), std::make_move_iterator(items.end()));
-    items.clear();
-    return args;
-}
-
-void Broker::flush_submits() {
-    if (submits_.empty()) return;
-    std::vector<std::string> args = batch_args(std::to_string(IDEMPOTENCY_TTL_S), submit_args_);
-    auto batch = std::make_shared<std::vector<PendingSubmit>>(std::move(submits_));
-    submits_.clear();
-    const bool sent = eval(scripts::SUBMIT, {}, std::move(args), [this, batch](redisReply* r) {
-        const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == batch->size();
-        if (!ok) log::error("submit of {} job(s) failed: {}", batch->size(), reply_error(r));
-        for (std::size_t i = 0; i < batch->size(); ++i) {
-            const PendingSubmit& job = (*batch)[i];
-            --storing_[job.type];
-            if (!ok) {
-                reply(job.peer, job.req_id, 503, "redis_unavailable", "the job could not be stored");
-                continue;
-            }
-            const redisReply* answer = r->element[i];
-            if (answer->type == REDIS_REPLY_ARRAY && answer->elements == 2) {
-                const std::string original = reply_text(answer->element[1]);
-                if (reply_text(answer->element[0]) == "replay")
-                    reply(job.peer, job.req_id, 200, "", "idempotent replay", original, "");
-                else
-                    reply(job.peer, job.req_id, 409, "idempotency_conflict",
-                          "this Idempotency-Key was used for a different request", original);
-            } else if (reply_text(answer) == "ok") {
-                queues_.push(job.type, job.job_id, job.priority);
-                reply(job.peer, job.req_id, 202, "", "", job.job_id, "queued");
-            } else {
-                reply(job.peer, job.req_id, 409, "duplicate_job_id", "job id already exists", job.job_id);
-            }
-        }
-    });
-    if (!sent)
-        for (const PendingSubmit& job : *batch) {
-            --storing_[job.type];
-            reply(job.peer, job.req_id, 503, "redis_unavailable", "Redis is unreachable");
-        }
-}
-
-void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
-    if (!valid_name(msg.job_id, true)) return reply(peer, msg.req_id, 404, "job_not_found", "no such job");
-    const bool sent = eval(
-        scripts::CANCEL, {job_key(msg.job_id)},
-        {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen), std::to_string(config_.job_ttl_s)},
-        [this, peer, req_id = msg.req_id, id = msg.job_id](redisReply* r) {
-            const std::string outcome = reply_text(r);
-            if (outcome == "not_found") return reply(peer, req_id, 404, "job_not_found", "no such job", id);
-            if (outcome == "finished") return reply(peer, req_id, 409, "job_finished", "the job has already finished", id);
-            if (outcome == "queued") {
-                queues_.remove(id);
-                std::erase_if(delayed_, [&](const auto& entry) { return entry.second.job_id == id; });
-            } else if (outcome == "running") {
-                auto it = running_.find(id);
-                if (it != running_.end()) {
-                    if (WorkerInfo* worker = workers_.find(it->second.identity))
-                        send_to_worker(*worker, proto::Command::CANCEL_JOB,
-                                       proto::encode_body(proto::CancelJob{id, it->second.attempt}));
-                    running_.erase(it);
-                }
-            } else {
-                log::error("cancel of job {} failed: {}", id, reply_error(r));
-                return reply(peer, req_id, 503, "redis_unavailable", "the cancel could not be stored", id);
-            }
-            log::info("job {} canceled (was {})", id, outcome);
-            reply(peer, req_id, 200, "", "", id, "canceled");
-        });
-    if (!sent) reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
-}
-
-void Broker::handle_retry(const std::string& peer, const proto::Retry& msg) {
-    if (!valid_name(msg.job_id, true)) return reply(peer, msg.req_id, 404, "job_not_found", "no such job");
-    const bool sent = eval(
-        scripts::RETRY, {job_key(msg.job_id)},
-        {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen)},
-        [this, peer, req_id = msg.req_id, id = msg.job_id](redisReply* r) {
-            if (r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
-                const std::string type = reply_text(r->element[1]);
-                queues_.push(type, id, static_cast<int>(r->element[2]->integer));
-                log::info("job {} ({}) retried from the dead set", id, type);
-                return reply(peer, req_id, 200, "", "", id, "queued");
-            }
-            const std::string outcome = reply_text(r);
-            if (outcome == "not_found") return reply(peer, req_id, 404, "job_not_found", "no such job", id);
-            if (outcome == "not_dead") return reply(peer, req_id, 409, "job_not_dead", "only a dead (failed) job can be retried", id);
-            log::error("retry of job {} failed: {}", id, reply_error(r));
-            reply(peer, req_id, 503, "redis_unavailable", "the retry could not be stored", id);
-        });
-    if (!sent) reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
-}
-
-void Broker::handle_ping(const std::string& peer, const proto::Ping& msg) {
-    if (redis_.connected()) return reply(peer, msg.req_id, 200, "", "");
-    reply(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
-}
-
-// ---- worker side -------------------------------------------------------------------------
-
-void Broker::handle_backend(const proto::Envelope& env) {
-    const auto command = static_cast<proto::Command>(env.command);
-    const std::string& peer = env.identity;
-    if (command == proto::Command::READY) {
-        if (auto msg = proto::decode_body<proto::Ready>(env.body)) return handle_ready(peer, *msg);
-        log::warn("backend: dropped READY with a malformed body");
-        return;
-    }
-    WorkerInfo* worker = workers_.find(peer);
-    if (worker == nullptr) {
-        // Not (or no longer) registered, e.g. after a broker restart: make it say READY again.
-        if (command != proto::Command::DISCONNECT)
-            proto::send(backend_, proto::Disconnect{}, peer);
-        return;
-    }
-    worker->last_recv = Clock::now();
-    bool ok = true;
-    switch (command) {
-        case proto::Command::HEARTBEAT:
-            break;
-        case proto::Command::PROGRESS:
-            if (auto msg = proto::decode_body<proto::Progress>(env.body)) {
-                const double fraction = std::isfinite(msg->fraction) ? std::clamp(msg->fraction, 0.0, 1.0) : 0.0;
-                handle_event(peer, msg->job_id, msg->attempt,
-                             {"event", "progress", "fraction", fmt::format("{}", fraction), "message", msg->message});
-            } else ok = false;
-            break;
-        case proto::Command::CHUNK:
-            if (auto msg = proto::decode_body<proto::Chunk>(env.body))
-                handle_event(peer, msg->job_id, msg->attempt, {"event", "chunk", "data", msg->data});
-            else ok = false;
-            break;
-        case proto::Command::RESULT:
-            if (auto msg = proto::decode_body<proto::Result>(env.body)) handle_result(peer, *msg);
-            else ok = false;
-            break;
-        case proto::Command::FAILURE:
-            if (auto msg = proto::decode_body<proto::Failure>(env.body)) handle_failure(peer, *msg);
-            else ok = false;
-            break;
-        case proto::Command::CANCELED:
-            if (auto msg = proto::decode_body<proto::Canceled>(env.body)) handle_canceled(peer, *msg);
-            else ok = false;
-            break;
-        case proto::Command::DISCONNECT:
-            // A worker shutting down gracefully: it gets no new jobs, and the ones it holds
-            // finish (or come back when its heartbeats stop).
-            worker->draining = true;
-            log::info("worker {} is shutting down: finishing {} job(s)", worker->name, worker->jobs.size());
-            break;
-        default:
-            log::warn("backend: dropped {}: not a worker command", proto::command_name(env.command));
-    }
-    if (!ok) log::warn("backend: dropped {} with a malformed body", proto::command_name(env.command));
-}
-
-void Broker::handle_ready(const std::string& peer, const proto::Ready& msg) {
-    const bool valid = !msg.types.empty() && msg.concurrency >= 1 && msg.concurrency <= 100000 &&
-                       std::all_of(msg.types.begin(), msg.types.end(), [](const auto& t) { return valid_name(t, false); });
-    if (!valid) {
-        log::warn("backend: dropped READY from '{}': needs 1+ valid job types and concurrency 1..100000",
-                  msg.worker_name.substr(0, MAX_NAME));
-        return;
-    }
-    const bool known = workers_.find(peer) != nullptr;
-    WorkerInfo& worker = workers_.ready(peer, msg.worker_name.substr(0, MAX_NAME), msg.runtime.substr(0, 16),
-                                        msg.types, msg.concurrency, Clock::now());
-    for (const auto& type : msg.types) {
-        if (!known_types_.insert(type).second) continue;
-        std::vector<std::string_view> argv = {"SADD", TYPES_KEY, type};
-        redis_.command(argv, [type](redisReply* r) {
-            if (r == nullptr || r->type == REDIS_REPLY_ERROR) log::error("storing job type {} failed: {}", type, reply_error(r));
-        });
-    }
-    if (!known)
-        log::info("worker {} ({}) ready: types [{}], concurrency {}", worker.name, worker.runtime,
-                  fmt::join(msg.types, ", "), worker.concurrency);
-}
-
-Broker::Running* Broker::current_attempt(const std::string& peer, const std::string& job_id,
-                                         std::uint32_t attempt, const char* what) {
-    auto it = running_.find(job_id);
-    if (it == running_.end() || it->second.identity != peer || it->second.attempt != attempt) {
-        log::warn("dropped stale {} for job {} attempt {}", what, job_id, attempt);
-        return nullptr;
-    }
-    return &it->second;
-}
-
-std::optional<Broker::Running> Broker::finish_attempt(const std::string& peer, const std::string& job_id,
-                                                      std::uint32_t attempt, const char* what) {
-    Running* run = current_attempt(peer, job_id, attempt, what);
-    if (run == nullptr) {
-        // A canceled or lease-expired attempt still held the worker's slot: free it, unless
-        // the slot now belongs to a newer attempt of the same job on this worker.
-        auto it = running_.find(job_id);
-        if (it == running_.end() || it->second.identity != peer) workers_.release(peer, job_id);
-        return std::nullopt;
-    }
-    Running done = std::move(*run);
-    running_.erase(job_id);
-    workers_.release(peer, job_id);
-    return done;
-}
-
-void Broker::handle_event(const std::string& peer, const std::string& job_id, std::uint32_t attempt,
-                          std::vector<std::string> fields) {
-    if (current_attempt(peer, job_id, attempt, fields[1].c_str()) == nullptr) return;
-    std::vector<std::string> args = {job_id, std::to_string(attempt), std::to_string(now_ms()),
-                                     std::to_string(config_.events_maxlen)};
-    args.insert(args.end(), std::make_move_iterator(fields.begin()), std::make_move_iterator(fields.end()));
-    eval(scripts::EVENT, {job_key(job_id)}, std::move(args), [job_id](redisReply* r) {
-        const std::string outcome = reply_text(r);
-        if (outcome == "stale") log::warn("dropped stale event for job {}", job_id);
-        else if (outcome != "ok") log::error("event of job {} not stored: {}", job_id, reply_error(r));
-    });
-}
-
-void Broker::handle_result(const std::string& peer, const proto::Result& msg) {
-    if (!finish_attempt(peer, msg.job_id, msg.attempt, "RESULT")) return;
-    result_args_.insert(result_args_.end(), {msg.job_id, std::to_string(msg.attempt),
-                                             std::string(msg.result.begin(), msg.result.end())});
-}
-
-void Broker::flush_results() {
-    if (result_args_.empty()) return;
-    auto ids = std::make_shared<std::vector<std::string>>();
-    for (std::size_t i = 0; i < result_args_.size(); i += 3) ids->push_back(result_args_[i]);
-    std::vector<std::string> args = batch_args(std::to_string(config_.job_ttl_s), result_args_);
-    // A result that cannot be stored is not lost for good: the job stays running in Redis and
-    // the resync after Redis comes back runs it again.
-    eval(scripts::SUCCEED, {}, std::move(args), [ids](redisReply* r) {
-        if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != ids->size()) {
-            log::error("results of {} job(s) not stored: {}", ids->size(), reply_error(r));
-            return;
-        }
-        for (std::size_t i = 0; i < ids->size(); ++i)
-            if (reply_text(r->element[i]) == "stale") log::warn("dropped stale RESULT for job {}", (*ids)[i]);
-    });
-}
-
-void Broker::handle_failure(const std::string& peer, const proto::Failure& msg) {
-    auto run = finish_attempt(peer, msg.job_id, msg.attempt, "FAILURE");
-    if (run) fail_job(msg.job_id, *run, msg.error, "failed", msg.retryable);
-}
-
-void Broker::handle_canceled(const std::string& peer, const proto::Canceled& msg) {
-    auto run = finish_attempt(peer, msg.job_id, msg.attempt, "CANCELED");
-    // A worker that cancels a job nobody asked it to cancel (its shutdown grace ran out)
-    // did not finish it: the job runs again.
-    if (run) fail_job(msg.job_id, *run, "canceled by the worker", "lost", true);
-}
-
-std::int64_t Broker::backoff_ms(std::uint32_t attempt) {
-    const int doublings = static_cast<int>(std::min<std::uint32_t>(attempt > 0 ? attempt - 1 : 0, 20));
-    const double base = std::min<double>(static_cast<double>(config_.retry_backoff_ms) * std::ldexp(1.0, doublings),
-                                         static_cast<double>(config_.retry_backoff_max_ms));
-    std::uniform_real_distribution<double> jitter(0.75, 1.25);
-    return static_cast<std::int64_t>(base * jitter(jitter_));
-}
-
-void Broker::fail_job(const std::string& job_id, const Running& run, const std::string& error,
-                      const char* outcome, bool retryable) {
-    const std::int64_t delay = backoff_ms(run.attempt);
-    const std::int64_t now = now_ms();
-    eval(scripts::FAIL, {job_key(job_id)},
-         {job_id, std::to_string(run.attempt), std::to_string(now), std::to_string(config_.events_maxlen),
-          std::to_string(config_.job_ttl_s), error, outcome, retryable ? "1" : "0",
-          fmt_score(queue_score(run.priority, now + delay))},
-         [this, job_id, run, error, delay](redisReply* r) {
-             const std::string outcome = reply_text(r);
-             if (outcome == "requeued") {
-                 log::info("job {} attempt {} failed ({}): retrying in {} ms", job_id, run.attempt, error, delay);
-                 delayed_.emplace(Clock::now() + std::chrono::milliseconds(delay), Delayed{job_id, run.type, run.priority});
-             } else if (outcome == "failed") {
-                 log::info("job {} failed after attempt {}: {}", job_id, run.attempt, error);
-             } else if (outcome == "stale") {
-                 log::warn("dropped stale FAILURE for job {}", job_id);
-             } else {
-                 log::error("failure of job {} not stored: {}", job_id, reply_error(r));
-             }
-         });
-}
-
-void Broker::lose_workers(std::vector<WorkerInfo> gone, const char* why) {
-    for (const WorkerInfo& worker : gone) {
-        log::warn("worker {} {}: {} job(s) it held go back to their queues", worker.name, why, worker.jobs.size());
-        for (const std::string& job_id : worker.jobs) {
-            auto it = running_.find(job_id);
-            if (it == running_.end() || it->second.identity != worker.identity) continue;
-            Running run = std::move(it->second);
-            running_.erase(it);
-            // attempt 0: the START script is still in flight; its callback sees the job gone.
-            if (run.attempt > 0) fail_job(job_id, run, fmt::format("worker {} {}", worker.name, why), "lost", true);
-        }
-    }
-}
-
-void Broker::send_to_worker(WorkerInfo& worker, proto::Command command, const std::string& body) {
-    if (!proto::send_frames(backend_, worker.identity, command, body))
-        log::warn("worker {} unreachable: {} not sent", worker.name, proto::command_name(static_cast<std::uint8_t>(command)));
-    worker.last_send = Clock::now();
-}
-
-// ---- dispatch and timers -----------------------------------------------------------------
-
-void Broker::dispatch() {
-    if (sync_ != Sync::DONE || !redis_.connected()) return;
-    for (const std::string& type : queues_.nonempty_types()) {
-        while (WorkerInfo* worker = workers_.pick(type)) {
-            auto next = queues_.pop(type);
-            if (!next) break;
-            start_job(*worker, type, next->job_id, next->priority);
-        }
-    }
-    flush_starts();
-}
-
-void Broker::start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority) {
-    workers_.assign(worker, job_id);
-    running_[job_id] = Running{worker.identity, type, priority, 0, {}};
-    start_args_.insert(start_args_.end(), {job_id, worker.name, type});
-    starts_.push_back(PendingStart{worker.identity, type, job_id, priority});
-}
-
-void Broker::flush_starts() {
-    if (starts_.empty()) return;
-    std::vector<std::string> args = batch_args(std::to_string(LEASE_GRACE.count()), start_args_);
-    auto batch = std::make_shared<std::vector<PendingStart>>(std::move(starts_));
-    starts_.clear();
-    const bool sent = eval(scripts::START, {}, std::move(args), [this, batch](redisReply* r) {
-        const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == batch->size();
-        if (!ok) log::error("start of {} job(s) failed: {}", batch->size(), reply_error(r));
-        for (std::size_t i = 0; i < batch->size(); ++i)
-            started((*batch)[i], ok ? r->element[i] : nullptr);
-    });
-    if (!sent)
-        for (const PendingStart& job : *batch) started(job, nullptr);
-}
-
-void Broker::started(const PendingStart& job, const redisReply* r) {
-    auto it = running_.find(job.job_id);
-    const bool ours = it != running_.end() && it->second.identity == job.identity && it->second.attempt == 0;
-    const bool stored = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements >= 1;
-    if (!stored || reply_text(r->element[0]) != "ok" || r->elements < 4) {
-        if (ours) {
-            running_.erase(it);
-            workers_.release(job.identity, job.job_id);
-        }
-        // Not started for want of Redis: the job is still queued there, so here too. Otherwise
-        // it was canceled meanwhile.
-        if (!stored) queues_.push(job.type, job.job_id, job.priority);
-        return;
-    }
-    const auto attempt = static_cast<std::uint32_t>(r->element[1]->integer);
-    const redisReply* input = r->element[2];
-    const auto timeout_s = static_cast<std::uint32_t>(r->element[3]->integer);
-    WorkerInfo* worker = workers_.find(job.identity);
-    if (!ours || worker == nullptr) {
-        // The worker vanished while Redis recorded the start.
-        running_.erase(job.job_id);
-        return fail_job(job.job_id, Running{job.identity, job.type, job.priority, attempt, {}}, "worker lost", "lost", true);
-    }
-    it->second.attempt = attempt;
-    it->second.lease_deadline = Clock::now() + std::chrono::seconds(timeout_s) + LEASE_GRACE;
-    proto::Job msg{job.job_id, job.type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s};
-    send_to_worker(*worker, proto::Command::JOB, proto::encode_body(msg));
-}
-
 void Broker::run_timers(Clock::time_point now) {
     const auto interval = std::chrono::milliseconds(proto::HEARTBEAT_INTERVAL_MS);
     for (auto& [identity, worker] : workers_.all())
@@ -695,35 +253,25 @@ void Broker::run_timers(Clock::time_point now) {
     lose_workers(workers_.expire(now - interval * proto::HEARTBEAT_LIVENESS), "went silent");
     expire_leases(now);
     for (auto it = workers_.all().begin(); it != workers_.all().end();) {
-        if (it->second.draining && it->second.jobs.empty()) {
+        if (it->second.leaving && it->second.jobs.empty()) {
             log::info("worker {} left", it->second.name);
             it = workers_.all().erase(it);
         } else {
             ++it;
         }
     }
-    while (!delayed_.empty() && delayed_.begin()->first <= now) {
-        const Delayed& retry = delayed_.begin()->second;
-        queues_.push(retry.type, retry.job_id, retry.priority);
-        delayed_.erase(delayed_.begin());
-    }
+    for (const Delayed& retry : jobs_.take_due(now)) queues_.push(retry.type, retry.job_id, retry.priority);
 }
 
 // A worker that heartbeats but never answers (a stuck handler) loses the job at its lease
 // deadline: the attempt ends as lost, the worker is told to cancel it and keeps the slot until
 // it answers or dies.
 void Broker::expire_leases(Clock::time_point now) {
-    for (auto it = running_.begin(); it != running_.end();) {
-        const Running& run = it->second;
-        if (run.attempt == 0 || now < run.lease_deadline) {
-            ++it;
-            continue;
-        }
-        log::warn("job {} attempt {}: lease expired without an answer", it->first, run.attempt);
+    for (const auto& [job_id, run] : jobs_.expire_leases(now)) {
+        log::warn("job {} attempt {}: lease expired without an answer", job_id, run.attempt);
         if (WorkerInfo* worker = workers_.find(run.identity))
-            send_to_worker(*worker, proto::Command::CANCEL_JOB, proto::encode_body(proto::CancelJob{it->first, run.attempt}));
-        fail_job(it->first, run, "lease expired: no answer within timeout_s + 5 s", "lost", true);
-        it = running_.erase(it);
+            send_to_worker(*worker, proto::Command::CANCEL_JOB, proto::encode_body(proto::CancelJob{job_id, run.attempt}));
+        fail_job(job_id, run, "lease expired: no answer within timeout_s + 5 s", "lost", true);
     }
 }
 

@@ -3,19 +3,21 @@
 // construction. See schemas/PROTOCOL.md for the messages and the job state machine.
 #pragma once
 
+#include "batches.hpp"
 #include "config.hpp"
 #include "job_queue.hpp"
+#include "job_table.hpp"
 #include "redis_link.hpp"
 #include "worker_pool.hpp"
 #include "wire.hpp"
 
 #include <zmq.hpp>
 
-#include <map>
-#include <optional>
-#include <random>
+#include <cstdint>
+#include <set>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace sluice::broker {
 
@@ -33,95 +35,70 @@ public:
     void run(int stop_fd);
 
 private:
-    // A job handed to a worker (or being handed: `attempt` is 0 until Redis confirmed it).
-    // A job canceled or whose lease expired leaves this map at once; the worker keeps the slot
-    // (its id stays in WorkerInfo::jobs) until it answers or dies.
-    struct Running {
-        std::string identity;
-        std::string type;
-        int priority = 0;
-        std::uint32_t attempt = 0;
-        Clock::time_point lease_deadline{};
-    };
-    // A SUBMIT of this loop turn, waiting for its batch to be stored.
-    struct PendingSubmit {
-        std::string peer;
-        std::uint64_t req_id = 0;
-        std::string job_id;
-        std::string type;
-        int priority = 0;
-    };
-    // A job waiting out its retry backoff before it goes back into its queue.
-    struct Delayed {
-        std::string job_id;
-        std::string type;
-        int priority = 0;
-    };
-
     enum class Sync { NONE, IN_PROGRESS, DONE };
 
+    // ---- the loop and Redis (broker.cpp) ----
+    // Handles up to MAX_BATCH messages waiting on `socket` with `handle`; logs malformed ones.
+    void handle_waiting(zmq::socket_t& socket, const char* side, void (Broker::*handle)(const proto::Envelope&));
     // Runs one Lua script; returns false (without calling `done`) when Redis is unreachable.
     // `script` must be one of the scripts:: constants (its address keys the SHA cache).
     bool eval(const std::string& script, std::vector<std::string> keys, std::vector<std::string> args,
               RedisLink::Callback done);
+    // eval() of a script whose one key is the hash of job `job_id`.
+    bool eval_on_job(const std::string& script, const std::string& job_id, std::vector<std::string> args,
+                     RedisLink::Callback done);
+    // Wall-clock milliseconds since the epoch: the times stored in Redis.
+    static std::int64_t now_ms();
     // Brings memory and Redis into agreement (at start and after Redis comes back): jobs
     // marked running that no worker here holds go back to their queues, then queues reload.
     void resync();
     void load_queues(const std::vector<std::string>& types);
+    // Adds job types to sluice:types (declared by a worker, or listed in config.known_types).
+    void store_types(const std::vector<std::string>& types);
+    // Heartbeats out, silent and departed workers dropped, leases expired, retries released.
+    void run_timers(Clock::time_point now);
+    void expire_leases(Clock::time_point now);
 
-    // Handles up to MAX_BATCH messages waiting on `socket` with `handle`; logs malformed ones.
-    void drain(zmq::socket_t& socket, const char* side, void (Broker::*handle)(const proto::Envelope&));
+    // ---- api side (api_side.cpp) ----
     void handle_frontend(const proto::Envelope& env);
     // Validates a SUBMIT and adds it to the turn's batch; flush_submits() stores the batch.
     void handle_submit(const std::string& peer, proto::Submit msg);
     void flush_submits();
-    // Arguments of a batch script: now_ms, maxlen, `third`, then `items` (moved out, cleared).
-    std::vector<std::string> batch_args(std::string third, std::vector<std::string>& items);
     void handle_cancel(const std::string& peer, const proto::Cancel& msg);
     void handle_retry(const std::string& peer, const proto::Retry& msg);
     void handle_ping(const std::string& peer, const proto::Ping& msg);
-    void reply(const std::string& peer, std::uint64_t req_id, std::uint32_t status,
-               std::string code, std::string message, std::string job_id = {}, std::string state = {});
+    // Answers an api request (proto::Reply). accept: done, 200 with the job's state now (none for
+    // PING); accept_new: a job stored, 202 queued; accept_replay: an Idempotency-Key seen before,
+    // 200 with the job it made; refuse: not done, `status` and a stable `code`.
+    void accept(const std::string& peer, std::uint64_t req_id, std::string job_id = {}, std::string state = {});
+    void accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id);
+    void accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id);
+    void refuse(const std::string& peer, std::uint64_t req_id, std::uint32_t status, std::string code,
+                std::string message, std::string job_id = {});
+    void send_reply(const std::string& peer, proto::Reply msg);
 
+    // ---- worker side (worker_side.cpp) ----
     void handle_backend(const proto::Envelope& env);
     void handle_ready(const std::string& peer, const proto::Ready& msg);
     void handle_event(const std::string& peer, const std::string& job_id, std::uint32_t attempt,
                       std::vector<std::string> fields);
     // Adds a RESULT to the turn's batch; flush_results() stores the batch.
-    void handle_result(const std::string& peer, const proto::Result& msg);
+    void handle_result(const std::string& peer, proto::Result msg);
     void flush_results();
     void handle_failure(const std::string& peer, const proto::Failure& msg);
     void handle_canceled(const std::string& peer, const proto::Canceled& msg);
-
-    // Looks up the running attempt a worker reports on; nullptr (and a log line) if stale.
-    Running* current_attempt(const std::string& peer, const std::string& job_id,
-                             std::uint32_t attempt, const char* what);
-    // Ends the reported attempt: frees the worker's credit. nullopt if the report is stale.
-    std::optional<Running> finish_attempt(const std::string& peer, const std::string& job_id,
-                                          std::uint32_t attempt, const char* what);
     void send_to_worker(WorkerInfo& worker, proto::Command command, const std::string& body);
     // Ends an attempt without a result. `outcome` is "failed" (the handler failed) or "lost"
     // (the worker died, or the lease expired).
-    void fail_job(const std::string& job_id, const Running& run, const std::string& error,
+    void fail_job(const std::string& job_id, const Attempt& run, const std::string& error,
                   const char* outcome, bool retryable);
     void lose_workers(std::vector<WorkerInfo> gone, const char* why);
-
+    // Hands queued jobs to workers with credit. start_job() assigns one; flush_starts() records
+    // the turn's starts in Redis, then started() sends each JOB (or undoes the assignment).
     void dispatch();
-    // A job handed to a worker in this turn, waiting for its START to be stored.
-    struct PendingStart {
-        std::string identity;
-        std::string type;
-        std::string job_id;
-        int priority = 0;
-    };
-    // Assigns one job to `worker`; flush_starts() records the turn's starts in Redis, then
-    // started() sends each JOB (or undoes the assignment).
     void start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority);
     void flush_starts();
-    void started(const PendingStart& job, const redisReply* r);
-    void run_timers(Clock::time_point now);
-    void expire_leases(Clock::time_point now);
-    std::int64_t backoff_ms(std::uint32_t attempt);
+    void started(const StartItem& job, const redisReply* r);
 
     BrokerConfig config_;
     zmq::context_t context_;
@@ -130,23 +107,20 @@ private:
     std::string frontend_endpoint_;
     std::string backend_endpoint_;
 
-    std::vector<PendingSubmit> submits_;
-    std::vector<std::string> submit_args_;  // their script arguments, 10 per job
+    // This turn's batches (batches.hpp), each stored by one script call at the end of its step.
+    std::vector<SubmitItem> submits_;
     // Per type: SUBMITs accepted but not yet stored, counted against max_queue_depth.
     std::unordered_map<std::string, std::size_t> storing_;
-    std::vector<PendingStart> starts_;
-    std::vector<std::string> start_args_;   // 3 per job
-    std::vector<std::string> result_args_;  // 3 per RESULT
+    std::vector<StartItem> starts_;
+    std::vector<ResultItem> results_;
     JobQueues queues_;
-    std::unordered_map<std::string, Running> running_;
-    std::multimap<Clock::time_point, Delayed> delayed_;
     std::set<std::string> known_types_;
     WorkerPool workers_;
+    JobTable jobs_;  // running attempts and delayed retries; after workers_, whose credit it keeps
     std::unordered_map<const std::string*, std::string> script_sha_;
     Sync sync_ = Sync::NONE;
     bool served_ = false;  // synced once: from then on the sockets are served, Redis up or not
     bool was_connected_ = false;
-    std::mt19937_64 jitter_{std::random_device{}()};
 
     // Declared last so it is destroyed first: callbacks it still owes run while the rest lives.
     RedisLink redis_;

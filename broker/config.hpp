@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace sluice::broker {
 
@@ -23,6 +24,10 @@ struct BrokerConfig {
     // First retry delay; doubles per attempt up to retry_backoff_max_ms, with +-25% jitter.
     std::int64_t retry_backoff_ms = 1000;                      // SLUICE_RETRY_BACKOFF_MS
     std::int64_t retry_backoff_max_ms = 60000;
+    // Job types accepted from the start, as if a worker had declared them (and stored in
+    // sluice:types like a declared type), for deployments whose workers start after the api.
+    // Each must pass valid_job_type() (names.hpp). Empty: a type is known once declared.
+    std::vector<std::string> known_types;                     // SLUICE_KNOWN_TYPES (comma-separated)
 };
 
 }  // namespace sluice::broker

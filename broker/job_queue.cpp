@@ -1,10 +1,16 @@
 // In-memory priority queues per job type (see job_queue.hpp).
 #include "job_queue.hpp"
 
+#include <fmt/format.h>
+
 namespace sluice::broker {
 
 double queue_score(int priority, std::int64_t enqueue_ms) {
     return static_cast<double>(MAX_PRIORITY - priority) * 1e13 + static_cast<double>(enqueue_ms);
+}
+
+std::string queue_score_arg(int priority, std::int64_t enqueue_ms) {
+    return fmt::format("{:.0f}", queue_score(priority, enqueue_ms));
 }
 
 bool JobQueues::push(const std::string& type, const std::string& job_id, int priority) {

@@ -18,6 +18,8 @@ inline constexpr int MAX_PRIORITY = 9;
 
 // Redis zset score for a job: lower runs first (schemas/PROTOCOL.md).
 double queue_score(int priority, std::int64_t enqueue_ms);
+// The same score as a script argument: a whole number in decimal.
+std::string queue_score_arg(int priority, std::int64_t enqueue_ms);
 
 class JobQueues {
 public:

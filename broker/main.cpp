@@ -1,6 +1,7 @@
 // sluice-broker: reads BrokerConfig from the environment, binds, and runs until SIGINT/SIGTERM.
 #include "broker.hpp"
 #include "log.hpp"
+#include "names.hpp"
 
 #include <sys/signalfd.h>
 
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -27,6 +29,25 @@ long long env_int(const char* name, long long fallback) {
     }
 }
 
+// The comma-separated job types of `name`, each checked as the broker checks a declared type.
+std::vector<std::string> env_types(const char* name) {
+    std::vector<std::string> types;
+    const std::string value = env_or(name, "");
+    for (std::size_t start = 0; !value.empty();) {
+        const std::size_t comma = value.find(',', start);
+        std::string type = value.substr(start, comma == std::string::npos ? comma : comma - start);
+        if (!sluice::broker::valid_job_type(type)) {
+            sluice::log::error("{}={}: '{}' is not a valid job type (1-{} letters, digits, '_', '.', ':', '-')", name,
+                               value, type, sluice::broker::MAX_NAME);
+            std::exit(2);
+        }
+        types.push_back(std::move(type));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return types;
+}
+
 }  // namespace
 
 int main() {
@@ -42,6 +63,7 @@ int main() {
     config.job_ttl_s = env_int("SLUICE_JOB_TTL_S", config.job_ttl_s);
     config.events_maxlen = env_int("SLUICE_EVENTS_MAXLEN", config.events_maxlen);
     config.retry_backoff_ms = env_int("SLUICE_RETRY_BACKOFF_MS", config.retry_backoff_ms);
+    config.known_types = env_types("SLUICE_KNOWN_TYPES");
 
     // Signals arrive as a readable fd that the loop polls, so shutdown needs no async handler.
     sigset_t signals;

@@ -105,4 +105,16 @@ void RedisLink::on_reply(redisAsyncContext* ctx, void* reply, void* privdata) {
     delete done;
 }
 
+std::string reply_text(const redisReply* r) {
+    if (r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS))
+        return std::string(r->str, r->len);
+    return {};
+}
+
+std::string reply_error(const redisReply* r) {
+    if (r == nullptr) return "connection lost";
+    if (r->type == REDIS_REPLY_ERROR) return std::string(r->str, r->len);
+    return "unexpected reply";
+}
+
 }  // namespace sluice::broker

@@ -60,4 +60,9 @@ private:
     std::chrono::steady_clock::time_point retry_at_{};
 };
 
+// Returns the reply's text for a status or string reply, "" otherwise.
+std::string reply_text(const redisReply* r);
+// Describes why `r` is not the reply expected: Redis's error, a lost connection, or neither.
+std::string reply_error(const redisReply* r);
+
 }  // namespace sluice::broker

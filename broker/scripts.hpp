@@ -3,9 +3,18 @@
 // token) before it writes, and appends the matching event to the job's stream.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace sluice::broker::scripts {
+
+// Arguments per job of the batch scripts (SUBMIT, START, SUCCEED), after their first three.
+inline constexpr std::size_t SUBMIT_STRIDE = 10;
+inline constexpr std::size_t START_STRIDE = 3;
+inline constexpr std::size_t SUCCEED_STRIDE = 3;
+
+// Defines the Lua local STRIDE, the step of a batch script's loop over its jobs.
+inline std::string stride(std::size_t n) { return "local STRIDE = " + std::to_string(n) + "\n"; }
 
 // Helpers every script starts with.
 //   add_event: appends an event (seq from the job hash, entry id "{seq}-1") and notifies the api
@@ -77,13 +86,13 @@ end
 
 // New jobs, every SUBMIT read in one turn of the broker loop at once. KEYS: none. ARGV: now_ms,
 // maxlen (unused: the batch scripts share one layout, and a new stream holds one event),
-// idempotency ttl_s, then 10 per job: id, tenant, type, input, priority, max_attempts,
+// idempotency ttl_s, then SUBMIT_STRIDE per job: id, tenant, type, input, priority, max_attempts,
 // timeout_s, queue score, idempotency key ('' for none: else the whole Redis key), request hash.
 // Returns one answer per job, in order: 'ok', 'exists', or {'replay' | 'conflict', original id}.
-inline const std::string SUBMIT = PRELUDE + R"lua(
+inline const std::string SUBMIT = PRELUDE + stride(SUBMIT_STRIDE) + R"lua(
 local now, idem_ttl = ARGV[1], ARGV[3]
 local out = {}
-for i = 4, #ARGV, 10 do
+for i = 4, #ARGV, STRIDE do
   local id, type, idem, hash = ARGV[i], ARGV[i + 2], ARGV[i + 8], ARGV[i + 9]
   local job = 'sluice:job:' .. id
   local prior = idem ~= '' and redis.call('GET', idem)
@@ -108,13 +117,13 @@ return out
 )lua";
 
 // queued -> running, for every job dispatched in one turn of the broker loop. KEYS: none.
-// ARGV: now_ms, maxlen, lease grace ms, then 3 per job: id, worker, type. The running zset
-// scores each job by its lease deadline (now + timeout_s + grace). Returns one answer per job:
-// {'ok', attempt, input, timeout_s} or {'not_queued'}.
-inline const std::string START = PRELUDE + R"lua(
+// ARGV: now_ms, maxlen, lease grace ms, then START_STRIDE per job: id, worker, type. The
+// running zset scores each job by its lease deadline (now + timeout_s + grace). Returns one
+// answer per job: {'ok', attempt, input, timeout_s} or {'not_queued'}.
+inline const std::string START = PRELUDE + stride(START_STRIDE) + R"lua(
 local now, maxlen, grace = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
-for i = 4, #ARGV, 3 do
+for i = 4, #ARGV, STRIDE do
   local id, worker = ARGV[i], ARGV[i + 1]
   local job = 'sluice:job:' .. id
   if redis.call('HGET', job, 'status') ~= 'queued' then
@@ -144,12 +153,12 @@ return 'ok'
 )lua";
 
 // running -> succeeded, for every RESULT read in one turn of the broker loop. KEYS: none.
-// ARGV: now_ms, maxlen, ttl_s, then 3 per job: id, attempt, result. Returns one answer per
-// job: 'ok' or 'stale'.
-inline const std::string SUCCEED = PRELUDE + R"lua(
+// ARGV: now_ms, maxlen, ttl_s, then SUCCEED_STRIDE per job: id, attempt, result. Returns one
+// answer per job: 'ok' or 'stale'.
+inline const std::string SUCCEED = PRELUDE + stride(SUCCEED_STRIDE) + R"lua(
 local now, maxlen, ttl = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
-for i = 4, #ARGV, 3 do
+for i = 4, #ARGV, STRIDE do
   local id, result = ARGV[i], ARGV[i + 2]
   if not is_current(id, ARGV[i + 1]) then
     out[#out + 1] = 'stale'

@@ -12,7 +12,7 @@ WorkerInfo& WorkerPool::ready(const std::string& identity, std::string name, std
     worker.runtime = std::move(runtime);
     worker.types = std::set<std::string>(types.begin(), types.end());
     worker.concurrency = concurrency;
-    worker.draining = false;
+    worker.leaving = false;
     worker.last_recv = now;
     return worker;
 }
@@ -52,16 +52,6 @@ std::vector<WorkerInfo> WorkerPool::expire(Clock::time_point deadline) {
         } else {
             ++it;
         }
-    }
-    return gone;
-}
-
-std::vector<WorkerInfo> WorkerPool::remove(const std::string& identity) {
-    std::vector<WorkerInfo> gone;
-    auto it = workers_.find(identity);
-    if (it != workers_.end()) {
-        gone.push_back(std::move(it->second));
-        workers_.erase(it);
     }
     return gone;
 }

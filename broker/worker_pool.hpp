@@ -23,10 +23,10 @@ struct WorkerInfo {
     Clock::time_point last_recv{};
     Clock::time_point last_send{};
     std::uint64_t last_assigned = 0;  // assignment counter value at its last job
-    bool draining = false;  // said DISCONNECT: finishing the jobs it holds, takes no new ones
+    bool leaving = false;  // said DISCONNECT: finishing the jobs it holds, takes no new ones
 
     std::uint32_t credit() const {
-        if (draining || jobs.size() >= concurrency) return 0;
+        if (leaving || jobs.size() >= concurrency) return 0;
         return concurrency - static_cast<std::uint32_t>(jobs.size());
     }
 };
@@ -34,7 +34,7 @@ struct WorkerInfo {
 class WorkerPool {
 public:
     // Registers a worker, or refreshes one that sent READY again (its jobs are kept, and a
-    // draining worker that says READY takes jobs again).
+    // leaving worker that says READY takes jobs again).
     // Returns the stored record.
     WorkerInfo& ready(const std::string& identity, std::string name, std::string runtime,
                       const std::vector<std::string>& types, std::uint32_t concurrency,
@@ -55,9 +55,6 @@ public:
 
     // Removes and returns every worker silent since before `deadline`.
     std::vector<WorkerInfo> expire(Clock::time_point deadline);
-
-    // Removes a worker (it said DISCONNECT) and returns it, with the jobs it still held.
-    std::vector<WorkerInfo> remove(const std::string& identity);
 
     std::map<std::string, WorkerInfo>& all() { return workers_; }
 

@@ -91,7 +91,7 @@ private:
 
 // Returns `value` encoded as one msgpack value (for JobResult::success).
 template <class T>
-proto::Bytes pack(const T& value) {
+proto::Bytes encode_value(const T& value) {
     msgpack::sbuffer buffer;
     msgpack::pack(buffer, value);
     return proto::Bytes(buffer.data(), buffer.data() + buffer.size());

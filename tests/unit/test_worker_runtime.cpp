@@ -114,7 +114,7 @@ worker::WorkerConfig test_config(const FakeBroker& broker, std::uint32_t concurr
 }
 
 proto::Bytes sleep_input(std::int64_t ms) {
-    return worker::pack(std::map<std::string, std::int64_t>{{"ms", ms}});
+    return worker::encode_value(std::map<std::string, std::int64_t>{{"ms", ms}});
 }
 
 proto::Job make_job(std::string id, std::string type, proto::Bytes input, std::uint32_t attempt = 1,
@@ -154,7 +154,7 @@ TEST_CASE("echo returns its input unchanged, with the job's attempt") {
     FakeBroker broker;
     worker::Worker w(test_config(broker));
     start_native(w, broker);
-    const proto::Bytes input = worker::pack(std::map<std::string, std::string>{{"text", "hello"}});
+    const proto::Bytes input = worker::encode_value(std::map<std::string, std::string>{{"text", "hello"}});
     broker.send(make_job("job-echo", "echo", input, 3));
     const auto result = broker.expect<proto::Result>();
     CHECK(result.job_id == "job-echo");
@@ -204,17 +204,17 @@ TEST_CASE("emit sends CHUNKs before the result") {
     w.register_handler("stream", [](worker::JobContext& ctx) {
         ctx.emit("hel");
         ctx.emit("lo");
-        return worker::JobResult::success(worker::pack("hello"));
+        return worker::JobResult::success(worker::encode_value("hello"));
     });
     w.start();
     broker.expect<proto::Ready>();
-    broker.send(make_job("job-stream", "stream", worker::pack(msgpack::type::nil_t()), 4));
+    broker.send(make_job("job-stream", "stream", worker::encode_value(msgpack::type::nil_t()), 4));
     auto first = broker.expect<proto::Chunk>();
     auto second = broker.expect<proto::Chunk>();
     CHECK(first.data == "hel");
     CHECK(second.data == "lo");
     CHECK(first.attempt == 4);
-    CHECK(broker.expect<proto::Result>().result == worker::pack("hello"));
+    CHECK(broker.expect<proto::Result>().result == worker::encode_value("hello"));
 }
 
 TEST_CASE("never more than concurrency jobs in flight") {
@@ -235,14 +235,14 @@ TEST_CASE("never more than concurrency jobs in flight") {
         while (!state->release && !ctx.stop_requested() && Clock::now() < until)
             std::this_thread::sleep_for(2ms);
         --state->running;
-        return worker::JobResult::success(worker::pack(ctx.job_id()));
+        return worker::JobResult::success(worker::encode_value(ctx.job_id()));
     });
     w.start();
     broker.expect<proto::Ready>();
 
-    broker.send(make_job("a", "block", worker::pack(msgpack::type::nil_t())));
-    broker.send(make_job("b", "block", worker::pack(msgpack::type::nil_t())));
-    broker.send(make_job("c", "block", worker::pack(msgpack::type::nil_t())));  // beyond the credit
+    broker.send(make_job("a", "block", worker::encode_value(msgpack::type::nil_t())));
+    broker.send(make_job("b", "block", worker::encode_value(msgpack::type::nil_t())));
+    broker.send(make_job("c", "block", worker::encode_value(msgpack::type::nil_t())));  // beyond the credit
     const auto refused = broker.expect<proto::Failure>(1000ms);
     CHECK(refused.job_id == "c");
     CHECK(refused.retryable);
@@ -257,7 +257,7 @@ TEST_CASE("never more than concurrency jobs in flight") {
     CHECK(done == std::set<std::string>{"a", "b"});
 
     // The credit came back: a new job is accepted and runs.
-    broker.send(make_job("d", "block", worker::pack(msgpack::type::nil_t())));
+    broker.send(make_job("d", "block", worker::encode_value(msgpack::type::nil_t())));
     CHECK(broker.expect<proto::Result>().job_id == "d");
     CHECK(state->max_running == 2);
 }
@@ -321,9 +321,9 @@ TEST_CASE("invalid sleep input is a non-retryable FAILURE") {
     const std::vector<std::pair<proto::Bytes, std::string>> cases = {
         {sleep_input(-5), "\"ms\" must be >= 0"},
         {sleep_input(worker::tasks::MAX_SLEEP_MS + 1), "at most"},
-        {worker::pack(std::map<std::string, int>{{"seconds", 1}}), "needs an integer \"ms\""},
-        {worker::pack(std::map<std::string, std::string>{{"ms", "100"}}), "must be an integer"},
-        {worker::pack("not a map"), "must be a map"},
+        {worker::encode_value(std::map<std::string, int>{{"seconds", 1}}), "needs an integer \"ms\""},
+        {worker::encode_value(std::map<std::string, std::string>{{"ms", "100"}}), "must be an integer"},
+        {worker::encode_value("not a map"), "must be a map"},
         {proto::Bytes{'\xc1'}, "not valid msgpack"},
     };
     int n = 0;
@@ -346,12 +346,12 @@ TEST_CASE("an exception from a handler is a retryable FAILURE; an unknown type i
     });
     w.start();
     broker.expect<proto::Ready>();
-    broker.send(make_job("job-boom", "boom", worker::pack(msgpack::type::nil_t())));
+    broker.send(make_job("job-boom", "boom", worker::encode_value(msgpack::type::nil_t())));
     auto failure = broker.expect<proto::Failure>();
     CHECK(failure.retryable);
     CHECK(failure.error.find("kaboom") != std::string::npos);
 
-    broker.send(make_job("job-nope", "nope", worker::pack(msgpack::type::nil_t())));
+    broker.send(make_job("job-nope", "nope", worker::encode_value(msgpack::type::nil_t())));
     failure = broker.expect<proto::Failure>();
     CHECK(failure.job_id == "job-nope");
     CHECK_FALSE(failure.retryable);
@@ -377,7 +377,7 @@ TEST_CASE("DISCONNECT from the broker makes the worker send READY again") {
     const auto ready = broker.expect<proto::Ready>(1000ms);
     CHECK(ready.worker_name == "test-worker");
     // The new session works.
-    broker.send(make_job("after", "echo", worker::pack(1)));
+    broker.send(make_job("after", "echo", worker::encode_value(1)));
     CHECK(broker.expect<proto::Result>().job_id == "after");
 }
 

@@ -1,0 +1,173 @@
+// The api side of the broker: SUBMIT (stored in batches, one per loop turn), CANCEL, RETRY and
+// PING, each answered with a named outcome (see broker.hpp and schemas/PROTOCOL.md).
+#include "broker.hpp"
+
+#include "log.hpp"
+#include "names.hpp"
+#include "scripts.hpp"
+
+namespace sluice::broker {
+namespace {
+
+// An Idempotency-Key is remembered this long (as Stripe does).
+constexpr std::int64_t IDEMPOTENCY_TTL_S = 24 * 3600;
+
+}  // namespace
+
+void Broker::handle_frontend(const proto::Envelope& env) {
+    switch (static_cast<proto::Command>(env.command)) {
+        case proto::Command::SUBMIT:
+            if (auto msg = proto::decode_body<proto::Submit>(env.body)) return handle_submit(env.identity, std::move(*msg));
+            break;
+        case proto::Command::CANCEL:
+            if (auto msg = proto::decode_body<proto::Cancel>(env.body)) return handle_cancel(env.identity, *msg);
+            break;
+        case proto::Command::RETRY:
+            if (auto msg = proto::decode_body<proto::Retry>(env.body)) return handle_retry(env.identity, *msg);
+            break;
+        case proto::Command::PING:
+            if (auto msg = proto::decode_body<proto::Ping>(env.body)) return handle_ping(env.identity, *msg);
+            break;
+        default:
+            log::warn("frontend: dropped {}: not an api command", proto::command_name(env.command));
+            return;
+    }
+    log::warn("frontend: dropped {} with a malformed body", proto::command_name(env.command));
+}
+
+void Broker::accept(const std::string& peer, std::uint64_t req_id, std::string job_id, std::string state) {
+    send_reply(peer, proto::Reply{req_id, 200, "", "", std::move(job_id), std::move(state)});
+}
+
+void Broker::accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id) {
+    send_reply(peer, proto::Reply{req_id, 202, "", "", std::move(job_id), "queued"});
+}
+
+void Broker::accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id) {
+    send_reply(peer, proto::Reply{req_id, 200, "", "idempotent replay", std::move(original_id), ""});
+}
+
+void Broker::refuse(const std::string& peer, std::uint64_t req_id, std::uint32_t status, std::string code,
+                    std::string message, std::string job_id) {
+    send_reply(peer, proto::Reply{req_id, status, std::move(code), std::move(message), std::move(job_id), ""});
+}
+
+void Broker::send_reply(const std::string& peer, proto::Reply msg) {
+    if (!proto::send(frontend_, msg, peer)) log::warn("api peer gone: reply {} dropped", msg.req_id);
+}
+
+void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
+    if (!valid_job_type(msg.type) || !valid_job_id(msg.job_id) || msg.priority < 0 ||
+        msg.priority > MAX_PRIORITY || msg.max_attempts < 1 || msg.timeout_s < 1)
+        return refuse(peer, msg.req_id, 422, "invalid_request", "invalid job type, id or option");
+    if (known_types_.count(msg.type) == 0)
+        return refuse(peer, msg.req_id, 422, "unknown_job_type",
+                      fmt::format("no worker has declared job type '{}'", msg.type));
+    if (queues_.depth(msg.type) + storing_[msg.type] >= config_.max_queue_depth)
+        return refuse(peer, msg.req_id, 429, "queue_full",
+                      fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
+    if (!redis_.connected()) return refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+    if (msg.idempotency_key.size() > 255 || msg.request_hash.find(' ') != std::string::npos)
+        return refuse(peer, msg.req_id, 422, "invalid_request", "invalid idempotency key or request hash");
+
+    ++storing_[msg.type];
+    std::string idempotency_key =
+        msg.idempotency_key.empty() ? "" : "sluice:idem:" + msg.tenant + ":" + msg.idempotency_key;
+    submits_.push_back(SubmitItem{peer, msg.req_id, std::move(msg.job_id), std::move(msg.tenant), std::move(msg.type),
+                                  std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
+                                  msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
+                                  std::move(msg.request_hash)});
+}
+
+void Broker::flush_submits() {
+    if (submits_.empty()) return;
+    std::vector<std::string> args = batch_args(now_ms(), config_.events_maxlen, std::to_string(IDEMPOTENCY_TTL_S), submits_);
+    auto batch = std::make_shared<std::vector<SubmitItem>>(std::move(submits_));
+    submits_.clear();
+    const bool sent = eval(scripts::SUBMIT, {}, std::move(args), [this, batch](redisReply* r) {
+        const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == batch->size();
+        if (!ok) log::error("submit of {} job(s) failed: {}", batch->size(), reply_error(r));
+        for (std::size_t i = 0; i < batch->size(); ++i) {
+            const SubmitItem& job = (*batch)[i];
+            --storing_[job.type];
+            if (!ok) {
+                refuse(job.peer, job.req_id, 503, "redis_unavailable", "the job could not be stored");
+                continue;
+            }
+            const redisReply* answer = r->element[i];
+            if (answer->type == REDIS_REPLY_ARRAY && answer->elements == 2) {
+                const std::string original = reply_text(answer->element[1]);
+                if (reply_text(answer->element[0]) == "replay")
+                    accept_replay(job.peer, job.req_id, original);
+                else
+                    refuse(job.peer, job.req_id, 409, "idempotency_conflict",
+                           "this Idempotency-Key was used for a different request", original);
+            } else if (reply_text(answer) == "ok") {
+                queues_.push(job.type, job.job_id, job.priority);
+                accept_new(job.peer, job.req_id, job.job_id);
+            } else {
+                refuse(job.peer, job.req_id, 409, "duplicate_job_id", "job id already exists", job.job_id);
+            }
+        }
+    });
+    if (!sent)
+        for (const SubmitItem& job : *batch) {
+            --storing_[job.type];
+            refuse(job.peer, job.req_id, 503, "redis_unavailable", "Redis is unreachable");
+        }
+}
+
+void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
+    if (!valid_job_id(msg.job_id)) return refuse(peer, msg.req_id, 404, "job_not_found", "no such job");
+    const bool sent = eval_on_job(
+        scripts::CANCEL, msg.job_id,
+        {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen), std::to_string(config_.job_ttl_s)},
+        [this, peer, req_id = msg.req_id, id = msg.job_id](redisReply* r) {
+            const std::string outcome = reply_text(r);
+            if (outcome == "not_found") return refuse(peer, req_id, 404, "job_not_found", "no such job", id);
+            if (outcome == "finished") return refuse(peer, req_id, 409, "job_finished", "the job has already finished", id);
+            if (outcome == "queued") {
+                queues_.remove(id);
+                jobs_.drop_delayed(id);
+            } else if (outcome == "running") {
+                if (auto run = jobs_.cancel(id))
+                    if (WorkerInfo* worker = workers_.find(run->identity))
+                        send_to_worker(*worker, proto::Command::CANCEL_JOB,
+                                       proto::encode_body(proto::CancelJob{id, run->attempt}));
+            } else {
+                log::error("cancel of job {} failed: {}", id, reply_error(r));
+                return refuse(peer, req_id, 503, "redis_unavailable", "the cancel could not be stored", id);
+            }
+            log::info("job {} canceled (was {})", id, outcome);
+            accept(peer, req_id, id, "canceled");
+        });
+    if (!sent) refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+}
+
+void Broker::handle_retry(const std::string& peer, const proto::Retry& msg) {
+    if (!valid_job_id(msg.job_id)) return refuse(peer, msg.req_id, 404, "job_not_found", "no such job");
+    const bool sent = eval_on_job(
+        scripts::RETRY, msg.job_id,
+        {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen)},
+        [this, peer, req_id = msg.req_id, id = msg.job_id](redisReply* r) {
+            if (r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+                const std::string type = reply_text(r->element[1]);
+                queues_.push(type, id, static_cast<int>(r->element[2]->integer));
+                log::info("job {} ({}) retried from the dead set", id, type);
+                return accept(peer, req_id, id, "queued");
+            }
+            const std::string outcome = reply_text(r);
+            if (outcome == "not_found") return refuse(peer, req_id, 404, "job_not_found", "no such job", id);
+            if (outcome == "not_dead") return refuse(peer, req_id, 409, "job_not_dead", "only a dead (failed) job can be retried", id);
+            log::error("retry of job {} failed: {}", id, reply_error(r));
+            refuse(peer, req_id, 503, "redis_unavailable", "the retry could not be stored", id);
+        });
+    if (!sent) refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+}
+
+void Broker::handle_ping(const std::string& peer, const proto::Ping& msg) {
+    if (redis_.connected()) return accept(peer, msg.req_id);
+    refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+}
+
+}  // namespace sluice::broker

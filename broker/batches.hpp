@@ -1,0 +1,86 @@
+// What one turn of the broker loop gathers for its batch scripts: one struct per SUBMIT, job
+// start and RESULT. Each gives its script's fields (scripts::*_STRIDE of them, in the order the
+// script reads them) through take_args(), which moves the big ones (input, result) out; the
+// rest stays for the script's callback. Not thread-safe: the broker loop thread owns them.
+#pragma once
+
+#include "job_queue.hpp"
+#include "scripts.hpp"
+
+#include <array>
+#include <cstdint>
+#include <iterator>
+#include <string>
+#include <vector>
+
+namespace sluice::broker {
+
+// A SUBMIT waiting for its batch to be stored (scripts::SUBMIT).
+struct SubmitItem {
+    static constexpr std::size_t STRIDE = scripts::SUBMIT_STRIDE;
+
+    std::string peer;  // the api instance to answer
+    std::uint64_t req_id = 0;
+    std::string job_id;
+    std::string tenant;
+    std::string type;
+    std::string input;
+    int priority = 0;
+    std::uint32_t max_attempts = 0;
+    std::uint32_t timeout_s = 0;
+    std::int64_t enqueued_ms = 0;
+    std::string idempotency_key;  // the whole Redis key; empty for none
+    std::string request_hash;
+
+    // Moves tenant, input, idempotency key and request hash out; job_id and type stay.
+    std::array<std::string, STRIDE> take_args() {
+        return {job_id, std::move(tenant), type, std::move(input), std::to_string(priority),
+                std::to_string(max_attempts), std::to_string(timeout_s),
+                queue_score_arg(priority, enqueued_ms), std::move(idempotency_key),
+                std::move(request_hash)};
+    }
+};
+
+// A job handed to a worker in this turn, waiting for its START to be stored (scripts::START).
+struct StartItem {
+    static constexpr std::size_t STRIDE = scripts::START_STRIDE;
+
+    std::string identity;  // the worker's routing id
+    std::string worker_name;
+    std::string type;
+    std::string job_id;
+    int priority = 0;
+
+    // Moves the worker's name out.
+    std::array<std::string, STRIDE> take_args() { return {job_id, std::move(worker_name), type}; }
+};
+
+// A RESULT of the running attempt, waiting for its batch to be stored (scripts::SUCCEED).
+struct ResultItem {
+    static constexpr std::size_t STRIDE = scripts::SUCCEED_STRIDE;
+
+    std::string job_id;
+    std::uint32_t attempt = 0;
+    std::string result;
+
+    // Moves the result out.
+    std::array<std::string, STRIDE> take_args() { return {job_id, std::to_string(attempt), std::move(result)}; }
+};
+
+// The ARGV of a batch script: now_ms, maxlen, `third`, then each item's take_args() in order.
+template <class Item>
+std::vector<std::string> batch_args(std::int64_t now_ms, std::int64_t maxlen, std::string third,
+                                    std::vector<Item>& items) {
+    std::vector<std::string> args;
+    args.reserve(3 + Item::STRIDE * items.size());
+    args.push_back(std::to_string(now_ms));
+    args.push_back(std::to_string(maxlen));
+    args.push_back(std::move(third));
+    for (Item& item : items) {
+        auto fields = item.take_args();
+        std::move(fields.begin(), fields.end(), std::back_inserter(args));
+    }
+    return args;
+}
+
+}  // namespace sluice::broker

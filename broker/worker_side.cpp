@@ -1,0 +1,248 @@
+// The worker side of the broker: READY, job reports (events, RESULT in batches, FAILURE,
+// CANCELED), lost workers, and dispatch of queued jobs against worker credit (see broker.hpp
+// and schemas/PROTOCOL.md).
+#include "broker.hpp"
+
+#include "log.hpp"
+#include "names.hpp"
+#include "scripts.hpp"
+
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace sluice::broker {
+namespace {
+
+// How long past its timeout_s a running job's lease lasts. The worker cancels the handler at
+// timeout_s itself; the grace covers its report's trip and a slow cancel before the broker
+// gives up on the attempt.
+constexpr std::chrono::milliseconds LEASE_GRACE{5000};
+
+void log_stale(const char* what, const std::string& job_id, std::uint32_t attempt) {
+    log::warn("dropped stale {} for job {} attempt {}", what, job_id, attempt);
+}
+
+}  // namespace
+
+void Broker::handle_backend(const proto::Envelope& env) {
+    const auto command = static_cast<proto::Command>(env.command);
+    const std::string& peer = env.identity;
+    if (command == proto::Command::READY) {
+        if (auto msg = proto::decode_body<proto::Ready>(env.body)) return handle_ready(peer, *msg);
+        log::warn("backend: dropped READY with a malformed body");
+        return;
+    }
+    WorkerInfo* worker = workers_.find(peer);
+    if (worker == nullptr) {
+        // Not (or no longer) registered, e.g. after a broker restart: make it say READY again.
+        if (command != proto::Command::DISCONNECT)
+            proto::send(backend_, proto::Disconnect{}, peer);
+        return;
+    }
+    worker->last_recv = Clock::now();
+    bool ok = true;
+    switch (command) {
+        case proto::Command::HEARTBEAT:
+            break;
+        case proto::Command::PROGRESS:
+            if (auto msg = proto::decode_body<proto::Progress>(env.body)) {
+                const double fraction = std::isfinite(msg->fraction) ? std::clamp(msg->fraction, 0.0, 1.0) : 0.0;
+                handle_event(peer, msg->job_id, msg->attempt,
+                             {"event", "progress", "fraction", fmt::format("{}", fraction), "message", msg->message});
+            } else ok = false;
+            break;
+        case proto::Command::CHUNK:
+            if (auto msg = proto::decode_body<proto::Chunk>(env.body))
+                handle_event(peer, msg->job_id, msg->attempt, {"event", "chunk", "data", msg->data});
+            else ok = false;
+            break;
+        case proto::Command::RESULT:
+            if (auto msg = proto::decode_body<proto::Result>(env.body)) handle_result(peer, std::move(*msg));
+            else ok = false;
+            break;
+        case proto::Command::FAILURE:
+            if (auto msg = proto::decode_body<proto::Failure>(env.body)) handle_failure(peer, *msg);
+            else ok = false;
+            break;
+        case proto::Command::CANCELED:
+            if (auto msg = proto::decode_body<proto::Canceled>(env.body)) handle_canceled(peer, *msg);
+            else ok = false;
+            break;
+        case proto::Command::DISCONNECT:
+            // A worker shutting down gracefully: it gets no new jobs, and the ones it holds
+            // finish (or come back when its heartbeats stop).
+            worker->leaving = true;
+            log::info("worker {} is shutting down: finishing {} job(s)", worker->name, worker->jobs.size());
+            break;
+        default:
+            log::warn("backend: dropped {}: not a worker command", proto::command_name(env.command));
+    }
+    if (!ok) log::warn("backend: dropped {} with a malformed body", proto::command_name(env.command));
+}
+
+void Broker::handle_ready(const std::string& peer, const proto::Ready& msg) {
+    const bool valid = !msg.types.empty() && msg.concurrency >= 1 && msg.concurrency <= 100000 &&
+                       std::all_of(msg.types.begin(), msg.types.end(), [](const auto& t) { return valid_job_type(t); });
+    if (!valid) {
+        log::warn("backend: dropped READY from '{}': needs 1+ valid job types and concurrency 1..100000",
+                  msg.worker_name.substr(0, MAX_NAME));
+        return;
+    }
+    const bool known = workers_.find(peer) != nullptr;
+    WorkerInfo& worker = workers_.ready(peer, msg.worker_name.substr(0, MAX_NAME), msg.runtime.substr(0, 16),
+                                        msg.types, msg.concurrency, Clock::now());
+    std::vector<std::string> declared;
+    for (const auto& type : msg.types)
+        if (known_types_.insert(type).second) declared.push_back(type);
+    store_types(declared);
+    if (!known)
+        log::info("worker {} ({}) ready: types [{}], concurrency {}", worker.name, worker.runtime,
+                  fmt::join(msg.types, ", "), worker.concurrency);
+}
+
+void Broker::handle_event(const std::string& peer, const std::string& job_id, std::uint32_t attempt,
+                          std::vector<std::string> fields) {
+    if (jobs_.current(peer, job_id, attempt) == nullptr) return log_stale(fields[1].c_str(), job_id, attempt);
+    std::vector<std::string> args = {job_id, std::to_string(attempt), std::to_string(now_ms()),
+                                     std::to_string(config_.events_maxlen)};
+    args.insert(args.end(), std::make_move_iterator(fields.begin()), std::make_move_iterator(fields.end()));
+    eval_on_job(scripts::EVENT, job_id, std::move(args), [job_id](redisReply* r) {
+        const std::string outcome = reply_text(r);
+        if (outcome == "stale") log::warn("dropped stale event for job {}", job_id);
+        else if (outcome != "ok") log::error("event of job {} not stored: {}", job_id, reply_error(r));
+    });
+}
+
+void Broker::handle_result(const std::string& peer, proto::Result msg) {
+    if (!jobs_.finish(peer, msg.job_id, msg.attempt)) return log_stale("RESULT", msg.job_id, msg.attempt);
+    results_.push_back(ResultItem{std::move(msg.job_id), msg.attempt, std::string(msg.result.begin(), msg.result.end())});
+}
+
+void Broker::flush_results() {
+    if (results_.empty()) return;
+    std::vector<std::string> args = batch_args(now_ms(), config_.events_maxlen, std::to_string(config_.job_ttl_s), results_);
+    auto batch = std::make_shared<std::vector<ResultItem>>(std::move(results_));
+    results_.clear();
+    // A result that cannot be stored is not lost for good: the job stays running in Redis and
+    // the resync after Redis comes back runs it again.
+    eval(scripts::SUCCEED, {}, std::move(args), [batch](redisReply* r) {
+        if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != batch->size()) {
+            log::error("results of {} job(s) not stored: {}", batch->size(), reply_error(r));
+            return;
+        }
+        for (std::size_t i = 0; i < batch->size(); ++i)
+            if (reply_text(r->element[i]) == "stale") log::warn("dropped stale RESULT for job {}", (*batch)[i].job_id);
+    });
+}
+
+void Broker::handle_failure(const std::string& peer, const proto::Failure& msg) {
+    auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
+    if (!run) return log_stale("FAILURE", msg.job_id, msg.attempt);
+    fail_job(msg.job_id, *run, msg.error, "failed", msg.retryable);
+}
+
+void Broker::handle_canceled(const std::string& peer, const proto::Canceled& msg) {
+    auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
+    if (!run) return log_stale("CANCELED", msg.job_id, msg.attempt);
+    // A worker that cancels a job nobody asked it to cancel (its shutdown grace ran out)
+    // did not finish it: the job runs again.
+    fail_job(msg.job_id, *run, "canceled by the worker", "lost", true);
+}
+
+void Broker::fail_job(const std::string& job_id, const Attempt& run, const std::string& error,
+                      const char* outcome, bool retryable) {
+    const std::int64_t delay = jobs_.backoff(run.attempt).count();
+    const std::int64_t now = now_ms();
+    eval_on_job(scripts::FAIL, job_id,
+         {job_id, std::to_string(run.attempt), std::to_string(now), std::to_string(config_.events_maxlen),
+          std::to_string(config_.job_ttl_s), error, outcome, retryable ? "1" : "0",
+          queue_score_arg(run.priority, now + delay)},
+         [this, job_id, run, error, delay](redisReply* r) {
+             const std::string outcome = reply_text(r);
+             if (outcome == "requeued") {
+                 log::info("job {} attempt {} failed ({}): retrying in {} ms", job_id, run.attempt, error, delay);
+                 jobs_.delay(Clock::now() + std::chrono::milliseconds(delay), Delayed{job_id, run.type, run.priority});
+             } else if (outcome == "failed") {
+                 log::info("job {} failed after attempt {}: {}", job_id, run.attempt, error);
+             } else if (outcome == "stale") {
+                 log::warn("dropped stale FAILURE for job {}", job_id);
+             } else {
+                 log::error("failure of job {} not stored: {}", job_id, reply_error(r));
+             }
+         });
+}
+
+void Broker::lose_workers(std::vector<WorkerInfo> gone, const char* why) {
+    for (const WorkerInfo& worker : gone) {
+        log::warn("worker {} {}: {} job(s) it held go back to their queues", worker.name, why, worker.jobs.size());
+        for (const Ended& lost : jobs_.lose(worker))
+            fail_job(lost.job_id, lost.run, fmt::format("worker {} {}", worker.name, why), "lost", true);
+    }
+}
+
+void Broker::send_to_worker(WorkerInfo& worker, proto::Command command, const std::string& body) {
+    if (!proto::send_frames(backend_, worker.identity, command, body))
+        log::warn("worker {} unreachable: {} not sent", worker.name, proto::command_name(static_cast<std::uint8_t>(command)));
+    worker.last_send = Clock::now();
+}
+
+// ---- dispatch ----------------------------------------------------------------------------
+
+void Broker::dispatch() {
+    if (sync_ != Sync::DONE || !redis_.connected()) return;
+    for (const std::string& type : queues_.nonempty_types()) {
+        while (WorkerInfo* worker = workers_.pick(type)) {
+            auto next = queues_.pop(type);
+            if (!next) break;
+            start_job(*worker, type, next->job_id, next->priority);
+        }
+    }
+    flush_starts();
+}
+
+void Broker::start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority) {
+    jobs_.assign(worker, job_id, type, priority);
+    starts_.push_back(StartItem{worker.identity, worker.name, type, job_id, priority});
+}
+
+void Broker::flush_starts() {
+    if (starts_.empty()) return;
+    std::vector<std::string> args = batch_args(now_ms(), config_.events_maxlen, std::to_string(LEASE_GRACE.count()), starts_);
+    auto batch = std::make_shared<std::vector<StartItem>>(std::move(starts_));
+    starts_.clear();
+    const bool sent = eval(scripts::START, {}, std::move(args), [this, batch](redisReply* r) {
+        const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == batch->size();
+        if (!ok) log::error("start of {} job(s) failed: {}", batch->size(), reply_error(r));
+        for (std::size_t i = 0; i < batch->size(); ++i)
+            started((*batch)[i], ok ? r->element[i] : nullptr);
+    });
+    if (!sent)
+        for (const StartItem& job : *batch) started(job, nullptr);
+}
+
+void Broker::started(const StartItem& job, const redisReply* r) {
+    const bool stored = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements >= 1;
+    if (!stored || reply_text(r->element[0]) != "ok" || r->elements < 4) {
+        jobs_.unassign(job.job_id, job.identity);
+        // Not started for want of Redis: the job is still queued there, so here too. Otherwise
+        // it was canceled meanwhile.
+        if (!stored) queues_.push(job.type, job.job_id, job.priority);
+        return;
+    }
+    const auto attempt = static_cast<std::uint32_t>(r->element[1]->integer);
+    const redisReply* input = r->element[2];
+    const auto timeout_s = static_cast<std::uint32_t>(r->element[3]->integer);
+    WorkerInfo* worker = workers_.find(job.identity);
+    const auto lease_deadline = Clock::now() + std::chrono::seconds(timeout_s) + LEASE_GRACE;
+    if (worker == nullptr || !jobs_.started(job.job_id, job.identity, attempt, lease_deadline)) {
+        // The worker vanished while Redis recorded the start.
+        jobs_.unassign(job.job_id, job.identity);
+        return fail_job(job.job_id, Attempt{job.identity, job.type, job.priority, attempt}, "worker lost", "lost", true);
+    }
+    proto::Job msg{job.job_id, job.type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s};
+    send_to_worker(*worker, proto::Command::JOB, proto::encode_body(msg));
+}
+
+}  // namespace sluice::broker
