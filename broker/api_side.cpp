@@ -3,6 +3,9 @@
 #include "broker.hpp"
 
 #include "log.hpp"
+#include "errors.hpp"
+#include "keys.hpp"
+#include "limits.hpp"
 #include "names.hpp"
 #include "scripts.hpp"
 
@@ -47,9 +50,10 @@ void Broker::accept_replay(const std::string& peer, std::uint64_t req_id, std::s
     send_reply(peer, proto::Reply{req_id, 200, "", "idempotent replay", std::move(original_id), ""});
 }
 
-void Broker::refuse(const std::string& peer, std::uint64_t req_id, std::uint32_t status, std::string code,
-                    std::string message, std::string job_id) {
-    send_reply(peer, proto::Reply{req_id, status, std::move(code), std::move(message), std::move(job_id), ""});
+void Broker::refuse(const std::string& peer, std::uint64_t req_id, const errors::Code& code, std::string message,
+                    std::string job_id) {
+    send_reply(peer, proto::Reply{req_id, static_cast<std::uint32_t>(code.status), std::string(code.name),
+                                  std::move(message), std::move(job_id), ""});
 }
 
 void Broker::send_reply(const std::string& peer, proto::Reply msg) {
@@ -59,20 +63,18 @@ void Broker::send_reply(const std::string& peer, proto::Reply msg) {
 void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
     if (!valid_job_type(msg.type) || !valid_job_id(msg.job_id) || msg.priority < 0 ||
         msg.priority > MAX_PRIORITY || msg.max_attempts < 1 || msg.timeout_s < 1)
-        return refuse(peer, msg.req_id, 422, "invalid_request", "invalid job type, id or option");
+        return refuse(peer, msg.req_id, errors::INVALID_REQUEST, "invalid job type, id or option");
     if (known_types_.count(msg.type) == 0)
-        return refuse(peer, msg.req_id, 422, "unknown_job_type",
-                      fmt::format("no worker has declared job type '{}'", msg.type));
+        return refuse(peer, msg.req_id, errors::UNKNOWN_JOB_TYPE, fmt::format("no worker has declared job type '{}'", msg.type));
     if (queues_.depth(msg.type) + storing_[msg.type] >= config_.max_queue_depth)
-        return refuse(peer, msg.req_id, 429, "queue_full",
-                      fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
-    if (!redis_.connected()) return refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
-    if (msg.idempotency_key.size() > 255 || msg.request_hash.find(' ') != std::string::npos)
-        return refuse(peer, msg.req_id, 422, "invalid_request", "invalid idempotency key or request hash");
+        return refuse(peer, msg.req_id, errors::QUEUE_FULL, fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
+    if (!redis_.connected()) return refuse(peer, msg.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
+    if (msg.idempotency_key.size() > limits::MAX_IDEMPOTENCY_KEY || msg.request_hash.find(' ') != std::string::npos)
+        return refuse(peer, msg.req_id, errors::INVALID_REQUEST, "invalid idempotency key or request hash");
 
     ++storing_[msg.type];
     std::string idempotency_key =
-        msg.idempotency_key.empty() ? "" : "sluice:idem:" + msg.tenant + ":" + msg.idempotency_key;
+        msg.idempotency_key.empty() ? "" : keys::idempotency(msg.tenant, msg.idempotency_key);
     submits_.push_back(SubmitItem{peer, msg.req_id, std::move(msg.job_id), std::move(msg.tenant), std::move(msg.type),
                                   std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
                                   msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
@@ -91,7 +93,7 @@ void Broker::flush_submits() {
             const SubmitItem& job = (*batch)[i];
             --storing_[job.type];
             if (!ok) {
-                refuse(job.peer, job.req_id, 503, "redis_unavailable", "the job could not be stored");
+                refuse(job.peer, job.req_id, errors::REDIS_UNAVAILABLE, "the job could not be stored");
                 continue;
             }
             const redisReply* answer = r->element[i];
@@ -100,32 +102,31 @@ void Broker::flush_submits() {
                 if (reply_text(answer->element[0]) == "replay")
                     accept_replay(job.peer, job.req_id, original);
                 else
-                    refuse(job.peer, job.req_id, 409, "idempotency_conflict",
-                           "this Idempotency-Key was used for a different request", original);
+                    refuse(job.peer, job.req_id, errors::IDEMPOTENCY_CONFLICT, "this Idempotency-Key was used for a different request", original);
             } else if (reply_text(answer) == "ok") {
                 queues_.push(job.type, job.job_id, job.priority);
                 accept_new(job.peer, job.req_id, job.job_id);
             } else {
-                refuse(job.peer, job.req_id, 409, "duplicate_job_id", "job id already exists", job.job_id);
+                refuse(job.peer, job.req_id, errors::DUPLICATE_JOB_ID, "job id already exists", job.job_id);
             }
         }
     });
     if (!sent)
         for (const SubmitItem& job : *batch) {
             --storing_[job.type];
-            refuse(job.peer, job.req_id, 503, "redis_unavailable", "Redis is unreachable");
+            refuse(job.peer, job.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
         }
 }
 
 void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
-    if (!valid_job_id(msg.job_id)) return refuse(peer, msg.req_id, 404, "job_not_found", "no such job");
+    if (!valid_job_id(msg.job_id)) return refuse(peer, msg.req_id, errors::JOB_NOT_FOUND, "no such job");
     const bool sent = eval_on_job(
         scripts::CANCEL, msg.job_id,
         {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen), std::to_string(config_.job_ttl_s)},
         [this, peer, req_id = msg.req_id, id = msg.job_id](redisReply* r) {
             const std::string outcome = reply_text(r);
-            if (outcome == "not_found") return refuse(peer, req_id, 404, "job_not_found", "no such job", id);
-            if (outcome == "finished") return refuse(peer, req_id, 409, "job_finished", "the job has already finished", id);
+            if (outcome == "not_found") return refuse(peer, req_id, errors::JOB_NOT_FOUND, "no such job", id);
+            if (outcome == "finished") return refuse(peer, req_id, errors::JOB_FINISHED, "the job has already finished", id);
             if (outcome == "queued") {
                 queues_.remove(id);
                 jobs_.drop_delayed(id);
@@ -136,16 +137,16 @@ void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
                                        proto::encode_body(proto::CancelJob{id, run->attempt}));
             } else {
                 log::error("cancel of job {} failed: {}", id, reply_error(r));
-                return refuse(peer, req_id, 503, "redis_unavailable", "the cancel could not be stored", id);
+                return refuse(peer, req_id, errors::REDIS_UNAVAILABLE, "the cancel could not be stored", id);
             }
             log::info("job {} canceled (was {})", id, outcome);
             accept(peer, req_id, id, "canceled");
         });
-    if (!sent) refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+    if (!sent) refuse(peer, msg.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
 }
 
 void Broker::handle_retry(const std::string& peer, const proto::Retry& msg) {
-    if (!valid_job_id(msg.job_id)) return refuse(peer, msg.req_id, 404, "job_not_found", "no such job");
+    if (!valid_job_id(msg.job_id)) return refuse(peer, msg.req_id, errors::JOB_NOT_FOUND, "no such job");
     const bool sent = eval_on_job(
         scripts::RETRY, msg.job_id,
         {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen)},
@@ -157,17 +158,17 @@ void Broker::handle_retry(const std::string& peer, const proto::Retry& msg) {
                 return accept(peer, req_id, id, "queued");
             }
             const std::string outcome = reply_text(r);
-            if (outcome == "not_found") return refuse(peer, req_id, 404, "job_not_found", "no such job", id);
-            if (outcome == "not_dead") return refuse(peer, req_id, 409, "job_not_dead", "only a dead (failed) job can be retried", id);
+            if (outcome == "not_found") return refuse(peer, req_id, errors::JOB_NOT_FOUND, "no such job", id);
+            if (outcome == "not_dead") return refuse(peer, req_id, errors::JOB_NOT_DEAD, "only a dead (failed) job can be retried", id);
             log::error("retry of job {} failed: {}", id, reply_error(r));
-            refuse(peer, req_id, 503, "redis_unavailable", "the retry could not be stored", id);
+            refuse(peer, req_id, errors::REDIS_UNAVAILABLE, "the retry could not be stored", id);
         });
-    if (!sent) refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+    if (!sent) refuse(peer, msg.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
 }
 
 void Broker::handle_ping(const std::string& peer, const proto::Ping& msg) {
     if (redis_.connected()) return accept(peer, msg.req_id);
-    refuse(peer, msg.req_id, 503, "redis_unavailable", "Redis is unreachable");
+    refuse(peer, msg.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
 }
 
 }  // namespace sluice::broker

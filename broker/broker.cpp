@@ -2,6 +2,7 @@
 // handlers live beside it: api_side.cpp (api requests), worker_side.cpp (workers, dispatch).
 #include "broker.hpp"
 
+#include "keys.hpp"
 #include "log.hpp"
 #include "scripts.hpp"
 
@@ -15,8 +16,6 @@
 namespace sluice::broker {
 namespace {
 
-using namespace std::chrono_literals;
-
 // Longest wait in poll: timers (heartbeats, expiry, retry backoff, Redis reconnect) run at least
 // this often. 100 ms is far below the 1 s heartbeat period and costs nothing when idle.
 constexpr std::chrono::milliseconds POLL_TICK{100};
@@ -25,9 +24,6 @@ constexpr std::chrono::milliseconds SHUTDOWN_REPLY_WAIT{2000};
 // Messages taken from one socket per loop turn, so a flood on one side cannot starve the other.
 constexpr int MAX_BATCH = 256;
 
-std::string job_key(const std::string& id) { return "sluice:job:" + id; }
-std::string queue_key(const std::string& type) { return "sluice:queue:" + type; }
-const std::string TYPES_KEY = "sluice:types";
 
 std::string sha1_hex(const std::string& text) {
     unsigned char digest[SHA_DIGEST_LENGTH];
@@ -162,7 +158,7 @@ bool Broker::eval(const std::string& script, std::vector<std::string> keys, std:
 
 bool Broker::eval_on_job(const std::string& script, const std::string& job_id, std::vector<std::string> args,
                          RedisLink::Callback done) {
-    return eval(script, {job_key(job_id)}, std::move(args), std::move(done));
+    return eval(script, {keys::job(job_id)}, std::move(args), std::move(done));
 }
 
 std::int64_t Broker::now_ms() {
@@ -185,7 +181,7 @@ void Broker::resync() {
         if (r->integer > 0)
             log::warn("{} job(s) marked running had no worker here: put back in their queues", r->integer);
         store_types(config_.known_types);
-        std::vector<std::string_view> argv = {"SMEMBERS", TYPES_KEY};
+        std::vector<std::string_view> argv = {"SMEMBERS", keys::TYPES};
         redis_.command(argv, [this](redisReply* types) {
             if (types == nullptr || types->type != REDIS_REPLY_ARRAY) {
                 log::error("resync failed: {}", reply_error(types));
@@ -202,7 +198,7 @@ void Broker::resync() {
 
 void Broker::store_types(const std::vector<std::string>& types) {
     if (types.empty()) return;
-    std::vector<std::string_view> argv = {"SADD", TYPES_KEY};
+    std::vector<std::string_view> argv = {"SADD", keys::TYPES};
     argv.insert(argv.end(), types.begin(), types.end());
     redis_.command(argv, [types](redisReply* r) {
         if (r == nullptr || r->type == REDIS_REPLY_ERROR)
@@ -223,7 +219,7 @@ void Broker::load_queues(const std::vector<std::string>& types) {
     }
     auto remaining = std::make_shared<std::size_t>(types.size());
     for (const auto& type : types) {
-        eval(scripts::LOAD_QUEUE, {queue_key(type)}, {}, [this, type, remaining](redisReply* r) {
+        eval(scripts::LOAD_QUEUE, {keys::queue(type)}, {}, [this, type, remaining](redisReply* r) {
             if (r == nullptr || r->type != REDIS_REPLY_ARRAY) {
                 log::error("loading queue {} failed: {}", type, reply_error(r));
                 sync_ = Sync::NONE;

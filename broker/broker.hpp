@@ -5,6 +5,7 @@
 
 #include "batches.hpp"
 #include "config.hpp"
+#include "errors.hpp"
 #include "job_queue.hpp"
 #include "job_table.hpp"
 #include "redis_link.hpp"
@@ -73,8 +74,8 @@ private:
     void accept(const std::string& peer, std::uint64_t req_id, std::string job_id = {}, std::string state = {});
     void accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id);
     void accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id);
-    void refuse(const std::string& peer, std::uint64_t req_id, std::uint32_t status, std::string code,
-                std::string message, std::string job_id = {});
+    void refuse(const std::string& peer, std::uint64_t req_id, const errors::Code& code, std::string message,
+                std::string job_id = {});
     void send_reply(const std::string& peer, proto::Reply msg);
 
     // ---- worker side (worker_side.cpp) ----

@@ -26,7 +26,7 @@ struct BrokerConfig {
     std::int64_t retry_backoff_max_ms = 60000;
     // Job types accepted from the start, as if a worker had declared them (and stored in
     // sluice:types like a declared type), for deployments whose workers start after the api.
-    // Each must pass valid_job_type() (names.hpp). Empty: a type is known once declared.
+    // Each must pass valid_job_type() (common/names.hpp). Empty: a type is known once declared.
     std::vector<std::string> known_types;                     // SLUICE_KNOWN_TYPES (comma-separated)
 };
 

@@ -3,6 +3,8 @@
 // token) before it writes, and appends the matching event to the job's stream.
 #pragma once
 
+#include "keys.hpp"
+
 #include <cstddef>
 #include <string>
 
@@ -16,7 +18,22 @@ inline constexpr std::size_t SUCCEED_STRIDE = 3;
 // Defines the Lua local STRIDE, the step of a batch script's loop over its jobs.
 inline std::string stride(std::size_t n) { return "local STRIDE = " + std::to_string(n) + "\n"; }
 
-// Helpers every script starts with.
+// The Redis key names of common/keys.hpp as one Lua table, so the scripts build every key
+// the way the api and the broker do: K.job .. id, K.queue .. type, K.running, ...
+inline std::string key_names() {
+    auto quoted = [](std::string_view name) {
+        std::string text(1, '\'');
+        text += name;
+        text += '\'';
+        return text;
+    };
+    return "local K = {job = " + quoted(keys::JOB_PREFIX) + ", events = " + quoted(keys::EVENTS_PREFIX) +
+           ", history = " + quoted(keys::HISTORY_PREFIX) + ", queue = " + quoted(keys::QUEUE_PREFIX) +
+           ", running = " + quoted(keys::RUNNING) + ", dead = " + quoted(keys::DEAD) +
+           ", notify = " + quoted(keys::NOTIFY_CHANNEL) + "}\n";
+}
+
+// Helpers every script starts with (after the key names).
 //   add_event: appends an event (seq from the job hash, entry id "{seq}-1") and notifies the api
 //   with the event itself when its fields total at most 4 KiB, so a stream following the job
 //   writes it without reading it back; a bigger one (a long result) goes as the id alone.
@@ -24,11 +41,11 @@ inline std::string stride(std::size_t n) { return "local STRIDE = " + std::to_st
 //   finish: gives a job that reached a terminal state its time to live.
 //   lost_or_failed: ends the current attempt; requeues the job if `retry` and attempts are
 //   left, else marks it failed and puts it in the dead set. Returns 'requeued' or 'failed'.
-inline const std::string PRELUDE = R"lua(
+inline const std::string PRELUDE = key_names() + R"lua(
 local function add_event(id, maxlen, now, fields)
-  local job = 'sluice:job:' .. id
+  local job = K.job .. id
   local seq = redis.call('HINCRBY', job, 'seq', 1)
-  local args = {'XADD', 'sluice:events:' .. id, 'MAXLEN', '~', maxlen, seq .. '-1'}
+  local args = {'XADD', K.events .. id, 'MAXLEN', '~', maxlen, seq .. '-1'}
   for i = 1, #fields do args[#args + 1] = fields[i] end
   args[#args + 1] = 'seq'; args[#args + 1] = seq
   args[#args + 1] = 'ts'; args[#args + 1] = now
@@ -41,35 +58,35 @@ local function add_event(id, maxlen, now, fields)
     size = size + #v
   end
   if size > 4096 then notice = {id} end
-  redis.call('PUBLISH', 'sluice:notify', cmsgpack.pack(notice))
+  redis.call('PUBLISH', K.notify, cmsgpack.pack(notice))
 end
 local function record(id, now, outcome, err)
-  local j = redis.call('HMGET', 'sluice:job:' .. id, 'attempts', 'worker', 'started_ms')
+  local j = redis.call('HMGET', K.job .. id, 'attempts', 'worker', 'started_ms')
   local entry = cmsgpack.pack({tonumber(j[1]) or 0, j[2] or '', tonumber(j[3]) or 0,
                                tonumber(now), outcome, err})
-  redis.call('RPUSH', 'sluice:history:' .. id, entry)
+  redis.call('RPUSH', K.history .. id, entry)
 end
 local function finish(id, ttl)
-  redis.call('EXPIRE', 'sluice:job:' .. id, ttl)
-  redis.call('EXPIRE', 'sluice:events:' .. id, ttl)
-  redis.call('EXPIRE', 'sluice:history:' .. id, ttl)
+  redis.call('EXPIRE', K.job .. id, ttl)
+  redis.call('EXPIRE', K.events .. id, ttl)
+  redis.call('EXPIRE', K.history .. id, ttl)
 end
 local function lost_or_failed(id, now, maxlen, ttl, err, outcome, retry, score)
-  local job = 'sluice:job:' .. id
+  local job = K.job .. id
   local j = redis.call('HMGET', job, 'attempts', 'max_attempts', 'type', 'retry_base')
   local used = tonumber(j[1]) - (tonumber(j[4]) or 0)
   record(id, now, outcome, err)
-  redis.call('ZREM', 'sluice:running', id)
+  redis.call('ZREM', K.running, id)
   if outcome == 'lost' then redis.call('HINCRBY', job, 'redeliveries', 1) end
   if retry and used < tonumber(j[2]) then
     redis.call('HSET', job, 'status', 'queued', 'error', err)
-    redis.call('ZADD', 'sluice:queue:' .. j[3], score, id)
+    redis.call('ZADD', K.queue .. j[3], score, id)
     add_event(id, maxlen, now, {'event', 'retrying', 'attempt', j[1], 'error', err})
     return 'requeued'
   end
   redis.call('HSET', job, 'status', 'failed', 'error', err, 'finished_ms', now)
-  redis.call('ZADD', 'sluice:dead', now, id)
-  redis.call('ZREMRANGEBYSCORE', 'sluice:dead', '-inf', tonumber(now) - 1000 * tonumber(ttl))
+  redis.call('ZADD', K.dead, now, id)
+  redis.call('ZREMRANGEBYSCORE', K.dead, '-inf', tonumber(now) - 1000 * tonumber(ttl))
   add_event(id, maxlen, now, {'event', 'failed', 'attempt', j[1], 'error', err})
   finish(id, ttl)
   return 'failed'
@@ -79,7 +96,7 @@ local function score(priority, now_ms)
   return string.format('%.0f', (9 - tonumber(priority)) * 1e13 + tonumber(now_ms))
 end
 local function is_current(id, attempt)
-  local j = redis.call('HMGET', 'sluice:job:' .. id, 'status', 'attempts')
+  local j = redis.call('HMGET', K.job .. id, 'status', 'attempts')
   return j[1] == 'running' and j[2] == attempt
 end
 )lua";
@@ -87,14 +104,15 @@ end
 // New jobs, every SUBMIT read in one turn of the broker loop at once. KEYS: none. ARGV: now_ms,
 // maxlen (unused: the batch scripts share one layout, and a new stream holds one event),
 // idempotency ttl_s, then SUBMIT_STRIDE per job: id, tenant, type, input, priority, max_attempts,
-// timeout_s, queue score, idempotency key ('' for none: else the whole Redis key), request hash.
+// timeout_s, queue score, idempotency key ('' for none: else the whole Redis key, keys::idempotency),
+// request hash.
 // Returns one answer per job, in order: 'ok', 'exists', or {'replay' | 'conflict', original id}.
 inline const std::string SUBMIT = PRELUDE + stride(SUBMIT_STRIDE) + R"lua(
 local now, idem_ttl = ARGV[1], ARGV[3]
 local out = {}
 for i = 4, #ARGV, STRIDE do
   local id, type, idem, hash = ARGV[i], ARGV[i + 2], ARGV[i + 8], ARGV[i + 9]
-  local job = 'sluice:job:' .. id
+  local job = K.job .. id
   local prior = idem ~= '' and redis.call('GET', idem)
   if prior then
     local prior_hash, original = string.match(prior, '^(%S*) (%S+)$')
@@ -105,11 +123,11 @@ for i = 4, #ARGV, STRIDE do
     redis.call('HSET', job, 'id', id, 'tenant', ARGV[i + 1], 'type', type, 'input', ARGV[i + 3],
       'priority', ARGV[i + 4], 'max_attempts', ARGV[i + 5], 'timeout_s', ARGV[i + 6],
       'attempts', 0, 'redeliveries', 0, 'status', 'queued', 'created_ms', now, 'seq', 1)
-    redis.call('ZADD', 'sluice:queue:' .. type, ARGV[i + 7], id)
+    redis.call('ZADD', K.queue .. type, ARGV[i + 7], id)
     if idem ~= '' then redis.call('SET', idem, hash .. ' ' .. id, 'EX', idem_ttl) end
     -- The first event, written directly: a new stream needs no trimming, and nobody can be
     -- watching a job before its id is given out, so there is no notice to publish.
-    redis.call('XADD', 'sluice:events:' .. id, '1-1', 'event', 'queued', 'seq', 1, 'ts', now)
+    redis.call('XADD', K.events .. id, '1-1', 'event', 'queued', 'seq', 1, 'ts', now)
     out[#out + 1] = 'ok'
   end
 end
@@ -125,16 +143,16 @@ local now, maxlen, grace = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
 for i = 4, #ARGV, STRIDE do
   local id, worker = ARGV[i], ARGV[i + 1]
-  local job = 'sluice:job:' .. id
+  local job = K.job .. id
   if redis.call('HGET', job, 'status') ~= 'queued' then
     out[#out + 1] = {'not_queued'}
   else
     local attempt = redis.call('HINCRBY', job, 'attempts', 1)
     local j = redis.call('HMGET', job, 'input', 'timeout_s')
     redis.call('HSET', job, 'status', 'running', 'started_ms', now, 'worker', worker)
-    redis.call('ZREM', 'sluice:queue:' .. ARGV[i + 2], id)
+    redis.call('ZREM', K.queue .. ARGV[i + 2], id)
     local deadline = tonumber(now) + 1000 * tonumber(j[2]) + grace
-    redis.call('ZADD', 'sluice:running', string.format('%.0f', deadline), id)
+    redis.call('ZADD', K.running, string.format('%.0f', deadline), id)
     add_event(id, maxlen, now, {'event', 'started', 'attempt', attempt, 'worker', worker})
     out[#out + 1] = {'ok', attempt, j[1], tonumber(j[2])}
   end
@@ -164,8 +182,8 @@ for i = 4, #ARGV, STRIDE do
     out[#out + 1] = 'stale'
   else
     record(id, now, 'succeeded', '')
-    redis.call('HSET', 'sluice:job:' .. id, 'status', 'succeeded', 'result', result, 'finished_ms', now)
-    redis.call('ZREM', 'sluice:running', id)
+    redis.call('HSET', K.job .. id, 'status', 'succeeded', 'result', result, 'finished_ms', now)
+    redis.call('ZREM', K.running, id)
     add_event(id, maxlen, now, {'event', 'succeeded', 'result', result})
     finish(id, ttl)
     out[#out + 1] = 'ok'
@@ -190,8 +208,8 @@ if not j[1] then return 'not_found' end
 if j[1] ~= 'queued' and j[1] ~= 'running' then return 'finished' end
 if j[1] == 'running' then record(ARGV[1], ARGV[2], 'canceled', '') end
 redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_ms', ARGV[2])
-redis.call('ZREM', 'sluice:queue:' .. j[2], ARGV[1])
-redis.call('ZREM', 'sluice:running', ARGV[1])
+redis.call('ZREM', K.queue .. j[2], ARGV[1])
+redis.call('ZREM', K.running, ARGV[1])
 add_event(ARGV[1], ARGV[3], ARGV[2], {'event', 'canceled'})
 finish(ARGV[1], ARGV[4])
 return j[1]
@@ -203,14 +221,14 @@ return j[1]
 inline const std::string RETRY = PRELUDE + R"lua(
 local j = redis.call('HMGET', KEYS[1], 'status', 'type', 'priority', 'attempts')
 if not j[1] then return 'not_found' end
-if not redis.call('ZSCORE', 'sluice:dead', ARGV[1]) then return 'not_dead' end
-redis.call('ZREM', 'sluice:dead', ARGV[1])
+if not redis.call('ZSCORE', K.dead, ARGV[1]) then return 'not_dead' end
+redis.call('ZREM', K.dead, ARGV[1])
 redis.call('HSET', KEYS[1], 'status', 'queued', 'retry_base', j[4])
 redis.call('HDEL', KEYS[1], 'error', 'finished_ms')
 redis.call('PERSIST', KEYS[1])
-redis.call('PERSIST', 'sluice:events:' .. ARGV[1])
-redis.call('PERSIST', 'sluice:history:' .. ARGV[1])
-redis.call('ZADD', 'sluice:queue:' .. j[2], score(j[3], ARGV[2]), ARGV[1])
+redis.call('PERSIST', K.events .. ARGV[1])
+redis.call('PERSIST', K.history .. ARGV[1])
+redis.call('ZADD', K.queue .. j[2], score(j[3], ARGV[2]), ARGV[1])
 add_event(ARGV[1], ARGV[3], ARGV[2], {'event', 'queued', 'message', 'retried from the dead set'})
 return {'ok', j[2], tonumber(j[3])}
 )lua";
@@ -224,15 +242,15 @@ inline const std::string RECOVER = PRELUDE + R"lua(
 local held = {}
 for i = 4, #ARGV do held[ARGV[i]] = true end
 local moved = 0
-for _, id in ipairs(redis.call('ZRANGE', 'sluice:running', 0, -1)) do
+for _, id in ipairs(redis.call('ZRANGE', K.running, 0, -1)) do
   if not held[id] then
     moved = moved + 1
-    local j = redis.call('HMGET', 'sluice:job:' .. id, 'status', 'priority')
+    local j = redis.call('HMGET', K.job .. id, 'status', 'priority')
     if j[1] == 'running' then
       lost_or_failed(id, ARGV[1], ARGV[2], ARGV[3], 'the broker lost track of the job (restart or Redis outage)',
                      'lost', true, score(j[2], ARGV[1]))
     else
-      redis.call('ZREM', 'sluice:running', id)
+      redis.call('ZREM', K.running, id)
     end
   end
 end
@@ -240,11 +258,11 @@ return moved
 )lua";
 
 // The queue of one type, in run order. KEYS: queue. Returns a flat list: id, priority, ...
-inline const std::string LOAD_QUEUE = R"lua(
+inline const std::string LOAD_QUEUE = key_names() + R"lua(
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', 'sluice:job:' .. id, 'priority') or '0'
+  out[#out + 1] = redis.call('HGET', K.job .. id, 'priority') or '0'
 end
 return out
 )lua";

@@ -3,6 +3,7 @@
 // and schemas/PROTOCOL.md).
 #include "broker.hpp"
 
+#include "limits.hpp"
 #include "log.hpp"
 #include "names.hpp"
 #include "scripts.hpp"
@@ -83,15 +84,15 @@ void Broker::handle_backend(const proto::Envelope& env) {
 }
 
 void Broker::handle_ready(const std::string& peer, const proto::Ready& msg) {
-    const bool valid = !msg.types.empty() && msg.concurrency >= 1 && msg.concurrency <= 100000 &&
+    const bool valid = !msg.types.empty() && msg.concurrency >= 1 && msg.concurrency <= limits::MAX_WORKER_CONCURRENCY &&
                        std::all_of(msg.types.begin(), msg.types.end(), [](const auto& t) { return valid_job_type(t); });
     if (!valid) {
-        log::warn("backend: dropped READY from '{}': needs 1+ valid job types and concurrency 1..100000",
-                  msg.worker_name.substr(0, MAX_NAME));
+        log::warn("backend: dropped READY from '{}': needs 1+ valid job types and concurrency 1..{}",
+                  msg.worker_name.substr(0, limits::MAX_WORKER_NAME), limits::MAX_WORKER_CONCURRENCY);
         return;
     }
     const bool known = workers_.find(peer) != nullptr;
-    WorkerInfo& worker = workers_.ready(peer, msg.worker_name.substr(0, MAX_NAME), msg.runtime.substr(0, 16),
+    WorkerInfo& worker = workers_.ready(peer, msg.worker_name.substr(0, limits::MAX_WORKER_NAME), msg.runtime.substr(0, limits::MAX_RUNTIME_NAME),
                                         msg.types, msg.concurrency, Clock::now());
     std::vector<std::string> declared;
     for (const auto& type : msg.types)

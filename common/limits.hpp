@@ -11,6 +11,8 @@ namespace sluice::limits {
 // Job type names: 1..128 characters of [A-Za-z0-9_.:-] (they become parts of Redis keys).
 // python_workers/sluice/registry.py checks the same rule on the worker side.
 inline constexpr std::size_t MAX_TYPE_NAME = 128;
+// Job ids as the broker accepts them: 1..128 hex digits and '-' (the api makes UUIDs, 36).
+inline constexpr std::size_t MAX_JOB_ID = 128;
 // Idempotency-Key: 1..255 visible ASCII characters (0x21..0x7e), as Stripe and the IETF
 // draft allow; longer keys would only bloat the Redis key built from it.
 inline constexpr std::size_t MAX_IDEMPOTENCY_KEY = 255;

@@ -20,6 +20,9 @@ BINARIES = {
     ("api", "SLUICE_API_THREADS", "two", "1..256"),
     ("api", "SLUICE_API_SSE_KEEPALIVE_MS", "-5", "100..3600000"),
     ("api", "SLUICE_API_MAX_BODY", "1e6", "1..4294967296"),
+    ("broker", "SLUICE_MAX_QUEUE_DEPTH", "-1", "1..1000000000"),
+    ("broker", "SLUICE_REDIS_PORT", "6379x", "1..65535"),
+    ("broker", "SLUICE_JOB_TTL_S", "0", "1..315360000"),
     ("native", "SLUICE_WORKER_CONCURRENCY", "0", "1..1024"),
     ("native", "SLUICE_WORKER_CONCURRENCY", "-3", "1..1024"),
 ])
