@@ -71,6 +71,8 @@ EOF
     echo "stdout_logfile=$LOGS/redis.log"
     program broker 20 10 "\"$BUILD/broker/sluice-broker\""
     echo "stdout_logfile=$LOGS/broker.log"
+    # Its info lines say when a worker is ready (below), so the broker logs at info at least.
+    [[ ${SLUICE_LOG_LEVEL:-info} == debug ]] || echo 'environment=SLUICE_LOG_LEVEL="info"'
     program api 30 15 "\"$BUILD/api/sluice-api\""
     echo "stdout_logfile=$LOGS/api.log"
     # The Python worker passes SIGTERM on to its --processes children itself (a second signal
@@ -81,7 +83,7 @@ EOF
 
 # Readiness is read from what this run appends to the logs, not from an earlier run's lines.
 declare -A log_start
-for log in api; do log_start[$log]=$(stat -c %s "$LOGS/$log.log" 2>/dev/null || echo 0); done
+for log in api broker; do log_start[$log]=$(stat -c %s "$LOGS/$log.log" 2>/dev/null || echo 0); done
 new_output() { tail -c "+$((log_start[$1] + 1))" "$LOGS/$1.log" 2>/dev/null; }
 
 # Polls `$2...` every 0.2 s until it succeeds; says what it waits for every 30 s; fails if
@@ -101,6 +103,45 @@ wait_until() {
 api_url() { new_output api | grep -m1 -o 'listening on http://[^ ]*' | cut -d' ' -f3; }
 api_listening() { [[ -n $(api_url) ]]; }
 
+# GET /readyz answers 200 once the api reaches Redis and the broker (bash's /dev/tcp: no curl).
+probe_host=$SLUICE_API_HOST
+[[ $probe_host != 0.0.0.0 ]] || probe_host=127.0.0.1
+api_ready() {
+    local url reply=
+    url=$(api_url)
+    { printf 'GET /readyz HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$probe_host" >&3
+      read -r -t 5 reply <&3; } 2>/dev/null 3<>"/dev/tcp/$probe_host/${url##*:}"
+    [[ $reply == "HTTP/1.1 200"* ]]
+}
+
+# Each worker started here, by the name it declares (a Python worker with
+# SLUICE_WORKER_PROCESSES=P > 1 runs P processes named NAME-1 .. NAME-P).
+workers=()
+for ((i = 1; i <= NATIVE_WORKERS; i++)); do workers+=("$HOSTNAME-native-$i"); done
+for ((i = 1; i <= PYTHON_WORKERS; i++)); do
+    if ((${SLUICE_WORKER_PROCESSES:-1} > 1)); then
+        for ((p = 1; p <= SLUICE_WORKER_PROCESSES; p++)); do workers+=("$HOSTNAME-python-$i-$p"); done
+    else
+        workers+=("$HOSTNAME-python-$i")
+    fi
+done
+
+# A worker has declared its job types once the broker logs "worker NAME (RUNTIME) ready: types
+# [...]" (broker.cpp, handle_ready; the end-to-end tests wait for the same line). Only then is a
+# submit of those types sure not to be refused as unknown_job_type on a fresh data directory;
+# the Python worker takes seconds to import LangChain and load its model.
+worker_declared() { new_output broker | grep -qF "worker $1 ("; }
+
+# Ready: the api listens and reaches Redis and the broker, every worker has declared its types.
+ready() {
+    wait_until "the api" api_listening || return 1
+    wait_until "the api to reach Redis and the broker (GET /readyz)" api_ready || return 1
+    local worker
+    for worker in "${workers[@]}"; do
+        wait_until "worker $worker to declare its job types" worker_declared "$worker" || return 1
+    done
+}
+
 supervisor=
 stop() {
     trap - INT TERM HUP EXIT
@@ -117,8 +158,8 @@ trap stop EXIT
 setsid supervisord -c "$CONF" &
 supervisor=$!
 
-echo "sluice: redis-server on 127.0.0.1:$SLUICE_REDIS_PORT, data in $DATA_DIR/redis (AOF on); logs in $LOGS"
-if wait_until "the api" api_listening; then
+echo "sluice: starting redis-server (127.0.0.1:$SLUICE_REDIS_PORT, data in $DATA_DIR/redis, AOF on), broker, api and workers; logs in $LOGS"
+if ready; then
     echo "sluice: api listening on $(api_url) ($NATIVE_WORKERS native, $PYTHON_WORKERS Python worker(s)); Ctrl-C stops"
 fi
 status=0
