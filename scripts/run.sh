@@ -23,10 +23,11 @@ LOGS=$DATA_DIR/logs
 CONF=$DATA_DIR/supervisord.conf
 mkdir -p "$DATA_DIR/redis" "$LOGS"
 
-# One [program] section. supervisord restarts a program that exits, at once if it had run for
-# startsecs, else after 1, 2, 3 ... s; it gives up on a program only after startretries starts in
-# a row that each died within startsecs. Stopping sends SIGTERM and, after stopwaitsecs, SIGKILL to
-# the program's process group. Stop order is by priority, highest first, one after the other.
+# One [program] section. supervisord restarts a program that exits on its next tick (within a
+# second) if it had run for startsecs, else after 1, 2, 3 ... s; it gives up on a program only
+# after startretries starts in a row that each died within startsecs. Stopping sends SIGTERM and,
+# after stopwaitsecs, SIGKILL to the program's process group. Stop order is by priority, highest
+# first, one after the other.
 program() {
     local name=$1 priority=$2 stopwait=$3 command=$4
     cat <<EOF

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -99,8 +100,13 @@ class SupervisedRun:
             time.sleep(0.05)
         raise AssertionError(f"{binary} not restarted within {timeout} s")
 
-    def stop(self, timeout: float = 60) -> int:
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        """Sends `sig` to run.sh alone, or with SIGINT to its whole process group, as a Ctrl-C
+        on the terminal does; returns run.sh's exit status."""
+        if sig == signal.SIGINT:
+            os.killpg(self.proc.pid, sig)
+        else:
+            self.proc.send_signal(sig)
         return self.proc.wait(timeout=timeout)
 
     def close(self) -> None:
@@ -171,19 +177,23 @@ class Submitter:
         return self.accepted
 
 
-def wait_all_succeeded(http: httpx.Client, ids: list[str], timeout: float = 60) -> None:
+def wait_all_succeeded(http: httpx.Client, ids: list[str], timeout: float = 60) -> dict[str, dict]:
+    """Polls GET /v1/jobs/{id} until every job succeeded; returns the final job bodies."""
     deadline = time.monotonic() + timeout
+    jobs: dict[str, dict] = {}
     pending = list(ids)
     while pending:
         still = []
         for job_id in pending:
-            status = http.get(f"/v1/jobs/{job_id}").json()["status"]
+            jobs[job_id] = http.get(f"/v1/jobs/{job_id}").json()
+            status = jobs[job_id]["status"]
             assert status not in ("failed", "canceled"), (job_id, status)
             if status != "succeeded":
                 still.append(job_id)
         pending = still
         assert not pending or time.monotonic() < deadline, f"{len(pending)} jobs never succeeded, e.g. {pending[:3]}"
         time.sleep(0.2)
+    return jobs
 
 
 def refuses_connections(port: int) -> bool:
@@ -201,7 +211,7 @@ def test_components_killed_under_load_are_restarted(tmp_path, request):
         assert {"redis-server", "sluice-broker", "sluice-api", "sluice-worker-native"} <= started, started
 
         for victim, body, expected in [
-            ("sluice-worker-native", {"type": "sleep", "input": {"ms": 30}}, {202}),
+            ("sluice-worker-native", {"type": "sleep", "input": {"ms": 10}}, {202}),
             ("sluice-broker", {"type": "echo", "input": {"x": 1}}, {202, 503}),
             ("sluice-api", {"type": "echo", "input": {"x": 2}}, {202, 0}),
         ]:
@@ -216,8 +226,10 @@ def test_components_killed_under_load_are_restarted(tmp_path, request):
             # The stack serves again: a new job is accepted and runs.
             after = run.http.post("/v1/jobs", json=body)
             assert after.status_code == 202, (victim, after.text)
-            wait_all_succeeded(run.http, [*accepted, after.json()["id"]])
             assert len(accepted) >= 10, (victim, submitter.statuses)
+            jobs = wait_all_succeeded(run.http, [*accepted, after.json()["id"]])
+            if victim == "sluice-worker-native":  # it was killed holding jobs, which ran again
+                assert any(job["redeliveries"] for job in jobs.values()), "the worker held no job"
 
         assert "exited: broker (terminated by SIGKILL" in (tmp_path / "run.out").read_text()
         run.components()
@@ -238,3 +250,14 @@ def test_banner_waits_for_the_python_worker(tmp_path, request):
         done = run.http.get(f"/v1/jobs/{response.json()['id']}/result", params={"wait": 60}, timeout=70).json()
         assert done["status"] == "succeeded", done
         assert run.stop() == 0
+
+
+def test_ctrl_c_stops_workers_first_and_redis_last(tmp_path, request):
+    with supervised_run(tmp_path, request, SLUICE_PYTHON_WORKERS="0", SLUICE_NATIVE_WORKERS="2") as run:
+        run.wait_banner()
+        run.components()
+        assert run.stop(signal.SIGINT) == 0
+        assert not [pid for pid, name in run.seen.items() if alive(pid, name)], run.seen
+        stopped = re.findall(r"stopped: (\S+) \(exit status 0\)", (tmp_path / "run.out").read_text())
+        assert stopped[-3:] == ["api", "broker", "redis"], stopped
+        assert sorted(stopped[:-3]) == ["worker-native-1", "worker-native-2"], stopped
