@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(cmake g++ make pkg-config libboost-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
               libhiredis-dev nlohmann-json3-dev libfmt-dev doctest-dev libssl-dev redis-server
-              clang libclang-rt-14-dev wrk)
+              clang libclang-rt-14-dev wrk supervisor)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
