@@ -136,16 +136,6 @@ HttpResult redis_unavailable() {
     return error_result(errors::REDIS_UNAVAILABLE, "job store (Redis) is unavailable");
 }
 
-bool is_valid_job_type(std::string_view type) {
-    if (type.empty() || type.size() > limits::MAX_TYPE_NAME) return false;
-    for (char c : type) {
-        const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                        c == '_' || c == '.' || c == ':' || c == '-';
-        if (!ok) return false;
-    }
-    return true;
-}
-
 Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
                                     std::optional<std::string_view> idempotency_key) {
     if (idempotency_key) {
@@ -173,7 +163,7 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
     if (!type->is_string()) return invalid_request("type must be a string");
     const auto& type_text = type->get_ref<const std::string&>();
     if (type_text.empty()) return invalid_request("type must not be empty");
-    if (!is_valid_job_type(type_text))
+    if (!valid_job_type(type_text))
         return invalid_request("type must match [A-Za-z0-9_.:-]{1,128}");
     submit.type = type_text;
 

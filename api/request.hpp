@@ -5,6 +5,7 @@
 
 #include "errors.hpp"
 #include "limits.hpp"
+#include "names.hpp"
 #include "protocol.hpp"
 
 #include "http_wire.hpp"
@@ -102,9 +103,6 @@ std::optional<ApiError> check_idempotency_key(std::string_view key);
 // and timeout_s (defaults filled in). So key order, whitespace and spelling out a default
 // option do not change it; any other difference does. Thread-safe (OpenSSL EVP one-shot).
 std::string request_hash(const proto::Submit& submit);
-
-// Returns true when `type` matches [A-Za-z0-9_.:-]{1,128}.
-bool is_valid_job_type(std::string_view type);
 
 // Returns a fresh random UUIDv4 (122 bits from the kernel CSPRNG), lowercase 8-4-4-4-12.
 // Throws std::system_error if the kernel refuses randomness (broken setup).

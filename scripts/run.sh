@@ -128,9 +128,9 @@ for ((i = 1; i <= PYTHON_WORKERS; i++)); do
 done
 
 # A worker has declared its job types once the broker logs "worker NAME (RUNTIME) ready: types
-# [...]" (broker.cpp, handle_ready; the end-to-end tests wait for the same line). Only then is a
-# submit of those types sure not to be refused as unknown_job_type on a fresh data directory;
-# the Python worker takes seconds to import LangChain and load its model.
+# [...]" (broker/worker_side.cpp, handle_ready; the end-to-end tests wait for the same line).
+# Only then is a submit of those types sure not to be refused as unknown_job_type on a fresh
+# data directory; the Python worker takes seconds to import LangChain and load its model.
 worker_declared() { new_output broker | grep -qF "worker $1 ("; }
 
 # Ready: the api listens and reaches Redis and the broker, every worker has declared its types.

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-# Job type names the broker accepts (broker.cpp valid_name): 1-128 of letters, digits and _.:-
+# Job type names the broker accepts (common/names.hpp, valid_job_type): 1-128 of letters, digits and _.:-
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 

@@ -190,12 +190,12 @@ TEST_CASE("request hash: canonical, pinned, and sensitive to what matters") {
 }
 
 TEST_CASE("job type pattern") {
-    CHECK(is_valid_job_type("echo"));
-    CHECK(is_valid_job_type("A-Z_a.z:0-9"));
-    CHECK_FALSE(is_valid_job_type(""));
-    CHECK_FALSE(is_valid_job_type("a b"));
-    CHECK_FALSE(is_valid_job_type("a\n"));
-    CHECK_FALSE(is_valid_job_type(std::string(129, 'x')));
+    CHECK(sluice::valid_job_type("echo"));
+    CHECK(sluice::valid_job_type("A-Z_a.z:0-9"));
+    CHECK_FALSE(sluice::valid_job_type(""));
+    CHECK_FALSE(sluice::valid_job_type("a b"));
+    CHECK_FALSE(sluice::valid_job_type("a\n"));
+    CHECK_FALSE(sluice::valid_job_type(std::string(129, 'x')));
 }
 
 TEST_CASE("job ids are random UUIDv4") {
