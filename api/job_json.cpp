@@ -1,7 +1,7 @@
 // Job records and events as clients see them (see job_json.hpp).
 #include "job_json.hpp"
 
-#include "request.hpp"  // parse_unsigned
+#include <msgpack.hpp>
 
 #include <charconv>
 #include <ctime>
@@ -73,6 +73,10 @@ void msgpack_member(JsonWriter& w, std::string_view key, const std::string* byte
 
 
 }  // namespace
+
+std::string dump_json(const json& value) {
+    return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 std::string iso8601_ms(std::int64_t ms) {
     std::int64_t seconds = ms / 1000;
@@ -249,5 +253,16 @@ std::string format_sse_event(std::string_view job_id, const EventEntry& entry) {
     return text;
 }
 
+std::optional<std::uint64_t> parse_unsigned(std::string_view text) {
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+    if (text.empty()) return std::nullopt;
+    for (char c : text)
+        if (c < '0' || c > '9') return std::nullopt;
+    std::uint64_t value = 0;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || ptr != text.data() + text.size()) return std::nullopt;
+    return value;
+}
 
 }  // namespace sluice::api

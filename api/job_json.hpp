@@ -18,6 +18,9 @@ namespace sluice::api {
 
 using json = nlohmann::json;
 
+// Serialises `value` compactly; invalid UTF-8 in strings is replaced, never thrown.
+std::string dump_json(const json& value);
+
 // Formats ms since the epoch as ISO-8601 UTC with milliseconds: 2026-01-02T03:04:05.678Z.
 std::string iso8601_ms(std::int64_t ms);
 
@@ -72,5 +75,9 @@ const std::string* event_field(const EventEntry& entry, std::string_view name);
 
 // Formats one entry as an SSE message: "id: {seq}\nevent: {event}\ndata: {json}\n\n".
 std::string format_sse_event(std::string_view job_id, const EventEntry& entry);
+
+// Parses a non-negative decimal integer (a Last-Event-ID, ?wait=, ?limit=), blanks around it
+// allowed. nullopt when it is not one or does not fit 64 bits.
+std::optional<std::uint64_t> parse_unsigned(std::string_view text);
 
 }  // namespace sluice::api

@@ -3,7 +3,7 @@
 // Everything here belongs to one shard's loop thread and is not thread-safe.
 #pragma once
 
-#include "request.hpp"  // EventEntry, which notices carry
+#include "job_json.hpp"  // EventEntry, which notices carry
 
 #include <optional>
 #include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without including it

@@ -6,7 +6,6 @@
 
 #include <array>
 #include <cerrno>
-#include <charconv>
 #include <cstdint>
 #include <ctime>
 #include <span>
@@ -102,10 +101,6 @@ HttpResult reply_error(const proto::Reply& reply) {
 }
 
 }  // namespace
-
-std::string dump_json(const json& value) {
-    return value.dump(-1, ' ', false, json::error_handler_t::replace);
-}
 
 std::string error_body(std::string_view code, std::string_view message) {
     JsonWriter w;
@@ -267,18 +262,6 @@ bool is_uuid(std::string_view id) {
         }
     }
     return true;
-}
-
-std::optional<std::uint64_t> parse_unsigned(std::string_view text) {
-    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-    if (text.empty()) return std::nullopt;
-    for (char c : text)
-        if (c < '0' || c > '9') return std::nullopt;
-    std::uint64_t value = 0;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || ptr != text.data() + text.size()) return std::nullopt;
-    return value;
 }
 
 Checked<int> parse_wait(std::string_view text) {

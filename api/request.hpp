@@ -70,9 +70,6 @@ inline constexpr std::string_view JOB_FIELDS[] = {
     "id", "tenant", "type", "status", "priority", "max_attempts", "timeout_s", "attempts",
     "created_ms", "started_ms", "finished_ms", "result", "error", "redeliveries"};
 
-// Serialises `value` compactly; invalid UTF-8 in strings is replaced, never thrown.
-std::string dump_json(const json& value);
-
 // Returns the body `{"error": {"code": code, "message": message}}`.
 std::string error_body(std::string_view code, std::string_view message);
 
@@ -110,10 +107,6 @@ std::string make_job_id();
 
 // Returns true when `id` is shaped like a UUID: 8-4-4-4-12 hex digits.
 bool is_uuid(std::string_view id);
-
-// Parses a non-negative decimal integer (a Last-Event-ID, ?wait=, ?limit=), blanks around it
-// allowed. nullopt when it is not one or does not fit 64 bits.
-std::optional<std::uint64_t> parse_unsigned(std::string_view text);
 
 // Parses ?wait=S (0..60). Error 422 invalid_request otherwise.
 Checked<int> parse_wait(std::string_view text);
