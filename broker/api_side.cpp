@@ -69,6 +69,10 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
     if (queues_.depth(msg.type) + storing_[msg.type] >= config_.max_queue_depth)
         return refuse(peer, msg.req_id, errors::QUEUE_FULL, fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
     if (!redis_.connected()) return refuse(peer, msg.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
+    if (storage_.full())
+        return refuse(peer, msg.req_id, errors::STORAGE_FULL,
+                      fmt::format("the job store (Redis) is {}% or more of its maxmemory; retry later",
+                                  storage_.full_percent()));
     if (msg.idempotency_key.size() > limits::MAX_IDEMPOTENCY_KEY || msg.request_hash.find(' ') != std::string::npos)
         return refuse(peer, msg.req_id, errors::INVALID_REQUEST, "invalid idempotency key or request hash");
 

@@ -23,6 +23,9 @@ constexpr std::chrono::milliseconds POLL_TICK{100};
 constexpr std::chrono::milliseconds SHUTDOWN_REPLY_WAIT{2000};
 // Messages taken from one socket per loop turn, so a flood on one side cannot starve the other.
 constexpr int MAX_BATCH = 256;
+// How often the broker reads Redis's memory use (INFO memory): cheap, and a second is far
+// shorter than the time a backlog takes to fill the headroom below maxmemory.
+constexpr std::chrono::milliseconds STORAGE_CHECK_INTERVAL{1000};
 
 
 std::string sha1_hex(const std::string& text) {
@@ -42,6 +45,7 @@ Broker::Broker(BrokerConfig config)
       backend_(context_, zmq::socket_type::router),
       jobs_(workers_, Backoff{std::chrono::milliseconds(config_.retry_backoff_ms),
                               std::chrono::milliseconds(config_.retry_backoff_max_ms)}),
+      storage_(config_.storage_full_percent),
       redis_(config_.redis_host, config_.redis_port) {
     for (zmq::socket_t* socket : {&frontend_, &backend_}) {
         socket->set(zmq::sockopt::linger, 0);
@@ -257,6 +261,24 @@ void Broker::run_timers(Clock::time_point now) {
         }
     }
     for (const Delayed& retry : jobs_.take_due(now)) queues_.push(retry.type, retry.job_id, retry.priority);
+    check_storage(now);
+}
+
+void Broker::check_storage(Clock::time_point now) {
+    if (now < next_storage_check_) return;
+    next_storage_check_ = now + STORAGE_CHECK_INTERVAL;
+    std::vector<std::string_view> argv = {"INFO", "memory"};
+    redis_.command(argv, [this](redisReply* r) {
+        const auto use = r != nullptr && r->type == REDIS_REPLY_STRING ? parse_info_memory({r->str, r->len}) : std::nullopt;
+        if (!use || !storage_.update(*use)) return;
+        const double used_mb = static_cast<double>(use->used) / 1e6, max_mb = static_cast<double>(use->max) / 1e6;
+        if (storage_.full())
+            log::warn("Redis holds {:.0f} of its {:.0f} MB maxmemory ({}% or more): new jobs are refused "
+                      "(507 storage_full) until it is below {}%", used_mb, max_mb, storage_.full_percent(),
+                      storage_.full_percent() - StorageWatch::RELIEF_PERCENT);
+        else
+            log::info("Redis holds {:.0f} of its {:.0f} MB maxmemory: new jobs are accepted again", used_mb, max_mb);
+    });
 }
 
 // A worker that heartbeats but never answers (a stuck handler) loses the job at its lease

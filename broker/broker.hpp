@@ -9,6 +9,7 @@
 #include "job_queue.hpp"
 #include "job_table.hpp"
 #include "redis_link.hpp"
+#include "storage_watch.hpp"
 #include "worker_pool.hpp"
 #include "wire.hpp"
 
@@ -59,6 +60,8 @@ private:
     // Heartbeats out, silent and departed workers dropped, leases expired, retries released.
     void run_timers(Clock::time_point now);
     void expire_leases(Clock::time_point now);
+    // Once a STORAGE_CHECK_INTERVAL: reads INFO memory into storage_ (storage_watch.hpp).
+    void check_storage(Clock::time_point now);
 
     // ---- api side (api_side.cpp) ----
     void handle_frontend(const proto::Envelope& env);
@@ -122,6 +125,8 @@ private:
     Sync sync_ = Sync::NONE;
     bool served_ = false;  // synced once: from then on the sockets are served, Redis up or not
     bool was_connected_ = false;
+    StorageWatch storage_;
+    Clock::time_point next_storage_check_{};
 
     // Declared last so it is destroyed first: callbacks it still owes run while the rest lives.
     RedisLink redis_;

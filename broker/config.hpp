@@ -24,6 +24,10 @@ struct BrokerConfig {
     // First retry delay; doubles per attempt up to retry_backoff_max_ms, with +-25% jitter.
     std::int64_t retry_backoff_ms = 1000;                      // SLUICE_RETRY_BACKOFF_MS
     std::int64_t retry_backoff_max_ms = 60000;
+    // New jobs are refused (507 storage_full) while Redis uses this share of its maxmemory or
+    // more, so the results and events of the jobs already taken still fit (Redis refuses every
+    // write past maxmemory). Accepted again 5 points below. No effect without a maxmemory.
+    int storage_full_percent = 90;                              // SLUICE_STORAGE_FULL_PERCENT
     // Job types accepted from the start, as if a worker had declared them (and stored in
     // sluice:types like a declared type), for deployments whose workers start after the api.
     // Each must pass valid_job_type() (common/names.hpp). Empty: a type is known once declared.

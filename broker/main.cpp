@@ -43,6 +43,8 @@ int main() {
     config.events_maxlen = env_int("SLUICE_EVENTS_MAXLEN", 1, 1'000'000'000, config.events_maxlen);
     config.retry_backoff_ms = env_int("SLUICE_RETRY_BACKOFF_MS", 0, 24LL * 3600 * 1000, config.retry_backoff_ms);
     config.known_types = env_types("SLUICE_KNOWN_TYPES");
+    config.storage_full_percent =
+        static_cast<int>(env_int("SLUICE_STORAGE_FULL_PERCENT", 10, 99, config.storage_full_percent));
 
     // Signals arrive as a readable fd that the loop polls, so shutdown needs no async handler.
     const sigset_t signals = sluice::block_stop_signals();

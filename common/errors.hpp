@@ -26,6 +26,8 @@ inline constexpr Code BODY_TOO_LARGE{"body_too_large", 413};
 inline constexpr Code UNKNOWN_JOB_TYPE{"unknown_job_type", 422};
 inline constexpr Code QUEUE_FULL{"queue_full", 429};
 inline constexpr Code HEADERS_TOO_LARGE{"headers_too_large", 431};
+// Redis is near its maxmemory: new jobs wait until results free room or expire.
+inline constexpr Code STORAGE_FULL{"storage_full", 507};
 inline constexpr Code INTERNAL_ERROR{"internal_error", 500};
 inline constexpr Code BROKER_ERROR{"broker_error", 502};          // the broker answered nonsense
 inline constexpr Code BROKER_UNAVAILABLE{"broker_unavailable", 503};
