@@ -42,7 +42,7 @@ Broker::Broker(BrokerConfig config)
       backend_(context_, zmq::socket_type::router),
       jobs_(workers_, Backoff{std::chrono::milliseconds(config_.retry_backoff_ms),
                               std::chrono::milliseconds(config_.retry_backoff_max_ms)}),
-      redis_(config_.redis_host, config_.redis_port) {
+      redis_(config_.redis_host, config_.redis_port, config_.redis_login) {
     for (zmq::socket_t* socket : {&frontend_, &backend_}) {
         socket->set(zmq::sockopt::linger, 0);
         socket->set(zmq::sockopt::router_mandatory, 1);
