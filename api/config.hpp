@@ -3,6 +3,7 @@
 #pragma once
 
 #include "limits.hpp"
+#include "redis_login.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -23,6 +24,8 @@ struct ApiConfig {
     // SLUICE_REDIS_HOST / SLUICE_REDIS_PORT: the Redis server holding job state.
     std::string redis_host = "127.0.0.1";
     int redis_port = 6399;
+    // SLUICE_REDIS_USER / SLUICE_REDIS_PASSWORD_FILE: the login sent (AUTH) after every connect.
+    RedisLogin redis_login;
     // SLUICE_API_MAX_BODY: largest request body accepted, in bytes; past it 413 body_too_large.
     std::size_t max_body = limits::DEFAULT_MAX_BODY;
     // SLUICE_API_MAX_CONNECTIONS: open HTTP connections across all threads; past it a new

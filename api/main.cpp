@@ -27,6 +27,7 @@ ApiConfig config_from_env() {
     c.broker_endpoint = sluice::env_string("SLUICE_BROKER_API_ENDPOINT", c.broker_endpoint);
     c.redis_host = sluice::env_string("SLUICE_REDIS_HOST", c.redis_host);
     c.redis_port = static_cast<int>(sluice::env_int("SLUICE_REDIS_PORT", 1, 65535, c.redis_port));
+    c.redis_login = sluice::redis_login_from_env();
     c.max_body = static_cast<std::size_t>(
         sluice::env_int("SLUICE_API_MAX_BODY", 1, 1LL << 32, static_cast<long long>(c.max_body)));
     c.max_connections = static_cast<std::size_t>(

@@ -149,10 +149,12 @@ struct RedisConnection::Batch {
     using Slot = std::pair<std::shared_ptr<Batch>, std::size_t>;
 };
 
-RedisConnection::RedisConnection(asio::io_context& ioc, std::string host, int port, std::string name)
+RedisConnection::RedisConnection(asio::io_context& ioc, std::string host, int port, RedisLogin login,
+                                 std::string name)
     : ioc_(ioc),
       host_(std::move(host)),
       port_(port),
+      login_(std::move(login)),
       name_(std::move(name)),
       retry_timer_(ioc),
       connect_timer_(ioc),
@@ -246,9 +248,25 @@ void RedisConnection::handle_disconnect(const redisAsyncContext* ac, int status)
 
 void RedisConnection::on_connected() {
     connect_timer_.cancel();
+    if (!login_.required()) return on_ready();
+    // AUTH goes first; nothing else is sent before its answer (connected_ is still false).
+    send_login(ctx_, login_, &RedisConnection::handle_auth);
+}
+
+void RedisConnection::handle_auth(redisAsyncContext* ac, void* reply, void*) {
+    auto* self = static_cast<RedisConnection*>(ac->data);
+    if (reply == nullptr || self == nullptr || self->stopped_) return;
+    // Refused: the connection is dropped and retried with the usual backoff.
+    if (!self->login_state_.accepted(*static_cast<const redisReply*>(reply), self->login_,
+                                     fmt::format("redis {}: {}:{}", self->name_, self->host_, self->port_)))
+        return redisAsyncDisconnect(ac);
+    self->on_ready();
+}
+
+void RedisConnection::on_ready() {
     connected_ = true;
     backoff_ = BACKOFF_MIN;
-    log::info("redis {}: connected to {}:{}", name_, host_, port_);
+    log::info("redis {}: connected to {}:{}{}", name_, host_, port_, login_.required() ? " as " + login_.user : "");
     if (!channel_.empty()) {
         const char* argv[] = {"SUBSCRIBE", channel_.c_str()};
         const size_t lens[] = {9, channel_.size()};

@@ -1,11 +1,12 @@
 // An async Redis connection for one shard: hiredis's async API attached to the shard's Asio
 // loop through its event hooks, wrapped so a coroutine can `co_await` a command's reply.
-// Reconnects by itself with backoff; while it is down every command answers UNAVAILABLE at
-// once. Optionally SUBSCRIBEs to one channel after every (re)connect. Not thread-safe: use it
+// Reconnects by itself with backoff, and logs in (AUTH) after every connect before anything
+// else is sent; until then, and while it is down, every command answers UNAVAILABLE at once. Optionally SUBSCRIBEs to one channel after every (re)connect. Not thread-safe: use it
 // only from the loop thread of the io_context it was made with.
 #pragma once
 
 #include "loop.hpp"
+#include "redis_login.hpp"
 
 #include <functional>
 #include <memory>
@@ -32,7 +33,7 @@ struct RedisValue {
 class RedisConnection {
 public:
     // `name` is only for logs ("commands", "subscriber").
-    RedisConnection(asio::io_context& ioc, std::string host, int port, std::string name);
+    RedisConnection(asio::io_context& ioc, std::string host, int port, RedisLogin login, std::string name);
     ~RedisConnection();
     RedisConnection(const RedisConnection&) = delete;
     RedisConnection& operator=(const RedisConnection&) = delete;
@@ -68,6 +69,8 @@ private:
     void on_connected();
     void on_lost(const char* why);
     static void handle_connect(const redisAsyncContext* ac, int status);
+    static void handle_auth(redisAsyncContext* ac, void* reply, void* privdata);
+    void on_ready();
     static void handle_disconnect(const redisAsyncContext* ac, int status);
     static void handle_reply(redisAsyncContext* ac, void* reply, void* privdata);
     static void handle_batch_reply(redisAsyncContext* ac, void* reply, void* privdata);
@@ -76,11 +79,13 @@ private:
     asio::io_context& ioc_;
     std::string host_;
     int port_;
+    RedisLogin login_;
     std::string name_;
     redisAsyncContext* ctx_ = nullptr;
     std::shared_ptr<Adapter> adapter_;
     bool connected_ = false;
     bool stopped_ = true;
+    LoginState login_state_;
     asio::steady_timer retry_timer_;
     asio::steady_timer connect_timer_;
     Clock::duration backoff_;

@@ -42,7 +42,7 @@ Shard::Shard(const ApiConfig& config, int index, std::atomic<std::size_t>& conne
     : ctx_(config, zmq_ctx),
       index_(index),
       acceptor_(ctx_.ioc),
-      subscriber_(ctx_.ioc, config.redis_host, config.redis_port, "subscriber"),
+      subscriber_(ctx_.ioc, config.redis_host, config.redis_port, config.redis_login, "subscriber"),
       sessions_(connections, config.max_connections),
       tick_timer_(ctx_.ioc),
       shutdown_timer_(ctx_.ioc) {

@@ -18,7 +18,7 @@ namespace sluice::api {
 struct ShardContext {
     ShardContext(const ApiConfig& config, zmq::context_t& zmq_ctx)
         : config(config),
-          redis(ioc, config.redis_host, config.redis_port, "commands"),
+          redis(ioc, config.redis_host, config.redis_port, config.redis_login, "commands"),
           broker(ioc, zmq_ctx, config.broker_endpoint) {}
     ShardContext(const ShardContext&) = delete;
     ShardContext& operator=(const ShardContext&) = delete;

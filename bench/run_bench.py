@@ -39,7 +39,6 @@ import zmq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from pipeline import Pipeline, iter_sse  # noqa: E402
-from resp import Redis  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -82,7 +81,7 @@ def declare(p: Pipeline, job_type: str = "echo") -> None:
 
 
 def queued(p: Pipeline) -> int:
-    with Redis(p.redis_port) as redis:
+    with p.redis_client() as redis:
         return int(redis.call("ZCARD", "sluice:queue:echo"))
 
 
@@ -90,9 +89,9 @@ def rss_kib(pid: int) -> int:
     return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
 
 
-def job_times(port: int) -> list[tuple[int, int, bytes]]:
+def job_times(p: Pipeline) -> list[tuple[int, int, bytes]]:
     """(created_ms, finished_ms, status) of every job in Redis."""
-    with Redis(port) as redis:
+    with p.redis_client() as redis:
         keys, cursor = [], b"0"
         while True:
             cursor, batch = redis.call("SCAN", cursor, "MATCH", "sluice:job:*", "COUNT", 10000)
@@ -127,7 +126,7 @@ def drain(workdir: Path, kind: str) -> dict:
         assert submitted["errors"] == 0, submitted
         deadline = time.monotonic() + 300
         while True:
-            rows = job_times(p.redis_port)
+            rows = job_times(p)
             if all(status == b"succeeded" for _, _, status in rows) or time.monotonic() > deadline:
                 break
             time.sleep(1)
@@ -276,7 +275,7 @@ def fig_sse(workdir: Path) -> dict:
             return per_connection
 
         per_connection = asyncio.run(run())
-        with Redis(p.redis_port) as redis:
+        with p.redis_client() as redis:
             finished = redis.pipeline([["HGET", f"sluice:job:{j}", "finished_ms"] for j in jobs])
         delays = [arrivals[j] - int(f) for j, f in zip(jobs, finished)]
         # How fast the results came at their fastest: a tail builds up when they come faster

@@ -32,10 +32,12 @@ void Broker::handle_frontend(const proto::Envelope& env) {
             if (auto msg = proto::decode_body<proto::Ping>(env.body)) return handle_ping(env.identity, *msg);
             break;
         default:
-            log::warn("frontend: dropped {}: not an api command", proto::command_name(env.command));
+            dropped_.warn("malformed messages from the frontend", Clock::now(), "frontend: dropped {}: not an api command",
+                          proto::command_name(env.command));
             return;
     }
-    log::warn("frontend: dropped {} with a malformed body", proto::command_name(env.command));
+    dropped_.warn("messages with a malformed body from the frontend", Clock::now(),
+                  "frontend: dropped {} with a malformed body", proto::command_name(env.command));
 }
 
 void Broker::accept(const std::string& peer, std::uint64_t req_id, std::string job_id, std::string state) {

@@ -10,6 +10,7 @@
 
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <iterator>
 #include <unordered_set>
 
@@ -26,6 +27,10 @@ constexpr int MAX_BATCH = 256;
 // How often the broker reads Redis's memory use (INFO memory): cheap, and a second is far
 // shorter than the time a backlog takes to fill the headroom below maxmemory.
 constexpr std::chrono::milliseconds STORAGE_CHECK_INTERVAL{1000};
+// Retry delays of a failed resync: Redis loading a big AOF answers LOADING for as long as that
+// takes (seconds to minutes); asking a few times a second costs nothing and notices soon.
+constexpr std::chrono::milliseconds RESYNC_BACKOFF_MIN{100};
+constexpr std::chrono::milliseconds RESYNC_BACKOFF_MAX{2000};
 
 
 std::string sha1_hex(const std::string& text) {
@@ -46,7 +51,7 @@ Broker::Broker(BrokerConfig config)
       jobs_(workers_, Backoff{std::chrono::milliseconds(config_.retry_backoff_ms),
                               std::chrono::milliseconds(config_.retry_backoff_max_ms)}),
       storage_(config_.storage_full_percent),
-      redis_(config_.redis_host, config_.redis_port) {
+      redis_(config_.redis_host, config_.redis_port, config_.redis_login) {
     for (zmq::socket_t* socket : {&frontend_, &backend_}) {
         socket->set(zmq::sockopt::linger, 0);
         socket->set(zmq::sockopt::router_mandatory, 1);
@@ -75,9 +80,11 @@ void Broker::run(int stop_fd) {
         if (was_connected_ && !redis_.connected()) {
             log::warn("Redis connection lost: dispatch paused, submits answer 503 until it is back");
             sync_ = Sync::NONE;
+            resync_backoff_ = std::chrono::milliseconds(0);
+            resync_at_ = {};
         }
         was_connected_ = redis_.connected();
-        if (redis_.connected() && sync_ == Sync::NONE) resync();
+        if (redis_.connected() && sync_ == Sync::NONE && now >= resync_at_) resync();
 
         std::vector<zmq::pollitem_t> items = {
             {nullptr, stop_fd, ZMQ_POLLIN, 0},
@@ -126,7 +133,8 @@ void Broker::handle_waiting(zmq::socket_t& socket, const char* side, void (Broke
         auto received = proto::try_recv(socket, true);
         if (!received) return;
         if (received->envelope) (this->*handle)(*received->envelope);
-        else log::warn("{}: dropped malformed message: {}", side, received->error);
+        else dropped_.warn(fmt::format("malformed messages from the {}", side), Clock::now(),
+                           "{}: dropped malformed message: {}", side, received->error);
     }
 }
 
@@ -177,27 +185,32 @@ void Broker::resync() {
                                      std::to_string(config_.job_ttl_s)};
     for (std::string& job_id : jobs_.started_jobs()) args.push_back(std::move(job_id));
     const bool sent = eval(scripts::RECOVER, {}, std::move(args), [this](redisReply* r) {
-        if (r == nullptr || r->type != REDIS_REPLY_INTEGER) {
-            log::error("resync failed: {}", reply_error(r));
-            sync_ = Sync::NONE;
-            return;
-        }
+        if (r == nullptr || r->type != REDIS_REPLY_INTEGER) return resync_failed("recovering running jobs", r);
         if (r->integer > 0)
             log::warn("{} job(s) marked running had no worker here: put back in their queues", r->integer);
         store_types(config_.known_types);
         std::vector<std::string_view> argv = {"SMEMBERS", keys::TYPES};
         redis_.command(argv, [this](redisReply* types) {
-            if (types == nullptr || types->type != REDIS_REPLY_ARRAY) {
-                log::error("resync failed: {}", reply_error(types));
-                sync_ = Sync::NONE;
-                return;
-            }
+            if (types == nullptr || types->type != REDIS_REPLY_ARRAY) return resync_failed("reading job types", types);
             std::vector<std::string> names;
             for (size_t i = 0; i < types->elements; ++i) names.push_back(reply_text(types->element[i]));
             load_queues(names);
         });
     });
-    if (!sent) sync_ = Sync::NONE;
+    if (!sent) resync_failed("recovering running jobs", nullptr);
+}
+
+void Broker::resync_failed(const std::string& step, const redisReply* r) {
+    sync_ = Sync::NONE;
+    const std::string error = reply_error(r);
+    if (resync_backoff_.count() == 0) {
+        if (error.starts_with("LOADING"))
+            log::warn("Redis is loading its data into memory: waiting for it before resyncing");
+        else
+            log::error("resync failed ({}): {}; retrying quietly until it succeeds", step, error);
+    }
+    resync_backoff_ = std::clamp(resync_backoff_ * 2, RESYNC_BACKOFF_MIN, RESYNC_BACKOFF_MAX);
+    resync_at_ = Clock::now() + resync_backoff_;
 }
 
 void Broker::store_types(const std::vector<std::string>& types) {
@@ -218,17 +231,14 @@ void Broker::load_queues(const std::vector<std::string>& types) {
     if (types.empty()) {
         sync_ = Sync::DONE;
         served_ = true;
+        resync_backoff_ = std::chrono::milliseconds(0);
         log::info("ready: no job types known yet");
         return;
     }
     auto remaining = std::make_shared<std::size_t>(types.size());
     for (const auto& type : types) {
         eval(scripts::LOAD_QUEUE, {keys::queue(type)}, {}, [this, type, remaining](redisReply* r) {
-            if (r == nullptr || r->type != REDIS_REPLY_ARRAY) {
-                log::error("loading queue {} failed: {}", type, reply_error(r));
-                sync_ = Sync::NONE;
-                return;
-            }
+            if (r == nullptr || r->type != REDIS_REPLY_ARRAY) return resync_failed("loading queue " + type, r);
             const std::unordered_set<std::string> held = jobs_.held_jobs();
             for (size_t i = 0; i + 1 < r->elements; i += 2) {
                 std::string id = reply_text(r->element[i]);
@@ -238,6 +248,7 @@ void Broker::load_queues(const std::vector<std::string>& types) {
             if (--*remaining == 0 && sync_ == Sync::IN_PROGRESS) {
                 sync_ = Sync::DONE;
                 served_ = true;
+                resync_backoff_ = std::chrono::milliseconds(0);
                 log::info("ready: {} job type(s) known, {} queued job(s) loaded from Redis", known_types_.size(),
                           queues_.total());
             }
@@ -261,6 +272,7 @@ void Broker::run_timers(Clock::time_point now) {
         }
     }
     for (const Delayed& retry : jobs_.take_due(now)) queues_.push(retry.type, retry.job_id, retry.priority);
+    dropped_.flush(now);
     check_storage(now);
 }
 

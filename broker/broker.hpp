@@ -8,6 +8,7 @@
 #include "errors.hpp"
 #include "job_queue.hpp"
 #include "job_table.hpp"
+#include "rate_limited_log.hpp"
 #include "redis_link.hpp"
 #include "storage_watch.hpp"
 #include "worker_pool.hpp"
@@ -54,6 +55,9 @@ private:
     // Brings memory and Redis into agreement (at start and after Redis comes back): jobs
     // marked running that no worker here holds go back to their queues, then queues reload.
     void resync();
+    // A step of the resync failed: says so once (LOADING: Redis is still reading its AOF), then
+    // retries quietly after a backoff until one succeeds.
+    void resync_failed(const std::string& step, const redisReply* r);
     void load_queues(const std::vector<std::string>& types);
     // Adds job types to sluice:types (declared by a worker, or listed in config.known_types).
     void store_types(const std::vector<std::string>& types);
@@ -91,6 +95,9 @@ private:
     void flush_results();
     void handle_failure(const std::string& peer, const proto::Failure& msg);
     void handle_canceled(const std::string& peer, const proto::Canceled& msg);
+    // A report about an attempt that is not the job's current one (or not held by its sender):
+    // dropped, with a rate-limited warning.
+    void drop_stale(std::string_view what, const std::string& job_id, std::uint32_t attempt);
     void send_to_worker(WorkerInfo& worker, proto::Command command, const std::string& body);
     // Ends an attempt without a result. `outcome` is "failed" (the handler failed) or "lost"
     // (the worker died, or the lease expired).
@@ -124,6 +131,11 @@ private:
     std::unordered_map<const std::string*, std::string> script_sha_;
     Sync sync_ = Sync::NONE;
     bool served_ = false;  // synced once: from then on the sockets are served, Redis up or not
+    // Resync backoff: zero until a resync fails, then doubling; no resync before resync_at_.
+    std::chrono::milliseconds resync_backoff_{0};
+    Clock::time_point resync_at_{};
+    // Warnings about what peers send (malformed, stale, oversize): rate-limited per kind.
+    log::RateLimited dropped_;
     bool was_connected_ = false;
     StorageWatch storage_;
     Clock::time_point next_storage_check_{};

@@ -2,6 +2,8 @@
 // environment (names in README.md).
 #pragma once
 
+#include "redis_login.hpp"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -15,6 +17,7 @@ struct BrokerConfig {
     std::string backend_endpoint = "tcp://127.0.0.1:5556";    // SLUICE_BROKER_WORKER_ENDPOINT
     std::string redis_host = "127.0.0.1";                      // SLUICE_REDIS_HOST
     int redis_port = 6399;                                     // SLUICE_REDIS_PORT
+    RedisLogin redis_login;            // SLUICE_REDIS_USER, SLUICE_REDIS_PASSWORD_FILE
     // Queued jobs per type before SUBMIT answers 429 queue_full.
     std::size_t max_queue_depth = 100000;                      // SLUICE_MAX_QUEUE_DEPTH
     // How long a finished job's hash and events stay in Redis.

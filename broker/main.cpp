@@ -37,6 +37,7 @@ int main() {
     config.backend_endpoint = env_string("SLUICE_BROKER_WORKER_ENDPOINT", config.backend_endpoint);
     config.redis_host = env_string("SLUICE_REDIS_HOST", config.redis_host);
     config.redis_port = static_cast<int>(env_int("SLUICE_REDIS_PORT", 1, 65535, config.redis_port));
+    config.redis_login = sluice::redis_login_from_env();
     config.max_queue_depth = static_cast<std::size_t>(
         env_int("SLUICE_MAX_QUEUE_DEPTH", 1, 1'000'000'000, static_cast<long long>(config.max_queue_depth)));
     config.job_ttl_s = env_int("SLUICE_JOB_TTL_S", 1, 10LL * 365 * 24 * 3600, config.job_ttl_s);

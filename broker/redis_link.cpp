@@ -12,7 +12,8 @@ RedisLink* link_of(const redisAsyncContext* ctx) {
 
 }  // namespace
 
-RedisLink::RedisLink(std::string host, int port) : host_(std::move(host)), port_(port) {}
+RedisLink::RedisLink(std::string host, int port, RedisLogin login)
+    : host_(std::move(host)), port_(port), login_(std::move(login)) {}
 
 RedisLink::~RedisLink() {
     if (ctx_ != nullptr) {
@@ -55,8 +56,24 @@ void RedisLink::on_connect(const redisAsyncContext* ctx, int status) {
         link->connected_ = false;
         return;
     }
-    link->connected_ = true;
-    log::info("redis {}:{} connected", link->host_, link->port_);
+    if (!link->login_.required()) return link->on_ready();
+    // AUTH goes first; nothing else is sent before its answer (connected() is still false).
+    send_login(link->ctx_, link->login_, &RedisLink::on_auth);
+}
+
+void RedisLink::on_auth(redisAsyncContext* ctx, void* reply, void*) {
+    RedisLink* link = link_of(ctx);
+    if (link == nullptr || reply == nullptr) return;
+    // Refused: the link drops the connection and tries again after RECONNECT_DELAY.
+    if (!link->login_state_.accepted(*static_cast<const redisReply*>(reply), link->login_,
+                                     fmt::format("redis {}:{}", link->host_, link->port_)))
+        return redisAsyncDisconnect(ctx);
+    link->on_ready();
+}
+
+void RedisLink::on_ready() {
+    connected_ = true;
+    log::info("redis {}:{} connected{}", host_, port_, login_.required() ? " as " + login_.user : "");
 }
 
 void RedisLink::on_disconnect(const redisAsyncContext* ctx, int status) {

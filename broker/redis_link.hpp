@@ -1,7 +1,10 @@
 // A hiredis async connection driven by the broker's own poll loop: hiredis tells us through its
 // event hooks which of read/write it wants on its socket, the loop polls that fd beside the ZMQ
-// sockets and hands readiness back. Reconnects by itself. Not thread-safe: loop thread only.
+// sockets and hands readiness back. Reconnects by itself, and logs in (AUTH) after every
+// connect before anything else is sent. Not thread-safe: loop thread only.
 #pragma once
+
+#include "redis_login.hpp"
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -19,7 +22,7 @@ public:
     // Called with the reply, or with nullptr when the connection failed before it arrived.
     using Callback = std::function<void(redisReply*)>;
 
-    RedisLink(std::string host, int port);
+    RedisLink(std::string host, int port, RedisLogin login);
     ~RedisLink();
     RedisLink(const RedisLink&) = delete;
     RedisLink& operator=(const RedisLink&) = delete;
@@ -27,6 +30,7 @@ public:
     // Starts a connection attempt if none is open and the retry delay has passed.
     void maintain(std::chrono::steady_clock::time_point now);
 
+    // Connected and, with a password, logged in: commands may be sent.
     bool connected() const { return connected_; }
 
     // Poll support: the fd (-1 when none) and whether hiredis wants to read/write.
@@ -46,17 +50,21 @@ private:
     static void on_connect(const redisAsyncContext* ctx, int status);
     static void on_disconnect(const redisAsyncContext* ctx, int status);
     static void on_reply(redisAsyncContext* ctx, void* reply, void* privdata);
+    static void on_auth(redisAsyncContext* ctx, void* reply, void* privdata);
+    void on_ready();
 
     // How long to wait between connection attempts while Redis is down.
     static constexpr std::chrono::milliseconds RECONNECT_DELAY{500};
 
     std::string host_;
     int port_;
+    RedisLogin login_;
     redisAsyncContext* ctx_ = nullptr;
     bool connected_ = false;
     bool want_read_ = false;
     bool want_write_ = false;
     int pending_ = 0;
+    LoginState login_state_;
     std::chrono::steady_clock::time_point retry_at_{};
 };
 

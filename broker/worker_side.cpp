@@ -21,10 +21,6 @@ namespace {
 // gives up on the attempt.
 constexpr std::chrono::milliseconds LEASE_GRACE{5000};
 
-void log_stale(const char* what, const std::string& job_id, std::uint32_t attempt) {
-    log::warn("dropped stale {} for job {} attempt {}", what, job_id, attempt);
-}
-
 }  // namespace
 
 void Broker::handle_backend(const proto::Envelope& env) {
@@ -32,7 +28,8 @@ void Broker::handle_backend(const proto::Envelope& env) {
     const std::string& peer = env.identity;
     if (command == proto::Command::READY) {
         if (auto msg = proto::decode_body<proto::Ready>(env.body)) return handle_ready(peer, *msg);
-        log::warn("backend: dropped READY with a malformed body");
+        dropped_.warn("messages with a malformed body from the backend", Clock::now(),
+                      "backend: dropped READY with a malformed body");
         return;
     }
     WorkerInfo* worker = workers_.find(peer);
@@ -78,19 +75,21 @@ void Broker::handle_backend(const proto::Envelope& env) {
             log::info("worker {} is shutting down: finishing {} job(s)", worker->name, worker->jobs.size());
             break;
         default:
-            log::warn("backend: dropped {}: not a worker command", proto::command_name(env.command));
+            dropped_.warn("malformed messages from the backend", Clock::now(), "backend: dropped {}: not a worker command",
+                          proto::command_name(env.command));
     }
-    if (!ok) log::warn("backend: dropped {} with a malformed body", proto::command_name(env.command));
+    if (!ok)
+        dropped_.warn("messages with a malformed body from the backend", Clock::now(),
+                      "backend: dropped {} with a malformed body", proto::command_name(env.command));
 }
 
 void Broker::handle_ready(const std::string& peer, const proto::Ready& msg) {
     const bool valid = !msg.types.empty() && msg.concurrency >= 1 && msg.concurrency <= limits::MAX_WORKER_CONCURRENCY &&
                        std::all_of(msg.types.begin(), msg.types.end(), [](const auto& t) { return valid_job_type(t); });
-    if (!valid) {
-        log::warn("backend: dropped READY from '{}': needs 1+ valid job types and concurrency 1..{}",
-                  msg.worker_name.substr(0, limits::MAX_WORKER_NAME), limits::MAX_WORKER_CONCURRENCY);
-        return;
-    }
+    if (!valid)
+        return dropped_.warn("invalid READYs", Clock::now(),
+                             "backend: dropped READY from '{}': needs 1+ valid job types and concurrency 1..{}",
+                             msg.worker_name.substr(0, limits::MAX_WORKER_NAME), limits::MAX_WORKER_CONCURRENCY);
     const bool known = workers_.find(peer) != nullptr;
     WorkerInfo& worker = workers_.ready(peer, msg.worker_name.substr(0, limits::MAX_WORKER_NAME), msg.runtime.substr(0, limits::MAX_RUNTIME_NAME),
                                         msg.types, msg.concurrency, Clock::now());
@@ -103,21 +102,26 @@ void Broker::handle_ready(const std::string& peer, const proto::Ready& msg) {
                   fmt::join(msg.types, ", "), worker.concurrency);
 }
 
+void Broker::drop_stale(std::string_view what, const std::string& job_id, std::uint32_t attempt) {
+    dropped_.warn("stale reports from workers", Clock::now(), "dropped stale {} for job {} attempt {}", what, job_id,
+                  attempt);
+}
+
 void Broker::handle_event(const std::string& peer, const std::string& job_id, std::uint32_t attempt,
                           std::vector<std::string> fields) {
-    if (jobs_.current(peer, job_id, attempt) == nullptr) return log_stale(fields[1].c_str(), job_id, attempt);
+    if (jobs_.current(peer, job_id, attempt) == nullptr) return drop_stale(fields[1], job_id, attempt);
     std::vector<std::string> args = {job_id, std::to_string(attempt), std::to_string(now_ms()),
                                      std::to_string(config_.events_maxlen)};
     args.insert(args.end(), std::make_move_iterator(fields.begin()), std::make_move_iterator(fields.end()));
-    eval_on_job(scripts::EVENT, job_id, std::move(args), [job_id](redisReply* r) {
+    eval_on_job(scripts::EVENT, job_id, std::move(args), [this, job_id, attempt](redisReply* r) {
         const std::string outcome = reply_text(r);
-        if (outcome == "stale") log::warn("dropped stale event for job {}", job_id);
+        if (outcome == "stale") drop_stale("event", job_id, attempt);
         else if (outcome != "ok") log::error("event of job {} not stored: {}", job_id, reply_error(r));
     });
 }
 
 void Broker::handle_result(const std::string& peer, proto::Result msg) {
-    if (!jobs_.finish(peer, msg.job_id, msg.attempt)) return log_stale("RESULT", msg.job_id, msg.attempt);
+    if (!jobs_.finish(peer, msg.job_id, msg.attempt)) return drop_stale("RESULT", msg.job_id, msg.attempt);
     results_.push_back(ResultItem{std::move(msg.job_id), msg.attempt, std::string(msg.result.begin(), msg.result.end())});
 }
 
@@ -128,25 +132,25 @@ void Broker::flush_results() {
     results_.clear();
     // A result that cannot be stored is not lost for good: the job stays running in Redis and
     // the resync after Redis comes back runs it again.
-    eval(scripts::SUCCEED, {}, std::move(args), [batch](redisReply* r) {
+    eval(scripts::SUCCEED, {}, std::move(args), [this, batch](redisReply* r) {
         if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != batch->size()) {
             log::error("results of {} job(s) not stored: {}", batch->size(), reply_error(r));
             return;
         }
         for (std::size_t i = 0; i < batch->size(); ++i)
-            if (reply_text(r->element[i]) == "stale") log::warn("dropped stale RESULT for job {}", (*batch)[i].job_id);
+            if (reply_text(r->element[i]) == "stale") drop_stale("RESULT", (*batch)[i].job_id, (*batch)[i].attempt);
     });
 }
 
 void Broker::handle_failure(const std::string& peer, const proto::Failure& msg) {
     auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
-    if (!run) return log_stale("FAILURE", msg.job_id, msg.attempt);
+    if (!run) return drop_stale("FAILURE", msg.job_id, msg.attempt);
     fail_job(msg.job_id, *run, msg.error, "failed", msg.retryable);
 }
 
 void Broker::handle_canceled(const std::string& peer, const proto::Canceled& msg) {
     auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
-    if (!run) return log_stale("CANCELED", msg.job_id, msg.attempt);
+    if (!run) return drop_stale("CANCELED", msg.job_id, msg.attempt);
     // A worker that cancels a job nobody asked it to cancel (its shutdown grace ran out)
     // did not finish it: the job runs again.
     fail_job(msg.job_id, *run, "canceled by the worker", "lost", true);
@@ -168,7 +172,7 @@ void Broker::fail_job(const std::string& job_id, const Attempt& run, const std::
              } else if (outcome == "failed") {
                  log::info("job {} failed after attempt {}: {}", job_id, run.attempt, error);
              } else if (outcome == "stale") {
-                 log::warn("dropped stale FAILURE for job {}", job_id);
+                 drop_stale("FAILURE", job_id, run.attempt);
              } else {
                  log::error("failure of job {} not stored: {}", job_id, reply_error(r));
              }

@@ -1,9 +1,13 @@
 // Configuration from the environment (see env.hpp).
 #include "env.hpp"
 
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <string_view>
 
 namespace sluice {
@@ -47,6 +51,17 @@ long long env_int(const char* name, long long min, long long max, long long fall
 std::chrono::milliseconds env_ms(const char* name, std::chrono::milliseconds min, std::chrono::milliseconds max,
                                  std::chrono::milliseconds fallback) {
     return std::chrono::milliseconds(env_int(name, min.count(), max.count(), fallback.count()));
+}
+
+std::string env_secret_file(const char* name) {
+    const char* path = value_of(name);
+    if (path == nullptr) return {};
+    std::ifstream file(path, std::ios::binary);
+    if (!file) env_fail(name, "names '" + std::string(path) + "', which cannot be read: " + std::strerror(errno));
+    std::string secret((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    while (!secret.empty() && secret.back() == '\n') secret.pop_back();
+    if (secret.empty()) env_fail(name, "names '" + std::string(path) + "', which is empty");
+    return secret;
 }
 
 std::vector<std::string> env_list(const char* name) {

@@ -27,6 +27,12 @@ std::chrono::milliseconds env_ms(const char* name, std::chrono::milliseconds min
 // A comma-separated list (blanks around items ignored, empty items dropped); empty when unset.
 std::vector<std::string> env_list(const char* name);
 
+// The contents of the file that `name` names, trailing newlines removed (how a secret such as
+// a password reaches a process: a file the service user alone can read, never a command
+// line, which every user on the host can see); "" when `name` is unset or empty. A file that
+// is missing, unreadable or empty stops the process like a bad value.
+std::string env_secret_file(const char* name);
+
 // Stops the process the way a bad value does: prints "sluice: {name} {problem}" and exits 2.
 [[noreturn]] void env_fail(const char* name, const std::string& problem);
 

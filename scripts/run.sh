@@ -23,6 +23,13 @@ LOGS=$DATA_DIR/logs
 CONF=$DATA_DIR/supervisord.conf
 mkdir -p "$DATA_DIR/redis" "$LOGS"
 
+# Redis's login: a random password made on the first start (kept in $SECRETS, mode 0700/0600),
+# the users file redis-server includes, and the password file's path for the broker and the api.
+SECRETS=$DATA_DIR/secrets
+scripts/redis-auth.sh "$SECRETS"
+export SLUICE_REDIS_USER=sluice
+export SLUICE_REDIS_PASSWORD_FILE=$SECRETS/redis-password
+
 # One [program] section. supervisord restarts a program that exits on its next tick (within a
 # second) if it had run for startsecs, else after 1, 2, 3 ... s; it gives up on a program only
 # after startretries starts in a row that each died within startsecs. Stopping sends SIGTERM and,
@@ -68,7 +75,7 @@ user=$(id -un)
 logfile=$LOGS/supervisord.log
 pidfile=$DATA_DIR/supervisord.pid
 EOF
-    program redis 10 10 "redis-server \"$ROOT/config/redis.conf\" --port $SLUICE_REDIS_PORT --dir \"$DATA_DIR/redis\""
+    program redis 10 10 "redis-server \"$ROOT/config/redis.conf\" --include \"$SECRETS/redis-users.conf\" --port $SLUICE_REDIS_PORT --dir \"$DATA_DIR/redis\""
     echo "stdout_logfile=$LOGS/redis.log"
     program broker 20 10 "\"$BUILD/broker/sluice-broker\""
     echo "stdout_logfile=$LOGS/broker.log"
@@ -159,7 +166,7 @@ trap stop EXIT
 setsid supervisord -c "$CONF" &
 supervisor=$!
 
-echo "sluice: starting redis-server (127.0.0.1:$SLUICE_REDIS_PORT, data in $DATA_DIR/redis, AOF on), broker, api and workers; logs in $LOGS"
+echo "sluice: starting redis-server (127.0.0.1:$SLUICE_REDIS_PORT, data in $DATA_DIR/redis, AOF on, password in $SECRETS), broker, api and workers; logs in $LOGS"
 if ready; then
     echo "sluice: api listening on $(api_url) ($NATIVE_WORKERS native, $PYTHON_WORKERS Python worker(s)); Ctrl-C stops"
 fi

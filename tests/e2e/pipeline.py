@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from resp import Redis, RedisError
+
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("SLUICE_BUILD_DIR", ROOT / "build"))
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -85,6 +87,7 @@ class Pipeline:
     def start(self, **broker_env: str) -> "Pipeline":
         self.redis_port = free_port()
         (self.workdir / "redis").mkdir(parents=True, exist_ok=True)
+        self.make_redis_login()
         self.start_redis()
         self.env.update(SLUICE_REDIS_HOST="127.0.0.1", SLUICE_REDIS_PORT=str(self.redis_port),
                         SLUICE_LOG_LEVEL="info")
@@ -92,17 +95,38 @@ class Pipeline:
         self.start_api()
         return self
 
-    def start_redis(self) -> None:
-        """Starts redis-server on self.redis_port with the project config (again after a kill:
-        same port, same data directory, so the AOF is replayed)."""
+    # -- Redis login (scripts/redis-auth.sh, as `make run` does) ---------------------------
+    def make_redis_login(self) -> None:
+        """Makes the password and users file in workdir/secrets; the broker and the api get the
+        password file's path."""
+        self.secrets = self.workdir / "secrets"
+        subprocess.run([str(ROOT / "scripts" / "redis-auth.sh"), str(self.secrets)], check=True)
+        self.redis_password = (self.secrets / "redis-password").read_text().strip()
+        self.env.update(SLUICE_REDIS_USER="sluice", SLUICE_REDIS_PASSWORD_FILE=str(self.secrets / "redis-password"))
+
+    def redis_client(self) -> Redis:
+        """A connection to this pipeline's Redis, logged in as the user Sluice uses."""
+        return Redis(self.redis_port, password=self.redis_password)
+
+    def redis_admin(self) -> Redis:
+        """A connection logged in as the operator's `admin` user (CONFIG and the like)."""
+        return Redis(self.redis_port, user="admin", password=(self.secrets / "redis-admin-password").read_text().strip())
+
+    def start_redis(self, wait: bool = True) -> None:
+        """Starts redis-server on self.redis_port with the project config and the login (again
+        after a kill: same port, same data directory, so the AOF is replayed); with `wait`,
+        returns once it answers PING (its data loaded)."""
         self.redis, _ = self._spawn("redis", [
-            "redis-server", str(ROOT / "config" / "redis.conf"), "--port", str(self.redis_port),
-            "--dir", str(self.workdir / "redis"), "--logfile", str(self.workdir / "redis.log")], self.env)
+            "redis-server", str(ROOT / "config" / "redis.conf"), "--include", str(self.secrets / "redis-users.conf"),
+            "--port", str(self.redis_port), "--dir", str(self.workdir / "redis"),
+            "--logfile", str(self.workdir / "redis.log")], self.env)
+        if not wait:
+            return
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"],
-                              capture_output=True, text=True).stdout.strip() == "PONG":
-                return
+            with contextlib.suppress(OSError, RedisError), self.redis_client() as redis:
+                if redis.call("PING") == "PONG":
+                    return
             time.sleep(0.05)
         raise TimeoutError("redis-server did not start")
 
@@ -142,10 +166,9 @@ class Pipeline:
         """Waits until a worker has declared job_type (a submit stops answering 422)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            members = subprocess.run(["redis-cli", "-p", str(self.redis_port), "smembers", "sluice:types"],
-                                     capture_output=True, text=True).stdout.split()
-            if job_type in members:
-                return
+            with self.redis_client() as redis:
+                if job_type.encode() in redis.call("SMEMBERS", "sluice:types"):
+                    return
             time.sleep(0.05)
         raise TimeoutError(f"no worker declared {job_type}")
 

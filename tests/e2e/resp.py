@@ -10,9 +10,18 @@ class RedisError(Exception):
 
 
 class Redis:
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0):
+    """With a `password`, logs in (AUTH `user` `password`) before anything else."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0,
+                 user: str = "sluice", password: str | None = None):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.file = self.sock.makefile("rb")
+        if password is not None:
+            try:
+                self.call("AUTH", user, password)
+            except (RedisError, OSError):
+                self.close()
+                raise
 
     def close(self) -> None:
         self.file.close()

@@ -3,13 +3,11 @@ refuses writes (it runs with noeviction), so the results of the jobs it took sti
 there is room again, submits are accepted. The broker reads INFO memory once a second."""
 import time
 
-from resp import Redis
-
 INPUT = {"text": "x" * 200_000}  # about 200 KB per job in Redis
 
 
 def used_and_max(p) -> tuple[int, int]:
-    with Redis(p.redis_port) as redis:
+    with p.redis_client() as redis:
         info = redis.call("INFO", "memory").decode()
     fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
     return int(fields["used_memory"]), int(fields["maxmemory"])
@@ -19,7 +17,7 @@ def test_submits_refused_before_redis_is_full_then_accepted_again(fresh_pipeline
     p = fresh_pipeline.start(SLUICE_KNOWN_TYPES="echo", SLUICE_STORAGE_FULL_PERCENT="25")
     used, _ = used_and_max(p)
     limit = used + 20_000_000
-    with Redis(p.redis_port) as redis:
+    with p.redis_admin() as redis:
         assert redis.call("CONFIG", "SET", "maxmemory", str(limit)) == "OK"
     time.sleep(1.5)  # the broker's next INFO memory
 
@@ -47,7 +45,7 @@ def test_submits_refused_before_redis_is_full_then_accepted_again(fresh_pipeline
         assert p.wait_result(job_id)["status"] == "succeeded"
 
     # Room again (the operator raised maxmemory): accepted within the broker's next reading.
-    with Redis(p.redis_port) as redis:
+    with p.redis_admin() as redis:
         redis.call("CONFIG", "SET", "maxmemory", "0")
     deadline = time.monotonic() + 5
     while True:

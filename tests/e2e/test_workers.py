@@ -1,5 +1,4 @@
 """Both worker kinds run jobs; load spreads across every worker serving a type."""
-import subprocess
 
 
 def test_native_worker_runs_echo_and_sleep(fresh_pipeline):
@@ -27,9 +26,8 @@ def test_load_is_shared_across_two_python_workers_and_one_native(fresh_pipeline)
     ran_on = {}
     for job_id in jobs:
         assert p.wait_result(job_id)["status"] == "succeeded"
-        ran_on[job_id] = subprocess.run(
-            ["redis-cli", "-p", str(p.redis_port), "hget", f"sluice:job:{job_id}", "worker"],
-            capture_output=True, text=True).stdout.strip()
+        with p.redis_client() as redis:
+            ran_on[job_id] = redis.call("HGET", f"sluice:job:{job_id}", "worker").decode()
     counts = {name: list(ran_on.values()).count(name) for name in ("py-a", "py-b", "native-a")}
     # Credit-based dispatch follows how fast each worker frees its slots; every one takes part.
     assert all(count >= 3 for count in counts.values()), counts

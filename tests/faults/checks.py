@@ -7,7 +7,6 @@ import time
 import msgpack
 
 from pipeline import Pipeline, submit_all
-from resp import Redis
 
 TERMINAL_EVENTS = {b"succeeded", b"failed", b"canceled"}
 
@@ -40,7 +39,7 @@ def wait_terminal(p: Pipeline, ids: list[str], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     pending = list(ids)
     while pending:
-        with Redis(p.redis_port) as redis:
+        with p.redis_client() as redis:
             statuses = redis.pipeline([["HGET", f"sluice:job:{i}", "status"] for i in pending])
         pending = [i for i, s in zip(pending, statuses) if s not in (b"succeeded", b"failed", b"canceled")]
         if not pending:
@@ -54,7 +53,7 @@ def assert_exactly_once(p: Pipeline, expected: dict[str, object]) -> dict[str, l
     streamed exactly one terminal event, its last. Returns each job's history."""
     ids = list(expected)
     wait_terminal(p, ids)
-    with Redis(p.redis_port) as redis:
+    with p.redis_client() as redis:
         jobs = redis.pipeline([["HMGET", f"sluice:job:{i}", "status", "result"] for i in ids])
         histories = redis.pipeline([["LRANGE", f"sluice:history:{i}", 0, -1] for i in ids])
         streams = redis.pipeline([["XRANGE", f"sluice:events:{i}", "-", "+"] for i in ids])

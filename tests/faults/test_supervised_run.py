@@ -255,7 +255,13 @@ def test_banner_waits_for_the_python_worker(tmp_path, request):
 def test_ctrl_c_stops_workers_first_and_redis_last(tmp_path, request):
     with supervised_run(tmp_path, request, SLUICE_PYTHON_WORKERS="0", SLUICE_NATIVE_WORKERS="2") as run:
         run.wait_banner()
-        run.components()
+        # Redis's password, made on this first start, is in a private file and on no command line.
+        secrets = tmp_path / "data" / "secrets"
+        assert secrets.stat().st_mode & 0o777 == 0o700 and (secrets / "redis-password").stat().st_mode & 0o777 == 0o600
+        password = (secrets / "redis-password").read_text().strip().encode()
+        for pid in run.components():
+            with contextlib.suppress(OSError):
+                assert password not in Path(f"/proc/{pid}/cmdline").read_bytes(), run.seen[pid]
         assert run.stop(signal.SIGINT) == 0
         assert not [pid for pid, name in run.seen.items() if alive(pid, name)], run.seen
         stopped = re.findall(r"stopped: (\S+) \(exit status 0\)", (tmp_path / "run.out").read_text())

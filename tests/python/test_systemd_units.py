@@ -84,6 +84,18 @@ def test_redis_runs_the_project_config_and_workers_have_distinct_names():
     assert python["KillMode"] == ["mixed"]
 
 
+def test_redis_login_comes_from_credential_files_not_command_lines():
+    redis = parse(UNITS / "sluice-redis.service")["Service"]
+    assert redis["LoadCredential"] == ["redis-users.conf:/etc/sluice/secrets/redis-users.conf"]
+    assert "--include %d/redis-users.conf" in redis["ExecStart"][0]
+    for name in ("sluice-broker.service", "sluice-api.service"):
+        service = parse(UNITS / name)["Service"]
+        assert service["LoadCredential"] == ["redis-password:/etc/sluice/secrets/redis-password"], name
+        assert "SLUICE_REDIS_PASSWORD_FILE=%d/redis-password" in service["Environment"], name
+    for path in services():
+        assert "pass" not in parse(path)["Service"]["ExecStart"][0], path.name
+
+
 def test_target_wants_only_units_that_exist():
     wanted = words(parse(UNITS / "sluice.target"), "Unit", "Wants")
     names = {path.name for path in services()}
