@@ -6,7 +6,8 @@
 MODULE defaults to sluice.tasks and sluice.ai_tasks (the built-in tasks). Environment fallbacks
 (README.md): SLUICE_BROKER_WORKER_ENDPOINT for --broker, SLUICE_WORKER_CONCURRENCY for
 --concurrency, SLUICE_WORKER_PROCESSES for --processes, SLUICE_WORKER_NAME for --name,
-SLUICE_LOG_LEVEL for --log-level (debug, info, warn, error).
+SLUICE_LOG_LEVEL for --log-level (debug, info, warn, error). SLUICE_MAX_INPUT_BYTES (default
+1 MiB, as the broker's) bounds the JOB frames the worker accepts.
 
 One process runs up to N jobs at once on one asyncio loop (sync handlers in a thread pool).
 With --processes P > 1 this process only supervises P worker processes (each its own worker,
