@@ -2,6 +2,7 @@
 #include "broker_link.hpp"
 
 #include "errors.hpp"
+#include "limits.hpp"
 #include "log.hpp"
 #include "wire.hpp"
 
@@ -31,6 +32,8 @@ void BrokerLink::start() {
     dealer_.emplace(zmq_ctx_, zmq::socket_type::dealer);
     dealer_->set(zmq::sockopt::linger, 0);
     dealer_->set(zmq::sockopt::immediate, 1);  // no broker connected -> send fails at once
+    // It receives only REPLYs, a few hundred bytes: libzmq refuses a bigger frame unallocated.
+    dealer_->set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(limits::FRAME_HEADROOM));
     dealer_->connect(endpoint_);
     signal_fd_.emplace(ioc_, dealer_->get(zmq::sockopt::fd));
     asio::co_spawn(ioc_, read_loop(), asio::detached);

@@ -173,9 +173,9 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
                 return invalid_request("options." + key +
                                        " is not a known option (timeout_s, max_attempts, priority)");
         }
-        if (auto e = read_int_option(*options, "timeout_s", TIMEOUT_S_MIN, TIMEOUT_S_MAX, timeout_s))
+        if (auto e = read_int_option(*options, "timeout_s", limits::TIMEOUT_S_MIN, limits::TIMEOUT_S_MAX, timeout_s))
             return *e;
-        if (auto e = read_int_option(*options, "max_attempts", MAX_ATTEMPTS_MIN, MAX_ATTEMPTS_MAX,
+        if (auto e = read_int_option(*options, "max_attempts", limits::MAX_ATTEMPTS_MIN, limits::MAX_ATTEMPTS_MAX,
                                      max_attempts))
             return *e;
         if (auto e = read_int_option(*options, "priority", PRIORITY_MIN, PRIORITY_MAX, priority))
@@ -200,9 +200,7 @@ std::optional<ApiError> check_idempotency_key(std::string_view key) {
     const std::string rule = std::string(IDEMPOTENCY_HEADER) + " must be 1 to " +
                              std::to_string(limits::MAX_IDEMPOTENCY_KEY) +
                              " visible ASCII characters (0x21-0x7e)";
-    if (key.empty() || key.size() > limits::MAX_IDEMPOTENCY_KEY) return invalid_request(rule);
-    for (char c : key)
-        if (c < 0x21 || c > 0x7e) return invalid_request(rule);
+    if (!valid_idempotency_key(key)) return invalid_request(rule);
     return std::nullopt;
 }
 
@@ -250,18 +248,6 @@ std::string make_job_id() {
         id += HEX[bytes[i] & 0x0f];
     }
     return id;
-}
-
-bool is_uuid(std::string_view id) {
-    if (id.size() != 36) return false;
-    for (std::size_t i = 0; i < id.size(); ++i) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (id[i] != '-') return false;
-        } else if (hex_value(id[i]) < 0) {
-            return false;
-        }
-    }
-    return true;
 }
 
 Checked<int> parse_wait(std::string_view text) {

@@ -44,9 +44,10 @@ inline ApiError api_error(const errors::Code& code, std::string message) {
 template <class T>
 using Checked = std::variant<T, ApiError>;
 
-// Limits of POST /v1/jobs options (inclusive) and their defaults.
-inline constexpr std::int64_t TIMEOUT_S_MIN = 1, TIMEOUT_S_MAX = 86400, TIMEOUT_S_DEFAULT = 300;
-inline constexpr std::int64_t MAX_ATTEMPTS_MIN = 1, MAX_ATTEMPTS_MAX = 100, MAX_ATTEMPTS_DEFAULT = 3;
+// Defaults of POST /v1/jobs options (their ranges are in common/limits.hpp), and the priority
+// range (inclusive).
+inline constexpr std::int64_t TIMEOUT_S_DEFAULT = 300;
+inline constexpr std::int64_t MAX_ATTEMPTS_DEFAULT = 3;
 inline constexpr std::int64_t PRIORITY_MIN = 0, PRIORITY_MAX = 9, PRIORITY_DEFAULT = 0;
 // Deepest JSON nesting accepted in a request body. The msgpack encoder and decoder recurse,
 // so this keeps a hostile body from exhausting the stack.
@@ -104,9 +105,6 @@ std::string request_hash(const proto::Submit& submit);
 // Returns a fresh random UUIDv4 (122 bits from the kernel CSPRNG), lowercase 8-4-4-4-12.
 // Throws std::system_error if the kernel refuses randomness (broken setup).
 std::string make_job_id();
-
-// Returns true when `id` is shaped like a UUID: 8-4-4-4-12 hex digits.
-bool is_uuid(std::string_view id);
 
 // Parses ?wait=S (0..60). Error 422 invalid_request otherwise.
 Checked<int> parse_wait(std::string_view text);

@@ -9,6 +9,9 @@
 #include "names.hpp"
 #include "scripts.hpp"
 
+#include <algorithm>
+#include <cctype>
+
 namespace sluice::broker {
 namespace {
 
@@ -63,9 +66,7 @@ void Broker::send_reply(const std::string& peer, proto::Reply msg) {
 }
 
 void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
-    if (!valid_job_type(msg.type) || !valid_job_id(msg.job_id) || msg.priority < 0 ||
-        msg.priority > MAX_PRIORITY || msg.max_attempts < 1 || msg.timeout_s < 1)
-        return refuse(peer, msg.req_id, errors::INVALID_REQUEST, "invalid job type, id or option");
+    if (auto problem = submit_problem(msg)) return refuse(peer, msg.req_id, errors::INVALID_REQUEST, std::move(*problem));
     if (known_types_.count(msg.type) == 0)
         return refuse(peer, msg.req_id, errors::UNKNOWN_JOB_TYPE, fmt::format("no worker has declared job type '{}'", msg.type));
     if (queues_.depth(msg.type) + storing_[msg.type] >= config_.max_queue_depth)
@@ -75,8 +76,6 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
         return refuse(peer, msg.req_id, errors::STORAGE_FULL,
                       fmt::format("the job store (Redis) is {}% or more of its maxmemory; retry later",
                                   storage_.full_percent()));
-    if (msg.idempotency_key.size() > limits::MAX_IDEMPOTENCY_KEY || msg.request_hash.find(' ') != std::string::npos)
-        return refuse(peer, msg.req_id, errors::INVALID_REQUEST, "invalid idempotency key or request hash");
 
     ++storing_[msg.type];
     std::string idempotency_key =
@@ -85,6 +84,29 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
                                   std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
                                   msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
                                   std::move(msg.request_hash)});
+}
+
+// The same rules as the api's (common/limits.hpp, common/names.hpp), checked again because any
+// peer that reaches the frontend can send a SUBMIT.
+std::optional<std::string> Broker::submit_problem(const proto::Submit& msg) const {
+    if (!is_uuid(msg.job_id)) return "job_id is not a UUID";
+    if (!valid_job_type(msg.type)) return "type is not a job type name";
+    if (!valid_tenant(msg.tenant)) return "tenant is not a tenant name";
+    if (msg.priority < 0 || msg.priority > MAX_PRIORITY) return fmt::format("priority must be 0..{}", MAX_PRIORITY);
+    if (msg.max_attempts < limits::MAX_ATTEMPTS_MIN || msg.max_attempts > limits::MAX_ATTEMPTS_MAX)
+        return fmt::format("max_attempts must be {}..{}", limits::MAX_ATTEMPTS_MIN, limits::MAX_ATTEMPTS_MAX);
+    if (msg.timeout_s < limits::TIMEOUT_S_MIN || msg.timeout_s > limits::TIMEOUT_S_MAX)
+        return fmt::format("timeout_s must be {}..{}", limits::TIMEOUT_S_MIN, limits::TIMEOUT_S_MAX);
+    if (msg.input.size() > config_.max_input_bytes)
+        return fmt::format("input too large ({} bytes, limit {})", msg.input.size(), config_.max_input_bytes);
+    // With an Idempotency-Key, the request's SHA-256 in hex; without, neither.
+    const bool hex_hash = msg.request_hash.size() == 64 &&
+                          std::all_of(msg.request_hash.begin(), msg.request_hash.end(),
+                                      [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+    if (msg.idempotency_key.empty() ? !msg.request_hash.empty()
+                                    : !valid_idempotency_key(msg.idempotency_key) || !hex_hash)
+        return "invalid idempotency key or request hash";
+    return std::nullopt;
 }
 
 void Broker::flush_submits() {
@@ -125,7 +147,7 @@ void Broker::flush_submits() {
 }
 
 void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
-    if (!valid_job_id(msg.job_id)) return refuse(peer, msg.req_id, errors::JOB_NOT_FOUND, "no such job");
+    if (!is_uuid(msg.job_id)) return refuse(peer, msg.req_id, errors::JOB_NOT_FOUND, "no such job");
     const bool sent = eval_on_job(
         scripts::CANCEL, msg.job_id,
         {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen), std::to_string(config_.job_ttl_s)},
@@ -152,7 +174,7 @@ void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
 }
 
 void Broker::handle_retry(const std::string& peer, const proto::Retry& msg) {
-    if (!valid_job_id(msg.job_id)) return refuse(peer, msg.req_id, errors::JOB_NOT_FOUND, "no such job");
+    if (!is_uuid(msg.job_id)) return refuse(peer, msg.req_id, errors::JOB_NOT_FOUND, "no such job");
     const bool sent = eval_on_job(
         scripts::RETRY, msg.job_id,
         {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen)},

@@ -3,6 +3,7 @@
 #include "broker.hpp"
 
 #include "keys.hpp"
+#include "limits.hpp"
 #include "log.hpp"
 #include "scripts.hpp"
 
@@ -56,6 +57,11 @@ Broker::Broker(BrokerConfig config)
         socket->set(zmq::sockopt::linger, 0);
         socket->set(zmq::sockopt::router_mandatory, 1);
     }
+    // libzmq refuses (and disconnects the peer of) a frame past these before allocating it:
+    // the largest SUBMIT input, the largest RESULT or event, plus the other fields.
+    frontend_.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(config_.max_input_bytes + limits::FRAME_HEADROOM));
+    backend_.set(zmq::sockopt::maxmsgsize,
+                 static_cast<std::int64_t>(std::max(config_.max_result_bytes, config_.max_event_bytes) + limits::FRAME_HEADROOM));
     known_types_.insert(config_.known_types.begin(), config_.known_types.end());
     frontend_.bind(config_.frontend_endpoint);
     backend_.bind(config_.backend_endpoint);

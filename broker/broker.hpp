@@ -17,6 +17,7 @@
 #include <zmq.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -71,6 +72,8 @@ private:
     void handle_frontend(const proto::Envelope& env);
     // Validates a SUBMIT and adds it to the turn's batch; flush_submits() stores the batch.
     void handle_submit(const std::string& peer, proto::Submit msg);
+    // Why a SUBMIT breaks the limits (common/limits.hpp, names.hpp), or nullopt when it does not.
+    std::optional<std::string> submit_problem(const proto::Submit& msg) const;
     void flush_submits();
     void handle_cancel(const std::string& peer, const proto::Cancel& msg);
     void handle_retry(const std::string& peer, const proto::Retry& msg);
@@ -90,7 +93,12 @@ private:
     void handle_ready(const std::string& peer, const proto::Ready& msg);
     void handle_event(const std::string& peer, const std::string& job_id, std::uint32_t attempt,
                       std::vector<std::string> fields);
-    // Adds a RESULT to the turn's batch; flush_results() stores the batch.
+    // True (and the report dropped with a rate-limited warning) when a CHUNK's data or a
+    // PROGRESS message `payload` is past config_.max_event_bytes.
+    template <class Report>
+    bool event_too_large(const char* what, const Report& msg, const std::string& payload);
+    // Adds a RESULT to the turn's batch; flush_results() stores the batch. A RESULT past
+    // config_.max_result_bytes fails the job instead, without a retry.
     void handle_result(const std::string& peer, proto::Result msg);
     void flush_results();
     void handle_failure(const std::string& peer, const proto::Failure& msg);

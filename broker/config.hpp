@@ -2,6 +2,7 @@
 // environment (names in README.md).
 #pragma once
 
+#include "limits.hpp"
 #include "redis_login.hpp"
 
 #include <cstdint>
@@ -27,6 +28,12 @@ struct BrokerConfig {
     // First retry delay; doubles per attempt up to retry_backoff_max_ms, with +-25% jitter.
     std::int64_t retry_backoff_ms = 1000;                      // SLUICE_RETRY_BACKOFF_MS
     std::int64_t retry_backoff_max_ms = 60000;
+    // Largest job input in a SUBMIT, in bytes (msgpack); past it 422 invalid_request.
+    std::size_t max_input_bytes = limits::DEFAULT_MAX_INPUT;   // SLUICE_MAX_INPUT_BYTES
+    // Largest RESULT a worker may send, in bytes; past it the job fails, not retried.
+    std::size_t max_result_bytes = limits::DEFAULT_MAX_RESULT; // SLUICE_MAX_RESULT_BYTES
+    // Largest CHUNK data or PROGRESS message, in bytes; past it the report is dropped.
+    std::size_t max_event_bytes = limits::DEFAULT_MAX_EVENT;   // SLUICE_MAX_EVENT_BYTES
     // New jobs are refused (507 storage_full) while Redis uses this share of its maxmemory or
     // more, so the results and events of the jobs already taken still fit (Redis refuses every
     // write past maxmemory). Accepted again 5 points below. No effect without a maxmemory.

@@ -43,6 +43,9 @@ int main() {
     config.job_ttl_s = env_int("SLUICE_JOB_TTL_S", 1, 10LL * 365 * 24 * 3600, config.job_ttl_s);
     config.events_maxlen = env_int("SLUICE_EVENTS_MAXLEN", 1, 1'000'000'000, config.events_maxlen);
     config.retry_backoff_ms = env_int("SLUICE_RETRY_BACKOFF_MS", 0, 24LL * 3600 * 1000, config.retry_backoff_ms);
+    config.max_input_bytes = sluice::env_bytes("SLUICE_MAX_INPUT_BYTES", config.max_input_bytes);
+    config.max_result_bytes = sluice::env_bytes("SLUICE_MAX_RESULT_BYTES", config.max_result_bytes);
+    config.max_event_bytes = sluice::env_bytes("SLUICE_MAX_EVENT_BYTES", config.max_event_bytes);
     config.known_types = env_types("SLUICE_KNOWN_TYPES");
     config.storage_full_percent =
         static_cast<int>(env_int("SLUICE_STORAGE_FULL_PERCENT", 10, 99, config.storage_full_percent));

@@ -28,7 +28,8 @@ void RedisLink::maintain(std::chrono::steady_clock::time_point now) {
     redisAsyncContext* ctx = redisAsyncConnect(host_.c_str(), port_);
     if (ctx == nullptr) return;
     if (ctx->err) {
-        log::warn("redis {}:{}: {}", host_, port_, ctx->errstr);
+        if (!unreachable_) log::warn("redis {}:{}: {}; retrying quietly", host_, port_, ctx->errstr);
+        unreachable_ = true;
         redisAsyncFree(ctx);
         return;
     }
@@ -51,7 +52,9 @@ void RedisLink::on_connect(const redisAsyncContext* ctx, int status) {
     RedisLink* link = link_of(ctx);
     if (link == nullptr) return;
     if (status != REDIS_OK) {
-        log::warn("redis {}:{} unreachable: {}", link->host_, link->port_, ctx->errstr);
+        if (!link->unreachable_)
+            log::warn("redis {}:{} unreachable: {}; retrying quietly", link->host_, link->port_, ctx->errstr);
+        link->unreachable_ = true;
         link->ctx_ = nullptr;  // hiredis frees the context after this callback
         link->connected_ = false;
         return;
@@ -73,6 +76,7 @@ void RedisLink::on_auth(redisAsyncContext* ctx, void* reply, void*) {
 
 void RedisLink::on_ready() {
     connected_ = true;
+    unreachable_ = false;
     log::info("redis {}:{} connected{}", host_, port_, login_.required() ? " as " + login_.user : "");
 }
 

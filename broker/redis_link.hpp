@@ -65,6 +65,8 @@ private:
     bool want_write_ = false;
     int pending_ = 0;
     LoginState login_state_;
+    // The last connection attempt failed: the next failures are not logged again, a success is.
+    bool unreachable_ = false;
     std::chrono::steady_clock::time_point retry_at_{};
 };
 

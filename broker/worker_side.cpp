@@ -46,15 +46,17 @@ void Broker::handle_backend(const proto::Envelope& env) {
             break;
         case proto::Command::PROGRESS:
             if (auto msg = proto::decode_body<proto::Progress>(env.body)) {
+                if (event_too_large("PROGRESS message", *msg, msg->message)) break;
                 const double fraction = std::isfinite(msg->fraction) ? std::clamp(msg->fraction, 0.0, 1.0) : 0.0;
                 handle_event(peer, msg->job_id, msg->attempt,
                              {"event", "progress", "fraction", fmt::format("{}", fraction), "message", msg->message});
             } else ok = false;
             break;
         case proto::Command::CHUNK:
-            if (auto msg = proto::decode_body<proto::Chunk>(env.body))
+            if (auto msg = proto::decode_body<proto::Chunk>(env.body)) {
+                if (event_too_large("CHUNK", *msg, msg->data)) break;
                 handle_event(peer, msg->job_id, msg->attempt, {"event", "chunk", "data", msg->data});
-            else ok = false;
+            } else ok = false;
             break;
         case proto::Command::RESULT:
             if (auto msg = proto::decode_body<proto::Result>(env.body)) handle_result(peer, std::move(*msg));
@@ -120,7 +122,23 @@ void Broker::handle_event(const std::string& peer, const std::string& job_id, st
     });
 }
 
+template <class Report>
+bool Broker::event_too_large(const char* what, const Report& msg, const std::string& payload) {
+    if (payload.size() <= config_.max_event_bytes) return false;
+    dropped_.warn("oversize reports from workers", Clock::now(), "dropped {} for job {} attempt {}: {} bytes, limit {}",
+                  what, msg.job_id, msg.attempt, payload.size(), config_.max_event_bytes);
+    return true;
+}
+
 void Broker::handle_result(const std::string& peer, proto::Result msg) {
+    if (msg.result.size() > config_.max_result_bytes) {
+        // Running it again would make the same result: the job fails for good, saying why.
+        auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
+        if (!run) return drop_stale("RESULT", msg.job_id, msg.attempt);
+        return fail_job(msg.job_id, *run,
+                        fmt::format("result too large ({} bytes, limit {})", msg.result.size(), config_.max_result_bytes),
+                        "failed", false);
+    }
     if (!jobs_.finish(peer, msg.job_id, msg.attempt)) return drop_stale("RESULT", msg.job_id, msg.attempt);
     results_.push_back(ResultItem{std::move(msg.job_id), msg.attempt, std::string(msg.result.begin(), msg.result.end())});
 }

@@ -48,6 +48,10 @@ long long env_int(const char* name, long long min, long long max, long long fall
     return value;
 }
 
+std::size_t env_bytes(const char* name, std::size_t fallback) {
+    return static_cast<std::size_t>(env_int(name, 1, 1LL << 30, static_cast<long long>(fallback)));
+}
+
 std::chrono::milliseconds env_ms(const char* name, std::chrono::milliseconds min, std::chrono::milliseconds max,
                                  std::chrono::milliseconds fallback) {
     return std::chrono::milliseconds(env_int(name, min.count(), max.count(), fallback.count()));

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,6 +20,9 @@ std::string env_string(const char* name, std::string fallback);
 
 // The integer value of `name` in [min, max], or `fallback` when it is unset or empty.
 long long env_int(const char* name, long long min, long long max, long long fallback);
+
+// A size limit in bytes, 1 byte .. 1 GiB, or `fallback` when unset or empty.
+std::size_t env_bytes(const char* name, std::size_t fallback);
 
 // The same in milliseconds.
 std::chrono::milliseconds env_ms(const char* name, std::chrono::milliseconds min, std::chrono::milliseconds max,

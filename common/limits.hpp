@@ -11,8 +11,8 @@ namespace sluice::limits {
 // Job type names: 1..128 characters of [A-Za-z0-9_.:-] (they become parts of Redis keys).
 // python_workers/sluice/registry.py checks the same rule on the worker side.
 inline constexpr std::size_t MAX_TYPE_NAME = 128;
-// Job ids as the broker accepts them: 1..128 hex digits and '-' (the api makes UUIDs, 36).
-inline constexpr std::size_t MAX_JOB_ID = 128;
+// Tenant names: 1..64 characters of [A-Za-z0-9_.-] (part of the idempotency key's Redis key).
+inline constexpr std::size_t MAX_TENANT_NAME = 64;
 // Idempotency-Key: 1..255 visible ASCII characters (0x21..0x7e), as Stripe and the IETF
 // draft allow; longer keys would only bloat the Redis key built from it.
 inline constexpr std::size_t MAX_IDEMPOTENCY_KEY = 255;
@@ -21,8 +21,25 @@ inline constexpr std::size_t MAX_WORKER_NAME = 128;
 inline constexpr std::size_t MAX_RUNTIME_NAME = 16;
 // Concurrency a worker may declare in READY.
 inline constexpr std::uint32_t MAX_WORKER_CONCURRENCY = 100000;
+// Job options, inclusive ranges: the api answers 422 outside them, and so does the broker to a
+// SUBMIT, whoever sent it (its fields are u32 on the wire: 4294967295 attempts must not pass).
+inline constexpr std::int64_t TIMEOUT_S_MIN = 1, TIMEOUT_S_MAX = 86400;
+inline constexpr std::int64_t MAX_ATTEMPTS_MIN = 1, MAX_ATTEMPTS_MAX = 100;
 // Default largest HTTP request body, in bytes (SLUICE_API_MAX_BODY); past it 413.
 inline constexpr std::size_t DEFAULT_MAX_BODY = 1024 * 1024;
+// Sizes in bytes the broker accepts, whoever sent them; each configurable (BrokerConfig).
+// A job's input (msgpack) in a SUBMIT, past it 422: the largest body the api takes.
+inline constexpr std::size_t DEFAULT_MAX_INPUT = DEFAULT_MAX_BODY;        // SLUICE_MAX_INPUT_BYTES
+// A worker's RESULT (msgpack); past it the job fails without a retry.
+inline constexpr std::size_t DEFAULT_MAX_RESULT = 1024 * 1024;            // SLUICE_MAX_RESULT_BYTES
+// A CHUNK's data or a PROGRESS message; past it the report is dropped. Streamed tokens are a
+// few bytes; 64 KiB leaves room for a paragraph at a time.
+inline constexpr std::size_t DEFAULT_MAX_EVENT = 64 * 1024;               // SLUICE_MAX_EVENT_BYTES
+// Room in one ZMQ frame for the rest of a message besides its input, result or event (ids,
+// names, error text: a few hundred bytes). A socket's ZMQ_MAXMSGSIZE is its largest payload
+// plus this, so a bigger frame is refused by libzmq (the peer disconnected) before it is
+// allocated.
+inline constexpr std::size_t FRAME_HEADROOM = 64 * 1024;
 // HTTP request header block; past it 431.
 inline constexpr std::size_t MAX_HEADER_BYTES = 16 * 1024;
 

@@ -1,6 +1,7 @@
-// What Sluice accepts as a job type or a job id, checked alike by the api, the broker (again,
-// whoever sent them) and the broker's config reader. Both become parts of Redis keys
-// (common/keys.hpp), so they keep to a safe alphabet and a bounded length (common/limits.hpp).
+// What Sluice accepts as a job type, a job id, a tenant and an Idempotency-Key, checked alike by
+// the api, the broker (again, whoever sent them) and the broker's config reader. All become parts
+// of Redis keys (common/keys.hpp), so they keep to a safe alphabet and a bounded length
+// (common/limits.hpp).
 #pragma once
 
 #include "limits.hpp"
@@ -19,11 +20,30 @@ inline bool valid_job_type(std::string_view name) {
     return true;
 }
 
-// True for 1..limits::MAX_JOB_ID characters of hex digits and '-' (a UUID, for one).
-inline bool valid_job_id(std::string_view id) {
-    if (id.empty() || id.size() > limits::MAX_JOB_ID) return false;
-    for (char c : id)
-        if (!std::isxdigit(static_cast<unsigned char>(c)) && c != '-') return false;
+// True for a UUID as the api makes job ids: 8-4-4-4-12 hex digits (either case).
+inline bool is_uuid(std::string_view id) {
+    if (id.size() != 36) return false;
+    for (std::size_t i = 0; i < id.size(); ++i) {
+        const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? id[i] != '-' : !std::isxdigit(static_cast<unsigned char>(id[i]))) return false;
+    }
+    return true;
+}
+
+// True for 1..limits::MAX_TENANT_NAME characters of letters, digits, '_', '.' and '-'.
+inline bool valid_tenant(std::string_view name) {
+    if (name.empty() || name.size() > limits::MAX_TENANT_NAME) return false;
+    for (char c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') return false;
+    return true;
+}
+
+// True for an Idempotency-Key: 1..limits::MAX_IDEMPOTENCY_KEY visible ASCII characters
+// (0x21..0x7e).
+inline bool valid_idempotency_key(std::string_view key) {
+    if (key.empty() || key.size() > limits::MAX_IDEMPOTENCY_KEY) return false;
+    for (char c : key)
+        if (c < 0x21 || c > 0x7e) return false;
     return true;
 }
 

@@ -31,6 +31,7 @@ int main() {
     config.name = env_string("SLUICE_WORKER_NAME", "");
     config.concurrency =
         static_cast<std::uint32_t>(env_int("SLUICE_WORKER_CONCURRENCY", 1, MAX_CONCURRENCY, config.concurrency));
+    config.max_input_bytes = env_bytes("SLUICE_MAX_INPUT_BYTES", config.max_input_bytes);
 
     // Blocked before any thread starts, so only sigwait below receives them.
     const sigset_t signals = block_stop_signals();

@@ -259,6 +259,7 @@ void Worker::Core::send(const T& msg) {
 void Worker::Core::connect_dealer() {
     dealer.emplace(ctx, zmq::socket_type::dealer);
     dealer->set(zmq::sockopt::linger, 0);
+    dealer->set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(config.max_input_bytes + limits::FRAME_HEADROOM));
     dealer->connect(config.broker_endpoint);
     proto::Ready ready;
     ready.worker_name = config.name;

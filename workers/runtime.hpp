@@ -12,11 +12,13 @@
 // call. Everything else on JobContext is read-only and safe to call from any thread.
 #pragma once
 
+#include "limits.hpp"
 #include "protocol.hpp"
 
 #include <msgpack.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -52,6 +54,10 @@ struct WorkerConfig {
     // shutdown) before the runtime reports the job without it. Default 5 s. A handler that
     // ignores its stop token keeps its thread busy (see the note at the top of runtime.cpp).
     std::chrono::milliseconds stop_grace{5000};
+
+    // Largest job input in bytes, as the broker's SLUICE_MAX_INPUT_BYTES: libzmq refuses a
+    // bigger JOB frame (and drops the connection) before allocating it.
+    std::size_t max_input_bytes = limits::DEFAULT_MAX_INPUT;
 
     // Heartbeat period; the broker is declared dead after HEARTBEAT_LIVENESS silent periods.
     // Default proto::HEARTBEAT_INTERVAL_MS (1 s). Must match the broker: change it only in tests.

@@ -6,7 +6,8 @@
 MODULE defaults to sluice.tasks and sluice.ai_tasks (the built-in tasks). Environment fallbacks
 (README.md): SLUICE_BROKER_WORKER_ENDPOINT for --broker, SLUICE_WORKER_CONCURRENCY for
 --concurrency, SLUICE_WORKER_PROCESSES for --processes, SLUICE_WORKER_NAME for --name,
-SLUICE_LOG_LEVEL for --log-level (debug, info, warn, error).
+SLUICE_LOG_LEVEL for --log-level (debug, info, warn, error). SLUICE_MAX_INPUT_BYTES (default
+1 MiB, as the broker's) bounds the JOB frames the worker accepts.
 
 One process runs up to N jobs at once on one asyncio loop (sync handlers in a thread pool).
 With --processes P > 1 this process only supervises P worker processes (each its own worker,
@@ -28,6 +29,7 @@ import sys
 import time
 import traceback
 
+from . import protocol as p
 from .registry import registry
 from .worker import DEFAULT_BROKER, Worker, WorkerConfig, default_worker_name
 
@@ -56,6 +58,7 @@ MIN_CHILD_UPTIME_S = 5.0
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     env_concurrency = os.environ.get("SLUICE_WORKER_CONCURRENCY")
     env_processes = os.environ.get("SLUICE_WORKER_PROCESSES")
+    env_max_input = os.environ.get("SLUICE_MAX_INPUT_BYTES")
     parser = argparse.ArgumentParser(
         prog="sluice-worker", description="Serve Sluice tasks to a broker.")
     parser.add_argument("modules", nargs="*", default=list(DEFAULT_MODULES),
@@ -90,6 +93,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             args.processes = _positive_int(env_processes) if env_processes else 1
         except (ValueError, argparse.ArgumentTypeError):
             parser.error(f"SLUICE_WORKER_PROCESSES={env_processes!r}: must be an integer >= 1")
+    try:
+        args.max_input_bytes = _positive_int(env_max_input) if env_max_input else p.DEFAULT_MAX_INPUT
+    except (ValueError, argparse.ArgumentTypeError):
+        parser.error(f"SLUICE_MAX_INPUT_BYTES={env_max_input!r}: must be an integer >= 1")
     return args
 
 
@@ -118,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.processes > 1:
         return supervise(args)
     config = WorkerConfig(broker=args.broker, name=args.name, concurrency=args.concurrency,
-                          grace_period=args.grace_period)
+                          grace_period=args.grace_period, max_input_bytes=args.max_input_bytes)
     print(f"sluice-worker {config.name}: broker {config.broker}, concurrency "
           f"{config.concurrency}, tasks {', '.join(registry.names())}", file=sys.stderr, flush=True)
     asyncio.run(serve(Worker(registry, config)))

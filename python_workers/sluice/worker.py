@@ -74,6 +74,9 @@ class WorkerConfig:
     heartbeat_liveness: int = p.HEARTBEAT_LIVENESS
     # Linger (seconds) when closing the socket at shutdown, so the last reports reach the broker.
     close_linger: float = 1.0
+    # Largest job input in bytes, as the broker's SLUICE_MAX_INPUT_BYTES: libzmq refuses a bigger
+    # frame (and drops the connection) before allocating it.
+    max_input_bytes: int = p.DEFAULT_MAX_INPUT
 
 
 # zmq constants as plain ints: pyzmq's enums cost more to combine than a send (Worker._send).
@@ -204,6 +207,7 @@ class Worker:
 
     def _open_socket(self) -> None:
         sock = zmq.Socket(self._zmq, zmq.DEALER)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_input_bytes + p.FRAME_HEADROOM)
         sock.connect(self.config.broker)
         self._sock = sock
         self._loop.add_reader(sock.getsockopt(zmq.FD), self._schedule_read)

@@ -23,6 +23,7 @@ def test_defaults():
     assert args.broker == "tcp://127.0.0.1:5556"
     assert args.processes == 1
     assert args.concurrency == 4 and args.grace_period == 10.0 and args.log_level == "INFO"
+    assert args.max_input_bytes == 1024 * 1024
     assert args.name.rsplit("-", 1)[1].isdigit()  # hostname-pid
 
 
@@ -32,7 +33,9 @@ def test_environment_fallbacks_and_flags_winning(monkeypatch):
     monkeypatch.setenv("SLUICE_WORKER_NAME", "env-name")
     monkeypatch.setenv("SLUICE_LOG_LEVEL", "warn")
     monkeypatch.setenv("SLUICE_WORKER_PROCESSES", "3")
+    monkeypatch.setenv("SLUICE_MAX_INPUT_BYTES", "2048")
     args = parse_args(["my.mod"])
+    assert args.max_input_bytes == 2048
     assert (args.broker, args.concurrency, args.name, args.log_level, args.modules,
             args.processes) == ("tcp://10.0.0.1:7000", 9, "env-name", "WARNING", ["my.mod"], 3)
     args = parse_args(["--broker", "tcp://h:1", "--concurrency", "2", "--name", "n",
@@ -47,6 +50,7 @@ def test_environment_fallbacks_and_flags_winning(monkeypatch):
     (["--processes", "0"], {}),
     ([], {"SLUICE_WORKER_CONCURRENCY": "many"}),
     ([], {"SLUICE_WORKER_PROCESSES": "-1"}),
+    ([], {"SLUICE_MAX_INPUT_BYTES": "0"}),
 ])
 def test_bad_arguments_exit_2(monkeypatch, argv, env):
     for key, value in env.items():

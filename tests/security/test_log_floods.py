@@ -1,7 +1,7 @@
-"""What a peer or a slow Redis can make happen thousands of times a second costs a handful of
+"""What a peer or a slow or absent Redis can make happen again and again costs a handful of
 broker log lines: a flood of malformed messages is logged once per kind and summed up every
 10 s; a broker started while Redis loads a big AOF says once that it waits, then that it is
-ready, instead of a line per retry."""
+ready, instead of a line per retry; a Redis that is down is reported once, not per reconnect."""
 import re
 import time
 
@@ -85,3 +85,16 @@ def test_a_broker_started_while_redis_loads_its_aof_waits_quietly(fresh_pipeline
     assert sum("Redis is loading its data" in line for line in lines) == 1, lines
     assert not any("resync failed" in line for line in lines), lines
     assert len(lines) <= 8, lines
+
+
+def test_a_broker_whose_redis_is_down_says_so_once(fresh_pipeline):
+    p = fresh_pipeline.start()
+    p.redis.kill()
+    p.redis.wait()
+    time.sleep(3)  # six reconnect attempts
+    assert sum("unreachable" in line for line in p.broker_log().splitlines()) == 1, p.broker_log()
+    p.start_redis()
+    deadline = time.monotonic() + 15
+    while p.broker_log().count("ready:") < 2:
+        assert time.monotonic() < deadline, p.broker_log()
+        time.sleep(0.1)

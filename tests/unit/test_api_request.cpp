@@ -9,6 +9,7 @@
 #include <set>
 
 using namespace sluice::api;
+using sluice::is_uuid;
 using sluice::proto::Reply;
 using sluice::proto::Submit;
 
@@ -238,6 +239,12 @@ TEST_CASE("UUID shape check") {
     CHECK_FALSE(is_uuid("00000000_0000-4000-8000-000000000000"));
     CHECK_FALSE(is_uuid("0000000g-0000-4000-8000-000000000000"));
     CHECK_FALSE(is_uuid("../../../etc/passwd-0000-4000-8000-00"));
+}
+
+TEST_CASE("the tenant every job records passes the broker's tenant rule") {
+    CHECK(sluice::valid_tenant(DEFAULT_TENANT));
+    CHECK_FALSE(sluice::valid_tenant("a:b"));
+    CHECK_FALSE(sluice::valid_tenant(std::string(sluice::limits::MAX_TENANT_NAME + 1, 't')));
 }
 
 TEST_CASE("ISO-8601 timestamps with milliseconds") {

@@ -1,0 +1,132 @@
+"""The broker checks every field it receives against the api's limits, whoever sent it: a rogue
+api peer's SUBMITs outside them get 422 and store nothing; a frame past the socket's limit is
+refused by libzmq before it is allocated; a worker's oversize RESULT fails its job with a clear
+error, and oversize progress is dropped."""
+import time
+import uuid
+
+import msgpack
+import pytest
+import zmq
+
+from pipeline import Pipeline, process_rss_mb
+
+MAX_INPUT = 1024 * 1024
+HASH = "0" * 64
+
+
+def submit_body(req_id: int, job_id: str | None = None, tenant: str = "default", type_: str = "echo",
+                input_: bytes = b"\x80", priority: int = 0, attempts: int = 3, timeout_s: int = 300,
+                key: str = "", request_hash: str = "") -> bytes:
+    return msgpack.packb([req_id, job_id or str(uuid.uuid4()), tenant, type_, input_, priority, attempts,
+                          timeout_s, key, request_hash], use_bin_type=True)
+
+
+class RogueApi:
+    """A DEALER on the broker's frontend speaking SLUICE/1 as an api would."""
+
+    def __init__(self, context: zmq.Context, endpoint: str):
+        self.sock = context.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+
+    def request(self, command: bytes, body: bytes, timeout_ms: int = 5000) -> list | None:
+        """Sends one request; returns the REPLY's fields, or None when none came in time."""
+        self.sock.send_multipart([b"SLUICE/1", command, body])
+        if not self.sock.poll(timeout_ms):
+            return None
+        frames = self.sock.recv_multipart()
+        assert frames[1] == b"\x04", frames
+        return msgpack.unpackb(frames[2], raw=False)
+
+
+@pytest.fixture
+def rogue(fresh_pipeline):
+    p = fresh_pipeline.start(SLUICE_KNOWN_TYPES="echo")
+    context = zmq.Context()
+    try:
+        yield p, context, RogueApi(context, p.frontend)
+    finally:
+        context.destroy(linger=0)
+
+
+def stored(p: Pipeline, job_id: str) -> bool:
+    with p.redis_client() as redis:
+        return redis.call("EXISTS", f"sluice:job:{job_id}") == 1
+
+
+def test_submits_outside_the_limits_are_refused_and_store_nothing(rogue):
+    p, _, api = rogue
+    cases = {
+        "max_attempts must be 1..100": dict(attempts=4294967295),
+        "max_attempts must be 1..100 ": dict(attempts=0),
+        "timeout_s must be 1..86400": dict(timeout_s=4294967295),
+        "job_id is not a UUID": dict(job_id="../../etc/passwd"),
+        "job_id is not a UUID ": dict(job_id="1234"),
+        "tenant is not a tenant name": dict(tenant="a:b"),
+        "tenant is not a tenant name ": dict(tenant="t" * 65),
+        "priority must be 0..9": dict(priority=-1),
+        f"input too large ({MAX_INPUT + 1} bytes, limit {MAX_INPUT})": dict(input_=b"\xc0" * (MAX_INPUT + 1)),
+        "invalid idempotency key or request hash": dict(key="has space", request_hash=HASH),
+        "invalid idempotency key or request hash ": dict(key="k" * 256, request_hash=HASH),
+        "invalid idempotency key or request hash  ": dict(key="key", request_hash="not hex"),
+    }
+    for req_id, (message, fields) in enumerate(cases.items(), 1):
+        job_id = fields.setdefault("job_id", str(uuid.uuid4()))
+        reply = api.request(b"\x01", submit_body(req_id, **fields))
+        assert reply is not None, message
+        assert reply[:4] == [req_id, 422, "invalid_request", message.strip()], reply
+        assert not stored(p, job_id), message
+    # The same peer, within the limits, is served: the refusals were about the fields.
+    job_id = str(uuid.uuid4())
+    reply = api.request(b"\x01", submit_body(99, job_id, key="key", request_hash=HASH))
+    assert reply[:2] == [99, 202] and stored(p, job_id), reply
+
+
+def test_a_frame_past_the_limit_is_dropped_unallocated(rogue):
+    p, context, api = rogue
+    # 5 MB of input: past the frontend's limit (input limit + headroom), the peer is cut off.
+    job_id = str(uuid.uuid4())
+    assert api.request(b"\x01", submit_body(1, job_id, input_=b"\xc0" * 5_000_000), timeout_ms=2000) is None
+    assert not stored(p, job_id)
+
+    before = process_rss_mb(p.broker.pid)
+    for endpoint in (p.frontend, p.backend):
+        giant = context.socket(zmq.DEALER)
+        giant.setsockopt(zmq.LINGER, 0)
+        giant.connect(endpoint)
+        giant.send_multipart([b"SLUICE/1", b"\x01", bytes(300_000_000)])
+        time.sleep(2)
+        giant.close()
+    assert process_rss_mb(p.broker.pid) - before < 20, (before, process_rss_mb(p.broker.pid))
+    # And it still serves everyone else.
+    fresh = RogueApi(context, p.frontend)
+    assert fresh.request(b"\x03", msgpack.packb([5]))[:2] == [5, 200]
+
+
+def test_an_oversize_result_fails_the_job_without_a_retry(fresh_pipeline):
+    p = fresh_pipeline.start(SLUICE_MAX_RESULT_BYTES="1000")
+    p.start_worker("native", name="native-1")
+    p.wait_workers("native-1")
+    job = p.submit("echo", {"text": "x" * 5000}, max_attempts=3)
+    done = p.wait_result(job["id"])
+    assert done["status"] == "failed", done
+    body = p.http.get(f"/v1/jobs/{job['id']}").json()
+    assert body["attempts"] == 1, body
+    error = body["history"][0]["error"]
+    assert error.startswith("result too large (") and error.endswith(" bytes, limit 1000)"), body
+    assert body["history"][0]["outcome"] == "failed"
+    # A result within the limit is stored as before.
+    small = p.submit("echo", {"text": "short"})
+    assert p.wait_result(small["id"])["result"] == {"text": "short"}
+
+
+def test_oversize_progress_is_dropped_with_one_warning(fresh_pipeline):
+    p = fresh_pipeline.start(SLUICE_MAX_EVENT_BYTES="5")
+    p.start_worker("native", name="native-1")
+    p.wait_workers("native-1")
+    job = p.submit("sleep", {"ms": 300})
+    assert p.wait_result(job["id"])["status"] == "succeeded"
+    events = [e["event"] for e in p.events(job["id"])]
+    assert "progress" not in events and events[-1] == "succeeded", events
+    assert sum("dropped PROGRESS message for job" in line for line in p.broker_log().splitlines()) == 1
