@@ -2,6 +2,7 @@
 #include "http_session.hpp"
 
 #include "event_stream.hpp"
+#include "http_framing.hpp"
 #include "http_wire.hpp"
 #include "job_reads.hpp"
 #include "routes.hpp"
@@ -64,6 +65,17 @@ std::optional<HttpResult> read_error_result(const error_code& ec) {
     return std::nullopt;
 }
 
+// The answer to a request whose header refuses it before any of its body is read: framing
+// that could let a request hide behind another (400), a body announced past the limit (413).
+// nullopt: read on.
+std::optional<HttpResult> header_refusal(const http::request_parser<http::string_body>& parser, std::size_t max_body) {
+    if (const auto problem = framing_problem(parser.get()))
+        return error_result(errors::BAD_REQUEST, "malformed HTTP request: " + std::string(*problem));
+    const auto length = parser.content_length();
+    if (length && *length > max_body) return read_error_result(http::error::body_limit);
+    return std::nullopt;
+}
+
 // Writes `bytes` (a response head, then maybe a body) within the write timeout; returns
 // false when the connection is no longer usable.
 template <class Buffers>
@@ -109,19 +121,19 @@ awaitable<Served> serve_one(ShardContext& ctx, beast::tcp_stream& stream, beast:
     error_code ec;
     co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
     ref.idle = false;
-    if (!ec) {
-        const auto length = parser.content_length();
-        if (length && *length > ctx.config.max_body) ec = http::error::body_limit;
-    }
-    if (!ec && parser.get()[http::field::expect] == "100-continue" && !parser.is_done()) {
+    std::optional<HttpResult> refusal;
+    if (!ec) refusal = header_refusal(parser, ctx.config.max_body);
+    if (!ec && !refusal && parser.get()[http::field::expect] == "100-continue" && !parser.is_done()) {
         http::response<http::empty_body> go_on{http::status::continue_, 11};
         co_await http::async_write(stream, go_on, asio::redirect_error(asio::use_awaitable, ec));
     }
-    if (!ec && !parser.is_done())
+    if (!ec && !refusal && !parser.is_done())
         co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-        if (auto answer = read_error_result(ec)) {
-            const bool written = co_await write_result(ctx, stream, std::move(*answer), 11, false);
+    if (ec || refusal) {
+        // Whatever follows on this connection can no longer be framed: answer, then close.
+        if (!refusal) refusal = read_error_result(ec);
+        if (refusal) {
+            const bool written = co_await write_result(ctx, stream, std::move(*refusal), 11, false);
             if (written) co_await linger(stream);
         }
         co_return Served{};
