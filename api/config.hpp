@@ -29,7 +29,7 @@ struct ApiConfig {
     // connection gets 503 too_many_connections and is closed.
     std::size_t max_connections = 1024;
     // SLUICE_BROKER_TIMEOUT_MS: how long to wait for the broker's REPLY to SUBMIT/CANCEL before
-    // answering 503 broker_unavailable.
+    // answering 503 outcome_unknown (the request went out: the broker may have acted on it).
     std::chrono::milliseconds broker_timeout{5000};
     // SLUICE_API_REQUEST_TIMEOUT_MS: time a client gets to send one whole request (headers and
     // body), and to idle between keep-alive requests, so a trickling client cannot hold a

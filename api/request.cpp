@@ -328,6 +328,17 @@ bool match_path(std::string_view pattern, std::string_view path, std::string& id
 }
 
 HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply) {
+    if (reply.code == errors::OUTCOME_UNKNOWN.name) {
+        const std::string self = job_path(submit.job_id);
+        std::string message = "the broker did not answer in time, so the job may have been stored, as " + self + ": ";
+        message += submit.idempotency_key.empty()
+                       ? "look it up before submitting again, or submit with an Idempotency-Key, which makes a "
+                         "retry safe"
+                       : "retry with the same Idempotency-Key, which stores it at most once";
+        HttpResult result = error_result(errors::OUTCOME_UNKNOWN, std::move(message));
+        result.headers.emplace_back("Retry-After", "1");
+        return result;
+    }
     if (reply.status < 200 || reply.status > 299) return reply_error(reply);
     // 202: the job we sent was stored. 200: the key was seen before with the same request;
     // the broker names the original job (and its current state) and stored nothing new.

@@ -132,7 +132,9 @@ bool match_path(std::string_view pattern, std::string_view path, std::string& id
 
 // HTTP answer to a SUBMIT, from the broker's REPLY: 202 with links for a new job; for a REPLY
 // 200 (an idempotent replay) the same 202 body for the original job (the REPLY's job_id and
-// state) plus `Idempotent-Replayed: true`; else the REPLY's error (409 idempotency_conflict...).
+// state) plus `Idempotent-Replayed: true`; a REPLY 503 outcome_unknown (no answer in time: the
+// job may be stored) says where the job would be and how to retry safely, with Retry-After;
+// else the REPLY's error (409 idempotency_conflict...).
 HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply);
 
 // HTTP answer to a RETRY, from the broker's REPLY: 200 {"id", "status"}, else its error

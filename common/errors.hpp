@@ -28,7 +28,10 @@ inline constexpr Code QUEUE_FULL{"queue_full", 429};
 inline constexpr Code HEADERS_TOO_LARGE{"headers_too_large", 431};
 inline constexpr Code INTERNAL_ERROR{"internal_error", 500};
 inline constexpr Code BROKER_ERROR{"broker_error", 502};          // the broker answered nonsense
-inline constexpr Code BROKER_UNAVAILABLE{"broker_unavailable", 503};
+inline constexpr Code BROKER_UNAVAILABLE{"broker_unavailable", 503};  // the request never reached it
+// The request reached the broker (or may have) but no answer came in time: a SUBMIT may have
+// stored the job. Retrying with the same Idempotency-Key is safe.
+inline constexpr Code OUTCOME_UNKNOWN{"outcome_unknown", 503};
 inline constexpr Code REDIS_UNAVAILABLE{"redis_unavailable", 503};
 inline constexpr Code NOT_READY{"not_ready", 503};
 inline constexpr Code TOO_MANY_CONNECTIONS{"too_many_connections", 503};

@@ -1,4 +1,6 @@
 """Every error status the api documents, with its JSON body; a bad request changes nothing."""
+import re
+import signal
 import socket
 import time
 
@@ -97,6 +99,32 @@ def test_broker_down_is_503_and_recovers(fresh_pipeline):
     assert response.status_code == 503 and error_code(response) == "broker_unavailable"
     ready = p.http.get("/readyz")
     assert ready.status_code == 503 and error_code(ready) == "not_ready"
+
+
+def test_a_submit_the_broker_does_not_answer_in_time_is_503_outcome_unknown(fresh_pipeline):
+    """The SUBMIT went out, so the job may be stored: the answer says where, and a retry with
+    the same Idempotency-Key gets that job instead of a second one."""
+    p = fresh_pipeline.start()
+    p.stop_process(p.api)
+    p.start_api(SLUICE_BROKER_TIMEOUT_MS="500")
+    p.start_worker("native")
+    p.wait_ready("echo")
+    body = {"type": "echo", "input": "once"}
+    headers = {"Idempotency-Key": "outcome-unknown-1"}
+    p.broker.send_signal(signal.SIGSTOP)
+    try:
+        response = p.http.post("/v1/jobs", json=body, headers=headers)
+    finally:
+        p.broker.send_signal(signal.SIGCONT)
+    assert response.status_code == 503 and error_code(response) == "outcome_unknown"
+    assert int(response.headers["retry-after"]) >= 1
+    message = response.json()["error"]["message"]
+    assert "retry with the same Idempotency-Key" in message, message
+    job_id = re.search(r"/v1/jobs/([0-9a-f-]{36})", message).group(1)
+    again = p.http.post("/v1/jobs", json=body, headers=headers)
+    assert again.status_code == 202, again.text
+    assert again.json()["id"] == job_id and again.headers["idempotent-replayed"] == "true"
+    assert p.wait_result(job_id)["result"] == "once"
 
 
 def test_redis_down_is_503_on_reads_and_readyz(fresh_pipeline):

@@ -527,6 +527,25 @@ TEST_CASE("HTTP answers from broker REPLYs") {
     weird.status = 7;
     CHECK(submit_result(submit, weird).status == 502);
 
+    // No answer in time: the job may be stored. The answer says where, and how to retry safely.
+    Reply unanswered;
+    unanswered.status = 503;
+    unanswered.code = "outcome_unknown";
+    r = submit_result(submit, unanswered);
+    CHECK(error_of(r) == "outcome_unknown");
+    CHECK(r.headers == std::vector<std::pair<std::string, std::string>>{{"Retry-After", "1"}});
+    std::string message = json::parse(r.body)["error"]["message"];
+    CHECK(message.find("/v1/jobs/" + ID) != std::string::npos);
+    CHECK(message.find("submit with an Idempotency-Key") != std::string::npos);
+    Submit keyed = submit;
+    keyed.idempotency_key = "k-1";
+    message = json::parse(submit_result(keyed, unanswered).body)["error"]["message"];
+    CHECK(message.find("retry with the same Idempotency-Key") != std::string::npos);
+    // Never sent: nothing can have been stored.
+    Reply never_sent = unanswered;
+    never_sent.code = "broker_unavailable";
+    CHECK(error_of(submit_result(submit, never_sent)) == "broker_unavailable");
+
     // An idempotent replay: the broker names the original job; still a 202 with its links.
     Reply replay;
     replay.status = 200;
