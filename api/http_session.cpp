@@ -166,12 +166,6 @@ awaitable<Opened> open_stream(ShardContext& ctx, beast::tcp_stream& stream, cons
 
 }  // namespace
 
-bool Sessions::admit() {
-    if (connections_.fetch_add(1) < limit_) return true;
-    connections_.fetch_sub(1);
-    return false;
-}
-
 void Sessions::close_idle() {
     error_code ec;
     for (Ref* ref : open_)
@@ -183,10 +177,15 @@ void Sessions::close_all() {
     for (Ref* ref : open_) ref->socket->close(ec);
 }
 
-awaitable<void> reject_connection(Sessions& sessions, tcp::socket socket) {
+awaitable<void> reject_connection(Sessions& sessions, tcp::socket socket, ConnectionCounts::Admission admission) {
     const Sessions::Rejecting rejecting(sessions);
     beast::tcp_stream stream(std::move(socket));
-    HttpResult r = error_result(errors::TOO_MANY_CONNECTIONS, "the server has too many open connections; retry later");
+    HttpResult r = admission == ConnectionCounts::Admission::CLIENT_FULL
+                       ? error_result(errors::TOO_MANY_CONNECTIONS_FROM_CLIENT,
+                                      "this client holds as many open connections as one client may; close one or "
+                                      "retry later")
+                       : error_result(errors::TOO_MANY_CONNECTIONS,
+                                      "the server has too many open connections; retry later");
     r.headers.emplace_back("Retry-After", "1");
     const std::string head = response_head(r, 11, false);
     const std::array<asio::const_buffer, 2> bytes{asio::buffer(head), asio::buffer(r.body)};
@@ -198,19 +197,23 @@ awaitable<void> reject_connection(Sessions& sessions, tcp::socket socket) {
 // stream is opened and followed from here, once the request that asked for it and the
 // frames that handled it are gone: an open stream holds this frame, stream_events' and
 // its socket.
-awaitable<void> serve_connection(ShardContext& ctx, Sessions& sessions, tcp::socket socket) {
+awaitable<void> serve_connection(ShardContext& ctx, Sessions& sessions, tcp::socket socket,
+                                 ConnectionCounts::Ticket ticket) {
+    const ConnectionCounts::Ticket counted = std::move(ticket);  // released as the connection closes
     std::optional<beast::tcp_stream> stream(std::move(socket));
     Sessions::Ref ref{&stream->socket(), false};
     const Sessions::Slot slot(sessions, &ref);
     beast::flat_buffer buffer;
     bool keep = true;
+    bool first = true;
     while (keep && !ctx.stopping) {
         if (buffer.size() == 0) {
             // Wait for the first bytes of the next request here, in a small frame: the
             // parser and handler frames come only with a request. An idle keep-alive
             // connection (or each of 10,000 clients connecting at once) then holds about
-            // 2.9 KB instead of 4.5.
-            stream->expires_after(ctx.config.request_timeout);
+            // 2.9 KB instead of 4.5. A new connection that says nothing gets less time.
+            stream->expires_after(first ? ctx.config.first_byte_timeout : ctx.config.request_timeout);
+            first = false;
             ref.idle = true;
             error_code ec;
             const std::size_t received = co_await stream->async_read_some(

@@ -25,6 +25,8 @@ inline constexpr Code JOB_NOT_DEAD{"job_not_dead", 409};          // retry of a 
 inline constexpr Code BODY_TOO_LARGE{"body_too_large", 413};
 inline constexpr Code UNKNOWN_JOB_TYPE{"unknown_job_type", 422};
 inline constexpr Code QUEUE_FULL{"queue_full", 429};
+// One client address holds as many connections as it may (SLUICE_API_MAX_CONNECTIONS_PER_CLIENT).
+inline constexpr Code TOO_MANY_CONNECTIONS_FROM_CLIENT{"too_many_connections_from_client", 429};
 inline constexpr Code HEADERS_TOO_LARGE{"headers_too_large", 431};
 inline constexpr Code INTERNAL_ERROR{"internal_error", 500};
 inline constexpr Code BROKER_ERROR{"broker_error", 502};          // the broker answered nonsense
