@@ -25,6 +25,10 @@ struct ApiConfig {
     int redis_port = 6399;
     // SLUICE_API_MAX_BODY: largest request body accepted, in bytes; past it 413 body_too_large.
     std::size_t max_body = limits::DEFAULT_MAX_BODY;
+    // SLUICE_API_MAX_INPUT_BYTES: largest job input (POST /v1/jobs `input`, once converted to
+    // msgpack) accepted; past it 413 input_too_large. Never above max_body (main.cpp lowers the
+    // default to max_body when that is smaller).
+    std::size_t max_input_bytes = limits::DEFAULT_MAX_INPUT;
     // SLUICE_API_MAX_CONNECTIONS: open HTTP connections across all threads; past it a new
     // connection gets 503 too_many_connections and is closed. The last eighth of them (128 of
     // 1024) is a reserve: a client already holding reserve_client_connections or more does not

@@ -30,6 +30,9 @@ ApiConfig config_from_env() {
     c.redis_port = static_cast<int>(sluice::env_int("SLUICE_REDIS_PORT", 1, 65535, c.redis_port));
     c.max_body = static_cast<std::size_t>(
         sluice::env_int("SLUICE_API_MAX_BODY", 1, 1LL << 32, static_cast<long long>(c.max_body)));
+    c.max_input_bytes = static_cast<std::size_t>(sluice::env_int(
+        "SLUICE_API_MAX_INPUT_BYTES", 1, static_cast<long long>(c.max_body),
+        static_cast<long long>(std::min(c.max_input_bytes, c.max_body))));
     c.max_connections = static_cast<std::size_t>(
         sluice::env_int("SLUICE_API_MAX_CONNECTIONS", 1, 1000000, static_cast<long long>(c.max_connections)));
     c.max_connections_per_client = static_cast<std::size_t>(sluice::env_int(

@@ -132,7 +132,7 @@ HttpResult redis_unavailable() {
 }
 
 Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
-                                    std::optional<std::string_view> idempotency_key) {
+                                    std::optional<std::string_view> idempotency_key, std::size_t max_input_bytes) {
     if (idempotency_key) {
         if (auto e = check_idempotency_key(*idempotency_key)) return *e;
     }
@@ -188,6 +188,10 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
     json input = nullptr;
     if (auto it = doc.find("input"); it != doc.end()) input = std::move(*it);
     const std::vector<std::uint8_t> packed = json::to_msgpack(input);
+    if (packed.size() > max_input_bytes)
+        return api_error(errors::INPUT_TOO_LARGE, "input is " + std::to_string(packed.size()) +
+                                                      " bytes as msgpack; the limit is " +
+                                                      std::to_string(max_input_bytes) + " bytes");
     submit.input.assign(packed.begin(), packed.end());
     if (idempotency_key) {
         submit.idempotency_key = std::string(*idempotency_key);

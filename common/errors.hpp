@@ -23,6 +23,7 @@ inline constexpr Code IDEMPOTENCY_CONFLICT{"idempotency_conflict", 409};
 inline constexpr Code JOB_FINISHED{"job_finished", 409};          // cancel of a finished job
 inline constexpr Code JOB_NOT_DEAD{"job_not_dead", 409};          // retry of a job that is not dead
 inline constexpr Code BODY_TOO_LARGE{"body_too_large", 413};
+inline constexpr Code INPUT_TOO_LARGE{"input_too_large", 413};   // a job's input, as msgpack
 inline constexpr Code UNKNOWN_JOB_TYPE{"unknown_job_type", 422};
 inline constexpr Code QUEUE_FULL{"queue_full", 429};
 // One client address holds as many connections as it may (SLUICE_API_MAX_CONNECTIONS_PER_CLIENT).

@@ -23,6 +23,8 @@ inline constexpr std::size_t MAX_RUNTIME_NAME = 16;
 inline constexpr std::uint32_t MAX_WORKER_CONCURRENCY = 100000;
 // Default largest HTTP request body, in bytes (SLUICE_API_MAX_BODY); past it 413.
 inline constexpr std::size_t DEFAULT_MAX_BODY = 1024 * 1024;
+// Default largest job input, in bytes of msgpack (SLUICE_API_MAX_INPUT_BYTES); past it 413.
+inline constexpr std::size_t DEFAULT_MAX_INPUT = 512 * 1024;
 // HTTP request header block; past it 431.
 inline constexpr std::size_t MAX_HEADER_BYTES = 16 * 1024;
 

@@ -20,6 +20,7 @@ BINARIES = {
     ("api", "SLUICE_API_THREADS", "two", "1..256"),
     ("api", "SLUICE_API_SSE_KEEPALIVE_MS", "-5", "100..3600000"),
     ("api", "SLUICE_API_MAX_BODY", "1e6", "1..4294967296"),
+    ("api", "SLUICE_API_MAX_INPUT_BYTES", "2000000", "1..1048576"),
     ("api", "SLUICE_API_MAX_CONNECTIONS_PER_CLIENT", "2000", "1..1024"),
     ("api", "SLUICE_API_FIRST_BYTE_TIMEOUT_MS", "40000", "100..30000"),
     ("broker", "SLUICE_MAX_QUEUE_DEPTH", "-1", "1..1000000000"),

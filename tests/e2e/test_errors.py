@@ -34,6 +34,15 @@ def test_body_over_the_limit_is_413(pipeline):
     assert response.status_code == 413 and error_code(response) == "body_too_large"
 
 
+def test_input_over_its_limit_is_413_giving_both_numbers(pipeline):
+    limit = 512 * 1024  # SLUICE_API_MAX_INPUT_BYTES's default; a string's msgpack head is 5 bytes
+    response = pipeline.http.post("/v1/jobs", json={"type": "echo", "input": "x" * limit})
+    assert response.status_code == 413 and error_code(response) == "input_too_large"
+    assert response.json()["error"]["message"] == f"input is {limit + 5} bytes as msgpack; the limit is {limit} bytes"
+    job = pipeline.submit("echo", "x" * (limit - 5))
+    assert pipeline.wait_result(job["id"])["result"] == "x" * (limit - 5)
+
+
 @pytest.mark.parametrize("body", [
     {"input": 1},
     {"type": ""},

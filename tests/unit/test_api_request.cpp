@@ -124,6 +124,20 @@ TEST_CASE("submit: nesting deeper than the limit is refused, at the limit it is 
     submit_ok(nested(MAX_JSON_DEPTH - 1));
 }
 
+TEST_CASE("submit: an input over the limit, as msgpack, is 413 giving both numbers") {
+    // A string of 100 characters is 102 bytes of msgpack (str 8: 0xd9 and one length byte).
+    const std::string body = R"({"type": "echo", "input": ")" + std::string(100, 'x') + R"("})";
+    CHECK(std::holds_alternative<Submit>(parse_submit(body, ID, std::nullopt, 102)));
+    auto refused = parse_submit(body, ID, std::nullopt, 101);
+    REQUIRE(std::holds_alternative<ApiError>(refused));
+    const ApiError& e = std::get<ApiError>(refused);
+    CHECK(e.status == 413);
+    CHECK(e.code == "input_too_large");
+    CHECK(e.message == "input is 102 bytes as msgpack; the limit is 101 bytes");
+    CHECK(submit_ok(R"({"type": "echo", "input": ")" + std::string(500 * 1024, 'x') + R"("})").type == "echo");
+    CHECK(submit_error(R"({"type": "echo", "input": ")" + std::string(513 * 1024, 'x') + R"("})").status == 413);
+}
+
 TEST_CASE("Idempotency-Key: valid keys, and 422 naming the header otherwise") {
     CHECK_FALSE(check_idempotency_key("a"));
     CHECK_FALSE(check_idempotency_key("order-42/retry:1?x=\"y\"~!"));
