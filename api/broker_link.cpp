@@ -19,13 +19,25 @@ BrokerLink::BrokerLink(asio::io_context& ioc, zmq::context_t& zmq_ctx, std::stri
 
 BrokerLink::~BrokerLink() { stop(); }
 
-proto::Reply BrokerLink::unavailable(std::uint64_t req_id, std::string message) {
+namespace {
+
+proto::Reply error_reply(const errors::Code& code, std::uint64_t req_id, std::string message) {
     proto::Reply reply;
     reply.req_id = req_id;
-    reply.status = errors::BROKER_UNAVAILABLE.status;
-    reply.code = errors::BROKER_UNAVAILABLE.name;
+    reply.status = code.status;
+    reply.code = code.name;
     reply.message = std::move(message);
     return reply;
+}
+
+}  // namespace
+
+proto::Reply BrokerLink::unavailable(std::uint64_t req_id, std::string message) {
+    return error_reply(errors::BROKER_UNAVAILABLE, req_id, std::move(message));
+}
+
+proto::Reply BrokerLink::unanswered(std::uint64_t req_id, std::string message) {
+    return error_reply(errors::OUTCOME_UNKNOWN, req_id, std::move(message));
 }
 
 void BrokerLink::start() {
@@ -111,7 +123,7 @@ awaitable<proto::Reply> BrokerLink::wait(std::shared_ptr<Pending> pending,
                                          Clock::time_point deadline) {
     if (!pending->reply) co_await woken_or_timeout(pending->waiter, deadline - Clock::now());
     pending_.erase(pending->req_id);
-    if (!pending->reply) co_return unavailable(pending->req_id, "broker did not answer in time");
+    if (!pending->reply) co_return unanswered(pending->req_id, "broker did not answer in time");
     co_return std::move(*pending->reply);
 }
 
@@ -136,7 +148,7 @@ void BrokerLink::cancel_all() {
     auto pending = std::move(pending_);
     pending_.clear();
     for (auto& [id, p] : pending) {
-        p->reply = unavailable(id, "api is shutting down");
+        p->reply = unanswered(id, "api is shutting down");
         p->waiter.wake();
     }
 }

@@ -49,7 +49,8 @@ public:
     }
 
     // Waits for the REPLY of `pending` until `deadline`; on timeout returns 503
-    // broker_unavailable. Always returns a Reply.
+    // outcome_unknown: the request went out, so the broker may have acted on it. Always returns
+    // a Reply.
     awaitable<proto::Reply> wait(std::shared_ptr<Pending> pending, Clock::time_point deadline);
 
     // send() + wait() with a timeout.
@@ -61,11 +62,13 @@ public:
         co_return reply;
     }
 
-    // Wakes every waiting request with 503 broker_unavailable (shutdown).
+    // Wakes every waiting request with 503 outcome_unknown (shutdown).
     void cancel_all();
 
-    // A REPLY standing for "the broker did not answer".
+    // A REPLY standing for "the request never reached the broker": 503 broker_unavailable.
     static proto::Reply unavailable(std::uint64_t req_id, std::string message);
+    // A REPLY standing for "the request went out but no answer came": 503 outcome_unknown.
+    static proto::Reply unanswered(std::uint64_t req_id, std::string message);
 
 private:
     std::shared_ptr<Pending> send_encoded(std::uint64_t req_id, proto::Command command,

@@ -28,16 +28,34 @@ struct ApiConfig {
     RedisLogin redis_login;
     // SLUICE_API_MAX_BODY: largest request body accepted, in bytes; past it 413 body_too_large.
     std::size_t max_body = limits::DEFAULT_MAX_BODY;
+    // SLUICE_MAX_INPUT_BYTES (the broker and workers read it too): largest job input (POST /v1/jobs `input`, once converted to
+    // msgpack) accepted; past it 413 input_too_large. Never above max_body (main.cpp lowers the
+    // default to max_body when that is smaller).
+    std::size_t max_input_bytes = limits::DEFAULT_MAX_INPUT;
     // SLUICE_API_MAX_CONNECTIONS: open HTTP connections across all threads; past it a new
-    // connection gets 503 too_many_connections and is closed.
+    // connection gets 503 too_many_connections and is closed. The last eighth of them (128 of
+    // 1024) is a reserve: a client already holding reserve_client_connections or more does not
+    // get one of those, so a health check or a new client still gets in while many clients sit
+    // at their per-client limit.
     std::size_t max_connections = 1024;
+    // SLUICE_API_MAX_CONNECTIONS_PER_CLIENT: open connections of one client address (an IPv6
+    // client's /64), across all threads; past it a new connection gets 429
+    // too_many_connections_from_client and is closed. Never above max_connections. 128 leaves
+    // room for a load generator's or a proxy pool's 64 connections; behind a reverse proxy that
+    // connects from one address, raise it to max_connections.
+    std::size_t max_connections_per_client = 128;
     // SLUICE_BROKER_TIMEOUT_MS: how long to wait for the broker's REPLY to SUBMIT/CANCEL before
-    // answering 503 broker_unavailable.
+    // answering 503 outcome_unknown (the request went out: the broker may have acted on it).
     std::chrono::milliseconds broker_timeout{5000};
     // SLUICE_API_REQUEST_TIMEOUT_MS: time a client gets to send one whole request (headers and
     // body), and to idle between keep-alive requests, so a trickling client cannot hold a
     // connection slot forever. Past it the connection is closed.
     std::chrono::milliseconds request_timeout{30000};
+    // SLUICE_API_FIRST_BYTE_TIMEOUT_MS: time a new connection gets to send the first byte of its
+    // first request before it is closed; shorter than request_timeout because a client that
+    // connects and says nothing only holds a slot (browsers' speculative connections do, and so
+    // does an attack). Never above request_timeout.
+    std::chrono::milliseconds first_byte_timeout{5000};
     // SLUICE_API_SSE_KEEPALIVE_MS: an SSE stream silent this long gets a comment line, so
     // proxies and load balancers in between keep it open. Checked once a second.
     std::chrono::milliseconds sse_keepalive{15000};
@@ -51,6 +69,9 @@ struct ApiConfig {
     // Not from the environment: fixed limits, named here so they are documented in one place.
     // Header block limit; past it 431 headers_too_large.
     std::size_t max_header_bytes = limits::MAX_HEADER_BYTES;
+    // See max_connections: clients holding this many connections get none of the reserve.
+    std::size_t reserve_client_connections = 4;
+    std::size_t reserved_connections() const { return max_connections / 8; }
     // Time a client gets to accept one response write (or one SSE event batch).
     std::chrono::milliseconds write_timeout{30000};
     // How long SIGINT/SIGTERM waits for in-flight requests before closing everything.

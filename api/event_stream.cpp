@@ -8,13 +8,22 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
+
 namespace sluice::api {
 namespace {
 
 using error_code = boost::system::error_code;
 
-// Events read (and written) per XRANGE batch: the most one SSE client holds in api memory.
+// Bounds on what one SSE client holds in api memory, in events and in bytes: a read asks for
+// at most EVENT_BATCH events, and a batch stops once its SSE text passes BATCH_BYTES (the rest
+// comes with the next read), so one write holds about 1 MiB, not 100 events of any size. A
+// stream's first read asks for FIRST_READ_EVENTS; each later one for as many as fit in
+// BATCH_BYTES at the size of the largest event the last read brought, so a read of large
+// events holds about BATCH_BYTES too.
 constexpr int EVENT_BATCH = 100;
+constexpr int FIRST_READ_EVENTS = 4;
+constexpr std::size_t BATCH_BYTES = 1024 * 1024;
 
 // What one read of a job's stream found and wrote.
 struct Sent {
@@ -39,9 +48,17 @@ bool add_event_text(std::string& text, EventStream& events, const EventEntry& en
     return event && is_terminal_status(*event);
 }
 
+// How many events the next read asks for, after one whose largest event made `largest` bytes
+// of text (0: it brought none).
+int next_read_count(int count, std::size_t largest) {
+    if (largest == 0) return count;
+    return static_cast<int>(std::clamp<std::size_t>(BATCH_BYTES / largest, 1, EVENT_BATCH));
+}
+
 // Writes what is new after `events.last` as one chunk and advances `last`: the events that
-// came with their notices when they continue the stream, else (or after a gap) one XRANGE.
-awaitable<Sent> send_new_events(ShardContext& ctx, EventStream& events, StreamWaiter& waiter) {
+// came with their notices when they continue the stream, else (or after a gap) one XRANGE of
+// `read_count` events (adapted to their size for the next read).
+awaitable<Sent> send_new_events(ShardContext& ctx, EventStream& events, StreamWaiter& waiter, int& read_count) {
     Sent sent;
     std::string text;
     StreamWaiter::Pushed pushed = waiter.take_pushed();
@@ -59,17 +76,25 @@ awaitable<Sent> send_new_events(ShardContext& ctx, EventStream& events, StreamWa
         }
     }
     if (!sent.finished && (gap || text.empty())) {
-        const EventPage page = co_await read_events(ctx, events.job_id, events.last, EVENT_BATCH);
+        const EventPage page = co_await read_events(ctx, events.job_id, events.last, read_count);
         sent.ok = page.ok;
         sent.full = page.full;
+        std::size_t largest = 0;
         for (const EventEntry& entry : page.events) {
             const auto seq = event_seq(entry);
             if (!seq || *seq <= events.last) continue;
+            const std::size_t before = text.size();
             if (add_event_text(text, events, entry, *seq)) {
                 sent.finished = true;
                 break;
             }
+            largest = std::max(largest, text.size() - before);
+            if (text.size() >= BATCH_BYTES) {
+                sent.full = true;  // the rest of the page comes with the next read
+                break;
+            }
         }
+        read_count = next_read_count(read_count, largest);
     } else {
         sent.ok = true;
     }
@@ -157,11 +182,12 @@ awaitable<bool> stream_events(ShardContext& ctx, tcp::socket& socket, EventStrea
     StreamWaiter waiter(socket, ctx.config.write_timeout);
     JobWatch watch(ctx.notifier, events.job_id, waiter);
     auto last_write = Clock::now();
+    int read_count = FIRST_READ_EVENTS;
     // Read what is new and write it (one batch in memory at most); stop after a terminal
     // event; otherwise sleep until notified, the client hangs up, or the re-check /
     // keep-alive is due.
     for (;;) {
-        const Sent sent = co_await send_new_events(ctx, events, waiter);
+        const Sent sent = co_await send_new_events(ctx, events, waiter, read_count);
         if (!sent.written) co_return false;
         if (sent.any) last_write = Clock::now();
         if (sent.finished) break;

@@ -2,6 +2,7 @@
 #include "http_session.hpp"
 
 #include "event_stream.hpp"
+#include "http_framing.hpp"
 #include "http_wire.hpp"
 #include "job_reads.hpp"
 #include "routes.hpp"
@@ -64,6 +65,17 @@ std::optional<HttpResult> read_error_result(const error_code& ec) {
     return std::nullopt;
 }
 
+// The answer to a request whose header refuses it before any of its body is read: framing
+// that could let a request hide behind another (400), a body announced past the limit (413).
+// nullopt: read on.
+std::optional<HttpResult> header_refusal(const http::request_parser<http::string_body>& parser, std::size_t max_body) {
+    if (const auto problem = framing_problem(parser.get()))
+        return error_result(errors::BAD_REQUEST, "malformed HTTP request: " + std::string(*problem));
+    const auto length = parser.content_length();
+    if (length && *length > max_body) return read_error_result(http::error::body_limit);
+    return std::nullopt;
+}
+
 // Writes `bytes` (a response head, then maybe a body) within the write timeout; returns
 // false when the connection is no longer usable.
 template <class Buffers>
@@ -109,19 +121,19 @@ awaitable<Served> serve_one(ShardContext& ctx, beast::tcp_stream& stream, beast:
     error_code ec;
     co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
     ref.idle = false;
-    if (!ec) {
-        const auto length = parser.content_length();
-        if (length && *length > ctx.config.max_body) ec = http::error::body_limit;
-    }
-    if (!ec && parser.get()[http::field::expect] == "100-continue" && !parser.is_done()) {
+    std::optional<HttpResult> refusal;
+    if (!ec) refusal = header_refusal(parser, ctx.config.max_body);
+    if (!ec && !refusal && parser.get()[http::field::expect] == "100-continue" && !parser.is_done()) {
         http::response<http::empty_body> go_on{http::status::continue_, 11};
         co_await http::async_write(stream, go_on, asio::redirect_error(asio::use_awaitable, ec));
     }
-    if (!ec && !parser.is_done())
+    if (!ec && !refusal && !parser.is_done())
         co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-        if (auto answer = read_error_result(ec)) {
-            const bool written = co_await write_result(ctx, stream, std::move(*answer), 11, false);
+    if (ec || refusal) {
+        // Whatever follows on this connection can no longer be framed: answer, then close.
+        if (!refusal) refusal = read_error_result(ec);
+        if (refusal) {
+            const bool written = co_await write_result(ctx, stream, std::move(*refusal), 11, false);
             if (written) co_await linger(stream);
         }
         co_return Served{};
@@ -154,12 +166,6 @@ awaitable<Opened> open_stream(ShardContext& ctx, beast::tcp_stream& stream, cons
 
 }  // namespace
 
-bool Sessions::admit() {
-    if (connections_.fetch_add(1) < limit_) return true;
-    connections_.fetch_sub(1);
-    return false;
-}
-
 void Sessions::close_idle() {
     error_code ec;
     for (Ref* ref : open_)
@@ -171,10 +177,15 @@ void Sessions::close_all() {
     for (Ref* ref : open_) ref->socket->close(ec);
 }
 
-awaitable<void> reject_connection(Sessions& sessions, tcp::socket socket) {
+awaitable<void> reject_connection(Sessions& sessions, tcp::socket socket, ConnectionCounts::Admission admission) {
     const Sessions::Rejecting rejecting(sessions);
     beast::tcp_stream stream(std::move(socket));
-    HttpResult r = error_result(errors::TOO_MANY_CONNECTIONS, "the server has too many open connections; retry later");
+    HttpResult r = admission == ConnectionCounts::Admission::CLIENT_FULL
+                       ? error_result(errors::TOO_MANY_CONNECTIONS_FROM_CLIENT,
+                                      "this client holds as many open connections as one client may; close one or "
+                                      "retry later")
+                       : error_result(errors::TOO_MANY_CONNECTIONS,
+                                      "the server has too many open connections; retry later");
     r.headers.emplace_back("Retry-After", "1");
     const std::string head = response_head(r, 11, false);
     const std::array<asio::const_buffer, 2> bytes{asio::buffer(head), asio::buffer(r.body)};
@@ -186,19 +197,23 @@ awaitable<void> reject_connection(Sessions& sessions, tcp::socket socket) {
 // stream is opened and followed from here, once the request that asked for it and the
 // frames that handled it are gone: an open stream holds this frame, stream_events' and
 // its socket.
-awaitable<void> serve_connection(ShardContext& ctx, Sessions& sessions, tcp::socket socket) {
+awaitable<void> serve_connection(ShardContext& ctx, Sessions& sessions, tcp::socket socket,
+                                 ConnectionCounts::Ticket ticket) {
+    const ConnectionCounts::Ticket counted = std::move(ticket);  // released as the connection closes
     std::optional<beast::tcp_stream> stream(std::move(socket));
     Sessions::Ref ref{&stream->socket(), false};
     const Sessions::Slot slot(sessions, &ref);
     beast::flat_buffer buffer;
     bool keep = true;
+    bool first = true;
     while (keep && !ctx.stopping) {
         if (buffer.size() == 0) {
             // Wait for the first bytes of the next request here, in a small frame: the
             // parser and handler frames come only with a request. An idle keep-alive
             // connection (or each of 10,000 clients connecting at once) then holds about
-            // 2.9 KB instead of 4.5.
-            stream->expires_after(ctx.config.request_timeout);
+            // 2.9 KB instead of 4.5. A new connection that says nothing gets less time.
+            stream->expires_after(first ? ctx.config.first_byte_timeout : ctx.config.request_timeout);
+            first = false;
             ref.idle = true;
             error_code ec;
             const std::size_t received = co_await stream->async_read_some(

@@ -1,14 +1,15 @@
 // HTTP/1.1 connections of one shard: the read loop (read a request, answer it through the
 // routes, repeat while keep-alive), writing answers, opening an SSE stream and handing the
-// bare socket to event_stream.hpp, the 503 for connections past the limit, and the registry
-// shutdown uses to reach every open connection. Loop thread only, except the atomic count.
+// bare socket to event_stream.hpp, the 503 (or 429) for connections past a limit, and the
+// registry shutdown uses to reach every open connection. Loop thread only, except the counts
+// (connection_counts.hpp), which are shared by every shard.
 #pragma once
 
+#include "connection_counts.hpp"
 #include "shard_context.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 
-#include <atomic>
 #include <cstddef>
 #include <unordered_set>
 
@@ -25,13 +26,15 @@ public:
         bool idle = false;              // waiting for the next request: safe to close at once
     };
 
-    // `connections` counts open connections across all shards, against `limit`.
-    Sessions(std::atomic<std::size_t>& connections, std::size_t limit) : connections_(connections), limit_(limit) {}
+    // `connections` counts open connections across all shards, against their limits.
+    explicit Sessions(ConnectionCounts& connections) : connections_(connections) {}
 
-    // Counts a new connection; false (and not counted) when that would pass the limit.
-    bool admit();
-    // Connections past the limit get a 503; this many may be in the middle of getting it per
-    // shard, beyond that they are closed without an answer.
+    // Counts a new connection from `client` in `ticket`, unless a limit refuses it.
+    ConnectionCounts::Admission admit(const ClientKey& client, ConnectionCounts::Ticket& ticket) {
+        return connections_.admit(client, ticket);
+    }
+    // Connections past a limit get a 503 or 429; this many may be in the middle of getting it
+    // per shard, beyond that they are closed without an answer.
     bool may_reject() const { return rejecting_ < MAX_REJECTING; }
 
     // Shutdown: stops the connections waiting for a request (the others finish theirs).
@@ -40,14 +43,11 @@ public:
     void close_all();
     bool empty() const { return open_.empty(); }
 
-    // Registers an admitted connection for as long as it lives, and releases its count.
+    // Registers an admitted connection for as long as it lives.
     class Slot {
     public:
         Slot(Sessions& sessions, Ref* ref) : sessions_(sessions), ref_(ref) { sessions_.open_.insert(ref_); }
-        ~Slot() {
-            sessions_.open_.erase(ref_);
-            sessions_.connections_.fetch_sub(1);
-        }
+        ~Slot() { sessions_.open_.erase(ref_); }
         Slot(const Slot&) = delete;
         Slot& operator=(const Slot&) = delete;
 
@@ -71,17 +71,18 @@ public:
 private:
     static constexpr int MAX_REJECTING = 64;
 
-    std::atomic<std::size_t>& connections_;
-    std::size_t limit_;
+    ConnectionCounts& connections_;
     std::unordered_set<Ref*> open_;
     int rejecting_ = 0;
 };
 
-// Serves one admitted connection until it closes (Sessions::admit() counted it; this
-// releases it).
-awaitable<void> serve_connection(ShardContext& ctx, Sessions& sessions, tcp::socket socket);
+// Serves one admitted connection until it closes (Sessions::admit() counted it in `ticket`;
+// the count is released with it).
+awaitable<void> serve_connection(ShardContext& ctx, Sessions& sessions, tcp::socket socket,
+                                 ConnectionCounts::Ticket ticket);
 
-// Answers 503 too_many_connections to a connection past the limit, and closes it.
-awaitable<void> reject_connection(Sessions& sessions, tcp::socket socket);
+// Answers a connection `admission` refused, with Retry-After, and closes it: 503
+// too_many_connections (the server is full) or 429 too_many_connections_from_client.
+awaitable<void> reject_connection(Sessions& sessions, tcp::socket socket, ConnectionCounts::Admission admission);
 
 }  // namespace sluice::api

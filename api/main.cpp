@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -30,11 +31,19 @@ ApiConfig config_from_env() {
     c.redis_login = sluice::redis_login_from_env();
     c.max_body = static_cast<std::size_t>(
         sluice::env_int("SLUICE_API_MAX_BODY", 1, 1LL << 32, static_cast<long long>(c.max_body)));
+    c.max_input_bytes = static_cast<std::size_t>(sluice::env_int(
+        "SLUICE_MAX_INPUT_BYTES", 1, static_cast<long long>(c.max_body),
+        static_cast<long long>(std::min(c.max_input_bytes, c.max_body))));
     c.max_connections = static_cast<std::size_t>(
         sluice::env_int("SLUICE_API_MAX_CONNECTIONS", 1, 1000000, static_cast<long long>(c.max_connections)));
+    c.max_connections_per_client = static_cast<std::size_t>(sluice::env_int(
+        "SLUICE_API_MAX_CONNECTIONS_PER_CLIENT", 1, static_cast<long long>(c.max_connections),
+        static_cast<long long>(std::min(c.max_connections_per_client, c.max_connections))));
     c.broker_timeout = sluice::env_ms("SLUICE_BROKER_TIMEOUT_MS", milliseconds(1), milliseconds(600000), c.broker_timeout);
     c.request_timeout =
         sluice::env_ms("SLUICE_API_REQUEST_TIMEOUT_MS", milliseconds(100), milliseconds(3600000), c.request_timeout);
+    c.first_byte_timeout = sluice::env_ms("SLUICE_API_FIRST_BYTE_TIMEOUT_MS", milliseconds(100), c.request_timeout,
+                                          std::min(c.first_byte_timeout, c.request_timeout));
     c.sse_keepalive =
         sluice::env_ms("SLUICE_API_SSE_KEEPALIVE_MS", milliseconds(100), milliseconds(3600000), c.sse_keepalive);
     c.threads = static_cast<int>(sluice::env_int("SLUICE_API_THREADS", 1, 256, c.threads));

@@ -132,7 +132,7 @@ HttpResult redis_unavailable() {
 }
 
 Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
-                                    std::optional<std::string_view> idempotency_key) {
+                                    std::optional<std::string_view> idempotency_key, std::size_t max_input_bytes) {
     if (idempotency_key) {
         if (auto e = check_idempotency_key(*idempotency_key)) return *e;
     }
@@ -188,6 +188,10 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
     json input = nullptr;
     if (auto it = doc.find("input"); it != doc.end()) input = std::move(*it);
     const std::vector<std::uint8_t> packed = json::to_msgpack(input);
+    if (packed.size() > max_input_bytes)
+        return api_error(errors::INPUT_TOO_LARGE, "input is " + std::to_string(packed.size()) +
+                                                      " bytes as msgpack; the limit is " +
+                                                      std::to_string(max_input_bytes) + " bytes");
     submit.input.assign(packed.begin(), packed.end());
     if (idempotency_key) {
         submit.idempotency_key = std::string(*idempotency_key);
@@ -314,6 +318,17 @@ bool match_path(std::string_view pattern, std::string_view path, std::string& id
 }
 
 HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply) {
+    if (reply.code == errors::OUTCOME_UNKNOWN.name) {
+        const std::string self = job_path(submit.job_id);
+        std::string message = "the broker did not answer in time, so the job may have been stored, as " + self + ": ";
+        message += submit.idempotency_key.empty()
+                       ? "look it up before submitting again, or submit with an Idempotency-Key, which makes a "
+                         "retry safe"
+                       : "retry with the same Idempotency-Key, which stores it at most once";
+        HttpResult result = error_result(errors::OUTCOME_UNKNOWN, std::move(message));
+        result.headers.emplace_back("Retry-After", "1");
+        return result;
+    }
     if (reply.status < 200 || reply.status > 299) return reply_error(reply);
     // 202: the job we sent was stored. 200: the key was seen before with the same request;
     // the broker names the original job (and its current state) and stored nothing new.

@@ -88,9 +88,11 @@ HttpResult redis_unavailable();
 // Validates a POST /v1/jobs body and builds the SUBMIT to send (req_id left 0). `job_id` is the
 // id the job will get. With an `idempotency_key` (the Idempotency-Key header's value) the
 // SUBMIT carries it and its request_hash; without one both stay empty.
-// Errors: 400 invalid_json, 422 invalid_request (message names the field or header).
+// Errors: 400 invalid_json, 422 invalid_request (message names the field or header), 413
+// input_too_large (the input is more than `max_input_bytes` as msgpack; the message gives both).
 Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
-                                    std::optional<std::string_view> idempotency_key = std::nullopt);
+                                    std::optional<std::string_view> idempotency_key = std::nullopt,
+                                    std::size_t max_input_bytes = limits::DEFAULT_MAX_INPUT);
 
 // Returns nullopt when `key` is a valid Idempotency-Key (1..255 chars in 0x21..0x7e), else
 // the 422 invalid_request naming the header.
@@ -130,7 +132,9 @@ bool match_path(std::string_view pattern, std::string_view path, std::string& id
 
 // HTTP answer to a SUBMIT, from the broker's REPLY: 202 with links for a new job; for a REPLY
 // 200 (an idempotent replay) the same 202 body for the original job (the REPLY's job_id and
-// state) plus `Idempotent-Replayed: true`; else the REPLY's error (409 idempotency_conflict...).
+// state) plus `Idempotent-Replayed: true`; a REPLY 503 outcome_unknown (no answer in time: the
+// job may be stored) says where the job would be and how to retry safely, with Retry-After;
+// else the REPLY's error (409 idempotency_conflict...).
 HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply);
 
 // HTTP answer to a RETRY, from the broker's REPLY: 200 {"id", "status"}, else its error

@@ -62,7 +62,7 @@ awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
             co_return error_result(errors::INVALID_REQUEST, std::string(IDEMPOTENCY_HEADER) + " must be given once");
         key = sv(keys.first->value());
     }
-    auto parsed = parse_submit(req.http.body(), make_job_id(), key);
+    auto parsed = parse_submit(req.http.body(), make_job_id(), key, ctx.config.max_input_bytes);
     if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
     auto& submit = std::get<proto::Submit>(parsed);
     const proto::Reply reply = co_await ctx.broker.request(submit, ctx.config.broker_timeout);

@@ -14,7 +14,10 @@ zmq::context_t& zmq_context() {
 }
 }  // namespace
 
-Server::Server(ApiConfig config) : config_(std::move(config)) {}
+Server::Server(ApiConfig config)
+    : config_(std::move(config)),
+      connections_({config_.max_connections, config_.max_connections_per_client, config_.reserved_connections(),
+                    config_.reserve_client_connections}) {}
 
 Server::~Server() {
     shutdown();

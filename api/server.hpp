@@ -5,8 +5,8 @@
 #pragma once
 
 #include "config.hpp"
+#include "connection_counts.hpp"
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <thread>
@@ -36,7 +36,7 @@ public:
 
 private:
     ApiConfig config_;
-    std::atomic<std::size_t> connections_{0};  // open HTTP connections, all shards
+    ConnectionCounts connections_;  // open HTTP connections, all shards
     std::vector<std::unique_ptr<Shard>> shards_;
     std::vector<std::thread> threads_;
 };

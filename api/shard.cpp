@@ -38,12 +38,12 @@ auto log_failure(const char* what) {
 
 }  // namespace
 
-Shard::Shard(const ApiConfig& config, int index, std::atomic<std::size_t>& connections, zmq::context_t& zmq_ctx)
+Shard::Shard(const ApiConfig& config, int index, ConnectionCounts& connections, zmq::context_t& zmq_ctx)
     : ctx_(config, zmq_ctx),
       index_(index),
       acceptor_(ctx_.ioc),
       subscriber_(ctx_.ioc, config.redis_host, config.redis_port, config.redis_login, "subscriber"),
-      sessions_(connections, config.max_connections),
+      sessions_(connections),
       tick_timer_(ctx_.ioc),
       shutdown_timer_(ctx_.ioc) {
     subscriber_.set_subscription(
@@ -90,7 +90,8 @@ void Shard::request_shutdown() {
 awaitable<void> Shard::accept_loop() {
     for (;;) {
         error_code ec;
-        tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+        tcp::endpoint peer;  // filled by accept itself: no getpeername per connection
+        tcp::socket socket = co_await acceptor_.async_accept(peer, asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
             if (ctx_.stopping || ec == asio::error::operation_aborted) co_return;
             log::warn("accept failed: {}", ec.message());
@@ -102,12 +103,16 @@ awaitable<void> Shard::accept_loop() {
         // Responses go out as several writes (head, SSE chunks): without TCP_NODELAY
         // Nagle holds each small one back until the client's delayed ACK, 40 ms.
         socket.set_option(asio::ip::tcp::no_delay(true), ec);
-        if (!sessions_.admit()) {
+        ConnectionCounts::Ticket ticket;
+        const auto admission = sessions_.admit(client_key(peer.address()), ticket);
+        if (admission != ConnectionCounts::Admission::ADMITTED) {
             if (sessions_.may_reject())
-                asio::co_spawn(ctx_.ioc, reject_connection(sessions_, std::move(socket)), log_failure("reject"));
+                asio::co_spawn(ctx_.ioc, reject_connection(sessions_, std::move(socket), admission),
+                               log_failure("reject"));
             continue;  // else the socket closes as it goes out of scope
         }
-        asio::co_spawn(ctx_.ioc, serve_connection(ctx_, sessions_, std::move(socket)), log_failure("session"));
+        asio::co_spawn(ctx_.ioc, serve_connection(ctx_, sessions_, std::move(socket), std::move(ticket)),
+                       log_failure("session"));
     }
 }
 

@@ -9,14 +9,13 @@
 #include "http_session.hpp"
 #include "shard_context.hpp"
 
-#include <atomic>
 #include <cstdint>
 
 namespace sluice::api {
 
 class Shard {
 public:
-    Shard(const ApiConfig& config, int index, std::atomic<std::size_t>& connections, zmq::context_t& zmq_ctx);
+    Shard(const ApiConfig& config, int index, ConnectionCounts& connections, zmq::context_t& zmq_ctx);
 
     // Opens the listener on `port` (0 = any). Returns the bound port. Throws std::system_error
     // when the address cannot be bound.

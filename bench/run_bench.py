@@ -255,6 +255,7 @@ async def watch(host: str, port: int, job_id: str, connected: asyncio.Event, cou
 def fig_sse(workdir: Path) -> dict:
     p = Pipeline(workdir).start(**NO_LIMIT)
     p.env["SLUICE_API_MAX_CONNECTIONS"] = str(SSE_CLIENTS + 100)
+    p.env["SLUICE_API_MAX_CONNECTIONS_PER_CLIENT"] = str(SSE_CLIENTS + 100)  # all from 127.0.0.1
     p.stop_process(p.api)
     p.start_api()
     try:

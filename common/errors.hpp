@@ -23,14 +23,20 @@ inline constexpr Code IDEMPOTENCY_CONFLICT{"idempotency_conflict", 409};
 inline constexpr Code JOB_FINISHED{"job_finished", 409};          // cancel of a finished job
 inline constexpr Code JOB_NOT_DEAD{"job_not_dead", 409};          // retry of a job that is not dead
 inline constexpr Code BODY_TOO_LARGE{"body_too_large", 413};
+inline constexpr Code INPUT_TOO_LARGE{"input_too_large", 413};   // a job's input, as msgpack
 inline constexpr Code UNKNOWN_JOB_TYPE{"unknown_job_type", 422};
 inline constexpr Code QUEUE_FULL{"queue_full", 429};
+// One client address holds as many connections as it may (SLUICE_API_MAX_CONNECTIONS_PER_CLIENT).
+inline constexpr Code TOO_MANY_CONNECTIONS_FROM_CLIENT{"too_many_connections_from_client", 429};
 inline constexpr Code HEADERS_TOO_LARGE{"headers_too_large", 431};
 // Redis is near its maxmemory: new jobs wait until results free room or expire.
 inline constexpr Code STORAGE_FULL{"storage_full", 507};
 inline constexpr Code INTERNAL_ERROR{"internal_error", 500};
 inline constexpr Code BROKER_ERROR{"broker_error", 502};          // the broker answered nonsense
-inline constexpr Code BROKER_UNAVAILABLE{"broker_unavailable", 503};
+inline constexpr Code BROKER_UNAVAILABLE{"broker_unavailable", 503};  // the request never reached it
+// The request reached the broker (or may have) but no answer came in time: a SUBMIT may have
+// stored the job. Retrying with the same Idempotency-Key is safe.
+inline constexpr Code OUTCOME_UNKNOWN{"outcome_unknown", 503};
 inline constexpr Code REDIS_UNAVAILABLE{"redis_unavailable", 503};
 inline constexpr Code NOT_READY{"not_ready", 503};
 inline constexpr Code TOO_MANY_CONNECTIONS{"too_many_connections", 503};

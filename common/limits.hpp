@@ -27,9 +27,10 @@ inline constexpr std::int64_t TIMEOUT_S_MIN = 1, TIMEOUT_S_MAX = 86400;
 inline constexpr std::int64_t MAX_ATTEMPTS_MIN = 1, MAX_ATTEMPTS_MAX = 100;
 // Default largest HTTP request body, in bytes (SLUICE_API_MAX_BODY); past it 413.
 inline constexpr std::size_t DEFAULT_MAX_BODY = 1024 * 1024;
-// Sizes in bytes the broker accepts, whoever sent them; each configurable (BrokerConfig).
-// A job's input (msgpack) in a SUBMIT, past it 422: the largest body the api takes.
-inline constexpr std::size_t DEFAULT_MAX_INPUT = DEFAULT_MAX_BODY;        // SLUICE_MAX_INPUT_BYTES
+// Sizes in bytes, each configurable. A job's input, as msgpack (SLUICE_MAX_INPUT_BYTES, read by
+// the api, the broker and the workers): past it the api answers 413 input_too_large, the broker
+// 422 to a SUBMIT whoever sent it, and a worker's socket takes no bigger JOB.
+inline constexpr std::size_t DEFAULT_MAX_INPUT = 512 * 1024;              // SLUICE_MAX_INPUT_BYTES
 // A worker's RESULT (msgpack); past it the job fails without a retry.
 inline constexpr std::size_t DEFAULT_MAX_RESULT = 1024 * 1024;            // SLUICE_MAX_RESULT_BYTES
 // A CHUNK's data or a PROGRESS message; past it the report is dropped. Streamed tokens are a

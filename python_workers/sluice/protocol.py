@@ -34,7 +34,7 @@ HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_LIVENESS = 3
 # Largest job input (msgpack bytes) in a JOB, the broker's SLUICE_MAX_INPUT_BYTES default, and
 # the room for the rest of a frame: common/limits.hpp (DEFAULT_MAX_INPUT, FRAME_HEADROOM).
-DEFAULT_MAX_INPUT = 1024 * 1024
+DEFAULT_MAX_INPUT = 512 * 1024
 FRAME_HEADROOM = 64 * 1024
 
 

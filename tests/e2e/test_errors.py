@@ -1,4 +1,6 @@
 """Every error status the api documents, with its JSON body; a bad request changes nothing."""
+import re
+import signal
 import socket
 import time
 
@@ -30,6 +32,15 @@ def test_body_over_the_limit_is_413(pipeline):
     big = b'{"type": "echo", "input": "' + b"x" * (1024 * 1024 + 10) + b'"}'
     response = pipeline.http.post("/v1/jobs", content=big)
     assert response.status_code == 413 and error_code(response) == "body_too_large"
+
+
+def test_input_over_its_limit_is_413_giving_both_numbers(pipeline):
+    limit = 512 * 1024  # SLUICE_MAX_INPUT_BYTES's default; a string's msgpack head is 5 bytes
+    response = pipeline.http.post("/v1/jobs", json={"type": "echo", "input": "x" * limit})
+    assert response.status_code == 413 and error_code(response) == "input_too_large"
+    assert response.json()["error"]["message"] == f"input is {limit + 5} bytes as msgpack; the limit is {limit} bytes"
+    job = pipeline.submit("echo", "x" * (limit - 5))
+    assert pipeline.wait_result(job["id"])["result"] == "x" * (limit - 5)
 
 
 @pytest.mark.parametrize("body", [
@@ -97,6 +108,32 @@ def test_broker_down_is_503_and_recovers(fresh_pipeline):
     assert response.status_code == 503 and error_code(response) == "broker_unavailable"
     ready = p.http.get("/readyz")
     assert ready.status_code == 503 and error_code(ready) == "not_ready"
+
+
+def test_a_submit_the_broker_does_not_answer_in_time_is_503_outcome_unknown(fresh_pipeline):
+    """The SUBMIT went out, so the job may be stored: the answer says where, and a retry with
+    the same Idempotency-Key gets that job instead of a second one."""
+    p = fresh_pipeline.start()
+    p.stop_process(p.api)
+    p.start_api(SLUICE_BROKER_TIMEOUT_MS="500")
+    p.start_worker("native")
+    p.wait_ready("echo")
+    body = {"type": "echo", "input": "once"}
+    headers = {"Idempotency-Key": "outcome-unknown-1"}
+    p.broker.send_signal(signal.SIGSTOP)
+    try:
+        response = p.http.post("/v1/jobs", json=body, headers=headers)
+    finally:
+        p.broker.send_signal(signal.SIGCONT)
+    assert response.status_code == 503 and error_code(response) == "outcome_unknown"
+    assert int(response.headers["retry-after"]) >= 1
+    message = response.json()["error"]["message"]
+    assert "retry with the same Idempotency-Key" in message, message
+    job_id = re.search(r"/v1/jobs/([0-9a-f-]{36})", message).group(1)
+    again = p.http.post("/v1/jobs", json=body, headers=headers)
+    assert again.status_code == 202, again.text
+    assert again.json()["id"] == job_id and again.headers["idempotent-replayed"] == "true"
+    assert p.wait_result(job_id)["result"] == "once"
 
 
 def test_redis_down_is_503_on_reads_and_readyz(fresh_pipeline):

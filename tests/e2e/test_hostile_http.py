@@ -3,6 +3,7 @@ requests each get a clear JSON error (or a bounded close), and the api stays up,
 clients and keeps its memory bounded. The api runs with a 2 s request timeout and a low
 connection limit, so slow clients and leaked connection slots show up within seconds."""
 import json
+import re
 import select
 import socket
 import threading
@@ -179,6 +180,37 @@ class Trickler:
         "negative-length", "bad-length", "two-lengths", "length-and-chunked"])
 def test_malformed_requests_get_a_400_json_error(hostile, data):
     assert_json_error(exchange(hostile, data), 400, "bad_request")
+
+
+# A complete request hidden where the api must see a body (or nothing at all): served, it would
+# answer 200 after the first answer. Behind a proxy that frames the first request differently,
+# that is request smuggling.
+SMUGGLED = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize("head, body", [
+    (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n", SMUGGLED),
+    (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", SMUGGLED),
+    (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", SMUGGLED),
+    (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", SMUGGLED),
+    (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nContent-Length: 0\r\n\r\n", SMUGGLED),
+    (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+     b"0\r\n\r\n" + SMUGGLED),
+    (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: %d\r\n\r\n"
+     % (5 + len(SMUGGLED)), b"0\r\n\r\n" + SMUGGLED),
+    (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED),
+     SMUGGLED),
+    (b"POST /v1/jobs HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", b"0\r\n\r\n" + SMUGGLED),
+    (b"GET /healthz HTTP/1.1\r\n\r\n", SMUGGLED),
+    (b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", SMUGGLED),
+], ids=["te-identity", "te-gzip", "te-chunked-gzip", "te-chunked-twice", "te-identity-and-length",
+        "length-then-chunked", "chunked-then-length", "two-different-lengths", "te-in-http-1.0", "no-host",
+        "two-hosts"])
+def test_ambiguous_framing_is_400_and_closes_without_serving_what_follows(hostile, head, body):
+    answer = exchange(hostile, head + body)  # read_until_close: fails unless the api closes
+    assert len(re.findall(rb"HTTP/1\.[01] \d{3} ", answer)) == 1, answer  # one status line
+    assert_json_error(answer, 400, "bad_request")
+    assert b"Connection: close" in answer
 
 
 @pytest.mark.parametrize("body", [

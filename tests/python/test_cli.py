@@ -23,7 +23,7 @@ def test_defaults():
     assert args.broker == "tcp://127.0.0.1:5556"
     assert args.processes == 1
     assert args.concurrency == 4 and args.grace_period == 10.0 and args.log_level == "INFO"
-    assert args.max_input_bytes == 1024 * 1024
+    assert args.max_input_bytes == 512 * 1024
     assert args.name.rsplit("-", 1)[1].isdigit()  # hostname-pid
 
 

@@ -11,7 +11,7 @@ import zmq
 
 from pipeline import Pipeline, process_rss_mb
 
-MAX_INPUT = 1024 * 1024
+MAX_INPUT = 512 * 1024
 HASH = "0" * 64
 
 

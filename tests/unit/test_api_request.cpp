@@ -125,6 +125,20 @@ TEST_CASE("submit: nesting deeper than the limit is refused, at the limit it is 
     submit_ok(nested(MAX_JSON_DEPTH - 1));
 }
 
+TEST_CASE("submit: an input over the limit, as msgpack, is 413 giving both numbers") {
+    // A string of 100 characters is 102 bytes of msgpack (str 8: 0xd9 and one length byte).
+    const std::string body = R"({"type": "echo", "input": ")" + std::string(100, 'x') + R"("})";
+    CHECK(std::holds_alternative<Submit>(parse_submit(body, ID, std::nullopt, 102)));
+    auto refused = parse_submit(body, ID, std::nullopt, 101);
+    REQUIRE(std::holds_alternative<ApiError>(refused));
+    const ApiError& e = std::get<ApiError>(refused);
+    CHECK(e.status == 413);
+    CHECK(e.code == "input_too_large");
+    CHECK(e.message == "input is 102 bytes as msgpack; the limit is 101 bytes");
+    CHECK(submit_ok(R"({"type": "echo", "input": ")" + std::string(500 * 1024, 'x') + R"("})").type == "echo");
+    CHECK(submit_error(R"({"type": "echo", "input": ")" + std::string(513 * 1024, 'x') + R"("})").status == 413);
+}
+
 TEST_CASE("Idempotency-Key: valid keys, and 422 naming the header otherwise") {
     CHECK_FALSE(check_idempotency_key("a"));
     CHECK_FALSE(check_idempotency_key("order-42/retry:1?x=\"y\"~!"));
@@ -533,6 +547,25 @@ TEST_CASE("HTTP answers from broker REPLYs") {
     Reply weird;
     weird.status = 7;
     CHECK(submit_result(submit, weird).status == 502);
+
+    // No answer in time: the job may be stored. The answer says where, and how to retry safely.
+    Reply unanswered;
+    unanswered.status = 503;
+    unanswered.code = "outcome_unknown";
+    r = submit_result(submit, unanswered);
+    CHECK(error_of(r) == "outcome_unknown");
+    CHECK(r.headers == std::vector<std::pair<std::string, std::string>>{{"Retry-After", "1"}});
+    std::string message = json::parse(r.body)["error"]["message"];
+    CHECK(message.find("/v1/jobs/" + ID) != std::string::npos);
+    CHECK(message.find("submit with an Idempotency-Key") != std::string::npos);
+    Submit keyed = submit;
+    keyed.idempotency_key = "k-1";
+    message = json::parse(submit_result(keyed, unanswered).body)["error"]["message"];
+    CHECK(message.find("retry with the same Idempotency-Key") != std::string::npos);
+    // Never sent: nothing can have been stored.
+    Reply never_sent = unanswered;
+    never_sent.code = "broker_unavailable";
+    CHECK(error_of(submit_result(submit, never_sent)) == "broker_unavailable");
 
     // An idempotent replay: the broker names the original job; still a 202 with its links.
     Reply replay;
