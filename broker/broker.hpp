@@ -9,12 +9,14 @@
 #include "job_queue.hpp"
 #include "job_table.hpp"
 #include "redis_link.hpp"
+#include "refusal_log.hpp"
 #include "worker_pool.hpp"
 #include "wire.hpp"
 
 #include <zmq.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -24,7 +26,8 @@ namespace sluice::broker {
 
 class Broker {
 public:
-    // Binds both sockets (throws zmq::error_t if an endpoint cannot be bound).
+    // Binds both sockets, as CURVE servers with the ZAP handler first when config.curve is set
+    // (throws zmq::error_t if an endpoint cannot be bound).
     explicit Broker(BrokerConfig config);
 
     // The endpoints actually bound (a `*` port resolved).
@@ -59,6 +62,14 @@ private:
     // Heartbeats out, silent and departed workers dropped, leases expired, retries released.
     void run_timers(Clock::time_point now);
     void expire_leases(Clock::time_point now);
+
+    // ---- ZAP, who may connect (zap.cpp) ----
+    // ZAP domains (RFC 27) of the two sockets: the handler picks the allow-list by domain.
+    static constexpr const char* API_DOMAIN = "sluice-api";
+    static constexpr const char* WORKER_DOMAIN = "sluice-worker";
+    // Answers the waiting ZAP requests: a CURVE client is admitted when its public key is on
+    // the allow-list of the socket it reached; a refusal is logged (rate-limited by refusals_).
+    void handle_zap();
 
     // ---- api side (api_side.cpp) ----
     void handle_frontend(const proto::Envelope& env);
@@ -103,6 +114,9 @@ private:
 
     BrokerConfig config_;
     zmq::context_t context_;
+    // The ZAP handler's REP socket (inproc://zeromq.zap.01), served by this loop; only with CURVE.
+    std::optional<zmq::socket_t> zap_;
+    RefusalLog refusals_;
     zmq::socket_t frontend_;
     zmq::socket_t backend_;
     std::string frontend_endpoint_;
