@@ -23,7 +23,7 @@ unit: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
 
 e2e: build
-	SLUICE_BUILD_DIR=$(abspath $(BUILD_DIR)) .venv/bin/python -m pytest -q tests/python tests/e2e tests/faults
+	SLUICE_BUILD_DIR=$(abspath $(BUILD_DIR)) .venv/bin/python -m pytest -q tests/python tests/e2e tests/faults tests/security
 
 test: unit e2e fuzz-smoke
 
