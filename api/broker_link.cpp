@@ -11,11 +11,19 @@
 #include <boost/asio/post.hpp>
 
 namespace sluice::api {
+namespace {
+
+// Shortest time between two replacements of the socket: a broker that is down costs at most one
+// new socket (and connection attempt) a second, however many requests find it down.
+constexpr std::chrono::seconds REOPEN_INTERVAL{1};
+
+}  // namespace
 
 using boost::system::error_code;
 
-BrokerLink::BrokerLink(asio::io_context& ioc, zmq::context_t& zmq_ctx, std::string endpoint)
-    : ioc_(ioc), zmq_ctx_(zmq_ctx), endpoint_(std::move(endpoint)) {}
+BrokerLink::BrokerLink(asio::io_context& ioc, zmq::context_t& zmq_ctx, std::string endpoint,
+                       std::optional<curve::ClientKeys> keys)
+    : ioc_(ioc), zmq_ctx_(zmq_ctx), endpoint_(std::move(endpoint)), keys_(std::move(keys)) {}
 
 BrokerLink::~BrokerLink() { stop(); }
 
@@ -41,18 +49,42 @@ proto::Reply BrokerLink::unanswered(std::uint64_t req_id, std::string message) {
 }
 
 void BrokerLink::start() {
+    open_socket();
+    asio::co_spawn(ioc_, read_loop(), asio::detached);
+}
+
+void BrokerLink::open_socket() {
     dealer_.emplace(zmq_ctx_, zmq::socket_type::dealer);
     dealer_->set(zmq::sockopt::linger, 0);
-    dealer_->set(zmq::sockopt::immediate, 1);  // no broker connected -> send fails at once
+    // No broker connected -> send fails at once. With CURVE a connection counts only once its
+    // handshake is done, so a process squatting on the port without the broker's secret key
+    // never gets a message: the api answers 503.
+    dealer_->set(zmq::sockopt::immediate, 1);
+    if (keys_) curve::make_client(*dealer_, *keys_);
     // It receives only REPLYs, a few hundred bytes: libzmq refuses a bigger frame unallocated.
     dealer_->set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(limits::FRAME_HEADROOM));
     dealer_->connect(endpoint_);
     signal_fd_.emplace(ioc_, dealer_->get(zmq::sockopt::fd));
-    asio::co_spawn(ioc_, read_loop(), asio::detached);
+    opened_at_ = Clock::now();
 }
 
 void BrokerLink::stop() {
     stopping_ = true;
+    close_socket();
+}
+
+bool BrokerLink::wait_connected(Clock::time_point deadline) {
+    // With ZMQ_IMMEDIATE the DEALER is writable only once a connection has finished its handshake.
+    for (auto now = Clock::now(); now < deadline; now = Clock::now()) {
+        zmq::pollitem_t item{dealer_->handle(), 0, ZMQ_POLLOUT, 0};
+        zmq::poll(&item, 1, std::chrono::ceil<std::chrono::milliseconds>(deadline - now));
+        if (item.revents & ZMQ_POLLOUT) return true;
+    }
+    return false;
+}
+
+// read_loop() wakes up (operation_aborted) and goes on waiting on whichever socket is open then.
+void BrokerLink::close_socket() {
     if (signal_fd_) {
         error_code ec;
         signal_fd_->cancel(ec);
@@ -107,6 +139,11 @@ std::shared_ptr<BrokerLink::Pending> BrokerLink::send_encoded(std::uint64_t req_
     pending->req_id = req_id;
     if (!dealer_ || stopping_ || !proto::send_frames(*dealer_, {}, command, body)) {
         pending->reply = unavailable(req_id, "broker is not connected");
+        if (dealer_ && !stopping_ && Clock::now() - opened_at_ >= REOPEN_INTERVAL) {
+            log::debug("broker link: no broker connected; connecting a new socket");
+            close_socket();
+            open_socket();
+        }
         return pending;
     }
     pending_.emplace(req_id, pending);

@@ -2,12 +2,16 @@
 // go out with a non-blocking send; the loop waits on the socket's ZMQ_FD (readable whenever
 // the socket's events may have changed) and, when woken, reads every waiting REPLY and wakes
 // the coroutine awaiting it. No extra thread, so no hand-over between threads per request.
-// Late replies (after the awaiting coroutine gave up) are dropped.
+// Late replies (after the awaiting coroutine gave up) are dropped. A send that finds no broker
+// connected replaces the socket (at most once per REOPEN_INTERVAL): libzmq stops retrying an
+// endpoint for good once a handshake fails with a protocol error, as it does against a process
+// without CURVE squatting on the broker's port, so a fresh socket is the way to try again.
 //
 // Thread-safety: everything only on the shard's loop thread; start()/stop() before and after
 // its loop runs.
 #pragma once
 
+#include "curve.hpp"
 #include "loop.hpp"
 #include "protocol.hpp"
 
@@ -30,7 +34,9 @@ public:
         std::optional<proto::Reply> reply;
     };
 
-    BrokerLink(asio::io_context& ioc, zmq::context_t& zmq_ctx, std::string endpoint);
+    // `keys`: connect as a CURVE client with them (README.md, Security); none: no CURVE.
+    BrokerLink(asio::io_context& ioc, zmq::context_t& zmq_ctx, std::string endpoint,
+               std::optional<curve::ClientKeys> keys);
     ~BrokerLink();
     BrokerLink(const BrokerLink&) = delete;
     BrokerLink& operator=(const BrokerLink&) = delete;
@@ -39,6 +45,9 @@ public:
     void start();
     // Closes the socket; idempotent.
     void stop();
+    // Waits (blocking: before the loop runs only) until a broker is connected, its handshake
+    // done, or `deadline` passes; returns whether one is.
+    bool wait_connected(Clock::time_point deadline);
 
     // Gives `msg` a fresh req_id and sends it. The returned Pending already holds a 503
     // broker_unavailable reply if it could not be sent (no broker connected, or its queue full).
@@ -73,6 +82,9 @@ public:
 private:
     std::shared_ptr<Pending> send_encoded(std::uint64_t req_id, proto::Command command,
                                           std::string body);
+    // A new DEALER connecting to the broker (with CURVE if keys_), and its ZMQ_FD watched.
+    void open_socket();
+    void close_socket();
     void on_reply(proto::Reply reply);
     // Reads every message waiting on the DEALER.
     void read_replies();
@@ -81,9 +93,11 @@ private:
     asio::io_context& ioc_;
     zmq::context_t& zmq_ctx_;
     std::string endpoint_;
+    std::optional<curve::ClientKeys> keys_;
     std::optional<zmq::socket_t> dealer_;
     // Watches the DEALER's ZMQ_FD; released, never closed (libzmq owns that fd).
     std::optional<asio::posix::stream_descriptor> signal_fd_;
+    Clock::time_point opened_at_{};
     bool stopping_ = false;
     bool read_posted_ = false;
     std::uint64_t next_req_id_ = 1;

@@ -2,6 +2,7 @@
 // environment (variable named on each field); nothing else reads the environment.
 #pragma once
 
+#include "curve.hpp"
 #include "limits.hpp"
 #include "redis_login.hpp"
 
@@ -9,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -21,6 +23,10 @@ struct ApiConfig {
     std::uint16_t port = 8080;
     // SLUICE_BROKER_API_ENDPOINT: the broker's frontend ROUTER (schemas/PROTOCOL.md, Sockets).
     std::string broker_endpoint = "tcp://127.0.0.1:5555";
+    // SLUICE_CURVE_SECRET_KEY_FILE / SLUICE_BROKER_PUBLIC_KEY_FILE: this api's CURVE keypair
+    // and the broker's public key (README.md, Security). None: no CURVE, only allowed when
+    // broker_endpoint stays on this host.
+    std::optional<curve::ClientKeys> broker_keys;
     // SLUICE_REDIS_HOST / SLUICE_REDIS_PORT: the Redis server holding job state.
     std::string redis_host = "127.0.0.1";
     int redis_port = 6399;

@@ -1,6 +1,7 @@
 // sluice-api: reads ApiConfig from the environment, binds, prints the listening line, serves
 // until SIGINT/SIGTERM, then shuts down gracefully and exits 0.
 #include "config.hpp"
+#include "curve.hpp"
 #include "env.hpp"
 #include "log.hpp"
 #include "server.hpp"
@@ -26,6 +27,7 @@ ApiConfig config_from_env() {
     c.host = sluice::env_string("SLUICE_API_HOST", c.host);
     c.port = static_cast<std::uint16_t>(sluice::env_int("SLUICE_API_PORT", 0, 65535, c.port));
     c.broker_endpoint = sluice::env_string("SLUICE_BROKER_API_ENDPOINT", c.broker_endpoint);
+    c.broker_keys = sluice::curve::env_client_keys("SLUICE_BROKER_API_ENDPOINT", c.broker_endpoint);
     c.redis_host = sluice::env_string("SLUICE_REDIS_HOST", c.redis_host);
     c.redis_port = static_cast<int>(sluice::env_int("SLUICE_REDIS_PORT", 1, 65535, c.redis_port));
     c.redis_login = sluice::redis_login_from_env();
@@ -73,8 +75,9 @@ int main() {
     server.start();
     std::printf("sluice-api listening on http://%s:%u\n", config.host.c_str(), static_cast<unsigned>(port));
     std::fflush(stdout);
-    sluice::log::info("listening on {}:{} ({} thread(s)), broker {}, redis {}:{}", config.host, port,
-                      config.threads, config.broker_endpoint, config.redis_host, config.redis_port);
+    sluice::log::info("listening on {}:{} ({} thread(s)), broker {} (CURVE {}), redis {}:{}", config.host, port,
+                      config.threads, config.broker_endpoint, config.broker_keys ? "on" : "off", config.redis_host,
+                      config.redis_port);
 
     int signal_number = 0;
     sigwait(&stop_signals, &signal_number);

@@ -1,6 +1,7 @@
 // sluice-api's server: one share-nothing shard per thread (see server.hpp and shard.hpp).
 #include "server.hpp"
 
+#include "log.hpp"
 #include "shard.hpp"
 
 #include <algorithm>
@@ -8,6 +9,12 @@
 namespace sluice::api {
 
 namespace {
+
+// How long start() waits for the broker links to connect. Their handshake (CURVE: a few key
+// exchanges and the broker's allow-list check) takes milliseconds; without the wait, requests
+// that arrive meanwhile would answer 503. A broker that is down delays the start by this much.
+constexpr std::chrono::seconds BROKER_CONNECT_WAIT{1};
+
 zmq::context_t& zmq_context() {
     static zmq::context_t context(1);
     return context;
@@ -39,6 +46,10 @@ std::uint16_t Server::bind() {
 
 void Server::start() {
     for (auto& shard : shards_) shard->start_broker();
+    const auto deadline = Clock::now() + BROKER_CONNECT_WAIT;
+    bool connected = true;
+    for (auto& shard : shards_) connected = shard->wait_broker(deadline) && connected;
+    if (!connected) log::warn("no broker connected yet: submits answer 503 until one is");
     for (auto& shard : shards_) threads_.emplace_back([s = shard.get()] { s->run(); });
 }
 

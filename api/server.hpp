@@ -26,7 +26,8 @@ public:
     // Creates the shards and binds their listeners. Returns the bound port (useful with
     // port 0). Throws std::system_error when the address cannot be bound.
     std::uint16_t bind();
-    // Starts one loop thread per shard (and each shard's broker bridge thread).
+    // Connects each shard's broker link, waits up to a second for them to connect (so the first
+    // requests do not answer 503 while the handshake runs), then starts one loop thread per shard.
     void start();
     // Begins graceful shutdown in every shard: stop accepting, finish in-flight requests
     // (up to config.shutdown_grace), close SSE streams. Thread-safe; returns at once.

@@ -74,6 +74,8 @@ std::uint16_t Shard::bind(std::uint16_t port, bool reuse_port) {
 
 void Shard::start_broker() { ctx_.broker.start(); }
 
+bool Shard::wait_broker(Clock::time_point deadline) { return ctx_.broker.wait_connected(deadline); }
+
 void Shard::run() {
     ctx_.redis.start();
     subscriber_.start();

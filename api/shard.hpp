@@ -22,6 +22,8 @@ public:
     std::uint16_t bind(std::uint16_t port, bool reuse_port);
     // Connects the broker link.
     void start_broker();
+    // Waits (blocking) until the broker link is connected or `deadline` passes; see Server::start.
+    bool wait_broker(Clock::time_point deadline);
     // The shard's loop; returns once shutdown has finished everything.
     void run();
     // Thread-safe: asks the shard to shut down gracefully.

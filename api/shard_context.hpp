@@ -19,7 +19,7 @@ struct ShardContext {
     ShardContext(const ApiConfig& config, zmq::context_t& zmq_ctx)
         : config(config),
           redis(ioc, config.redis_host, config.redis_port, config.redis_login, "commands"),
-          broker(ioc, zmq_ctx, config.broker_endpoint) {}
+          broker(ioc, zmq_ctx, config.broker_endpoint, config.broker_keys) {}
     ShardContext(const ShardContext&) = delete;
     ShardContext& operator=(const ShardContext&) = delete;
 

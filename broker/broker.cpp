@@ -2,6 +2,7 @@
 // handlers live beside it: api_side.cpp (api requests), worker_side.cpp (workers, dispatch).
 #include "broker.hpp"
 
+#include "curve.hpp"
 #include "keys.hpp"
 #include "limits.hpp"
 #include "log.hpp"
@@ -63,6 +64,15 @@ Broker::Broker(BrokerConfig config)
     backend_.set(zmq::sockopt::maxmsgsize,
                  static_cast<std::int64_t>(std::max(config_.max_result_bytes, config_.max_event_bytes) + limits::FRAME_HEADROOM));
     known_types_.insert(config_.known_types.begin(), config_.known_types.end());
+    if (config_.curve) {
+        // The handler must be bound before the sockets take peers: a CURVE server without one
+        // admits every client.
+        zap_.emplace(context_, zmq::socket_type::rep);
+        zap_->set(zmq::sockopt::linger, 0);
+        zap_->bind("inproc://zeromq.zap.01");
+        curve::make_server(frontend_, config_.curve->secret_key, API_DOMAIN);
+        curve::make_server(backend_, config_.curve->secret_key, WORKER_DOMAIN);
+    }
     frontend_.bind(config_.frontend_endpoint);
     backend_.bind(config_.backend_endpoint);
     frontend_endpoint_ = frontend_.get(zmq::sockopt::last_endpoint);
@@ -71,8 +81,9 @@ Broker::Broker(BrokerConfig config)
 
 // The loop, one turn:
 //   1. keep the Redis connection up; whenever it (re)connects, resync memory with Redis
-//   2. poll both sockets, the Redis fd and stop_fd, at most POLL_TICK
-//   3. drive Redis I/O: arriving replies run their callbacks (acks, JOB sends)
+//   2. poll both sockets, the Redis fd, the ZAP socket and stop_fd, at most POLL_TICK
+//   3. drive Redis I/O: arriving replies run their callbacks (acks, JOB sends); answer ZAP
+//      requests (a CURVE handshake waits for the answer)
 //   steps 4 to 6 only once first synced:
 //   4. handle waiting api messages, then waiting worker messages; the turn's SUBMITs, then
 //      its RESULTs, go to Redis as one script call each
@@ -99,6 +110,7 @@ void Broker::run(int stop_fd) {
                                 (redis_.wants_write() ? ZMQ_POLLOUT : 0)),
              0},
         };
+        if (zap_) items.push_back({zap_->handle(), 0, ZMQ_POLLIN, 0});
         const bool serving = served_;
         if (serving) {
             items.push_back({frontend_.handle(), 0, ZMQ_POLLIN, 0});
@@ -112,6 +124,7 @@ void Broker::run(int stop_fd) {
         if (items[0].revents & ZMQ_POLLIN) break;
         if (items[1].revents & ZMQ_POLLOUT) redis_.on_writable();
         if (items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) redis_.on_readable();
+        if (zap_ && (items[2].revents & ZMQ_POLLIN)) handle_zap();
 
         if (serving) {
             handle_waiting(frontend_, "frontend", &Broker::handle_frontend);

@@ -10,6 +10,7 @@
 #include "job_table.hpp"
 #include "rate_limited_log.hpp"
 #include "redis_link.hpp"
+#include "refusal_log.hpp"
 #include "storage_watch.hpp"
 #include "worker_pool.hpp"
 #include "wire.hpp"
@@ -27,7 +28,8 @@ namespace sluice::broker {
 
 class Broker {
 public:
-    // Binds both sockets (throws zmq::error_t if an endpoint cannot be bound).
+    // Binds both sockets, as CURVE servers with the ZAP handler first when config.curve is set
+    // (throws zmq::error_t if an endpoint cannot be bound).
     explicit Broker(BrokerConfig config);
 
     // The endpoints actually bound (a `*` port resolved).
@@ -67,6 +69,14 @@ private:
     void expire_leases(Clock::time_point now);
     // Once a STORAGE_CHECK_INTERVAL: reads INFO memory into storage_ (storage_watch.hpp).
     void check_storage(Clock::time_point now);
+
+    // ---- ZAP, who may connect (zap.cpp) ----
+    // ZAP domains (RFC 27) of the two sockets: the handler picks the allow-list by domain.
+    static constexpr const char* API_DOMAIN = "sluice-api";
+    static constexpr const char* WORKER_DOMAIN = "sluice-worker";
+    // Answers the waiting ZAP requests: a CURVE client is admitted when its public key is on
+    // the allow-list of the socket it reached; a refusal is logged (rate-limited by refusals_).
+    void handle_zap();
 
     // ---- api side (api_side.cpp) ----
     void handle_frontend(const proto::Envelope& env);
@@ -121,6 +131,9 @@ private:
 
     BrokerConfig config_;
     zmq::context_t context_;
+    // The ZAP handler's REP socket (inproc://zeromq.zap.01), served by this loop; only with CURVE.
+    std::optional<zmq::socket_t> zap_;
+    RefusalLog refusals_;
     zmq::socket_t frontend_;
     zmq::socket_t backend_;
     std::string frontend_endpoint_;

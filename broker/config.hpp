@@ -6,10 +6,20 @@
 #include "redis_login.hpp"
 
 #include <cstdint>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 namespace sluice::broker {
+
+// CURVE on both sockets (README.md, Security): the broker is the server, and admits a client
+// only if its public key is on the allow-list of the socket it reached (checked over ZAP).
+struct CurveServer {
+    std::string secret_key;             // SLUICE_CURVE_SECRET_KEY_FILE (the file holds the key)
+    std::set<std::string> api_keys;     // SLUICE_API_KEYS_FILE: the api instances' public keys
+    std::set<std::string> worker_keys;  // SLUICE_WORKER_KEYS_FILE: the workers' public keys
+};
 
 struct BrokerConfig {
     // ROUTER the api instances connect to. `*` as the port picks a free one (tests do this).
@@ -42,6 +52,9 @@ struct BrokerConfig {
     // sluice:types like a declared type), for deployments whose workers start after the api.
     // Each must pass valid_job_type() (common/names.hpp). Empty: a type is known once declared.
     std::vector<std::string> known_types;                     // SLUICE_KNOWN_TYPES (comma-separated)
+    // None: no CURVE, any peer that reaches a socket is served; main.cpp allows that only on
+    // endpoints that stay on this host (curve::local_endpoint).
+    std::optional<CurveServer> curve;
 };
 
 }  // namespace sluice::broker

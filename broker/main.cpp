@@ -1,5 +1,6 @@
 // sluice-broker: reads BrokerConfig from the environment, binds, and runs until SIGINT/SIGTERM.
 #include "broker.hpp"
+#include "curve.hpp"
 #include "env.hpp"
 #include "limits.hpp"
 #include "log.hpp"
@@ -9,7 +10,10 @@
 #include <sys/signalfd.h>
 
 #include <cstdio>
+#include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -22,6 +26,30 @@ std::vector<std::string> env_types(const char* name) {
             sluice::env_fail(name, "lists '" + type + "', not a job type (1-" + std::to_string(sluice::limits::MAX_TYPE_NAME) +
                                        " letters, digits, '_', '.', ':', '-')");
     return types;
+}
+
+// CURVE from the environment (README.md, Security): with a secret key both sockets are CURVE
+// servers and both allow-lists must be given; without one, both endpoints must stay on this host.
+std::optional<sluice::broker::CurveServer> env_curve(const sluice::broker::BrokerConfig& config) {
+    std::optional<std::string> secret = sluice::curve::env_key("SLUICE_CURVE_SECRET_KEY_FILE");
+    std::optional<std::set<std::string>> api_keys = sluice::curve::env_allow_list("SLUICE_API_KEYS_FILE");
+    std::optional<std::set<std::string>> worker_keys = sluice::curve::env_allow_list("SLUICE_WORKER_KEYS_FILE");
+    if (!secret) {
+        if (api_keys || worker_keys)
+            sluice::env_fail(api_keys ? "SLUICE_API_KEYS_FILE" : "SLUICE_WORKER_KEYS_FILE",
+                             "is set but SLUICE_CURVE_SECRET_KEY_FILE is not: without it no key would be checked");
+        for (const auto& [name, endpoint] : {std::pair{"SLUICE_BROKER_API_ENDPOINT", config.frontend_endpoint},
+                                             std::pair{"SLUICE_BROKER_WORKER_ENDPOINT", config.backend_endpoint}})
+            if (!sluice::curve::local_endpoint(endpoint))
+                sluice::env_fail("SLUICE_CURVE_SECRET_KEY_FILE",
+                                 std::string("must be set: ") + name + " " + endpoint +
+                                     " is reachable from other hosts, and without CURVE anyone who reaches it "
+                                     "could pose as a part of Sluice (README.md, Security)");
+        return std::nullopt;
+    }
+    if (!api_keys) sluice::env_fail("SLUICE_API_KEYS_FILE", "must be set with SLUICE_CURVE_SECRET_KEY_FILE");
+    if (!worker_keys) sluice::env_fail("SLUICE_WORKER_KEYS_FILE", "must be set with SLUICE_CURVE_SECRET_KEY_FILE");
+    return sluice::broker::CurveServer{std::move(*secret), std::move(*api_keys), std::move(*worker_keys)};
 }
 
 }  // namespace
@@ -49,6 +77,7 @@ int main() {
     config.known_types = env_types("SLUICE_KNOWN_TYPES");
     config.storage_full_percent =
         static_cast<int>(env_int("SLUICE_STORAGE_FULL_PERCENT", 10, 99, config.storage_full_percent));
+    config.curve = env_curve(config);
 
     // Signals arrive as a readable fd that the loop polls, so shutdown needs no async handler.
     const sigset_t signals = sluice::block_stop_signals();
@@ -61,6 +90,11 @@ int main() {
         std::fflush(stdout);
         sluice::log::info("api endpoint {}, worker endpoint {}, redis {}:{}", broker.frontend_endpoint(),
                           broker.backend_endpoint(), config.redis_host, config.redis_port);
+        if (config.curve)
+            sluice::log::info("CURVE on: {} api key(s) and {} worker key(s) allowed", config.curve->api_keys.size(),
+                              config.curve->worker_keys.size());
+        else
+            sluice::log::info("CURVE off: any process on this host can reach both sockets (README.md, Security)");
         broker.run(stop_fd);
     } catch (const std::exception& e) {
         sluice::log::error("fatal: {}", e.what());

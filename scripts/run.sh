@@ -3,7 +3,7 @@
 # redis-server (project config, data under $SLUICE_DATA_DIR), the broker, the api, native and
 # Python workers. A component that dies is started again and its exit is logged here. Ctrl-C or
 # SIGTERM stops everything, workers first so running jobs can finish, then the api, the broker,
-# Redis last.
+# Redis last. Every ZeroMQ link runs with CURVE, with keys made on the first start (below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -29,18 +29,35 @@ SECRETS=$DATA_DIR/secrets
 scripts/redis-auth.sh "$SECRETS"
 export SLUICE_REDIS_USER=sluice
 export SLUICE_REDIS_PASSWORD_FILE=$SECRETS/redis-password
+# CURVE keys (README.md, Security), made on the first start and kept: keypairs for the broker, the
+# api and this host's workers in $DATA_DIR/keys (0700; secret keys 0600), and the broker's
+# allow-lists api-keys and worker-keys, which start with this host's keys. A worker host is
+# added by appending its public key to worker-keys and restarting the broker.
+KEYS=$DATA_DIR/keys
+mkdir -p "$KEYS"
+chmod 0700 "$KEYS"
+for name in broker api worker; do
+    [[ -e $KEYS/$name.key ]] || "$BUILD/common/sluice-keygen" "$KEYS/$name" >/dev/null
+done
+for name in api worker; do
+    [[ -e $KEYS/$name-keys ]] || cp "$KEYS/$name.pub" "$KEYS/$name-keys"
+done
+# Each component's key files, as a supervisord environment= value.
+broker_keys="SLUICE_CURVE_SECRET_KEY_FILE=\"$KEYS/broker.key\",SLUICE_API_KEYS_FILE=\"$KEYS/api-keys\",SLUICE_WORKER_KEYS_FILE=\"$KEYS/worker-keys\""
+client_keys() { echo "SLUICE_CURVE_SECRET_KEY_FILE=\"$KEYS/$1.key\",SLUICE_BROKER_PUBLIC_KEY_FILE=\"$KEYS/broker.pub\""; }
 
 # One [program] section. supervisord restarts a program that exits on its next tick (within a
 # second) if it had run for startsecs, else after 1, 2, 3 ... s; it gives up on a program only
 # after startretries starts in a row that each died within startsecs. Stopping sends SIGTERM and,
 # after stopwaitsecs, SIGKILL to the program's process group. Stop order is by priority, highest
-# first, one after the other.
+# first, one after the other. `environment` is added to what the program inherits from here.
 program() {
-    local name=$1 priority=$2 stopwait=$3 command=$4
+    local name=$1 priority=$2 stopwait=$3 command=$4 environment=${5:-}
     cat <<EOF
 
 [program:$name]
-command=$command
+command=$command${environment:+
+environment=$environment}
 priority=$priority
 autorestart=true
 startsecs=1
@@ -56,12 +73,11 @@ EOF
 worker_programs() {
     local kind=$1 count=$2 command=$3
     ((count > 0)) || return 0
-    program "worker-$kind" 40 30 "$command"
+    program "worker-$kind" 40 30 "$command" "SLUICE_WORKER_NAME=\"$HOSTNAME-$kind-%(process_num)d\",$(client_keys worker)"
     cat <<EOF
 process_name=%(program_name)s-%(process_num)d
 numprocs=$count
 numprocs_start=1
-environment=SLUICE_WORKER_NAME="$HOSTNAME-$kind-%(process_num)d"
 stdout_logfile=$LOGS/%(program_name)s-%(process_num)d.log
 EOF
 }
@@ -77,11 +93,11 @@ pidfile=$DATA_DIR/supervisord.pid
 EOF
     program redis 10 10 "redis-server \"$ROOT/config/redis.conf\" --include \"$SECRETS/redis-users.conf\" --port $SLUICE_REDIS_PORT --dir \"$DATA_DIR/redis\""
     echo "stdout_logfile=$LOGS/redis.log"
-    program broker 20 10 "\"$BUILD/broker/sluice-broker\""
-    echo "stdout_logfile=$LOGS/broker.log"
     # Its info lines say when a worker is ready (below), so the broker logs at info at least.
-    [[ ${SLUICE_LOG_LEVEL:-info} == debug ]] || echo 'environment=SLUICE_LOG_LEVEL="info"'
-    program api 30 15 "\"$BUILD/api/sluice-api\""
+    [[ ${SLUICE_LOG_LEVEL:-info} == debug ]] || broker_keys+=',SLUICE_LOG_LEVEL="info"'
+    program broker 20 10 "\"$BUILD/broker/sluice-broker\"" "$broker_keys"
+    echo "stdout_logfile=$LOGS/broker.log"
+    program api 30 15 "\"$BUILD/api/sluice-api\"" "$(client_keys api)"
     echo "stdout_logfile=$LOGS/api.log"
     # The Python worker passes SIGTERM on to its --processes children itself (a second signal
     # would cut their grace period short), so only the final SIGKILL goes to its whole group.

@@ -5,6 +5,9 @@
 //   SLUICE_WORKER_CONCURRENCY      jobs run at once, 1..1024 (default 4)
 //   SLUICE_WORKER_NAME             name sent in READY        (default <hostname>-<pid>)
 //   SLUICE_LOG_LEVEL               debug|info|warn|error     (default info)
+//   SLUICE_CURVE_SECRET_KEY_FILE   this worker's CURVE secret key (README.md, Security)
+//   SLUICE_BROKER_PUBLIC_KEY_FILE  the broker's CURVE public key; both or neither
+#include "curve.hpp"
 #include "env.hpp"
 #include "log.hpp"
 #include "native_tasks.hpp"
@@ -28,6 +31,7 @@ int main() {
 
     worker::WorkerConfig config;
     config.broker_endpoint = env_string("SLUICE_BROKER_WORKER_ENDPOINT", config.broker_endpoint);
+    config.curve_keys = curve::env_client_keys("SLUICE_BROKER_WORKER_ENDPOINT", config.broker_endpoint);
     config.name = env_string("SLUICE_WORKER_NAME", "");
     config.concurrency =
         static_cast<std::uint32_t>(env_int("SLUICE_WORKER_CONCURRENCY", 1, MAX_CONCURRENCY, config.concurrency));

@@ -260,6 +260,7 @@ void Worker::Core::connect_dealer() {
     dealer.emplace(ctx, zmq::socket_type::dealer);
     dealer->set(zmq::sockopt::linger, 0);
     dealer->set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(config.max_input_bytes + limits::FRAME_HEADROOM));
+    if (config.curve_keys) curve::make_client(*dealer, *config.curve_keys);
     dealer->connect(config.broker_endpoint);
     proto::Ready ready;
     ready.worker_name = config.name;
@@ -610,8 +611,8 @@ void Worker::start() {
     core.started = true;
     std::string types;
     for (const auto& [type, handler] : core.handlers) types += (types.empty() ? "" : ", ") + type;
-    log::info("worker {} connecting to {}: types [{}], concurrency {}", core.config.name,
-              core.config.broker_endpoint, types, core.config.concurrency);
+    log::info("worker {} connecting to {} (CURVE {}): types [{}], concurrency {}", core.config.name,
+              core.config.broker_endpoint, core.config.curve_keys ? "on" : "off", types, core.config.concurrency);
 
     for (std::uint32_t i = 0; i < core.config.concurrency; ++i)
         core.pool.emplace_back([c = core_] { c->run_pool_thread(); });

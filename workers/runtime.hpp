@@ -12,6 +12,7 @@
 // call. Everything else on JobContext is read-only and safe to call from any thread.
 #pragma once
 
+#include "curve.hpp"
 #include "limits.hpp"
 #include "protocol.hpp"
 
@@ -36,6 +37,11 @@ using Clock = std::chrono::steady_clock;
 struct WorkerConfig {
     // Broker backend endpoint the DEALER connects to. Default "tcp://127.0.0.1:5556".
     std::string broker_endpoint = "tcp://127.0.0.1:5556";
+
+    // This worker's CURVE keypair and the broker's public key (README.md, Security): with them
+    // the DEALER is a CURVE client, so only the holder of the broker's secret key gets its
+    // messages. Default none: no CURVE (the broker must not require it).
+    std::optional<curve::ClientKeys> curve_keys;
 
     // Name sent in READY, shown in the broker's logs and job records.
     // Default (empty): "<hostname>-<pid>".

@@ -7,7 +7,10 @@ MODULE defaults to sluice.tasks and sluice.ai_tasks (the built-in tasks). Enviro
 (README.md): SLUICE_BROKER_WORKER_ENDPOINT for --broker, SLUICE_WORKER_CONCURRENCY for
 --concurrency, SLUICE_WORKER_PROCESSES for --processes, SLUICE_WORKER_NAME for --name,
 SLUICE_LOG_LEVEL for --log-level (debug, info, warn, error). SLUICE_MAX_INPUT_BYTES (default
-1 MiB, as the broker's) bounds the JOB frames the worker accepts.
+512 KiB, as the broker's) bounds the JOB frames the worker accepts. CURVE keys (README.md,
+Security) come only from files named in the environment: SLUICE_CURVE_SECRET_KEY_FILE (this
+worker's secret key) and SLUICE_BROKER_PUBLIC_KEY_FILE (the broker's public key), both or
+neither; neither is allowed only while the broker endpoint is local to this host.
 
 One process runs up to N jobs at once on one asyncio loop (sync handlers in a thread pool).
 With --processes P > 1 this process only supervises P worker processes (each its own worker,
@@ -29,6 +32,9 @@ import sys
 import time
 import traceback
 
+import zmq
+
+from . import curve
 from . import protocol as p
 from .registry import registry
 from .worker import DEFAULT_BROKER, Worker, WorkerConfig, default_worker_name
@@ -97,7 +103,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.max_input_bytes = _positive_int(env_max_input) if env_max_input else p.DEFAULT_MAX_INPUT
     except (ValueError, argparse.ArgumentTypeError):
         parser.error(f"SLUICE_MAX_INPUT_BYTES={env_max_input!r}: must be an integer >= 1")
+    args.curve = curve_from_env(parser, args.broker)
     return args
+
+
+def curve_from_env(parser: argparse.ArgumentParser, broker: str) -> curve.ClientKeys | None:
+    """The worker's CURVE keys from the environment, or None; a bad setting exits 2 naming the
+    variable."""
+    secret = os.environ.get("SLUICE_CURVE_SECRET_KEY_FILE") or None
+    server = os.environ.get("SLUICE_BROKER_PUBLIC_KEY_FILE") or None
+    if secret is None and server is None:
+        if not curve.local_endpoint(broker):
+            parser.error(f"SLUICE_BROKER_PUBLIC_KEY_FILE must be set (with SLUICE_CURVE_SECRET_KEY_FILE): "
+                         f"broker {broker} is not on this host, and without CURVE keys anyone on the way "
+                         f"could pose as the broker (README.md, Security)")
+        return None
+    if secret is None:
+        parser.error("SLUICE_CURVE_SECRET_KEY_FILE must be set with SLUICE_BROKER_PUBLIC_KEY_FILE")
+    if server is None:
+        parser.error("SLUICE_BROKER_PUBLIC_KEY_FILE must be set with SLUICE_CURVE_SECRET_KEY_FILE")
+    keys = {}
+    for name, path in (("SLUICE_CURVE_SECRET_KEY_FILE", secret), ("SLUICE_BROKER_PUBLIC_KEY_FILE", server)):
+        try:
+            keys[name] = curve.read_key(path)
+        except curve.KeyFileError as exc:
+            parser.error(f"{name} {exc}")
+    secret_key = keys["SLUICE_CURVE_SECRET_KEY_FILE"]
+    return curve.ClientKeys(zmq.curve_public(secret_key), secret_key, keys["SLUICE_BROKER_PUBLIC_KEY_FILE"])
 
 
 async def serve(worker: Worker) -> None:
@@ -125,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.processes > 1:
         return supervise(args)
     config = WorkerConfig(broker=args.broker, name=args.name, concurrency=args.concurrency,
-                          grace_period=args.grace_period, max_input_bytes=args.max_input_bytes)
-    print(f"sluice-worker {config.name}: broker {config.broker}, concurrency "
+                          grace_period=args.grace_period, max_input_bytes=args.max_input_bytes, curve=args.curve)
+    print(f"sluice-worker {config.name}: broker {config.broker} (CURVE "
+          f"{'on' if config.curve else 'off'}), concurrency "
           f"{config.concurrency}, tasks {', '.join(registry.names())}", file=sys.stderr, flush=True)
     asyncio.run(serve(Worker(registry, config)))
     return 0

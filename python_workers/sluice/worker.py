@@ -43,6 +43,7 @@ import zmq
 
 from . import protocol as p
 from .context import JobContext, SyncJobContext
+from .curve import ClientKeys
 from .errors import DecodeError, NonRetryableError, SluiceError
 from .registry import TaskRegistry, TaskSpec
 
@@ -77,6 +78,10 @@ class WorkerConfig:
     # Largest job input in bytes, as the broker's SLUICE_MAX_INPUT_BYTES: libzmq refuses a bigger
     # frame (and drops the connection) before allocating it.
     max_input_bytes: int = p.DEFAULT_MAX_INPUT
+    # This worker's CURVE keypair and the broker's public key (README.md, Security): with them
+    # the socket is a CURVE client, so only the holder of the broker's secret key gets its
+    # messages. None: no CURVE (the broker must not require it).
+    curve: ClientKeys | None = None
 
 
 # zmq constants as plain ints: pyzmq's enums cost more to combine than a send (Worker._send).
@@ -208,6 +213,10 @@ class Worker:
     def _open_socket(self) -> None:
         sock = zmq.Socket(self._zmq, zmq.DEALER)
         sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_input_bytes + p.FRAME_HEADROOM)
+        if self.config.curve is not None:
+            sock.curve_serverkey = self.config.curve.server_key
+            sock.curve_publickey = self.config.curve.public_key
+            sock.curve_secretkey = self.config.curve.secret_key
         sock.connect(self.config.broker)
         self._sock = sock
         self._loop.add_reader(sock.getsockopt(zmq.FD), self._schedule_read)

@@ -1,5 +1,6 @@
 """Runs the real pipeline for tests and benchmarks: redis-server, broker, api and workers as
-separate processes on free ports, with a throwaway Redis data directory."""
+separate processes on free ports, with a throwaway Redis data directory, and CURVE on every
+ZeroMQ link (keys made for the run; Pipeline(..., curve=False) for none)."""
 from __future__ import annotations
 
 import asyncio
@@ -15,6 +16,8 @@ import time
 from pathlib import Path
 
 import httpx
+import zmq
+from sluice.curve import read_key
 
 from resp import Redis, RedisError
 
@@ -67,14 +70,53 @@ def running_pipeline(workdir: Path, failed=lambda: False, env: dict | None = Non
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# -- CURVE keys (README.md, Security) ------------------------------------------------------
+# Passed as a component's extra environment, starts it without keys (for the attack tests).
+NO_KEYS = {"SLUICE_CURVE_SECRET_KEY_FILE": "", "SLUICE_BROKER_PUBLIC_KEY_FILE": "",
+           "SLUICE_API_KEYS_FILE": "", "SLUICE_WORKER_KEYS_FILE": ""}
+
+
+def make_keys(directory: Path) -> Path:
+    """Makes keypairs broker.key/.pub, api.key/.pub and worker.key/.pub with sluice-keygen in a new
+    0700 `directory`, and the broker's allow-lists api-keys and worker-keys; returns it."""
+    directory.mkdir(mode=0o700, parents=True)
+    for name in ("broker", "api", "worker"):
+        subprocess.run([str(BUILD / "common" / "sluice-keygen"), str(directory / name)], check=True,
+                       stdout=subprocess.DEVNULL)
+        if name != "broker":
+            (directory / f"{name}-keys").write_text((directory / f"{name}.pub").read_text())
+    return directory
+
+
 class Pipeline:
     """One running Sluice: start() brings up Redis, broker and api; workers are added per test."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, curve: bool = True):
         self.workdir = workdir
         self.procs: list[tuple[str, subprocess.Popen]] = []
         self.workers: list[subprocess.Popen] = []
         self.env = dict(os.environ)
+        self.keys = make_keys(workdir / "keys") if curve else None
+
+    def keys_env(self, component: str) -> dict[str, str]:
+        """The key files of `component` ("broker", "api" or "worker"); none without CURVE."""
+        if self.keys is None:
+            return {}
+        if component == "broker":
+            return {"SLUICE_CURVE_SECRET_KEY_FILE": str(self.keys / "broker.key"),
+                    "SLUICE_API_KEYS_FILE": str(self.keys / "api-keys"),
+                    "SLUICE_WORKER_KEYS_FILE": str(self.keys / "worker-keys")}
+        return {"SLUICE_CURVE_SECRET_KEY_FILE": str(self.keys / f"{component}.key"),
+                "SLUICE_BROKER_PUBLIC_KEY_FILE": str(self.keys / "broker.pub")}
+
+    def allow(self, sock: zmq.Socket, component: str = "worker") -> zmq.Socket:
+        """Gives a test's own socket the allowed keys of `component` ("api" or "worker") and the
+        broker's public key, before it connects; no-op without CURVE. Returns `sock`."""
+        if self.keys is not None:
+            sock.curve_secretkey = read_key(self.keys / f"{component}.key")
+            sock.curve_publickey = read_key(self.keys / f"{component}.pub")
+            sock.curve_serverkey = read_key(self.keys / "broker.pub")
+        return sock
 
     # -- processes ---------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str], env: dict) -> tuple[subprocess.Popen, Path]:
@@ -132,7 +174,7 @@ class Pipeline:
 
     def start_broker(self, same_endpoints: bool = False, **extra: str) -> None:
         """Starts the broker on free ports, or with `same_endpoints` where the last one was."""
-        env = dict(self.env, **extra)
+        env = {**self.env, **self.keys_env("broker"), **extra}
         if not same_endpoints:
             env.update(SLUICE_BROKER_API_ENDPOINT="tcp://127.0.0.1:*", SLUICE_BROKER_WORKER_ENDPOINT="tcp://127.0.0.1:*")
         self.broker, out = self._spawn("broker", [str(BUILD / "broker" / "sluice-broker")], env)
@@ -141,15 +183,15 @@ class Pipeline:
         self.env.update(SLUICE_BROKER_API_ENDPOINT=self.frontend, SLUICE_BROKER_WORKER_ENDPOINT=self.backend)
 
     def start_api(self, **extra: str) -> None:
-        env = dict(self.env, SLUICE_API_PORT="0", **extra)
+        env = {**self.env, "SLUICE_API_PORT": "0", **self.keys_env("api"), **extra}
         self.api, out = self._spawn("api", [str(BUILD / "api" / "sluice-api")], env)
         match = wait_for_line(out, r"listening on (http://\S+)", self.api)
         self.url = match.group(1)
         self.http = httpx.Client(base_url=self.url, timeout=30)
 
     def start_worker(self, kind: str = "python", concurrency: int = 4, name: str | None = None,
-                     modules: list[str] | None = None) -> subprocess.Popen:
-        env = dict(self.env, SLUICE_WORKER_CONCURRENCY=str(concurrency))
+                     modules: list[str] | None = None, **extra: str) -> subprocess.Popen:
+        env = {**self.env, "SLUICE_WORKER_CONCURRENCY": str(concurrency), **self.keys_env("worker"), **extra}
         if name:
             env["SLUICE_WORKER_NAME"] = name
         if kind == "python":

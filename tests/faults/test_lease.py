@@ -15,13 +15,13 @@ def frames(command: int, fields: list) -> list[bytes]:
 class StuckWorker:
     """Says READY for `echo`, heartbeats every 0.5 s, takes one JOB and sits on it."""
 
-    def __init__(self, endpoint: str):
+    def __init__(self, pipeline):
         self.job = None
         self.stop = threading.Event()
         self.context = zmq.Context()
-        self.socket = self.context.socket(zmq.DEALER)
+        self.socket = pipeline.allow(self.context.socket(zmq.DEALER))
         self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.connect(endpoint)
+        self.socket.connect(pipeline.backend)
         self.socket.send_multipart(frames(16, ["stuck", "python", ["echo"], 1]))
         self.thread = threading.Thread(target=self._run)
         self.thread.start()
@@ -47,7 +47,7 @@ class StuckWorker:
 
 def test_lease_expires_for_a_worker_that_never_answers(pipeline):
     p = pipeline.start()
-    stuck = StuckWorker(p.backend)
+    stuck = StuckWorker(p)
     try:
         p.wait_workers("stuck")
         job = p.submit("echo", {"payload": 1}, timeout_s=1, max_attempts=2)

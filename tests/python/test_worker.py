@@ -24,6 +24,7 @@ import sluice.tasks  # noqa: F401  (registers the built-in tasks in the default 
 from sluice import protocol as p
 from sluice.errors import NonRetryableError
 from sluice.registry import TaskRegistry, registry as builtin_registry, task
+from sluice.curve import ClientKeys
 from sluice.worker import Worker, WorkerConfig
 
 TEST_LIMIT = 10.0  # seconds; every test finishes far sooner
@@ -45,10 +46,14 @@ def unpack(data: bytes):
 
 
 class FakeBroker:
-    """A ROUTER socket bound to a free port, speaking SLUICE/1 to the worker under test."""
+    """A ROUTER socket bound to a free port, speaking SLUICE/1 to the worker under test; a CURVE
+    server with `secret_key` if one is given (no ZAP handler: it admits any client key)."""
 
-    def __init__(self, ctx: zmq.asyncio.Context) -> None:
+    def __init__(self, ctx: zmq.asyncio.Context, secret_key: bytes | None = None) -> None:
         self.sock = ctx.socket(zmq.ROUTER)
+        if secret_key is not None:
+            self.sock.curve_server = True
+            self.sock.curve_secretkey = secret_key
         self.sock.bind("tcp://127.0.0.1:*")
         self.endpoint = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
 
@@ -106,6 +111,31 @@ def make_registry() -> TaskRegistry:
 
 
 # ---- registration, READY, results -------------------------------------------------------------
+
+
+def test_with_curve_keys_the_worker_talks_only_to_the_holder_of_the_broker_secret_key():
+    async def scenario():
+        ctx = zmq.asyncio.Context()
+        try:
+            broker_public, broker_secret = zmq.curve_keypair()
+            public, secret = zmq.curve_keypair()
+            broker, impostor = FakeBroker(ctx, broker_secret), FakeBroker(ctx, zmq.curve_keypair()[1])
+            workers = [Worker(make_registry(), WorkerConfig(broker=to.endpoint, name="curve",
+                                                            curve=ClientKeys(public, secret, broker_public)),
+                              context=ctx) for to in (broker, impostor)]
+            running = [asyncio.create_task(worker.run()) for worker in workers]
+            _, ready = await broker.expect(p.Ready)
+            assert ready.worker_name == "curve"
+            with pytest.raises(asyncio.TimeoutError):
+                await impostor.recv(timeout=1.0)  # the handshake failed: not even a heartbeat
+            for worker in workers:
+                worker.stop()
+                worker.stop()
+            await asyncio.wait_for(asyncio.gather(*running), 5)
+        finally:
+            ctx.destroy(linger=0)
+
+    run(scenario())
 
 
 def test_ready_names_worker_runtime_types_and_concurrency():

@@ -23,12 +23,13 @@ def submit_body(req_id: int, job_id: str | None = None, tenant: str = "default",
 
 
 class RogueApi:
-    """A DEALER on the broker's frontend speaking SLUICE/1 as an api would."""
+    """A DEALER on the broker's frontend speaking SLUICE/1 as an api would, with an allowed api
+    key: what a compromised api could send."""
 
-    def __init__(self, context: zmq.Context, endpoint: str):
-        self.sock = context.socket(zmq.DEALER)
+    def __init__(self, context: zmq.Context, p: Pipeline):
+        self.sock = p.allow(context.socket(zmq.DEALER), "api")
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(endpoint)
+        self.sock.connect(p.frontend)
 
     def request(self, command: bytes, body: bytes, timeout_ms: int = 5000) -> list | None:
         """Sends one request; returns the REPLY's fields, or None when none came in time."""
@@ -45,7 +46,7 @@ def rogue(fresh_pipeline):
     p = fresh_pipeline.start(SLUICE_KNOWN_TYPES="echo")
     context = zmq.Context()
     try:
-        yield p, context, RogueApi(context, p.frontend)
+        yield p, context, RogueApi(context, p)
     finally:
         context.destroy(linger=0)
 
@@ -91,8 +92,8 @@ def test_a_frame_past_the_limit_is_dropped_unallocated(rogue):
     assert not stored(p, job_id)
 
     before = process_rss_mb(p.broker.pid)
-    for endpoint in (p.frontend, p.backend):
-        giant = context.socket(zmq.DEALER)
+    for endpoint, component in ((p.frontend, "api"), (p.backend, "worker")):
+        giant = p.allow(context.socket(zmq.DEALER), component)
         giant.setsockopt(zmq.LINGER, 0)
         giant.connect(endpoint)
         giant.send_multipart([b"SLUICE/1", b"\x01", bytes(300_000_000)])
@@ -100,7 +101,7 @@ def test_a_frame_past_the_limit_is_dropped_unallocated(rogue):
         giant.close()
     assert process_rss_mb(p.broker.pid) - before < 20, (before, process_rss_mb(p.broker.pid))
     # And it still serves everyone else.
-    fresh = RogueApi(context, p.frontend)
+    fresh = RogueApi(context, p)
     assert fresh.request(b"\x03", msgpack.packb([5]))[:2] == [5, 200]
 
 

@@ -29,8 +29,9 @@ def test_a_flood_of_malformed_messages_costs_a_handful_of_lines(fresh_pipeline):
     before = len(p.broker_log().splitlines())
     context = zmq.Context()
     try:
-        for endpoint, command in ((p.frontend, b"\x01"), (p.backend, b"\x10")):
-            rogue = context.socket(zmq.DEALER)
+        # Peers with allowed keys (a compromised api or worker): their messages reach the broker.
+        for endpoint, command, component in ((p.frontend, b"\x01", "api"), (p.backend, b"\x10", "worker")):
+            rogue = p.allow(context.socket(zmq.DEALER), component)
             rogue.setsockopt(zmq.LINGER, 0)
             rogue.connect(endpoint)
             for i in range(FLOOD // 4):

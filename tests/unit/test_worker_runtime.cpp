@@ -26,11 +26,16 @@ using std::chrono::milliseconds;
 
 namespace {
 
-// The broker side of the backend: a ROUTER bound to a free port.
+// The broker side of the backend: a ROUTER bound to a free port, a CURVE server with
+// `secret_key` if one is given (with no ZAP handler: it admits any client key).
 class FakeBroker {
 public:
-    FakeBroker() {
+    explicit FakeBroker(const std::string& secret_key = {}) {
         router_.set(zmq::sockopt::linger, 0);
+        if (!secret_key.empty()) {
+            router_.set(zmq::sockopt::curve_server, 1);
+            router_.set(zmq::sockopt::curve_secretkey, secret_key);
+        }
         router_.bind("tcp://127.0.0.1:*");
         endpoint = router_.get(zmq::sockopt::last_endpoint);
     }
@@ -142,6 +147,33 @@ TEST_CASE("READY declares name, runtime, sorted types and concurrency") {
     CHECK(ready.types == std::vector<std::string>{"echo", "sleep"});
     CHECK(ready.concurrency == 3);
     CHECK(w.stop());
+}
+
+TEST_CASE("with CURVE keys the worker talks only to the holder of the broker's secret key") {
+    struct Pair {
+        Pair() { REQUIRE(zmq_curve_keypair(public_key, secret_key) == 0); }
+        char public_key[41];
+        char secret_key[41];
+    } broker_pair, worker_pair, other_pair;
+    const curve::ClientKeys keys{worker_pair.public_key, worker_pair.secret_key, broker_pair.public_key};
+
+    SUBCASE("the broker gets READY") {
+        FakeBroker broker(broker_pair.secret_key);
+        auto config = test_config(broker);
+        config.curve_keys = keys;
+        worker::Worker w(config);
+        start_native(w, broker);
+    }
+    SUBCASE("a server with another keypair gets nothing: the handshake fails") {
+        FakeBroker impostor(other_pair.secret_key);
+        auto config = test_config(impostor);
+        config.curve_keys = keys;
+        worker::Worker w(config);
+        worker::tasks::register_all(w);
+        w.start();
+        impostor.send_heartbeats = false;
+        CHECK(impostor.collect(1000ms).empty());
+    }
 }
 
 TEST_CASE("default name is hostname-pid") {
