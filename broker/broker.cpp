@@ -320,7 +320,9 @@ void Broker::expire_leases(Clock::time_point now) {
         log::warn("job {} attempt {}: lease expired without an answer", job_id, run.attempt);
         if (WorkerInfo* worker = workers_.find(run.identity))
             send_to_worker(*worker, proto::Command::CANCEL_JOB, proto::encode_body(proto::CancelJob{job_id, run.attempt}));
-        fail_job(job_id, run, "lease expired: no answer within timeout_s + 5 s", "lost", true);
+        fail_job(job_id, run, fmt::format("lease expired: no answer within timeout_s + {} s",
+                                          std::chrono::duration_cast<std::chrono::seconds>(LEASE_GRACE).count()),
+                 "lost", true);
     }
 }
 

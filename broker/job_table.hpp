@@ -20,6 +20,11 @@
 
 namespace sluice::broker {
 
+// How long past its timeout_s a running job's lease lasts. The worker cancels the handler at
+// timeout_s itself; the grace covers its report's trip and a slow cancel before the broker
+// gives up on the attempt.
+inline constexpr std::chrono::milliseconds LEASE_GRACE{5000};
+
 // A job handed to a worker: `attempt` is 0 until Redis confirmed the start.
 struct Attempt {
     std::string identity;  // the worker's routing id

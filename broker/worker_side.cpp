@@ -16,10 +16,6 @@
 namespace sluice::broker {
 namespace {
 
-// How long past its timeout_s a running job's lease lasts. The worker cancels the handler at
-// timeout_s itself; the grace covers its report's trip and a slow cancel before the broker
-// gives up on the attempt.
-constexpr std::chrono::milliseconds LEASE_GRACE{5000};
 
 }  // namespace
 
