@@ -9,16 +9,10 @@
 namespace sluice::api {
 namespace {
 
-std::optional<std::int64_t> parse_int(std::string_view text) {
-    std::int64_t value = 0;
-    const char* end = text.data() + text.size();
-    auto [ptr, ec] = std::from_chars(text.data(), end, value);
-    if (ec != std::errc() || ptr != end || text.empty()) return std::nullopt;
-    return value;
-}
-
-std::optional<double> parse_double(std::string_view text) {
-    double value = 0;
+// The whole of `text` as a number of type T; nullopt when it is empty or anything else.
+template <class T>
+std::optional<T> parse_number(std::string_view text) {
+    T value{};
     const char* end = text.data() + text.size();
     auto [ptr, ec] = std::from_chars(text.data(), end, value);
     if (ec != std::errc() || ptr != end || text.empty()) return std::nullopt;
@@ -27,7 +21,7 @@ std::optional<double> parse_double(std::string_view text) {
 
 std::optional<std::int64_t> field_int(const std::string* text) {
     if (!text) return std::nullopt;
-    return parse_int(*text);
+    return parse_number<std::int64_t>(*text);
 }
 
 // Object members for job bodies: each writes `key` and its value, null when there is none.
@@ -240,7 +234,7 @@ std::string format_sse_event(std::string_view job_id, const EventEntry& entry) {
         if (const std::string* v = event_field(entry, name)) text_member(w, name, v);
     }
     if (const std::string* v = event_field(entry, "fraction")) {
-        if (auto f = parse_double(*v)) w.key("fraction").number(*f);
+        if (auto f = parse_number<double>(*v)) w.key("fraction").number(*f);
     }
     if (const std::string* v = event_field(entry, "result")) msgpack_member(w, "result", v);
     w.end_object();

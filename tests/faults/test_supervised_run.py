@@ -36,12 +36,12 @@ def process_tree(root: int) -> dict[int, str]:
             with contextlib.suppress(OSError):
                 ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
                 children.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = {}, [root]
-    while todo:
-        for pid in children.get(todo.pop(), []):
+    tree, unvisited = {}, [root]
+    while unvisited:
+        for pid in children.get(unvisited.pop(), []):
             with contextlib.suppress(OSError):
                 tree[pid] = process_name(pid)
-                todo.append(pid)
+                unvisited.append(pid)
     return tree
 
 

@@ -19,7 +19,7 @@ namespace {
 // A file with `text` under /tmp, removed when the test ends.
 struct TempFile {
     explicit TempFile(const std::string& text) {
-        char name[] = "/tmp/sluice-curve-XXXXXX";
+        char name[] = "/tmp/sluice-curve-XXXXXX";  // mkstemp replaces the X: a unique name
         const int fd = mkstemp(name);
         REQUIRE(fd >= 0);
         close(fd);
