@@ -201,11 +201,9 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
 }
 
 std::optional<ApiError> check_idempotency_key(std::string_view key) {
-    const std::string rule = std::string(IDEMPOTENCY_HEADER) + " must be 1 to " +
-                             std::to_string(limits::MAX_IDEMPOTENCY_KEY) +
-                             " visible ASCII characters (0x21-0x7e)";
-    if (!valid_idempotency_key(key)) return invalid_request(rule);
-    return std::nullopt;
+    if (valid_idempotency_key(key)) return std::nullopt;
+    return invalid_request(std::string(IDEMPOTENCY_HEADER) + " must be 1 to " +
+                           std::to_string(limits::MAX_IDEMPOTENCY_KEY) + " visible ASCII characters (0x21-0x7e)");
 }
 
 std::string request_hash(const proto::Submit& submit) {
