@@ -111,7 +111,7 @@ std::optional<std::string> Broker::submit_problem(const proto::Submit& msg) cons
 
 void Broker::flush_submits() {
     if (submits_.empty()) return;
-    std::vector<std::string> args = batch_args(now_ms(), config_.events_maxlen, std::to_string(IDEMPOTENCY_TTL_S), submits_);
+    std::vector<std::string> args = batch_args(now_ms(), config_.tenant_max_bytes, IDEMPOTENCY_TTL_S, submits_);
     auto batch = std::make_shared<std::vector<SubmitItem>>(std::move(submits_));
     submits_.clear();
     const bool sent = eval(scripts::SUBMIT, {}, std::move(args), [this, batch](redisReply* r) {
@@ -126,11 +126,16 @@ void Broker::flush_submits() {
             }
             const redisReply* answer = r->element[i];
             if (answer->type == REDIS_REPLY_ARRAY && answer->elements == 2) {
-                const std::string original = reply_text(answer->element[1]);
-                if (reply_text(answer->element[0]) == "replay")
-                    accept_replay(job.peer, job.req_id, original);
+                const std::string outcome = reply_text(answer->element[0]), value = reply_text(answer->element[1]);
+                if (outcome == "replay")
+                    accept_replay(job.peer, job.req_id, value);
+                else if (outcome == "over_budget")
+                    refuse(job.peer, job.req_id, errors::STORAGE_FULL,
+                           fmt::format("tenant '{}' holds {} bytes in the job store, its budget is {} "
+                                       "(SLUICE_TENANT_MAX_BYTES); a finished job's bytes come back when it expires",
+                                       job.tenant, value, config_.tenant_max_bytes));
                 else
-                    refuse(job.peer, job.req_id, errors::IDEMPOTENCY_CONFLICT, "this Idempotency-Key was used for a different request", original);
+                    refuse(job.peer, job.req_id, errors::IDEMPOTENCY_CONFLICT, "this Idempotency-Key was used for a different request", value);
             } else if (reply_text(answer) == "ok") {
                 queues_.push(job.type, job.job_id, job.priority);
                 accept_new(job.peer, job.req_id, job.job_id);

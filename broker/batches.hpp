@@ -32,9 +32,9 @@ struct SubmitItem {
     std::string idempotency_key;  // the whole Redis key; empty for none
     std::string request_hash;
 
-    // Moves tenant, input, idempotency key and request hash out; job_id and type stay.
+    // Moves input, idempotency key and request hash out; job_id, tenant and type stay.
     std::array<std::string, STRIDE> take_args() {
-        return {job_id, std::move(tenant), type, std::move(input), std::to_string(priority),
+        return {job_id, tenant, type, std::move(input), std::to_string(priority),
                 std::to_string(max_attempts), std::to_string(timeout_s),
                 queue_score_arg(priority, enqueued_ms), std::move(idempotency_key),
                 std::move(request_hash)};
@@ -67,15 +67,16 @@ struct ResultItem {
     std::array<std::string, STRIDE> take_args() { return {job_id, std::to_string(attempt), std::move(result)}; }
 };
 
-// The ARGV of a batch script: now_ms, maxlen, `third`, then each item's take_args() in order.
+// The ARGV of a batch script: now_ms, the script's two settings (`second`, `third`), then each
+// item's take_args() in order.
 template <class Item>
-std::vector<std::string> batch_args(std::int64_t now_ms, std::int64_t maxlen, std::string third,
+std::vector<std::string> batch_args(std::int64_t now_ms, std::int64_t second, std::int64_t third,
                                     std::vector<Item>& items) {
     std::vector<std::string> args;
     args.reserve(3 + Item::STRIDE * items.size());
     args.push_back(std::to_string(now_ms));
-    args.push_back(std::to_string(maxlen));
-    args.push_back(std::move(third));
+    args.push_back(std::to_string(second));
+    args.push_back(std::to_string(third));
     for (Item& item : items) {
         auto fields = item.take_args();
         std::move(fields.begin(), fields.end(), std::back_inserter(args));

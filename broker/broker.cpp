@@ -29,6 +29,11 @@ constexpr int MAX_BATCH = 256;
 // How often the broker reads Redis's memory use (INFO memory): cheap, and a second is far
 // shorter than the time a backlog takes to fill the headroom below maxmemory.
 constexpr std::chrono::milliseconds STORAGE_CHECK_INTERVAL{1000};
+// Expired jobs whose bytes go back to their tenants: checked once a second, at most SWEEP_BATCH
+// per script call (under a millisecond of Redis time); a full batch means more are due, and
+// the next call goes on the next turn.
+constexpr std::chrono::milliseconds SWEEP_INTERVAL{1000};
+constexpr long long SWEEP_BATCH = 2000;
 // Retry delays of a failed resync: Redis loading a big AOF answers LOADING for as long as that
 // takes (seconds to minutes); asking a few times a second costs nothing and notices soon.
 constexpr std::chrono::milliseconds RESYNC_BACKOFF_MIN{100};
@@ -293,6 +298,19 @@ void Broker::run_timers(Clock::time_point now) {
     for (const Delayed& retry : jobs_.take_due(now)) queues_.push(retry.type, retry.job_id, retry.priority);
     dropped_.flush(now);
     check_storage(now);
+    sweep_expired(now);
+}
+
+void Broker::sweep_expired(Clock::time_point now) {
+    if (sweeping_ || now < next_sweep_) return;
+    sweeping_ = true;
+    const bool sent = eval(scripts::SWEEP, {}, {std::to_string(now_ms()), std::to_string(SWEEP_BATCH)}, [this](redisReply* r) {
+        sweeping_ = false;
+        const bool more = r != nullptr && r->type == REDIS_REPLY_INTEGER && r->integer >= SWEEP_BATCH;
+        next_sweep_ = Clock::now() + (more ? std::chrono::milliseconds(0) : SWEEP_INTERVAL);
+        if (r != nullptr && r->type == REDIS_REPLY_ERROR) log::error("sweep of expired jobs failed: {}", reply_error(r));
+    });
+    if (!sent) sweeping_ = false;
 }
 
 void Broker::check_storage(Clock::time_point now) {

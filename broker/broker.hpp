@@ -69,6 +69,8 @@ private:
     void expire_leases(Clock::time_point now);
     // Once a STORAGE_CHECK_INTERVAL: reads INFO memory into storage_ (storage_watch.hpp).
     void check_storage(Clock::time_point now);
+    // Gives the bytes of jobs Redis has expired back to their tenants (scripts::SWEEP).
+    void sweep_expired(Clock::time_point now);
 
     // ---- ZAP, who may connect (zap.cpp) ----
     // ZAP domains (RFC 27) of the two sockets: the handler picks the allow-list by domain.
@@ -160,6 +162,8 @@ private:
     bool was_connected_ = false;
     StorageWatch storage_;
     Clock::time_point next_storage_check_{};
+    bool sweeping_ = false;  // a SWEEP is in flight
+    Clock::time_point next_sweep_{};
 
     // Declared last so it is destroyed first: callbacks it still owes run while the rest lives.
     RedisLink redis_;

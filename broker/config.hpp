@@ -48,6 +48,11 @@ struct BrokerConfig {
     // more, so the results and events of the jobs already taken still fit (Redis refuses every
     // write past maxmemory). Accepted again 5 points below. No effect without a maxmemory.
     int storage_full_percent = 90;                              // SLUICE_STORAGE_FULL_PERCENT
+    // Bytes one tenant's jobs may hold in Redis (inputs, events, results, and
+    // scripts::JOB_BASE_BYTES each) before its submits answer 507 storage_full; a finished job's
+    // bytes come back when it expires (job_ttl_s). Half the shipped maxmemory, so one tenant
+    // cannot fill Redis for the others.
+    std::int64_t tenant_max_bytes = 2LL << 30;                  // SLUICE_TENANT_MAX_BYTES
     // Job types accepted from the start, as if a worker had declared them (and stored in
     // sluice:types like a declared type), for deployments whose workers start after the api.
     // Each must pass valid_job_type() (common/names.hpp). Empty: a type is known once declared.

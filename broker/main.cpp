@@ -77,6 +77,7 @@ int main() {
     config.known_types = env_types("SLUICE_KNOWN_TYPES");
     config.storage_full_percent =
         static_cast<int>(env_int("SLUICE_STORAGE_FULL_PERCENT", 10, 99, config.storage_full_percent));
+    config.tenant_max_bytes = env_int("SLUICE_TENANT_MAX_BYTES", 1, 1LL << 50, config.tenant_max_bytes);
     config.curve = env_curve(config);
 
     // Signals arrive as a readable fd that the loop polls, so shutdown needs no async handler.

@@ -14,6 +14,11 @@ namespace sluice::broker::scripts {
 inline constexpr std::size_t SUBMIT_STRIDE = 10;
 inline constexpr std::size_t START_STRIDE = 3;
 inline constexpr std::size_t SUCCEED_STRIDE = 3;
+// What a job costs its tenant's byte budget besides the bytes of its input, events and result:
+// its keys, hash fields, stream and history entries and index entries. Measured: Redis's
+// used_memory grows 2.4 KB per finished echo job of a few bytes, 3.3 KB besides the payload
+// per job of 2 KB (bench/RESULTS.md, "Per-tenant byte budget").
+inline constexpr std::size_t JOB_BASE_BYTES = 3072;
 
 // Defines the Lua local STRIDE, the step of a batch script's loop over its jobs.
 inline std::string stride(std::size_t n) { return "local STRIDE = " + std::to_string(n) + "\n"; }
@@ -30,15 +35,19 @@ inline std::string key_names() {
     return "local K = {job = " + quoted(keys::JOB_PREFIX) + ", events = " + quoted(keys::EVENTS_PREFIX) +
            ", history = " + quoted(keys::HISTORY_PREFIX) + ", queue = " + quoted(keys::QUEUE_PREFIX) +
            ", running = " + quoted(keys::RUNNING) + ", dead = " + quoted(keys::DEAD) +
-           ", notify = " + quoted(keys::NOTIFY_CHANNEL) + "}\n";
+           ", notify = " + quoted(keys::NOTIFY_CHANNEL) + ", tenant_bytes = " + quoted(keys::TENANT_BYTES) +
+           ", expiring = " + quoted(keys::EXPIRING) + "}\n";
 }
 
 // Helpers every script starts with (after the key names).
 //   add_event: appends an event (seq from the job hash, entry id "{seq}-1") and notifies the api
 //   with the event itself when its fields total at most 4 KiB, so a stream following the job
-//   writes it without reading it back; a bigger one (a long result) goes as the id alone.
+//   writes it without reading it back; a bigger one (a long result) goes as the id alone. The
+//   fields' bytes are added to the job's `bytes`.
 //   record: appends one attempt to the job's history (a msgpack array, see PROTOCOL.md).
-//   finish: gives a job that reached a terminal state its time to live.
+//   finish: gives a job that reached a terminal state its time to live, charges its tenant the
+//   bytes it gained since it was last charged (`charged`), and notes in K.expiring when Redis
+//   will drop it, for SWEEP to give the bytes back.
 //   lost_or_failed: ends the current attempt; requeues the job if `retry` and attempts are
 //   left, else marks it failed and puts it in the dead set. Returns 'requeued' or 'failed'.
 inline const std::string PRELUDE = key_names() + R"lua(
@@ -57,6 +66,7 @@ local function add_event(id, maxlen, now, fields)
     notice[#notice + 1] = v
     size = size + #v
   end
+  redis.call('HINCRBY', job, 'bytes', size)
   if size > 4096 then notice = {id} end
   redis.call('PUBLISH', K.notify, cmsgpack.pack(notice))
 end
@@ -66,10 +76,19 @@ local function record(id, now, outcome, err)
                                tonumber(now), outcome, err})
   redis.call('RPUSH', K.history .. id, entry)
 end
-local function finish(id, ttl)
-  redis.call('EXPIRE', K.job .. id, ttl)
+local function finish(id, now, ttl)
+  local job = K.job .. id
+  redis.call('EXPIRE', job, ttl)
   redis.call('EXPIRE', K.events .. id, ttl)
   redis.call('EXPIRE', K.history .. id, ttl)
+  local j = redis.call('HMGET', job, 'tenant', 'bytes', 'charged')
+  local bytes = tonumber(j[2]) or 0
+  if j[1] and bytes > 0 then
+    redis.call('HINCRBY', K.tenant_bytes, j[1], bytes - (tonumber(j[3]) or 0))
+    redis.call('HSET', job, 'charged', bytes)
+    redis.call('ZADD', K.expiring, string.format('%.0f', tonumber(now) + 1000 * tonumber(ttl)),
+               id .. ' ' .. j[1] .. ' ' .. bytes)
+  end
 end
 local function lost_or_failed(id, now, maxlen, ttl, err, outcome, retry, score)
   local job = K.job .. id
@@ -88,7 +107,7 @@ local function lost_or_failed(id, now, maxlen, ttl, err, outcome, retry, score)
   redis.call('ZADD', K.dead, now, id)
   redis.call('ZREMRANGEBYSCORE', K.dead, '-inf', tonumber(now) - 1000 * tonumber(ttl))
   add_event(id, maxlen, now, {'event', 'failed', 'attempt', j[1], 'error', err})
-  finish(id, ttl)
+  finish(id, now, ttl)
   return 'failed'
 end
 -- The queue's zset score, as queue_score() in job_queue.cpp: higher priority first, then FIFO.
@@ -102,27 +121,39 @@ end
 )lua";
 
 // New jobs, every SUBMIT read in one turn of the broker loop at once. KEYS: none. ARGV: now_ms,
-// maxlen (unused: the batch scripts share one layout, and a new stream holds one event),
-// idempotency ttl_s, then SUBMIT_STRIDE per job: id, tenant, type, input, priority, max_attempts,
-// timeout_s, queue score, idempotency key ('' for none: else the whole Redis key, keys::idempotency),
-// request hash.
-// Returns one answer per job, in order: 'ok', 'exists', or {'replay' | 'conflict', original id}.
-inline const std::string SUBMIT = PRELUDE + stride(SUBMIT_STRIDE) + R"lua(
-local now, idem_ttl = ARGV[1], ARGV[3]
-local out = {}
+// the byte budget of each tenant, idempotency ttl_s, then SUBMIT_STRIDE per job: id, tenant,
+// type, input, priority, max_attempts, timeout_s, queue score, idempotency key ('' for none: else
+// the whole Redis key, keys::idempotency), request hash. A job is charged to its tenant at once:
+// JOB_BASE_BYTES plus its input.
+// Returns one answer per job, in order: 'ok', 'exists', {'replay' | 'conflict', original id} or
+// {'over_budget', bytes the tenant holds}.
+inline const std::string SUBMIT = PRELUDE + stride(SUBMIT_STRIDE) + "local JOB_BASE_BYTES = " +
+                                  std::to_string(JOB_BASE_BYTES) + "\n" + R"lua(
+local now, budget, idem_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local out, held, added = {}, {}, {}
 for i = 4, #ARGV, STRIDE do
-  local id, type, idem, hash = ARGV[i], ARGV[i + 2], ARGV[i + 8], ARGV[i + 9]
+  local id, tenant, type, idem, hash = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 8], ARGV[i + 9]
   local job = K.job .. id
   local prior = idem ~= '' and redis.call('GET', idem)
+  local bytes = JOB_BASE_BYTES + #ARGV[i + 3]
+  if not held[tenant] then
+    held[tenant] = tonumber(redis.call('HGET', K.tenant_bytes, tenant) or '0')
+    added[tenant] = 0
+  end
   if prior then
     local prior_hash, original = string.match(prior, '^(%S*) (%S+)$')
     out[#out + 1] = {prior_hash == hash and 'replay' or 'conflict', original}
   elseif redis.call('EXISTS', job) == 1 then
     out[#out + 1] = 'exists'
+  elseif held[tenant] + bytes > budget then
+    out[#out + 1] = {'over_budget', string.format('%d', held[tenant])}
   else
-    redis.call('HSET', job, 'id', id, 'tenant', ARGV[i + 1], 'type', type, 'input', ARGV[i + 3],
+    held[tenant] = held[tenant] + bytes
+    added[tenant] = added[tenant] + bytes
+    redis.call('HSET', job, 'id', id, 'tenant', tenant, 'type', type, 'input', ARGV[i + 3],
       'priority', ARGV[i + 4], 'max_attempts', ARGV[i + 5], 'timeout_s', ARGV[i + 6],
-      'attempts', 0, 'redeliveries', 0, 'status', 'queued', 'created_ms', now, 'seq', 1)
+      'attempts', 0, 'redeliveries', 0, 'status', 'queued', 'created_ms', now, 'seq', 1,
+      'bytes', bytes, 'charged', bytes)
     redis.call('ZADD', K.queue .. type, ARGV[i + 7], id)
     if idem ~= '' then redis.call('SET', idem, hash .. ' ' .. id, 'EX', idem_ttl) end
     -- The first event, written directly: a new stream needs no trimming, and nobody can be
@@ -130,6 +161,9 @@ for i = 4, #ARGV, STRIDE do
     redis.call('XADD', K.events .. id, '1-1', 'event', 'queued', 'seq', 1, 'ts', now)
     out[#out + 1] = 'ok'
   end
+end
+for tenant, bytes in pairs(added) do
+  if bytes > 0 then redis.call('HINCRBY', K.tenant_bytes, tenant, bytes) end
 end
 return out
 )lua";
@@ -183,9 +217,10 @@ for i = 4, #ARGV, STRIDE do
   else
     record(id, now, 'succeeded', '')
     redis.call('HSET', K.job .. id, 'status', 'succeeded', 'result', result, 'finished_ms', now)
+    redis.call('HINCRBY', K.job .. id, 'bytes', #result)
     redis.call('ZREM', K.running, id)
     add_event(id, maxlen, now, {'event', 'succeeded', 'result', result})
-    finish(id, ttl)
+    finish(id, now, ttl)
     out[#out + 1] = 'ok'
   end
 end
@@ -211,18 +246,20 @@ redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_ms', ARGV[2])
 redis.call('ZREM', K.queue .. j[2], ARGV[1])
 redis.call('ZREM', K.running, ARGV[1])
 add_event(ARGV[1], ARGV[3], ARGV[2], {'event', 'canceled'})
-finish(ARGV[1], ARGV[4])
+finish(ARGV[1], ARGV[2], ARGV[4])
 return j[1]
 )lua";
 
 // dead (failed) -> queued, on request. KEYS: job. ARGV: id, now_ms, maxlen.
 // The attempt counter keeps counting (it is the fencing token); `retry_base` restarts the
-// job's attempt budget. Returns {'ok', type, priority}, 'not_found' or 'not_dead'.
+// job's attempt budget. The job stays charged to its tenant, no longer due to expire.
+// Returns {'ok', type, priority}, 'not_found' or 'not_dead'.
 inline const std::string RETRY = PRELUDE + R"lua(
-local j = redis.call('HMGET', KEYS[1], 'status', 'type', 'priority', 'attempts')
+local j = redis.call('HMGET', KEYS[1], 'status', 'type', 'priority', 'attempts', 'tenant', 'charged')
 if not j[1] then return 'not_found' end
 if not redis.call('ZSCORE', K.dead, ARGV[1]) then return 'not_dead' end
 redis.call('ZREM', K.dead, ARGV[1])
+if j[5] and j[6] then redis.call('ZREM', K.expiring, ARGV[1] .. ' ' .. j[5] .. ' ' .. j[6]) end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'retry_base', j[4])
 redis.call('HDEL', KEYS[1], 'error', 'finished_ms')
 redis.call('PERSIST', KEYS[1])
@@ -255,6 +292,24 @@ for _, id in ipairs(redis.call('ZRANGE', K.running, 0, -1)) do
   end
 end
 return moved
+)lua";
+
+// Gives back the bytes of jobs Redis has expired: takes up to a limit of the K.expiring entries
+// due by now, the oldest first, and subtracts each one's bytes from its tenant's count (a
+// count that reaches 0 is removed). KEYS: none. ARGV: now_ms, limit. Returns how many it took.
+inline const std::string SWEEP = key_names() + R"lua(
+local due = redis.call('ZRANGEBYSCORE', K.expiring, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #due == 0 then return 0 end
+local freed = {}
+for _, entry in ipairs(due) do
+  local tenant, bytes = string.match(entry, '^%S+ (%S+) (%d+)$')
+  if tenant then freed[tenant] = (freed[tenant] or 0) + tonumber(bytes) end
+end
+for tenant, bytes in pairs(freed) do
+  if redis.call('HINCRBY', K.tenant_bytes, tenant, -bytes) <= 0 then redis.call('HDEL', K.tenant_bytes, tenant) end
+end
+redis.call('ZREMRANGEBYRANK', K.expiring, 0, #due - 1)
+return #due
 )lua";
 
 // The queue of one type, in run order. KEYS: queue. Returns a flat list: id, priority, ...

@@ -141,7 +141,7 @@ void Broker::handle_result(const std::string& peer, proto::Result msg) {
 
 void Broker::flush_results() {
     if (results_.empty()) return;
-    std::vector<std::string> args = batch_args(now_ms(), config_.events_maxlen, std::to_string(config_.job_ttl_s), results_);
+    std::vector<std::string> args = batch_args(now_ms(), config_.events_maxlen, config_.job_ttl_s, results_);
     auto batch = std::make_shared<std::vector<ResultItem>>(std::move(results_));
     results_.clear();
     // A result that cannot be stored is not lost for good: the job stays running in Redis and
@@ -228,7 +228,7 @@ void Broker::start_job(WorkerInfo& worker, const std::string& type, const std::s
 
 void Broker::flush_starts() {
     if (starts_.empty()) return;
-    std::vector<std::string> args = batch_args(now_ms(), config_.events_maxlen, std::to_string(LEASE_GRACE.count()), starts_);
+    std::vector<std::string> args = batch_args(now_ms(), config_.events_maxlen, LEASE_GRACE.count(), starts_);
     auto batch = std::make_shared<std::vector<StartItem>>(std::move(starts_));
     starts_.clear();
     const bool sent = eval(scripts::START, {}, std::move(args), [this, batch](redisReply* r) {

@@ -20,6 +20,11 @@ inline constexpr std::string_view IDEMPOTENCY_PREFIX = "sluice:idem:";
 // Zset of running job ids scored by lease deadline; zset of dead job ids scored by time.
 inline constexpr std::string_view RUNNING = "sluice:running";
 inline constexpr std::string_view DEAD = "sluice:dead";
+// Hash of tenant -> bytes its jobs hold in Redis, against its budget (SLUICE_TENANT_MAX_BYTES);
+// zset of what finished jobs were charged, "{id} {tenant} {bytes}" scored by the time Redis
+// expires them, so the broker gives the bytes back when they go.
+inline constexpr std::string_view TENANT_BYTES = "sluice:tenant_bytes";
+inline constexpr std::string_view EXPIRING = "sluice:expiring";
 // Set of the job types any worker has declared.
 inline constexpr std::string_view TYPES = "sluice:types";
 // Pub/sub channel: a notice for every new job event (PROTOCOL.md, Notices).

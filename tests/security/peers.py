@@ -1,11 +1,16 @@
 """The tests' own ZeroMQ peers: a rogue one with a CURVE key the broker does not know, or with
-no CURVE at all, and a way to watch everything a socket receives for a while."""
+no CURVE at all; a way to watch everything a socket receives for a while; and an api peer with
+an allowed key, speaking SLUICE/1 as a compromised api could."""
 from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 
+import msgpack
 import zmq
+
+from pipeline import Pipeline
 
 # How a rogue peer connects.
 UNKNOWN_KEY = "unknown key"  # CURVE, with a keypair of its own that no allow-list holds
@@ -39,3 +44,29 @@ def received(sock: zmq.Socket, seconds: float, keepalive: list[bytes] | None = N
         if sock.poll(int(min(left, 0.5) * 1000) + 1):
             messages.append(sock.recv_multipart())
     return messages
+
+
+def submit_body(req_id: int, job_id: str | None = None, tenant: str = "default", type_: str = "echo",
+                input_: bytes = b"\x80", priority: int = 0, attempts: int = 3, timeout_s: int = 300,
+                key: str = "", request_hash: str = "") -> bytes:
+    return msgpack.packb([req_id, job_id or str(uuid.uuid4()), tenant, type_, input_, priority, attempts,
+                          timeout_s, key, request_hash], use_bin_type=True)
+
+
+class RogueApi:
+    """A DEALER on the broker's frontend speaking SLUICE/1 as an api would, with an allowed api
+    key: what a compromised api could send."""
+
+    def __init__(self, context: zmq.Context, p: Pipeline):
+        self.sock = p.allow(context.socket(zmq.DEALER), "api")
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(p.frontend)
+
+    def request(self, command: bytes, body: bytes, timeout_ms: int = 5000) -> list | None:
+        """Sends one request; returns the REPLY's fields, or None when none came in time."""
+        self.sock.send_multipart([b"SLUICE/1", command, body])
+        if not self.sock.poll(timeout_ms):
+            return None
+        frames = self.sock.recv_multipart()
+        assert frames[1] == b"\x04", frames
+        return msgpack.unpackb(frames[2], raw=False)

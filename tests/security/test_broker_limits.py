@@ -9,36 +9,11 @@ import msgpack
 import pytest
 import zmq
 
+from peers import RogueApi, submit_body
 from pipeline import Pipeline, process_rss_mb
 
 MAX_INPUT = 512 * 1024
 HASH = "0" * 64
-
-
-def submit_body(req_id: int, job_id: str | None = None, tenant: str = "default", type_: str = "echo",
-                input_: bytes = b"\x80", priority: int = 0, attempts: int = 3, timeout_s: int = 300,
-                key: str = "", request_hash: str = "") -> bytes:
-    return msgpack.packb([req_id, job_id or str(uuid.uuid4()), tenant, type_, input_, priority, attempts,
-                          timeout_s, key, request_hash], use_bin_type=True)
-
-
-class RogueApi:
-    """A DEALER on the broker's frontend speaking SLUICE/1 as an api would, with an allowed api
-    key: what a compromised api could send."""
-
-    def __init__(self, context: zmq.Context, p: Pipeline):
-        self.sock = p.allow(context.socket(zmq.DEALER), "api")
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(p.frontend)
-
-    def request(self, command: bytes, body: bytes, timeout_ms: int = 5000) -> list | None:
-        """Sends one request; returns the REPLY's fields, or None when none came in time."""
-        self.sock.send_multipart([b"SLUICE/1", command, body])
-        if not self.sock.poll(timeout_ms):
-            return None
-        frames = self.sock.recv_multipart()
-        assert frames[1] == b"\x04", frames
-        return msgpack.unpackb(frames[2], raw=False)
 
 
 @pytest.fixture
