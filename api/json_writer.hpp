@@ -5,6 +5,7 @@
 // replaced by U+FFFD (per maximal invalid subsequence), control characters are escaped.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -29,6 +30,8 @@ public:
 
     // The text written so far; the writer is empty afterwards.
     std::string take();
+    // How many bytes of text are written so far.
+    std::size_t size() const { return out_.size(); }
 
 private:
     void before_value();

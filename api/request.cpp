@@ -281,6 +281,31 @@ Checked<Page> parse_page(const std::map<std::string, std::string>& query) {
     return page;
 }
 
+DeadPageBody::DeadPageBody(const Page& page, std::size_t max_bytes) : page_(page), max_bytes_(max_bytes) {
+    body_.begin_object().key("jobs").begin_array();
+}
+
+bool DeadPageBody::add(std::string_view job_json) {
+    // Room kept for what follows the jobs: `],"total":T,"limit":L,"offset":O,"next_offset":N}`,
+    // four integers of at most 20 digits each.
+    constexpr std::size_t TAIL_BYTES = 128;
+    const std::size_t with_job = body_.size() + 1 + job_json.size() + TAIL_BYTES;  // 1: its comma
+    if (listed_any_ && with_job > max_bytes_) return false;
+    body_.raw(job_json);
+    listed_any_ = true;
+    ++taken_;
+    return true;
+}
+
+void DeadPageBody::skip() { ++taken_; }
+
+std::string DeadPageBody::finish(std::int64_t total) {
+    body_.end_array().key("total").integer(total);
+    body_.key("limit").integer(page_.limit).key("offset").integer(page_.offset);
+    if (const std::int64_t next = page_.offset + taken_; next < total) body_.key("next_offset").integer(next);
+    return body_.end_object().take();
+}
+
 Target split_target(std::string_view target) {
     Target out;
     const std::size_t q = target.find('?');

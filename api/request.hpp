@@ -119,6 +119,33 @@ struct Page {
 // Reads ?limit= and ?offset= from a query; error 422 invalid_request naming the parameter.
 Checked<Page> parse_page(const std::map<std::string, std::string>& query);
 
+// A GET /v1/dead body stops short of this many bytes: a full page of 1000 jobs with up to 1000
+// history entries each could otherwise run to gigabytes. 1 MiB, as an event stream's batch.
+inline constexpr std::size_t DEAD_PAGE_MAX_BYTES = 1024 * 1024;
+
+// Builds one GET /v1/dead body, {"jobs": [...], "total", "limit", "offset"}, plus
+// "next_offset", where the next page starts, whenever dead jobs remain past this one (the page
+// is full, or its bytes ran out). Jobs are added while the body stays within `max_bytes`; the
+// first whatever its size, so a client paging on always moves forward.
+class DeadPageBody {
+public:
+    explicit DeadPageBody(const Page& page, std::size_t max_bytes = DEAD_PAGE_MAX_BYTES);
+    // Adds the page's next job (its job body). Returns false, adding nothing, when it would pass
+    // the bound: the page ends before it.
+    [[nodiscard]] bool add(std::string_view job_json);
+    // Passes over the page's next job: it expired after its id was read.
+    void skip();
+    // Returns the body; `total` is the number of dead jobs.
+    std::string finish(std::int64_t total);
+
+private:
+    Page page_;
+    std::size_t max_bytes_;
+    std::int64_t taken_ = 0;  // jobs of the page added or skipped: the next page starts after them
+    bool listed_any_ = false;
+    JsonWriter body_;
+};
+
 // A request target split into its path and decoded query parameters.
 struct Target {
     std::string path;

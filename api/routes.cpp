@@ -156,8 +156,9 @@ awaitable<Outcome> retry_job(ShardContext& ctx, const RouteRequest& req) {
     co_return retry_result(id, reply);
 }
 
-// GET /v1/dead: one page of dead jobs, newest first. Two round trips whatever the page
-// size: the page of ids with the total, then every job's fields and history.
+// GET /v1/dead: one page of dead jobs, newest first, cut short at DEAD_PAGE_MAX_BYTES. Two round
+// trips whatever the page size: the page of ids with the total, then every job's fields and
+// history.
 awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
     auto parsed = parse_page(req.target.query);
     if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
@@ -173,13 +174,12 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
         if (element.kind == RedisValue::Kind::STRING) ids.push_back(element.str);
     const auto records = co_await load_jobs(ctx, ids);
     if (!records) co_return redis_unavailable();
-    JsonWriter body;
-    body.begin_object().key("jobs").begin_array();
-    for (const auto& record : *records)
-        if (!record.hash.empty()) body.raw(job_json(record.hash, record.history));
-    body.end_array().key("total").integer((*counted)[0].integer);
-    body.key("limit").integer(page.limit).key("offset").integer(page.offset).end_object();
-    co_return text_result(200, body.take());
+    DeadPageBody body(page);
+    for (const auto& record : *records) {
+        if (record.hash.empty()) body.skip();
+        else if (!body.add(job_json(record.hash, record.history))) break;
+    }
+    co_return text_result(200, body.finish((*counted)[0].integer));
 }
 
 // The whole routing table: method + pattern -> handler.

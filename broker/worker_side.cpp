@@ -7,6 +7,7 @@
 #include "log.hpp"
 #include "names.hpp"
 #include "scripts.hpp"
+#include "utf8.hpp"
 
 #include <fmt/ranges.h>
 
@@ -159,7 +160,8 @@ void Broker::flush_results() {
 void Broker::handle_failure(const std::string& peer, const proto::Failure& msg) {
     auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
     if (!run) return drop_stale("FAILURE", msg.job_id, msg.attempt);
-    fail_job(msg.job_id, *run, msg.error, "failed", msg.retryable);
+    // Cut here, before it is logged or stored: a worker need not keep to the limit.
+    fail_job(msg.job_id, *run, std::string(utf8_prefix(msg.error, limits::MAX_ERROR_BYTES)), "failed", msg.retryable);
 }
 
 void Broker::handle_canceled(const std::string& peer, const proto::Canceled& msg) {

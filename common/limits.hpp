@@ -36,12 +36,18 @@ inline constexpr std::size_t DEFAULT_MAX_RESULT = 1024 * 1024;            // SLU
 // A CHUNK's data or a PROGRESS message; past it the report is dropped. Streamed tokens are a
 // few bytes; 64 KiB leaves room for a paragraph at a time.
 inline constexpr std::size_t DEFAULT_MAX_EVENT = 64 * 1024;               // SLUICE_MAX_EVENT_BYTES
-// Room in one ZMQ frame for the rest of a message besides its input, result or event (ids,
-// names, error text: a few hundred bytes). A socket's ZMQ_MAXMSGSIZE is its largest payload
-// plus this, so a bigger frame is refused by libzmq (the peer disconnected) before it is
-// allocated.
+// Room in one ZMQ frame for the rest of a message besides its input, result or event (ids and
+// names, a few hundred bytes; error text, MAX_ERROR_BYTES). A socket's ZMQ_MAXMSGSIZE is its
+// largest payload plus this, so a bigger frame is refused by libzmq (the peer disconnected)
+// before it is allocated.
 inline constexpr std::size_t FRAME_HEADROOM = 64 * 1024;
 // HTTP request header block; past it 431.
 inline constexpr std::size_t MAX_HEADER_BYTES = 16 * 1024;
+// A FAILURE's error text, in bytes: the broker cuts a longer one to this (at a UTF-8 character
+// boundary, common/utf8.hpp) before it logs or stores it, whoever sent it, and the workers cut
+// theirs alike before sending (python_workers/sluice/protocol.py MAX_ERROR_BYTES). It is stored
+// in the job hash and in each attempt's history entry, up to 1000 of them in one job body; 4 KiB
+// is a long paragraph, more than an error message written for a person needs.
+inline constexpr std::size_t MAX_ERROR_BYTES = 4096;
 
 }  // namespace sluice::limits

@@ -8,6 +8,7 @@
 #include "worker_core.hpp"
 
 #include "log.hpp"
+#include "utf8.hpp"
 #include "wire.hpp"
 
 #include <unistd.h>
@@ -83,7 +84,9 @@ void Worker::Core::run_pool_thread() {
             msgpack::sbuffer buffer;
             msgpack::packer<msgpack::sbuffer> packer(buffer);
             packer.pack_array(2);
-            packer.pack(outcome->error().message);
+            // Cut at the source: the broker cuts a longer error to the same length anyway, and
+            // its socket refuses (and drops this worker for) a frame past its limit.
+            packer.pack(utf8_prefix(outcome->error().message, limits::MAX_ERROR_BYTES));
             packer.pack(outcome->error().retryable);
             outbox.push(task->ticket, Kind::DONE_ERROR,
                         std::string_view(buffer.data(), buffer.size()));

@@ -75,6 +75,7 @@ std::string default_worker_name();
 
 // An expected failure of a job, returned by a handler as a value.
 struct JobError {
+    // Sent cut to limits::MAX_ERROR_BYTES, whole UTF-8 characters only.
     std::string message;
     // true: the broker may run the job again (if it has attempts left).
     bool retryable = false;

@@ -36,6 +36,9 @@ HEARTBEAT_LIVENESS = 3
 # the room for the rest of a frame: common/limits.hpp (DEFAULT_MAX_INPUT, FRAME_HEADROOM).
 DEFAULT_MAX_INPUT = 512 * 1024
 FRAME_HEADROOM = 64 * 1024
+# Longest FAILURE error in bytes of UTF-8 (common/limits.hpp MAX_ERROR_BYTES): the broker cuts a
+# longer one, and the worker cuts its own before sending (worker.py _error_text).
+MAX_ERROR_BYTES = 4096
 
 
 class Command(enum.IntEnum):

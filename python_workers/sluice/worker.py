@@ -98,8 +98,6 @@ class _Timeout(SluiceError):
 _CANCELED_BY_BROKER = "canceled"
 _SHUTDOWN = "shutdown"
 
-_MAX_ERROR_CHARS = 4000  # keeps a FAILURE (and the job hash in Redis) small
-
 
 class _Run:
     """One job this worker holds, from JOB to its terminal message."""
@@ -408,13 +406,13 @@ class Worker:
             run.ctx._cancel()
             return p.Failure(job.job_id, job.attempt, f"timeout after {job.timeout_s} s", True)
         except Exception as exc:
-            return p.Failure(job.job_id, job.attempt, _describe(exc),
+            return p.Failure(job.job_id, job.attempt, _error_text(_describe(exc)),
                              not isinstance(exc, NonRetryableError))
         try:
             return p.Result(job.job_id, job.attempt, msgpack.packb(value, use_bin_type=True))
         except Exception as exc:
             return p.Failure(job.job_id, job.attempt,
-                             f"result is not msgpack-serializable: {_describe(exc)}", False)
+                             _error_text(f"result is not msgpack-serializable: {_describe(exc)}"), False)
 
     @staticmethod
     async def _with_timeout(run: _Run, awaitable: Any) -> Any:
@@ -466,5 +464,12 @@ def _loop_time(deadline: float) -> float:
 def _describe(exc: BaseException) -> str:
     """Returns "TypeName: message" for a FAILURE's error field."""
     text = str(exc)
-    described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return described[:_MAX_ERROR_CHARS]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _error_text(text: str) -> str:
+    """Returns `text` cut to p.MAX_ERROR_BYTES of UTF-8, whole characters only, as the broker would
+    cut it: a longer FAILURE only costs bandwidth, and one past the broker's frame limit gets this
+    worker disconnected. A lone surrogate (from a surrogateescape'd path, say), which UTF-8 cannot
+    carry and msgpack refuses to encode, becomes '?'."""
+    return text.encode("utf-8", "replace")[:p.MAX_ERROR_BYTES].decode("utf-8", "ignore")

@@ -1,5 +1,6 @@
 """Dead letters, manual retry, attempt history and idempotent submits, through the real api,
-broker and workers: a job out of attempts lands in GET /v1/dead with its error and history,
+broker and workers: a job out of attempts lands in GET /v1/dead with its error and history, whose
+pages stay within their byte bound and say where the next one starts,
 POST /v1/jobs/{id}/retry runs it again with a fresh attempt budget, a lost worker shows up as a redelivery,
 and an Idempotency-Key makes a resubmit return the original job."""
 import signal
@@ -9,6 +10,8 @@ import uuid
 import pytest
 
 from pipeline import Pipeline, running_pipeline
+
+DEAD_PAGE_MAX_BYTES = 1 << 20  # api/request.hpp
 
 @pytest.fixture(scope="module")
 def dead(tmp_path_factory, request):
@@ -32,7 +35,7 @@ def dead_page(p: Pipeline, **params) -> dict:
     response = p.http.get("/v1/dead", params=params)
     assert response.status_code == 200, response.text
     page = response.json()
-    assert set(page) == {"jobs", "total", "limit", "offset"}
+    assert set(page) - {"next_offset"} == {"jobs", "total", "limit", "offset"}
     return page
 
 
@@ -130,10 +133,41 @@ def test_the_dead_list_pages_newest_first(dead):
 
     first = dead_page(dead, limit=2)
     assert [job["id"] for job in first["jobs"]] == newest[:2] and first["limit"] == 2
+    assert first["next_offset"] == 2
     second = dead_page(dead, limit=2, offset=2)
     assert second["jobs"][0]["id"] == newest[2] and second["offset"] == 2
-    assert dead_page(dead, offset=everything["total"])["jobs"] == []
+    past_the_end = dead_page(dead, offset=everything["total"])
+    assert past_the_end["jobs"] == [] and "next_offset" not in past_the_end
+    assert "next_offset" not in everything
     assert dead_page(dead)["limit"] == 100
+
+
+def test_dead_pages_stay_within_their_byte_bound_and_next_offset_lists_each_job_once(fresh_pipeline):
+    p = fresh_pipeline.start()
+    p.start_worker("python", concurrency=8)
+    p.wait_ready("fail")
+    # Each job keeps its error, cut by the worker to 4 KiB, twice (its own and its attempt's):
+    # about 8.6 KB a job, so 250 of them (2 MiB) are well past one page's bound.
+    ids = {p.submit("fail", {"message": "x" * 5000, "retryable": False}, max_attempts=1)["id"]
+           for _ in range(250)}
+    deadline = time.monotonic() + 60
+    while dead_page(p, limit=1)["total"] < len(ids):
+        assert time.monotonic() < deadline, "the jobs never all died"
+        time.sleep(0.2)
+
+    listed, offset, sizes = [], 0, []
+    while True:
+        response = p.http.get("/v1/dead", params={"limit": 1000, "offset": offset})
+        assert response.status_code == 200, response.text
+        sizes.append(len(response.content))
+        page = response.json()
+        listed += [job["id"] for job in page["jobs"]]
+        if "next_offset" not in page:
+            break
+        assert page["next_offset"] == offset + len(page["jobs"])
+        offset = page["next_offset"]
+    assert len(sizes) >= 3 and max(sizes) <= DEAD_PAGE_MAX_BYTES, sizes
+    assert sorted(listed) == sorted(ids)
 
 
 def test_same_idempotency_key_and_body_gives_the_original_job(dead):

@@ -253,6 +253,10 @@ def failing_registry() -> TaskRegistry:
     async def unpackable(value, ctx):
         return object()
 
+    @task("raise", registry=reg)
+    async def raise_(value, ctx):
+        raise ValueError(value.decode("utf-8", "surrogateescape"))  # bytes that are not UTF-8 too
+
     return reg
 
 
@@ -270,6 +274,23 @@ def test_failures(job_type, error, retryable):
             assert (failure.job_id, failure.attempt) == ("job-f", 2)
             assert failure.error.startswith(error), failure.error
             assert failure.retryable is retryable
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("message, sent", [
+    # "ValueError: " is 12 bytes and "é" 2: the limit falls inside a character, which is left out.
+    (("x" + "é" * 100_000).encode(), "ValueError: x" + "é" * ((p.MAX_ERROR_BYTES - 13) // 2)),
+    # A byte that is not UTF-8 (a lone surrogate once decoded) becomes "?", not a failed send.
+    (b"bad \xff byte", "ValueError: bad ? byte"),
+])
+def test_an_error_is_sent_as_utf8_of_at_most_the_shared_limit(message, sent):
+    async def scenario():
+        async with serving(failing_registry()) as (broker, _, ident, _):
+            broker.send(ident, p.Job("job-e", "raise", pack(message), 1, 30))
+            _, failure = await broker.expect(p.Failure)
+            assert failure.error == sent
+            assert len(failure.error.encode()) <= p.MAX_ERROR_BYTES
 
     run(scenario())
 

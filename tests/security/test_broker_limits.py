@@ -1,13 +1,14 @@
 """The broker checks every field it receives against the api's limits, whoever sent it: a rogue
 api peer's SUBMITs outside them get 422 and store nothing; a frame past the socket's limit is
 refused by libzmq before it is allocated; a worker's oversize RESULT fails its job with a clear
-error, and oversize progress is dropped."""
+error, oversize progress is dropped, and an oversize error is cut before it is logged or stored."""
 import time
 import uuid
 
 import msgpack
 import pytest
 import zmq
+from sluice import protocol
 
 from peers import RogueApi, submit_body
 from pipeline import Pipeline, process_rss_mb
@@ -106,3 +107,33 @@ def test_oversize_progress_is_dropped_with_one_warning(fresh_pipeline):
     events = [e["event"] for e in p.events(job["id"])]
     assert "progress" not in events and events[-1] == "succeeded", events
     assert sum("dropped PROGRESS message for job" in line for line in p.broker_log().splitlines()) == 1
+
+
+def test_an_oversize_error_is_cut_at_a_character_boundary_before_it_is_stored(fresh_pipeline):
+    p = fresh_pipeline.start(SLUICE_KNOWN_TYPES="echo")
+    job = p.submit("echo", {"n": 1}, max_attempts=1)["id"]
+    context = zmq.Context()
+    try:
+        worker = p.allow(context.socket(zmq.DEALER))
+        worker.linger = 0
+        worker.connect(p.backend)
+        worker.send_multipart(protocol.encode(protocol.Ready("verbose", "python", ["echo"], 1)))
+        msg = None
+        while not isinstance(msg, protocol.Job):  # heartbeats may come first
+            assert worker.poll(10_000), "no JOB"
+            msg = protocol.decode(worker.recv_multipart())
+        assert msg.job_id == job
+        # 1 MiB of two-byte characters after one of one byte: the limit falls inside one.
+        error = "x" + "é" * (1 << 19)
+        worker.send_multipart(protocol.encode(protocol.Failure(job, msg.attempt, error, False)))
+        done = p.wait_result(job, timeout=10)
+    finally:
+        context.destroy(linger=0)
+
+    cut = error[:1 + (protocol.MAX_ERROR_BYTES - 1) // 2]
+    assert done["status"] == "failed" and done["error"] == cut
+    assert [h["error"] for h in done["history"]] == [cut]
+    assert [j["error"] for j in p.http.get("/v1/dead").json()["jobs"]] == [cut]
+    # Logged cut too, and the broker serves on.
+    assert len(p.broker_log()) < 64 * 1024
+    assert p.broker.poll() is None and p.http.get("/readyz").status_code == 200

@@ -474,6 +474,34 @@ TEST_CASE("dead-letter paging") {
     }
 }
 
+TEST_CASE("dead-letter page body: bounded in bytes, next_offset wherever dead jobs remain") {
+    const std::string job = R"({"id":")" + std::string(100, 'j') + R"("})";  // 109 bytes
+    const Page page{10, 20};
+    // Room for the opening, the closing fields (128 bytes kept) and two jobs with their comma.
+    const std::size_t bound = std::string(R"({"jobs":[)").size() + 128 + 2 * job.size() + 1;
+    DeadPageBody two(page, bound);
+    CHECK(two.add(job));
+    two.skip();  // an expired job: listed nowhere, but the next page starts after it
+    CHECK(two.add(job));
+    CHECK_FALSE(two.add(job));
+    const std::string body = two.finish(1000);
+    CHECK(body.size() <= bound);
+    CHECK(json::parse(body) == json::parse(R"({"jobs":[)" + job + "," + job +
+                                           R"(],"total":1000,"limit":10,"offset":20,"next_offset":23})"));
+
+    // The first job goes in whatever its size: a client paging on always moves forward.
+    DeadPageBody tiny(page, 1);
+    CHECK(tiny.add(job));
+    CHECK_FALSE(tiny.add(job));
+    CHECK(json::parse(tiny.finish(22))["next_offset"] == 21);
+
+    // The last page, and a page past the end, say no next_offset.
+    DeadPageBody last(page);
+    CHECK(last.add(job));
+    CHECK(json::parse(last.finish(21)) == json::parse(R"({"jobs":[)" + job + R"(],"total":21,"limit":10,"offset":20})"));
+    CHECK(json::parse(DeadPageBody(page).finish(5)) == json::parse(R"({"jobs":[],"total":5,"limit":10,"offset":20})"));
+}
+
 TEST_CASE("request target splitting") {
     const Target t = split_target("/v1/jobs/x/result?wait=5&last_event_id=%32&a+b=c+d&flag");
     CHECK(t.path == "/v1/jobs/x/result");

@@ -389,6 +389,21 @@ TEST_CASE("an exception from a handler is a retryable FAILURE; an unknown type i
     CHECK_FALSE(failure.retryable);
 }
 
+TEST_CASE("a handler's long error is sent cut to the shared limit, whole characters only") {
+    FakeBroker broker;
+    worker::Worker w(test_config(broker));
+    // "é" is two bytes and the limit even: the "x" before them puts one across the limit.
+    std::string message = "x";
+    while (message.size() < 2 * limits::MAX_ERROR_BYTES) message += "\xc3\xa9";
+    w.register_handler("long", [message](worker::JobContext&) { return worker::JobResult::failure(message, false); });
+    w.start();
+    broker.expect<proto::Ready>();
+    broker.send(make_job("job-long", "long", worker::encode_value(msgpack::type::nil_t())));
+    const auto failure = broker.expect<proto::Failure>();
+    CHECK(failure.error.size() == limits::MAX_ERROR_BYTES - 1);
+    CHECK(failure.error == message.substr(0, limits::MAX_ERROR_BYTES - 1));
+}
+
 TEST_CASE("an idle worker heartbeats every interval") {
     FakeBroker broker;
     worker::Worker w(test_config(broker));
