@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace sluice::api {
 
@@ -69,6 +70,23 @@ struct ApiConfig {
     // listener (SO_REUSEPORT), Redis connections and broker link. Default: one per core (on 2
     // cores two loops answer status lookups 48% and submits 19% faster than one; bench/).
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    // SLUICE_AUTH: `required` (every route but /healthz and /readyz needs an API key) or `off`
+    // (the open development mode: tenant "default", admin rights). Unset means off, which the
+    // api allows only on a loopback host (main.cpp).
+    bool auth_required = false;
+    // SLUICE_ADMIN_KEY: the first admin key (tenant "default"), to create the others with; only
+    // its SHA-256 is kept. Empty: none.
+    std::string admin_key_hash;
+    // SLUICE_TOKEN_SECRET_FILE: the HMAC secret of read tokens, shared by every api instance
+    // behind one address. Unset: a random one per process (tokens then open jobs on the
+    // instance that gave them out only).
+    std::string token_secret;
+    // SLUICE_READ_TOKEN_TTL_S: how long a read token (in a submit's links) stays valid.
+    std::chrono::seconds read_token_ttl{24 * 3600};
+    // SLUICE_API_CORS_ORIGINS: browser origins ("https://app.example.com") allowed to call the
+    // api: their preflights are answered and their responses carry the CORS headers. Empty:
+    // none; a state-changing request from any other origin is 403 origin_not_allowed.
+    std::vector<std::string> cors_origins;
     // SLUICE_LOG_LEVEL: debug, info, warn or error.
     std::string log_level = "info";
 

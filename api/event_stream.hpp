@@ -31,6 +31,8 @@ struct EventStream {
     std::uint64_t last = 0;  // the last event the client has (Last-Event-ID)
     unsigned version = 11;   // of the request
     bool keep_alive = true;  // the request allows the connection to carry on
+    std::string tenant;      // a member key's tenant: the job must be of it; "": any job
+    std::string cors_origin; // a listed browser origin (cors.hpp) the head allows; "": none
     // HTTP/1.1: the stream ends with the last chunk, and the connection may carry on.
     bool chunked() const { return version >= 11; }
 };

@@ -1,6 +1,7 @@
 // HTTP connections of one shard (see http_session.hpp).
 #include "http_session.hpp"
 
+#include "cors.hpp"
 #include "event_stream.hpp"
 #include "http_framing.hpp"
 #include "http_wire.hpp"
@@ -152,14 +153,14 @@ awaitable<Served> serve_one(ShardContext& ctx, beast::tcp_stream& stream, beast:
 // Looks the job of a requested stream up; answers 404 (or 503 when Redis does not answer)
 // if it cannot be followed, else writes the head of the stream.
 awaitable<Opened> open_stream(ShardContext& ctx, beast::tcp_stream& stream, const EventStream& events) {
-    const std::optional<bool> exists = co_await job_exists(ctx, events.job_id);
-    if (!exists || !*exists) {
+    const std::optional<std::string> tenant = co_await job_tenant(ctx, events.job_id);
+    if (!tenant || tenant->empty() || (!events.tenant.empty() && *tenant != events.tenant)) {
         const bool keep = events.keep_alive && !ctx.stopping;
-        HttpResult refused = exists ? job_not_found(events.job_id) : redis_unavailable();
+        HttpResult refused = tenant ? job_not_found(events.job_id) : redis_unavailable();
         const bool written = co_await write_result(ctx, stream, std::move(refused), events.version, keep);
         co_return written && keep ? Opened::ANSWERED : Opened::CLOSED;
     }
-    const std::string head = sse_head(events.chunked());
+    const std::string head = sse_head(events.chunked(), cors_header_lines(events.cors_origin));
     const bool written = co_await write_bytes(stream, asio::buffer(head), ctx.config.write_timeout);
     co_return written ? Opened::STREAMING : Opened::CLOSED;
 }

@@ -31,25 +31,29 @@ std::string response_head(const HttpResult& result, unsigned version, bool keep_
     head += std::to_string(result.status);
     head += ' ';
     head += reason_phrase(result.status);
-    head += "\r\nContent-Type: application/json";
+    // 204 (a CORS preflight) has no body, and no header that describes one (RFC 9110, 8.6).
+    if (result.status != 204) head += "\r\nContent-Type: application/json";
     for (const auto& [name, value] : result.headers) {
         head += "\r\n";
         head += name;
         head += ": ";
         head += value;
     }
-    head += "\r\nContent-Length: ";
-    head += std::to_string(result.body.size());
+    if (result.status != 204) {
+        head += "\r\nContent-Length: ";
+        head += std::to_string(result.body.size());
+    }
     if (version >= 11 && !keep_alive) head += "\r\nConnection: close";
     if (version < 11 && keep_alive) head += "\r\nConnection: keep-alive";
     head += "\r\n\r\n";
     return head;
 }
 
-std::string sse_head(bool chunked) {
+std::string sse_head(bool chunked, std::string_view extra_header_lines) {
     std::string head =
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
         "X-Accel-Buffering: no\r\n";
+    head += extra_header_lines;
     head += chunked ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n";
     return head;
 }

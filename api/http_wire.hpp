@@ -30,7 +30,7 @@ std::string response_head(const HttpResult& result, unsigned version, bool keep_
 // The head of a 200 text/event-stream response. HTTP/1.1 (`chunked`): the events follow as
 // chunks and the connection may carry on after the last one. HTTP/1.0: the events follow
 // raw and the connection closes after the stream.
-std::string sse_head(bool chunked);
+std::string sse_head(bool chunked, std::string_view extra_header_lines = {});
 
 // `data` framed as one chunk of a chunked body ("{hex size}\r\n{data}\r\n").
 std::string chunk(std::string_view data);

@@ -110,7 +110,7 @@ const std::string* hash_field(const JobHash& hash, std::string_view name) {
 std::string job_json(const JobHash& hash, const std::vector<std::string>& history) {
     JsonWriter w;
     w.begin_object();
-    for (const char* name : {"id", "type", "tenant", "status"}) text_member(w, name, hash_field(hash, name));
+    for (const char* name : {"id", "type", "tenant", "key_id", "status"}) text_member(w, name, hash_field(hash, name));
     for (const char* name : {"priority", "max_attempts", "timeout_s", "attempts"})
         int_member(w, name, field_int(hash_field(hash, name)));
     time_member(w, "created_at", field_int(hash_field(hash, "created_ms")));

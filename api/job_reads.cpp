@@ -82,11 +82,11 @@ awaitable<std::optional<JobRecord>> load_job(ShardContext& ctx, const std::strin
     co_return std::move(records->front());
 }
 
-awaitable<std::optional<bool>> job_exists(ShardContext& ctx, const std::string& id) {
-    std::vector<std::string> command = args("EXISTS", keys::job(id));
-    const RedisValue exists = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
-    if (!exists.ok()) co_return std::nullopt;
-    co_return exists.integer != 0;
+awaitable<std::optional<std::string>> job_tenant(ShardContext& ctx, const std::string& id) {
+    std::vector<std::string> command = args("HGET", keys::job(id), "tenant");
+    RedisValue tenant = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
+    if (!tenant.ok()) co_return std::nullopt;
+    co_return std::move(tenant.str);
 }
 
 awaitable<EventPage> read_events(ShardContext& ctx, const std::string& id, std::uint64_t after, int count) {

@@ -48,8 +48,8 @@ awaitable<std::optional<std::vector<JobRecord>>> load_jobs(ShardContext& ctx, co
 // Reads one job: nullopt when Redis is unavailable, an empty hash for no such job.
 awaitable<std::optional<JobRecord>> load_job(ShardContext& ctx, const std::string& id);
 
-// Whether job `id` exists: nullopt when Redis is unavailable.
-awaitable<std::optional<bool>> job_exists(ShardContext& ctx, const std::string& id);
+// The tenant of job `id`: "" for no such job, nullopt when Redis is unavailable.
+awaitable<std::optional<std::string>> job_tenant(ShardContext& ctx, const std::string& id);
 
 // Up to `count` events of job `id` after event number `after`, oldest first; ok() false when
 // Redis is unavailable. Entries that are not well formed are left out.

@@ -1,6 +1,7 @@
 // sluice-api: reads ApiConfig from the environment, binds, prints the listening line, serves
 // until SIGINT/SIGTERM, then shuts down gracefully and exits 0.
 #include "config.hpp"
+#include "credentials.hpp"
 #include "curve.hpp"
 #include "env.hpp"
 #include "log.hpp"
@@ -20,6 +21,30 @@ using sluice::api::ApiConfig;
 
 // Extra time past the shutdown grace before a stuck shutdown is cut short.
 constexpr auto SHUTDOWN_WATCHDOG = std::chrono::seconds(5);
+
+bool loopback_host(const std::string& host) {
+    return host == "localhost" || host == "::1" || host.starts_with("127.");
+}
+
+// SLUICE_AUTH, SLUICE_ADMIN_KEY, SLUICE_TOKEN_SECRET_FILE and SLUICE_READ_TOKEN_TTL_S.
+void auth_from_env(ApiConfig& c) {
+    const std::string auth = sluice::env_string("SLUICE_AUTH", "");
+    if (auth != "" && auth != "off" && auth != "required")
+        sluice::env_fail("SLUICE_AUTH", "must be 'required' or 'off', got '" + auth + "'");
+    if (auth.empty() && !loopback_host(c.host))
+        sluice::env_fail("SLUICE_AUTH", "is unset, and SLUICE_API_HOST " + c.host +
+                                            " is not a loopback address: set SLUICE_AUTH=required to need API keys, "
+                                            "or SLUICE_AUTH=off to serve everyone as an admin on purpose");
+    c.auth_required = auth == "required";
+    const std::string admin_key = sluice::env_string("SLUICE_ADMIN_KEY", "");
+    if (!admin_key.empty() && admin_key.size() < 32)
+        sluice::env_fail("SLUICE_ADMIN_KEY", "must be at least 32 characters (make one with: openssl rand -hex 32)");
+    if (!admin_key.empty()) c.admin_key_hash = sluice::api::key_hash(admin_key);
+    c.token_secret = sluice::env_secret_file("SLUICE_TOKEN_SECRET_FILE");
+    if (c.token_secret.empty()) c.token_secret = sluice::api::random_hex(32);
+    c.read_token_ttl = std::chrono::seconds(
+        sluice::env_int("SLUICE_READ_TOKEN_TTL_S", 1, 30LL * 24 * 3600, c.read_token_ttl.count()));
+}
 
 ApiConfig config_from_env() {
     using std::chrono::milliseconds;
@@ -50,6 +75,8 @@ ApiConfig config_from_env() {
         sluice::env_ms("SLUICE_API_SSE_KEEPALIVE_MS", milliseconds(100), milliseconds(3600000), c.sse_keepalive);
     c.threads = static_cast<int>(sluice::env_int("SLUICE_API_THREADS", 1, 256, c.threads));
     c.log_level = sluice::env_string("SLUICE_LOG_LEVEL", c.log_level);
+    c.cors_origins = sluice::env_list("SLUICE_API_CORS_ORIGINS");
+    auth_from_env(c);
     return c;
 }
 
@@ -78,6 +105,14 @@ int main() {
     sluice::log::info("listening on {}:{} ({} thread(s)), broker {} (CURVE {}), redis {}:{}", config.host, port,
                       config.threads, config.broker_endpoint, config.broker_keys ? "on" : "off", config.redis_host,
                       config.redis_port);
+    if (config.auth_required)
+        sluice::log::info("auth required: every route but /healthz and /readyz needs an API key{}",
+                          config.admin_key_hash.empty() ? "" : " (SLUICE_ADMIN_KEY is an admin key)");
+    else
+        sluice::log::warn("auth off (SLUICE_AUTH): anyone who reaches {}:{} acts as an admin of tenant 'default'",
+                          config.host, port);
+    if (sluice::env_string("SLUICE_TOKEN_SECRET_FILE", "").empty())
+        sluice::log::info("no SLUICE_TOKEN_SECRET_FILE: read tokens open jobs on this api instance only");
 
     int signal_number = 0;
     sigwait(&stop_signals, &signal_number);

@@ -1,6 +1,8 @@
 // Pure request/response logic of the HTTP api (see request.hpp).
 #include "request.hpp"
 
+#include "credentials.hpp"
+
 #include <openssl/evp.h>
 #include <sys/random.h>
 
@@ -340,7 +342,8 @@ bool match_path(std::string_view pattern, std::string_view path, std::string& id
     return true;
 }
 
-HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply) {
+HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply, std::string_view token_secret,
+                         std::int64_t token_expires_s) {
     if (reply.code == errors::OUTCOME_UNKNOWN.name) {
         const std::string self = job_path(submit.job_id);
         std::string message = "the broker did not answer in time, so the job may have been stored, as " + self + ": ";
@@ -366,7 +369,8 @@ HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply)
     JsonWriter w;
     w.begin_object().key("id").string(id).key("type").string(submit.type).key("status").string(status);
     w.key("links").begin_object().key("self").string(self);
-    w.key("events").string(self + "/events").key("result").string(self + "/result");
+    const std::string token = "?token=" + read_token(token_secret, id, token_expires_s);
+    w.key("events").string(self + "/events" + token).key("result").string(self + "/result" + token);
     w.end_object().end_object();
     result.body = w.take();
     return result;

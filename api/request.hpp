@@ -69,7 +69,7 @@ inline constexpr int MAX_HISTORY_ENTRIES = 1000;
 // purpose: it can be up to a request body in size and no answer shows it.
 inline constexpr std::string_view JOB_FIELDS[] = {
     "id", "tenant", "type", "status", "priority", "max_attempts", "timeout_s", "attempts",
-    "created_ms", "started_ms", "finished_ms", "result", "error", "redeliveries"};
+    "created_ms", "started_ms", "finished_ms", "result", "error", "redeliveries", "key_id"};
 
 // Returns the body `{"error": {"code": code, "message": message}}`.
 std::string error_body(std::string_view code, std::string_view message);
@@ -161,8 +161,10 @@ bool match_path(std::string_view pattern, std::string_view path, std::string& id
 // 200 (an idempotent replay) the same 202 body for the original job (the REPLY's job_id and
 // state) plus `Idempotent-Replayed: true`; a REPLY 503 outcome_unknown (no answer in time: the
 // job may be stored) says where the job would be and how to retry safely, with Retry-After;
-// else the REPLY's error (409 idempotency_conflict...).
-HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply);
+// else the REPLY's error (409 idempotency_conflict...). The events and result links carry a read
+// token (credentials.hpp) made with `token_secret`, valid until `token_expires_s`.
+HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply, std::string_view token_secret,
+                         std::int64_t token_expires_s);
 
 // HTTP answer to a RETRY, from the broker's REPLY: 200 {"id", "status"}, else its error
 // (404 job_not_found, 409 job_not_dead, 503).

@@ -2,6 +2,8 @@
 // formatting) live in request.cpp; the Redis reads in job_reads.cpp.
 #include "routes.hpp"
 
+#include "admin_keys.hpp"
+#include "cors.hpp"
 #include "job_reads.hpp"
 #include "keys.hpp"
 #include "log.hpp"
@@ -26,6 +28,27 @@ HttpResult text_result(int status, std::string body) {
 }
 
 HttpResult json_result(int status, const json& body) { return text_result(status, dump_json(body)); }
+
+bool visible(const RouteRequest& req, const JobHash& hash) {
+    const std::string* tenant = hash_field(hash, "tenant");
+    return req.principal.may_see(tenant ? *tenant : DEFAULT_TENANT);
+}
+
+// For a member key, the 404 that hides a job of another tenant (or none) before its cancel or
+// retry goes to the broker; 503 when Redis does not answer; nullopt: go on.
+awaitable<std::optional<HttpResult>> hidden_job(ShardContext& ctx, const RouteRequest& req) {
+    if (req.principal.role != Role::MEMBER) co_return std::nullopt;
+    const std::optional<std::string> tenant = co_await job_tenant(ctx, req.job_id);
+    if (!tenant) co_return redis_unavailable();
+    if (tenant->empty() || !req.principal.may_see(*tenant)) co_return job_not_found(req.job_id);
+    co_return std::nullopt;
+}
+
+std::int64_t token_expiry(const ShardContext& ctx) {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               (std::chrono::system_clock::now() + ctx.config.read_token_ttl).time_since_epoch())
+        .count();
+}
 
 // GET /healthz: the process is up.
 awaitable<Outcome> healthz(ShardContext&, const RouteRequest&) {
@@ -65,10 +88,12 @@ awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
     auto parsed = parse_submit(req.http.body(), make_job_id(), key, ctx.config.max_input_bytes);
     if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
     auto& submit = std::get<proto::Submit>(parsed);
+    submit.tenant = req.principal.tenant;
+    submit.key_id = req.principal.key_id;
     const proto::Reply reply = co_await ctx.broker.request(submit, ctx.config.broker_timeout);
     if (reply.status >= 500)
         log::warn("submit {}: broker answered {} {} {}", submit.job_id, reply.status, reply.code, reply.message);
-    co_return submit_result(submit, reply);
+    co_return submit_result(submit, reply, ctx.config.token_secret, token_expiry(ctx));
 }
 
 // GET /v1/jobs/{id}
@@ -76,13 +101,14 @@ awaitable<Outcome> get_job(ShardContext& ctx, const RouteRequest& req) {
     if (!is_uuid(req.job_id)) co_return job_not_found(req.job_id);
     const auto job = co_await load_job(ctx, req.job_id);
     if (!job) co_return redis_unavailable();
-    if (job->hash.empty()) co_return job_not_found(req.job_id);
+    if (job->hash.empty() || !visible(req, job->hash)) co_return job_not_found(req.job_id);
     co_return text_result(200, job_json(job->hash, job->history));
 }
 
 // DELETE /v1/jobs/{id}
 awaitable<Outcome> cancel_job(ShardContext& ctx, const RouteRequest& req) {
     if (!is_uuid(req.job_id)) co_return job_not_found(req.job_id);
+    if (auto refused = co_await hidden_job(ctx, req)) co_return std::move(*refused);
     proto::Cancel cancel;
     cancel.job_id = req.job_id;
     const proto::Reply reply = co_await ctx.broker.request(cancel, ctx.config.broker_timeout);
@@ -106,7 +132,7 @@ awaitable<Outcome> get_result(ShardContext& ctx, const RouteRequest& req) {
     for (;;) {
         const auto job = co_await load_job(ctx, id);
         if (!job) co_return redis_unavailable();
-        if (job->hash.empty()) co_return job_not_found(id);
+        if (job->hash.empty() || !visible(req, job->hash)) co_return job_not_found(id);
         const std::string* status = hash_field(job->hash, "status");
         if (status && is_terminal_status(*status)) co_return text_result(200, job_json(job->hash, job->history));
         const auto now = Clock::now();
@@ -120,7 +146,7 @@ awaitable<Outcome> get_result(ShardContext& ctx, const RouteRequest& req) {
 // opens and follows it (event_stream.hpp) once this request and the frames that handled it
 // are gone: 10,000 clients opening their streams at once then hold little more than their
 // session.
-awaitable<Outcome> get_events(ShardContext&, const RouteRequest& req) {
+awaitable<Outcome> get_events(ShardContext& ctx, const RouteRequest& req) {
     EventStream opened{req.job_id};
     std::optional<std::string> given;
     if (auto h = req.http.find("Last-Event-ID"); h != req.http.end())
@@ -139,6 +165,8 @@ awaitable<Outcome> get_events(ShardContext&, const RouteRequest& req) {
         opened.last = *parsed;
     }
     if (!is_uuid(req.job_id)) co_return job_not_found(req.job_id);
+    if (req.principal.role == Role::MEMBER) opened.tenant = req.principal.tenant;
+    opened.cors_origin = allowed_origin(ctx.config, req.http);
     opened.version = req.http.version();
     opened.keep_alive = req.http.keep_alive();
     co_return opened;
@@ -148,6 +176,7 @@ awaitable<Outcome> get_events(ShardContext&, const RouteRequest& req) {
 awaitable<Outcome> retry_job(ShardContext& ctx, const RouteRequest& req) {
     const std::string& id = req.job_id;
     if (!is_uuid(id)) co_return job_not_found(id);
+    if (auto refused = co_await hidden_job(ctx, req)) co_return std::move(*refused);
     proto::Retry retry;
     retry.job_id = id;
     const proto::Reply reply = co_await ctx.broker.request(retry, ctx.config.broker_timeout);
@@ -163,9 +192,11 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
     auto parsed = parse_page(req.target.query);
     if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
     const Page page = std::get<Page>(parsed);
+    // A member reads its tenant's dead set; an admin (or the open mode) the one of every tenant.
+    const std::string dead = req.principal.role == Role::MEMBER ? keys::dead(req.principal.tenant) : std::string(keys::DEAD);
     std::vector<std::vector<std::string>> head;
-    head.push_back(args("ZCARD", std::string(keys::DEAD)));
-    head.push_back(args("ZREVRANGE", std::string(keys::DEAD), std::to_string(page.offset),
+    head.push_back(args("ZCARD", dead));
+    head.push_back(args("ZREVRANGE", dead, std::to_string(page.offset),
                         std::to_string(page.offset + page.limit - 1)));
     const auto counted = co_await transaction(ctx, std::move(head));
     if (!counted) co_return redis_unavailable();
@@ -183,16 +214,19 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
 }
 
 // The whole routing table: method + pattern -> handler.
-constexpr std::array<Route, 9> ROUTES{{
-    {"GET", "/healthz", &healthz},
-    {"GET", "/readyz", &readyz},
-    {"POST", "/v1/jobs", &submit_job},
-    {"GET", "/v1/jobs/{id}", &get_job},
-    {"DELETE", "/v1/jobs/{id}", &cancel_job},
-    {"GET", "/v1/jobs/{id}/result", &get_result},
-    {"GET", "/v1/jobs/{id}/events", &get_events},
-    {"POST", "/v1/jobs/{id}/retry", &retry_job},
-    {"GET", "/v1/dead", &list_dead},
+constexpr std::array<Route, 12> ROUTES{{
+    {"GET", "/healthz", Access::PUBLIC, &healthz},
+    {"GET", "/readyz", Access::PUBLIC, &readyz},
+    {"POST", "/v1/jobs", Access::MEMBER, &submit_job},
+    {"GET", "/v1/jobs/{id}", Access::MEMBER, &get_job},
+    {"DELETE", "/v1/jobs/{id}", Access::MEMBER, &cancel_job},
+    {"GET", "/v1/jobs/{id}/result", Access::READER, &get_result},
+    {"GET", "/v1/jobs/{id}/events", Access::READER, &get_events},
+    {"POST", "/v1/jobs/{id}/retry", Access::MEMBER, &retry_job},
+    {"GET", "/v1/dead", Access::MEMBER, &list_dead},
+    {"POST", "/v1/admin/keys", Access::ADMIN, &create_key},
+    {"GET", "/v1/admin/keys", Access::ADMIN, &list_keys},
+    {"DELETE", "/v1/admin/keys/{id}", Access::ADMIN, &revoke_key},
 }};
 
 }  // namespace
@@ -218,8 +252,10 @@ RouteMatch match_route(std::string_view method, std::string_view path) {
     return match;
 }
 
-awaitable<Outcome> handle(ShardContext& ctx, const Request& request) {
-    const Target target = split_target(sv(request.target()));
+namespace {
+
+// The request's route, who asks, and the handler's outcome (see handle()).
+awaitable<Outcome> route(ShardContext& ctx, const Request& request, const Target& target) {
     const RouteMatch match = match_route(sv(request.method_string()), target.path);
     if (match.kind == RouteMatch::NOT_FOUND)
         co_return error_result(errors::NOT_FOUND, "no such endpoint: " + target.path);
@@ -232,13 +268,25 @@ awaitable<Outcome> handle(ShardContext& ctx, const Request& request) {
     try {
         // Each co_await stands alone in its statement: GCC 12 double-destroys temporaries
         // of a co_await nested in a larger expression.
-        const RouteRequest req{request, target, match.job_id};
+        auto who = co_await authenticate(ctx, request, target, match.route->access, match.job_id);
+        if (auto* refused = std::get_if<HttpResult>(&who)) co_return std::move(*refused);
+        const RouteRequest req{request, target, match.job_id, std::get<Principal>(who)};
         Outcome outcome = co_await match.route->handler(ctx, req);
         co_return outcome;
     } catch (const std::exception& e) {
         log::error("{} {} failed: {}", std::string(request.method_string()), target.path, e.what());
     }
     co_return error_result(errors::INTERNAL_ERROR, "internal error");
+}
+
+}  // namespace
+
+awaitable<Outcome> handle(ShardContext& ctx, const Request& request) {
+    const Target target = split_target(sv(request.target()));
+    if (auto refused = browser_refusal(ctx.config, request)) co_return std::move(*refused);
+    Outcome outcome = co_await route(ctx, request, target);
+    if (outcome.result) add_cors_headers(ctx.config, request, *outcome.result);
+    co_return outcome;
 }
 
 }  // namespace sluice::api

@@ -4,6 +4,7 @@
 // Loop thread only.
 #pragma once
 
+#include "auth.hpp"
 #include "event_stream.hpp"
 #include "request.hpp"
 #include "shard_context.hpp"
@@ -34,6 +35,7 @@ struct RouteRequest {
     const Request& http;
     const Target& target;
     const std::string& job_id;  // the {id} segment of the path, when the pattern has one
+    const Principal& principal;  // who asks (auth.hpp)
 };
 
 using Handler = awaitable<Outcome> (*)(ShardContext&, const RouteRequest&);
@@ -41,6 +43,7 @@ using Handler = awaitable<Outcome> (*)(ShardContext&, const RouteRequest&);
 struct Route {
     std::string_view method;
     std::string_view pattern;  // "{id}" matches one non-empty path segment
+    Access access;
     Handler handler;
 };
 
@@ -57,8 +60,11 @@ struct RouteMatch {
 // Finds the route for `method` and `path` (no query string).
 RouteMatch match_route(std::string_view method, std::string_view path);
 
-// Routes a request to its handler and runs it: 404 not_found, 405 method_not_allowed (with
-// Allow), or the handler's outcome. A handler that throws answers 500 (and is logged).
+// Routes a request to its handler and runs it: a CORS preflight's answer, 404 not_found, 405
+// method_not_allowed (with Allow), 403 origin_not_allowed (a state-changing request from a
+// browser origin not allowed), 415 unsupported_media_type (a body that is not JSON), the
+// refusal of authenticate() (auth.hpp), or the handler's outcome, with the CORS headers for an
+// allowed origin. A handler that throws answers 500 (and is logged).
 awaitable<Outcome> handle(ShardContext& ctx, const Request& request);
 
 }  // namespace sluice::api

@@ -6,6 +6,7 @@
 // Everything here belongs to the shard's loop thread and is not thread-safe.
 #pragma once
 
+#include "auth.hpp"
 #include "broker_link.hpp"
 #include "config.hpp"
 #include "loop.hpp"
@@ -28,6 +29,7 @@ struct ShardContext {
     RedisConnection redis;  // commands: job reads, event reads, PING
     BrokerLink broker;
     Notifier notifier;      // fed by the shard's sluice:notify subscription
+    KeyCache key_cache;     // API keys read lately (auth.hpp)
     bool stopping = false;  // graceful shutdown has begun: finish what is open, take no more
 };
 

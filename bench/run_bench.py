@@ -5,6 +5,7 @@ free ports, runs BENCH_RUNS times (3) and reports the median with min-max; the l
 
 Figures:
   submit      POST /v1/jobs -> 202 (durably in Redis), wrk -t1 -c64, no consumer
+  submit-auth the same with SLUICE_AUTH=required, a member API key on every request
   e2e-native  jobs/s from first submit to last result in Redis, native echo worker draining
   e2e-python  the same with one Python worker process
   status      GET /v1/jobs/{id}, wrk -c64: a finished job, and a job queued behind 100k others
@@ -57,12 +58,14 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def wrk(url: str, seconds: int, script: Path | None = None, connections: int = CONNECTIONS) -> dict:
-    """Runs wrk; returns requests/s, p50/p99 in ms and the count of non-2xx answers."""
+def wrk(url: str, seconds: int, script: Path | None = None, connections: int = CONNECTIONS,
+        env: dict | None = None) -> dict:
+    """Runs wrk (with `env` added to its environment, which its script may read); returns
+    requests/s, p50/p99 in ms and the count of non-2xx answers."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script:
         argv[1:1] = ["-s", str(script)]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}).stdout
 
     def ms(label):
         value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
@@ -111,6 +114,23 @@ def fig_submit(workdir: Path) -> dict:
     try:
         declare(p)
         result = wrk(p.url + "/v1/jobs", SECONDS, WRK_POST)
+        assert result["errors"] == 0, result
+        return result
+    finally:
+        p.stop()
+
+
+def fig_submit_auth(workdir: Path) -> dict:
+    """The submit figure with SLUICE_AUTH=required and a member key on every request."""
+    admin_key = "b" * 40
+    p = Pipeline(workdir)
+    p.env.update(SLUICE_AUTH="required", SLUICE_ADMIN_KEY=admin_key)
+    p.start(**NO_LIMIT)
+    try:
+        declare(p)
+        made = p.http.post("/v1/admin/keys", json={"tenant": "bench", "role": "member", "name": "bench"},
+                           headers={"Authorization": f"Bearer {admin_key}"})
+        result = wrk(p.url + "/v1/jobs", SECONDS, WRK_POST, env={"SLUICE_BENCH_KEY": made.json()["key"]})
         assert result["errors"] == 0, result
         return result
     finally:
@@ -359,7 +379,7 @@ def fig_chat(workdir: Path) -> dict:
         p.stop()
 
 
-FIGURES = {"submit": fig_submit, "e2e-native": fig_e2e_native, "e2e-python": fig_e2e_python,
+FIGURES = {"submit": fig_submit, "submit-auth": fig_submit_auth, "e2e-native": fig_e2e_native, "e2e-python": fig_e2e_python,
            "status": fig_status, "latency": fig_latency, "sse": fig_sse, "growth": fig_growth,
            "stream": fig_stream, "chat": fig_chat}
 # Figures that are no target of the issue and whose spread says little: run once.
@@ -386,6 +406,8 @@ def fmt(m: tuple[float, float, float], unit: str = "", digits: int = 0) -> str:
 ROWS = {
     "submit": lambda m: ("Submit: >= 40,000 jobs/s at 64 connections, p99 < 5 ms",
                          f"{fmt(m['rate'], '/s')}, p50 {fmt(m['p50_ms'], ' ms', 2)}, p99 {fmt(m['p99_ms'], ' ms', 2)}"),
+    "submit-auth": lambda m: ("Submit with SLUICE_AUTH=required (a member key per request): close to submit",
+                              f"{fmt(m['rate'], '/s')}, p50 {fmt(m['p50_ms'], ' ms', 2)}, p99 {fmt(m['p99_ms'], ' ms', 2)}"),
     "e2e-native": lambda m: ("End to end, native echo worker: >= 20,000 jobs/s",
                              f"{fmt(m['rate'], '/s')} ({fmt(m['jobs'])} jobs submitted at {fmt(m['submit_rate'], '/s')})"),
     "e2e-python": lambda m: ("End to end, one Python worker process: >= 8,000 jobs/s",

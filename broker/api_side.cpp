@@ -17,6 +17,8 @@ namespace {
 
 // An Idempotency-Key is remembered this long (as Stripe does).
 constexpr std::int64_t IDEMPOTENCY_TTL_S = 24 * 3600;
+// An API key id as the api records it: 16 hex digits, or "admin" for SLUICE_ADMIN_KEY.
+constexpr std::size_t MAX_KEY_ID = 32;
 
 }  // namespace
 
@@ -83,7 +85,7 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
     submits_.push_back(SubmitItem{peer, msg.req_id, std::move(msg.job_id), std::move(msg.tenant), std::move(msg.type),
                                   std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
                                   msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
-                                  std::move(msg.request_hash)});
+                                  std::move(msg.request_hash), std::move(msg.key_id)});
 }
 
 // The same rules as the api's (common/limits.hpp, common/names.hpp), checked again because any
@@ -92,6 +94,10 @@ std::optional<std::string> Broker::submit_problem(const proto::Submit& msg) cons
     if (!is_uuid(msg.job_id)) return "job_id is not a UUID";
     if (!valid_job_type(msg.type)) return "type is not a job type name";
     if (!valid_tenant(msg.tenant)) return "tenant is not a tenant name";
+    if (msg.key_id.size() > MAX_KEY_ID || !std::all_of(msg.key_id.begin(), msg.key_id.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c));
+        }))
+        return "key_id is not an API key id";
     if (msg.priority < 0 || msg.priority > MAX_PRIORITY) return fmt::format("priority must be 0..{}", MAX_PRIORITY);
     if (msg.max_attempts < limits::MAX_ATTEMPTS_MIN || msg.max_attempts > limits::MAX_ATTEMPTS_MAX)
         return fmt::format("max_attempts must be {}..{}", limits::MAX_ATTEMPTS_MIN, limits::MAX_ATTEMPTS_MAX);

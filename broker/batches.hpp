@@ -31,13 +31,14 @@ struct SubmitItem {
     std::int64_t enqueued_ms = 0;
     std::string idempotency_key;  // the whole Redis key; empty for none
     std::string request_hash;
+    std::string key_id;
 
-    // Moves input, idempotency key and request hash out; job_id, tenant and type stay.
+    // Moves input, idempotency key, request hash and key id out; job_id, tenant and type stay.
     std::array<std::string, STRIDE> take_args() {
         return {job_id, tenant, type, std::move(input), std::to_string(priority),
                 std::to_string(max_attempts), std::to_string(timeout_s),
                 queue_score_arg(priority, enqueued_ms), std::move(idempotency_key),
-                std::move(request_hash)};
+                std::move(request_hash), std::move(key_id)};
     }
 };
 

@@ -11,7 +11,7 @@
 namespace sluice::broker::scripts {
 
 // Arguments per job of the batch scripts (SUBMIT, START, SUCCEED), after their first three.
-inline constexpr std::size_t SUBMIT_STRIDE = 10;
+inline constexpr std::size_t SUBMIT_STRIDE = 11;
 inline constexpr std::size_t START_STRIDE = 3;
 inline constexpr std::size_t SUCCEED_STRIDE = 3;
 // What a job costs its tenant's byte budget besides the bytes of its input, events and result:
@@ -92,7 +92,7 @@ local function finish(id, now, ttl)
 end
 local function lost_or_failed(id, now, maxlen, ttl, err, outcome, retry, score)
   local job = K.job .. id
-  local j = redis.call('HMGET', job, 'attempts', 'max_attempts', 'type', 'retry_base')
+  local j = redis.call('HMGET', job, 'attempts', 'max_attempts', 'type', 'retry_base', 'tenant')
   local used = tonumber(j[1]) - (tonumber(j[4]) or 0)
   record(id, now, outcome, err)
   redis.call('ZREM', K.running, id)
@@ -104,8 +104,11 @@ local function lost_or_failed(id, now, maxlen, ttl, err, outcome, retry, score)
     return 'requeued'
   end
   redis.call('HSET', job, 'status', 'failed', 'error', err, 'finished_ms', now)
-  redis.call('ZADD', K.dead, now, id)
-  redis.call('ZREMRANGEBYSCORE', K.dead, '-inf', tonumber(now) - 1000 * tonumber(ttl))
+  local tenant_dead = K.dead .. ':' .. (j[5] or 'default')
+  for _, dead in ipairs({K.dead, tenant_dead}) do
+    redis.call('ZADD', dead, now, id)
+    redis.call('ZREMRANGEBYSCORE', dead, '-inf', tonumber(now) - 1000 * tonumber(ttl))
+  end
   add_event(id, maxlen, now, {'event', 'failed', 'attempt', j[1], 'error', err})
   finish(id, now, ttl)
   return 'failed'
@@ -123,7 +126,7 @@ end
 // New jobs, every SUBMIT read in one turn of the broker loop at once. KEYS: none. ARGV: now_ms,
 // the byte budget of each tenant, idempotency ttl_s, then SUBMIT_STRIDE per job: id, tenant,
 // type, input, priority, max_attempts, timeout_s, queue score, idempotency key ('' for none: else
-// the whole Redis key, keys::idempotency), request hash. A job is charged to its tenant at once:
+// the whole Redis key, keys::idempotency), request hash, API key id. A job is charged to its tenant at once:
 // JOB_BASE_BYTES plus its input.
 // Returns one answer per job, in order: 'ok', 'exists', {'replay' | 'conflict', original id} or
 // {'over_budget', bytes the tenant holds}.
@@ -153,7 +156,7 @@ for i = 4, #ARGV, STRIDE do
     redis.call('HSET', job, 'id', id, 'tenant', tenant, 'type', type, 'input', ARGV[i + 3],
       'priority', ARGV[i + 4], 'max_attempts', ARGV[i + 5], 'timeout_s', ARGV[i + 6],
       'attempts', 0, 'redeliveries', 0, 'status', 'queued', 'created_ms', now, 'seq', 1,
-      'bytes', bytes, 'charged', bytes)
+      'bytes', bytes, 'charged', bytes, 'key_id', ARGV[i + 10])
     redis.call('ZADD', K.queue .. type, ARGV[i + 7], id)
     if idem ~= '' then redis.call('SET', idem, hash .. ' ' .. id, 'EX', idem_ttl) end
     -- The first event, written directly: a new stream needs no trimming, and nobody can be
@@ -259,6 +262,7 @@ local j = redis.call('HMGET', KEYS[1], 'status', 'type', 'priority', 'attempts',
 if not j[1] then return 'not_found' end
 if not redis.call('ZSCORE', K.dead, ARGV[1]) then return 'not_dead' end
 redis.call('ZREM', K.dead, ARGV[1])
+redis.call('ZREM', K.dead .. ':' .. (j[5] or 'default'), ARGV[1])
 if j[5] and j[6] then redis.call('ZREM', K.expiring, ARGV[1] .. ' ' .. j[5] .. ' ' .. j[6]) end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'retry_base', j[4])
 redis.call('HDEL', KEYS[1], 'error', 'finished_ms')

@@ -15,7 +15,13 @@ struct Code {
 inline constexpr Code BAD_REQUEST{"bad_request", 400};            // malformed HTTP
 inline constexpr Code INVALID_JSON{"invalid_json", 400};
 inline constexpr Code INVALID_REQUEST{"invalid_request", 422};    // a field, header or query parameter
+// No API key, or one that is unknown, revoked or malformed; a read token that does not fit.
+inline constexpr Code UNAUTHENTICATED{"unauthenticated", 401};
+inline constexpr Code FORBIDDEN{"forbidden", 403};                // a member key on an admin route
+// A browser request from an origin SLUICE_API_CORS_ORIGINS does not list, that would change state.
+inline constexpr Code ORIGIN_NOT_ALLOWED{"origin_not_allowed", 403};
 inline constexpr Code NOT_FOUND{"not_found", 404};                // no such endpoint
+inline constexpr Code KEY_NOT_FOUND{"key_not_found", 404};
 inline constexpr Code JOB_NOT_FOUND{"job_not_found", 404};
 inline constexpr Code METHOD_NOT_ALLOWED{"method_not_allowed", 405};
 inline constexpr Code DUPLICATE_JOB_ID{"duplicate_job_id", 409};
@@ -24,6 +30,7 @@ inline constexpr Code JOB_FINISHED{"job_finished", 409};          // cancel of a
 inline constexpr Code JOB_NOT_DEAD{"job_not_dead", 409};          // retry of a job that is not dead
 inline constexpr Code BODY_TOO_LARGE{"body_too_large", 413};
 inline constexpr Code INPUT_TOO_LARGE{"input_too_large", 413};   // a job's input, as msgpack
+inline constexpr Code UNSUPPORTED_MEDIA_TYPE{"unsupported_media_type", 415};  // a body that is not JSON
 inline constexpr Code UNKNOWN_JOB_TYPE{"unknown_job_type", 422};
 inline constexpr Code QUEUE_FULL{"queue_full", 429};
 // One client address holds as many connections as it may (SLUICE_API_MAX_CONNECTIONS_PER_CLIENT).

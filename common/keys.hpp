@@ -17,7 +17,8 @@ inline constexpr std::string_view HISTORY_PREFIX = "sluice:history:";
 inline constexpr std::string_view QUEUE_PREFIX = "sluice:queue:";
 // Per tenant and Idempotency-Key: the job the key made, and the hash of its request.
 inline constexpr std::string_view IDEMPOTENCY_PREFIX = "sluice:idem:";
-// Zset of running job ids scored by lease deadline; zset of dead job ids scored by time.
+// Zset of running job ids scored by lease deadline; zsets of dead job ids scored by time: of
+// every tenant, and one per tenant ("sluice:dead:{tenant}").
 inline constexpr std::string_view RUNNING = "sluice:running";
 inline constexpr std::string_view DEAD = "sluice:dead";
 // Hash of tenant -> bytes its jobs hold in Redis, against its budget (SLUICE_TENANT_MAX_BYTES);
@@ -25,6 +26,10 @@ inline constexpr std::string_view DEAD = "sluice:dead";
 // expires them, so the broker gives the bytes back when they go.
 inline constexpr std::string_view TENANT_BYTES = "sluice:tenant_bytes";
 inline constexpr std::string_view EXPIRING = "sluice:expiring";
+// Per API key: its hash (hash: SHA-256 of the key, tenant, role, name, created_ms); the set of
+// every key id (the admin listing).
+inline constexpr std::string_view API_KEY_PREFIX = "sluice:apikey:";
+inline constexpr std::string_view API_KEYS = "sluice:apikeys";
 // Set of the job types any worker has declared.
 inline constexpr std::string_view TYPES = "sluice:types";
 // Pub/sub channel: a notice for every new job event (PROTOCOL.md, Notices).
@@ -42,6 +47,12 @@ inline std::string job(std::string_view id) { return join(JOB_PREFIX, id); }
 inline std::string events(std::string_view id) { return join(EVENTS_PREFIX, id); }
 inline std::string history(std::string_view id) { return join(HISTORY_PREFIX, id); }
 inline std::string queue(std::string_view type) { return join(QUEUE_PREFIX, type); }
+inline std::string api_key(std::string_view id) { return join(API_KEY_PREFIX, id); }
+inline std::string dead(std::string_view tenant) {
+    std::string key = join(DEAD, ":");
+    key += tenant;
+    return key;
+}
 // `key` is an Idempotency-Key as the api checked it (limits.hpp); tenants hold no ':'.
 inline std::string idempotency(std::string_view tenant, std::string_view key) {
     std::string out = join(IDEMPOTENCY_PREFIX, tenant);

@@ -57,8 +57,9 @@ struct Submit {
     std::uint32_t timeout_s = 0;
     std::string idempotency_key;  // empty: none
     std::string request_hash;     // digest of the request, to tell a replay from a conflict
+    std::string key_id;           // the API key that submitted it; empty in open mode
     MSGPACK_DEFINE(req_id, job_id, tenant, type, input, priority, max_attempts, timeout_s,
-                   idempotency_key, request_hash)
+                   idempotency_key, request_hash, key_id)
 };
 
 struct Cancel {

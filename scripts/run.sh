@@ -29,6 +29,17 @@ SECRETS=$DATA_DIR/secrets
 scripts/redis-auth.sh "$SECRETS"
 export SLUICE_REDIS_USER=sluice
 export SLUICE_REDIS_PASSWORD_FILE=$SECRETS/redis-password
+# The api's read-token secret (README.md, Security), made once and kept like the password.
+if [[ ! -s $SECRETS/token-secret ]]; then
+    (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$SECRETS/token-secret")
+fi
+export SLUICE_TOKEN_SECRET_FILE=$SECRETS/token-secret
+# API keys (README.md, Security): on a loopback address, off (the open development mode) unless
+# SLUICE_AUTH says otherwise; on any other address SLUICE_AUTH must be set, or the api refuses
+# to start.
+if [[ -z ${SLUICE_AUTH:-} && ($SLUICE_API_HOST == 127.* || $SLUICE_API_HOST == localhost) ]]; then
+    export SLUICE_AUTH=off
+fi
 # CURVE keys (README.md, Security), made on the first start and kept: keypairs for the broker, the
 # api and this host's workers in $DATA_DIR/keys (0700; secret keys 0600), and the broker's
 # allow-lists api-keys and worker-keys, which start with this host's keys. A worker host is
@@ -185,6 +196,9 @@ supervisor=$!
 echo "sluice: starting redis-server (127.0.0.1:$SLUICE_REDIS_PORT, data in $DATA_DIR/redis, AOF on, password in $SECRETS), broker, api and workers; logs in $LOGS"
 if ready; then
     echo "sluice: api listening on $(api_url) ($NATIVE_WORKERS native, $PYTHON_WORKERS Python worker(s)); Ctrl-C stops"
+    if [[ ${SLUICE_AUTH:-} == off ]]; then
+        echo "sluice: auth is off (SLUICE_AUTH=off): whoever reaches $SLUICE_API_HOST:$SLUICE_API_PORT acts as an admin; set SLUICE_AUTH=required and SLUICE_ADMIN_KEY before exposing it"
+    fi
 fi
 status=0
 wait "$supervisor" || status=$?

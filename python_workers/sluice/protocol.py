@@ -97,6 +97,7 @@ class Submit:
     timeout_s: int = _wire(U32)
     idempotency_key: str = _wire(STR)
     request_hash: str = _wire(STR)
+    key_id: str = _wire(STR)
 
 
 @dataclass

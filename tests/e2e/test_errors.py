@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 
+JSON = {"content-type": "application/json"}
 
 def error_code(response):
     assert response.headers["content-type"].startswith("application/json")
@@ -24,13 +25,13 @@ def test_healthz_and_readyz(pipeline):
 def test_malformed_json_is_400(pipeline):
     response = pipeline.http.post("/v1/jobs", content=b'{"type": "echo",', headers={"content-type": "application/json"})
     assert response.status_code == 400 and error_code(response) == "invalid_json"
-    response = pipeline.http.post("/v1/jobs", content=b"[1, 2]")
+    response = pipeline.http.post("/v1/jobs", content=b"[1, 2]", headers=JSON)
     assert response.status_code == 400 and error_code(response) == "invalid_json"
 
 
 def test_body_over_the_limit_is_413(pipeline):
     big = b'{"type": "echo", "input": "' + b"x" * (1024 * 1024 + 10) + b'"}'
-    response = pipeline.http.post("/v1/jobs", content=big)
+    response = pipeline.http.post("/v1/jobs", content=big, headers=JSON)
     assert response.status_code == 413 and error_code(response) == "body_too_large"
 
 

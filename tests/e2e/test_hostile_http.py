@@ -18,6 +18,7 @@ REQUEST_TIMEOUT_S = 2.0
 # Low, so connection slots that are not given back would lock the api out within a test.
 MAX_CONNECTIONS = 120
 MAX_BODY = 1024 * 1024  # the api's default SLUICE_API_MAX_BODY
+JSON = {"content-type": "application/json"}
 RSS_LIMIT_MB = 200
 # Slack for a busy 2-core machine on top of the request timeout, when waiting for a cut-off.
 CUTOFF_SLACK_S = 1.5
@@ -278,7 +279,8 @@ def test_an_oversized_content_length_gets_413_before_the_body_is_sent(hostile):
         assert time.monotonic() - start < 1.0  # answered on the headers alone
     assert status == 413 and json.loads(body)["error"]["code"] == "body_too_large"
     # Through a regular client, with the body actually sent.
-    response = hostile.http.post("/v1/jobs", content=b'{"type":"echo","input":"' + b"x" * (MAX_BODY + 10) + b'"}')
+    response = hostile.http.post("/v1/jobs", content=b'{"type":"echo","input":"' + b"x" * (MAX_BODY + 10) + b'"}',
+                                 headers=JSON)
     http_error(response, 413, "body_too_large")
 
 
@@ -298,7 +300,7 @@ def test_an_oversized_chunked_body_gets_413(hostile):
     def small():
         yield b'{"type": "echo", '
         yield b'"input": "chunked"}'
-    response = hostile.http.post("/v1/jobs", content=small())
+    response = hostile.http.post("/v1/jobs", content=small(), headers=JSON)
     assert response.status_code == 202, response.text
     assert hostile.wait_result(response.json()["id"], timeout=10)["result"] == "chunked"
 
@@ -367,7 +369,7 @@ def test_invalid_utf8_in_json_strings_is_400_invalid_json(hostile, body):
 ], ids=["unclosed-arrays", "balanced-arrays", "objects"])
 def test_deeply_nested_json_is_refused_quickly(hostile, body):
     start = time.monotonic()
-    response = hostile.http.post("/v1/jobs", content=body)
+    response = hostile.http.post("/v1/jobs", content=body, headers=JSON)
     assert time.monotonic() - start < 2.0
     assert 400 <= response.status_code < 500, response.text
     assert "nest" in http_error(response, response.status_code, "invalid_request")
@@ -398,16 +400,16 @@ def test_wrong_types_are_422_naming_the_field(hostile, body, field):
                                    str(-2 ** 63), str(-2 ** 64)])
 def test_negative_and_huge_option_values_are_422(hostile, option, value):
     body = b'{"type": "echo", "options": {"%s": %s}}' % (option.encode(), value.encode())
-    message = http_error(hostile.http.post("/v1/jobs", content=body), 422, "invalid_request")
+    message = http_error(hostile.http.post("/v1/jobs", content=body, headers=JSON), 422, "invalid_request")
     assert f"options.{option}" in message, message
 
 
 @pytest.mark.parametrize("number", [b"1e999999", b"-1e999999", b"1" * 400])
 def test_a_number_too_large_for_a_double_is_400_invalid_json(hostile, number):
     body = b'{"type": "echo", "options": {"priority": %s}}' % number
-    http_error(hostile.http.post("/v1/jobs", content=body), 400, "invalid_json")
+    http_error(hostile.http.post("/v1/jobs", content=body, headers=JSON), 400, "invalid_json")
     body = b'{"type": "echo", "input": [%s]}' % number
-    http_error(hostile.http.post("/v1/jobs", content=body), 400, "invalid_json")
+    http_error(hostile.http.post("/v1/jobs", content=body, headers=JSON), 400, "invalid_json")
 
 
 def test_bad_idempotency_keys_are_422_naming_the_header(hostile):
@@ -417,7 +419,8 @@ def test_bad_idempotency_keys_are_422_naming_the_header(hostile):
     body = b'{"type": "echo"}'
     for headers in (b"Idempotency-Key: caf\xc3\xa9\r\n",  # not ASCII
                     b"Idempotency-Key: a\r\nIdempotency-Key: b\r\n"):  # given twice
-        raw = exchange(hostile, b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s"
+        raw = exchange(hostile, b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                b"Content-Type: application/json\r\n%s"
                                 b"Content-Length: %d\r\n\r\n%s" % (headers, len(body), body))
         assert "Idempotency-Key" in assert_json_error(raw, 422, "invalid_request")["message"], headers
 

@@ -23,7 +23,8 @@ def test_submit_answers_202_with_location_and_links(pipeline):
     assert response.status_code == 202
     body = response.json()
     assert response.headers["location"] == f"/v1/jobs/{body['id']}"
-    assert body["links"]["events"] == f"/v1/jobs/{body['id']}/events"
+    assert body["links"]["events"].startswith(f"/v1/jobs/{body['id']}/events?token=")
+    assert body["links"]["result"].startswith(f"/v1/jobs/{body['id']}/result?token=")
     status = pipeline.http.get(f"/v1/jobs/{body['id']}").json()
     assert status["type"] == "echo" and status["tenant"] == "default"
 

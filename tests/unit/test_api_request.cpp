@@ -2,6 +2,7 @@
 // SUBMIT it builds, Idempotency-Key and request hash, job ids, job hash and attempt history ->
 // JSON, event entry -> SSE text, query parsing, route patterns and the HTTP answers built from broker
 // REPLYs.
+#include "credentials.hpp"
 #include "request.hpp"
 
 #include <doctest/doctest.h>
@@ -289,7 +290,7 @@ TEST_CASE("job hash -> JSON body") {
         {"finished_ms", "1700000000300"}, {"input", "\xc0"}, {"seq", "3"}, {"worker", "w1"},
         {"result", std::string(packed.begin(), packed.end())}};
     const json body = job(hash);
-    const std::set<std::string> keys{"id", "type", "tenant", "status", "priority", "max_attempts",
+    const std::set<std::string> keys{"id", "type", "tenant", "key_id", "status", "priority", "max_attempts",
                                      "timeout_s", "attempts", "created_at", "started_at",
                                      "finished_at", "result", "error", "redeliveries", "history"};
     std::set<std::string> got;
@@ -524,13 +525,16 @@ TEST_CASE("route patterns") {
 }
 
 TEST_CASE("HTTP answers from broker REPLYs") {
+    const std::string SECRET = "secret";
+    const std::int64_t EXPIRES = 2000000000;
+    const std::string token = "?token=" + read_token(SECRET, ID, EXPIRES);
     Submit submit;
     submit.job_id = ID;
     submit.type = "echo";
 
     Reply accepted;
     accepted.status = 202;
-    HttpResult r = submit_result(submit, accepted);
+    HttpResult r = submit_result(submit, accepted, SECRET, EXPIRES);
     CHECK(r.status == 202);
     REQUIRE(r.headers.size() == 1);
     CHECK(r.headers[0] == std::pair<std::string, std::string>{"Location", "/v1/jobs/" + ID});
@@ -539,8 +543,8 @@ TEST_CASE("HTTP answers from broker REPLYs") {
     CHECK(body["type"] == "echo");
     CHECK(body["status"] == "queued");
     CHECK(body["links"] == json{{"self", "/v1/jobs/" + ID},
-                                {"events", "/v1/jobs/" + ID + "/events"},
-                                {"result", "/v1/jobs/" + ID + "/result"}});
+                                {"events", "/v1/jobs/" + ID + "/events" + token},
+                                {"result", "/v1/jobs/" + ID + "/result" + token}});
 
     auto error_of = [](const HttpResult& result) {
         const json b = json::parse(result.body);
@@ -552,7 +556,7 @@ TEST_CASE("HTTP answers from broker REPLYs") {
     refused.status = 422;
     refused.code = "unknown_job_type";
     refused.message = "no worker serves echo";
-    r = submit_result(submit, refused);
+    r = submit_result(submit, refused, SECRET, EXPIRES);
     CHECK(r.status == 422);
     CHECK(error_of(r) == "unknown_job_type");
     CHECK(r.headers.empty());
@@ -560,7 +564,7 @@ TEST_CASE("HTTP answers from broker REPLYs") {
     Reply full;
     full.status = 429;
     full.code = "queue_full";
-    r = submit_result(submit, full);
+    r = submit_result(submit, full, SECRET, EXPIRES);
     CHECK(r.status == 429);
     CHECK(error_of(r) == "queue_full");
     REQUIRE(r.headers.size() == 1);
@@ -569,18 +573,18 @@ TEST_CASE("HTTP answers from broker REPLYs") {
     Reply down;
     down.status = 503;
     down.code = "redis_unavailable";
-    CHECK(submit_result(submit, down).status == 503);
-    CHECK(error_of(submit_result(submit, down)) == "redis_unavailable");
+    CHECK(submit_result(submit, down, SECRET, EXPIRES).status == 503);
+    CHECK(error_of(submit_result(submit, down, SECRET, EXPIRES)) == "redis_unavailable");
 
     Reply weird;
     weird.status = 7;
-    CHECK(submit_result(submit, weird).status == 502);
+    CHECK(submit_result(submit, weird, SECRET, EXPIRES).status == 502);
 
     // No answer in time: the job may be stored. The answer says where, and how to retry safely.
     Reply unanswered;
     unanswered.status = 503;
     unanswered.code = "outcome_unknown";
-    r = submit_result(submit, unanswered);
+    r = submit_result(submit, unanswered, SECRET, EXPIRES);
     CHECK(error_of(r) == "outcome_unknown");
     CHECK(r.headers == std::vector<std::pair<std::string, std::string>>{{"Retry-After", "1"}});
     std::string message = json::parse(r.body)["error"]["message"];
@@ -588,19 +592,19 @@ TEST_CASE("HTTP answers from broker REPLYs") {
     CHECK(message.find("submit with an Idempotency-Key") != std::string::npos);
     Submit keyed = submit;
     keyed.idempotency_key = "k-1";
-    message = json::parse(submit_result(keyed, unanswered).body)["error"]["message"];
+    message = json::parse(submit_result(keyed, unanswered, SECRET, EXPIRES).body)["error"]["message"];
     CHECK(message.find("retry with the same Idempotency-Key") != std::string::npos);
     // Never sent: nothing can have been stored.
     Reply never_sent = unanswered;
     never_sent.code = "broker_unavailable";
-    CHECK(error_of(submit_result(submit, never_sent)) == "broker_unavailable");
+    CHECK(error_of(submit_result(submit, never_sent, SECRET, EXPIRES)) == "broker_unavailable");
 
     // An idempotent replay: the broker names the original job; still a 202 with its links.
     Reply replay;
     replay.status = 200;
     replay.job_id = "11111111-2222-4333-8444-555555555555";
     replay.state = "succeeded";
-    r = submit_result(submit, replay);
+    r = submit_result(submit, replay, SECRET, EXPIRES);
     CHECK(r.status == 202);
     const std::string original = "/v1/jobs/" + replay.job_id;
     CHECK(r.headers == std::vector<std::pair<std::string, std::string>>{
@@ -615,11 +619,11 @@ TEST_CASE("HTTP answers from broker REPLYs") {
     for (const auto& item : replayed.items()) replay_keys.insert(item.key());
     CHECK(fresh_keys == replay_keys);
     replay.state.clear();
-    CHECK(json::parse(submit_result(submit, replay).body)["status"] == "queued");
+    CHECK(json::parse(submit_result(submit, replay, SECRET, EXPIRES).body)["status"] == "queued");
     Reply conflict;
     conflict.status = 409;
     conflict.code = "idempotency_conflict";
-    r = submit_result(submit, conflict);
+    r = submit_result(submit, conflict, SECRET, EXPIRES);
     CHECK(r.status == 409);
     CHECK(error_of(r) == "idempotency_conflict");
 
@@ -687,4 +691,31 @@ TEST_CASE("notices from the sluice:notify channel") {
     for (const std::string& bad : {std::string(), std::string(ID), pack(json::array()), pack(json::object()),
                                    pack({ID, nullptr}), pack({ID, {"nested"}}), pack({-1}), std::string("\x92\xa1x")})
         CHECK_FALSE(parse_notice(bad));
+}
+
+TEST_CASE("API keys: shape, id, hash; only the right key's hash matches") {
+    const NewKey made = make_key();
+    CHECK(made.key.size() == 3 + 16 + 1 + 64);
+    CHECK(key_id_of(made.key) == made.id);
+    CHECK(made.hash == key_hash(made.key));
+    CHECK(same_secret(made.hash, key_hash(made.key)));
+    CHECK_FALSE(same_secret(made.hash, key_hash(made.key + "x")));
+    CHECK(make_key().id != made.id);
+    for (std::string bad : {std::string(""), std::string("sk_"), made.key.substr(0, made.key.size() - 1), made.key + "0",
+                            "pk" + made.key.substr(2), "sk_" + made.id + "-" + made.key.substr(20),
+                            "sk_" + std::string(16, 'G') + made.key.substr(19)})
+        CHECK_FALSE(key_id_of(bad));
+}
+
+TEST_CASE("read tokens open their own job until they expire, and nothing else") {
+    const std::string token = read_token("secret", ID, 1000);
+    CHECK(token_opens("secret", token, ID, 999));
+    CHECK(token_opens("secret", token, ID, 1000));
+    CHECK_FALSE(token_opens("secret", token, ID, 1001));                      // expired
+    CHECK_FALSE(token_opens("other secret", token, ID, 999));                // another server's
+    CHECK_FALSE(token_opens("secret", token, "another job", 999));            // another job
+    CHECK_FALSE(token_opens("secret", "2000" + token.substr(4), ID, 999));    // expiry moved
+    for (std::string bad : {std::string(""), std::string("."), std::string("1000"), std::string("1000."),
+                            std::string("x.") + token.substr(5), "99999999999999999999" + token.substr(4)})
+        CHECK_FALSE(token_opens("secret", bad, ID, 0));
 }

@@ -64,5 +64,21 @@ TEST_CASE("the table: one handler per route, no (method, pattern) twice") {
         CHECK(static_cast<bool>(route.handler));
         CHECK_MESSAGE(seen.emplace(route.method, route.pattern).second, route.method << " " << route.pattern);
     }
-    CHECK(seen.size() == 9);
+    CHECK(seen.size() == 12);
+}
+
+TEST_CASE("who may use each route: health for anybody, key management for admins, reads by token") {
+    auto access_of = [](std::string_view method, std::string_view path) { return match_route(method, path).route->access; };
+    CHECK(access_of("GET", "/healthz") == Access::PUBLIC);
+    CHECK(access_of("GET", "/readyz") == Access::PUBLIC);
+    CHECK(access_of("POST", "/v1/jobs") == Access::MEMBER);
+    CHECK(access_of("GET", "/v1/jobs/x") == Access::MEMBER);
+    CHECK(access_of("DELETE", "/v1/jobs/x") == Access::MEMBER);
+    CHECK(access_of("POST", "/v1/jobs/x/retry") == Access::MEMBER);
+    CHECK(access_of("GET", "/v1/dead") == Access::MEMBER);
+    CHECK(access_of("GET", "/v1/jobs/x/events") == Access::READER);
+    CHECK(access_of("GET", "/v1/jobs/x/result") == Access::READER);
+    CHECK(access_of("POST", "/v1/admin/keys") == Access::ADMIN);
+    CHECK(access_of("GET", "/v1/admin/keys") == Access::ADMIN);
+    CHECK(access_of("DELETE", "/v1/admin/keys/0123456789abcdef") == Access::ADMIN);
 }

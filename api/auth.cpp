@@ -1,0 +1,113 @@
+// Authentication and the per-shard key cache (see auth.hpp).
+#include "auth.hpp"
+
+#include "credentials.hpp"
+#include "job_reads.hpp"
+#include "keys.hpp"
+
+namespace sluice::api {
+namespace {
+
+HttpResult unauthenticated(std::string message, std::string_view challenge) {
+    HttpResult r = error_result(errors::UNAUTHENTICATED, std::move(message));
+    r.headers.emplace_back("WWW-Authenticate", std::string(challenge));
+    return r;
+}
+
+std::optional<std::string_view> bearer_of(std::string_view header) {
+    constexpr std::string_view scheme = "Bearer ";
+    if (header.size() <= scheme.size()) return std::nullopt;
+    for (std::size_t i = 0; i < scheme.size(); ++i)
+        if (std::tolower(static_cast<unsigned char>(header[i])) != std::tolower(static_cast<unsigned char>(scheme[i])))
+            return std::nullopt;
+    return header.substr(scheme.size());
+}
+
+// The record of the key whose id is `id`, from the cache or Redis; nullopt inside: no such
+// key; outer nullopt: Redis did not answer.
+awaitable<std::optional<KeyCache::Entry>> find_key(ShardContext& ctx, const std::string& id) {
+    const auto now = std::chrono::steady_clock::now();
+    if (const KeyCache::Entry* cached = ctx.key_cache.fresh(id, now)) co_return *cached;
+    std::vector<std::string> command = args("HMGET", keys::api_key(id), "hash", "tenant", "role");
+    RedisValue v = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
+    if (!v.ok() || v.elements.size() != 3) co_return std::nullopt;
+    KeyCache::Entry entry;
+    entry.read_at = now;
+    const auto role = parse_role(v.elements[2].str);
+    if (v.elements[0].kind == RedisValue::Kind::STRING && role && role != Role::JOB_READER) {
+        entry.hash = std::move(v.elements[0].str);
+        entry.record = KeyRecord{std::move(v.elements[1].str), *role};
+    }
+    ctx.key_cache.remember(id, entry);
+    co_return entry;
+}
+
+awaitable<std::variant<Principal, HttpResult>> by_key(ShardContext& ctx, std::string_view key) {
+    const std::string hash = key_hash(key);
+    if (!ctx.config.admin_key_hash.empty() && same_secret(hash, ctx.config.admin_key_hash))
+        co_return Principal{Role::ADMIN, "default", "admin"};
+    const auto id = key_id_of(key);
+    if (!id) co_return unauthenticated("the API key is not valid", "Bearer error=\"invalid_token\"");
+    const std::string key_id(*id);
+    const auto entry = co_await find_key(ctx, key_id);
+    if (!entry) co_return redis_unavailable();
+    if (!entry->record || !same_secret(hash, entry->hash))
+        co_return unauthenticated("the API key is not valid (unknown or revoked)", "Bearer error=\"invalid_token\"");
+    co_return Principal{entry->record->role, entry->record->tenant, key_id};
+}
+
+}  // namespace
+
+std::optional<Role> parse_role(std::string_view name) {
+    if (name == "admin") return Role::ADMIN;
+    if (name == "member") return Role::MEMBER;
+    return std::nullopt;
+}
+
+std::string_view role_name(Role role) {
+    switch (role) {
+        case Role::ADMIN: return "admin";
+        case Role::MEMBER: return "member";
+        case Role::JOB_READER: return "reader";
+    }
+    return "";
+}
+
+const KeyCache::Entry* KeyCache::fresh(const std::string& id, std::chrono::steady_clock::time_point now) const {
+    const auto it = entries_.find(id);
+    return it != entries_.end() && now - it->second.read_at < TTL ? &it->second : nullptr;
+}
+
+void KeyCache::remember(const std::string& id, Entry entry) {
+    if (entries_.size() >= MAX_ENTRIES) entries_.clear();
+    entries_.insert_or_assign(id, std::move(entry));
+}
+
+awaitable<std::variant<Principal, HttpResult>> authenticate(ShardContext& ctx, const HttpRequest& request,
+                                                            const Target& target, Access access,
+                                                            std::string_view path_id) {
+    if (access == Access::PUBLIC) co_return Principal{};
+    std::variant<Principal, HttpResult> who;
+    if (const auto header = request.find(boost::beast::http::field::authorization); header != request.end()) {
+        const auto key = bearer_of({header->value().data(), header->value().size()});
+        if (!key) co_return unauthenticated("Authorization must be 'Bearer <API key>'", "Bearer");
+        who = co_await by_key(ctx, *key);
+    } else if (const auto token = target.query.find("token"); token != target.query.end()) {
+        const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count();
+        if (access != Access::READER || !token_opens(ctx.config.token_secret, token->second, path_id, now_s))
+            co_return unauthenticated("the read token is not valid for this request, or has expired",
+                                      "Bearer error=\"invalid_token\"");
+        who = Principal{Role::JOB_READER, "", ""};
+    } else if (!ctx.config.auth_required) {
+        who = Principal{};
+    } else {
+        co_return unauthenticated("this endpoint needs an API key: 'Authorization: Bearer <key>'", "Bearer");
+    }
+    if (const auto* principal = std::get_if<Principal>(&who); principal && access == Access::ADMIN &&
+                                                              principal->role != Role::ADMIN)
+        co_return error_result(errors::FORBIDDEN, "this endpoint needs an admin key");
+    co_return who;
+}
+
+}  // namespace sluice::api
