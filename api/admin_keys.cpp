@@ -26,9 +26,27 @@ bool printable(std::string_view text) {
 }
 
 void key_members(JsonWriter& w, std::string_view id, std::string_view tenant, std::string_view role,
-                 std::string_view name, std::int64_t created_ms) {
+                 std::string_view name, std::int64_t created_ms, const Rates& rates) {
     w.key("id").string(id).key("tenant").string(tenant).key("role").string(role).key("name").string(name);
     w.key("created_at").string(iso8601_ms(created_ms));
+    w.key("rate_limit").begin_object().key("submits_per_s").integer(rates.submits_per_s);
+    w.key("requests_per_s").integer(rates.requests_per_s).end_object();
+}
+
+std::optional<ApiError> parse_rates(const json& value, Rates& rates) {
+    if (!value.is_object()) return api_error(errors::INVALID_REQUEST, "rate_limit must be an object");
+    for (const auto& [field, rate] : value.items()) {
+        std::uint32_t* slot = field == "submits_per_s"    ? &rates.submits_per_s
+                              : field == "requests_per_s" ? &rates.requests_per_s
+                                                          : nullptr;
+        if (slot == nullptr)
+            return api_error(errors::INVALID_REQUEST, "rate_limit." + field + " is not a limit (submits_per_s, requests_per_s)");
+        if (!rate.is_number_integer() || rate.get<std::int64_t>() < 0 || rate.get<std::int64_t>() > MAX_RATE)
+            return api_error(errors::INVALID_REQUEST,
+                             "rate_limit." + field + " must be an integer in 0.." + std::to_string(MAX_RATE));
+        *slot = static_cast<std::uint32_t>(rate.get<std::int64_t>());
+    }
+    return std::nullopt;
 }
 
 }  // namespace
@@ -41,8 +59,12 @@ Checked<KeyRequest> parse_key_request(std::string_view body) {
         return api_error(errors::INVALID_JSON, "request body must be a JSON object");
     KeyRequest out;
     for (const auto& [field, value] : doc.items()) {
+        if (field == "rate_limit") {
+            if (auto error = parse_rates(value, out.rates)) return *error;
+            continue;
+        }
         if (field != "tenant" && field != "role" && field != "name")
-            return api_error(errors::INVALID_REQUEST, field + " is not a key field (tenant, role, name)");
+            return api_error(errors::INVALID_REQUEST, field + " is not a key field (tenant, role, name, rate_limit)");
         if (!value.is_string()) return api_error(errors::INVALID_REQUEST, field + " must be a string");
     }
     for (const char* field : {"tenant", "role", "name"})
@@ -74,13 +96,14 @@ awaitable<Outcome> create_key(ShardContext& ctx, const RouteRequest& req) {
     std::vector<std::vector<std::string>> commands;
     commands.push_back(args("HSET", keys::api_key(made.id), "hash", made.hash, "tenant", wanted.tenant, "role",
                             std::string(role_name(wanted.role)), "name", wanted.name, "created_ms",
-                            std::to_string(created)));
+                            std::to_string(created), "submits_per_s", std::to_string(wanted.rates.submits_per_s),
+                            "requests_per_s", std::to_string(wanted.rates.requests_per_s)));
     commands.push_back(args("SADD", std::string(keys::API_KEYS), made.id));
     const auto stored = co_await transaction(ctx, std::move(commands));
     if (!stored) co_return redis_unavailable();
     JsonWriter w;
     w.begin_object();
-    key_members(w, made.id, wanted.tenant, role_name(wanted.role), wanted.name, created);
+    key_members(w, made.id, wanted.tenant, role_name(wanted.role), wanted.name, created, wanted.rates);
     w.key("key").string(made.key).end_object();
     HttpResult r;
     r.status = 201;
@@ -95,7 +118,8 @@ awaitable<Outcome> list_keys(ShardContext& ctx, const RouteRequest&) {
     if (!ids.ok()) co_return redis_unavailable();
     std::vector<std::vector<std::string>> reads;
     for (const auto& id : ids.elements)
-        reads.push_back(args("HMGET", keys::api_key(id.str), "tenant", "role", "name", "created_ms"));
+        reads.push_back(args("HMGET", keys::api_key(id.str), "tenant", "role", "name", "created_ms", "submits_per_s",
+                             "requests_per_s"));
     std::optional<std::vector<RedisValue>> records = std::vector<RedisValue>{};
     if (!reads.empty()) records = co_await transaction(ctx, std::move(reads));
     if (!records) co_return redis_unavailable();
@@ -103,9 +127,11 @@ awaitable<Outcome> list_keys(ShardContext& ctx, const RouteRequest&) {
     w.begin_object().key("keys").begin_array();
     for (std::size_t i = 0; i < records->size(); ++i) {
         const auto& f = (*records)[i].elements;
-        if (f.size() != 4 || f[0].kind != RedisValue::Kind::STRING) continue;  // revoked meanwhile
+        if (f.size() != 6 || f[0].kind != RedisValue::Kind::STRING) continue;  // revoked meanwhile
+        const Rates rates{static_cast<std::uint32_t>(std::atoll(f[4].str.c_str())),
+                          static_cast<std::uint32_t>(std::atoll(f[5].str.c_str()))};
         w.begin_object();
-        key_members(w, ids.elements[i].str, f[0].str, f[1].str, f[2].str, std::atoll(f[3].str.c_str()));
+        key_members(w, ids.elements[i].str, f[0].str, f[1].str, f[2].str, std::atoll(f[3].str.c_str()), rates);
         w.end_object();
     }
     w.end_array().end_object();

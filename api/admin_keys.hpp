@@ -8,11 +8,13 @@
 
 namespace sluice::api {
 
-// The body of POST /v1/admin/keys: {"tenant", "role", "name"}, every field required.
+// The body of POST /v1/admin/keys: {"tenant", "role", "name"} required, and "rate_limit":
+// {"submits_per_s", "requests_per_s"} (each 0..MAX_RATE, 0 or absent: the default) optional.
 struct KeyRequest {
     std::string tenant;
     Role role = Role::MEMBER;
     std::string name;
+    Rates rates;
 };
 // Parses and checks it: 400 invalid_json, 422 invalid_request naming the field.
 Checked<KeyRequest> parse_key_request(std::string_view body);
@@ -20,6 +22,7 @@ Checked<KeyRequest> parse_key_request(std::string_view body);
 // The longest key name, in bytes; the most keys a deployment holds (so the listing is bounded).
 inline constexpr std::size_t MAX_KEY_NAME = 128;
 inline constexpr std::int64_t MAX_KEYS = 10000;
+inline constexpr std::int64_t MAX_RATE = 1000000;
 
 awaitable<Outcome> create_key(ShardContext& ctx, const RouteRequest& req);
 awaitable<Outcome> list_keys(ShardContext& ctx, const RouteRequest& req);

@@ -5,6 +5,8 @@
 #include "job_reads.hpp"
 #include "keys.hpp"
 
+#include <cstdlib>
+
 namespace sluice::api {
 namespace {
 
@@ -28,15 +30,19 @@ std::optional<std::string_view> bearer_of(std::string_view header) {
 awaitable<std::optional<KeyCache::Entry>> find_key(ShardContext& ctx, const std::string& id) {
     const auto now = std::chrono::steady_clock::now();
     if (const KeyCache::Entry* cached = ctx.key_cache.fresh(id, now)) co_return *cached;
-    std::vector<std::string> command = args("HMGET", keys::api_key(id), "hash", "tenant", "role");
+    std::vector<std::string> command =
+        args("HMGET", keys::api_key(id), "hash", "tenant", "role", "submits_per_s", "requests_per_s");
     RedisValue v = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
-    if (!v.ok() || v.elements.size() != 3) co_return std::nullopt;
+    if (!v.ok() || v.elements.size() != 5) co_return std::nullopt;
     KeyCache::Entry entry;
     entry.read_at = now;
     const auto role = parse_role(v.elements[2].str);
     if (v.elements[0].kind == RedisValue::Kind::STRING && role && role != Role::JOB_READER) {
         entry.hash = std::move(v.elements[0].str);
-        entry.record = KeyRecord{std::move(v.elements[1].str), *role};
+        const auto rate = [&v](std::size_t i) {
+            return static_cast<std::uint32_t>(std::strtoul(v.elements[i].str.c_str(), nullptr, 10));
+        };
+        entry.record = KeyRecord{std::move(v.elements[1].str), *role, Rates{rate(3), rate(4)}};
     }
     ctx.key_cache.remember(id, entry);
     co_return entry;
@@ -53,7 +59,7 @@ awaitable<std::variant<Principal, HttpResult>> by_key(ShardContext& ctx, std::st
     if (!entry) co_return redis_unavailable();
     if (!entry->record || !same_secret(hash, entry->hash))
         co_return unauthenticated("the API key is not valid (unknown or revoked)", "Bearer error=\"invalid_token\"");
-    co_return Principal{entry->record->role, entry->record->tenant, key_id};
+    co_return Principal{entry->record->role, entry->record->tenant, key_id, entry->record->rates};
 }
 
 }  // namespace
@@ -104,9 +110,12 @@ awaitable<std::variant<Principal, HttpResult>> authenticate(ShardContext& ctx, c
     } else {
         co_return unauthenticated("this endpoint needs an API key: 'Authorization: Bearer <key>'", "Bearer");
     }
-    if (const auto* principal = std::get_if<Principal>(&who); principal && access == Access::ADMIN &&
-                                                              principal->role != Role::ADMIN)
+    auto* principal = std::get_if<Principal>(&who);
+    if (principal == nullptr) co_return who;
+    if (access == Access::ADMIN && principal->role != Role::ADMIN)
         co_return error_result(errors::FORBIDDEN, "this endpoint needs an admin key");
+    if (principal->rates.submits_per_s == 0) principal->rates.submits_per_s = ctx.config.default_rates.submits_per_s;
+    if (principal->rates.requests_per_s == 0) principal->rates.requests_per_s = ctx.config.default_rates.requests_per_s;
     co_return who;
 }
 

@@ -5,6 +5,7 @@
 // Loop thread only, like the ShardContext it reads through.
 #pragma once
 
+#include "config.hpp"
 #include "http_wire.hpp"
 #include "loop.hpp"
 #include "request.hpp"
@@ -13,6 +14,7 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,6 +35,7 @@ struct Principal {
     Role role = Role::ADMIN;
     std::string tenant = "default";
     std::string key_id;  // the key that authenticated the request; "" in open mode or with a token
+    Rates rates;         // the key's, or the defaults (SLUICE_KEY_*_PER_S) where it has none
 
     // Whether this principal may see a job of `job_tenant`. Any other job is, to it, not found:
     // a 404 never tells it that the job exists. A read token was checked against the job id.
@@ -53,6 +56,7 @@ enum class Access {
 struct KeyRecord {
     std::string tenant;
     Role role = Role::MEMBER;
+    Rates rates;
 };
 
 // The keys one shard has read lately: found or not, each for KEY_CACHE_TTL.

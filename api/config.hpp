@@ -17,6 +17,13 @@
 
 namespace sluice::api {
 
+// Rate limits of an API key, per second (0: none), each with a burst of one second's worth
+// (README.md, Security, "Rate limits").
+struct Rates {
+    std::uint32_t submits_per_s = 0;   // kept by the broker, across api instances
+    std::uint32_t requests_per_s = 0;  // kept by each api instance (common/rate_limits.hpp)
+};
+
 struct ApiConfig {
     // SLUICE_API_HOST: address the HTTP listener binds.
     std::string host = "127.0.0.1";
@@ -87,6 +94,9 @@ struct ApiConfig {
     // api: their preflights are answered and their responses carry the CORS headers. Empty:
     // none; a state-changing request from any other origin is 403 origin_not_allowed.
     std::vector<std::string> cors_origins;
+    // SLUICE_KEY_SUBMITS_PER_S / SLUICE_KEY_REQUESTS_PER_S: the rate limits of a key that has
+    // none of its own, and of the open mode's requests (per tenant); 0: none.
+    Rates default_rates;
     // SLUICE_LOG_LEVEL: debug, info, warn or error.
     std::string log_level = "info";
 

@@ -111,6 +111,17 @@ std::string error_body(std::string_view code, std::string_view message) {
     return w.take();
 }
 
+HttpResult rate_limited(std::string_view what, std::uint32_t limit, const TokenBucket::Taken& taken) {
+    const auto seconds = [](std::chrono::milliseconds ms) { return std::to_string(std::max<std::int64_t>(1, (ms.count() + 999) / 1000)); };
+    HttpResult result = error_result(errors::RATE_LIMITED, "past this key's limit of " + std::to_string(limit) + " " +
+                                                               std::string(what) + " a second; retry after Retry-After");
+    result.headers.emplace_back("Retry-After", seconds(taken.retry_after));
+    result.headers.emplace_back("RateLimit-Limit", std::to_string(limit));
+    result.headers.emplace_back("RateLimit-Remaining", std::to_string(taken.remaining));
+    result.headers.emplace_back("RateLimit-Reset", seconds(taken.full_after));
+    return result;
+}
+
 HttpResult error_result(const ApiError& error) {
     HttpResult result;
     result.status = error.status;
@@ -354,6 +365,10 @@ HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply,
         HttpResult result = error_result(errors::OUTCOME_UNKNOWN, std::move(message));
         result.headers.emplace_back("Retry-After", "1");
         return result;
+    }
+    if (reply.code == errors::RATE_LIMITED.name) {
+        const std::chrono::milliseconds retry_after(reply.retry_after_ms);
+        return rate_limited("submits", submit.submits_per_s, TokenBucket::Taken{false, 0, retry_after, retry_after});
     }
     if (reply.status < 200 || reply.status > 299) return reply_error(reply);
     // 202: the job we sent was stored. 200: the key was seen before with the same request;

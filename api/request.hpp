@@ -7,6 +7,7 @@
 #include "limits.hpp"
 #include "names.hpp"
 #include "protocol.hpp"
+#include "token_bucket.hpp"
 
 #include "http_wire.hpp"
 #include "job_json.hpp"
@@ -81,6 +82,10 @@ HttpResult error_result(const errors::Code& code, std::string message);
 
 // 404 job_not_found for job `id`: also the answer for an id that is not a UUID.
 HttpResult job_not_found(std::string_view id);
+
+// 429 rate_limited for `what` ("requests", "submits") past `limit` a second, from the bucket's
+// answer: Retry-After, and the IETF draft's RateLimit-Limit, -Remaining and -Reset.
+HttpResult rate_limited(std::string_view what, std::uint32_t limit, const TokenBucket::Taken& taken);
 
 // 503 redis_unavailable: the job store did not answer.
 HttpResult redis_unavailable();

@@ -90,6 +90,7 @@ awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
     auto& submit = std::get<proto::Submit>(parsed);
     submit.tenant = req.principal.tenant;
     submit.key_id = req.principal.key_id;
+    submit.submits_per_s = req.principal.rates.submits_per_s;
     const proto::Reply reply = co_await ctx.broker.request(submit, ctx.config.broker_timeout);
     if (reply.status >= 500)
         log::warn("submit {}: broker answered {} {} {}", submit.job_id, reply.status, reply.code, reply.message);
@@ -254,6 +255,17 @@ RouteMatch match_route(std::string_view method, std::string_view path) {
 
 namespace {
 
+// 429 for a key (or, without one, a tenant) past its requests per second; read tokens and
+// principals without a limit are not counted.
+std::optional<HttpResult> over_request_limit(ShardContext& ctx, const Principal& principal) {
+    const std::uint32_t limit = principal.rates.requests_per_s;
+    if (limit == 0 || principal.role == Role::JOB_READER) return std::nullopt;
+    const std::string owner = principal.key_id.empty() ? "tenant " + principal.tenant : principal.key_id;
+    const auto taken = ctx.request_limits.take(owner, limit, TokenBucket::Clock::now());
+    if (taken.ok) return std::nullopt;
+    return rate_limited("requests", limit, taken);
+}
+
 // The request's route, who asks, and the handler's outcome (see handle()).
 awaitable<Outcome> route(ShardContext& ctx, const Request& request, const Target& target) {
     const RouteMatch match = match_route(sv(request.method_string()), target.path);
@@ -270,7 +282,9 @@ awaitable<Outcome> route(ShardContext& ctx, const Request& request, const Target
         // of a co_await nested in a larger expression.
         auto who = co_await authenticate(ctx, request, target, match.route->access, match.job_id);
         if (auto* refused = std::get_if<HttpResult>(&who)) co_return std::move(*refused);
-        const RouteRequest req{request, target, match.job_id, std::get<Principal>(who)};
+        const Principal& principal = std::get<Principal>(who);
+        if (auto refused = over_request_limit(ctx, principal)) co_return std::move(*refused);
+        const RouteRequest req{request, target, match.job_id, principal};
         Outcome outcome = co_await match.route->handler(ctx, req);
         co_return outcome;
     } catch (const std::exception& e) {

@@ -35,7 +35,7 @@ std::uint16_t Server::bind() {
     const int count = std::max(1, config_.threads);
     std::uint16_t port = config_.port;
     for (int i = 0; i < count; ++i) {
-        auto shard = std::make_unique<Shard>(config_, i, connections_, zmq_context());
+        auto shard = std::make_unique<Shard>(config_, i, connections_, request_limits_, zmq_context());
         // SO_REUSEPORT only when several shards share the port: a lone listener should never
         // share a port picked for it with some other process.
         port = shard->bind(port, count > 1);

@@ -6,6 +6,7 @@
 
 #include "config.hpp"
 #include "connection_counts.hpp"
+#include "rate_limits.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -38,6 +39,7 @@ public:
 private:
     ApiConfig config_;
     ConnectionCounts connections_;  // open HTTP connections, all shards
+    RateLimits request_limits_;  // requests per second per key, all shards
     std::vector<std::unique_ptr<Shard>> shards_;
     std::vector<std::thread> threads_;
 };

@@ -38,8 +38,9 @@ auto log_failure(const char* what) {
 
 }  // namespace
 
-Shard::Shard(const ApiConfig& config, int index, ConnectionCounts& connections, zmq::context_t& zmq_ctx)
-    : ctx_(config, zmq_ctx),
+Shard::Shard(const ApiConfig& config, int index, ConnectionCounts& connections, RateLimits& request_limits,
+             zmq::context_t& zmq_ctx)
+    : ctx_(config, zmq_ctx, request_limits),
       index_(index),
       acceptor_(ctx_.ioc),
       subscriber_(ctx_.ioc, config.redis_host, config.redis_port, config.redis_login, "subscriber"),

@@ -15,7 +15,8 @@ namespace sluice::api {
 
 class Shard {
 public:
-    Shard(const ApiConfig& config, int index, ConnectionCounts& connections, zmq::context_t& zmq_ctx);
+    Shard(const ApiConfig& config, int index, ConnectionCounts& connections, RateLimits& request_limits,
+          zmq::context_t& zmq_ctx);
 
     // Opens the listener on `port` (0 = any). Returns the bound port. Throws std::system_error
     // when the address cannot be bound.

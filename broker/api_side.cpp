@@ -69,6 +69,17 @@ void Broker::send_reply(const std::string& peer, proto::Reply msg) {
 
 void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
     if (auto problem = submit_problem(msg)) return refuse(peer, msg.req_id, errors::INVALID_REQUEST, std::move(*problem));
+    if (msg.submits_per_s > 0) {
+        const std::string owner = msg.key_id.empty() ? "tenant " + msg.tenant : msg.key_id;
+        const auto taken = submit_limits_.take(owner, msg.submits_per_s, Clock::now());
+        if (!taken.ok) {
+            proto::Reply refused{msg.req_id, static_cast<std::uint32_t>(errors::RATE_LIMITED.status),
+                                 std::string(errors::RATE_LIMITED.name),
+                                 fmt::format("past this key's limit of {} submits a second", msg.submits_per_s), "", "",
+                                 static_cast<std::uint32_t>(taken.retry_after.count())};
+            return send_reply(peer, std::move(refused));
+        }
+    }
     if (known_types_.count(msg.type) == 0)
         return refuse(peer, msg.req_id, errors::UNKNOWN_JOB_TYPE, fmt::format("no worker has declared job type '{}'", msg.type));
     if (queues_.depth(msg.type) + storing_[msg.type] >= config_.max_queue_depth)

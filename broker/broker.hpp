@@ -3,6 +3,7 @@
 // construction. See schemas/PROTOCOL.md for the messages and the job state machine.
 #pragma once
 
+#include "rate_limits.hpp"
 #include "batches.hpp"
 #include "config.hpp"
 #include "errors.hpp"
@@ -145,6 +146,9 @@ private:
     std::vector<SubmitItem> submits_;
     // Per type: SUBMITs accepted but not yet stored, counted against max_queue_depth.
     std::unordered_map<std::string, std::size_t> storing_;
+    // Submits per second per API key (the SUBMIT says the key's limit): every api instance's
+    // submits pass here, so the limit holds across them.
+    RateLimits submit_limits_;
     std::vector<StartItem> starts_;
     std::vector<ResultItem> results_;
     JobQueues queues_;

@@ -58,8 +58,9 @@ struct Submit {
     std::string idempotency_key;  // empty: none
     std::string request_hash;     // digest of the request, to tell a replay from a conflict
     std::string key_id;           // the API key that submitted it; empty in open mode
+    std::uint32_t submits_per_s = 0;  // the key's submit rate limit (the broker keeps it); 0: none
     MSGPACK_DEFINE(req_id, job_id, tenant, type, input, priority, max_attempts, timeout_s,
-                   idempotency_key, request_hash, key_id)
+                   idempotency_key, request_hash, key_id, submits_per_s)
 };
 
 struct Cancel {
@@ -90,7 +91,8 @@ struct Reply {
     std::string message;
     std::string job_id;
     std::string state;
-    MSGPACK_DEFINE(req_id, status, code, message, job_id, state)
+    std::uint32_t retry_after_ms = 0;  // rate_limited: when the key may submit again
+    MSGPACK_DEFINE(req_id, status, code, message, job_id, state, retry_after_ms)
 };
 
 struct Ready {

@@ -98,6 +98,7 @@ class Submit:
     idempotency_key: str = _wire(STR)
     request_hash: str = _wire(STR)
     key_id: str = _wire(STR)
+    submits_per_s: int = _wire(U32)
 
 
 @dataclass
@@ -129,6 +130,7 @@ class Reply:
     message: str = _wire(STR)
     job_id: str = _wire(STR)
     state: str = _wire(STR)
+    retry_after_ms: int = _wire(U32)  # rate_limited: when the key may submit again
 
 
 @dataclass

@@ -79,11 +79,11 @@ def test_a_key_is_shown_once_and_listed_without_secrets(site):
     p, admin, keys = site
     made = keys["acme"]
     assert made["key"].startswith("sk_" + made["id"] + "_")
-    assert set(made) == {"id", "key", "tenant", "role", "name", "created_at"}
+    assert set(made) == {"id", "key", "tenant", "role", "name", "created_at", "rate_limit"}
     listed = p.http.get("/v1/admin/keys", headers=admin).json()["keys"]
     mine = [k for k in listed if k["id"] == made["id"]]
     assert mine == [{"id": made["id"], "tenant": "acme", "role": "member", "name": "acme app",
-                     "created_at": made["created_at"]}]
+                     "created_at": made["created_at"], "rate_limit": {"submits_per_s": 0, "requests_per_s": 0}}]
     with p.redis_admin() as redis:
         stored = redis.call("HGETALL", f"sluice:apikey:{made['id']}")
     assert made["key"].encode() not in stored  # only its hash
@@ -103,7 +103,6 @@ def test_member_keys_cannot_manage_keys(site):
     ({"tenant": "a:b", "role": "member", "name": "x"}, "tenant must match"),
     ({"tenant": "acme", "role": "member"}, "name is required"),
     ({"tenant": "acme", "role": "member", "name": "x" * 129}, "name must be 1..128 bytes"),
-    ({"tenant": "acme", "role": "member", "name": "x", "rate_limit": 5}, "rate_limit is not a key field"),
     ({"tenant": "acme", "role": "member", "name": {"x": 1}}, "name must be a string"),
 ])
 def test_bad_key_requests_are_422_and_make_nothing(site, body, message):
@@ -214,3 +213,61 @@ def test_auth_off_is_refused_on_a_non_loopback_address_unless_asked_for():
     done = subprocess.run([str(BUILD / "api" / "sluice-api")], env={**env, "SLUICE_ADMIN_KEY": "short"},
                           capture_output=True, text=True, timeout=10)
     assert done.returncode == 2 and "SLUICE_ADMIN_KEY must be at least 32 characters" in done.stderr
+
+
+def test_rate_limits_per_key_answer_429_with_the_ratelimit_headers(site):
+    p, admin, _ = site
+    made = p.http.post("/v1/admin/keys", headers=admin, json={
+        "tenant": "acme", "role": "member", "name": "limited", "rate_limit": {"submits_per_s": 3, "requests_per_s": 50}})
+    assert made.status_code == 201 and made.json()["rate_limit"] == {"submits_per_s": 3, "requests_per_s": 50}
+    headers = as_(made.json())
+    statuses = [p.http.post("/v1/jobs", json={"type": "echo", "input": 1}, headers=headers) for _ in range(6)]
+    assert [r.status_code for r in statuses[:3]] == [202, 202, 202]
+    refused = statuses[-1]
+    assert refused.status_code == 429 and code(refused) == "rate_limited"
+    assert "3 submits a second" in refused.json()["error"]["message"]
+    assert refused.headers["RateLimit-Limit"] == "3" and refused.headers["RateLimit-Remaining"] == "0"
+    assert int(refused.headers["Retry-After"]) >= 1 and int(refused.headers["RateLimit-Reset"]) >= 1
+
+    # Requests: a burst of one second's worth, then 429 on any route but health.
+    answers = [p.http.get("/v1/dead", headers=headers).status_code for _ in range(80)]
+    assert 429 in answers and answers[:40].count(200) >= 40, answers
+    limited = p.http.get("/v1/dead", headers=headers)
+    assert limited.status_code == 429 and limited.headers["RateLimit-Limit"] == "50"
+    assert p.http.get("/healthz").status_code == 200
+    time.sleep(1.1)
+    assert p.http.get("/v1/dead", headers=headers).status_code == 200
+
+
+def test_the_submit_limit_holds_across_api_instances(site):
+    p, admin, _ = site
+    made = p.http.post("/v1/admin/keys", headers=admin, json={
+        "tenant": "acme", "role": "member", "name": "two doors", "rate_limit": {"submits_per_s": 4}}).json()
+    other = httpx.Client(base_url=p.url, timeout=30)
+    first_url = p.url
+    p.start_api(SLUICE_AUTH="required", SLUICE_ADMIN_KEY=ADMIN_KEY)
+    second = p.http
+    p.http, p.url = other, first_url
+    try:
+        accepted = 0
+        for client in (other, second) * 4:
+            response = client.post("/v1/jobs", json={"type": "echo", "input": 1}, headers=as_(made))
+            assert response.status_code in (202, 429), response.text
+            accepted += response.status_code == 202
+        assert accepted <= 5  # the burst of 4, and at most one more second's refill
+    finally:
+        second.close()
+
+
+@pytest.mark.parametrize("limit, message", [
+    ({"submits_per_s": -1}, "rate_limit.submits_per_s must be an integer in 0..1000000"),
+    ({"requests_per_s": 1.5}, "rate_limit.requests_per_s must be an integer in 0..1000000"),
+    ({"requests_per_s": 10**7}, "rate_limit.requests_per_s must be an integer in 0..1000000"),
+    ({"per_minute": 5}, "rate_limit.per_minute is not a limit"),
+    ([5], "rate_limit must be an object"),
+])
+def test_bad_rate_limits_are_422(site, limit, message):
+    p, admin, _ = site
+    response = p.http.post("/v1/admin/keys", headers=admin,
+                           json={"tenant": "acme", "role": "member", "name": "x", "rate_limit": limit})
+    assert response.status_code == 422 and message in response.json()["error"]["message"], response.text
