@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# chromium and chromium-driver: the browser test (tests/security/test_browser.py) drives them.
 APT_PACKAGES=(cmake g++ make pkg-config libboost-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
               libhiredis-dev nlohmann-json3-dev libfmt-dev doctest-dev libssl-dev redis-server
-              clang libclang-rt-14-dev wrk supervisor)
+              clang libclang-rt-14-dev wrk supervisor chromium chromium-driver)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
