@@ -197,12 +197,14 @@ end
 return out
 )lua";
 
-// An event of the running attempt (progress, chunk). KEYS: job. ARGV: id, attempt, now_ms,
-// maxlen, then the event's field/value pairs. Returns 'ok' or 'stale'.
+// An event of the running attempt (progress, chunk), tagged with the attempt, so a client
+// following a stream across a retry can drop what the superseded attempt sent. KEYS: job.
+// ARGV: id, attempt, now_ms, maxlen, then the event's field/value pairs. Returns 'ok' or 'stale'.
 inline const std::string EVENT = PRELUDE + R"lua(
 if not is_current(ARGV[1], ARGV[2]) then return 'stale' end
 local fields = {}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+fields[#fields + 1] = 'attempt'; fields[#fields + 1] = ARGV[2]
 add_event(ARGV[1], ARGV[4], ARGV[3], fields)
 return 'ok'
 )lua";

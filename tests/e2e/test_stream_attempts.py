@@ -1,0 +1,43 @@
+"""A stream across a retry: every chunk and progress event carries its attempt, so a client that
+sees `retrying` knows the text starts again and drops the superseded attempt's chunks. Driven
+by a worker of the test's own (an allowed key), which streams, fails, and streams again."""
+import zmq
+
+from sluice import protocol
+
+
+def next_job(worker: zmq.Socket) -> protocol.Job:
+    while True:  # heartbeats may come first
+        assert worker.poll(10_000), "no JOB"
+        msg = protocol.decode(worker.recv_multipart())
+        if isinstance(msg, protocol.Job):
+            return msg
+
+
+def test_chunks_and_progress_carry_their_attempt_across_a_retry(fresh_pipeline):
+    p = fresh_pipeline.start(SLUICE_KNOWN_TYPES="chat", SLUICE_RETRY_BACKOFF_MS="0")
+    job_id = p.submit("chat", {"prompt": "hi"}, max_attempts=2)["id"]
+    context = zmq.Context()
+    try:
+        worker = p.allow(context.socket(zmq.DEALER))
+        worker.linger = 0
+        worker.connect(p.backend)
+        worker.send_multipart(protocol.encode(protocol.Ready("streamer", "python", ["chat"], 1)))
+        first = next_job(worker)
+        worker.send_multipart(protocol.encode(protocol.Chunk(job_id, first.attempt, "Hel")))
+        worker.send_multipart(protocol.encode(protocol.Progress(job_id, first.attempt, 0.5, "half")))
+        worker.send_multipart(protocol.encode(protocol.Failure(job_id, first.attempt, "model went away", True)))
+        second = next_job(worker)
+        worker.send_multipart(protocol.encode(protocol.Chunk(job_id, second.attempt, "Hello")))
+        worker.send_multipart(protocol.encode(protocol.Result(job_id, second.attempt, b"\xa5Hello")))
+        events = [e["data"] for e in p.events(job_id, timeout=10)]
+    finally:
+        context.destroy(linger=0)
+
+    streamed = [(e["event"], e.get("attempt"), e.get("data") or e.get("message")) for e in events
+                if e["event"] in ("chunk", "progress", "retrying")]
+    assert streamed == [("chunk", 1, "Hel"), ("progress", 1, "half"), ("retrying", 1, None), ("chunk", 2, "Hello")]
+    # What a client keeps: the chunks of the last attempt.
+    last = max(e["attempt"] for e in events if e["event"] == "chunk")
+    assert "".join(e["data"] for e in events if e["event"] == "chunk" and e["attempt"] == last) == "Hello"
+    assert events[-1]["event"] == "succeeded" and events[-1]["result"] == "Hello"
