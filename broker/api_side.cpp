@@ -53,8 +53,8 @@ void Broker::accept_new(const std::string& peer, std::uint64_t req_id, std::stri
     send_reply(peer, proto::Reply{req_id, 202, "", "", std::move(job_id), "queued"});
 }
 
-void Broker::accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id) {
-    send_reply(peer, proto::Reply{req_id, 200, "", "idempotent replay", std::move(original_id), ""});
+void Broker::accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id, std::string state) {
+    send_reply(peer, proto::Reply{req_id, 200, "", "idempotent replay", std::move(original_id), std::move(state)});
 }
 
 void Broker::refuse(const std::string& peer, std::uint64_t req_id, const errors::Code& code, std::string message,
@@ -142,10 +142,11 @@ void Broker::flush_submits() {
                 continue;
             }
             const redisReply* answer = r->element[i];
-            if (answer->type == REDIS_REPLY_ARRAY && answer->elements == 2) {
+            if (answer->type == REDIS_REPLY_ARRAY && answer->elements >= 2) {
                 const std::string outcome = reply_text(answer->element[0]), value = reply_text(answer->element[1]);
                 if (outcome == "replay")
-                    accept_replay(job.peer, job.req_id, value);
+                    accept_replay(job.peer, job.req_id, value,
+                                  answer->elements > 2 ? reply_text(answer->element[2]) : std::string());
                 else if (outcome == "over_budget")
                     refuse(job.peer, job.req_id, errors::STORAGE_FULL,
                            fmt::format("tenant '{}' holds {} bytes in the job store, its budget is {} "

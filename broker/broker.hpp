@@ -93,10 +93,11 @@ private:
     void handle_ping(const std::string& peer, const proto::Ping& msg);
     // Answers an api request (proto::Reply). accept: done, 200 with the job's state now (none for
     // PING); accept_new: a job stored, 202 queued; accept_replay: an Idempotency-Key seen before,
-    // 200 with the job it made; refuse: not done, `status` and a stable `code`.
+    // 200 with the job it made and that job's status now; refuse: not done, `status` and a
+    // stable `code`.
     void accept(const std::string& peer, std::uint64_t req_id, std::string job_id = {}, std::string state = {});
     void accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id);
-    void accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id);
+    void accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id, std::string state);
     void refuse(const std::string& peer, std::uint64_t req_id, const errors::Code& code, std::string message,
                 std::string job_id = {});
     void send_reply(const std::string& peer, proto::Reply msg);

@@ -128,8 +128,8 @@ end
 // type, input, priority, max_attempts, timeout_s, queue score, idempotency key ('' for none: else
 // the whole Redis key, keys::idempotency), request hash, API key id. A job is charged to its tenant at once:
 // JOB_BASE_BYTES plus its input.
-// Returns one answer per job, in order: 'ok', 'exists', {'replay' | 'conflict', original id} or
-// {'over_budget', bytes the tenant holds}.
+// Returns one answer per job, in order: 'ok', 'exists', {'replay' | 'conflict', original id, its
+// status now ('' once expired)} or {'over_budget', bytes the tenant holds}.
 inline const std::string SUBMIT = PRELUDE + stride(SUBMIT_STRIDE) + "local JOB_BASE_BYTES = " +
                                   std::to_string(JOB_BASE_BYTES) + "\n" + R"lua(
 local now, budget, idem_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -145,7 +145,8 @@ for i = 4, #ARGV, STRIDE do
   end
   if prior then
     local prior_hash, original = string.match(prior, '^(%S*) (%S+)$')
-    out[#out + 1] = {prior_hash == hash and 'replay' or 'conflict', original}
+    out[#out + 1] = {prior_hash == hash and 'replay' or 'conflict', original,
+                     redis.call('HGET', K.job .. original, 'status') or ''}
   elseif redis.call('EXISTS', job) == 1 then
     out[#out + 1] = 'exists'
   elseif held[tenant] + bytes > budget then

@@ -192,6 +192,7 @@ def test_same_idempotency_key_and_body_gives_the_original_job(dead):
                            headers={"Idempotency-Key": key})
     assert third.status_code == 202 and third.json()["id"] == job_id
     assert third.headers["idempotent-replayed"] == "true"
+    assert third.json()["status"] == "succeeded"  # its state now, not the first answer's
 
 
 def test_same_idempotency_key_with_a_different_body_is_409(dead):
