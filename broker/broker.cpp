@@ -206,7 +206,7 @@ std::int64_t Broker::now_ms() {
 void Broker::resync() {
     sync_ = Sync::IN_PROGRESS;
     std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen),
-                                     std::to_string(config_.job_ttl_s)};
+                                     std::to_string(config_.job_ttl_s), std::to_string(config_.max_redeliveries)};
     for (std::string& job_id : jobs_.started_jobs()) args.push_back(std::move(job_id));
     const bool sent = eval(scripts::RECOVER, {}, std::move(args), [this](redisReply* r) {
         if (r == nullptr || r->type != REDIS_REPLY_INTEGER) return resync_failed("recovering running jobs", r);

@@ -35,6 +35,9 @@ struct BrokerConfig {
     std::int64_t job_ttl_s = 7 * 24 * 3600;                    // SLUICE_JOB_TTL_S
     // Cap of each job's event stream (XADD MAXLEN ~): bounds a chatty streaming job.
     std::int64_t events_maxlen = 10000;                        // SLUICE_EVENTS_MAXLEN
+    // Attempts of a job that may end `lost` (its worker died, or its lease ran out) before it
+    // fails; they do not count against its max_attempts, which is the handler's budget.
+    std::int64_t max_redeliveries = 5;                         // SLUICE_MAX_REDELIVERIES
     // First retry delay; doubles per attempt up to retry_backoff_max_ms, with +-25% jitter.
     std::int64_t retry_backoff_ms = 1000;                      // SLUICE_RETRY_BACKOFF_MS
     std::int64_t retry_backoff_max_ms = 60000;

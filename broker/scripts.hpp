@@ -48,8 +48,13 @@ inline std::string key_names() {
 //   finish: gives a job that reached a terminal state its time to live, charges its tenant the
 //   bytes it gained since it was last charged (`charged`), and notes in K.expiring when Redis
 //   will drop it, for SWEEP to give the bytes back.
-//   lost_or_failed: ends the current attempt; requeues the job if `retry` and attempts are
-//   left, else marks it failed and puts it in the dead set. Returns 'requeued' or 'failed'.
+//   lost_or_failed: ends the current attempt; requeues the job if `retry` and its budget for
+//   this outcome is not spent, else marks it failed and puts it in the dead set. A `failed`
+//   attempt (the handler's fault) counts against max_attempts; a `lost` one (a worker died, a
+//   lease ran out) against `max_redeliveries` alone, so crashes do not use up the handler's
+//   attempts, yet a job that kills every worker it reaches still ends. Both budgets restart when
+//   the job is retried from the dead set (`retry_base`, `lost_base`). Returns 'requeued' or
+//   'failed'.
 inline const std::string PRELUDE = key_names() + R"lua(
 local function add_event(id, maxlen, now, fields)
   local job = K.job .. id
@@ -90,14 +95,20 @@ local function finish(id, now, ttl)
                id .. ' ' .. j[1] .. ' ' .. bytes)
   end
 end
-local function lost_or_failed(id, now, maxlen, ttl, err, outcome, retry, score)
+local function lost_or_failed(id, now, maxlen, ttl, err, outcome, retry, score, max_redeliveries)
   local job = K.job .. id
-  local j = redis.call('HMGET', job, 'attempts', 'max_attempts', 'type', 'retry_base', 'tenant')
-  local used = tonumber(j[1]) - (tonumber(j[4]) or 0)
+  local j = redis.call('HMGET', job, 'attempts', 'max_attempts', 'type', 'retry_base', 'tenant', 'lost_base')
   record(id, now, outcome, err)
   redis.call('ZREM', K.running, id)
-  if outcome == 'lost' then redis.call('HINCRBY', job, 'redeliveries', 1) end
-  if retry and used < tonumber(j[2]) then
+  local lost = (tonumber(redis.call('HGET', job, 'redeliveries')) or 0) - (tonumber(j[6]) or 0)
+  if outcome == 'lost' then lost = redis.call('HINCRBY', job, 'redeliveries', 1) - (tonumber(j[6]) or 0) end
+  local failed = tonumber(j[1]) - (tonumber(j[4]) or 0) - lost
+  local left
+  if outcome == 'lost' then left = lost <= tonumber(max_redeliveries) else left = failed < tonumber(j[2]) end
+  if not left and outcome == 'lost' then
+    err = err .. string.format(' (lost %d times, max_redeliveries %d)', lost, tonumber(max_redeliveries))
+  end
+  if retry and left then
     redis.call('HSET', job, 'status', 'queued', 'error', err)
     redis.call('ZADD', K.queue .. j[3], score, id)
     add_event(id, maxlen, now, {'event', 'retrying', 'attempt', j[1], 'error', err})
@@ -235,10 +246,10 @@ return out
 
 // Ends the running attempt without a result. KEYS: job. ARGV: id, attempt, now_ms, maxlen,
 // ttl_s, error, outcome ('failed': the handler failed; 'lost': worker died or lease expired),
-// retryable (0/1), queue score. Returns 'requeued', 'failed' or 'stale'.
+// retryable (0/1), queue score, max_redeliveries. Returns 'requeued', 'failed' or 'stale'.
 inline const std::string FAIL = PRELUDE + R"lua(
 if not is_current(ARGV[1], ARGV[2]) then return 'stale' end
-return lost_or_failed(ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8] == '1', ARGV[9])
+return lost_or_failed(ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8] == '1', ARGV[9], ARGV[10])
 )lua";
 
 // queued|running -> canceled. KEYS: job. ARGV: id, now_ms, maxlen, ttl_s.
@@ -261,13 +272,13 @@ return j[1]
 // job's attempt budget. The job stays charged to its tenant, no longer due to expire.
 // Returns {'ok', type, priority}, 'not_found' or 'not_dead'.
 inline const std::string RETRY = PRELUDE + R"lua(
-local j = redis.call('HMGET', KEYS[1], 'status', 'type', 'priority', 'attempts', 'tenant', 'charged')
+local j = redis.call('HMGET', KEYS[1], 'status', 'type', 'priority', 'attempts', 'tenant', 'charged', 'redeliveries')
 if not j[1] then return 'not_found' end
 if not redis.call('ZSCORE', K.dead, ARGV[1]) then return 'not_dead' end
 redis.call('ZREM', K.dead, ARGV[1])
 redis.call('ZREM', K.dead .. ':' .. (j[5] or 'default'), ARGV[1])
 if j[5] and j[6] then redis.call('ZREM', K.expiring, ARGV[1] .. ' ' .. j[5] .. ' ' .. j[6]) end
-redis.call('HSET', KEYS[1], 'status', 'queued', 'retry_base', j[4])
+redis.call('HSET', KEYS[1], 'status', 'queued', 'retry_base', j[4], 'lost_base', j[7] or 0)
 redis.call('HDEL', KEYS[1], 'error', 'finished_ms')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', K.events .. ARGV[1])
@@ -280,11 +291,11 @@ return {'ok', j[2], tonumber(j[3])}
 // Puts back every job marked running that this broker does not hold: at start (it holds none:
 // they belonged to the previous broker's workers, which it cannot fence) and after Redis came
 // back (a write that was in flight may or may not have landed). Their attempt ends as 'lost'.
-// KEYS: none. ARGV: now_ms, maxlen, ttl_s, then the ids the broker holds.
+// KEYS: none. ARGV: now_ms, maxlen, ttl_s, max_redeliveries, then the ids the broker holds.
 // Returns the number of jobs put back or failed.
 inline const std::string RECOVER = PRELUDE + R"lua(
 local held = {}
-for i = 4, #ARGV do held[ARGV[i]] = true end
+for i = 5, #ARGV do held[ARGV[i]] = true end
 local moved = 0
 for _, id in ipairs(redis.call('ZRANGE', K.running, 0, -1)) do
   if not held[id] then
@@ -292,7 +303,7 @@ for _, id in ipairs(redis.call('ZRANGE', K.running, 0, -1)) do
     local j = redis.call('HMGET', K.job .. id, 'status', 'priority')
     if j[1] == 'running' then
       lost_or_failed(id, ARGV[1], ARGV[2], ARGV[3], 'the broker lost track of the job (restart or Redis outage)',
-                     'lost', true, score(j[2], ARGV[1]))
+                     'lost', true, score(j[2], ARGV[1]), ARGV[4])
     else
       redis.call('ZREM', K.running, id)
     end

@@ -179,7 +179,7 @@ void Broker::fail_job(const std::string& job_id, const Attempt& run, const std::
     eval_on_job(scripts::FAIL, job_id,
          {job_id, std::to_string(run.attempt), std::to_string(now), std::to_string(config_.events_maxlen),
           std::to_string(config_.job_ttl_s), error, outcome, retryable ? "1" : "0",
-          queue_score_arg(run.priority, now + delay)},
+          queue_score_arg(run.priority, now + delay), std::to_string(config_.max_redeliveries)},
          [this, job_id, run, error, delay](redisReply* r) {
              const std::string outcome = reply_text(r);
              if (outcome == "requeued") {
