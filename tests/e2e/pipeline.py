@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import zmq
+from sluice import protocol
 from sluice.curve import read_key
 
 from resp import Redis, RedisError
@@ -44,6 +45,15 @@ def wait_for_line(path: Path, pattern: str, proc: subprocess.Popen, timeout: flo
             raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}: {path.read_text()}")
         time.sleep(0.05)
     raise TimeoutError(f"no '{pattern}' in {path}")
+
+
+def next_job(worker: zmq.Socket, timeout_ms: int = 10_000) -> protocol.Job:
+    """The next JOB a worker of the test's own receives (heartbeats may come first)."""
+    while True:
+        assert worker.poll(timeout_ms), "no JOB"
+        msg = protocol.decode(worker.recv_multipart())
+        if isinstance(msg, protocol.Job):
+            return msg
 
 
 def process_rss_mb(pid: int) -> float:
@@ -116,6 +126,15 @@ class Pipeline:
             sock.curve_secretkey = read_key(self.keys / f"{component}.key")
             sock.curve_publickey = read_key(self.keys / f"{component}.pub")
             sock.curve_serverkey = read_key(self.keys / "broker.pub")
+        return sock
+
+    def own_worker(self, context: zmq.Context, name: str, types: list[str]) -> zmq.Socket:
+        """A worker of the test's own: a DEALER with the allowed worker key, connected, that has
+        said READY for `types` with one slot. Read its JOBs with next_job()."""
+        sock = self.allow(context.socket(zmq.DEALER))
+        sock.linger = 0
+        sock.connect(self.backend)
+        sock.send_multipart(protocol.encode(protocol.Ready(name, "python", types, 1)))
         return sock
 
     # -- processes ---------------------------------------------------------------------

@@ -4,15 +4,8 @@ attempt's text; and an attempt lost to a crash counts against max_redeliveries, 
 handler's max_attempts."""
 import zmq
 
+from pipeline import next_job
 from sluice import protocol
-
-
-def next_job(worker: zmq.Socket) -> protocol.Job:
-    while True:  # heartbeats may come first
-        assert worker.poll(10_000), "no JOB"
-        msg = protocol.decode(worker.recv_multipart())
-        if isinstance(msg, protocol.Job):
-            return msg
 
 
 def test_chunks_and_progress_carry_their_attempt_across_a_retry(fresh_pipeline):
@@ -20,10 +13,7 @@ def test_chunks_and_progress_carry_their_attempt_across_a_retry(fresh_pipeline):
     job_id = p.submit("chat", {"prompt": "hi"}, max_attempts=2)["id"]
     context = zmq.Context()
     try:
-        worker = p.allow(context.socket(zmq.DEALER))
-        worker.linger = 0
-        worker.connect(p.backend)
-        worker.send_multipart(protocol.encode(protocol.Ready("streamer", "python", ["chat"], 1)))
+        worker = p.own_worker(context, "streamer", ["chat"])
         first = next_job(worker)
         worker.send_multipart(protocol.encode(protocol.Chunk(job_id, first.attempt, "Hel")))
         worker.send_multipart(protocol.encode(protocol.Progress(job_id, first.attempt, 0.5, "half")))
@@ -49,10 +39,7 @@ def test_lost_attempts_count_against_max_redeliveries_not_max_attempts(fresh_pip
     job_id = p.submit("chat", {"prompt": "hi"}, max_attempts=1)["id"]
     context = zmq.Context()
     try:
-        worker = p.allow(context.socket(zmq.DEALER))
-        worker.linger = 0
-        worker.connect(p.backend)
-        worker.send_multipart(protocol.encode(protocol.Ready("crashy", "python", ["chat"], 1)))
+        worker = p.own_worker(context, "crashy", ["chat"])
         # A worker that gives a job back unasked (its shutdown grace ran out) did not finish it:
         # the attempt is lost, as if the worker had died.
         for _ in range(3):

@@ -11,7 +11,7 @@ import zmq
 from sluice import protocol
 
 from peers import RogueApi, submit_body
-from pipeline import Pipeline, process_rss_mb
+from pipeline import Pipeline, next_job, process_rss_mb
 
 MAX_INPUT = 512 * 1024
 HASH = "0" * 64
@@ -114,14 +114,8 @@ def test_an_oversize_error_is_cut_at_a_character_boundary_before_it_is_stored(fr
     job = p.submit("echo", {"n": 1}, max_attempts=1)["id"]
     context = zmq.Context()
     try:
-        worker = p.allow(context.socket(zmq.DEALER))
-        worker.linger = 0
-        worker.connect(p.backend)
-        worker.send_multipart(protocol.encode(protocol.Ready("verbose", "python", ["echo"], 1)))
-        msg = None
-        while not isinstance(msg, protocol.Job):  # heartbeats may come first
-            assert worker.poll(10_000), "no JOB"
-            msg = protocol.decode(worker.recv_multipart())
+        worker = p.own_worker(context, "verbose", ["echo"])
+        msg = next_job(worker)
         assert msg.job_id == job
         # 1 MiB of two-byte characters after one of one byte: the limit falls inside one.
         error = "x" + "é" * (1 << 19)
