@@ -6,6 +6,7 @@
 #include "cors.hpp"
 #include "job_reads.hpp"
 #include "keys.hpp"
+#include "listings.hpp"
 #include "log.hpp"
 
 #include <array>
@@ -215,7 +216,7 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
 }
 
 // The whole routing table: method + pattern -> handler.
-constexpr std::array<Route, 12> ROUTES{{
+constexpr std::array<Route, 13> ROUTES{{
     {"GET", "/healthz", Access::PUBLIC, &healthz},
     {"GET", "/readyz", Access::PUBLIC, &readyz},
     {"POST", "/v1/jobs", Access::MEMBER, &submit_job},
@@ -225,6 +226,7 @@ constexpr std::array<Route, 12> ROUTES{{
     {"GET", "/v1/jobs/{id}/events", Access::READER, &get_events},
     {"POST", "/v1/jobs/{id}/retry", Access::MEMBER, &retry_job},
     {"GET", "/v1/dead", Access::MEMBER, &list_dead},
+    {"GET", "/v1/workers", Access::MEMBER, &list_workers},
     {"POST", "/v1/admin/keys", Access::ADMIN, &create_key},
     {"GET", "/v1/admin/keys", Access::ADMIN, &list_keys},
     {"DELETE", "/v1/admin/keys/{id}", Access::ADMIN, &revoke_key},

@@ -34,6 +34,11 @@ constexpr std::chrono::milliseconds STORAGE_CHECK_INTERVAL{1000};
 // the next call goes on the next turn.
 constexpr std::chrono::milliseconds SWEEP_INTERVAL{1000};
 constexpr long long SWEEP_BATCH = 2000;
+// The worker report (GET /v1/workers): written once a second, gone 5 s after the broker stops
+// writing it; at most this many workers in it (a few hundred bytes each).
+constexpr std::chrono::milliseconds WORKER_REPORT_INTERVAL{1000};
+constexpr std::chrono::milliseconds WORKER_REPORT_TTL{5000};
+constexpr std::size_t MAX_REPORTED_WORKERS = 1000;
 // Retry delays of a failed resync: Redis loading a big AOF answers LOADING for as long as that
 // takes (seconds to minutes); asking a few times a second costs nothing and notices soon.
 constexpr std::chrono::milliseconds RESYNC_BACKOFF_MIN{100};
@@ -299,6 +304,18 @@ void Broker::run_timers(Clock::time_point now) {
     dropped_.flush(now);
     check_storage(now);
     sweep_expired(now);
+    report_workers(now);
+}
+
+void Broker::report_workers(Clock::time_point now) {
+    if (now < next_worker_report_) return;
+    next_worker_report_ = now + WORKER_REPORT_INTERVAL;
+    const std::string report = workers_.report(now, now_ms(), MAX_REPORTED_WORKERS);
+    const std::string expiry = std::to_string(WORKER_REPORT_TTL.count());
+    std::vector<std::string_view> argv = {"SET", keys::WORKERS, report, "PX", expiry};
+    redis_.command(argv, [](redisReply* r) {
+        if (r != nullptr && r->type == REDIS_REPLY_ERROR) log::error("storing the worker report failed: {}", reply_error(r));
+    });
 }
 
 void Broker::sweep_expired(Clock::time_point now) {

@@ -72,6 +72,8 @@ private:
     void check_storage(Clock::time_point now);
     // Gives the bytes of jobs Redis has expired back to their tenants (scripts::SWEEP).
     void sweep_expired(Clock::time_point now);
+    // Once a second: writes the worker report GET /v1/workers reads (keys::WORKERS).
+    void report_workers(Clock::time_point now);
 
     // ---- ZAP, who may connect (zap.cpp) ----
     // ZAP domains (RFC 27) of the two sockets: the handler picks the allow-list by domain.
@@ -169,6 +171,7 @@ private:
     Clock::time_point next_storage_check_{};
     bool sweeping_ = false;  // a SWEEP is in flight
     Clock::time_point next_sweep_{};
+    Clock::time_point next_worker_report_{};
 
     // Declared last so it is destroyed first: callbacks it still owes run while the rest lives.
     RedisLink redis_;

@@ -1,6 +1,8 @@
 // Worker registry and credit accounting (see worker_pool.hpp).
 #include "worker_pool.hpp"
 
+#include <msgpack.hpp>
+
 namespace sluice::broker {
 
 WorkerInfo& WorkerPool::ready(const std::string& identity, std::string name, std::string runtime,
@@ -54,6 +56,30 @@ std::vector<WorkerInfo> WorkerPool::expire(Clock::time_point deadline) {
         }
     }
     return gone;
+}
+
+std::string WorkerPool::report(Clock::time_point now, std::int64_t now_ms, std::size_t limit) const {
+    msgpack::sbuffer buffer;
+    msgpack::packer<msgpack::sbuffer> out(buffer);
+    const std::size_t shown = std::min(limit, workers_.size());
+    out.pack_map(3);
+    out.pack(std::string_view("as_of_ms")).pack(now_ms);
+    out.pack(std::string_view("total")).pack(workers_.size());
+    out.pack(std::string_view("workers")).pack_array(static_cast<std::uint32_t>(shown));
+    std::size_t i = 0;
+    for (const auto& [identity, worker] : workers_) {
+        if (i++ == shown) break;
+        const auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(now - worker.last_recv).count();
+        out.pack_map(7);
+        out.pack(std::string_view("name")).pack(worker.name);
+        out.pack(std::string_view("runtime")).pack(worker.runtime);
+        out.pack(std::string_view("types")).pack(worker.types);
+        out.pack(std::string_view("concurrency")).pack(worker.concurrency);
+        out.pack(std::string_view("running")).pack(worker.jobs.size());
+        out.pack(std::string_view("last_heartbeat_ms")).pack(now_ms - silent);
+        out.pack(std::string_view("leaving")).pack(worker.leaving);
+    }
+    return {buffer.data(), buffer.size()};
 }
 
 }  // namespace sluice::broker

@@ -58,6 +58,11 @@ public:
 
     std::map<std::string, WorkerInfo>& all() { return workers_; }
 
+    // What GET /v1/workers shows (keys::WORKERS), as msgpack: {"as_of_ms", "total", "workers":
+    // [{"name", "runtime", "types", "concurrency", "running", "last_heartbeat_ms", "leaving"}]},
+    // the first `limit` workers by routing id. `now_ms` is `now` on the wall clock.
+    std::string report(Clock::time_point now, std::int64_t now_ms, std::size_t limit) const;
+
 private:
     std::map<std::string, WorkerInfo> workers_;
     std::uint64_t assignments_ = 0;

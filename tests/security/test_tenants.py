@@ -58,6 +58,7 @@ def test_every_route_but_health_needs_a_key(site):
                          ("GET", "/v1/jobs/0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10/result"),
                          ("GET", "/v1/jobs/0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10/events"),
                          ("POST", "/v1/jobs/0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10/retry"), ("GET", "/v1/dead"),
+                         ("GET", "/v1/workers"),
                          ("GET", "/v1/admin/keys"), ("POST", "/v1/admin/keys"), ("DELETE", "/v1/admin/keys/x")]:
         response = p.http.request(method, path, json={} if method == "POST" else None)
         assert response.status_code == 401, (method, path, response.text)

@@ -1,5 +1,6 @@
 // Unit tests of the api's route table (api/routes.hpp): every route is found by its method
 // and path, a path without the method is 405 with Allow, and anything else is 404.
+#include "listings.hpp"
 #include "routes.hpp"
 
 #include <doctest/doctest.h>
@@ -64,7 +65,7 @@ TEST_CASE("the table: one handler per route, no (method, pattern) twice") {
         CHECK(static_cast<bool>(route.handler));
         CHECK_MESSAGE(seen.emplace(route.method, route.pattern).second, route.method << " " << route.pattern);
     }
-    CHECK(seen.size() == 12);
+    CHECK(seen.size() == 13);
 }
 
 TEST_CASE("who may use each route: health for anybody, key management for admins, reads by token") {
@@ -76,9 +77,28 @@ TEST_CASE("who may use each route: health for anybody, key management for admins
     CHECK(access_of("DELETE", "/v1/jobs/x") == Access::MEMBER);
     CHECK(access_of("POST", "/v1/jobs/x/retry") == Access::MEMBER);
     CHECK(access_of("GET", "/v1/dead") == Access::MEMBER);
+    CHECK(access_of("GET", "/v1/workers") == Access::MEMBER);
     CHECK(access_of("GET", "/v1/jobs/x/events") == Access::READER);
     CHECK(access_of("GET", "/v1/jobs/x/result") == Access::READER);
     CHECK(access_of("POST", "/v1/admin/keys") == Access::ADMIN);
     CHECK(access_of("GET", "/v1/admin/keys") == Access::ADMIN);
     CHECK(access_of("DELETE", "/v1/admin/keys/0123456789abcdef") == Access::ADMIN);
+}
+
+TEST_CASE("the worker report: none yet, a report, and bytes that are not one") {
+    const auto none = nlohmann::json::parse(*workers_json(""));
+    CHECK(none == nlohmann::json{{"workers", nlohmann::json::array()}, {"total", 0}, {"as_of", nullptr}});
+    const nlohmann::json report = {
+        {"as_of_ms", 1700000000500}, {"total", 1},
+        {"workers", {{{"name", "w"}, {"runtime", "cpp"}, {"types", {"echo"}}, {"concurrency", 4}, {"running", 1},
+                      {"last_heartbeat_ms", 1700000000000}, {"leaving", false}}}}};
+    const auto bytes = nlohmann::json::to_msgpack(report);
+    const auto shown = nlohmann::json::parse(*workers_json({reinterpret_cast<const char*>(bytes.data()), bytes.size()}));
+    CHECK(shown["as_of"] == "2023-11-14T22:13:20.500Z");
+    CHECK(shown["workers"][0]["last_heartbeat"] == "2023-11-14T22:13:20.000Z");
+    CHECK_FALSE(shown["workers"][0].contains("last_heartbeat_ms"));
+    CHECK(shown["workers"][0]["types"] == nlohmann::json{"echo"});
+    CHECK_FALSE(workers_json("\xc1 not msgpack"));
+    const auto list = nlohmann::json::to_msgpack(nlohmann::json::array({1, 2}));
+    CHECK_FALSE(workers_json({reinterpret_cast<const char*>(list.data()), list.size()}));
 }
