@@ -107,19 +107,36 @@ const std::string* hash_field(const JobHash& hash, std::string_view name) {
     return nullptr;
 }
 
-std::string job_json(const JobHash& hash, const std::vector<std::string>& history) {
-    JsonWriter w;
-    w.begin_object();
+namespace {
+
+// The members every job body has (all but `result` and `history`).
+void job_members(JsonWriter& w, const JobHash& hash) {
     for (const char* name : {"id", "type", "tenant", "key_id", "status"}) text_member(w, name, hash_field(hash, name));
     for (const char* name : {"priority", "max_attempts", "timeout_s", "attempts"})
         int_member(w, name, field_int(hash_field(hash, name)));
     time_member(w, "created_at", field_int(hash_field(hash, "created_ms")));
     time_member(w, "started_at", field_int(hash_field(hash, "started_ms")));
     time_member(w, "finished_at", field_int(hash_field(hash, "finished_ms")));
-    msgpack_member(w, "result", hash_field(hash, "result"));
     text_member(w, "error", hash_field(hash, "error"));
     w.key("redeliveries").integer(field_int(hash_field(hash, "redeliveries")).value_or(0));
+}
+
+}  // namespace
+
+std::string job_json(const JobHash& hash, const std::vector<std::string>& history) {
+    JsonWriter w;
+    w.begin_object();
+    job_members(w, hash);
+    msgpack_member(w, "result", hash_field(hash, "result"));
     w.key("history").raw(history_json(history));
+    w.end_object();
+    return w.take();
+}
+
+std::string job_summary_json(const JobHash& hash) {
+    JsonWriter w;
+    w.begin_object();
+    job_members(w, hash);
     w.end_object();
     return w.take();
 }

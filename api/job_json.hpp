@@ -40,6 +40,10 @@ const std::string* hash_field(const JobHash& hash, std::string_view name);
 // and the entries of its sluice:history:{id} list (oldest first).
 std::string job_json(const JobHash& hash, const std::vector<std::string>& history = {});
 
+// The same without `result` and `history`: a job as GET /v1/jobs lists it (a few hundred
+// bytes, whatever the job's result).
+std::string job_summary_json(const JobHash& hash);
+
 // Decodes one sluice:history:{id} entry, a msgpack array [attempt u32, worker str, started_ms
 // i64, ended_ms i64, outcome str, error str], into the JSON object {"attempt", "worker",
 // "started_at", "finished_at", "outcome", "error"} (times ISO-8601 or null, error null when

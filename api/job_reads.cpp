@@ -9,22 +9,34 @@
 namespace sluice::api {
 namespace {
 
-// The commands that read one job: HMGET of its fields, LRANGE of its newest history entries.
-void add_job_reads(std::vector<std::vector<std::string>>& commands, const std::string& id) {
+// HMGET of a job's JOB_FIELDS.
+std::vector<std::string> hmget_job(const std::string& id) {
     std::vector<std::string> hmget{"HMGET", keys::job(id)};
     for (std::string_view field : JOB_FIELDS) hmget.emplace_back(field);
-    commands.push_back(std::move(hmget));
+    return hmget;
+}
+
+// The commands that read one job: HMGET of its fields, LRANGE of its newest history entries.
+void add_job_reads(std::vector<std::vector<std::string>>& commands, const std::string& id) {
+    commands.push_back(hmget_job(id));
     commands.push_back({"LRANGE", keys::history(id),
                         std::to_string(-MAX_HISTORY_ENTRIES), "-1"});
+}
+
+// Takes a job's HMGET reply for JOB_FIELDS.
+JobHash to_hash(RedisValue& hmget) {
+    JobHash hash;
+    constexpr std::size_t count = std::size(JOB_FIELDS);
+    for (std::size_t i = 0; i < count && i < hmget.elements.size(); ++i)
+        if (hmget.elements[i].kind == RedisValue::Kind::STRING)
+            hash.emplace_back(JOB_FIELDS[i], std::move(hmget.elements[i].str));
+    return hash;
 }
 
 // Takes a job's HMGET reply for JOB_FIELDS and LRANGE reply for its history.
 JobRecord to_record(RedisValue& hmget, RedisValue& lrange) {
     JobRecord record;
-    constexpr std::size_t count = std::size(JOB_FIELDS);
-    for (std::size_t i = 0; i < count && i < hmget.elements.size(); ++i)
-        if (hmget.elements[i].kind == RedisValue::Kind::STRING)
-            record.hash.emplace_back(JOB_FIELDS[i], std::move(hmget.elements[i].str));
+    record.hash = to_hash(hmget);
     if (!record.hash.empty()) {
         for (auto& entry : lrange.elements)
             if (entry.kind == RedisValue::Kind::STRING) record.history.push_back(std::move(entry.str));
@@ -73,6 +85,19 @@ awaitable<std::optional<std::vector<JobRecord>>> load_jobs(ShardContext& ctx, co
     for (std::size_t i = 0; i < ids.size(); ++i)
         records.push_back(to_record((*replies)[2 * i], (*replies)[2 * i + 1]));
     co_return records;
+}
+
+awaitable<std::optional<std::vector<JobHash>>> load_job_fields(ShardContext& ctx, const std::vector<std::string>& ids) {
+    std::vector<JobHash> hashes;
+    if (ids.empty()) co_return hashes;
+    std::vector<std::vector<std::string>> commands;
+    commands.reserve(ids.size());
+    for (const auto& id : ids) commands.push_back(hmget_job(id));
+    auto replies = co_await transaction(ctx, std::move(commands));
+    if (!replies) co_return std::nullopt;
+    hashes.reserve(ids.size());
+    for (auto& reply : *replies) hashes.push_back(to_hash(reply));
+    co_return hashes;
 }
 
 awaitable<std::optional<JobRecord>> load_job(ShardContext& ctx, const std::string& id) {

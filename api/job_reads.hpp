@@ -45,6 +45,10 @@ awaitable<std::optional<std::vector<RedisValue>>> transaction(ShardContext& ctx,
 // unavailable; a record with an empty hash for a job that does not exist.
 awaitable<std::optional<std::vector<JobRecord>>> load_jobs(ShardContext& ctx, const std::vector<std::string>& ids);
 
+// Reads the fields (no history) of the jobs `ids` in one transaction: nullopt when Redis is
+// unavailable; an empty hash for a job that does not exist.
+awaitable<std::optional<std::vector<JobHash>>> load_job_fields(ShardContext& ctx, const std::vector<std::string>& ids);
+
 // Reads one job: nullopt when Redis is unavailable, an empty hash for no such job.
 awaitable<std::optional<JobRecord>> load_job(ShardContext& ctx, const std::string& id);
 

@@ -216,10 +216,11 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
 }
 
 // The whole routing table: method + pattern -> handler.
-constexpr std::array<Route, 13> ROUTES{{
+constexpr std::array<Route, 14> ROUTES{{
     {"GET", "/healthz", Access::PUBLIC, &healthz},
     {"GET", "/readyz", Access::PUBLIC, &readyz},
     {"POST", "/v1/jobs", Access::MEMBER, &submit_job},
+    {"GET", "/v1/jobs", Access::MEMBER, &list_jobs},
     {"GET", "/v1/jobs/{id}", Access::MEMBER, &get_job},
     {"DELETE", "/v1/jobs/{id}", Access::MEMBER, &cancel_job},
     {"GET", "/v1/jobs/{id}/result", Access::READER, &get_result},

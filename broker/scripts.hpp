@@ -36,7 +36,7 @@ inline std::string key_names() {
            ", history = " + quoted(keys::HISTORY_PREFIX) + ", queue = " + quoted(keys::QUEUE_PREFIX) +
            ", running = " + quoted(keys::RUNNING) + ", dead = " + quoted(keys::DEAD) +
            ", notify = " + quoted(keys::NOTIFY_CHANNEL) + ", tenant_bytes = " + quoted(keys::TENANT_BYTES) +
-           ", expiring = " + quoted(keys::EXPIRING) + "}\n";
+           ", expiring = " + quoted(keys::EXPIRING) + ", jobs = " + quoted(keys::JOBS_PREFIX) + "}\n";
 }
 
 // Helpers every script starts with (after the key names).
@@ -170,6 +170,7 @@ for i = 4, #ARGV, STRIDE do
       'attempts', 0, 'redeliveries', 0, 'status', 'queued', 'created_ms', now, 'seq', 1,
       'bytes', bytes, 'charged', bytes, 'key_id', ARGV[i + 10])
     redis.call('ZADD', K.queue .. type, ARGV[i + 7], id)
+    redis.call('ZADD', K.jobs .. tenant, now, id)
     if idem ~= '' then redis.call('SET', idem, hash .. ' ' .. id, 'EX', idem_ttl) end
     -- The first event, written directly: a new stream needs no trimming, and nobody can be
     -- watching a job before its id is given out, so there is no notice to publish.
@@ -313,15 +314,19 @@ return moved
 )lua";
 
 // Gives back the bytes of jobs Redis has expired: takes up to a limit of the K.expiring entries
-// due by now, the oldest first, and subtracts each one's bytes from its tenant's count (a
-// count that reaches 0 is removed). KEYS: none. ARGV: now_ms, limit. Returns how many it took.
+// due by now, the oldest first, subtracts each one's bytes from its tenant's count (a count that
+// reaches 0 is removed) and takes the job off its tenant's listing (K.jobs). KEYS: none.
+// ARGV: now_ms, limit. Returns how many it took.
 inline const std::string SWEEP = key_names() + R"lua(
 local due = redis.call('ZRANGEBYSCORE', K.expiring, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 if #due == 0 then return 0 end
 local freed = {}
 for _, entry in ipairs(due) do
-  local tenant, bytes = string.match(entry, '^%S+ (%S+) (%d+)$')
-  if tenant then freed[tenant] = (freed[tenant] or 0) + tonumber(bytes) end
+  local id, tenant, bytes = string.match(entry, '^(%S+) (%S+) (%d+)$')
+  if tenant then
+    freed[tenant] = (freed[tenant] or 0) + tonumber(bytes)
+    redis.call('ZREM', K.jobs .. tenant, id)
+  end
 end
 for tenant, bytes in pairs(freed) do
   if redis.call('HINCRBY', K.tenant_bytes, tenant, -bytes) <= 0 then redis.call('HDEL', K.tenant_bytes, tenant) end

@@ -13,6 +13,9 @@ namespace sluice::keys {
 inline constexpr std::string_view JOB_PREFIX = "sluice:job:";
 inline constexpr std::string_view EVENTS_PREFIX = "sluice:events:";
 inline constexpr std::string_view HISTORY_PREFIX = "sluice:history:";
+// Per tenant: the zset of its job ids scored by created_ms (GET /v1/jobs), "sluice:jobs:{tenant}";
+// an id leaves it when the job expires.
+inline constexpr std::string_view JOBS_PREFIX = "sluice:jobs:";
 // Per job type: the zset of queued job ids, scored by priority and time.
 inline constexpr std::string_view QUEUE_PREFIX = "sluice:queue:";
 // Per tenant and Idempotency-Key: the job the key made, and the hash of its request.
@@ -50,6 +53,7 @@ inline std::string job(std::string_view id) { return join(JOB_PREFIX, id); }
 inline std::string events(std::string_view id) { return join(EVENTS_PREFIX, id); }
 inline std::string history(std::string_view id) { return join(HISTORY_PREFIX, id); }
 inline std::string queue(std::string_view type) { return join(QUEUE_PREFIX, type); }
+inline std::string jobs_of(std::string_view tenant) { return join(JOBS_PREFIX, tenant); }
 inline std::string api_key(std::string_view id) { return join(API_KEY_PREFIX, id); }
 inline std::string dead(std::string_view tenant) {
     std::string key = join(DEAD, ":");

@@ -79,6 +79,7 @@ def test_bytes_come_back_when_finished_jobs_expire(fresh_pipeline):
     assert tenant_bytes(p) == {}
     with p.redis_client() as redis:
         assert redis.call("ZCARD", "sluice:expiring") == 0
+        assert redis.call("ZCARD", "sluice:jobs:default") == 0  # off the tenant's listing too
     assert p.wait_result(p.submit("echo", BIG)["id"])["status"] == "succeeded"
 
 

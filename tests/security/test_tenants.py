@@ -58,7 +58,7 @@ def test_every_route_but_health_needs_a_key(site):
                          ("GET", "/v1/jobs/0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10/result"),
                          ("GET", "/v1/jobs/0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10/events"),
                          ("POST", "/v1/jobs/0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10/retry"), ("GET", "/v1/dead"),
-                         ("GET", "/v1/workers"),
+                         ("GET", "/v1/workers"), ("GET", "/v1/jobs"),
                          ("GET", "/v1/admin/keys"), ("POST", "/v1/admin/keys"), ("DELETE", "/v1/admin/keys/x")]:
         response = p.http.request(method, path, json={} if method == "POST" else None)
         assert response.status_code == 401, (method, path, response.text)
@@ -133,6 +133,10 @@ def test_a_member_sees_only_its_tenants_jobs_on_every_route(site):
             assert response.status_code == 404 and code(response) == "job_not_found", (method, suffix, response.text)
     assert dead["id"] not in [j["id"] for j in p.http.get("/v1/dead", headers=beta).json()["jobs"]]
     assert dead["id"] in [j["id"] for j in p.http.get("/v1/dead", headers=acme).json()["jobs"]]
+    assert job["id"] not in [j["id"] for j in p.http.get("/v1/jobs", headers=beta).json()["jobs"]]
+    assert job["id"] in [j["id"] for j in p.http.get("/v1/jobs", headers=acme).json()["jobs"]]
+    assert code(p.http.get("/v1/jobs", params={"tenant": "acme"}, headers=beta)) == "forbidden"
+    assert job["id"] in [j["id"] for j in p.http.get("/v1/jobs", params={"tenant": "acme"}, headers=admin).json()["jobs"]]
     # An admin sees every tenant's.
     assert p.http.get(f"/v1/jobs/{job['id']}", headers=admin).status_code == 200
     assert dead["id"] in [j["id"] for j in p.http.get("/v1/dead", headers=admin).json()["jobs"]]

@@ -44,7 +44,7 @@ TEST_CASE("routing: found, 404, 405 with Allow") {
 
     RouteMatch m = match_route("PUT", "/v1/jobs");
     CHECK(m.kind == RouteMatch::METHOD_NOT_ALLOWED);
-    CHECK(m.allow == "POST");
+    CHECK(m.allow == "POST, GET");
     m = match_route("POST", "/v1/jobs/abc");
     CHECK(m.kind == RouteMatch::METHOD_NOT_ALLOWED);
     CHECK(m.allow == "GET, DELETE");
@@ -65,7 +65,7 @@ TEST_CASE("the table: one handler per route, no (method, pattern) twice") {
         CHECK(static_cast<bool>(route.handler));
         CHECK_MESSAGE(seen.emplace(route.method, route.pattern).second, route.method << " " << route.pattern);
     }
-    CHECK(seen.size() == 13);
+    CHECK(seen.size() == 14);
 }
 
 TEST_CASE("who may use each route: health for anybody, key management for admins, reads by token") {
@@ -78,6 +78,7 @@ TEST_CASE("who may use each route: health for anybody, key management for admins
     CHECK(access_of("POST", "/v1/jobs/x/retry") == Access::MEMBER);
     CHECK(access_of("GET", "/v1/dead") == Access::MEMBER);
     CHECK(access_of("GET", "/v1/workers") == Access::MEMBER);
+    CHECK(access_of("GET", "/v1/jobs") == Access::MEMBER);
     CHECK(access_of("GET", "/v1/jobs/x/events") == Access::READER);
     CHECK(access_of("GET", "/v1/jobs/x/result") == Access::READER);
     CHECK(access_of("POST", "/v1/admin/keys") == Access::ADMIN);
