@@ -183,9 +183,21 @@ std::string encode_body(const T& msg) {
 // Deepest nesting decode_body accepts; message fields are flat, opaque values travel as bin.
 inline constexpr std::size_t MAX_DEPTH = 16;
 
+// How many fields T has on the wire: the length of the array a default T encodes to. Worked
+// out once per message type.
+template <class T>
+std::size_t field_count() {
+    static const std::size_t count = [] {
+        const std::string body = encode_body(T{});
+        return msgpack::unpack(body.data(), body.size())->via.array.size;
+    }();
+    return count;
+}
+
 // Decodes a body into T. Returns nullopt when the bytes are not exactly one msgpack array whose
-// elements convert to T's fields; never throws. Extra trailing fields are ignored so a newer
-// peer can append fields without breaking an older one.
+// first elements convert to T's fields (every one of them: msgpack-c alone would leave missing
+// trailing fields at their defaults); never throws. Extra trailing fields are ignored so a
+// newer peer can append fields without breaking an older one.
 template <class T>
 std::optional<T> decode_body(std::string_view bytes) noexcept {
     try {
@@ -199,7 +211,7 @@ std::optional<T> decode_body(std::string_view bytes) noexcept {
             msgpack::unpack(bytes.data(), bytes.size(), offset, referenced, nullptr, nullptr, limit);
         if (offset != bytes.size()) return std::nullopt;
         const msgpack::object& obj = handle.get();
-        if (obj.type != msgpack::type::ARRAY) return std::nullopt;
+        if (obj.type != msgpack::type::ARRAY || obj.via.array.size < field_count<T>()) return std::nullopt;
         T msg;
         obj.convert(msg);
         return msg;

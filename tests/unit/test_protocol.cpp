@@ -122,6 +122,16 @@ TEST_CASE("malformed bodies decode to nullopt, never throw") {
     CHECK_FALSE(decode_body<Submit>(encode_body(Chunk{"job", 1, "text"})).has_value());
 }
 
+TEST_CASE("a body missing trailing fields is refused, not filled with defaults") {
+    msgpack::sbuffer buffer;
+    msgpack::packer<msgpack::sbuffer> packer(buffer);
+    packer.pack_array(1);
+    packer.pack(std::string("job-1"));
+    CHECK_FALSE(decode_body<Canceled>(std::string_view(buffer.data(), buffer.size())).has_value());
+    CHECK_FALSE(decode_body<Ping>("\x90").has_value());  // an empty array
+    CHECK(decode_body<Heartbeat>("\x90").has_value());   // which is all a HEARTBEAT holds
+}
+
 TEST_CASE("a newer peer's extra trailing fields are ignored") {
     msgpack::sbuffer buffer;
     msgpack::packer<msgpack::sbuffer> packer(buffer);
