@@ -155,7 +155,7 @@ void Broker::flush_submits() {
                 else
                     refuse(job.peer, job.req_id, errors::IDEMPOTENCY_CONFLICT, "this Idempotency-Key was used for a different request", value);
             } else if (reply_text(answer) == "ok") {
-                queues_.push(job.type, job.job_id, job.priority);
+                queues_.push(job.type, job.job_id, job.priority, Owner{job.tenant});
                 accept_new(job.peer, job.req_id, job.job_id);
             } else {
                 refuse(job.peer, job.req_id, errors::DUPLICATE_JOB_ID, "job id already exists", job.job_id);
@@ -202,9 +202,9 @@ void Broker::handle_retry(const std::string& peer, const proto::Retry& msg) {
         scripts::RETRY, msg.job_id,
         {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen)},
         [this, peer, req_id = msg.req_id, id = msg.job_id](redisReply* r) {
-            if (r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+            if (r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
                 const std::string type = reply_text(r->element[1]);
-                queues_.push(type, id, static_cast<int>(r->element[2]->integer));
+                queues_.push(type, id, static_cast<int>(r->element[2]->integer), Owner{reply_text(r->element[3])});
                 log::info("job {} ({}) retried from the dead set", id, type);
                 return accept(peer, req_id, id, "queued");
             }

@@ -51,6 +51,7 @@ struct StartItem {
     std::string type;
     std::string job_id;
     int priority = 0;
+    Owner owner;
 
     // Moves the worker's name out.
     std::array<std::string, STRIDE> take_args() { return {job_id, std::move(worker_name), type}; }

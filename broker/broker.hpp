@@ -129,7 +129,7 @@ private:
     // Hands queued jobs to workers with credit. start_job() assigns one; flush_starts() records
     // the turn's starts in Redis, then started() sends each JOB (or undoes the assignment).
     void dispatch();
-    void start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority);
+    void start_job(WorkerInfo& worker, const std::string& type, JobQueues::Popped job);
     void flush_starts();
     void started(const StartItem& job, const redisReply* r);
 

@@ -14,6 +14,8 @@ namespace sluice::broker::scripts {
 inline constexpr std::size_t SUBMIT_STRIDE = 11;
 inline constexpr std::size_t START_STRIDE = 3;
 inline constexpr std::size_t SUCCEED_STRIDE = 3;
+// Elements per job in the reply of LOAD_QUEUE.
+inline constexpr std::size_t LOAD_QUEUE_STRIDE = 3;
 // What a job costs its tenant's byte budget besides the bytes of its input, events and result:
 // its keys, hash fields, stream and history entries and index entries. Measured: Redis's
 // used_memory grows 2.4 KB per finished echo job of a few bytes, 3.3 KB besides the payload
@@ -259,7 +261,7 @@ return j[1]
 // dead (failed) -> queued, on request. KEYS: job. ARGV: id, now_ms, maxlen.
 // The attempt counter keeps counting (it is the fencing token); `retry_base` restarts the
 // job's attempt budget. The job stays charged to its tenant, no longer due to expire.
-// Returns {'ok', type, priority}, 'not_found' or 'not_dead'.
+// Returns {'ok', type, priority, tenant}, 'not_found' or 'not_dead'.
 inline const std::string RETRY = PRELUDE + R"lua(
 local j = redis.call('HMGET', KEYS[1], 'status', 'type', 'priority', 'attempts', 'tenant', 'charged')
 if not j[1] then return 'not_found' end
@@ -274,7 +276,7 @@ redis.call('PERSIST', K.events .. ARGV[1])
 redis.call('PERSIST', K.history .. ARGV[1])
 redis.call('ZADD', K.queue .. j[2], score(j[3], ARGV[2]), ARGV[1])
 add_event(ARGV[1], ARGV[3], ARGV[2], {'event', 'queued', 'message', 'retried from the dead set'})
-return {'ok', j[2], tonumber(j[3])}
+return {'ok', j[2], tonumber(j[3]), j[5] or 'default'}
 )lua";
 
 // Puts back every job marked running that this broker does not hold: at start (it holds none:
@@ -319,12 +321,15 @@ redis.call('ZREMRANGEBYRANK', K.expiring, 0, #due - 1)
 return #due
 )lua";
 
-// The queue of one type, in run order. KEYS: queue. Returns a flat list: id, priority, ...
+// The queue of one type, in run order, with what dispatch needs of each job. KEYS: queue.
+// Returns a flat list, LOAD_QUEUE_STRIDE per job: id, priority, tenant, ...
 inline const std::string LOAD_QUEUE = key_names() + R"lua(
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local j = redis.call('HMGET', K.job .. id, 'priority', 'tenant')
   out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', K.job .. id, 'priority') or '0'
+  out[#out + 1] = j[1] or '0'
+  out[#out + 1] = j[2] or 'default'
 end
 return out
 )lua";

@@ -64,9 +64,18 @@ class RogueApi:
 
     def request(self, command: bytes, body: bytes, timeout_ms: int = 5000) -> list | None:
         """Sends one request; returns the REPLY's fields, or None when none came in time."""
-        self.sock.send_multipart([b"SLUICE/1", command, body])
-        if not self.sock.poll(timeout_ms):
-            return None
-        frames = self.sock.recv_multipart()
-        assert frames[1] == b"\x04", frames
-        return msgpack.unpackb(frames[2], raw=False)
+        return self.requests(command, [body], timeout_ms)[0]
+
+    def requests(self, command: bytes, bodies: list[bytes], timeout_ms: int = 5000) -> list[list | None]:
+        """Sends every request at once, then returns the REPLYs' fields in the order they came,
+        None for each that did not come within `timeout_ms` of the one before."""
+        for body in bodies:
+            self.sock.send_multipart([b"SLUICE/1", command, body])
+        replies = []
+        for _ in bodies:
+            if not self.sock.poll(timeout_ms):
+                return replies + [None] * (len(bodies) - len(replies))
+            frames = self.sock.recv_multipart()
+            assert frames[1] == b"\x04", frames
+            replies.append(msgpack.unpackb(frames[2], raw=False))
+        return replies
