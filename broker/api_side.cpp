@@ -84,6 +84,10 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
         return refuse(peer, msg.req_id, errors::UNKNOWN_JOB_TYPE, fmt::format("no worker has declared job type '{}'", msg.type));
     if (queues_.depth(msg.type) + storing_[msg.type] >= config_.max_queue_depth)
         return refuse(peer, msg.req_id, errors::QUEUE_FULL, fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
+    if (tenant_queued(msg.tenant) >= config_.tenant_max_queued)
+        return refuse(peer, msg.req_id, errors::TENANT_QUEUE_FULL,
+                      fmt::format("tenant '{}' has {} jobs queued, its limit (SLUICE_TENANT_MAX_QUEUED)", msg.tenant,
+                                  config_.tenant_max_queued));
     if (!redis_.connected()) return refuse(peer, msg.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
     if (storage_.full())
         return refuse(peer, msg.req_id, errors::STORAGE_FULL,
@@ -91,6 +95,7 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
                                   storage_.full_percent()));
 
     ++storing_[msg.type];
+    ++storing_tenants_[msg.tenant];
     std::string idempotency_key =
         msg.idempotency_key.empty() ? "" : keys::idempotency(msg.tenant, msg.idempotency_key);
     submits_.push_back(SubmitItem{peer, msg.req_id, std::move(msg.job_id), std::move(msg.tenant), std::move(msg.type),
@@ -126,6 +131,16 @@ std::optional<std::string> Broker::submit_problem(const proto::Submit& msg) cons
     return std::nullopt;
 }
 
+std::size_t Broker::tenant_queued(const std::string& tenant) const {
+    auto storing = storing_tenants_.find(tenant);
+    return queues_.tenant_depth(tenant) + (storing == storing_tenants_.end() ? 0 : storing->second);
+}
+
+void Broker::stored(const SubmitItem& job) {
+    --storing_[job.type];
+    if (auto tenant = storing_tenants_.find(job.tenant); --tenant->second == 0) storing_tenants_.erase(tenant);
+}
+
 void Broker::flush_submits() {
     if (submits_.empty()) return;
     std::vector<std::string> args = batch_args(now_ms(), config_.tenant_max_bytes, IDEMPOTENCY_TTL_S, submits_);
@@ -136,7 +151,7 @@ void Broker::flush_submits() {
         if (!ok) log::error("submit of {} job(s) failed: {}", batch->size(), reply_error(r));
         for (std::size_t i = 0; i < batch->size(); ++i) {
             const SubmitItem& job = (*batch)[i];
-            --storing_[job.type];
+            stored(job);
             if (!ok) {
                 refuse(job.peer, job.req_id, errors::REDIS_UNAVAILABLE, "the job could not be stored");
                 continue;
@@ -164,7 +179,7 @@ void Broker::flush_submits() {
     });
     if (!sent)
         for (const SubmitItem& job : *batch) {
-            --storing_[job.type];
+            stored(job);
             refuse(job.peer, job.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
         }
 }

@@ -87,7 +87,12 @@ private:
     void handle_submit(const std::string& peer, proto::Submit msg);
     // Why a SUBMIT breaks the limits (common/limits.hpp, names.hpp), or nullopt when it does not.
     std::optional<std::string> submit_problem(const proto::Submit& msg) const;
+    // Queued jobs of `tenant`, the SUBMITs on their way to Redis included.
+    std::size_t tenant_queued(const std::string& tenant) const;
     void flush_submits();
+    // A SUBMIT's batch came back from Redis (or could not be sent): the SUBMIT no longer counts
+    // as on its way.
+    void stored(const SubmitItem& job);
     void handle_cancel(const std::string& peer, const proto::Cancel& msg);
     void handle_retry(const std::string& peer, const proto::Retry& msg);
     void handle_ping(const std::string& peer, const proto::Ping& msg);
@@ -145,8 +150,10 @@ private:
 
     // This turn's batches (batches.hpp), each stored by one script call at the end of its step.
     std::vector<SubmitItem> submits_;
-    // Per type: SUBMITs accepted but not yet stored, counted against max_queue_depth.
+    // SUBMITs accepted but not yet stored, per type and per tenant (only tenants with some),
+    // counted against max_queue_depth and tenant_max_queued.
     std::unordered_map<std::string, std::size_t> storing_;
+    std::unordered_map<std::string, std::size_t> storing_tenants_;
     // Submits per second per API key (the SUBMIT says the key's limit): every api instance's
     // submits pass here, so the limit holds across them.
     RateLimits submit_limits_;

@@ -22,6 +22,7 @@ bool JobQueues::push(const std::string& type, const std::string& job_id, int pri
     const Place place{MAX_PRIORITY - priority, next_order_++};
     tenant->second.jobs.emplace(place, job_id);
     ++queue->second.depth;
+    ++tenant_depths_[owner.tenant];
     index_.emplace(job_id, Location{queue, tenant, place});
     return true;
 }
@@ -81,6 +82,7 @@ void JobQueues::erase(const Location& where) {
     TenantQueue& tenant = where.tenant->second;
     tenant.jobs.erase(where.place);
     --queue.depth;
+    if (auto count = tenant_depths_.find(where.tenant->first); --count->second == 0) tenant_depths_.erase(count);
     if (!tenant.jobs.empty()) return;
     if (queue.turn == tenant.turn) next_turn(queue);
     queue.ring.erase(tenant.turn);
@@ -91,6 +93,11 @@ void JobQueues::erase(const Location& where) {
 std::size_t JobQueues::depth(const std::string& type) const {
     auto it = types_.find(type);
     return it == types_.end() ? 0 : it->second.depth;
+}
+
+std::size_t JobQueues::tenant_depth(const std::string& tenant) const {
+    auto it = tenant_depths_.find(tenant);
+    return it == tenant_depths_.end() ? 0 : it->second;
 }
 
 std::vector<std::string> JobQueues::nonempty_types() const {

@@ -62,6 +62,8 @@ public:
 
     bool contains(const std::string& job_id) const { return index_.count(job_id) != 0; }
     std::size_t depth(const std::string& type) const;
+    // Queued jobs of `tenant`, all types together.
+    std::size_t tenant_depth(const std::string& tenant) const;
     std::size_t total() const { return index_.size(); }
 
     // Types that have at least one queued job.
@@ -103,6 +105,7 @@ private:
 
     QueuePolicy policy_;
     Types types_;
+    std::unordered_map<std::string, std::size_t> tenant_depths_;  // only tenants with queued jobs
     std::unordered_map<std::string, Location> index_;
     std::uint64_t next_order_ = 0;
 };

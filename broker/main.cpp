@@ -105,6 +105,8 @@ int main() {
     config.storage_full_percent =
         static_cast<int>(env_int("SLUICE_STORAGE_FULL_PERCENT", 10, 99, config.storage_full_percent));
     config.tenant_max_bytes = env_int("SLUICE_TENANT_MAX_BYTES", 1, 1LL << 50, config.tenant_max_bytes);
+    config.tenant_max_queued = static_cast<std::size_t>(env_int("SLUICE_TENANT_MAX_QUEUED", 1, 1'000'000'000,
+                                                                static_cast<long long>(config.max_queue_depth)));
     config.fair_share.weights = env_weights("SLUICE_TENANT_WEIGHTS");
     // Unset means no limit: the fallback 0 lies outside the range, so nothing else gives it.
     if (const long long most = env_int("SLUICE_TENANT_MAX_RUNNING", 1, 1'000'000'000, 0); most > 0)

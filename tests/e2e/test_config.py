@@ -27,6 +27,7 @@ BINARIES = {
     ("broker", "SLUICE_REDIS_PORT", "6379x", "1..65535"),
     ("broker", "SLUICE_JOB_TTL_S", "0", "1..315360000"),
     ("broker", "SLUICE_TENANT_MAX_RUNNING", "0", "1..1000000000"),
+    ("broker", "SLUICE_TENANT_MAX_QUEUED", "0", "1..1000000000"),
     ("native", "SLUICE_WORKER_CONCURRENCY", "0", "1..1024"),
     ("native", "SLUICE_WORKER_CONCURRENCY", "-3", "1..1024"),
 ])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 
 import msgpack
 import zmq
@@ -79,3 +80,33 @@ class RogueApi:
             assert frames[1] == b"\x04", frames
             replies.append(msgpack.unpackb(frames[2], raw=False))
         return replies
+
+
+@contextlib.contextmanager
+def rogue_api(p: Pipeline) -> Iterator[RogueApi]:
+    """A RogueApi on a context of its own, closed on exit."""
+    context = zmq.Context()
+    try:
+        yield RogueApi(context, p)
+    finally:
+        context.destroy(linger=0)
+
+
+def submit_jobs(api: RogueApi, tenant: str, count: int, type_: str = "sleep", input_: object = None) -> list[str]:
+    """Submits `count` jobs of `type_` with `input_` as `tenant`, all at once; returns their ids
+    once every one is stored (202)."""
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    bodies = [submit_body(i, job_id, tenant=tenant, type_=type_, input_=msgpack.packb(input_))
+              for i, job_id in enumerate(ids)]
+    replies = api.requests(b"\x01", bodies, timeout_ms=10_000)
+    assert all(reply is not None and reply[1] == 202 for reply in replies), replies[:3]
+    return ids
+
+
+def sleeps_then_worker(p: Pipeline, concurrency: int, **tenants: tuple[int, int]) -> list[list[str]]:
+    """Queues sleep jobs as each tenant in turn (`tenant=(count, ms)`), then starts a native
+    worker of `concurrency` to run them; returns each tenant's ids, in the order given."""
+    with rogue_api(p) as api:
+        ids = [submit_jobs(api, tenant, count, input_={"ms": ms}) for tenant, (count, ms) in tenants.items()]
+    p.start_worker("native", concurrency=concurrency)
+    return ids

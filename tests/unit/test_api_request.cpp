@@ -561,14 +561,16 @@ TEST_CASE("HTTP answers from broker REPLYs") {
     CHECK(error_of(r) == "unknown_job_type");
     CHECK(r.headers.empty());
 
-    Reply full;
-    full.status = 429;
-    full.code = "queue_full";
-    r = submit_result(submit, full, SECRET, EXPIRES);
-    CHECK(r.status == 429);
-    CHECK(error_of(r) == "queue_full");
-    REQUIRE(r.headers.size() == 1);
-    CHECK(r.headers[0] == std::pair<std::string, std::string>{"Retry-After", "1"});
+    for (const char* code : {"queue_full", "tenant_queue_full"}) {
+        Reply full;
+        full.status = 429;
+        full.code = code;
+        r = submit_result(submit, full, SECRET, EXPIRES);
+        CHECK(r.status == 429);
+        CHECK(error_of(r) == code);
+        REQUIRE(r.headers.size() == 1);
+        CHECK(r.headers[0] == std::pair<std::string, std::string>{"Retry-After", "1"});
+    }
 
     Reply down;
     down.status = 503;

@@ -105,6 +105,19 @@ TEST_CASE("tenants take turns: a backlog holds a newcomer back by at most one jo
     CHECK(q.depth("t") == 995);
 }
 
+TEST_CASE("a tenant's depth counts its queued jobs of every type") {
+    JobQueues q;
+    q.push("t", "a1", 0, ACME);
+    q.push("u", "a2", 0, ACME);
+    q.push("t", "b1", 0, BETA);
+    CHECK(q.tenant_depth("acme") == 2);
+    CHECK(q.pop("u", NONE_RUNNING)->job_id == "a2");
+    CHECK(q.remove("b1"));
+    CHECK(q.tenant_depth("acme") == 1);
+    CHECK(q.tenant_depth("beta") == 0);
+    CHECK(q.tenant_depth("nobody") == 0);
+}
+
 TEST_CASE("a newcomer joins at the end of the round: one turn of each tenant already waiting") {
     JobQueues q;
     for (const char* tenant : {"t1", "t2", "t3"}) {
