@@ -13,6 +13,7 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <iterator>
 #include <unordered_set>
 
@@ -204,6 +205,11 @@ std::int64_t Broker::now_ms() {
         .count();
 }
 
+Owner Broker::owner_of(const redisReply* const* fields) {
+    return Owner{reply_text(fields[0]), reply_text(fields[1]),
+                 static_cast<std::uint32_t>(std::strtoul(reply_text(fields[2]).c_str(), nullptr, 10))};
+}
+
 void Broker::resync() {
     sync_ = Sync::IN_PROGRESS;
     std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen),
@@ -268,8 +274,7 @@ void Broker::load_queues(const std::vector<std::string>& types) {
             for (size_t i = 0; i + scripts::LOAD_QUEUE_STRIDE <= r->elements; i += scripts::LOAD_QUEUE_STRIDE) {
                 std::string id = reply_text(r->element[i]);
                 if (held.count(id) == 0)
-                    queues_.push(type, id, std::atoi(reply_text(r->element[i + 1]).c_str()),
-                                 Owner{reply_text(r->element[i + 2])});
+                    queues_.push(type, id, std::atoi(reply_text(r->element[i + 1]).c_str()), owner_of(r->element + i + 2));
             }
             if (--*remaining == 0 && sync_ == Sync::IN_PROGRESS) {
                 sync_ = Sync::DONE;

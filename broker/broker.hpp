@@ -56,6 +56,9 @@ private:
                      RedisLink::Callback done);
     // Wall-clock milliseconds since the epoch: the times stored in Redis.
     static std::int64_t now_ms();
+    // The owner of a job as a script returns it: tenant, concurrency key and limit, three
+    // strings from `fields` on (LOAD_QUEUE, RETRY).
+    static Owner owner_of(const redisReply* const* fields);
     // Brings memory and Redis into agreement (at start and after Redis comes back): jobs
     // marked running that no worker here holds go back to their queues, then queues reload.
     void resync();
@@ -131,8 +134,9 @@ private:
     void fail_job(const std::string& job_id, const Attempt& run, const std::string& error,
                   const char* outcome, bool retryable);
     void lose_workers(std::vector<WorkerInfo> gone, const char* why);
-    // Hands queued jobs to workers with credit. start_job() assigns one; flush_starts() records
-    // the turn's starts in Redis, then started() sends each JOB (or undoes the assignment).
+    // Wakes the jobs of the concurrency keys whose jobs ended, then hands queued jobs to workers
+    // with credit. start_job() assigns one; flush_starts() records the turn's starts in Redis,
+    // then started() sends each JOB (or undoes the assignment).
     void dispatch();
     void start_job(WorkerInfo& worker, const std::string& type, JobQueues::Popped job);
     void flush_starts();

@@ -1,4 +1,4 @@
-// In-memory job queues per type, split by tenant (see job_queue.hpp).
+// In-memory job queues per type, split by tenant and concurrency key (see job_queue.hpp).
 #include "job_queue.hpp"
 
 #include <fmt/format.h>
@@ -19,11 +19,14 @@ bool JobQueues::push(const std::string& type, const std::string& job_id, int pri
     if (contains(job_id)) return false;
     auto queue = types_.try_emplace(type).first;
     auto tenant = join(queue->second, owner.tenant);
+    auto lane = tenant->second.lanes.try_emplace(owner.concurrency_key).first;
     const Place place{MAX_PRIORITY - priority, next_order_++};
-    tenant->second.jobs.emplace(place, job_id);
+    unlist(tenant->second, lane);
+    lane->second.jobs.emplace(place, Waiting{job_id, owner.concurrency_limit});
+    list(tenant->second, lane);
     ++queue->second.depth;
     ++tenant_depths_[owner.tenant];
-    index_.emplace(job_id, Location{queue, tenant, place});
+    index_.emplace(job_id, Location{queue, tenant, lane, place});
     return true;
 }
 
@@ -42,8 +45,36 @@ void JobQueues::next_turn(TypeQueue& queue) {
     if (++queue.turn == queue.ring.end()) queue.turn = queue.ring.begin();
 }
 
+void JobQueues::unlist(TenantQueue& tenant, Lanes::iterator lane) {
+    if (!lane->second.parked && !lane->second.jobs.empty()) tenant.heads.erase(lane->second.jobs.begin()->first);
+}
+
+void JobQueues::list(TenantQueue& tenant, Lanes::iterator lane) {
+    if (!lane->second.parked && !lane->second.jobs.empty()) tenant.heads.emplace(lane->second.jobs.begin()->first, lane);
+}
+
 bool JobQueues::may_run(const std::string& tenant, const RunningCounts& running) const {
     return policy_.tenant_max_running == NO_LIMIT || running.of_tenant(tenant) < policy_.tenant_max_running;
+}
+
+std::optional<JobQueues::Lanes::iterator> JobQueues::next_lane(Types::iterator queue, Tenants::iterator tenant,
+                                                                const RunningCounts& running) {
+    if (!may_run(tenant->first, running)) return std::nullopt;
+    TenantQueue& jobs = tenant->second;
+    while (!jobs.heads.empty()) {
+        const Lanes::iterator lane = jobs.heads.begin()->second;
+        const std::string& key = lane->first;
+        if (key.empty() || running.of_key(tenant->first, key) < lane->second.jobs.begin()->second.concurrency_limit)
+            return lane;
+        park(queue, tenant, lane);
+    }
+    return std::nullopt;
+}
+
+void JobQueues::park(Types::iterator queue, Tenants::iterator tenant, Lanes::iterator lane) {
+    unlist(tenant->second, lane);
+    lane->second.parked = true;
+    parked_[KeyRef{tenant->first, lane->first}].insert(queue->first);
 }
 
 std::optional<JobQueues::Popped> JobQueues::pop(const std::string& type, const RunningCounts& running) {
@@ -52,13 +83,15 @@ std::optional<JobQueues::Popped> JobQueues::pop(const std::string& type, const R
     TypeQueue& q = queue->second;
     for (std::size_t passed = 0; passed < q.ring.size(); ++passed) {
         auto tenant = q.tenants.find(*q.turn);
-        if (!may_run(tenant->first, running)) {
+        const auto lane = next_lane(queue, tenant, running);
+        if (!lane) {
             next_turn(q);
             continue;
         }
-        const auto first = tenant->second.jobs.begin();
-        Popped next{first->second, MAX_PRIORITY - first->first.first, Owner{tenant->first}};
-        const Location where{queue, tenant, first->first};
+        const auto first = (*lane)->second.jobs.begin();
+        Popped next{first->second.job_id, MAX_PRIORITY - first->first.first,
+                    Owner{tenant->first, (*lane)->first, first->second.concurrency_limit}};
+        const Location where{queue, tenant, *lane, first->first};
         // The turn moves on before erase(), which may take the tenant (and the type) away.
         if (++q.served >= tenant->second.weight) next_turn(q);
         index_.erase(next.job_id);
@@ -66,6 +99,18 @@ std::optional<JobQueues::Popped> JobQueues::pop(const std::string& type, const R
         return next;
     }
     return std::nullopt;
+}
+
+void JobQueues::wake(const KeyRef& key) {
+    auto parked = parked_.find(key);
+    if (parked == parked_.end()) return;
+    for (const std::string& type : parked->second) {
+        TenantQueue& tenant = types_.at(type).tenants.at(key.first);
+        const auto lane = tenant.lanes.find(key.second);
+        lane->second.parked = false;
+        list(tenant, lane);
+    }
+    parked_.erase(parked);
 }
 
 bool JobQueues::remove(const std::string& job_id) {
@@ -80,10 +125,20 @@ bool JobQueues::remove(const std::string& job_id) {
 void JobQueues::erase(const Location& where) {
     TypeQueue& queue = where.type->second;
     TenantQueue& tenant = where.tenant->second;
-    tenant.jobs.erase(where.place);
+    Lane& lane = where.lane->second;
+    unlist(tenant, where.lane);
+    lane.jobs.erase(where.place);
+    list(tenant, where.lane);
     --queue.depth;
     if (auto count = tenant_depths_.find(where.tenant->first); --count->second == 0) tenant_depths_.erase(count);
-    if (!tenant.jobs.empty()) return;
+    if (!lane.jobs.empty()) return;
+    if (lane.parked) {
+        auto parked = parked_.find(KeyRef{where.tenant->first, where.lane->first});
+        parked->second.erase(where.type->first);
+        if (parked->second.empty()) parked_.erase(parked);
+    }
+    tenant.lanes.erase(where.lane);
+    if (!tenant.lanes.empty()) return;
     if (queue.turn == tenant.turn) next_turn(queue);
     queue.ring.erase(tenant.turn);
     queue.tenants.erase(where.tenant);

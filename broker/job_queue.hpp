@@ -2,8 +2,9 @@
 // zsets, split by tenant for fair share. Within a type the tenants with queued jobs take turns
 // (round robin, each taking its weight in jobs per turn), so one tenant's backlog holds another
 // tenant's next job back by at most one turn; within a tenant, jobs run in priority order, then
-// first in, first out. A tenant running as many jobs as it may is passed over without holding
-// the others up. Not thread-safe: the broker loop thread owns it.
+// first in, first out. A tenant running as many jobs as it may is passed over, and so are the
+// jobs of a concurrency key running as many jobs as its next job allows, without holding the
+// tenant's other jobs or the other tenants up. Not thread-safe: the broker loop thread owns it.
 #pragma once
 
 #include "running_counts.hpp"
@@ -13,6 +14,7 @@
 #include <list>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -52,10 +54,15 @@ public:
         Owner owner;
     };
     // Removes and returns the next job of `type` that may start now: the first of the tenant
-    // whose turn it is, passing over tenants that run policy.tenant_max_running jobs (as
-    // `running` counts them). Returns nullopt when no queued job of `type` may start. Costs a
-    // few map operations, plus one lookup per tenant passed over.
+    // whose turn it is, passing over tenants that run policy.tenant_max_running jobs and jobs
+    // whose concurrency key runs concurrency_limit of them (as `running` counts both). Returns
+    // nullopt when no queued job of `type` may start. Costs a few map operations, plus one
+    // lookup per tenant passed over; the jobs of a key found full wait aside (parked) until
+    // wake() of that key, so they are not looked at again meanwhile.
     std::optional<Popped> pop(const std::string& type, const RunningCounts& running);
+
+    // The jobs of concurrency key `key` may start again: a job sharing it ended.
+    void wake(const KeyRef& key);
 
     // Removes a queued job wherever it is. Returns false if it was not queued.
     bool remove(const std::string& job_id);
@@ -73,8 +80,21 @@ private:
     // Where a job stands in its tenant's run order: MAX_PRIORITY - priority (lower runs
     // first), then arrival order within the broker.
     using Place = std::pair<int, std::uint64_t>;
+    struct Waiting {
+        std::string job_id;
+        std::uint32_t concurrency_limit;
+    };
+    // A tenant's queued jobs of one type that share a concurrency key (or have none), in run
+    // order. Parked: its key was full when its first job was next; it waits for wake().
+    struct Lane {
+        std::map<Place, Waiting> jobs;
+        bool parked = false;
+    };
+    using Lanes = std::map<std::string, Lane>;  // by concurrency key, "" for jobs without one
     struct TenantQueue {
-        std::map<Place, std::string> jobs;  // job ids in run order
+        Lanes lanes;
+        // The first job of each lane that is not parked: the tenant's next job is the first.
+        std::map<Place, Lanes::iterator> heads;
         std::uint32_t weight = 1;
         std::list<std::string>::iterator turn;  // its place in its type's ring
     };
@@ -90,6 +110,7 @@ private:
     struct Location {
         Types::iterator type;
         Tenants::iterator tenant;
+        Lanes::iterator lane;
         Place place;
     };
 
@@ -99,13 +120,24 @@ private:
     static void next_turn(TypeQueue& queue);
     // Whether `tenant` may start a job now.
     bool may_run(const std::string& tenant, const RunningCounts& running) const;
-    // Takes the job at `where` out of the queues (the index aside), with the tenant and the
+    // The lane of `tenant` whose first job is its next that may start now, parking the lanes
+    // whose key is full on the way; nullopt when none may.
+    std::optional<Lanes::iterator> next_lane(Types::iterator queue, Tenants::iterator tenant,
+                                             const RunningCounts& running);
+    // Sets `lane` (of `tenant` in `queue`) aside until wake() of its key.
+    void park(Types::iterator queue, Tenants::iterator tenant, Lanes::iterator lane);
+    // Takes the lane's first job out of its tenant's heads, or puts it (back) in: around a
+    // change of the lane, so the heads follow its first job. No-ops for a parked lane.
+    static void unlist(TenantQueue& tenant, Lanes::iterator lane);
+    static void list(TenantQueue& tenant, Lanes::iterator lane);
+    // Takes the job at `where` out of the queues (the index aside), with the lane, tenant and
     // type it leaves empty.
     void erase(const Location& where);
 
     QueuePolicy policy_;
     Types types_;
     std::unordered_map<std::string, std::size_t> tenant_depths_;  // only tenants with queued jobs
+    std::map<KeyRef, std::set<std::string>> parked_;  // the types in which a key's lanes are parked
     std::unordered_map<std::string, Location> index_;
     std::uint64_t next_order_ = 0;
 };

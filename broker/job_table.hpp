@@ -2,8 +2,8 @@
 // attempt number: the fencing token, its lease deadline) and each job waiting out a retry
 // backoff. No sockets and no Redis: the broker writes the transitions, this table remembers
 // them, and every call takes the time it should act at, so tests drive it with a fake clock.
-// It keeps the workers' credit (WorkerPool) and the running jobs of each tenant (RunningCounts)
-// in step with the attempts. Not thread-safe: the broker loop thread owns it.
+// It keeps the workers' credit (WorkerPool) and the running jobs of each tenant and concurrency
+// key (RunningCounts) in step with the attempts. Not thread-safe: the broker loop thread owns it.
 #pragma once
 
 #include "running_counts.hpp"
@@ -106,8 +106,10 @@ public:
     // The ids of every job held here, running or delayed: not to be queued again from Redis.
     std::unordered_set<std::string> held_jobs() const;
     std::size_t running() const { return running_.size(); }
-    // The jobs running now per tenant.
+    // The jobs running now per tenant and per concurrency key.
     const RunningCounts& counts() const { return counts_; }
+    // The concurrency keys a job of which ended since the last call (RunningCounts::take_freed).
+    std::vector<KeyRef> take_freed_keys() { return counts_.take_freed(); }
     std::size_t delayed() const { return delayed_.size(); }
 
 private:

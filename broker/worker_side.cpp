@@ -213,6 +213,7 @@ void Broker::send_to_worker(WorkerInfo& worker, proto::Command command, const st
 // ---- dispatch ----------------------------------------------------------------------------
 
 void Broker::dispatch() {
+    for (const KeyRef& key : jobs_.take_freed_keys()) queues_.wake(key);
     if (sync_ != Sync::DONE || !redis_.connected()) return;
     for (const std::string& type : queues_.nonempty_types()) {
         while (WorkerInfo* worker = workers_.pick(type)) {

@@ -59,8 +59,10 @@ struct Submit {
     std::string request_hash;     // digest of the request, to tell a replay from a conflict
     std::string key_id;           // the API key that submitted it; empty in open mode
     std::uint32_t submits_per_s = 0;  // the key's submit rate limit (the broker keeps it); 0: none
+    std::string concurrency_key;  // empty: none
+    std::uint32_t concurrency_limit = 0;  // jobs sharing the key that may run at once; 0 without one
     MSGPACK_DEFINE(req_id, job_id, tenant, type, input, priority, max_attempts, timeout_s,
-                   idempotency_key, request_hash, key_id, submits_per_s)
+                   idempotency_key, request_hash, key_id, submits_per_s, concurrency_key, concurrency_limit)
 };
 
 struct Cancel {

@@ -284,14 +284,21 @@ class Pipeline:
 
     def wait_finished(self, ids: list[str], timeout: float = 60.0) -> list[tuple[int, int]]:
         """run_times() once every one of the jobs has finished."""
+        return self._wait_times(ids, 1, "finish", timeout)
+
+    def wait_started(self, ids: list[str], timeout: float = 60.0) -> list[tuple[int, int]]:
+        """run_times() once every one of the jobs has started."""
+        return self._wait_times(ids, 0, "start", timeout)
+
+    def _wait_times(self, ids: list[str], which: int, what: str, timeout: float) -> list[tuple[int, int]]:
         deadline = time.monotonic() + timeout
         while True:
             times = self.run_times(ids)
-            if all(finished for _, finished in times):
+            if all(time_ms[which] for time_ms in times):
                 return times
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{sum(1 for _, f in times if not f)} of {len(ids)} jobs did not finish")
-            time.sleep(0.1)
+                raise TimeoutError(f"{sum(1 for t in times if not t[which])} of {len(ids)} jobs did not {what}")
+            time.sleep(0.05)
 
     def events(self, job_id: str, last_event_id: int | None = None, timeout: float = 30.0) -> list[dict]:
         """Reads the job's SSE stream until the server closes it; returns the parsed events."""

@@ -1,5 +1,6 @@
 // Queue order: per job type, tenants in turn (by weight), within a tenant higher priority first,
-// then FIFO; a tenant at its running limit is passed over.
+// then FIFO; a tenant at its running limit is passed over, and so are the jobs of a concurrency
+// key at its limit until the key is woken.
 #include "job_queue.hpp"
 
 #include <doctest/doctest.h>
@@ -17,8 +18,8 @@ using sluice::broker::RunningCounts;
 
 namespace {
 
-const Owner ACME{"acme"};
-const Owner BETA{"beta"};
+const Owner ACME{"acme", "", 0};
+const Owner BETA{"beta", "", 0};
 const RunningCounts NONE_RUNNING;
 
 // The id of the `n`th job of a tenant whose ids start with `prefix`.
@@ -121,11 +122,11 @@ TEST_CASE("a tenant's depth counts its queued jobs of every type") {
 TEST_CASE("a newcomer joins at the end of the round: one turn of each tenant already waiting") {
     JobQueues q;
     for (const char* tenant : {"t1", "t2", "t3"}) {
-        q.push("t", std::string(tenant) + "-a", 0, Owner{tenant});
-        q.push("t", std::string(tenant) + "-b", 0, Owner{tenant});
+        q.push("t", std::string(tenant) + "-a", 0, Owner{tenant, "", 0});
+        q.push("t", std::string(tenant) + "-b", 0, Owner{tenant, "", 0});
     }
     CHECK(q.pop("t", NONE_RUNNING)->job_id == "t1-a");
-    q.push("t", "new", 9, Owner{"t4"});
+    q.push("t", "new", 9, Owner{"t4", "", 0});
     CHECK(drain(q, "t") == std::vector<std::string>{"t2-a", "t3-a", "t1-b", "new", "t2-b", "t3-b"});
 }
 
@@ -163,6 +164,85 @@ TEST_CASE("a tenant at its running limit is passed over without holding the othe
     running.remove(ACME);
     CHECK(start() == "a2");
     CHECK(start() == "none");
+}
+
+// Pops and runs jobs of `q` as a dispatcher would: every job popped counts as running.
+struct Dispatcher {
+    JobQueues& q;
+    RunningCounts running;
+
+    std::string start(const std::string& type = "t") {
+        auto next = q.pop(type, running);
+        if (!next) return "none";
+        running.add(next->owner);
+        return next->job_id;
+    }
+    // A job of `owner` ends; the keys it freed are woken.
+    void end(const Owner& owner) {
+        running.remove(owner);
+        for (const auto& key : running.take_freed()) q.wake(key);
+    }
+};
+
+TEST_CASE("jobs sharing a concurrency key wait while it runs its limit; other keys and tenants go on") {
+    const Owner shared{"acme", "user:1", 1}, other{"acme", "user:2", 1}, beta_shared{"beta", "user:1", 1};
+    JobQueues q;
+    for (const char* id : {"s1", "s2", "s3"}) q.push("t", id, 0, shared);
+    q.push("t", "o1", 0, other);
+    q.push("t", "plain", 0, ACME);
+    q.push("t", "b1", 0, beta_shared);
+    Dispatcher d{q, {}};
+    CHECK(d.start() == "s1");
+    CHECK(d.start() == "b1");     // the same key of another tenant is another key
+    CHECK(d.start() == "o1");     // s2 waits for s1; acme's next job runs
+    CHECK(d.start() == "plain");
+    CHECK(d.start() == "none");
+    CHECK(q.depth("t") == 2);
+    d.end(other);                 // another key ending wakes nothing of user:1
+    CHECK(d.start() == "none");
+    d.end(shared);
+    CHECK(d.start() == "s2");
+    CHECK(d.start() == "none");
+    d.end(shared);
+    CHECK(d.start() == "s3");
+}
+
+TEST_CASE("the limit of the key's next job decides how many of the key may run") {
+    JobQueues q;
+    q.push("t", "a", 0, Owner{"acme", "k", 2});
+    q.push("t", "b", 0, Owner{"acme", "k", 2});
+    q.push("t", "c", 0, Owner{"acme", "k", 3});
+    q.push("t", "d", 0, Owner{"acme", "k", 1});
+    Dispatcher d{q, {}};
+    CHECK(d.start() == "a");
+    CHECK(d.start() == "b");
+    CHECK(d.start() == "c");  // two run, c allows three
+    CHECK(d.start() == "none");
+    d.end(Owner{"acme", "k", 2});
+    CHECK(d.start() == "none");  // two still run, d allows one
+    d.end(Owner{"acme", "k", 2});
+    d.end(Owner{"acme", "k", 3});
+    CHECK(d.start() == "d");
+}
+
+TEST_CASE("a key is shared across job types; parked jobs can be removed and pushed to") {
+    const Owner shared{"acme", "k", 1};
+    JobQueues q;
+    q.push("t", "t1", 0, shared);
+    q.push("u", "u1", 0, shared);
+    q.push("u", "u2", 5, shared);
+    Dispatcher d{q, {}};
+    CHECK(d.start("t") == "t1");
+    CHECK(d.start("u") == "none");  // u2 (priority 5) and u1 park behind the running t1
+    CHECK(q.remove("u2"));
+    q.push("u", "u3", 9, shared);
+    CHECK(d.start("u") == "none");
+    d.end(shared);
+    CHECK(d.start("u") == "u3");
+    CHECK(q.remove("u1"));
+    CHECK(q.total() == 0);
+    d.end(shared);  // waking a key with nothing parked is harmless
+    CHECK(d.start("u") == "none");
 }
 
 TEST_CASE("Redis scores sort like the in-memory queue") {

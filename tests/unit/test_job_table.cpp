@@ -10,7 +10,7 @@ using namespace std::chrono_literals;
 namespace {
 
 const Clock::time_point T0{};  // the fake clock's start
-const Owner ACME{"acme"};
+const Owner ACME{"acme", "", 0};
 
 // A pool with one worker "a" of concurrency 4 and a table over it.
 struct Fixture {
@@ -133,7 +133,7 @@ TEST_CASE("a start recorded after its job was canceled or its worker lost is ref
 TEST_CASE("a tenant's jobs count as running from their assignment until their attempt ends, however it ends") {
     Fixture f;
     WorkerInfo& b = f.pool.ready("b", "worker-b", "cpp", {"echo"}, 4, T0);
-    const Owner beta{"beta"};
+    const Owner beta{"beta", "", 0};
     f.jobs.assign(f.a, "starting", "echo", 0, ACME);
     f.run(f.a, "finished", 1, T0 + 60s);
     f.run(f.a, "canceled", 1, T0 + 60s);
@@ -150,6 +150,36 @@ TEST_CASE("a tenant's jobs count as running from their assignment until their at
     REQUIRE(f.jobs.lose(*f.pool.find("b")).size() == 2);
     CHECK(f.jobs.counts().of_tenant("acme") == 0);
     CHECK(f.jobs.counts().of_tenant("beta") == 0);
+}
+
+TEST_CASE("jobs count per concurrency key too, and every end of one reports its key once") {
+    Fixture f;
+    const Owner keyed{"acme", "user:1", 2};
+    f.run(f.a, "k1", 1, T0 + 60s, keyed);
+    f.run(f.a, "k2", 1, T0 + 60s, keyed);
+    f.run(f.a, "plain", 1, T0 + 60s);
+    CHECK(f.jobs.counts().of_key("acme", "user:1") == 2);
+    CHECK(f.jobs.counts().of_key("beta", "user:1") == 0);
+    CHECK(f.jobs.counts().of_tenant("acme") == 3);
+    REQUIRE(f.jobs.finish("a", "k1", 1));
+    REQUIRE(f.jobs.finish("a", "plain", 1));
+    CHECK(f.jobs.counts().of_key("acme", "user:1") == 1);
+    CHECK(f.jobs.take_freed_keys() == std::vector<KeyRef>{{"acme", "user:1"}});
+    CHECK(f.jobs.take_freed_keys().empty());
+    REQUIRE(f.jobs.cancel("k2"));
+    CHECK(f.jobs.counts().of_key("acme", "user:1") == 0);
+    CHECK(f.jobs.take_freed_keys() == std::vector<KeyRef>{{"acme", "user:1"}});
+
+    WorkerInfo& b = f.pool.ready("b", "worker-b", "cpp", {"echo"}, 4, T0);
+    f.run(f.a, "expiring", 2, T0 + 1s, keyed);
+    f.run(b, "lost", 1, T0 + 60s, keyed);
+    f.jobs.assign(f.a, "unstarted", "echo", 0, keyed);
+    CHECK(f.jobs.counts().of_key("acme", "user:1") == 3);
+    REQUIRE(f.jobs.expire_leases(T0 + 1s).size() == 1);
+    REQUIRE(f.jobs.lose(*f.pool.find("b")).size() == 1);
+    f.jobs.unassign("unstarted", "a");
+    CHECK(f.jobs.counts().of_key("acme", "user:1") == 0);
+    CHECK(f.jobs.take_freed_keys().size() == 3);
 }
 
 TEST_CASE("a lost worker's started jobs come back; other workers keep theirs") {
