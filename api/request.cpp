@@ -41,6 +41,27 @@ std::optional<ApiError> read_int_option(const json& options, const char* name, s
     return std::nullopt;
 }
 
+// Reads options.concurrency_key and options.concurrency_limit into `submit`; a key without a
+// limit gets CONCURRENCY_LIMIT_DEFAULT. Returns the error to report, or nullopt when they are fine.
+std::optional<ApiError> read_concurrency(const json& options, proto::Submit& submit) {
+    std::int64_t limit = CONCURRENCY_LIMIT_DEFAULT;
+    if (auto e = read_int_option(options, "concurrency_limit", limits::CONCURRENCY_LIMIT_MIN,
+                                 limits::CONCURRENCY_LIMIT_MAX, limit))
+        return e;
+    auto key = options.find("concurrency_key");
+    if (key == options.end()) {
+        if (options.contains("concurrency_limit"))
+            return invalid_request("options.concurrency_limit needs options.concurrency_key");
+        return std::nullopt;
+    }
+    if (!key->is_string() || !valid_concurrency_key(key->get_ref<const std::string&>()))
+        return invalid_request("options.concurrency_key must be a string of 1 to " +
+                               std::to_string(limits::MAX_CONCURRENCY_KEY) + " visible ASCII characters (0x21-0x7e)");
+    submit.concurrency_key = key->get<std::string>();
+    submit.concurrency_limit = static_cast<std::uint32_t>(limit);
+    return std::nullopt;
+}
+
 int hex_value(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -182,9 +203,11 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
         if (!options->is_object()) return invalid_request("options must be an object");
         for (const auto& item : options->items()) {
             const auto& key = item.key();
-            if (key != "timeout_s" && key != "max_attempts" && key != "priority")
+            if (key != "timeout_s" && key != "max_attempts" && key != "priority" && key != "concurrency_key" &&
+                key != "concurrency_limit")
                 return invalid_request("options." + key +
-                                       " is not a known option (timeout_s, max_attempts, priority)");
+                                       " is not a known option (timeout_s, max_attempts, priority, "
+                                       "concurrency_key, concurrency_limit)");
         }
         if (auto e = read_int_option(*options, "timeout_s", limits::TIMEOUT_S_MIN, limits::TIMEOUT_S_MAX, timeout_s))
             return *e;
@@ -193,6 +216,7 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
             return *e;
         if (auto e = read_int_option(*options, "priority", PRIORITY_MIN, PRIORITY_MAX, priority))
             return *e;
+        if (auto e = read_concurrency(*options, submit)) return *e;
     }
     submit.timeout_s = static_cast<std::uint32_t>(timeout_s);
     submit.max_attempts = static_cast<std::uint32_t>(max_attempts);
@@ -222,10 +246,14 @@ std::optional<ApiError> check_idempotency_key(std::string_view key) {
 std::string request_hash(const proto::Submit& submit) {
     // A msgpack array: every part is length-delimited, so no two requests share a form. The
     // input is already canonical msgpack (nlohmann keeps object keys sorted).
-    const json canonical = json::array(
+    json canonical = json::array(
         {"sluice.submit.v1", submit.type,
          json::binary(std::vector<std::uint8_t>(submit.input.begin(), submit.input.end())),
          submit.priority, submit.max_attempts, submit.timeout_s});
+    if (!submit.concurrency_key.empty()) {
+        canonical.push_back(submit.concurrency_key);
+        canonical.push_back(submit.concurrency_limit);
+    }
     const std::vector<std::uint8_t> bytes = json::to_msgpack(canonical);
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int length = 0;

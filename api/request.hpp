@@ -50,6 +50,8 @@ using Checked = std::variant<T, ApiError>;
 inline constexpr std::int64_t TIMEOUT_S_DEFAULT = 300;
 inline constexpr std::int64_t MAX_ATTEMPTS_DEFAULT = 3;
 inline constexpr std::int64_t PRIORITY_MIN = 0, PRIORITY_MAX = 9, PRIORITY_DEFAULT = 0;
+// options.concurrency_limit of a job that names a concurrency_key and no limit: one at a time.
+inline constexpr std::int64_t CONCURRENCY_LIMIT_DEFAULT = 1;
 // Deepest JSON nesting accepted in a request body. The msgpack encoder and decoder recurse,
 // so this keeps a hostile body from exhausting the stack.
 inline constexpr int MAX_JSON_DEPTH = 64;
@@ -105,8 +107,9 @@ std::optional<ApiError> check_idempotency_key(std::string_view key);
 
 // Lowercase hex SHA-256 of the canonical form of a submit: a msgpack array of a version tag,
 // the type, the input (msgpack, object keys sorted), and the effective priority, max_attempts
-// and timeout_s (defaults filled in). So key order, whitespace and spelling out a default
-// option do not change it; any other difference does. Thread-safe (OpenSSL EVP one-shot).
+// and timeout_s (defaults filled in), then concurrency_key and concurrency_limit if it has a
+// key (so the hash of a submit without one is what it was before they existed). So key order,
+// whitespace and spelling out a default option do not change it; any other difference does. Thread-safe (OpenSSL EVP one-shot).
 std::string request_hash(const proto::Submit& submit);
 
 // Returns a fresh random UUIDv4 (122 bits from the kernel CSPRNG), lowercase 8-4-4-4-12.

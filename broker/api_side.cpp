@@ -84,6 +84,10 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
         return refuse(peer, msg.req_id, errors::UNKNOWN_JOB_TYPE, fmt::format("no worker has declared job type '{}'", msg.type));
     if (queues_.depth(msg.type) + storing_[msg.type] >= config_.max_queue_depth)
         return refuse(peer, msg.req_id, errors::QUEUE_FULL, fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
+    if (tenant_queued(msg.tenant) >= config_.tenant_max_queued)
+        return refuse(peer, msg.req_id, errors::TENANT_QUEUE_FULL,
+                      fmt::format("tenant '{}' has {} jobs queued, its limit (SLUICE_TENANT_MAX_QUEUED)", msg.tenant,
+                                  config_.tenant_max_queued));
     if (!redis_.connected()) return refuse(peer, msg.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
     if (storage_.full())
         return refuse(peer, msg.req_id, errors::STORAGE_FULL,
@@ -91,12 +95,14 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
                                   storage_.full_percent()));
 
     ++storing_[msg.type];
+    ++storing_tenants_[msg.tenant];
     std::string idempotency_key =
         msg.idempotency_key.empty() ? "" : keys::idempotency(msg.tenant, msg.idempotency_key);
     submits_.push_back(SubmitItem{peer, msg.req_id, std::move(msg.job_id), std::move(msg.tenant), std::move(msg.type),
                                   std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
                                   msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
-                                  std::move(msg.request_hash), std::move(msg.key_id)});
+                                  std::move(msg.request_hash), std::move(msg.key_id), std::move(msg.concurrency_key),
+                                  msg.concurrency_limit});
 }
 
 // The same rules as the api's (common/limits.hpp, common/names.hpp), checked again because any
@@ -123,7 +129,23 @@ std::optional<std::string> Broker::submit_problem(const proto::Submit& msg) cons
     if (msg.idempotency_key.empty() ? !msg.request_hash.empty()
                                     : !valid_idempotency_key(msg.idempotency_key) || !hex_hash)
         return "invalid idempotency key or request hash";
+    if (!msg.concurrency_key.empty() && !valid_concurrency_key(msg.concurrency_key))
+        return fmt::format("concurrency_key must be 1..{} visible ASCII characters", limits::MAX_CONCURRENCY_KEY);
+    if (!valid_concurrency(msg.concurrency_key, msg.concurrency_limit))
+        return msg.concurrency_key.empty() ? "concurrency_limit must be 0 without a concurrency_key"
+                                           : fmt::format("concurrency_limit must be {}..{}", limits::CONCURRENCY_LIMIT_MIN,
+                                                         limits::CONCURRENCY_LIMIT_MAX);
     return std::nullopt;
+}
+
+std::size_t Broker::tenant_queued(const std::string& tenant) const {
+    auto storing = storing_tenants_.find(tenant);
+    return queues_.tenant_depth(tenant) + (storing == storing_tenants_.end() ? 0 : storing->second);
+}
+
+void Broker::stored(const SubmitItem& job) {
+    --storing_[job.type];
+    if (auto tenant = storing_tenants_.find(job.tenant); --tenant->second == 0) storing_tenants_.erase(tenant);
 }
 
 void Broker::flush_submits() {
@@ -136,7 +158,7 @@ void Broker::flush_submits() {
         if (!ok) log::error("submit of {} job(s) failed: {}", batch->size(), reply_error(r));
         for (std::size_t i = 0; i < batch->size(); ++i) {
             const SubmitItem& job = (*batch)[i];
-            --storing_[job.type];
+            stored(job);
             if (!ok) {
                 refuse(job.peer, job.req_id, errors::REDIS_UNAVAILABLE, "the job could not be stored");
                 continue;
@@ -155,7 +177,8 @@ void Broker::flush_submits() {
                 else
                     refuse(job.peer, job.req_id, errors::IDEMPOTENCY_CONFLICT, "this Idempotency-Key was used for a different request", value);
             } else if (reply_text(answer) == "ok") {
-                queues_.push(job.type, job.job_id, job.priority);
+                queues_.push(job.type, job.job_id, job.priority,
+                             Owner{job.tenant, job.concurrency_key, job.concurrency_limit});
                 accept_new(job.peer, job.req_id, job.job_id);
             } else {
                 refuse(job.peer, job.req_id, errors::DUPLICATE_JOB_ID, "job id already exists", job.job_id);
@@ -164,7 +187,7 @@ void Broker::flush_submits() {
     });
     if (!sent)
         for (const SubmitItem& job : *batch) {
-            --storing_[job.type];
+            stored(job);
             refuse(job.peer, job.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
         }
 }
@@ -202,9 +225,9 @@ void Broker::handle_retry(const std::string& peer, const proto::Retry& msg) {
         scripts::RETRY, msg.job_id,
         {msg.job_id, std::to_string(now_ms()), std::to_string(config_.events_maxlen)},
         [this, peer, req_id = msg.req_id, id = msg.job_id](redisReply* r) {
-            if (r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+            if (r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == 6) {
                 const std::string type = reply_text(r->element[1]);
-                queues_.push(type, id, static_cast<int>(r->element[2]->integer));
+                queues_.push(type, id, static_cast<int>(r->element[2]->integer), owner_of(r->element + 3));
                 log::info("job {} ({}) retried from the dead set", id, type);
                 return accept(peer, req_id, id, "queued");
             }

@@ -32,13 +32,16 @@ struct SubmitItem {
     std::string idempotency_key;  // the whole Redis key; empty for none
     std::string request_hash;
     std::string key_id;
+    std::string concurrency_key;  // empty for none
+    std::uint32_t concurrency_limit = 0;
 
-    // Moves input, idempotency key, request hash and key id out; job_id, tenant and type stay.
+    // Moves input, idempotency key, request hash and key id out; job_id, tenant, type and the
+    // concurrency key stay.
     std::array<std::string, STRIDE> take_args() {
         return {job_id, tenant, type, std::move(input), std::to_string(priority),
                 std::to_string(max_attempts), std::to_string(timeout_s),
                 queue_score_arg(priority, enqueued_ms), std::move(idempotency_key),
-                std::move(request_hash), std::move(key_id)};
+                std::move(request_hash), std::move(key_id), concurrency_key, std::to_string(concurrency_limit)};
     }
 };
 
@@ -51,6 +54,7 @@ struct StartItem {
     std::string type;
     std::string job_id;
     int priority = 0;
+    Owner owner;
 
     // Moves the worker's name out.
     std::array<std::string, STRIDE> take_args() { return {job_id, std::move(worker_name), type}; }

@@ -13,6 +13,7 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <iterator>
 #include <unordered_set>
 
@@ -60,6 +61,7 @@ Broker::Broker(BrokerConfig config)
       context_(1),
       frontend_(context_, zmq::socket_type::router),
       backend_(context_, zmq::socket_type::router),
+      queues_(config_.fair_share),
       jobs_(workers_, Backoff{std::chrono::milliseconds(config_.retry_backoff_ms),
                               std::chrono::milliseconds(config_.retry_backoff_max_ms)}),
       storage_(config_.storage_full_percent),
@@ -208,6 +210,11 @@ std::int64_t Broker::now_ms() {
         .count();
 }
 
+Owner Broker::owner_of(const redisReply* const* fields) {
+    return Owner{reply_text(fields[0]), reply_text(fields[1]),
+                 static_cast<std::uint32_t>(std::strtoul(reply_text(fields[2]).c_str(), nullptr, 10))};
+}
+
 void Broker::resync() {
     sync_ = Sync::IN_PROGRESS;
     std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen),
@@ -256,7 +263,7 @@ void Broker::load_queues(const std::vector<std::string>& types) {
     known_types_.insert(types.begin(), types.end());
     // Redis is the truth for what is queued; jobs held here (running, or waiting out a retry
     // backoff) are skipped. A submit acknowledged meanwhile is refused by push() as a duplicate.
-    queues_ = JobQueues();
+    queues_ = JobQueues(config_.fair_share);
     if (types.empty()) {
         sync_ = Sync::DONE;
         served_ = true;
@@ -269,10 +276,10 @@ void Broker::load_queues(const std::vector<std::string>& types) {
         eval(scripts::LOAD_QUEUE, {keys::queue(type)}, {}, [this, type, remaining](redisReply* r) {
             if (r == nullptr || r->type != REDIS_REPLY_ARRAY) return resync_failed("loading queue " + type, r);
             const std::unordered_set<std::string> held = jobs_.held_jobs();
-            for (size_t i = 0; i + 1 < r->elements; i += 2) {
+            for (size_t i = 0; i + scripts::LOAD_QUEUE_STRIDE <= r->elements; i += scripts::LOAD_QUEUE_STRIDE) {
                 std::string id = reply_text(r->element[i]);
                 if (held.count(id) == 0)
-                    queues_.push(type, id, std::atoi(reply_text(r->element[i + 1]).c_str()));
+                    queues_.push(type, id, std::atoi(reply_text(r->element[i + 1]).c_str()), owner_of(r->element + i + 2));
             }
             if (--*remaining == 0 && sync_ == Sync::IN_PROGRESS) {
                 sync_ = Sync::DONE;
@@ -300,7 +307,7 @@ void Broker::run_timers(Clock::time_point now) {
             ++it;
         }
     }
-    for (const Delayed& retry : jobs_.take_due(now)) queues_.push(retry.type, retry.job_id, retry.priority);
+    for (const Delayed& retry : jobs_.take_due(now)) queues_.push(retry.type, retry.job_id, retry.priority, retry.owner);
     dropped_.flush(now);
     check_storage(now);
     sweep_expired(now);

@@ -56,6 +56,9 @@ private:
                      RedisLink::Callback done);
     // Wall-clock milliseconds since the epoch: the times stored in Redis.
     static std::int64_t now_ms();
+    // The owner of a job as a script returns it: tenant, concurrency key and limit, three
+    // strings from `fields` on (LOAD_QUEUE, RETRY).
+    static Owner owner_of(const redisReply* const* fields);
     // Brings memory and Redis into agreement (at start and after Redis comes back): jobs
     // marked running that no worker here holds go back to their queues, then queues reload.
     void resync();
@@ -89,7 +92,12 @@ private:
     void handle_submit(const std::string& peer, proto::Submit msg);
     // Why a SUBMIT breaks the limits (common/limits.hpp, names.hpp), or nullopt when it does not.
     std::optional<std::string> submit_problem(const proto::Submit& msg) const;
+    // Queued jobs of `tenant`, the SUBMITs on their way to Redis included.
+    std::size_t tenant_queued(const std::string& tenant) const;
     void flush_submits();
+    // A SUBMIT's batch came back from Redis (or could not be sent): the SUBMIT no longer counts
+    // as on its way.
+    void stored(const SubmitItem& job);
     void handle_cancel(const std::string& peer, const proto::Cancel& msg);
     void handle_retry(const std::string& peer, const proto::Retry& msg);
     void handle_ping(const std::string& peer, const proto::Ping& msg);
@@ -128,10 +136,11 @@ private:
     void fail_job(const std::string& job_id, const Attempt& run, const std::string& error,
                   const char* outcome, bool retryable);
     void lose_workers(std::vector<WorkerInfo> gone, const char* why);
-    // Hands queued jobs to workers with credit. start_job() assigns one; flush_starts() records
-    // the turn's starts in Redis, then started() sends each JOB (or undoes the assignment).
+    // Wakes the jobs of the concurrency keys whose jobs ended, then hands queued jobs to workers
+    // with credit. start_job() assigns one; flush_starts() records the turn's starts in Redis,
+    // then started() sends each JOB (or undoes the assignment).
     void dispatch();
-    void start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority);
+    void start_job(WorkerInfo& worker, const std::string& type, JobQueues::Popped job);
     void flush_starts();
     void started(const StartItem& job, const redisReply* r);
 
@@ -147,8 +156,10 @@ private:
 
     // This turn's batches (batches.hpp), each stored by one script call at the end of its step.
     std::vector<SubmitItem> submits_;
-    // Per type: SUBMITs accepted but not yet stored, counted against max_queue_depth.
+    // SUBMITs accepted but not yet stored, per type and per tenant (only tenants with some),
+    // counted against max_queue_depth and tenant_max_queued.
     std::unordered_map<std::string, std::size_t> storing_;
+    std::unordered_map<std::string, std::size_t> storing_tenants_;
     // Submits per second per API key (the SUBMIT says the key's limit): every api instance's
     // submits pass here, so the limit holds across them.
     RateLimits submit_limits_;

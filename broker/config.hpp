@@ -2,6 +2,7 @@
 // environment (names in README.md).
 #pragma once
 
+#include "job_queue.hpp"
 #include "limits.hpp"
 #include "redis_login.hpp"
 
@@ -31,6 +32,15 @@ struct BrokerConfig {
     RedisLogin redis_login;            // SLUICE_REDIS_USER, SLUICE_REDIS_PASSWORD_FILE
     // Queued jobs per type before SUBMIT answers 429 queue_full.
     std::size_t max_queue_depth = 100000;                      // SLUICE_MAX_QUEUE_DEPTH
+    // Queued jobs of one tenant, all types together, before its SUBMIT answers 429
+    // tenant_queue_full. main.cpp makes it max_queue_depth unless set, so by default one tenant
+    // can fill one type's queue and no more.
+    std::size_t tenant_max_queued = 100000;                    // SLUICE_TENANT_MAX_QUEUED
+    // How the tenants with queued jobs of a type share its workers (job_queue.hpp): the jobs a
+    // tenant takes per turn, 1 unless listed (SLUICE_TENANT_WEIGHTS, e.g. "acme=3,beta=1"), and
+    // the running jobs past which a tenant's jobs wait, none by default
+    // (SLUICE_TENANT_MAX_RUNNING).
+    QueuePolicy fair_share;
     // How long a finished job's hash and events stay in Redis.
     std::int64_t job_ttl_s = 7 * 24 * 3600;                    // SLUICE_JOB_TTL_S
     // Cap of each job's event stream (XADD MAXLEN ~): bounds a chatty streaming job.

@@ -9,11 +9,13 @@ namespace sluice::broker {
 JobTable::JobTable(WorkerPool& workers, Backoff backoff, std::uint64_t seed)
     : workers_(workers), backoff_(backoff), jitter_(seed) {}
 
-void JobTable::assign(WorkerInfo& worker, const std::string& job_id, const std::string& type, int priority) {
+void JobTable::assign(WorkerInfo& worker, const std::string& job_id, const std::string& type, int priority,
+                      const Owner& owner) {
     workers_.assign(worker, job_id);
     auto it = running_.find(job_id);
     if (it != running_.end()) take(it);
-    running_.emplace(job_id, Running{Attempt{worker.identity, type, priority, 0}, leases_.end()});
+    running_.emplace(job_id, Running{Attempt{worker.identity, type, priority, owner, 0}, leases_.end()});
+    counts_.add(owner);
 }
 
 bool JobTable::started(const std::string& job_id, const std::string& identity, std::uint32_t attempt,
@@ -28,7 +30,7 @@ bool JobTable::started(const std::string& job_id, const std::string& identity, s
 void JobTable::unassign(const std::string& job_id, const std::string& identity) {
     auto it = running_.find(job_id);
     if (it == running_.end() || it->second.run.identity != identity || it->second.run.attempt != 0) return;
-    running_.erase(it);
+    take(it);
     workers_.release(identity, job_id);
 }
 
@@ -77,6 +79,7 @@ std::vector<Ended> JobTable::expire_leases(Clock::time_point now) {
 
 Ended JobTable::take(RunningMap::iterator it) {
     if (it->second.lease != leases_.end()) leases_.erase(it->second.lease);
+    counts_.remove(it->second.run.owner);
     auto node = running_.extract(it);
     return Ended{std::move(node.key()), std::move(node.mapped().run)};
 }

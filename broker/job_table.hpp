@@ -2,10 +2,11 @@
 // attempt number: the fencing token, its lease deadline) and each job waiting out a retry
 // backoff. No sockets and no Redis: the broker writes the transitions, this table remembers
 // them, and every call takes the time it should act at, so tests drive it with a fake clock.
-// It keeps the workers' credit (WorkerPool) in step with the attempts. Not thread-safe: the
-// broker loop thread owns it.
+// It keeps the workers' credit (WorkerPool) and the running jobs of each tenant and concurrency
+// key (RunningCounts) in step with the attempts. Not thread-safe: the broker loop thread owns it.
 #pragma once
 
+#include "running_counts.hpp"
 #include "worker_pool.hpp"
 
 #include <chrono>
@@ -30,6 +31,7 @@ struct Attempt {
     std::string identity;  // the worker's routing id
     std::string type;
     int priority = 0;
+    Owner owner;
     std::uint32_t attempt = 0;
 };
 
@@ -44,6 +46,7 @@ struct Delayed {
     std::string job_id;
     std::string type;
     int priority = 0;
+    Owner owner;
 };
 
 // Retry backoff: `first` for attempt 1, doubling per attempt up to `max`, then +-25% jitter.
@@ -57,8 +60,10 @@ public:
     // `workers` must outlive the table. `seed` feeds the backoff jitter.
     JobTable(WorkerPool& workers, Backoff backoff, std::uint64_t seed = std::random_device{}());
 
-    // Hands `job_id` to `worker` (one of its credits) as attempt 0, waiting for its start.
-    void assign(WorkerInfo& worker, const std::string& job_id, const std::string& type, int priority);
+    // Hands `job_id` to `worker` (one of its credits) as attempt 0, waiting for its start; it
+    // counts as running for `owner` from now until its attempt ends here.
+    void assign(WorkerInfo& worker, const std::string& job_id, const std::string& type, int priority,
+                const Owner& owner);
     // Redis recorded the start of what assign() handed out: the attempt is `attempt`, leased
     // until `lease_deadline`. Returns false (and records nothing) when the job is no longer
     // assigned to `identity` as attempt 0 (canceled or its worker lost meanwhile).
@@ -101,6 +106,10 @@ public:
     // The ids of every job held here, running or delayed: not to be queued again from Redis.
     std::unordered_set<std::string> held_jobs() const;
     std::size_t running() const { return running_.size(); }
+    // The jobs running now per tenant and per concurrency key.
+    const RunningCounts& counts() const { return counts_; }
+    // The concurrency keys a job of which ended since the last call (RunningCounts::take_freed).
+    std::vector<KeyRef> take_freed_keys() { return counts_.take_freed(); }
     std::size_t delayed() const { return delayed_.size(); }
 
 private:
@@ -113,13 +122,14 @@ private:
     };
     using RunningMap = std::unordered_map<std::string, Running>;
 
-    // Removes a job from running_ (and its lease) and returns its attempt.
+    // Removes a job from running_ (its lease and its count too) and returns its attempt.
     Ended take(RunningMap::iterator it);
 
     WorkerPool& workers_;
     Backoff backoff_;
     std::mt19937_64 jitter_;
     RunningMap running_;
+    RunningCounts counts_;
     Leases leases_;
     std::multimap<Clock::time_point, Delayed> delayed_;
 };

@@ -9,7 +9,9 @@
 
 #include <sys/signalfd.h>
 
+#include <charconv>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -26,6 +28,31 @@ std::vector<std::string> env_types(const char* name) {
             sluice::env_fail(name, "lists '" + type + "', not a job type (1-" + std::to_string(sluice::limits::MAX_TYPE_NAME) +
                                        " letters, digits, '_', '.', ':', '-')");
     return types;
+}
+
+// Most jobs a tenant may take per turn of fair share: a tenant that joins waits for every other
+// tenant's turn, so a larger weight would hold newcomers back for that many jobs.
+constexpr long long MAX_TENANT_WEIGHT = 1000;
+
+// The tenant weights of `name`: comma-separated `tenant=weight` items, each tenant once.
+std::map<std::string, std::uint32_t> env_weights(const char* name) {
+    std::map<std::string, std::uint32_t> weights;
+    for (const std::string& item : sluice::env_list(name)) {
+        const std::size_t equals = item.find('=');
+        const std::string tenant = item.substr(0, equals);
+        long long weight = 0;
+        const char* digits = item.c_str() + (equals == std::string::npos ? item.size() : equals + 1);
+        const auto [end, ec] = std::from_chars(digits, item.c_str() + item.size(), weight);
+        if (!sluice::valid_tenant(tenant) || ec != std::errc() || end != item.c_str() + item.size() || weight < 1 ||
+            weight > MAX_TENANT_WEIGHT)
+            sluice::env_fail(name, "lists '" + item + "': each item must be tenant=weight, a tenant name (1-" +
+                                       std::to_string(sluice::limits::MAX_TENANT_NAME) +
+                                       " letters, digits, '_', '.', '-') and a weight in 1.." +
+                                       std::to_string(MAX_TENANT_WEIGHT));
+        if (!weights.emplace(tenant, static_cast<std::uint32_t>(weight)).second)
+            sluice::env_fail(name, "lists tenant '" + tenant + "' twice");
+    }
+    return weights;
 }
 
 // CURVE from the environment (README.md, Security): with a secret key both sockets are CURVE
@@ -79,6 +106,12 @@ int main() {
     config.storage_full_percent =
         static_cast<int>(env_int("SLUICE_STORAGE_FULL_PERCENT", 10, 99, config.storage_full_percent));
     config.tenant_max_bytes = env_int("SLUICE_TENANT_MAX_BYTES", 1, 1LL << 50, config.tenant_max_bytes);
+    config.tenant_max_queued = static_cast<std::size_t>(env_int("SLUICE_TENANT_MAX_QUEUED", 1, 1'000'000'000,
+                                                                static_cast<long long>(config.max_queue_depth)));
+    config.fair_share.weights = env_weights("SLUICE_TENANT_WEIGHTS");
+    // Unset means no limit: the fallback 0 lies outside the range, so nothing else gives it.
+    if (const long long most = env_int("SLUICE_TENANT_MAX_RUNNING", 1, 1'000'000'000, 0); most > 0)
+        config.fair_share.tenant_max_running = static_cast<std::size_t>(most);
     config.curve = env_curve(config);
 
     // Signals arrive as a readable fd that the loop polls, so shutdown needs no async handler.

@@ -11,9 +11,11 @@
 namespace sluice::broker::scripts {
 
 // Arguments per job of the batch scripts (SUBMIT, START, SUCCEED), after their first three.
-inline constexpr std::size_t SUBMIT_STRIDE = 11;
+inline constexpr std::size_t SUBMIT_STRIDE = 13;
 inline constexpr std::size_t START_STRIDE = 3;
 inline constexpr std::size_t SUCCEED_STRIDE = 3;
+// Elements per job in the reply of LOAD_QUEUE.
+inline constexpr std::size_t LOAD_QUEUE_STRIDE = 5;
 // What a job costs its tenant's byte budget besides the bytes of its input, events and result:
 // its keys, hash fields, stream and history entries and index entries. Measured: Redis's
 // used_memory grows 2.4 KB per finished echo job of a few bytes, 3.3 KB besides the payload
@@ -137,8 +139,9 @@ end
 // New jobs, every SUBMIT read in one turn of the broker loop at once. KEYS: none. ARGV: now_ms,
 // the byte budget of each tenant, idempotency ttl_s, then SUBMIT_STRIDE per job: id, tenant,
 // type, input, priority, max_attempts, timeout_s, queue score, idempotency key ('' for none: else
-// the whole Redis key, keys::idempotency), request hash, API key id. A job is charged to its tenant at once:
-// JOB_BASE_BYTES plus its input.
+// the whole Redis key, keys::idempotency), request hash, API key id, concurrency key ('' for
+// none: then the job hash has neither it nor its limit), concurrency limit. A job is charged to
+// its tenant at once: JOB_BASE_BYTES plus its input.
 // Returns one answer per job, in order: 'ok', 'exists', {'replay' | 'conflict', original id, its
 // status now ('' once expired)} or {'over_budget', bytes the tenant holds}.
 inline const std::string SUBMIT = PRELUDE + stride(SUBMIT_STRIDE) + "local JOB_BASE_BYTES = " +
@@ -169,6 +172,9 @@ for i = 4, #ARGV, STRIDE do
       'priority', ARGV[i + 4], 'max_attempts', ARGV[i + 5], 'timeout_s', ARGV[i + 6],
       'attempts', 0, 'redeliveries', 0, 'status', 'queued', 'created_ms', now, 'seq', 1,
       'bytes', bytes, 'charged', bytes, 'key_id', ARGV[i + 10])
+    if ARGV[i + 11] ~= '' then
+      redis.call('HSET', job, 'concurrency_key', ARGV[i + 11], 'concurrency_limit', ARGV[i + 12])
+    end
     redis.call('ZADD', K.queue .. type, ARGV[i + 7], id)
     redis.call('ZADD', K.jobs .. tenant, now, id)
     if idem ~= '' then redis.call('SET', idem, hash .. ' ' .. id, 'EX', idem_ttl) end
@@ -271,22 +277,24 @@ return j[1]
 // dead (failed) -> queued, on request. KEYS: job. ARGV: id, now_ms, maxlen.
 // The attempt counter keeps counting (it is the fencing token); `retry_base` restarts the
 // job's attempt budget. The job stays charged to its tenant, no longer due to expire.
-// Returns {'ok', type, priority}, 'not_found' or 'not_dead'.
+// Returns {'ok', type, priority, tenant, concurrency key ('' for none), concurrency limit},
+// 'not_found' or 'not_dead'.
 inline const std::string RETRY = PRELUDE + R"lua(
-local j = redis.call('HMGET', KEYS[1], 'status', 'type', 'priority', 'attempts', 'tenant', 'charged', 'redeliveries')
+local j = redis.call('HMGET', KEYS[1], 'status', 'type', 'priority', 'attempts', 'tenant', 'charged',
+                     'concurrency_key', 'concurrency_limit', 'redeliveries')
 if not j[1] then return 'not_found' end
 if not redis.call('ZSCORE', K.dead, ARGV[1]) then return 'not_dead' end
 redis.call('ZREM', K.dead, ARGV[1])
 redis.call('ZREM', K.dead .. ':' .. (j[5] or 'default'), ARGV[1])
 if j[5] and j[6] then redis.call('ZREM', K.expiring, ARGV[1] .. ' ' .. j[5] .. ' ' .. j[6]) end
-redis.call('HSET', KEYS[1], 'status', 'queued', 'retry_base', j[4], 'lost_base', j[7] or 0)
+redis.call('HSET', KEYS[1], 'status', 'queued', 'retry_base', j[4], 'lost_base', j[9] or 0)
 redis.call('HDEL', KEYS[1], 'error', 'finished_ms')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', K.events .. ARGV[1])
 redis.call('PERSIST', K.history .. ARGV[1])
 redis.call('ZADD', K.queue .. j[2], score(j[3], ARGV[2]), ARGV[1])
 add_event(ARGV[1], ARGV[3], ARGV[2], {'event', 'queued', 'message', 'retried from the dead set'})
-return {'ok', j[2], tonumber(j[3])}
+return {'ok', j[2], tonumber(j[3]), j[5] or 'default', j[7] or '', j[8] or '0'}
 )lua";
 
 // Puts back every job marked running that this broker does not hold: at start (it holds none:
@@ -335,12 +343,18 @@ redis.call('ZREMRANGEBYRANK', K.expiring, 0, #due - 1)
 return #due
 )lua";
 
-// The queue of one type, in run order. KEYS: queue. Returns a flat list: id, priority, ...
+// The queue of one type, in run order, with what dispatch needs of each job. KEYS: queue.
+// Returns a flat list, LOAD_QUEUE_STRIDE per job: id, priority, tenant, concurrency key ('' for
+// none), concurrency limit, ...
 inline const std::string LOAD_QUEUE = key_names() + R"lua(
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local j = redis.call('HMGET', K.job .. id, 'priority', 'tenant', 'concurrency_key', 'concurrency_limit')
   out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', K.job .. id, 'priority') or '0'
+  out[#out + 1] = j[1] or '0'
+  out[#out + 1] = j[2] or 'default'
+  out[#out + 1] = j[3] or ''
+  out[#out + 1] = j[4] or '0'
 end
 return out
 )lua";

@@ -184,7 +184,8 @@ void Broker::fail_job(const std::string& job_id, const Attempt& run, const std::
              const std::string outcome = reply_text(r);
              if (outcome == "requeued") {
                  log::info("job {} attempt {} failed ({}): retrying in {} ms", job_id, run.attempt, error, delay);
-                 jobs_.delay(Clock::now() + std::chrono::milliseconds(delay), Delayed{job_id, run.type, run.priority});
+                 jobs_.delay(Clock::now() + std::chrono::milliseconds(delay),
+                             Delayed{job_id, run.type, run.priority, run.owner});
              } else if (outcome == "failed") {
                  log::info("job {} failed after attempt {}: {}", job_id, run.attempt, error);
              } else if (outcome == "stale") {
@@ -212,20 +213,22 @@ void Broker::send_to_worker(WorkerInfo& worker, proto::Command command, const st
 // ---- dispatch ----------------------------------------------------------------------------
 
 void Broker::dispatch() {
+    for (const KeyRef& key : jobs_.take_freed_keys()) queues_.wake(key);
     if (sync_ != Sync::DONE || !redis_.connected()) return;
     for (const std::string& type : queues_.nonempty_types()) {
         while (WorkerInfo* worker = workers_.pick(type)) {
-            auto next = queues_.pop(type);
+            auto next = queues_.pop(type, jobs_.counts());
             if (!next) break;
-            start_job(*worker, type, next->job_id, next->priority);
+            start_job(*worker, type, std::move(*next));
         }
     }
     flush_starts();
 }
 
-void Broker::start_job(WorkerInfo& worker, const std::string& type, const std::string& job_id, int priority) {
-    jobs_.assign(worker, job_id, type, priority);
-    starts_.push_back(StartItem{worker.identity, worker.name, type, job_id, priority});
+void Broker::start_job(WorkerInfo& worker, const std::string& type, JobQueues::Popped job) {
+    jobs_.assign(worker, job.job_id, type, job.priority, job.owner);
+    starts_.push_back(StartItem{worker.identity, worker.name, type, std::move(job.job_id), job.priority,
+                                std::move(job.owner)});
 }
 
 void Broker::flush_starts() {
@@ -249,7 +252,7 @@ void Broker::started(const StartItem& job, const redisReply* r) {
         jobs_.unassign(job.job_id, job.identity);
         // Not started for want of Redis: the job is still queued there, so here too. Otherwise
         // it was canceled meanwhile.
-        if (!stored) queues_.push(job.type, job.job_id, job.priority);
+        if (!stored) queues_.push(job.type, job.job_id, job.priority, job.owner);
         return;
     }
     const auto attempt = static_cast<std::uint32_t>(r->element[1]->integer);
@@ -260,7 +263,8 @@ void Broker::started(const StartItem& job, const redisReply* r) {
     if (worker == nullptr || !jobs_.started(job.job_id, job.identity, attempt, lease_deadline)) {
         // The worker vanished while Redis recorded the start.
         jobs_.unassign(job.job_id, job.identity);
-        return fail_job(job.job_id, Attempt{job.identity, job.type, job.priority, attempt}, "worker lost", "lost", true);
+        return fail_job(job.job_id, Attempt{job.identity, job.type, job.priority, job.owner, attempt}, "worker lost",
+                        "lost", true);
     }
     proto::Job msg{job.job_id, job.type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s};
     send_to_worker(*worker, proto::Command::JOB, proto::encode_body(msg));

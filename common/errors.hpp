@@ -33,6 +33,8 @@ inline constexpr Code INPUT_TOO_LARGE{"input_too_large", 413};   // a job's inpu
 inline constexpr Code UNSUPPORTED_MEDIA_TYPE{"unsupported_media_type", 415};  // a body that is not JSON
 inline constexpr Code UNKNOWN_JOB_TYPE{"unknown_job_type", 422};
 inline constexpr Code QUEUE_FULL{"queue_full", 429};
+// The tenant holds as many queued jobs as it may, all types together (SLUICE_TENANT_MAX_QUEUED).
+inline constexpr Code TENANT_QUEUE_FULL{"tenant_queue_full", 429};
 // A key past its rate limit (requests or submits per second), with Retry-After and RateLimit-*.
 inline constexpr Code RATE_LIMITED{"rate_limited", 429};
 // One client address holds as many connections as it may (SLUICE_API_MAX_CONNECTIONS_PER_CLIENT).

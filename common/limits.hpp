@@ -16,6 +16,9 @@ inline constexpr std::size_t MAX_TENANT_NAME = 64;
 // Idempotency-Key: 1..255 visible ASCII characters (0x21..0x7e), as Stripe and the IETF
 // draft allow; longer keys would only bloat the Redis key built from it.
 inline constexpr std::size_t MAX_IDEMPOTENCY_KEY = 255;
+// A job's concurrency key: 1..128 visible ASCII characters, as an Idempotency-Key; it is held
+// in memory for every queued and running job that shares it, so it is kept short.
+inline constexpr std::size_t MAX_CONCURRENCY_KEY = 128;
 // Worker names as READY declares them are cut to this many characters, runtimes to RUNTIME.
 inline constexpr std::size_t MAX_WORKER_NAME = 128;
 inline constexpr std::size_t MAX_RUNTIME_NAME = 16;
@@ -25,6 +28,8 @@ inline constexpr std::uint32_t MAX_WORKER_CONCURRENCY = 100000;
 // SUBMIT, whoever sent it (its fields are u32 on the wire: 4294967295 attempts must not pass).
 inline constexpr std::int64_t TIMEOUT_S_MIN = 1, TIMEOUT_S_MAX = 86400;
 inline constexpr std::int64_t MAX_ATTEMPTS_MIN = 1, MAX_ATTEMPTS_MAX = 100;
+// How many jobs sharing a concurrency key may run at once.
+inline constexpr std::int64_t CONCURRENCY_LIMIT_MIN = 1, CONCURRENCY_LIMIT_MAX = 1000;
 // Default largest HTTP request body, in bytes (SLUICE_API_MAX_BODY); past it 413.
 inline constexpr std::size_t DEFAULT_MAX_BODY = 1024 * 1024;
 // Sizes in bytes, each configurable. A job's input, as msgpack (SLUICE_MAX_INPUT_BYTES, read by

@@ -1,13 +1,14 @@
-// What Sluice accepts as a job type, a job id, a tenant and an Idempotency-Key, checked alike by
-// the api, the broker (again, whoever sent them) and the broker's config reader. All become parts
-// of Redis keys (common/keys.hpp), so they keep to a safe alphabet and a bounded length
-// (common/limits.hpp).
+// What Sluice accepts as a job type, a job id, a tenant, an Idempotency-Key and a concurrency
+// key, checked alike by the api, the broker (again, whoever sent them) and the broker's config
+// reader. Most become parts of Redis keys (common/keys.hpp), so they keep to a safe alphabet and
+// a bounded length (common/limits.hpp).
 #pragma once
 
 #include "limits.hpp"
 
 #include <cctype>
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace sluice {
@@ -38,13 +39,25 @@ inline bool valid_tenant(std::string_view name) {
     return true;
 }
 
-// True for an Idempotency-Key: 1..limits::MAX_IDEMPOTENCY_KEY visible ASCII characters
-// (0x21..0x7e).
-inline bool valid_idempotency_key(std::string_view key) {
-    if (key.empty() || key.size() > limits::MAX_IDEMPOTENCY_KEY) return false;
-    for (char c : key)
+// True for 1..`max` visible ASCII characters (0x21..0x7e).
+inline bool visible_ascii(std::string_view text, std::size_t max) {
+    if (text.empty() || text.size() > max) return false;
+    for (char c : text)
         if (c < 0x21 || c > 0x7e) return false;
     return true;
+}
+
+// True for an Idempotency-Key: 1..limits::MAX_IDEMPOTENCY_KEY visible ASCII characters.
+inline bool valid_idempotency_key(std::string_view key) { return visible_ascii(key, limits::MAX_IDEMPOTENCY_KEY); }
+
+// True for a concurrency key: 1..limits::MAX_CONCURRENCY_KEY visible ASCII characters.
+inline bool valid_concurrency_key(std::string_view key) { return visible_ascii(key, limits::MAX_CONCURRENCY_KEY); }
+
+// True for a job's concurrency options as a SUBMIT carries them: none (an empty key, limit 0),
+// or a valid key with a limit in limits::CONCURRENCY_LIMIT_MIN..MAX.
+inline bool valid_concurrency(std::string_view key, std::int64_t limit) {
+    if (key.empty()) return limit == 0;
+    return valid_concurrency_key(key) && limit >= limits::CONCURRENCY_LIMIT_MIN && limit <= limits::CONCURRENCY_LIMIT_MAX;
 }
 
 }  // namespace sluice

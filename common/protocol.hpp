@@ -59,8 +59,10 @@ struct Submit {
     std::string request_hash;     // digest of the request, to tell a replay from a conflict
     std::string key_id;           // the API key that submitted it; empty in open mode
     std::uint32_t submits_per_s = 0;  // the key's submit rate limit (the broker keeps it); 0: none
+    std::string concurrency_key;  // empty: none
+    std::uint32_t concurrency_limit = 0;  // jobs sharing the key that may run at once; 0 without one
     MSGPACK_DEFINE(req_id, job_id, tenant, type, input, priority, max_attempts, timeout_s,
-                   idempotency_key, request_hash, key_id, submits_per_s)
+                   idempotency_key, request_hash, key_id, submits_per_s, concurrency_key, concurrency_limit)
 };
 
 struct Cancel {
@@ -183,9 +185,21 @@ std::string encode_body(const T& msg) {
 // Deepest nesting decode_body accepts; message fields are flat, opaque values travel as bin.
 inline constexpr std::size_t MAX_DEPTH = 16;
 
+// How many fields T has on the wire: the length of the array a default T encodes to. Worked
+// out once per message type.
+template <class T>
+std::size_t field_count() {
+    static const std::size_t count = [] {
+        const std::string body = encode_body(T{});
+        return msgpack::unpack(body.data(), body.size())->via.array.size;
+    }();
+    return count;
+}
+
 // Decodes a body into T. Returns nullopt when the bytes are not exactly one msgpack array whose
-// elements convert to T's fields; never throws. Extra trailing fields are ignored so a newer
-// peer can append fields without breaking an older one.
+// first elements convert to T's fields (every one of them: msgpack-c alone would leave missing
+// trailing fields at their defaults); never throws. Extra trailing fields are ignored so a
+// newer peer can append fields without breaking an older one.
 template <class T>
 std::optional<T> decode_body(std::string_view bytes) noexcept {
     try {
@@ -199,7 +213,7 @@ std::optional<T> decode_body(std::string_view bytes) noexcept {
             msgpack::unpack(bytes.data(), bytes.size(), offset, referenced, nullptr, nullptr, limit);
         if (offset != bytes.size()) return std::nullopt;
         const msgpack::object& obj = handle.get();
-        if (obj.type != msgpack::type::ARRAY) return std::nullopt;
+        if (obj.type != msgpack::type::ARRAY || obj.via.array.size < field_count<T>()) return std::nullopt;
         T msg;
         obj.convert(msg);
         return msg;

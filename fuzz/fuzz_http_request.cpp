@@ -4,6 +4,7 @@
 // request yields a SUBMIT within the shared limits the broker checks again (common/limits.hpp)
 // that survives the wire codec and whose input decodes back to JSON.
 #include "limits.hpp"
+#include "names.hpp"
 #include "protocol.hpp"
 #include "request.hpp"
 
@@ -28,7 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (accepted == nullptr) return 0;
     const proto::Submit& submit = *accepted;
     if (submit.type.empty() || submit.type.size() > limits::MAX_TYPE_NAME ||
-        submit.idempotency_key.size() > limits::MAX_IDEMPOTENCY_KEY)
+        submit.idempotency_key.size() > limits::MAX_IDEMPOTENCY_KEY ||
+        !valid_concurrency(submit.concurrency_key, submit.concurrency_limit))
         std::abort();
     auto wire = proto::decode_body<proto::Submit>(proto::encode_body(submit));
     if (!wire || wire->input != submit.input || wire->type != submit.type) std::abort();

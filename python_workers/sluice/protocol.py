@@ -99,6 +99,8 @@ class Submit:
     request_hash: str = _wire(STR)
     key_id: str = _wire(STR)
     submits_per_s: int = _wire(U32)
+    concurrency_key: str = _wire(STR)
+    concurrency_limit: int = _wire(U32)
 
 
 @dataclass

@@ -294,10 +294,46 @@ class Pipeline:
             assert response.status_code == 202, response.text
         raise TimeoutError(f"job {job_id} did not finish")
 
+    def run_times(self, ids: list[str]) -> list[tuple[int, int]]:
+        """(started_ms, finished_ms) of each job as its hash in Redis says, 0 for what has not
+        happened yet."""
+        with self.redis_admin() as redis:
+            rows = redis.pipeline([["HMGET", f"sluice:job:{job_id}", "started_ms", "finished_ms"] for job_id in ids])
+        return [(int(started or 0), int(finished or 0)) for started, finished in rows]
+
+    def wait_finished(self, ids: list[str], timeout: float = 60.0) -> list[tuple[int, int]]:
+        """run_times() once every one of the jobs has finished."""
+        return self._wait_times(ids, 1, "finish", timeout)
+
+    def wait_started(self, ids: list[str], timeout: float = 60.0) -> list[tuple[int, int]]:
+        """run_times() once every one of the jobs has started."""
+        return self._wait_times(ids, 0, "start", timeout)
+
+    def _wait_times(self, ids: list[str], which: int, what: str, timeout: float) -> list[tuple[int, int]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            times = self.run_times(ids)
+            if all(time_ms[which] for time_ms in times):
+                return times
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{sum(1 for t in times if not t[which])} of {len(ids)} jobs did not {what}")
+            time.sleep(0.05)
+
     def events(self, job_id: str, last_event_id: int | None = None, timeout: float = 30.0) -> list[dict]:
         """Reads the job's SSE stream until the server closes it; returns the parsed events."""
         headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
         return list(iter_sse(self.http, f"/v1/jobs/{job_id}/events", headers, timeout))
+
+
+def most_at_once(times: list[tuple[int, int]]) -> int:
+    """The most of these runs (started_ms, finished_ms) that overlapped at any moment; a run
+    that ends as another starts does not overlap it."""
+    edges = sorted([(finished, -1) for _, finished in times] + [(started, 1) for started, _ in times])
+    most = running = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most
 
 
 def iter_sse(client: httpx.Client, path: str, headers: dict, timeout: float):

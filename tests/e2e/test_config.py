@@ -26,6 +26,8 @@ BINARIES = {
     ("broker", "SLUICE_MAX_QUEUE_DEPTH", "-1", "1..1000000000"),
     ("broker", "SLUICE_REDIS_PORT", "6379x", "1..65535"),
     ("broker", "SLUICE_JOB_TTL_S", "0", "1..315360000"),
+    ("broker", "SLUICE_TENANT_MAX_RUNNING", "0", "1..1000000000"),
+    ("broker", "SLUICE_TENANT_MAX_QUEUED", "0", "1..1000000000"),
     ("native", "SLUICE_WORKER_CONCURRENCY", "0", "1..1024"),
     ("native", "SLUICE_WORKER_CONCURRENCY", "-3", "1..1024"),
 ])
@@ -34,3 +36,18 @@ def test_bad_value_stops_the_process_naming_it(binary, name, value, range_text):
     done = subprocess.run([str(BINARIES[binary])], env=env, capture_output=True, text=True, timeout=10)
     assert done.returncode == 2
     assert f"{name} must be an integer in {range_text}, got '{value}'" in done.stderr
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("acme", "lists 'acme': each item must be tenant=weight"),
+    ("acme=0", "lists 'acme=0': each item must be tenant=weight"),
+    ("acme=1001", "lists 'acme=1001': each item must be tenant=weight, a tenant name (1-64 letters, digits, '_', "
+                  "'.', '-') and a weight in 1..1000"),
+    ("a:b=2", "lists 'a:b=2'"),
+    ("acme=2,acme=3", "lists tenant 'acme' twice"),
+])
+def test_bad_tenant_weights_stop_the_broker(value, problem):
+    env = {**os.environ, "SLUICE_TENANT_WEIGHTS": value}
+    done = subprocess.run([str(BINARIES["broker"])], env=env, capture_output=True, text=True, timeout=10)
+    assert done.returncode == 2
+    assert f"SLUICE_TENANT_WEIGHTS {problem}" in done.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 
 import msgpack
 import zmq
@@ -48,9 +49,11 @@ def received(sock: zmq.Socket, seconds: float, keepalive: list[bytes] | None = N
 
 def submit_body(req_id: int, job_id: str | None = None, tenant: str = "default", type_: str = "echo",
                 input_: bytes = b"\x80", priority: int = 0, attempts: int = 3, timeout_s: int = 300,
-                key: str = "", request_hash: str = "") -> bytes:
+                key: str = "", request_hash: str = "", key_id: str = "", submits_per_s: int = 0,
+                concurrency_key: str = "", concurrency_limit: object = 0) -> bytes:
     return msgpack.packb([req_id, job_id or str(uuid.uuid4()), tenant, type_, input_, priority, attempts,
-                          timeout_s, key, request_hash], use_bin_type=True)
+                          timeout_s, key, request_hash, key_id, submits_per_s, concurrency_key, concurrency_limit],
+                         use_bin_type=True)
 
 
 class RogueApi:
@@ -64,9 +67,48 @@ class RogueApi:
 
     def request(self, command: bytes, body: bytes, timeout_ms: int = 5000) -> list | None:
         """Sends one request; returns the REPLY's fields, or None when none came in time."""
-        self.sock.send_multipart([b"SLUICE/1", command, body])
-        if not self.sock.poll(timeout_ms):
-            return None
-        frames = self.sock.recv_multipart()
-        assert frames[1] == b"\x04", frames
-        return msgpack.unpackb(frames[2], raw=False)
+        return self.requests(command, [body], timeout_ms)[0]
+
+    def requests(self, command: bytes, bodies: list[bytes], timeout_ms: int = 5000) -> list[list | None]:
+        """Sends every request at once, then returns the REPLYs' fields in the order they came,
+        None for each that did not come within `timeout_ms` of the one before."""
+        for body in bodies:
+            self.sock.send_multipart([b"SLUICE/1", command, body])
+        replies = []
+        for _ in bodies:
+            if not self.sock.poll(timeout_ms):
+                return replies + [None] * (len(bodies) - len(replies))
+            frames = self.sock.recv_multipart()
+            assert frames[1] == b"\x04", frames
+            replies.append(msgpack.unpackb(frames[2], raw=False))
+        return replies
+
+
+@contextlib.contextmanager
+def rogue_api(p: Pipeline) -> Iterator[RogueApi]:
+    """A RogueApi on a context of its own, closed on exit."""
+    context = zmq.Context()
+    try:
+        yield RogueApi(context, p)
+    finally:
+        context.destroy(linger=0)
+
+
+def submit_jobs(api: RogueApi, tenant: str, count: int, type_: str = "sleep", input_: object = None) -> list[str]:
+    """Submits `count` jobs of `type_` with `input_` as `tenant`, all at once; returns their ids
+    once every one is stored (202)."""
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    bodies = [submit_body(i, job_id, tenant=tenant, type_=type_, input_=msgpack.packb(input_))
+              for i, job_id in enumerate(ids)]
+    replies = api.requests(b"\x01", bodies, timeout_ms=10_000)
+    assert all(reply is not None and reply[1] == 202 for reply in replies), replies[:3]
+    return ids
+
+
+def sleeps_then_worker(p: Pipeline, concurrency: int, **tenants: tuple[int, int]) -> list[list[str]]:
+    """Queues sleep jobs as each tenant in turn (`tenant=(count, ms)`), then starts a native
+    worker of `concurrency` to run them; returns each tenant's ids, in the order given."""
+    with rogue_api(p) as api:
+        ids = [submit_jobs(api, tenant, count, input_={"ms": ms}) for tenant, (count, ms) in tenants.items()]
+    p.start_worker("native", concurrency=concurrency)
+    return ids

@@ -47,6 +47,11 @@ def test_submits_outside_the_limits_are_refused_and_store_nothing(rogue):
         "invalid idempotency key or request hash": dict(key="has space", request_hash=HASH),
         "invalid idempotency key or request hash ": dict(key="k" * 256, request_hash=HASH),
         "invalid idempotency key or request hash  ": dict(key="key", request_hash="not hex"),
+        "concurrency_key must be 1..128 visible ASCII characters": dict(concurrency_key="k" * 129, concurrency_limit=1),
+        "concurrency_key must be 1..128 visible ASCII characters ": dict(concurrency_key="a b", concurrency_limit=1),
+        "concurrency_limit must be 1..1000": dict(concurrency_key="k", concurrency_limit=0),
+        "concurrency_limit must be 1..1000 ": dict(concurrency_key="k", concurrency_limit=100000),
+        "concurrency_limit must be 0 without a concurrency_key": dict(concurrency_limit=1),
     }
     for req_id, (message, fields) in enumerate(cases.items(), 1):
         job_id = fields.setdefault("job_id", str(uuid.uuid4()))
@@ -54,9 +59,14 @@ def test_submits_outside_the_limits_are_refused_and_store_nothing(rogue):
         assert reply is not None, message
         assert reply[:4] == [req_id, 422, "invalid_request", message.strip()], reply
         assert not stored(p, job_id), message
+    # Not even a SUBMIT: a limit that is no integer does not decode, and is dropped unanswered.
+    job_id = str(uuid.uuid4())
+    assert api.request(b"\x01", submit_body(98, job_id, concurrency_key="k", concurrency_limit="1"), 1000) is None
+    assert not stored(p, job_id)
     # The same peer, within the limits, is served: the refusals were about the fields.
     job_id = str(uuid.uuid4())
-    reply = api.request(b"\x01", submit_body(99, job_id, key="key", request_hash=HASH))
+    reply = api.request(b"\x01", submit_body(99, job_id, key="key", request_hash=HASH, concurrency_key="k" * 128,
+                                              concurrency_limit=1000))
     assert reply[:2] == [99, 202] and stored(p, job_id), reply
 
 

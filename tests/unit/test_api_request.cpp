@@ -117,6 +117,34 @@ TEST_CASE("submit: bad options are 422 naming the field") {
     check_invalid(R"({"type": "a", "options": {"priority": "high"}})", "options.priority");
 }
 
+TEST_CASE("submit: a concurrency key, its limit 1 unless given, bounded and checked") {
+    const Submit none = submit_ok(R"({"type": "a"})");
+    CHECK(none.concurrency_key.empty());
+    CHECK(none.concurrency_limit == 0);
+    const Submit one = submit_ok(R"({"type": "a", "options": {"concurrency_key": "user:42"}})");
+    CHECK(one.concurrency_key == "user:42");
+    CHECK(one.concurrency_limit == 1);
+    const std::string longest(sluice::limits::MAX_CONCURRENCY_KEY, '~');
+    const Submit most = submit_ok(R"({"type": "a", "options": {"concurrency_key": ")" + longest +
+                                  R"(", "concurrency_limit": 1000}})");
+    CHECK(most.concurrency_key == longest);
+    CHECK(most.concurrency_limit == 1000);
+
+    check_invalid(R"({"type": "a", "options": {"concurrency_key": ")" + longest + R"(!"}})", "options.concurrency_key");
+    for (const char* key : {R"("")", R"("has space")", R"("é")", "7", "null", R"(["k"])"})
+        check_invalid(R"({"type": "a", "options": {"concurrency_key": )" + std::string(key) + "}}",
+                      "options.concurrency_key");
+    for (const char* limit : {"0", "1001", "100000", "2.5", R"("3")", "null", "-1"})
+        check_invalid(R"({"type": "a", "options": {"concurrency_key": "k", "concurrency_limit": )" + std::string(limit) +
+                          "}}",
+                      "options.concurrency_limit");
+    check_invalid(R"({"type": "a", "options": {"concurrency_limit": 2}})", "options.concurrency_limit needs");
+    CHECK(sluice::valid_concurrency("", 0));
+    CHECK_FALSE(sluice::valid_concurrency("", 1));
+    CHECK_FALSE(sluice::valid_concurrency("k", 0));
+    CHECK(sluice::valid_concurrency("k", 1000));
+}
+
 TEST_CASE("submit: nesting deeper than the limit is refused, at the limit it is fine") {
     auto nested = [](int depth) {
         return R"({"type": "a", "input": )" + std::string(depth, '[') + std::string(depth, ']') + "}";
@@ -194,6 +222,10 @@ TEST_CASE("request hash: canonical, pinned, and sensitive to what matters") {
              R"({"type": "echo", "input": {"a": null, "b": [1, "x"]}, "options": {"priority": 1}})",
              R"({"type": "echo", "input": {"a": null, "b": [1, "x"]}, "options": {"max_attempts": 2}})",
              R"({"type": "echo", "input": {"a": null, "b": [1, "x"]}, "options": {"timeout_s": 301}})",
+             R"({"type": "echo", "input": {"a": null, "b": [1, "x"]}, "options": {"concurrency_key": "k"}})",
+             R"({"type": "echo", "input": {"a": null, "b": [1, "x"]}, "options": {"concurrency_key": "l"}})",
+             R"({"type": "echo", "input": {"a": null, "b": [1, "x"]},
+                 "options": {"concurrency_key": "k", "concurrency_limit": 2}})",
              R"({"type": "echo"})",
              R"({"type": "echo", "input": "1"})",
              R"({"type": "echo", "input": 1})",
@@ -561,14 +593,16 @@ TEST_CASE("HTTP answers from broker REPLYs") {
     CHECK(error_of(r) == "unknown_job_type");
     CHECK(r.headers.empty());
 
-    Reply full;
-    full.status = 429;
-    full.code = "queue_full";
-    r = submit_result(submit, full, SECRET, EXPIRES);
-    CHECK(r.status == 429);
-    CHECK(error_of(r) == "queue_full");
-    REQUIRE(r.headers.size() == 1);
-    CHECK(r.headers[0] == std::pair<std::string, std::string>{"Retry-After", "1"});
+    for (const char* code : {"queue_full", "tenant_queue_full"}) {
+        Reply full;
+        full.status = 429;
+        full.code = code;
+        r = submit_result(submit, full, SECRET, EXPIRES);
+        CHECK(r.status == 429);
+        CHECK(error_of(r) == code);
+        REQUIRE(r.headers.size() == 1);
+        CHECK(r.headers[0] == std::pair<std::string, std::string>{"Retry-After", "1"});
+    }
 
     Reply down;
     down.status = 503;

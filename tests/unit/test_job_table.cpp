@@ -10,6 +10,7 @@ using namespace std::chrono_literals;
 namespace {
 
 const Clock::time_point T0{};  // the fake clock's start
+const Owner ACME{"acme", "", 0};
 
 // A pool with one worker "a" of concurrency 4 and a table over it.
 struct Fixture {
@@ -17,9 +18,11 @@ struct Fixture {
     JobTable jobs{pool, Backoff{1000ms, 60000ms}, 42};
     WorkerInfo& a = pool.ready("a", "worker-a", "cpp", {"echo"}, 4, T0);
 
-    // Hands `job_id` to `worker` and records its start as `attempt`, leased until `deadline`.
-    void run(WorkerInfo& worker, const std::string& job_id, std::uint32_t attempt, Clock::time_point deadline) {
-        jobs.assign(worker, job_id, "echo", 0);
+    // Hands `job_id` of `owner` to `worker` and records its start as `attempt`, leased until
+    // `deadline`.
+    void run(WorkerInfo& worker, const std::string& job_id, std::uint32_t attempt, Clock::time_point deadline,
+             const Owner& owner = ACME) {
+        jobs.assign(worker, job_id, "echo", 0, owner);
         REQUIRE(jobs.started(job_id, worker.identity, attempt, deadline));
     }
 };
@@ -29,7 +32,7 @@ struct Fixture {
 TEST_CASE("a lease expires at its deadline; the worker keeps the slot until it answers") {
     Fixture f;
     f.run(f.a, "j1", 1, T0 + 10s);
-    f.jobs.assign(f.a, "j2", "echo", 0);  // attempt 0: its START is in flight, no lease yet
+    f.jobs.assign(f.a, "j2", "echo", 0, ACME);  // attempt 0: its START is in flight, no lease yet
     CHECK(f.jobs.expire_leases(T0 + 9s).empty());
     auto expired = f.jobs.expire_leases(T0 + 10s);
     REQUIRE(expired.size() == 1);
@@ -117,8 +120,8 @@ TEST_CASE("fencing: a newer attempt on the same worker keeps its slot; on anothe
 
 TEST_CASE("a start recorded after its job was canceled or its worker lost is refused") {
     Fixture f;
-    f.jobs.assign(f.a, "canceled", "echo", 0);
-    f.jobs.assign(f.a, "kept", "echo", 0);
+    f.jobs.assign(f.a, "canceled", "echo", 0, ACME);
+    f.jobs.assign(f.a, "kept", "echo", 0, ACME);
     REQUIRE(f.jobs.cancel("canceled"));
     CHECK_FALSE(f.jobs.started("canceled", "a", 1, T0 + 1s));
     CHECK_FALSE(f.jobs.started("kept", "b", 1, T0 + 1s));
@@ -127,11 +130,63 @@ TEST_CASE("a start recorded after its job was canceled or its worker lost is ref
     CHECK(f.jobs.running() == 0);
 }
 
+TEST_CASE("a tenant's jobs count as running from their assignment until their attempt ends, however it ends") {
+    Fixture f;
+    WorkerInfo& b = f.pool.ready("b", "worker-b", "cpp", {"echo"}, 4, T0);
+    const Owner beta{"beta", "", 0};
+    f.jobs.assign(f.a, "starting", "echo", 0, ACME);
+    f.run(f.a, "finished", 1, T0 + 60s);
+    f.run(f.a, "canceled", 1, T0 + 60s);
+    f.run(f.a, "expired", 1, T0 + 1s);
+    f.run(b, "lost", 1, T0 + 60s);
+    f.run(b, "of-beta", 1, T0 + 60s, beta);
+    CHECK(f.jobs.counts().of_tenant("acme") == 5);
+    CHECK(f.jobs.counts().of_tenant("beta") == 1);
+    f.jobs.unassign("starting", "a");
+    REQUIRE(f.jobs.finish("a", "finished", 1));
+    REQUIRE(f.jobs.cancel("canceled"));
+    REQUIRE(f.jobs.expire_leases(T0 + 1s).size() == 1);
+    CHECK(f.jobs.counts().of_tenant("acme") == 1);
+    REQUIRE(f.jobs.lose(*f.pool.find("b")).size() == 2);
+    CHECK(f.jobs.counts().of_tenant("acme") == 0);
+    CHECK(f.jobs.counts().of_tenant("beta") == 0);
+}
+
+TEST_CASE("jobs count per concurrency key too, and every end of one reports its key once") {
+    Fixture f;
+    const Owner keyed{"acme", "user:1", 2};
+    f.run(f.a, "k1", 1, T0 + 60s, keyed);
+    f.run(f.a, "k2", 1, T0 + 60s, keyed);
+    f.run(f.a, "plain", 1, T0 + 60s);
+    CHECK(f.jobs.counts().of_key("acme", "user:1") == 2);
+    CHECK(f.jobs.counts().of_key("beta", "user:1") == 0);
+    CHECK(f.jobs.counts().of_tenant("acme") == 3);
+    REQUIRE(f.jobs.finish("a", "k1", 1));
+    REQUIRE(f.jobs.finish("a", "plain", 1));
+    CHECK(f.jobs.counts().of_key("acme", "user:1") == 1);
+    CHECK(f.jobs.take_freed_keys() == std::vector<KeyRef>{{"acme", "user:1"}});
+    CHECK(f.jobs.take_freed_keys().empty());
+    REQUIRE(f.jobs.cancel("k2"));
+    CHECK(f.jobs.counts().of_key("acme", "user:1") == 0);
+    CHECK(f.jobs.take_freed_keys() == std::vector<KeyRef>{{"acme", "user:1"}});
+
+    WorkerInfo& b = f.pool.ready("b", "worker-b", "cpp", {"echo"}, 4, T0);
+    f.run(f.a, "expiring", 2, T0 + 1s, keyed);
+    f.run(b, "lost", 1, T0 + 60s, keyed);
+    f.jobs.assign(f.a, "unstarted", "echo", 0, keyed);
+    CHECK(f.jobs.counts().of_key("acme", "user:1") == 3);
+    REQUIRE(f.jobs.expire_leases(T0 + 1s).size() == 1);
+    REQUIRE(f.jobs.lose(*f.pool.find("b")).size() == 1);
+    f.jobs.unassign("unstarted", "a");
+    CHECK(f.jobs.counts().of_key("acme", "user:1") == 0);
+    CHECK(f.jobs.take_freed_keys().size() == 3);
+}
+
 TEST_CASE("a lost worker's started jobs come back; other workers keep theirs") {
     Fixture f;
     WorkerInfo& b = f.pool.ready("b", "worker-b", "cpp", {"echo"}, 4, T0 + 10s);
     f.run(f.a, "started", 2, T0 + 60s);
-    f.jobs.assign(f.a, "starting", "echo", 0);
+    f.jobs.assign(f.a, "starting", "echo", 0, ACME);
     f.run(b, "elsewhere", 1, T0 + 60s);
     auto gone = f.pool.expire(T0 + 5s);
     REQUIRE(gone.size() == 1);
@@ -175,10 +230,10 @@ TEST_CASE("retry backoff doubles per attempt up to the cap, with +-25% jitter") 
 
 TEST_CASE("delayed retries are released when due, earliest first") {
     Fixture f;
-    f.jobs.delay(T0 + 3s, Delayed{"c", "echo", 0});
-    f.jobs.delay(T0 + 1s, Delayed{"a", "echo", 5});
-    f.jobs.delay(T0 + 2s, Delayed{"b", "sleep", 0});
-    f.jobs.delay(T0 + 2s, Delayed{"dropped", "echo", 0});
+    f.jobs.delay(T0 + 3s, Delayed{"c", "echo", 0, ACME});
+    f.jobs.delay(T0 + 1s, Delayed{"a", "echo", 5, ACME});
+    f.jobs.delay(T0 + 2s, Delayed{"b", "sleep", 0, ACME});
+    f.jobs.delay(T0 + 2s, Delayed{"dropped", "echo", 0, ACME});
     CHECK(f.jobs.drop_delayed("dropped"));
     CHECK_FALSE(f.jobs.drop_delayed("dropped"));
     CHECK(f.jobs.held_jobs() == std::unordered_set<std::string>{"a", "b", "c"});

@@ -112,7 +112,7 @@ TEST_CASE("every command in messages.json has a C++ name") {
 }
 
 TEST_CASE("malformed bodies decode to nullopt, never throw") {
-    const std::string good = encode_body(Submit{7, "id", "default", "echo", {'\xc0'}, 1, 3, 60, "", ""});
+    const std::string good = encode_body(Submit{7, "id", "default", "echo", {'\xc0'}, 1, 3, 60, "", "", "", 0, "", 0});
     CHECK(decode_body<Submit>(good).has_value());
     CHECK_FALSE(decode_body<Submit>(good.substr(0, good.size() - 1)).has_value());  // truncated
     CHECK_FALSE(decode_body<Submit>(good + "x").has_value());                       // trailing bytes
@@ -120,6 +120,16 @@ TEST_CASE("malformed bodies decode to nullopt, never throw") {
     CHECK_FALSE(decode_body<Submit>("\x81\xa1x\x01").has_value());  // a map, not an array
     // A string where the request id belongs.
     CHECK_FALSE(decode_body<Submit>(encode_body(Chunk{"job", 1, "text"})).has_value());
+}
+
+TEST_CASE("a body missing trailing fields is refused, not filled with defaults") {
+    msgpack::sbuffer buffer;
+    msgpack::packer<msgpack::sbuffer> packer(buffer);
+    packer.pack_array(1);
+    packer.pack(std::string("job-1"));
+    CHECK_FALSE(decode_body<Canceled>(std::string_view(buffer.data(), buffer.size())).has_value());
+    CHECK_FALSE(decode_body<Ping>("\x90").has_value());  // an empty array
+    CHECK(decode_body<Heartbeat>("\x90").has_value());   // which is all a HEARTBEAT holds
 }
 
 TEST_CASE("a newer peer's extra trailing fields are ignored") {
