@@ -1,9 +1,14 @@
 // Unit tests of the api's route table (api/routes.hpp): every route is found by its method
-// and path, a path without the method is 405 with Allow, and anything else is 404.
+// and path, a path without the method is 405 with Allow, and anything else is 404; the OpenAPI
+// document the api serves lists exactly these routes, each with who may use it.
+#include "openapi_json.hpp"
 #include "routes.hpp"
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <set>
 #include <string>
 
@@ -23,11 +28,23 @@ std::string found(const std::string& method, const std::string& path, const std:
     return std::string(m.route->pattern);
 }
 
+// Whether `operation` of the OpenAPI document `doc` lists error `code` among its `status` answers.
+bool documents_code(const nlohmann::json& doc, const nlohmann::json& operation, const std::string& status,
+                    const std::string& code) {
+    const nlohmann::json& responses = operation.at("responses");
+    if (!responses.contains(status)) return false;
+    const auto ref = responses.at(status).at("$ref").get<std::string>();
+    const nlohmann::json& response = doc.at(nlohmann::json::json_pointer(ref.substr(1)));
+    const auto codes = response.at(nlohmann::json::json_pointer("/content/application~1json/schema/properties/error/properties/code/enum"));
+    return std::find(codes.begin(), codes.end(), code) != codes.end();
+}
+
 }  // namespace
 
 TEST_CASE("routing: found, 404, 405 with Allow") {
     CHECK(found("GET", "/healthz") == "/healthz");
     CHECK(found("GET", "/readyz") == "/readyz");
+    CHECK(found("GET", "/openapi.json") == "/openapi.json");
     CHECK(found("POST", "/v1/jobs") == "/v1/jobs");
     CHECK(found("GET", "/v1/jobs/abc", "abc") == "/v1/jobs/{id}");
     CHECK(found("DELETE", "/v1/jobs/abc", "abc") == "/v1/jobs/{id}");
@@ -64,13 +81,14 @@ TEST_CASE("the table: one handler per route, no (method, pattern) twice") {
         CHECK(static_cast<bool>(route.handler));
         CHECK_MESSAGE(seen.emplace(route.method, route.pattern).second, route.method << " " << route.pattern);
     }
-    CHECK(seen.size() == 12);
+    CHECK(seen.size() == 13);
 }
 
 TEST_CASE("who may use each route: health for anybody, key management for admins, reads by token") {
     auto access_of = [](std::string_view method, std::string_view path) { return match_route(method, path).route->access; };
     CHECK(access_of("GET", "/healthz") == Access::PUBLIC);
     CHECK(access_of("GET", "/readyz") == Access::PUBLIC);
+    CHECK(access_of("GET", "/openapi.json") == Access::PUBLIC);
     CHECK(access_of("POST", "/v1/jobs") == Access::MEMBER);
     CHECK(access_of("GET", "/v1/jobs/x") == Access::MEMBER);
     CHECK(access_of("DELETE", "/v1/jobs/x") == Access::MEMBER);
@@ -81,4 +99,40 @@ TEST_CASE("who may use each route: health for anybody, key management for admins
     CHECK(access_of("POST", "/v1/admin/keys") == Access::ADMIN);
     CHECK(access_of("GET", "/v1/admin/keys") == Access::ADMIN);
     CHECK(access_of("DELETE", "/v1/admin/keys/0123456789abcdef") == Access::ADMIN);
+}
+
+TEST_CASE("the OpenAPI document: every route, no other, each with who may use it") {
+    const nlohmann::json doc = nlohmann::json::parse(OPENAPI_JSON);
+    const nlohmann::json& paths = doc.at("paths");
+    for (const Route& route : routes()) {
+        std::string method(route.method);
+        std::transform(method.begin(), method.end(), method.begin(), [](unsigned char c) { return std::tolower(c); });
+        const std::string pattern(route.pattern);
+        INFO(route.method << " " << route.pattern);
+        REQUIRE(paths.contains(pattern));
+        REQUIRE(paths.at(pattern).contains(method));
+        // An operation without `security` needs the document's default, an API key.
+        const nlohmann::json& operation = paths.at(pattern).at(method);
+        const nlohmann::json security = operation.value("security", doc.at("security"));
+        const bool opens_with_token = std::any_of(security.begin(), security.end(),
+                                                  [](const nlohmann::json& s) { return s.contains("readToken"); });
+        CHECK((route.access == Access::PUBLIC) == security.empty());
+        CHECK((route.access == Access::READER) == opens_with_token);
+        CHECK((route.access == Access::ADMIN) == documents_code(doc, operation, "403", "forbidden"));
+    }
+    std::size_t operations = 0;
+    for (const auto& [path, item] : paths.items()) {
+        for (const auto& [method, operation] : item.items()) {
+            if (method == "parameters") continue;
+            std::string upper = method;
+            std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
+            std::string concrete = path;
+            if (const auto at = concrete.find("{id}"); at != std::string::npos) concrete.replace(at, 4, "x");
+            const RouteMatch m = match_route(upper, concrete);
+            CHECK_MESSAGE(m.kind == RouteMatch::FOUND, upper << " " << path << " is documented but not routed");
+            if (m.kind == RouteMatch::FOUND) CHECK(m.route->pattern == path);
+            ++operations;
+        }
+    }
+    CHECK(operations == routes().size());
 }
