@@ -2,6 +2,8 @@
 header, so the api never parses YAML at run time. The build runs it (api/CMakeLists.txt):
 
     .venv/bin/python schemas/openapi_json.py schemas/openapi.yaml build/api/openapi_json.hpp
+
+tests/e2e/test_openapi.py compares what the api serves with document() of the YAML.
 """
 
 from __future__ import annotations
