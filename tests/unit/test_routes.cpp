@@ -108,9 +108,10 @@ TEST_CASE("the OpenAPI document: every route, no other, each with who may use it
         std::string method(route.method);
         std::transform(method.begin(), method.end(), method.begin(), [](unsigned char c) { return std::tolower(c); });
         const std::string pattern(route.pattern);
+        const bool documented = paths.contains(pattern) && paths.at(pattern).contains(method);
+        CHECK_MESSAGE(documented, route.method << " " << route.pattern << " is routed but not in schemas/openapi.yaml");
+        if (!documented) continue;
         INFO(route.method << " " << route.pattern);
-        REQUIRE(paths.contains(pattern));
-        REQUIRE(paths.at(pattern).contains(method));
         // An operation without `security` needs the document's default, an API key.
         const nlohmann::json& operation = paths.at(pattern).at(method);
         const nlohmann::json security = operation.value("security", doc.at("security"));
@@ -120,19 +121,16 @@ TEST_CASE("the OpenAPI document: every route, no other, each with who may use it
         CHECK((route.access == Access::READER) == opens_with_token);
         CHECK((route.access == Access::ADMIN) == documents_code(doc, operation, "403", "forbidden"));
     }
-    std::size_t operations = 0;
     for (const auto& [path, item] : paths.items()) {
-        for (const auto& [method, operation] : item.items()) {
-            if (method == "parameters") continue;
-            std::string upper = method;
+        for (const auto& entry : item.items()) {
+            if (entry.key() == "parameters") continue;
+            std::string upper = entry.key();
             std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
-            std::string concrete = path;
-            if (const auto at = concrete.find("{id}"); at != std::string::npos) concrete.replace(at, 4, "x");
+            const auto at = path.find("{id}");
+            const std::string concrete = at == std::string::npos ? path : path.substr(0, at) + "x" + path.substr(at + 4);
             const RouteMatch m = match_route(upper, concrete);
-            CHECK_MESSAGE(m.kind == RouteMatch::FOUND, upper << " " << path << " is documented but not routed");
+            CHECK_MESSAGE(m.kind == RouteMatch::FOUND, upper << " " << path << " is in schemas/openapi.yaml but not routed");
             if (m.kind == RouteMatch::FOUND) CHECK(m.route->pattern == path);
-            ++operations;
         }
     }
-    CHECK(operations == routes().size());
 }
