@@ -8,8 +8,6 @@
 #include "keys.hpp"
 #include "names.hpp"
 
-#include <algorithm>
-
 namespace sluice::api {
 namespace {
 
@@ -21,8 +19,15 @@ std::int64_t now_ms() {
         .count();
 }
 
+// Text without control characters (C0, DEL, C1), in any script: `text` came out of a JSON string,
+// so it is UTF-8, where the C1 controls U+0080..U+009F are 0xC2 0x80..0x9F.
 bool printable(std::string_view text) {
-    return std::all_of(text.begin(), text.end(), [](char c) { return c >= 0x20 && c != 0x7f; });
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c < 0x20 || c == 0x7f) return false;
+        if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) < 0xa0) return false;
+    }
+    return true;
 }
 
 void key_members(JsonWriter& w, std::string_view id, std::string_view tenant, std::string_view role,

@@ -76,7 +76,7 @@ awaitable<Outcome> list_jobs(ShardContext& ctx, const RouteRequest& req) {
     if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
     JobQuery query = std::get<JobQuery>(parsed);
     if (!query.tenant.empty() && req.principal.role != Role::ADMIN)
-        co_return error_result(errors::FORBIDDEN, "tenant= is for admin keys: a member key lists its own tenant's jobs");
+        co_return error_result(errors::INVALID_REQUEST, "tenant is for admin keys: a member key lists its own tenant's jobs");
     const std::string tenant = query.tenant.empty() ? req.principal.tenant : query.tenant;
     const bool filtered = !query.status.empty() || !query.type.empty();
     const std::int64_t scan = filtered ? SCAN_PER_PAGE : query.limit + 1;

@@ -8,6 +8,7 @@
 #include "keys.hpp"
 #include "listings.hpp"
 #include "log.hpp"
+#include "openapi_json.hpp"
 
 #include <array>
 #include <iterator>
@@ -75,6 +76,10 @@ awaitable<Outcome> readyz(ShardContext& ctx, const RouteRequest&) {
     }
     co_return error_result(errors::NOT_READY, message);
 }
+
+// GET /openapi.json: the OpenAPI document of these routes (schemas/openapi.yaml), made JSON at
+// build time.
+awaitable<Outcome> openapi(ShardContext&, const RouteRequest&) { co_return text_result(200, std::string(OPENAPI_JSON)); }
 
 // POST /v1/jobs
 awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
@@ -215,10 +220,12 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
     co_return text_result(200, body.finish((*counted)[0].integer));
 }
 
-// The whole routing table: method + pattern -> handler.
-constexpr std::array<Route, 14> ROUTES{{
+// The whole routing table: method + pattern -> handler. Each route is in schemas/openapi.yaml too
+// (tests/unit/test_routes.cpp checks it).
+constexpr std::array<Route, 15> ROUTES{{
     {"GET", "/healthz", Access::PUBLIC, &healthz},
     {"GET", "/readyz", Access::PUBLIC, &readyz},
+    {"GET", "/openapi.json", Access::PUBLIC, &openapi},
     {"POST", "/v1/jobs", Access::MEMBER, &submit_job},
     {"GET", "/v1/jobs", Access::MEMBER, &list_jobs},
     {"GET", "/v1/jobs/{id}", Access::MEMBER, &get_job},

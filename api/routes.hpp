@@ -1,6 +1,7 @@
 // The api's routes: the table (method + path pattern -> handler, in the style of
 // cpp-httplib) and one handler function per route, each taking the shard's context. Adding a
-// route means one row in ROUTES (routes.cpp) and one handler function.
+// route means one row in ROUTES (routes.cpp), one handler function and its operation in
+// schemas/openapi.yaml (tests/unit/test_routes.cpp fails without it).
 // Loop thread only.
 #pragma once
 

@@ -1,10 +1,15 @@
 // Unit tests of the api's route table (api/routes.hpp): every route is found by its method
-// and path, a path without the method is 405 with Allow, and anything else is 404.
+// and path, a path without the method is 405 with Allow, and anything else is 404; the OpenAPI
+// document the api serves lists exactly these routes, each with who may use it.
 #include "listings.hpp"
+#include "openapi_json.hpp"
 #include "routes.hpp"
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <set>
 #include <string>
 
@@ -24,11 +29,23 @@ std::string found(const std::string& method, const std::string& path, const std:
     return std::string(m.route->pattern);
 }
 
+// Whether `operation` of the OpenAPI document `doc` lists error `code` among its `status` answers.
+bool documents_code(const nlohmann::json& doc, const nlohmann::json& operation, const std::string& status,
+                    const std::string& code) {
+    const nlohmann::json& responses = operation.at("responses");
+    if (!responses.contains(status)) return false;
+    const auto ref = responses.at(status).at("$ref").get<std::string>();
+    const nlohmann::json& response = doc.at(nlohmann::json::json_pointer(ref.substr(1)));
+    const auto codes = response.at(nlohmann::json::json_pointer("/content/application~1json/schema/properties/error/properties/code/enum"));
+    return std::find(codes.begin(), codes.end(), code) != codes.end();
+}
+
 }  // namespace
 
 TEST_CASE("routing: found, 404, 405 with Allow") {
     CHECK(found("GET", "/healthz") == "/healthz");
     CHECK(found("GET", "/readyz") == "/readyz");
+    CHECK(found("GET", "/openapi.json") == "/openapi.json");
     CHECK(found("POST", "/v1/jobs") == "/v1/jobs");
     CHECK(found("GET", "/v1/jobs/abc", "abc") == "/v1/jobs/{id}");
     CHECK(found("DELETE", "/v1/jobs/abc", "abc") == "/v1/jobs/{id}");
@@ -65,13 +82,14 @@ TEST_CASE("the table: one handler per route, no (method, pattern) twice") {
         CHECK(static_cast<bool>(route.handler));
         CHECK_MESSAGE(seen.emplace(route.method, route.pattern).second, route.method << " " << route.pattern);
     }
-    CHECK(seen.size() == 14);
+    CHECK(seen.size() == 15);
 }
 
 TEST_CASE("who may use each route: health for anybody, key management for admins, reads by token") {
     auto access_of = [](std::string_view method, std::string_view path) { return match_route(method, path).route->access; };
     CHECK(access_of("GET", "/healthz") == Access::PUBLIC);
     CHECK(access_of("GET", "/readyz") == Access::PUBLIC);
+    CHECK(access_of("GET", "/openapi.json") == Access::PUBLIC);
     CHECK(access_of("POST", "/v1/jobs") == Access::MEMBER);
     CHECK(access_of("GET", "/v1/jobs/x") == Access::MEMBER);
     CHECK(access_of("DELETE", "/v1/jobs/x") == Access::MEMBER);
@@ -102,4 +120,38 @@ TEST_CASE("the worker report: none yet, a report, and bytes that are not one") {
     CHECK_FALSE(workers_json("\xc1 not msgpack"));
     const auto list = nlohmann::json::to_msgpack(nlohmann::json::array({1, 2}));
     CHECK_FALSE(workers_json({reinterpret_cast<const char*>(list.data()), list.size()}));
+}
+
+TEST_CASE("the OpenAPI document: every route, no other, each with who may use it") {
+    const nlohmann::json doc = nlohmann::json::parse(OPENAPI_JSON);
+    const nlohmann::json& paths = doc.at("paths");
+    for (const Route& route : routes()) {
+        std::string method(route.method);
+        std::transform(method.begin(), method.end(), method.begin(), [](unsigned char c) { return std::tolower(c); });
+        const std::string pattern(route.pattern);
+        const bool documented = paths.contains(pattern) && paths.at(pattern).contains(method);
+        CHECK_MESSAGE(documented, route.method << " " << route.pattern << " is routed but not in schemas/openapi.yaml");
+        if (!documented) continue;
+        INFO(route.method << " " << route.pattern);
+        // An operation without `security` needs the document's default, an API key.
+        const nlohmann::json& operation = paths.at(pattern).at(method);
+        const nlohmann::json security = operation.value("security", doc.at("security"));
+        const bool opens_with_token = std::any_of(security.begin(), security.end(),
+                                                  [](const nlohmann::json& s) { return s.contains("readToken"); });
+        CHECK((route.access == Access::PUBLIC) == security.empty());
+        CHECK((route.access == Access::READER) == opens_with_token);
+        CHECK((route.access == Access::ADMIN) == documents_code(doc, operation, "403", "forbidden"));
+    }
+    for (const auto& [path, item] : paths.items()) {
+        for (const auto& entry : item.items()) {
+            if (entry.key() == "parameters") continue;
+            std::string upper = entry.key();
+            std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
+            const auto at = path.find("{id}");
+            const std::string concrete = at == std::string::npos ? path : path.substr(0, at) + "x" + path.substr(at + 4);
+            const RouteMatch m = match_route(upper, concrete);
+            CHECK_MESSAGE(m.kind == RouteMatch::FOUND, upper << " " << path << " is in schemas/openapi.yaml but not routed");
+            if (m.kind == RouteMatch::FOUND) CHECK(m.route->pattern == path);
+        }
+    }
 }
