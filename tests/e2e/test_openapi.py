@@ -79,6 +79,17 @@ def test_every_error_code_is_documented_with_its_status():
         assert catalogue[code] == status or (status, code) in STATUS_EXCEPTIONS, f"{code} is {catalogue[code]}, not {status}"
 
 
+KEY_LIMITS = {"member": {}, "throttled": {"requests_per_s": 2, "submits_per_s": 1}}
+
+
+def member_key(p, who: str) -> str:
+    """A new member key of tenant `who`, with its KEY_LIMITS."""
+    made = p.http.post("/v1/admin/keys", headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                       json={"tenant": who, "role": "member", "name": who, "rate_limit": KEY_LIMITS[who]})
+    assert made.status_code == 201, made.text
+    return made.json()["key"]
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, request):
     """Keys required, one browser origin listed; a native worker, so every echo job Schemathesis
@@ -89,12 +100,7 @@ def site(tmp_path_factory, request):
     with running_pipeline(tmp_path_factory.mktemp("openapi"), lambda: request.session.testsfailed, env=env) as p:
         p.start_worker("native")
         p.wait_ready("echo")
-        keys = {"admin": ADMIN_KEY}
-        for who, limit in (("member", {}), ("throttled", {"requests_per_s": 2, "submits_per_s": 1})):
-            made = p.http.post("/v1/admin/keys", headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-                               json={"tenant": who, "role": "member", "name": who, "rate_limit": limit})
-            assert made.status_code == 201, made.text
-            keys[who] = made.json()["key"]
+        keys = {"admin": ADMIN_KEY, "member": member_key(p, "member")}
         for who in ("admin", "member"):
             headers = {"Authorization": f"Bearer {keys[who]}"}
             # A sleep the worker cuts off after 1 s, with no attempt left: dead.
@@ -119,12 +125,18 @@ def test_the_api_serves_the_document_as_json(site):
 @pytest.mark.parametrize("who, origin", [("admin", None), ("member", ALLOWED_ORIGIN), ("throttled", None)],
                          ids=["admin", "member-in-a-browser", "throttled"])
 def test_schemathesis_finds_every_answer_as_documented(site, who, origin, tmp_path):
-    p, keys = site
+    p, _ = site
+    # A key of its own: the admin's run revokes keys it lists (DELETE /v1/admin/keys/{id}).
+    key = ADMIN_KEY if who == "admin" else member_key(p, who)
     command = [
         str(VENV_BIN / "schemathesis"), "run", f"{p.url}/openapi.json",
-        "--header", f"Authorization: Bearer {keys[who]}",
+        "--header", f"Authorization: Bearer {key}",
         "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES), "--generation-database", "none",
         "--workers", "2", "--request-timeout", str(REQUEST_TIMEOUT_S), "--no-color",
+        # Not the coverage phase: on Debian 12's Python 3.11 its query-parameter mutations crash
+        # inside the interpreter ("SystemError: AST constructor recursion depth mismatch" while
+        # Hypothesis reads a filter lambda's source), whatever the api answers.
+        "--phases", "examples,fuzzing,stateful",
     ]
     if origin:
         command += ["--header", f"Origin: {origin}"]
