@@ -153,11 +153,10 @@ awaitable<Served> serve_one(ShardContext& ctx, beast::tcp_stream& stream, beast:
 // Looks the job of a requested stream up; answers 404 (or 503 when Redis does not answer)
 // if it cannot be followed, else writes the head of the stream.
 awaitable<Opened> open_stream(ShardContext& ctx, beast::tcp_stream& stream, const EventStream& events) {
-    const std::optional<std::string> tenant = co_await job_tenant(ctx, events.job_id);
-    if (!tenant || tenant->empty() || (!events.tenant.empty() && *tenant != events.tenant)) {
+    std::optional<HttpResult> refused = co_await follow_refusal(ctx, events.job_id, events.tenant);
+    if (refused) {
         const bool keep = events.keep_alive && !ctx.stopping;
-        HttpResult refused = tenant ? job_not_found(events.job_id) : redis_unavailable();
-        const bool written = co_await write_result(ctx, stream, std::move(refused), events.version, keep);
+        const bool written = co_await write_result(ctx, stream, std::move(*refused), events.version, keep);
         co_return written && keep ? Opened::ANSWERED : Opened::CLOSED;
     }
     const std::string head = sse_head(events.chunked(), cors_header_lines(events.cors_origin));
