@@ -9,13 +9,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/buffers_to_string.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/websocket.hpp>
 
 #include <algorithm>
-#include <deque>
+#include <array>
+#include <list>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -26,7 +24,13 @@ namespace {
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 using error_code = boost::system::error_code;
-using WsStream = websocket::stream<beast::tcp_stream>;
+// Straight on the socket: the WebSocket keeps its own timeouts, and a beast::tcp_stream in
+// between would add its state and a layer of handler to every pending read.
+using WsStream = websocket::stream<tcp::socket>;
+
+// The client's messages are read this much at a time into the reader's frame, rather than
+// into a buffer that a pending read would hold on the heap: they are small and rare.
+constexpr std::size_t READ_CHUNK_BYTES = 256;
 
 // How long the sender sleeps when nothing wakes it: any news, a client message or shutdown
 // does, so this only bounds a wait that nothing would otherwise end.
@@ -86,8 +90,8 @@ public:
     void deliver(Subscription& sub, const EventEntry& entry);
     // Puts `sub` on the list of subscriptions whose events the sender reads back from Redis.
     void mark_dirty(Subscription& sub);
-    // Starts closing with `code` and `reason`: what is queued is dropped, the close frame goes
-    // out once the write in progress (if any) ends.
+    // Starts closing with `code` and `reason` (a string literal): what is queued is dropped, the
+    // close frame goes out once the write in progress (if any) ends.
     void close_with(std::uint16_t code, std::string_view reason);
 
     Waiter& waker() { return waker_; }
@@ -112,10 +116,17 @@ private:
     asio::steady_timer write_deadline_;  // a write the client does not take in time fails
     std::unordered_map<std::string, std::unique_ptr<Subscription>> subscriptions_;
     std::vector<std::unique_ptr<Subscription>> retired_;
-    std::deque<Subscription*> dirty_;
-    std::deque<std::string> queue_;
+    // Lists, not deques: an empty std::deque holds a block of its own, and most connections
+    // have nothing queued and nothing to read back most of the time.
+    std::list<Subscription*> dirty_;
+    std::list<std::string> queue_;
     std::size_t queued_bytes_ = 0;  // of queue_ and the message being written
-    std::optional<websocket::close_reason> closing_;
+    // Set once the connection is closing: the close frame's code and reason (a literal).
+    struct Closing {
+        std::uint16_t code;
+        std::string_view reason;
+    };
+    std::optional<Closing> closing_;
     bool peer_gone_ = false;  // a read failed: the client closed, or the connection failed
 };
 
@@ -165,8 +176,7 @@ void Connection::mark_dirty(Subscription& sub) {
 
 void Connection::close_with(std::uint16_t code, std::string_view reason) {
     if (closing_) return;
-    closing_ = websocket::close_reason(static_cast<websocket::close_code>(code),
-                                       beast::string_view(reason.data(), reason.size()));
+    closing_ = Closing{code, reason};
     for (const std::string& message : queue_) queued_bytes_ -= message.size();
     queue_.clear();
     waker_.wake();
@@ -182,22 +192,26 @@ void Connection::retire(Subscription& sub) {
 }
 
 awaitable<void> Connection::read_loop() {
-    beast::flat_buffer buffer;
+    std::array<char, READ_CHUNK_BYTES> chunk;
+    std::string message;
     while (!closing_) {
         error_code ec;
-        co_await ws_.async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
+        const std::size_t read =
+            co_await ws_.async_read_some(asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {  // closed by the client, too big (Beast closed with 1009), timed out, failed
             peer_gone_ = true;
             break;
         }
+        message.append(chunk.data(), read);
+        if (!ws_.is_message_done()) continue;
         if (!ws_.got_text()) {
             close_with(static_cast<std::uint16_t>(websocket::close_code::unknown_data),
                        "binary messages are not accepted: send JSON text");
             break;
         }
-        const std::string text = beast::buffers_to_string(buffer.data());
-        buffer.consume(buffer.size());
-        co_await handle(text);
+        co_await handle(message);
+        message.clear();
+        message.shrink_to_fit();  // a waiting connection holds no message
     }
     waker_.wake();
 }
@@ -310,7 +324,7 @@ awaitable<bool> Connection::write_next() {
     write_deadline_.expires_after(ctx_.config.write_timeout);
     write_deadline_.async_wait([this](error_code expired) {
         error_code ignored;
-        if (!expired) beast::get_lowest_layer(ws_).socket().close(ignored);
+        if (!expired) ws_.next_layer().close(ignored);
     });
     error_code ec;
     co_await ws_.async_write(asio::buffer(message), asio::redirect_error(asio::use_awaitable, ec));
@@ -340,10 +354,13 @@ awaitable<void> Connection::send_loop() {
         }
     }
     error_code ec;
-    if (closing_ && usable && !peer_gone_)
-        co_await ws_.async_close(*closing_, asio::redirect_error(asio::use_awaitable, ec));
+    if (closing_ && usable && !peer_gone_) {
+        const websocket::close_reason reason(static_cast<websocket::close_code>(closing_->code),
+                                             beast::string_view(closing_->reason.data(), closing_->reason.size()));
+        co_await ws_.async_close(reason, asio::redirect_error(asio::use_awaitable, ec));
+    }
     // Whatever ended the sender, the reader's read must end too.
-    beast::get_lowest_layer(ws_).socket().close(ec);
+    ws_.next_layer().close(ec);
 }
 
 websocket::stream_base::timeout timeouts(const ApiConfig& config) {
@@ -357,14 +374,17 @@ websocket::stream_base::timeout timeouts(const ApiConfig& config) {
 }  // namespace
 
 awaitable<void> serve_websocket(ShardContext& ctx, Sessions::Ref& ref, tcp::socket socket, WebSocketOpen open) {
-    WsStream ws(std::move(socket));  // no tcp_stream timeouts: the WebSocket's own hold
-    ref.socket = &beast::get_lowest_layer(ws).socket();
+    WsStream ws(std::move(socket));
+    ref.socket = &ws.next_layer();
     ws.set_option(timeouts(ctx.config));
     ws.read_message_max(ctx.config.ws_max_message_bytes);
     ws.auto_fragment(false);  // a message goes out as one frame, one write, whatever its size
     ws.text(true);
     error_code ec;
-    co_await ws.async_accept(open.request, asio::redirect_error(asio::use_awaitable, ec));
+    {
+        const HttpRequest upgrade = std::move(open.request);  // not kept past the handshake
+        co_await ws.async_accept(upgrade, asio::redirect_error(asio::use_awaitable, ec));
+    }
     if (ec) co_return;
     Connection connection(ctx, ws, open);
     ref.farewell = &connection.waker();
