@@ -74,7 +74,7 @@ private:
 // nothing here needs a lock.
 class Connection {
 public:
-    Connection(ShardContext& ctx, WsStream& ws, WebSocketOpen& open)
+    Connection(ShardContext& ctx, WsStream& ws, const WebSocketOpen& open)
         : ctx_(ctx), ws_(ws), open_(open), waker_(ctx.ioc), write_deadline_(ctx.ioc) {}
 
     // The client's messages, one at a time, until it closes, the connection fails or is closing.
@@ -274,8 +274,9 @@ void Connection::unsubscribe(const ClientMessage& message) {
 
 awaitable<void> Connection::cancel(const ClientMessage& message) {
     if (open_.principal.role == Role::JOB_READER) {
-        send(ws_error_message(message.job_id,
-                              api_error(errors::FORBIDDEN, "a read token follows a job; cancelling it needs an API key")));
+        const ApiError refused =
+            api_error(errors::FORBIDDEN, "a read token follows a job; cancelling it needs an API key");
+        send(ws_error_message(message.job_id, refused));
         co_return;
     }
     const HttpResult answer = co_await cancel_as(ctx_, open_.principal, message.job_id);
@@ -339,7 +340,8 @@ awaitable<void> Connection::send_loop() {
     bool usable = true;
     for (;;) {
         retired_.clear();
-        if (ctx_.stopping) close_with(static_cast<std::uint16_t>(websocket::close_code::going_away), "server shutting down");
+        if (ctx_.stopping)
+            close_with(static_cast<std::uint16_t>(websocket::close_code::going_away), "server shutting down");
         if (closing_ || peer_gone_) break;
         if (!queue_.empty()) {
             usable = co_await write_next();

@@ -113,8 +113,8 @@ def test_cancel_over_websocket(ws):
         send(conn, op="subscribe", job_id=job_id)
         send(conn, op="cancel", job_id=job_id)
         # The answer and the job's canceled event come in either order.
-        messages = [receive(conn)]
-        while {"op": "canceled", "job_id": job_id} not in messages or messages[-1].get("event") != "canceled":
+        answer, messages = {"op": "canceled", "job_id": job_id}, [receive(conn)]
+        while answer not in messages or "canceled" not in [m.get("event") for m in messages]:
             messages.append(receive(conn))
         send(conn, op="cancel", job_id=job_id)
         assert receive(conn)["code"] == "job_finished"
@@ -163,8 +163,8 @@ def test_a_connection_follows_at_most_so_many_jobs(ws):
             send(conn, op="subscribe", job_id=job_id)
         answers = [receive(conn) for _ in range(2 * MAX_SUBSCRIPTIONS + 1)]  # subscribed + queued each
         refused = [a for a in answers if a["op"] == "error"]
-        assert refused == [{"op": "error", "job_id": jobs[-1], "code": "too_many_subscriptions",
-                            "message": f"a connection follows at most {MAX_SUBSCRIPTIONS} jobs: unsubscribe from one first"}]
+        message = f"a connection follows at most {MAX_SUBSCRIPTIONS} jobs: unsubscribe from one first"
+        assert refused == [{"op": "error", "job_id": jobs[-1], "code": "too_many_subscriptions", "message": message}]
         send(conn, op="unsubscribe", job_id=jobs[0])
         assert receive(conn)["op"] == "unsubscribed"
         send(conn, op="subscribe", job_id=jobs[-1])

@@ -68,6 +68,7 @@ TEST_CASE("acknowledgements and errors") {
     CHECK(json::parse(ws_error_message("", api_error(sluice::errors::INVALID_JSON, "bad"))) ==
           json{{"op", "error"}, {"job_id", nullptr}, {"code", "invalid_json"}, {"message", "bad"}});
     // An HTTP route's refusal reads the same over the WebSocket.
+    const std::string missing = "no job with id " + std::string(ID);
     CHECK(json::parse(ws_error_message(ID, job_not_found(ID))) ==
-          json{{"op", "error"}, {"job_id", ID}, {"code", "job_not_found"}, {"message", "no job with id " + std::string(ID)}});
+          json{{"op", "error"}, {"job_id", ID}, {"code", "job_not_found"}, {"message", missing}});
 }
