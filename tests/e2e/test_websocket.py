@@ -2,14 +2,15 @@
 members as the SSE data, replayed from last_seq like Last-Event-ID; unsubscribe and cancel work
 over the connection; hostile messages get an error or the close code that says why while the api
 carries on; a reader that stops reading is closed with 4000 and resumes with last_seq, the api's
-memory bounded meanwhile; a peer that answers no ping is dropped; shutdown says 1001."""
+memory bounded meanwhile; a peer that answers no ping is dropped; a WebSocket holds a connection
+slot; shutdown says 1001."""
 import json
 import socket
 import time
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from pipeline import running_pipeline
 
@@ -278,6 +279,24 @@ def test_a_peer_that_answers_no_ping_is_dropped(idle):
         with pytest.raises(TimeoutError):
             conn.recv(timeout=IDLE_TIMEOUT_MS / 1000 * 2)
         assert conn.ping().wait(5)
+
+
+def test_a_websocket_holds_a_connection_slot(tmp_path, request):
+    with running_pipeline(tmp_path, lambda: request.session.testsfailed, env={"SLUICE_API_MAX_CONNECTIONS": "2"}) as p:
+        with p.websocket(), p.websocket() as second:
+            with pytest.raises(InvalidStatus) as refused:
+                with p.websocket():
+                    pass
+            assert refused.value.response.status_code == 503
+            second.close()
+            deadline = time.monotonic() + 5
+            while True:  # the slot is free once the api has seen the close
+                try:
+                    with p.websocket():
+                        break
+                except InvalidStatus:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
 
 
 def test_shutdown_closes_websockets_with_going_away(tmp_path, request):
