@@ -91,7 +91,7 @@ void KeyCache::remember(const std::string& id, Entry entry) {
 
 awaitable<std::variant<Principal, HttpResult>> authenticate(ShardContext& ctx, const HttpRequest& request,
                                                             const Target& target, Access access,
-                                                            std::string_view path_id) {
+                                                            std::string_view token_job) {
     if (access == Access::PUBLIC) co_return Principal{};
     std::variant<Principal, HttpResult> who;
     if (const auto header = request.find(boost::beast::http::field::authorization); header != request.end()) {
@@ -101,7 +101,7 @@ awaitable<std::variant<Principal, HttpResult>> authenticate(ShardContext& ctx, c
     } else if (const auto token = target.query.find("token"); token != target.query.end()) {
         const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
                                std::chrono::system_clock::now().time_since_epoch()).count();
-        if (access != Access::READER || !token_opens(ctx.config.token_secret, token->second, path_id, now_s))
+        if (access != Access::READER || !token_opens(ctx.config.token_secret, token->second, token_job, now_s))
             co_return unauthenticated("the read token is not valid for this request, or has expired",
                                       "Bearer error=\"invalid_token\"");
         who = Principal{Role::JOB_READER, "", ""};

@@ -81,11 +81,11 @@ private:
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 
-// Who `request` acts as, for a route of `access` whose path names `path_id`; or the answer
-// that refuses it: 401 unauthenticated (with WWW-Authenticate), 403 forbidden (a member key on
+// Who `request` acts as, for a route of `access` where a read token must open job `token_job`
+// (the job the path or the query names); or the answer that refuses it: 401 unauthenticated (with WWW-Authenticate), 403 forbidden (a member key on
 // an admin route), 503 when Redis does not answer.
 awaitable<std::variant<Principal, HttpResult>> authenticate(ShardContext& ctx, const HttpRequest& request,
                                                             const Target& target, Access access,
-                                                            std::string_view path_id);
+                                                            std::string_view token_job);
 
 }  // namespace sluice::api

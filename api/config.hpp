@@ -73,6 +73,14 @@ struct ApiConfig {
     // SLUICE_API_SSE_KEEPALIVE_MS: an SSE stream silent this long gets a comment line, so
     // proxies and load balancers in between keep it open. Checked once a second.
     std::chrono::milliseconds sse_keepalive{15000};
+    // SLUICE_API_WS_IDLE_TIMEOUT_MS: a WebSocket the client sends nothing on gets a ping at half
+    // this, and is closed when the client has not answered (nor sent anything) by the end of
+    // it, so a dead peer or a client that stopped reading is noticed.
+    std::chrono::milliseconds ws_idle_timeout{30000};
+    // SLUICE_API_WS_SEND_QUEUE_BYTES: messages waiting to be written to one WebSocket; an event
+    // that would pass it closes the connection with 4000 (WS_CLOSE_SLOW): the client resumes
+    // with last_seq. A replay from Redis fills at most half of it at once.
+    std::size_t ws_send_queue_bytes = 1024 * 1024;
     // SLUICE_API_THREADS: event-loop threads; each is a share-nothing shard with its own
     // listener (SO_REUSEPORT), Redis connections and broker link. Default: one per core (on 2
     // cores two loops answer status lookups 48% and submits 19% faster than one; bench/).
@@ -106,7 +114,13 @@ struct ApiConfig {
     // See max_connections: clients holding this many connections get none of the reserve.
     std::size_t reserve_client_connections = 4;
     std::size_t reserved_connections() const { return max_connections / 8; }
-    // Time a client gets to accept one response write (or one SSE event batch).
+    // Largest message a WebSocket client may send (its messages are a few dozen bytes); past
+    // it the connection is closed with 1009 (message too big).
+    std::size_t ws_max_message_bytes = 4096;
+    // Jobs one WebSocket may follow at once; past it a subscribe answers too_many_subscriptions.
+    std::size_t ws_max_subscriptions = 1000;
+    // Time a client gets to accept one response write (or one SSE event batch, or one
+    // WebSocket message).
     std::chrono::milliseconds write_timeout{30000};
     // How long SIGINT/SIGTERM waits for in-flight requests before closing everything.
     std::chrono::milliseconds shutdown_grace{5000};

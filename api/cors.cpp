@@ -3,6 +3,8 @@
 
 #include "request.hpp"
 
+#include <boost/beast/websocket/rfc6455.hpp>
+
 #include <algorithm>
 #include <cctype>
 
@@ -62,6 +64,11 @@ std::optional<HttpResult> browser_refusal(const ApiConfig& config, const http::r
     if (has_origin && origin.empty() && method != http::verb::get && method != http::verb::head)
         return error_result(errors::ORIGIN_NOT_ALLOWED,
                             "a browser page from this origin may not change anything here (SLUICE_API_CORS_ORIGINS)");
+    // Browsers send no preflight before a WebSocket: without this, any site's page could open
+    // one with the cookies or credentials of whoever views it (cross-site WebSocket hijacking).
+    if (has_origin && origin.empty() && boost::beast::websocket::is_upgrade(request))
+        return error_result(errors::ORIGIN_NOT_ALLOWED,
+                            "a browser page from this origin may not open a WebSocket here (SLUICE_API_CORS_ORIGINS)");
     if (!request.body().empty()) {
         const auto type = request.find(http::field::content_type);
         if (type == request.end() || !is_json(text(type->value())))

@@ -15,14 +15,9 @@ namespace {
 
 using error_code = boost::system::error_code;
 
-// Bounds on what one SSE client holds in api memory, in events and in bytes: a read asks for
-// at most EVENT_BATCH events, and a batch stops once its SSE text passes BATCH_BYTES (the rest
-// comes with the next read), so one write holds about 1 MiB, not 100 events of any size. A
-// stream's first read asks for FIRST_READ_EVENTS; each later one for as many as fit in
-// BATCH_BYTES at the size of the largest event the last read brought, so a read of large
-// events holds about BATCH_BYTES too.
-constexpr int EVENT_BATCH = 100;
-constexpr int FIRST_READ_EVENTS = 4;
+// Bounds on what one SSE client holds in api memory, in bytes: a batch stops once its SSE text
+// passes BATCH_BYTES (the rest comes with the next read), so one write holds about 1 MiB, not
+// 100 events of any size; reads are sized by next_read_count() to hold about as much.
 constexpr std::size_t BATCH_BYTES = 1024 * 1024;
 
 // What one read of a job's stream found and wrote.
@@ -46,13 +41,6 @@ bool add_event_text(std::string& text, EventStream& events, const EventEntry& en
     events.last = seq;
     const std::string* event = event_field(entry, "event");
     return event && is_terminal_status(*event);
-}
-
-// How many events the next read asks for, after one whose largest event made `largest` bytes
-// of text (0: it brought none).
-int next_read_count(int count, std::size_t largest) {
-    if (largest == 0) return count;
-    return static_cast<int>(std::clamp<std::size_t>(BATCH_BYTES / largest, 1, EVENT_BATCH));
 }
 
 // Writes what is new after `events.last` as one chunk and advances `last`: the events that
@@ -94,7 +82,7 @@ awaitable<Sent> send_new_events(ShardContext& ctx, EventStream& events, StreamWa
                 break;
             }
         }
-        read_count = next_read_count(read_count, largest);
+        read_count = next_read_count(read_count, largest, BATCH_BYTES);
     } else {
         sent.ok = true;
     }

@@ -22,9 +22,6 @@ namespace sluice::api {
 
 using tcp = asio::ip::tcp;
 
-// Highest Last-Event-ID accepted (keeps seq + 1 from overflowing).
-inline constexpr std::uint64_t MAX_EVENT_ID = std::uint64_t{1} << 62;
-
 // An SSE stream a request asked for: what following it needs.
 struct EventStream {
     std::string job_id;

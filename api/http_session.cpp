@@ -7,6 +7,7 @@
 #include "http_wire.hpp"
 #include "job_reads.hpp"
 #include "routes.hpp"
+#include "ws_session.hpp"
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -37,6 +38,7 @@ constexpr std::size_t LINGER_MAX_BYTES = 16 * 1024 * 1024;
 struct Served {
     bool keep_alive = false;  // read another request afterwards
     std::optional<EventStream> follow{};
+    std::optional<WebSocketOpen> upgrade{};  // the connection becomes a WebSocket
 };
 
 // How opening a requested event stream went.
@@ -147,17 +149,20 @@ awaitable<Served> serve_one(ShardContext& ctx, beast::tcp_stream& stream, beast:
         const bool written = co_await write_result(ctx, stream, std::move(*outcome.result), request.version(), keep);
         co_return Served{keep && written};
     }
+    if (outcome.upgrade) {
+        outcome.upgrade->request = std::move(request);
+        co_return Served{false, std::nullopt, std::move(outcome.upgrade)};
+    }
     co_return Served{keep, std::move(outcome.follow)};
 }
 
 // Looks the job of a requested stream up; answers 404 (or 503 when Redis does not answer)
 // if it cannot be followed, else writes the head of the stream.
 awaitable<Opened> open_stream(ShardContext& ctx, beast::tcp_stream& stream, const EventStream& events) {
-    const std::optional<std::string> tenant = co_await job_tenant(ctx, events.job_id);
-    if (!tenant || tenant->empty() || (!events.tenant.empty() && *tenant != events.tenant)) {
+    std::optional<HttpResult> refused = co_await follow_refusal(ctx, events.job_id, events.tenant);
+    if (refused) {
         const bool keep = events.keep_alive && !ctx.stopping;
-        HttpResult refused = tenant ? job_not_found(events.job_id) : redis_unavailable();
-        const bool written = co_await write_result(ctx, stream, std::move(refused), events.version, keep);
+        const bool written = co_await write_result(ctx, stream, std::move(*refused), events.version, keep);
         co_return written && keep ? Opened::ANSWERED : Opened::CLOSED;
     }
     const std::string head = sse_head(events.chunked(), cors_header_lines(events.cors_origin));
@@ -169,8 +174,10 @@ awaitable<Opened> open_stream(ShardContext& ctx, beast::tcp_stream& stream, cons
 
 void Sessions::close_idle() {
     error_code ec;
-    for (Ref* ref : open_)
-        if (ref->idle) ref->socket->cancel(ec);
+    for (Ref* ref : open_) {
+        if (ref->farewell) ref->farewell->wake();
+        else if (ref->idle) ref->socket->cancel(ec);
+    }
 }
 
 void Sessions::close_all() {
@@ -224,6 +231,15 @@ awaitable<void> serve_connection(ShardContext& ctx, Sessions& sessions, tcp::soc
             buffer.commit(received);
         }
         Served served = co_await serve_one(ctx, *stream, buffer, ref);
+        if (served.upgrade) {
+            // The WebSocket takes the bare socket for the rest of the connection; it has its
+            // own buffers (a client waits for the 101 before it sends a frame).
+            buffer.shrink_to_fit();
+            tcp::socket upgraded = stream->release_socket();
+            stream.reset();
+            co_await serve_websocket(ctx, ref, std::move(upgraded), std::move(*served.upgrade));
+            co_return;
+        }
         keep = served.keep_alive;
         if (!served.follow) continue;
         const Opened opened = co_await open_stream(ctx, *stream, *served.follow);

@@ -1,11 +1,12 @@
 // HTTP/1.1 connections of one shard: the read loop (read a request, answer it through the
 // routes, repeat while keep-alive), writing answers, opening an SSE stream and handing the
-// bare socket to event_stream.hpp, the 503 (or 429) for connections past a limit, and the
+// bare socket to event_stream.hpp, handing an upgraded connection to ws_session.hpp, the 503 (or 429) for connections past a limit, and the
 // registry shutdown uses to reach every open connection. Loop thread only, except the counts
 // (connection_counts.hpp), which are shared by every shard.
 #pragma once
 
 #include "connection_counts.hpp"
+#include "loop.hpp"
 #include "shard_context.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -24,6 +25,7 @@ public:
     struct Ref {
         tcp::socket* socket = nullptr;  // the connection, wherever it lives at the moment
         bool idle = false;              // waiting for the next request: safe to close at once
+        Wakeable* farewell = nullptr;   // a WebSocket's: woken at shutdown to send its close frame
     };
 
     // `connections` counts open connections across all shards, against their limits.
@@ -37,7 +39,8 @@ public:
     // per shard, beyond that they are closed without an answer.
     bool may_reject() const { return rejecting_ < MAX_REJECTING; }
 
-    // Shutdown: stops the connections waiting for a request (the others finish theirs).
+    // Shutdown: stops the connections waiting for a request (the others finish theirs) and
+    // tells WebSockets to close.
     void close_idle();
     // Shutdown, past the grace period: closes every connection.
     void close_all();

@@ -236,15 +236,12 @@ std::optional<Notice> parse_notice(std::string_view payload) {
     }
 }
 
-std::string format_sse_event(std::string_view job_id, const EventEntry& entry) {
+void write_event_members(JsonWriter& w, std::string_view job_id, const EventEntry& entry) {
     const std::uint64_t seq = event_seq(entry).value_or(0);
     const std::string* event = event_field(entry, "event");
-    const std::string_view name = event ? std::string_view(*event) : "message";
-    JsonWriter w;
-    w.begin_object();
     w.key("job_id").string(job_id);
     w.key("seq").integer(static_cast<std::int64_t>(seq));
-    w.key("event").string(name);
+    w.key("event").string(event ? std::string_view(*event) : "message");
     time_member(w, "time", field_int(event_field(entry, "ts")));
     if (auto attempt = field_int(event_field(entry, "attempt"))) int_member(w, "attempt", attempt);
     for (const char* name : {"worker", "message", "data", "error"}) {
@@ -254,6 +251,15 @@ std::string format_sse_event(std::string_view job_id, const EventEntry& entry) {
         if (auto f = parse_number<double>(*v)) w.key("fraction").number(*f);
     }
     if (const std::string* v = event_field(entry, "result")) msgpack_member(w, "result", v);
+}
+
+std::string format_sse_event(std::string_view job_id, const EventEntry& entry) {
+    const std::uint64_t seq = event_seq(entry).value_or(0);
+    const std::string* event = event_field(entry, "event");
+    const std::string_view name = event ? std::string_view(*event) : "message";
+    JsonWriter w;
+    w.begin_object();
+    write_event_members(w, job_id, entry);
     w.end_object();
     // The event name goes on an SSE line: keep line breaks out of it.
     std::string text = "id: " + std::to_string(seq) + "\nevent: ";

@@ -77,7 +77,13 @@ std::optional<Notice> parse_notice(std::string_view payload);
 // Returns the value of field `name` of `entry`, or nullptr.
 const std::string* event_field(const EventEntry& entry, std::string_view name);
 
-// Formats one entry as an SSE message: "id: {seq}\nevent: {event}\ndata: {json}\n\n".
+// Writes the members of one entry as clients see it, into an object `w` has open: job_id, seq,
+// event, time, and those of attempt, worker, message, data, error, fraction and result it has.
+// An SSE message's data and a WebSocket's event message are both made of these.
+void write_event_members(JsonWriter& w, std::string_view job_id, const EventEntry& entry);
+
+// Formats one entry as an SSE message: "id: {seq}\nevent: {event}\ndata: {json}\n\n", the data
+// an object of write_event_members().
 std::string format_sse_event(std::string_view job_id, const EventEntry& entry);
 
 // Parses a non-negative decimal integer (a Last-Event-ID, ?wait=, ?limit=), blanks around it

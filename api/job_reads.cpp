@@ -4,6 +4,7 @@
 #include "keys.hpp"
 #include "log.hpp"
 
+#include <algorithm>
 #include <iterator>
 
 namespace sluice::api {
@@ -112,6 +113,18 @@ awaitable<std::optional<std::string>> job_tenant(ShardContext& ctx, const std::s
     RedisValue tenant = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
     if (!tenant.ok()) co_return std::nullopt;
     co_return std::move(tenant.str);
+}
+
+awaitable<std::optional<HttpResult>> follow_refusal(ShardContext& ctx, const std::string& id, std::string_view tenant) {
+    const std::optional<std::string> owner = co_await job_tenant(ctx, id);
+    if (!owner) co_return redis_unavailable();
+    if (owner->empty() || (!tenant.empty() && *owner != tenant)) co_return job_not_found(id);
+    co_return std::nullopt;
+}
+
+int next_read_count(int count, std::size_t largest, std::size_t batch_bytes) {
+    if (largest == 0) return count;
+    return static_cast<int>(std::clamp<std::size_t>(batch_bytes / largest, 1, EVENT_BATCH));
 }
 
 awaitable<EventPage> read_events(ShardContext& ctx, const std::string& id, std::uint64_t after, int count) {

@@ -64,6 +64,19 @@ struct EventPage {
 };
 awaitable<EventPage> read_events(ShardContext& ctx, const std::string& id, std::uint64_t after, int count);
 
+// How many events a follower's reads ask for: FIRST_READ_EVENTS at first, then as many as fit
+// in the follower's `batch_bytes` at the size of the largest event (`largest` bytes as sent;
+// 0: the last read brought none, keep `count`) the last read brought, at most EVENT_BATCH. So
+// a read of large events holds about `batch_bytes`, not EVENT_BATCH events of any size.
+inline constexpr int FIRST_READ_EVENTS = 4;
+inline constexpr int EVENT_BATCH = 100;
+int next_read_count(int count, std::size_t largest, std::size_t batch_bytes);
+
+// Whether a client that sees only `tenant`'s jobs ("": any tenant's) may follow job `id`:
+// nullopt if so, else the answer that refuses it: 404 job_not_found (no such job, or another
+// tenant's: the two look alike), 503 redis_unavailable.
+awaitable<std::optional<HttpResult>> follow_refusal(ShardContext& ctx, const std::string& id, std::string_view tenant);
+
 // True when nothing more can come for a stream that has sent up to event `last`: the job is
 // gone (expired), or it is terminal and its last event number is not past `last`. False when
 // Redis does not answer.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "job_json.hpp"  // EventEntry, which notices carry
+#include "log.hpp"
 
 #include <optional>
 #include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without including it
@@ -15,6 +16,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
+#include <exception>
 #include <iterator>
 #include <string>
 #include <string_view>
@@ -27,6 +29,18 @@ template <class T = void>
 using awaitable = asio::awaitable<T>;
 using Clock = std::chrono::steady_clock;
 
+// The completion handler of a spawned coroutine: logs an exception that escaped it, where it
+// was spawned.
+inline auto log_failure(const char* what) {
+    return [what](std::exception_ptr e) {
+        if (!e) return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            log::error("{}: {}", what, ex.what());
+        }
+    };
+}
 
 // Anything waiting for news about a job, as the Notifier sees it.
 class Wakeable {

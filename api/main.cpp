@@ -73,6 +73,10 @@ ApiConfig config_from_env() {
                                           std::min(c.first_byte_timeout, c.request_timeout));
     c.sse_keepalive =
         sluice::env_ms("SLUICE_API_SSE_KEEPALIVE_MS", milliseconds(100), milliseconds(3600000), c.sse_keepalive);
+    c.ws_idle_timeout =
+        sluice::env_ms("SLUICE_API_WS_IDLE_TIMEOUT_MS", milliseconds(1000), milliseconds(3600000), c.ws_idle_timeout);
+    c.ws_send_queue_bytes = static_cast<std::size_t>(sluice::env_int(
+        "SLUICE_API_WS_SEND_QUEUE_BYTES", 4096, 1LL << 30, static_cast<long long>(c.ws_send_queue_bytes)));
     c.threads = static_cast<int>(sluice::env_int("SLUICE_API_THREADS", 1, 256, c.threads));
     c.log_level = sluice::env_string("SLUICE_LOG_LEVEL", c.log_level);
     c.cors_origins = sluice::env_list("SLUICE_API_CORS_ORIGINS");

@@ -55,6 +55,8 @@ inline constexpr std::int64_t CONCURRENCY_LIMIT_DEFAULT = 1;
 // Deepest JSON nesting accepted in a request body. The msgpack encoder and decoder recurse,
 // so this keeps a hostile body from exhausting the stack.
 inline constexpr int MAX_JSON_DEPTH = 64;
+// Highest Last-Event-ID (or WebSocket last_seq) accepted (keeps seq + 1 from overflowing).
+inline constexpr std::uint64_t MAX_EVENT_ID = std::uint64_t{1} << 62;
 // Longest ?wait= for GET /v1/jobs/{id}/result, in seconds.
 inline constexpr int MAX_RESULT_WAIT_S = 60;
 inline constexpr std::string_view DEFAULT_TENANT = "default";

@@ -10,6 +10,8 @@
 #include "log.hpp"
 #include "openapi_json.hpp"
 
+#include <boost/beast/websocket/rfc6455.hpp>
+
 #include <array>
 #include <iterator>
 
@@ -38,11 +40,11 @@ bool visible(const RouteRequest& req, const JobHash& hash) {
 
 // For a member key, the 404 that hides a job of another tenant (or none) before its cancel or
 // retry goes to the broker; 503 when Redis does not answer; nullopt: go on.
-awaitable<std::optional<HttpResult>> hidden_job(ShardContext& ctx, const RouteRequest& req) {
-    if (req.principal.role != Role::MEMBER) co_return std::nullopt;
-    const std::optional<std::string> tenant = co_await job_tenant(ctx, req.job_id);
+awaitable<std::optional<HttpResult>> hidden_job(ShardContext& ctx, const Principal& principal, const std::string& id) {
+    if (principal.role != Role::MEMBER) co_return std::nullopt;
+    const std::optional<std::string> tenant = co_await job_tenant(ctx, id);
     if (!tenant) co_return redis_unavailable();
-    if (tenant->empty() || !req.principal.may_see(*tenant)) co_return job_not_found(req.job_id);
+    if (tenant->empty() || !principal.may_see(*tenant)) co_return job_not_found(id);
     co_return std::nullopt;
 }
 
@@ -114,12 +116,8 @@ awaitable<Outcome> get_job(ShardContext& ctx, const RouteRequest& req) {
 
 // DELETE /v1/jobs/{id}
 awaitable<Outcome> cancel_job(ShardContext& ctx, const RouteRequest& req) {
-    if (!is_uuid(req.job_id)) co_return job_not_found(req.job_id);
-    if (auto refused = co_await hidden_job(ctx, req)) co_return std::move(*refused);
-    proto::Cancel cancel;
-    cancel.job_id = req.job_id;
-    const proto::Reply reply = co_await ctx.broker.request(cancel, ctx.config.broker_timeout);
-    co_return cancel_result(req.job_id, reply);
+    HttpResult answer = co_await cancel_as(ctx, req.principal, req.job_id);
+    co_return answer;
 }
 
 // GET /v1/jobs/{id}/result?wait=S: a long poll. 200 once the job is terminal, 202 with its
@@ -179,11 +177,21 @@ awaitable<Outcome> get_events(ShardContext& ctx, const RouteRequest& req) {
     co_return opened;
 }
 
+// GET /v1/ws: checks the upgrade and hands the connection to the session, which accepts it
+// and serves the WebSocket (ws_session.hpp). A browser page's upgrade from an origin not
+// listed never gets here (cors.hpp).
+awaitable<Outcome> open_websocket(ShardContext&, const RouteRequest& req) {
+    if (!boost::beast::websocket::is_upgrade(req.http))
+        co_return error_result(errors::BAD_REQUEST, "GET /v1/ws takes a WebSocket upgrade (Upgrade: websocket)");
+    const bool token = req.principal.role == Role::JOB_READER;
+    co_return WebSocketOpen{req.principal, token ? req.token_job : "", {}};
+}
+
 // POST /v1/jobs/{id}/retry: a dead job goes back to its queue.
 awaitable<Outcome> retry_job(ShardContext& ctx, const RouteRequest& req) {
     const std::string& id = req.job_id;
     if (!is_uuid(id)) co_return job_not_found(id);
-    if (auto refused = co_await hidden_job(ctx, req)) co_return std::move(*refused);
+    if (auto refused = co_await hidden_job(ctx, req.principal, id)) co_return std::move(*refused);
     proto::Retry retry;
     retry.job_id = id;
     const proto::Reply reply = co_await ctx.broker.request(retry, ctx.config.broker_timeout);
@@ -222,7 +230,7 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
 
 // The whole routing table: method + pattern -> handler. Each route is in schemas/openapi.yaml too
 // (tests/unit/test_routes.cpp checks it).
-constexpr std::array<Route, 15> ROUTES{{
+constexpr std::array<Route, 16> ROUTES{{
     {"GET", "/healthz", Access::PUBLIC, &healthz},
     {"GET", "/readyz", Access::PUBLIC, &readyz},
     {"GET", "/openapi.json", Access::PUBLIC, &openapi},
@@ -235,6 +243,7 @@ constexpr std::array<Route, 15> ROUTES{{
     {"POST", "/v1/jobs/{id}/retry", Access::MEMBER, &retry_job},
     {"GET", "/v1/dead", Access::MEMBER, &list_dead},
     {"GET", "/v1/workers", Access::MEMBER, &list_workers},
+    {"GET", "/v1/ws", Access::READER, &open_websocket},
     {"POST", "/v1/admin/keys", Access::ADMIN, &create_key},
     {"GET", "/v1/admin/keys", Access::ADMIN, &list_keys},
     {"DELETE", "/v1/admin/keys/{id}", Access::ADMIN, &revoke_key},
@@ -243,6 +252,24 @@ constexpr std::array<Route, 15> ROUTES{{
 }  // namespace
 
 std::span<const Route> routes() { return ROUTES; }
+
+std::optional<HttpResult> over_request_limit(ShardContext& ctx, const Principal& principal) {
+    const std::uint32_t limit = principal.rates.requests_per_s;
+    if (limit == 0 || principal.role == Role::JOB_READER) return std::nullopt;
+    const std::string owner = principal.key_id.empty() ? "tenant " + principal.tenant : principal.key_id;
+    const auto taken = ctx.request_limits.take(owner, limit, TokenBucket::Clock::now());
+    if (taken.ok) return std::nullopt;
+    return rate_limited("requests", limit, taken);
+}
+
+awaitable<HttpResult> cancel_as(ShardContext& ctx, const Principal& principal, const std::string& id) {
+    if (!is_uuid(id)) co_return job_not_found(id);
+    if (auto refused = co_await hidden_job(ctx, principal, id)) co_return std::move(*refused);
+    proto::Cancel cancel;
+    cancel.job_id = id;
+    const proto::Reply reply = co_await ctx.broker.request(cancel, ctx.config.broker_timeout);
+    co_return cancel_result(id, reply);
+}
 
 RouteMatch match_route(std::string_view method, std::string_view path) {
     RouteMatch match;
@@ -265,15 +292,12 @@ RouteMatch match_route(std::string_view method, std::string_view path) {
 
 namespace {
 
-// 429 for a key (or, without one, a tenant) past its requests per second; read tokens and
-// principals without a limit are not counted.
-std::optional<HttpResult> over_request_limit(ShardContext& ctx, const Principal& principal) {
-    const std::uint32_t limit = principal.rates.requests_per_s;
-    if (limit == 0 || principal.role == Role::JOB_READER) return std::nullopt;
-    const std::string owner = principal.key_id.empty() ? "tenant " + principal.tenant : principal.key_id;
-    const auto taken = ctx.request_limits.take(owner, limit, TokenBucket::Clock::now());
-    if (taken.ok) return std::nullopt;
-    return rate_limited("requests", limit, taken);
+// The job a read token must open to be let in: the {id} of the path, or for GET /v1/ws, whose
+// path names none, the job its `job_id` query parameter names.
+std::string job_of_token(const RouteMatch& match, const Target& target) {
+    if (!match.job_id.empty()) return match.job_id;
+    const auto named = target.query.find("job_id");
+    return named == target.query.end() ? "" : named->second;
 }
 
 // The request's route, who asks, and the handler's outcome (see handle()).
@@ -290,11 +314,12 @@ awaitable<Outcome> route(ShardContext& ctx, const Request& request, const Target
     try {
         // Each co_await stands alone in its statement: GCC 12 double-destroys temporaries
         // of a co_await nested in a larger expression.
-        auto who = co_await authenticate(ctx, request, target, match.route->access, match.job_id);
+        const std::string token_job = job_of_token(match, target);
+        auto who = co_await authenticate(ctx, request, target, match.route->access, token_job);
         if (auto* refused = std::get_if<HttpResult>(&who)) co_return std::move(*refused);
         const Principal& principal = std::get<Principal>(who);
         if (auto refused = over_request_limit(ctx, principal)) co_return std::move(*refused);
-        const RouteRequest req{request, target, match.job_id, principal};
+        const RouteRequest req{request, target, match.job_id, principal, token_job};
         Outcome outcome = co_await match.route->handler(ctx, req);
         co_return outcome;
     } catch (const std::exception& e) {

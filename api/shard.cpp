@@ -11,7 +11,6 @@
 
 #include <sys/socket.h>
 
-#include <exception>
 
 namespace sluice::api {
 namespace {
@@ -23,18 +22,6 @@ using error_code = boost::system::error_code;
 constexpr auto TICK_INTERVAL = std::chrono::seconds(1);
 // How often shutdown looks whether every connection has finished.
 constexpr auto SHUTDOWN_POLL = std::chrono::milliseconds(20);
-
-// Logs an exception that escaped a coroutine, where it was spawned.
-auto log_failure(const char* what) {
-    return [what](std::exception_ptr e) {
-        if (!e) return;
-        try {
-            std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-            log::error("{}: {}", what, ex.what());
-        }
-    };
-}
 
 }  // namespace
 

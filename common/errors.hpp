@@ -39,6 +39,9 @@ inline constexpr Code TENANT_QUEUE_FULL{"tenant_queue_full", 429};
 inline constexpr Code RATE_LIMITED{"rate_limited", 429};
 // One client address holds as many connections as it may (SLUICE_API_MAX_CONNECTIONS_PER_CLIENT).
 inline constexpr Code TOO_MANY_CONNECTIONS_FROM_CLIENT{"too_many_connections_from_client", 429};
+// A WebSocket already follows as many jobs as one may (api/config.hpp, ws_max_subscriptions);
+// only ever in a WebSocket's error message, the status says what kind of refusal it is.
+inline constexpr Code TOO_MANY_SUBSCRIPTIONS{"too_many_subscriptions", 429};
 inline constexpr Code HEADERS_TOO_LARGE{"headers_too_large", 431};
 // Redis is near its maxmemory: new jobs wait until results free room or expire.
 inline constexpr Code STORAGE_FULL{"storage_full", 507};

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import websockets.sync.client
 import zmq
 from sluice import protocol
 from sluice.curve import read_key
@@ -275,6 +276,13 @@ class Pipeline:
         for path in sorted(self.workdir.glob("*.log")) + sorted(self.workdir.glob("*.out")):
             parts.append(f"==== {path.name}\n{path.read_text()[-4000:]}")
         return "\n".join(parts)
+
+    # -- WebSocket (GET /v1/ws) -----------------------------------------------------------
+    def websocket(self, query: str = "", **options):
+        """Opens GET /v1/ws (`query` without its '?'): a websockets sync connection, `options`
+        passed to websockets' connect (additional_headers, origin, sock, max_queue...)."""
+        url = self.url.replace("http://", "ws://") + "/v1/ws" + (f"?{query}" if query else "")
+        return websockets.sync.client.connect(url, proxy=None, compression=None, open_timeout=10, **options)
 
     # -- HTTP helpers ------------------------------------------------------------------
     def submit(self, job_type: str, input=None, **options) -> dict:

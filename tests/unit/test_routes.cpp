@@ -82,7 +82,7 @@ TEST_CASE("the table: one handler per route, no (method, pattern) twice") {
         CHECK(static_cast<bool>(route.handler));
         CHECK_MESSAGE(seen.emplace(route.method, route.pattern).second, route.method << " " << route.pattern);
     }
-    CHECK(seen.size() == 15);
+    CHECK(seen.size() == 16);
 }
 
 TEST_CASE("who may use each route: health for anybody, key management for admins, reads by token") {
@@ -99,6 +99,7 @@ TEST_CASE("who may use each route: health for anybody, key management for admins
     CHECK(access_of("GET", "/v1/jobs") == Access::MEMBER);
     CHECK(access_of("GET", "/v1/jobs/x/events") == Access::READER);
     CHECK(access_of("GET", "/v1/jobs/x/result") == Access::READER);
+    CHECK(access_of("GET", "/v1/ws") == Access::READER);
     CHECK(access_of("POST", "/v1/admin/keys") == Access::ADMIN);
     CHECK(access_of("GET", "/v1/admin/keys") == Access::ADMIN);
     CHECK(access_of("DELETE", "/v1/admin/keys/0123456789abcdef") == Access::ADMIN);
