@@ -51,7 +51,7 @@ awaitable<std::optional<KeyCache::Entry>> find_key(ShardContext& ctx, const std:
 awaitable<std::variant<Principal, HttpResult>> by_key(ShardContext& ctx, std::string_view key) {
     const std::string hash = key_hash(key);
     if (!ctx.config.admin_key_hash.empty() && same_secret(hash, ctx.config.admin_key_hash))
-        co_return Principal{Role::ADMIN, "default", "admin"};
+        co_return Principal{Role::ADMIN, "default", "admin", Rates{}};
     const auto id = key_id_of(key);
     if (!id) co_return unauthenticated("the API key is not valid", "Bearer error=\"invalid_token\"");
     const std::string key_id(*id);
@@ -104,7 +104,7 @@ awaitable<std::variant<Principal, HttpResult>> authenticate(ShardContext& ctx, c
         if (access != Access::READER || !token_opens(ctx.config.token_secret, token->second, token_job, now_s))
             co_return unauthenticated("the read token is not valid for this request, or has expired",
                                       "Bearer error=\"invalid_token\"");
-        who = Principal{Role::JOB_READER, "", ""};
+        who = Principal{Role::JOB_READER, "", "", Rates{}};
     } else if (!ctx.config.auth_required) {
         who = Principal{};
     } else {

@@ -152,7 +152,8 @@ awaitable<Outcome> get_result(ShardContext& ctx, const RouteRequest& req) {
 // are gone: 10,000 clients opening their streams at once then hold little more than their
 // session.
 awaitable<Outcome> get_events(ShardContext& ctx, const RouteRequest& req) {
-    EventStream opened{req.job_id};
+    EventStream opened;
+    opened.job_id = req.job_id;
     std::optional<std::string> given;
     if (auto h = req.http.find("Last-Event-ID"); h != req.http.end())
         given = std::string(h->value());
