@@ -284,17 +284,20 @@ def test_a_peer_that_answers_no_ping_is_dropped(idle):
 def test_a_websocket_holds_a_connection_slot(tmp_path, request):
     with running_pipeline(tmp_path, lambda: request.session.testsfailed, env={"SLUICE_API_MAX_CONNECTIONS": "2"}) as p:
         with p.websocket(), p.websocket() as second:
-            with pytest.raises(InvalidStatus) as refused:
+            # The api answers 503 as it accepts and closes: the client reads the answer, or, when
+            # the close reset the connection before its handshake was read, only the close.
+            with pytest.raises((InvalidStatus, ConnectionClosed)) as refused:
                 with p.websocket():
                     pass
-            assert refused.value.response.status_code == 503
+            if isinstance(refused.value, InvalidStatus):
+                assert refused.value.response.status_code == 503
             second.close()
             deadline = time.monotonic() + 5
             while True:  # the slot is free once the api has seen the close
                 try:
                     with p.websocket():
                         break
-                except InvalidStatus:
+                except (InvalidStatus, ConnectionClosed):
                     assert time.monotonic() < deadline
                     time.sleep(0.05)
 

@@ -100,7 +100,7 @@ def submit_jobs(api: RogueApi, tenant: str, count: int, type_: str = "sleep", in
     ids = [str(uuid.uuid4()) for _ in range(count)]
     bodies = [submit_body(i, job_id, tenant=tenant, type_=type_, input_=msgpack.packb(input_))
               for i, job_id in enumerate(ids)]
-    replies = api.requests(b"\x01", bodies, timeout_ms=10_000)
+    replies = api.requests(b"\x01", bodies, timeout_ms=60_000)
     assert all(reply is not None and reply[1] == 202 for reply in replies), replies[:3]
     return ids
 
