@@ -91,6 +91,8 @@ class WorkerConfig:
     # the socket is a CURVE client, so only the holder of the broker's secret key gets its
     # messages. None: no CURVE (the broker must not require it).
     curve: ClientKeys | None = None
+    # A sluice.metrics.WorkerMetrics to count jobs in (sluice-worker --metrics-port); None: none.
+    metrics: Any = None
 
 
 # zmq constants as plain ints: pyzmq's enums cost more to combine than a send (Worker._send).
@@ -462,6 +464,8 @@ class Worker:
         try:
             async with self._slots:
                 started = time.monotonic()
+                if self.config.metrics is not None:
+                    self.config.metrics.started(job.type)
                 run.ctx._start_clock()
                 log.debug("job %s started type=%s attempt=%d", job.job_id, job.type, job.attempt)
                 reply = await self._execute(run)
@@ -519,6 +523,9 @@ class Worker:
         self._send(reply)
         job = run.job
         duration = time.monotonic() - (started if started is not None else run.received)
+        if self.config.metrics is not None:
+            outcome = {p.Result: "succeeded", p.Failure: "failed"}.get(type(reply), "canceled")
+            self.config.metrics.finished(job.type, outcome, duration if started is not None else None)
         if isinstance(reply, p.Result):
             # Debug only: one line per successful job costs a busy worker a tenth of its time.
             log.debug("job %s succeeded type=%s attempt=%d duration=%.3fs",
