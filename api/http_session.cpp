@@ -258,6 +258,7 @@ awaitable<void> serve_connection(ShardContext& ctx, Sessions& sessions, tcp::soc
         tcp::socket streaming = stream->release_socket();
         stream.reset();
         ref.socket = &streaming;
+        const ApiMetrics::Open open(ctx.metrics.open_sse);
         const bool usable = co_await stream_events(ctx, streaming, std::move(*served.follow));
         stream.emplace(std::move(streaming));
         ref.socket = &stream->socket();

@@ -10,6 +10,7 @@
 #include "broker_link.hpp"
 #include "config.hpp"
 #include "followers.hpp"
+#include "metrics.hpp"
 #include "loop.hpp"
 #include "redis_client.hpp"
 #include "rate_limits.hpp"
@@ -19,9 +20,10 @@
 namespace sluice::api {
 
 struct ShardContext {
-    ShardContext(const ApiConfig& config, zmq::context_t& zmq_ctx, RateLimits& request_limits)
+    ShardContext(const ApiConfig& config, zmq::context_t& zmq_ctx, RateLimits& request_limits, ApiMetrics& metrics)
         : config(config),
           request_limits(request_limits),
+          metrics(metrics),
           redis(ioc, config.redis_host, config.redis_port, config.redis_login, "commands"),
           broker(ioc, zmq_ctx, config.broker_endpoint, config.broker_keys) {}
     ShardContext(const ShardContext&) = delete;
@@ -30,6 +32,7 @@ struct ShardContext {
     asio::io_context ioc{1};  // first member: destroyed last
     const ApiConfig& config;
     RateLimits& request_limits;  // shared by every shard of this instance
+    ApiMetrics& metrics;         // shared by every shard of this instance
     RedisConnection redis;  // commands: job reads, event reads, PING
     BrokerLink broker;
     Notifier notifier;      // fed by the shard's sluice:notify subscription

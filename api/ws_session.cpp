@@ -391,6 +391,7 @@ awaitable<void> serve_websocket(ShardContext& ctx, Sessions::Ref& ref, tcp::sock
         co_await ws.async_accept(upgrade, asio::redirect_error(asio::use_awaitable, ec));
     }
     if (ec) co_return;
+    const ApiMetrics::Open counted(ctx.metrics.open_websockets);
     Connection connection(ctx, ws, open);
     ref.farewell = &connection.waker();
     bool sending = true;

@@ -189,6 +189,7 @@ void Broker::flush_submits() {
             } else if (reply_text(answer) == "ok") {
                 queues_.push(job.type, job.job_id, job.priority,
                              Owner{job.tenant, job.concurrency_key, job.concurrency_limit});
+                metrics_.count(job.type, BrokerMetrics::SUBMITTED);
                 accept_new(job.peer, job.req_id, job.job_id);
             } else {
                 refuse(job.peer, job.req_id, errors::DUPLICATE_JOB_ID, "job id already exists", job.job_id);

@@ -69,6 +69,7 @@ struct ResultItem {
     std::string job_id;
     std::uint32_t attempt = 0;
     std::string result;
+    std::string type;  // for the metrics
 
     // Moves the result out.
     std::array<std::string, STRIDE> take_args() { return {job_id, std::to_string(attempt), std::move(result)}; }

@@ -9,6 +9,7 @@
 #include "errors.hpp"
 #include "job_queue.hpp"
 #include "job_table.hpp"
+#include "metrics.hpp"
 #include "rate_limited_log.hpp"
 #include "redis_link.hpp"
 #include "refusal_log.hpp"
@@ -77,6 +78,8 @@ private:
     void sweep_expired(Clock::time_point now);
     // Once a second: writes the worker report GET /v1/workers reads (keys::WORKERS).
     void report_workers(Clock::time_point now);
+    // Once a second: writes the broker's metrics GET /metrics appends (keys::BROKER_METRICS).
+    void report_metrics(Clock::time_point now);
 
     // ---- ZAP, who may connect (zap.cpp) ----
     // ZAP domains (RFC 27) of the two sockets: the handler picks the allow-list by domain.
@@ -190,6 +193,8 @@ private:
     bool sweeping_ = false;  // a SWEEP is in flight
     Clock::time_point next_sweep_{};
     Clock::time_point next_worker_report_{};
+    BrokerMetrics metrics_;
+    Clock::time_point next_metrics_report_{};
     bool abandoning_ = false;  // an ABANDON is in flight
     Clock::time_point next_abandon_{};
 

@@ -40,6 +40,9 @@ inline constexpr std::string_view API_KEYS = "sluice:apikeys";
 // The broker's report of its workers (msgpack, broker/worker_pool.hpp), rewritten once a second
 // with a short expiry, so a report of a broker that is gone disappears.
 inline constexpr std::string_view WORKERS = "sluice:workers";
+// The broker's metrics in the Prometheus text format (broker/metrics.hpp), rewritten once a
+// second with a short expiry; GET /metrics of every api appends them.
+inline constexpr std::string_view BROKER_METRICS = "sluice:metrics:broker";
 // Set of the job types any worker has declared.
 inline constexpr std::string_view TYPES = "sluice:types";
 // Pub/sub channel: a notice for every new job event (PROTOCOL.md, Notices).
