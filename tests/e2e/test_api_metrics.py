@@ -1,6 +1,8 @@
 """GET /metrics: the api's requests by route and status with latency histograms, its open event
 streams, and the broker's job counts, queues, workers and Redis script latency; promtool accepts
 it; no job id in it; admin only when auth is on."""
+import json
+import re
 import shutil
 import socket
 import subprocess
@@ -9,7 +11,7 @@ import uuid
 
 import pytest
 
-from pipeline import running_pipeline
+from pipeline import ROOT, running_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +106,27 @@ def test_no_job_id_is_a_label(p):
     assert job not in scrape(p)
 
 
+def dashboard_metrics(prefix: str) -> set[str]:
+    """The metric names starting with `prefix` that deploy/grafana/sluice.json queries."""
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "sluice.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    return {name for expr in exprs for name in re.findall(rf"\b{prefix}\w+", expr)}
+
+
+def series_names(text: str) -> set[str]:
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) is not installed")
 def test_promtool_accepts_the_metrics(p):
     check = subprocess.run(["promtool", "check", "metrics"], input=scrape(p), capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_api_serves(p):
+    served = series_names(scrape(p))
+    wanted = dashboard_metrics("sluice_api_") | dashboard_metrics("sluice_broker_")
+    assert wanted and wanted <= served, wanted - served
 
 
 def test_with_the_broker_gone_the_api_still_answers_and_says_so(p):

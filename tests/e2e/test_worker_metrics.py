@@ -1,6 +1,8 @@
 """sluice-worker --metrics-port: Prometheus metrics of a Python worker (jobs by type and outcome,
 durations, in flight, model tokens and their speed), accepted by promtool, with no job ids in
 them; bad ports refused at start."""
+import json
+import re
 import shutil
 import socket
 import subprocess
@@ -9,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from pipeline import VENV_BIN, free_port, running_pipeline
+from pipeline import ROOT, VENV_BIN, free_port, running_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +72,28 @@ def test_no_job_id_is_a_label(scraped):
     assert not any(job_id in text for job_id in ids)
 
 
+def dashboard_metrics(prefix: str) -> set[str]:
+    """The metric names starting with `prefix` that deploy/grafana/sluice.json queries."""
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "sluice.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    return {name for expr in exprs for name in re.findall(rf"\b{prefix}\w+", expr)}
+
+
+def series_names(text: str) -> set[str]:
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) is not installed")
 def test_promtool_accepts_the_metrics(scraped):
     _, _, text, _ = scraped
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_worker_serves(scraped):
+    _, _, text, _ = scraped
+    wanted = dashboard_metrics("sluice_worker_")
+    assert wanted and wanted <= series_names(text), wanted - series_names(text)
 
 
 def test_the_metrics_port_listens_on_loopback_only(scraped):
