@@ -9,9 +9,11 @@
 #include "errors.hpp"
 #include "job_queue.hpp"
 #include "job_table.hpp"
+#include "queue_report.hpp"
 #include "rate_limited_log.hpp"
 #include "redis_link.hpp"
 #include "refusal_log.hpp"
+#include "schedule.hpp"
 #include "storage_watch.hpp"
 #include "worker_pool.hpp"
 #include "wire.hpp"
@@ -19,6 +21,7 @@
 #include <zmq.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -78,6 +81,19 @@ private:
     // Once a second: writes the worker report GET /v1/workers reads (keys::WORKERS).
     void report_workers(Clock::time_point now);
 
+    // ---- schedules, deadlines and the queue report (timed.cpp) ----
+    // Reads every scheduled job into schedule_ (a step of the resync); `done` runs once it is in.
+    void load_schedule(std::function<void()> done);
+    // Queues the scheduled jobs that are due (scripts::PROMOTE), once one is.
+    void promote_due();
+    // Once a DEADLINE_CHECK_INTERVAL: fails the jobs past their expire_at_ms that have not
+    // started (scripts::EXPIRE_DUE) and takes them out of memory.
+    void expire_due(Clock::time_point now);
+    // A job ended succeeded or failed: counted in the queue report's last minute.
+    void record_outcome(const std::string& type, const std::string& tenant, bool succeeded);
+    // Once a second: writes the queue report GET /v1/queues reads (keys::QUEUES).
+    void report_queues(Clock::time_point now);
+
     // ---- ZAP, who may connect (zap.cpp) ----
     // ZAP domains (RFC 27) of the two sockets: the handler picks the allow-list by domain.
     static constexpr const char* API_DOMAIN = "sluice-api";
@@ -92,7 +108,7 @@ private:
     void handle_submit(const std::string& peer, proto::Submit msg);
     // Why a SUBMIT breaks the limits (common/limits.hpp, names.hpp), or nullopt when it does not.
     std::optional<std::string> submit_problem(const proto::Submit& msg) const;
-    // Queued jobs of `tenant`, the SUBMITs on their way to Redis included.
+    // Queued and scheduled jobs of `tenant`, the SUBMITs on their way to Redis included.
     std::size_t tenant_queued(const std::string& tenant) const;
     void flush_submits();
     // A SUBMIT's batch came back from Redis (or could not be sent): the SUBMIT no longer counts
@@ -106,7 +122,7 @@ private:
     // 200 with the job it made and that job's status now; refuse: not done, `status` and a
     // stable `code`.
     void accept(const std::string& peer, std::uint64_t req_id, std::string job_id = {}, std::string state = {});
-    void accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id);
+    void accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id, std::string state);
     void accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id, std::string state);
     void refuse(const std::string& peer, std::uint64_t req_id, const errors::Code& code, std::string message,
                 std::string job_id = {});
@@ -166,6 +182,12 @@ private:
     std::vector<StartItem> starts_;
     std::vector<ResultItem> results_;
     JobQueues queues_;
+    Schedule schedule_;
+    bool promoting_ = false;  // a PROMOTE is in flight
+    bool expiring_ = false;   // an EXPIRE_DUE is in flight
+    Clock::time_point next_deadline_check_{};
+    RecentOutcomes outcomes_;
+    Clock::time_point next_queue_report_{};
     std::set<std::string> known_types_;
     WorkerPool workers_;
     JobTable jobs_;  // running attempts and delayed retries; after workers_, whose credit it keeps

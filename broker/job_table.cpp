@@ -121,4 +121,16 @@ std::unordered_set<std::string> JobTable::held_jobs() const {
     return ids;
 }
 
+std::map<std::pair<std::string, std::string>, std::size_t> JobTable::running_by_type() const {
+    std::map<std::pair<std::string, std::string>, std::size_t> counts;
+    for (const auto& [job_id, running] : running_) ++counts[{running.run.type, running.run.owner.tenant}];
+    return counts;
+}
+
+std::map<std::pair<std::string, std::string>, std::size_t> JobTable::delayed_by_type() const {
+    std::map<std::pair<std::string, std::string>, std::size_t> counts;
+    for (const auto& [due, retry] : delayed_) ++counts[{retry.type, retry.owner.tenant}];
+    return counts;
+}
+
 }  // namespace sluice::broker

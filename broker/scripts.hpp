@@ -10,12 +10,16 @@
 
 namespace sluice::broker::scripts {
 
-// Arguments per job of the batch scripts (SUBMIT, START, SUCCEED), after their first three.
-inline constexpr std::size_t SUBMIT_STRIDE = 13;
+// Arguments per job of the batch scripts (SUBMIT, START, SUCCEED), after their settings
+// (batches.hpp, batch_args).
+inline constexpr std::size_t SUBMIT_STRIDE = 15;
 inline constexpr std::size_t START_STRIDE = 3;
 inline constexpr std::size_t SUCCEED_STRIDE = 3;
-// Elements per job in the reply of LOAD_QUEUE.
-inline constexpr std::size_t LOAD_QUEUE_STRIDE = 5;
+// Elements per job in the replies of LOAD_QUEUE, LOAD_SCHEDULED, PROMOTE and EXPIRE_DUE.
+inline constexpr std::size_t LOAD_QUEUE_STRIDE = 6;
+inline constexpr std::size_t LOAD_SCHEDULED_STRIDE = 4;
+inline constexpr std::size_t PROMOTE_STRIDE = 8;
+inline constexpr std::size_t EXPIRE_DUE_STRIDE = 4;
 // What a job costs its tenant's byte budget besides the bytes of its input, events and result:
 // its keys, hash fields, stream and history entries and index entries. Measured: Redis's
 // used_memory grows 2.4 KB per finished echo job of a few bytes, 3.3 KB besides the payload
@@ -38,7 +42,8 @@ inline std::string key_names() {
            ", history = " + quoted(keys::HISTORY_PREFIX) + ", queue = " + quoted(keys::QUEUE_PREFIX) +
            ", running = " + quoted(keys::RUNNING) + ", dead = " + quoted(keys::DEAD) +
            ", notify = " + quoted(keys::NOTIFY_CHANNEL) + ", tenant_bytes = " + quoted(keys::TENANT_BYTES) +
-           ", expiring = " + quoted(keys::EXPIRING) + ", jobs = " + quoted(keys::JOBS_PREFIX) + "}\n";
+           ", expiring = " + quoted(keys::EXPIRING) + ", jobs = " + quoted(keys::JOBS_PREFIX) +
+           ", scheduled = " + quoted(keys::SCHEDULED) + ", deadlines = " + quoted(keys::DEADLINES) + "}\n";
 }
 
 // Helpers every script starts with (after the key names).
@@ -48,8 +53,11 @@ inline std::string key_names() {
 //   fields' bytes are added to the job's `bytes`.
 //   record: appends one attempt to the job's history (a msgpack array, see PROTOCOL.md).
 //   finish: gives a job that reached a terminal state its time to live, charges its tenant the
-//   bytes it gained since it was last charged (`charged`), and notes in K.expiring when Redis
-//   will drop it, for SWEEP to give the bytes back.
+//   bytes it gained since it was last charged (`charged`), notes in K.expiring when Redis
+//   will drop it, for SWEEP to give the bytes back, and takes it off K.deadlines.
+//   expire: a queued or scheduled job past its expire_at_ms ends failed with error_code
+//   'expired', without an attempt (no history entry) and outside the dead set: nobody waits
+//   for it any more.
 //   lost_or_failed: ends the current attempt; requeues the job if `retry` and its budget for
 //   this outcome is not spent, else marks it failed and puts it in the dead set. A `failed`
 //   attempt (the handler's fault) counts against max_attempts; a `lost` one (a worker died, a
@@ -96,6 +104,16 @@ local function finish(id, now, ttl)
     redis.call('ZADD', K.expiring, string.format('%.0f', tonumber(now) + 1000 * tonumber(ttl)),
                id .. ' ' .. j[1] .. ' ' .. bytes)
   end
+  redis.call('ZREM', K.deadlines, id)
+end
+local EXPIRED = 'expired: not started within expire_after_s'
+local function expire(id, now, maxlen, ttl)
+  local job = K.job .. id
+  redis.call('HSET', job, 'status', 'failed', 'error', EXPIRED, 'error_code', 'expired', 'finished_ms', now)
+  redis.call('ZREM', K.queue .. redis.call('HGET', job, 'type'), id)
+  redis.call('ZREM', K.scheduled, id)
+  add_event(id, maxlen, now, {'event', 'failed', 'error', EXPIRED, 'code', 'expired'})
+  finish(id, now, ttl)
 end
 local function lost_or_failed(id, now, maxlen, ttl, err, outcome, retry, score, max_redeliveries)
   local job = K.job .. id
@@ -113,6 +131,8 @@ local function lost_or_failed(id, now, maxlen, ttl, err, outcome, retry, score, 
   if retry and left then
     redis.call('HSET', job, 'status', 'queued', 'error', err)
     redis.call('ZADD', K.queue .. j[3], score, id)
+    local deadline = redis.call('HGET', job, 'expire_at_ms')
+    if deadline then redis.call('ZADD', K.deadlines, deadline, id) end
     add_event(id, maxlen, now, {'event', 'retrying', 'attempt', j[1], 'error', err})
     return 'requeued'
   end
@@ -140,8 +160,10 @@ end
 // the byte budget of each tenant, idempotency ttl_s, then SUBMIT_STRIDE per job: id, tenant,
 // type, input, priority, max_attempts, timeout_s, queue score, idempotency key ('' for none: else
 // the whole Redis key, keys::idempotency), request hash, API key id, concurrency key ('' for
-// none: then the job hash has neither it nor its limit), concurrency limit. A job is charged to
-// its tenant at once: JOB_BASE_BYTES plus its input.
+// none: then the job hash has neither it nor its limit), concurrency limit, run_at_ms (0: now),
+// expire_at_ms (0: never). A job due later than now is `scheduled` (in K.scheduled, first event
+// `scheduled`) instead of queued; a job with a deadline is in K.deadlines until it starts. A job
+// is charged to its tenant at once: JOB_BASE_BYTES plus its input.
 // Returns one answer per job, in order: 'ok', 'exists', {'replay' | 'conflict', original id, its
 // status now ('' once expired)} or {'over_budget', bytes the tenant holds}.
 inline const std::string SUBMIT = PRELUDE + stride(SUBMIT_STRIDE) + "local JOB_BASE_BYTES = " +
@@ -175,12 +197,24 @@ for i = 4, #ARGV, STRIDE do
     if ARGV[i + 11] ~= '' then
       redis.call('HSET', job, 'concurrency_key', ARGV[i + 11], 'concurrency_limit', ARGV[i + 12])
     end
-    redis.call('ZADD', K.queue .. type, ARGV[i + 7], id)
+    local run_at, expire_at = ARGV[i + 13], ARGV[i + 14]
+    if expire_at ~= '0' then
+      redis.call('HSET', job, 'expire_at_ms', expire_at)
+      redis.call('ZADD', K.deadlines, expire_at, id)
+    end
+    local first = 'queued'
+    if tonumber(run_at) > tonumber(now) then
+      first = 'scheduled'
+      redis.call('HSET', job, 'status', first, 'run_at_ms', run_at)
+      redis.call('ZADD', K.scheduled, run_at, id)
+    else
+      redis.call('ZADD', K.queue .. type, ARGV[i + 7], id)
+    end
     redis.call('ZADD', K.jobs .. tenant, now, id)
     if idem ~= '' then redis.call('SET', idem, hash .. ' ' .. id, 'EX', idem_ttl) end
     -- The first event, written directly: a new stream needs no trimming, and nobody can be
     -- watching a job before its id is given out, so there is no notice to publish.
-    redis.call('XADD', K.events .. id, '1-1', 'event', 'queued', 'seq', 1, 'ts', now)
+    redis.call('XADD', K.events .. id, '1-1', 'event', first, 'seq', 1, 'ts', now)
     out[#out + 1] = 'ok'
   end
 end
@@ -191,18 +225,25 @@ return out
 )lua";
 
 // queued -> running, for every job dispatched in one turn of the broker loop. KEYS: none.
-// ARGV: now_ms, maxlen, lease grace ms, then START_STRIDE per job: id, worker, type. The
-// running zset scores each job by its lease deadline (now + timeout_s + grace). Returns one
-// answer per job: {'ok', attempt, input, timeout_s} or {'not_queued'}.
+// ARGV: now_ms, maxlen, lease grace ms, ttl_s, then START_STRIDE per job: id, worker, type. The
+// running zset scores each job by its lease deadline (now + timeout_s + grace). A job past its
+// expire_at_ms does not start: it ends failed, `expired` (the check at dispatch: no worker ever
+// sees it). Returns one answer per job: {'ok', attempt, input, timeout_s}, {'expired'} or
+// {'not_queued'}.
 inline const std::string START = PRELUDE + stride(START_STRIDE) + R"lua(
-local now, maxlen, grace = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now, maxlen, grace, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local out = {}
-for i = 4, #ARGV, STRIDE do
+for i = 5, #ARGV, STRIDE do
   local id, worker = ARGV[i], ARGV[i + 1]
   local job = K.job .. id
-  if redis.call('HGET', job, 'status') ~= 'queued' then
+  local j = redis.call('HMGET', job, 'status', 'expire_at_ms')
+  if j[1] ~= 'queued' then
     out[#out + 1] = {'not_queued'}
+  elseif j[2] and tonumber(now) >= tonumber(j[2]) then
+    expire(id, now, maxlen, ttl)
+    out[#out + 1] = {'expired'}
   else
+    redis.call('ZREM', K.deadlines, id)
     local attempt = redis.call('HINCRBY', job, 'attempts', 1)
     local j = redis.call('HMGET', job, 'input', 'timeout_s')
     redis.call('HSET', job, 'status', 'running', 'started_ms', now, 'worker', worker)
@@ -259,15 +300,16 @@ if not is_current(ARGV[1], ARGV[2]) then return 'stale' end
 return lost_or_failed(ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8] == '1', ARGV[9], ARGV[10])
 )lua";
 
-// queued|running -> canceled. KEYS: job. ARGV: id, now_ms, maxlen, ttl_s.
-// Returns the status it left ('queued' or 'running'), 'not_found' or 'finished'.
+// scheduled|queued|running -> canceled. KEYS: job. ARGV: id, now_ms, maxlen, ttl_s.
+// Returns the status it left ('scheduled', 'queued' or 'running'), 'not_found' or 'finished'.
 inline const std::string CANCEL = PRELUDE + R"lua(
 local j = redis.call('HMGET', KEYS[1], 'status', 'type')
 if not j[1] then return 'not_found' end
-if j[1] ~= 'queued' and j[1] ~= 'running' then return 'finished' end
+if j[1] ~= 'queued' and j[1] ~= 'running' and j[1] ~= 'scheduled' then return 'finished' end
 if j[1] == 'running' then record(ARGV[1], ARGV[2], 'canceled', '') end
 redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_ms', ARGV[2])
 redis.call('ZREM', K.queue .. j[2], ARGV[1])
+redis.call('ZREM', K.scheduled, ARGV[1])
 redis.call('ZREM', K.running, ARGV[1])
 add_event(ARGV[1], ARGV[3], ARGV[2], {'event', 'canceled'})
 finish(ARGV[1], ARGV[2], ARGV[4])
@@ -276,7 +318,8 @@ return j[1]
 
 // dead (failed) -> queued, on request. KEYS: job. ARGV: id, now_ms, maxlen.
 // The attempt counter keeps counting (it is the fencing token); `retry_base` restarts the
-// job's attempt budget. The job stays charged to its tenant, no longer due to expire.
+// job's attempt budget. The job stays charged to its tenant, no longer due to expire. Its
+// expire_at_ms goes: whoever retries a dead job by hand wants it run now.
 // Returns {'ok', type, priority, tenant, concurrency key ('' for none), concurrency limit},
 // 'not_found' or 'not_dead'.
 inline const std::string RETRY = PRELUDE + R"lua(
@@ -288,7 +331,7 @@ redis.call('ZREM', K.dead, ARGV[1])
 redis.call('ZREM', K.dead .. ':' .. (j[5] or 'default'), ARGV[1])
 if j[5] and j[6] then redis.call('ZREM', K.expiring, ARGV[1] .. ' ' .. j[5] .. ' ' .. j[6]) end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'retry_base', j[4], 'lost_base', j[9] or 0)
-redis.call('HDEL', KEYS[1], 'error', 'finished_ms')
+redis.call('HDEL', KEYS[1], 'error', 'error_code', 'finished_ms', 'expire_at_ms')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', K.events .. ARGV[1])
 redis.call('PERSIST', K.history .. ARGV[1])
@@ -345,18 +388,97 @@ return #due
 
 // The queue of one type, in run order, with what dispatch needs of each job. KEYS: queue.
 // Returns a flat list, LOAD_QUEUE_STRIDE per job: id, priority, tenant, concurrency key ('' for
-// none), concurrency limit, ...
+// none), concurrency limit, when it was queued (ms: its score less the priority's part), ...
 inline const std::string LOAD_QUEUE = key_names() + R"lua(
 local out = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for k = 1, #entries, 2 do
+  local id = entries[k]
   local j = redis.call('HMGET', K.job .. id, 'priority', 'tenant', 'concurrency_key', 'concurrency_limit')
   out[#out + 1] = id
   out[#out + 1] = j[1] or '0'
   out[#out + 1] = j[2] or 'default'
   out[#out + 1] = j[3] or ''
   out[#out + 1] = j[4] or '0'
+  out[#out + 1] = string.format('%.0f', tonumber(entries[k + 1]) % 1e13)
 end
 return out
+)lua";
+
+// Every scheduled job, for the broker's count of them (schedule.hpp). KEYS: none. Returns a
+// flat list, LOAD_SCHEDULED_STRIDE per job: id, type, tenant, due (ms).
+inline const std::string LOAD_SCHEDULED = key_names() + R"lua(
+local out = {}
+local entries = redis.call('ZRANGE', K.scheduled, 0, -1, 'WITHSCORES')
+for k = 1, #entries, 2 do
+  local j = redis.call('HMGET', K.job .. entries[k], 'type', 'tenant')
+  out[#out + 1] = entries[k]
+  out[#out + 1] = j[1] or ''
+  out[#out + 1] = j[2] or 'default'
+  out[#out + 1] = entries[k + 1]
+end
+return out
+)lua";
+
+// scheduled -> queued for the scheduled jobs due by now, at most a limit of them, the earliest
+// first: each goes into its queue scored by its due time (so jobs due earlier run earlier) with
+// a `queued` event; one past its expire_at_ms by then ends `expired` instead. KEYS: none. ARGV:
+// now_ms, limit, maxlen, ttl_s. Returns a flat list, PROMOTE_STRIDE per job taken off the
+// schedule: id, outcome ('queued', 'expired' or 'gone': no longer scheduled), type, priority,
+// tenant, concurrency key, concurrency limit, due (ms).
+inline const std::string PROMOTE = PRELUDE + R"lua(
+local now, maxlen, ttl = ARGV[1], ARGV[3], ARGV[4]
+local out = {}
+local due = redis.call('ZRANGEBYSCORE', K.scheduled, '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+for k = 1, #due, 2 do
+  local id, at = due[k], due[k + 1]
+  local job = K.job .. id
+  redis.call('ZREM', K.scheduled, id)
+  local j = redis.call('HMGET', job, 'status', 'type', 'priority', 'tenant', 'concurrency_key', 'concurrency_limit',
+                       'expire_at_ms')
+  local outcome = 'gone'
+  if j[1] == 'scheduled' and j[7] and tonumber(now) >= tonumber(j[7]) then
+    outcome = 'expired'
+    expire(id, now, maxlen, ttl)
+  elseif j[1] == 'scheduled' then
+    outcome = 'queued'
+    redis.call('HSET', job, 'status', 'queued')
+    redis.call('ZADD', K.queue .. j[2], score(j[3], at), id)
+    add_event(id, maxlen, now, {'event', 'queued'})
+  end
+  for _, v in ipairs({id, outcome, j[2] or '', j[3] or '0', j[4] or 'default', j[5] or '', j[6] or '0', at}) do
+    out[#out + 1] = v
+  end
+end
+return out
+)lua";
+
+// Ends the jobs past their expire_at_ms that have not started (queued, waiting out a retry
+// backoff, or scheduled), at most a limit of them: failed, `expired`. A job in K.deadlines in
+// another state only leaves it. KEYS: none. ARGV: now_ms, limit, maxlen, ttl_s. Returns a flat
+// list, EXPIRE_DUE_STRIDE per job expired: id, the status it left, type, tenant.
+inline const std::string EXPIRE_DUE = PRELUDE + R"lua(
+local now, maxlen, ttl = ARGV[1], ARGV[3], ARGV[4]
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.deadlines, '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))) do
+  local j = redis.call('HMGET', K.job .. id, 'status', 'type', 'tenant')
+  if j[1] == 'queued' or j[1] == 'scheduled' then
+    expire(id, now, maxlen, ttl)
+    for _, v in ipairs({id, j[1], j[2], j[3] or 'default'}) do out[#out + 1] = v end
+  else
+    redis.call('ZREM', K.deadlines, id)
+  end
+end
+return out
+)lua";
+
+// Replaces the queue report (queue_report.hpp) with a new one that expires unless rewritten.
+// KEYS: keys::QUEUES. ARGV: ttl_s, then field/value pairs. Returns 'ok'.
+inline const std::string REPORT_QUEUES = R"lua(
+redis.call('DEL', KEYS[1])
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 'ok'
 )lua";
 
 }  // namespace sluice::broker::scripts

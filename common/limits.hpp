@@ -30,6 +30,14 @@ inline constexpr std::int64_t TIMEOUT_S_MIN = 1, TIMEOUT_S_MAX = 86400;
 inline constexpr std::int64_t MAX_ATTEMPTS_MIN = 1, MAX_ATTEMPTS_MAX = 100;
 // How many jobs sharing a concurrency key may run at once.
 inline constexpr std::int64_t CONCURRENCY_LIMIT_MIN = 1, CONCURRENCY_LIMIT_MAX = 1000;
+// How far ahead a job may be scheduled (options.delay_s, options.run_at), and how long after it
+// is due it may wait to start (options.expire_after_s): a year each, in milliseconds. A
+// schedule further out is more likely a unit mistake (ms for s) than a plan.
+inline constexpr std::int64_t MAX_SCHEDULE_AHEAD_MS = 365LL * 24 * 3600 * 1000;
+inline constexpr std::int64_t EXPIRE_AFTER_MS_MIN = 1000, EXPIRE_AFTER_MS_MAX = MAX_SCHEDULE_AHEAD_MS;
+// The broker checks a SUBMIT's run_at_ms and expire_at_ms against its own clock with this much
+// slack, for the api's clock and the trip between them.
+inline constexpr std::int64_t CLOCK_SLACK_MS = 60 * 1000;
 // Default largest HTTP request body, in bytes (SLUICE_API_MAX_BODY); past it 413.
 inline constexpr std::size_t DEFAULT_MAX_BODY = 1024 * 1024;
 // Sizes in bytes, each configurable. A job's input, as msgpack (SLUICE_MAX_INPUT_BYTES, read by

@@ -101,6 +101,8 @@ class Submit:
     submits_per_s: int = _wire(U32)
     concurrency_key: str = _wire(STR)
     concurrency_limit: int = _wire(U32)
+    run_at_ms: int = _wire(U64)
+    expire_at_ms: int = _wire(U64)
 
 
 @dataclass
