@@ -5,7 +5,7 @@
 
 #include "keys.hpp"
 #include "log.hpp"
-#include "scripts.hpp"
+#include "timed_scripts.hpp"
 
 #include <cstdlib>
 #include <iterator>
