@@ -1,6 +1,7 @@
 """Scheduled and expiring jobs with real processes: options.delay_s and options.run_at (RFC 3339,
 any offset) keep a job `scheduled` until due, then it runs; the schedule lives in Redis, so a
-broker killed with SIGKILL and started again still runs it; a scheduled job can be canceled and
+broker killed with SIGKILL and started again still runs it (and fails one whose deadline passed
+meanwhile); a scheduled job can be canceled and
 listed; options.expire_after_s fails a job not started in time (`expired`) without any worker
 seeing it, whether no worker serves its type or the only one is busy; hostile values are 422 with
 stable codes and store nothing."""
@@ -106,16 +107,19 @@ def test_run_at_in_the_past_runs_now(fresh_pipeline):
 def test_a_scheduled_job_survives_a_broker_kill(fresh_pipeline):
     p = fresh_pipeline.start(SLUICE_KNOWN_TYPES="echo")
     soon = p.submit("echo", {"n": 1}, delay_s=1)["id"]
-    later = p.submit("echo", {"n": 2}, delay_s=4)["id"]
+    later = p.submit("echo", {"n": 2}, delay_s=5)["id"]
+    missed = p.submit("echo", {"n": 3}, delay_s=1, expire_after_s=1)["id"]
     p.stop_process(p.broker, signal.SIGKILL)
-    time.sleep(1.5)  # `soon` falls due while no broker runs
+    time.sleep(2.5)  # `soon` falls due while no broker runs, and `missed` past its deadline
     p.start_broker(same_endpoints=True, SLUICE_KNOWN_TYPES="echo")
     assert job(p, later)["status"] == "scheduled"
     p.start_worker("python")
     for job_id in (soon, later):
         assert p.wait_result(job_id)["status"] == "succeeded"
         assert hash_ms(p, job_id, "started_ms") >= hash_ms(p, job_id, "run_at_ms")
-    assert "2 scheduled job(s) loaded from Redis" in p.broker_log()
+    assert "3 scheduled job(s) loaded from Redis" in p.broker_log()
+    expired = job(p, missed)
+    assert expired["status"] == "failed" and expired["error_code"] == "expired" and expired["attempts"] == 0
 
 
 def test_cancel_while_scheduled(fresh_pipeline):
