@@ -101,8 +101,8 @@ std::optional<ApiError> read_timing(const json& options, std::int64_t now_ms, pr
     if (run_at != options.end()) {
         const auto ms = run_at->is_string() ? parse_rfc3339_ms(run_at->get_ref<const std::string&>()) : std::nullopt;
         if (!ms)
-            return api_error(errors::INVALID_SCHEDULE,
-                             "options.run_at must be an RFC 3339 date-time with an offset, such as 2026-12-02T15:04:05Z");
+            return api_error(errors::INVALID_SCHEDULE, "options.run_at must be an RFC 3339 date-time with an offset, "
+                                                       "such as 2026-12-02T15:04:05Z");
         if (*ms > now_ms + limits::MAX_SCHEDULE_AHEAD_MS)
             return api_error(errors::INVALID_SCHEDULE, "options.run_at must be at most " +
                                                            std::to_string(limits::MAX_SCHEDULE_AHEAD_MS / MS_PER_DAY) +

@@ -81,8 +81,10 @@ std::optional<std::string> queues_json(const std::vector<std::pair<std::string, 
         w.begin_object().key("type").string(type).key("workers").integer(t.workers);
         w.key("queued").integer(t.queued).key("scheduled").integer(t.scheduled).key("running").integer(t.running);
         w.key("oldest_queued_age_s");
-        if (t.oldest_ms > 0 && as_of) w.number(static_cast<double>(std::max<std::int64_t>(0, *as_of - t.oldest_ms)) / 1000);
-        else w.null();
+        if (t.oldest_ms > 0 && as_of)
+            w.number(static_cast<double>(std::max<std::int64_t>(0, *as_of - t.oldest_ms)) / 1000);
+        else
+            w.null();
         w.key("succeeded_last_minute").integer(t.succeeded).key("failed_last_minute").integer(t.failed);
         w.end_object();
     }
@@ -120,7 +122,8 @@ awaitable<Outcome> list_queues(ShardContext& ctx, const RouteRequest& req) {
         if (name != "tenant")
             co_return error_result(errors::INVALID_REQUEST, name + " is not a parameter of GET /v1/queues (tenant)");
         if (req.principal.role == Role::MEMBER)
-            co_return error_result(errors::INVALID_REQUEST, "tenant is for admin keys: a member key sees its own tenant's queues");
+            co_return error_result(errors::INVALID_REQUEST,
+                                   "tenant is for admin keys: a member key sees its own tenant's queues");
         if (!valid_tenant(value))
             co_return error_result(errors::INVALID_REQUEST, "tenant must match [A-Za-z0-9_.-]{1,64}");
         tenant = value;

@@ -282,8 +282,8 @@ void Broker::load_queues(const std::vector<std::string>& types) {
             for (size_t i = 0; i + scripts::LOAD_QUEUE_STRIDE <= r->elements; i += scripts::LOAD_QUEUE_STRIDE) {
                 std::string id = reply_text(r->element[i]);
                 if (held.count(id) == 0)
-                    queues_.push(type, id, std::atoi(reply_text(r->element[i + 1]).c_str()), owner_of(r->element + i + 2),
-                                 std::atoll(reply_text(r->element[i + 5]).c_str()));
+                    queues_.push(type, id, std::atoi(reply_text(r->element[i + 1]).c_str()),
+                                 owner_of(r->element + i + 2), std::atoll(reply_text(r->element[i + 5]).c_str()));
             }
             loaded();
         });

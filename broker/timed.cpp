@@ -131,7 +131,8 @@ void Broker::report_queues(Clock::time_point now) {
     std::vector<std::string> args = {std::to_string(QUEUE_REPORT_TTL_S)};
     std::move(fields.begin(), fields.end(), std::back_inserter(args));
     eval(scripts::REPORT_QUEUES, {std::string(keys::QUEUES)}, std::move(args), [](redisReply* r) {
-        if (r != nullptr && r->type == REDIS_REPLY_ERROR) log::error("storing the queue report failed: {}", reply_error(r));
+        if (r != nullptr && r->type == REDIS_REPLY_ERROR)
+            log::error("storing the queue report failed: {}", reply_error(r));
     });
 }
 

@@ -68,7 +68,8 @@ def test_a_delayed_job_stays_scheduled_then_runs(fresh_pipeline):
     listed = p.http.get("/v1/jobs", params={"status": "scheduled"}).json()["jobs"]
     assert [j["id"] for j in listed] == [submitted["id"]]
     with p.redis_client() as redis:
-        assert int(redis.call("ZSCORE", "sluice:scheduled", submitted["id"])) == hash_ms(p, submitted["id"], "run_at_ms")
+        due = int(redis.call("ZSCORE", "sluice:scheduled", submitted["id"]))
+    assert due == hash_ms(p, submitted["id"], "run_at_ms")
 
     assert p.wait_result(submitted["id"])["status"] == "succeeded"
     assert hash_ms(p, submitted["id"], "started_ms") >= hash_ms(p, submitted["id"], "run_at_ms")

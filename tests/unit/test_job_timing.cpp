@@ -83,7 +83,8 @@ TEST_CASE("hostile schedules and deadlines are 422 with stable codes") {
     for (const char* options :
          {R"({"delay_s": -1})", R"({"delay_s": 31536001})", R"({"delay_s": 1e300})", R"({"delay_s": "10"})",
           R"({"delay_s": "NaN"})", R"({"delay_s": null})", R"({"delay_s": true})", R"({"delay_s": [1]})",
-          R"({"delay_s": 1, "run_at": "2026-12-02T15:10:00Z"})", R"({"run_at": "garbage"})", R"({"run_at": 1796223600})",
+          R"({"delay_s": 1, "run_at": "2026-12-02T15:10:00Z"})", R"({"run_at": "garbage"})",
+          R"({"run_at": 1796223600})",
           R"({"run_at": "9999-12-31T23:59:59Z"})", R"({"run_at": "2027-12-03T15:00:00Z"})", R"({"run_at": ""})"})
         CHECK_MESSAGE(code_of(options) == "invalid_schedule", options);
     CHECK(code_of(R"({"run_at": ")" + std::string(100000, '9') + R"("})") == "invalid_schedule");
@@ -132,16 +133,18 @@ TEST_CASE("GET /v1/queues: a tenant sees its own rows; an admin sees every tenan
 
     const json all = json::parse(*queues_json(report, std::nullopt));
     REQUIRE(all["queues"].size() == 2);
-    CHECK(all["queues"][0] == json{{"type", "echo"}, {"workers", 2}, {"queued", 10}, {"scheduled", 1}, {"running", 3},
-                                    {"oldest_queued_age_s", 6.0}, {"succeeded_last_minute", 7}, {"failed_last_minute", 1}});
+    CHECK(all["queues"][0] == json{{"type", "echo"}, {"workers", 2}, {"queued", 10}, {"scheduled", 1},
+                                    {"running", 3}, {"oldest_queued_age_s", 6.0}, {"succeeded_last_minute", 7},
+                                    {"failed_last_minute", 1}});
     CHECK(all["queues"][1]["type"] == "secret");
     CHECK(all["as_of"] == "1970-01-01T00:00:10.000Z");
     CHECK(all["truncated"] == false);
 
     const json acme = json::parse(*queues_json(report, std::string("acme")));
     REQUIRE(acme["queues"].size() == 1);  // "secret" is beta's alone and has no worker
-    CHECK(acme["queues"][0] == json{{"type", "echo"}, {"workers", 2}, {"queued", 3}, {"scheduled", 1}, {"running", 2},
-                                     {"oldest_queued_age_s", 1.0}, {"succeeded_last_minute", 5}, {"failed_last_minute", 1}});
+    CHECK(acme["queues"][0] == json{{"type", "echo"}, {"workers", 2}, {"queued", 3}, {"scheduled", 1},
+                                     {"running", 2}, {"oldest_queued_age_s", 1.0}, {"succeeded_last_minute", 5},
+                                     {"failed_last_minute", 1}});
     const json nobody = json::parse(*queues_json(report, std::string("nobody")));
     REQUIRE(nobody["queues"].size() == 1);
     CHECK(nobody["queues"][0]["queued"] == 0);
