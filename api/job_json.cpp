@@ -117,16 +117,24 @@ void job_members(JsonWriter& w, const JobHash& hash) {
     time_member(w, "created_at", field_int(hash_field(hash, "created_ms")));
     time_member(w, "started_at", field_int(hash_field(hash, "started_ms")));
     time_member(w, "finished_at", field_int(hash_field(hash, "finished_ms")));
+    time_member(w, "run_at", field_int(hash_field(hash, "run_at_ms")));
+    time_member(w, "expire_at", field_int(hash_field(hash, "expire_at_ms")));
     text_member(w, "error", hash_field(hash, "error"));
+    text_member(w, "error_code", hash_field(hash, "error_code"));
     w.key("redeliveries").integer(field_int(hash_field(hash, "redeliveries")).value_or(0));
 }
 
 }  // namespace
 
-std::string job_json(const JobHash& hash, const std::vector<std::string>& history) {
+std::string job_json(const JobHash& hash, const std::vector<std::string>& history,
+                     const std::optional<QueuePlace>& place) {
     JsonWriter w;
     w.begin_object();
     job_members(w, hash);
+    if (place) {
+        w.key("queue_position").integer(place->position);
+        int_member(w, "eta_s", place->eta_s);
+    }
     msgpack_member(w, "result", hash_field(hash, "result"));
     w.key("history").raw(history_json(history));
     w.end_object();
@@ -244,7 +252,7 @@ void write_event_members(JsonWriter& w, std::string_view job_id, const EventEntr
     w.key("event").string(event ? std::string_view(*event) : "message");
     time_member(w, "time", field_int(event_field(entry, "ts")));
     if (auto attempt = field_int(event_field(entry, "attempt"))) int_member(w, "attempt", attempt);
-    for (const char* name : {"worker", "message", "data", "error"}) {
+    for (const char* name : {"worker", "message", "data", "error", "code"}) {
         if (const std::string* v = event_field(entry, name)) text_member(w, name, v);
     }
     if (const std::string* v = event_field(entry, "fraction")) {

@@ -36,9 +36,18 @@ using JobHash = std::vector<std::pair<std::string, std::string>>;
 // Returns the hash field `name`, or nullptr when it is absent or empty.
 const std::string* hash_field(const JobHash& hash, std::string_view name);
 
+// Where a queued job stands: its 0-based place in its type's queue (priority order, every
+// tenant's jobs counted) and an estimate of the seconds until it starts (nullopt: no basis).
+struct QueuePlace {
+    std::int64_t position = 0;
+    std::optional<std::int64_t> eta_s;
+};
+
 // The job body of GET /v1/jobs/{id} (JSON text), from the fields of the sluice:job:{id} hash
-// and the entries of its sluice:history:{id} list (oldest first).
-std::string job_json(const JobHash& hash, const std::vector<std::string>& history = {});
+// and the entries of its sluice:history:{id} list (oldest first); with `place`, its
+// queue_position and eta_s too.
+std::string job_json(const JobHash& hash, const std::vector<std::string>& history = {},
+                     const std::optional<QueuePlace>& place = std::nullopt);
 
 // The same without `result` and `history`: a job as GET /v1/jobs lists it (a few hundred
 // bytes, whatever the job's result).

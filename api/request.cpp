@@ -2,12 +2,14 @@
 #include "request.hpp"
 
 #include "credentials.hpp"
+#include "job_timing.hpp"
 
 #include <openssl/evp.h>
 #include <sys/random.h>
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cerrno>
 #include <cstdint>
 #include <ctime>
@@ -84,9 +86,9 @@ std::optional<ApiError> read_on_disconnect(const json& options, proto::Submit& s
 }
 
 // The options a submit may give; any other is refused, so a misspelt one is not ignored.
-constexpr std::array<std::string_view, 7> KNOWN_OPTIONS = {
-    "timeout_s", "max_attempts", "priority", "concurrency_key", "concurrency_limit", "on_disconnect",
-    "disconnect_grace_s"};
+constexpr std::array<std::string_view, 10> KNOWN_OPTIONS = {
+    "timeout_s",     "max_attempts",       "priority", "concurrency_key", "concurrency_limit",
+    "on_disconnect", "disconnect_grace_s", "delay_s",  "run_at",          "expire_after_s"};
 
 std::optional<ApiError> check_option_names(const json& options) {
     for (const auto& item : options.items()) {
@@ -201,8 +203,14 @@ HttpResult redis_unavailable() {
     return error_result(errors::REDIS_UNAVAILABLE, "job store (Redis) is unavailable");
 }
 
+std::int64_t wall_now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
-                                    std::optional<std::string_view> idempotency_key, std::size_t max_input_bytes) {
+                                    std::optional<std::string_view> idempotency_key, std::size_t max_input_bytes,
+                                    std::int64_t now_ms) {
     if (idempotency_key) {
         if (auto e = check_idempotency_key(*idempotency_key)) return *e;
     }
@@ -235,6 +243,7 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
     std::int64_t timeout_s = TIMEOUT_S_DEFAULT;
     std::int64_t max_attempts = MAX_ATTEMPTS_DEFAULT;
     std::int64_t priority = PRIORITY_DEFAULT;
+    json timing = json::object();
     if (auto options = doc.find("options"); options != doc.end()) {
         if (!options->is_object()) return invalid_request("options must be an object");
         if (auto e = check_option_names(*options)) return *e;
@@ -247,6 +256,8 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
             return *e;
         if (auto e = read_concurrency(*options, submit)) return *e;
         if (auto e = read_on_disconnect(*options, submit)) return *e;
+        if (auto e = read_timing(*options, now_ms, submit, timing)) return *e;
+
     }
     submit.timeout_s = static_cast<std::uint32_t>(timeout_s);
     submit.max_attempts = static_cast<std::uint32_t>(max_attempts);
@@ -262,7 +273,7 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
     submit.input.assign(packed.begin(), packed.end());
     if (idempotency_key) {
         submit.idempotency_key = std::string(*idempotency_key);
-        submit.request_hash = request_hash(submit);
+        submit.request_hash = request_hash(submit, timing);
     }
     return submit;
 }
@@ -273,7 +284,7 @@ std::optional<ApiError> check_idempotency_key(std::string_view key) {
                            std::to_string(limits::MAX_IDEMPOTENCY_KEY) + " visible ASCII characters (0x21-0x7e)");
 }
 
-std::string request_hash(const proto::Submit& submit) {
+std::string request_hash(const proto::Submit& submit, const json& timing) {
     // A msgpack array: every part is length-delimited, so no two requests share a form. The
     // input is already canonical msgpack (nlohmann keeps object keys sorted).
     json canonical = json::array(
@@ -288,6 +299,8 @@ std::string request_hash(const proto::Submit& submit) {
         canonical.push_back("on_disconnect");
         canonical.push_back(submit.disconnect_grace_ms);
     }
+    if (timing.is_object() && !timing.empty()) canonical.push_back(timing);
+
     const std::vector<std::uint8_t> bytes = json::to_msgpack(canonical);
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int length = 0;
@@ -437,7 +450,7 @@ HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply,
     // the broker names the original job (and its current state) and stored nothing new.
     const bool replayed = reply.status == 200;
     const std::string& id = replayed && !reply.job_id.empty() ? reply.job_id : submit.job_id;
-    const std::string status = replayed && !reply.state.empty() ? reply.state : "queued";
+    const std::string status = reply.state.empty() ? "queued" : reply.state;
     const std::string self = job_path(id);
     HttpResult result;
     result.status = 202;

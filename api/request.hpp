@@ -74,7 +74,8 @@ inline constexpr int MAX_HISTORY_ENTRIES = 1000;
 // purpose: it can be up to a request body in size and no answer shows it.
 inline constexpr std::string_view JOB_FIELDS[] = {
     "id", "tenant", "type", "status", "priority", "max_attempts", "timeout_s", "attempts",
-    "created_ms", "started_ms", "finished_ms", "result", "error", "redeliveries", "key_id"};
+    "created_ms", "started_ms", "finished_ms", "result", "error", "redeliveries", "key_id",
+    "run_at_ms", "expire_at_ms", "error_code"};
 
 // Returns the body `{"error": {"code": code, "message": message}}`.
 std::string error_body(std::string_view code, std::string_view message);
@@ -94,14 +95,20 @@ HttpResult rate_limited(std::string_view what, std::uint32_t limit, const TokenB
 // 503 redis_unavailable: the job store did not answer.
 HttpResult redis_unavailable();
 
+// Wall-clock milliseconds since the epoch.
+std::int64_t wall_now_ms();
+
 // Validates a POST /v1/jobs body and builds the SUBMIT to send (req_id left 0). `job_id` is the
 // id the job will get. With an `idempotency_key` (the Idempotency-Key header's value) the
-// SUBMIT carries it and its request_hash; without one both stay empty.
-// Errors: 400 invalid_json, 422 invalid_request (message names the field or header), 413
-// input_too_large (the input is more than `max_input_bytes` as msgpack; the message gives both).
+// SUBMIT carries it and its request_hash; without one both stay empty. `now_ms` is now, for the
+// scheduling options (job_timing.hpp).
+// Errors: 400 invalid_json, 422 invalid_request (message names the field or header), 422
+// invalid_schedule and invalid_expiry (job_timing.hpp), 413 input_too_large (the input is more
+// than `max_input_bytes` as msgpack; the message gives both).
 Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
                                     std::optional<std::string_view> idempotency_key = std::nullopt,
-                                    std::size_t max_input_bytes = limits::DEFAULT_MAX_INPUT);
+                                    std::size_t max_input_bytes = limits::DEFAULT_MAX_INPUT,
+                                    std::int64_t now_ms = wall_now_ms());
 
 // Returns nullopt when `key` is a valid Idempotency-Key (1..255 chars in 0x21..0x7e), else
 // the 422 invalid_request naming the header.
@@ -110,9 +117,12 @@ std::optional<ApiError> check_idempotency_key(std::string_view key);
 // Lowercase hex SHA-256 of the canonical form of a submit: a msgpack array of a version tag,
 // the type, the input (msgpack, object keys sorted), and the effective priority, max_attempts
 // and timeout_s (defaults filled in), then concurrency_key and concurrency_limit if it has a
-// key (so the hash of a submit without one is what it was before they existed). So key order,
-// whitespace and spelling out a default option do not change it; any other difference does. Thread-safe (OpenSSL EVP one-shot).
-std::string request_hash(const proto::Submit& submit);
+// key (so the hash of a submit without one is what it was before they existed), then the
+// scheduling options as given (`timing`: an object of delay_s, run_at and expire_after_s, left
+// out when empty), not the times they made, so a replay a second later hashes alike. So key
+// order, whitespace and spelling out a default option do not change it; any other difference
+// does. Thread-safe (OpenSSL EVP one-shot).
+std::string request_hash(const proto::Submit& submit, const json& timing = json::object());
 
 // Returns a fresh random UUIDv4 (122 bits from the kernel CSPRNG), lowercase 8-4-4-4-12.
 // Throws std::system_error if the kernel refuses randomness (broken setup).

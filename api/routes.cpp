@@ -9,6 +9,7 @@
 #include "listings.hpp"
 #include "log.hpp"
 #include "openapi_json.hpp"
+#include "queues.hpp"
 
 #include <boost/beast/websocket/rfc6455.hpp>
 
@@ -125,7 +126,11 @@ awaitable<Outcome> get_job(ShardContext& ctx, const RouteRequest& req) {
     const auto job = co_await load_job(ctx, req.job_id);
     if (!job) co_return redis_unavailable();
     if (job->hash.empty() || !visible(req, job->hash)) co_return job_not_found(req.job_id);
-    co_return text_result(200, job_json(job->hash, job->history));
+    const std::string* status = hash_field(job->hash, "status");
+    const std::string* type = hash_field(job->hash, "type");
+    std::optional<QueuePlace> place;
+    if (status && type && *status == "queued") place = co_await queue_place(ctx, req.job_id, *type);
+    co_return text_result(200, job_json(job->hash, job->history, place));
 }
 
 // DELETE /v1/jobs/{id}
@@ -245,7 +250,7 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
 
 // The whole routing table: method + pattern -> handler. Each route is in schemas/openapi.yaml too
 // (tests/unit/test_routes.cpp checks it).
-constexpr std::array<Route, 17> ROUTES{{
+constexpr std::array<Route, 18> ROUTES{{
     {"GET", "/healthz", Access::PUBLIC, &healthz},
     {"GET", "/readyz", Access::PUBLIC, &readyz},
     {"GET", "/openapi.json", Access::PUBLIC, &openapi},
@@ -259,6 +264,7 @@ constexpr std::array<Route, 17> ROUTES{{
     {"POST", "/v1/jobs/{id}/retry", Access::MEMBER, &retry_job},
     {"GET", "/v1/dead", Access::MEMBER, &list_dead},
     {"GET", "/v1/workers", Access::MEMBER, &list_workers},
+    {"GET", "/v1/queues", Access::MEMBER, &list_queues},
     {"GET", "/v1/ws", Access::READER, &open_websocket},
     {"POST", "/v1/admin/keys", Access::ADMIN, &create_key},
     {"GET", "/v1/admin/keys", Access::ADMIN, &list_keys},

@@ -55,8 +55,8 @@ void Broker::accept(const std::string& peer, std::uint64_t req_id, std::string j
     send_reply(peer, proto::Reply{req_id, 200, "", "", std::move(job_id), std::move(state)});
 }
 
-void Broker::accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id) {
-    send_reply(peer, proto::Reply{req_id, 202, "", "", std::move(job_id), "queued"});
+void Broker::accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id, std::string state) {
+    send_reply(peer, proto::Reply{req_id, 202, "", "", std::move(job_id), std::move(state)});
 }
 
 void Broker::accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id, std::string state) {
@@ -88,7 +88,7 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
     }
     if (known_types_.count(msg.type) == 0)
         return refuse(peer, msg.req_id, errors::UNKNOWN_JOB_TYPE, fmt::format("no worker has declared job type '{}'", msg.type));
-    if (queues_.depth(msg.type) + storing_[msg.type] >= config_.max_queue_depth)
+    if (queues_.depth(msg.type) + schedule_.of_type(msg.type) + storing_[msg.type] >= config_.max_queue_depth)
         return refuse(peer, msg.req_id, errors::QUEUE_FULL, fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
     if (tenant_queued(msg.tenant) >= config_.tenant_max_queued)
         return refuse(peer, msg.req_id, errors::TENANT_QUEUE_FULL,
@@ -108,7 +108,7 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
                                   std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
                                   msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
                                   std::move(msg.request_hash), std::move(msg.key_id), std::move(msg.concurrency_key),
-                                  msg.concurrency_limit, msg.disconnect_grace_ms});
+                                  msg.concurrency_limit, msg.disconnect_grace_ms, msg.run_at_ms, msg.expire_at_ms});
 }
 
 // The same rules as the api's (common/limits.hpp, common/names.hpp), checked again because any
@@ -145,12 +145,25 @@ std::optional<std::string> Broker::submit_problem(const proto::Submit& msg) cons
                                          msg.disconnect_grace_ms > limits::DISCONNECT_GRACE_S_MAX * 1000))
         return fmt::format("disconnect_grace_ms must be 0 or {}..{}", limits::DISCONNECT_GRACE_S_MIN * 1000,
                            limits::DISCONNECT_GRACE_S_MAX * 1000);
+    // Times are checked against this broker's clock, with slack for the api's; a run_at_ms in
+    // the past is a job due now.
+    const auto now = static_cast<std::uint64_t>(now_ms());
+    const auto slack = static_cast<std::uint64_t>(limits::CLOCK_SLACK_MS);
+    if (msg.run_at_ms > now + static_cast<std::uint64_t>(limits::MAX_SCHEDULE_AHEAD_MS) + slack)
+        return "run_at_ms is more than a year ahead";
+    const std::uint64_t due = std::max(msg.run_at_ms, now);
+    if (msg.expire_at_ms != 0 &&
+        (msg.expire_at_ms <= msg.run_at_ms ||
+         msg.expire_at_ms > due + static_cast<std::uint64_t>(limits::EXPIRE_AFTER_MS_MAX) + slack))
+        return "expire_at_ms must be after run_at_ms and at most a year after it";
+
     return std::nullopt;
 }
 
 std::size_t Broker::tenant_queued(const std::string& tenant) const {
     auto storing = storing_tenants_.find(tenant);
-    return queues_.tenant_depth(tenant) + (storing == storing_tenants_.end() ? 0 : storing->second);
+    return queues_.tenant_depth(tenant) + schedule_.of_tenant(tenant) +
+           (storing == storing_tenants_.end() ? 0 : storing->second);
 }
 
 void Broker::stored(const SubmitItem& job) {
@@ -160,10 +173,11 @@ void Broker::stored(const SubmitItem& job) {
 
 void Broker::flush_submits() {
     if (submits_.empty()) return;
-    std::vector<std::string> args = batch_args(now_ms(), config_.tenant_max_bytes, IDEMPOTENCY_TTL_S, submits_);
+    const std::int64_t now = now_ms();
+    std::vector<std::string> args = batch_args({now, config_.tenant_max_bytes, IDEMPOTENCY_TTL_S}, submits_);
     auto batch = std::make_shared<std::vector<SubmitItem>>(std::move(submits_));
     submits_.clear();
-    const bool sent = eval(scripts::SUBMIT, {}, std::move(args), [this, batch](redisReply* r) {
+    const bool sent = eval(scripts::SUBMIT, {}, std::move(args), [this, batch, now](redisReply* r) {
         const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == batch->size();
         if (!ok) log::error("submit of {} job(s) failed: {}", batch->size(), reply_error(r));
         for (std::size_t i = 0; i < batch->size(); ++i) {
@@ -186,11 +200,15 @@ void Broker::flush_submits() {
                                        job.tenant, value, config_.tenant_max_bytes));
                 else
                     refuse(job.peer, job.req_id, errors::IDEMPOTENCY_CONFLICT, "this Idempotency-Key was used for a different request", value);
+            } else if (reply_text(answer) == "ok" && job.scheduled(now)) {
+                schedule_.add(job.job_id, job.type, job.tenant, static_cast<std::int64_t>(job.run_at_ms));
+                metrics_.count(job.type, BrokerMetrics::SUBMITTED);
+                accept_new(job.peer, job.req_id, job.job_id, "scheduled");
             } else if (reply_text(answer) == "ok") {
                 queues_.push(job.type, job.job_id, job.priority,
-                             Owner{job.tenant, job.concurrency_key, job.concurrency_limit});
+                             Owner{job.tenant, job.concurrency_key, job.concurrency_limit}, job.enqueued_ms);
                 metrics_.count(job.type, BrokerMetrics::SUBMITTED);
-                accept_new(job.peer, job.req_id, job.job_id);
+                accept_new(job.peer, job.req_id, job.job_id, "queued");
             } else {
                 refuse(job.peer, job.req_id, errors::DUPLICATE_JOB_ID, "job id already exists", job.job_id);
             }
@@ -226,6 +244,8 @@ bool Broker::forget_canceled(const std::string& id, std::string_view was) {
     if (was == "queued") {
         queues_.remove(id);
         jobs_.drop_delayed(id);
+    } else if (was == "scheduled") {
+        schedule_.remove(id);
     } else if (was == "running") {
         if (auto run = jobs_.cancel(id))
             if (WorkerInfo* worker = workers_.find(run->identity))
@@ -267,7 +287,7 @@ void Broker::handle_retry(const std::string& peer, const proto::Retry& msg) {
         [this, peer, req_id = msg.req_id, id = msg.job_id](redisReply* r) {
             if (r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == 6) {
                 const std::string type = reply_text(r->element[1]);
-                queues_.push(type, id, static_cast<int>(r->element[2]->integer), owner_of(r->element + 3));
+                queues_.push(type, id, static_cast<int>(r->element[2]->integer), owner_of(r->element + 3), now_ms());
                 log::info("job {} ({}) retried from the dead set", id, type);
                 return accept(peer, req_id, id, "queued");
             }

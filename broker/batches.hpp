@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <iterator>
 #include <string>
 #include <vector>
@@ -35,6 +36,13 @@ struct SubmitItem {
     std::string concurrency_key;  // empty for none
     std::uint32_t concurrency_limit = 0;
     std::uint32_t disconnect_grace_ms = 0;  // 0: the job runs whether followed or not
+    std::uint64_t run_at_ms = 0;     // 0: now
+    std::uint64_t expire_at_ms = 0;  // 0: never
+
+    // Whether the job waits in the schedule rather than in its queue, when stored at `now_ms`
+    // (as scripts::SUBMIT decides).
+    bool scheduled(std::int64_t now_ms) const { return run_at_ms > static_cast<std::uint64_t>(now_ms); }
+
 
     // Moves input, idempotency key, request hash and key id out; job_id, tenant, type and the
     // concurrency key stay.
@@ -43,7 +51,7 @@ struct SubmitItem {
                 std::to_string(max_attempts), std::to_string(timeout_s),
                 queue_score_arg(priority, enqueued_ms), std::move(idempotency_key),
                 std::move(request_hash), std::move(key_id), concurrency_key, std::to_string(concurrency_limit),
-                std::to_string(disconnect_grace_ms)};
+                std::to_string(disconnect_grace_ms), std::to_string(run_at_ms), std::to_string(expire_at_ms)};
     }
 };
 
@@ -57,6 +65,7 @@ struct StartItem {
     std::string job_id;
     int priority = 0;
     Owner owner;
+    std::int64_t enqueued_ms = 0;  // when it was queued: kept should it go back
 
     // Moves the worker's name out.
     std::array<std::string, STRIDE> take_args() { return {job_id, std::move(worker_name), type}; }
@@ -69,22 +78,20 @@ struct ResultItem {
     std::string job_id;
     std::uint32_t attempt = 0;
     std::string result;
-    std::string type;  // for the metrics
+    std::string type;    // for the metrics and the queue report's last minute
+    std::string tenant;
 
     // Moves the result out.
     std::array<std::string, STRIDE> take_args() { return {job_id, std::to_string(attempt), std::move(result)}; }
 };
 
-// The ARGV of a batch script: now_ms, the script's two settings (`second`, `third`), then each
-// item's take_args() in order.
+// The ARGV of a batch script: its settings (now_ms first), then each item's take_args() in
+// order.
 template <class Item>
-std::vector<std::string> batch_args(std::int64_t now_ms, std::int64_t second, std::int64_t third,
-                                    std::vector<Item>& items) {
+std::vector<std::string> batch_args(std::initializer_list<std::int64_t> settings, std::vector<Item>& items) {
     std::vector<std::string> args;
-    args.reserve(3 + Item::STRIDE * items.size());
-    args.push_back(std::to_string(now_ms));
-    args.push_back(std::to_string(second));
-    args.push_back(std::to_string(third));
+    args.reserve(settings.size() + Item::STRIDE * items.size());
+    for (std::int64_t setting : settings) args.push_back(std::to_string(setting));
     for (Item& item : items) {
         auto fields = item.take_args();
         std::move(fields.begin(), fields.end(), std::back_inserter(args));

@@ -279,30 +279,28 @@ void Broker::load_queues(const std::vector<std::string>& types) {
     // Redis is the truth for what is queued; jobs held here (running, or waiting out a retry
     // backoff) are skipped. A submit acknowledged meanwhile is refused by push() as a duplicate.
     queues_ = JobQueues(config_.fair_share);
-    if (types.empty()) {
+    // Each type's queue and the schedule load side by side; the last to come in ends the resync.
+    auto remaining = std::make_shared<std::size_t>(types.size() + 1);
+    auto loaded = [this, remaining] {
+        if (--*remaining != 0 || sync_ != Sync::IN_PROGRESS) return;
         sync_ = Sync::DONE;
         served_ = true;
         resync_backoff_ = std::chrono::milliseconds(0);
-        log::info("ready: no job types known yet");
-        return;
-    }
-    auto remaining = std::make_shared<std::size_t>(types.size());
+        log::info("ready: {} job type(s) known, {} queued and {} scheduled job(s) loaded from Redis",
+                  known_types_.size(), queues_.total(), schedule_.size());
+    };
+    load_schedule(loaded);
     for (const auto& type : types) {
-        eval(scripts::LOAD_QUEUE, {keys::queue(type)}, {}, [this, type, remaining](redisReply* r) {
+        eval(scripts::LOAD_QUEUE, {keys::queue(type)}, {}, [this, type, loaded](redisReply* r) {
             if (r == nullptr || r->type != REDIS_REPLY_ARRAY) return resync_failed("loading queue " + type, r);
             const std::unordered_set<std::string> held = jobs_.held_jobs();
             for (size_t i = 0; i + scripts::LOAD_QUEUE_STRIDE <= r->elements; i += scripts::LOAD_QUEUE_STRIDE) {
                 std::string id = reply_text(r->element[i]);
                 if (held.count(id) == 0)
-                    queues_.push(type, id, std::atoi(reply_text(r->element[i + 1]).c_str()), owner_of(r->element + i + 2));
+                    queues_.push(type, id, std::atoi(reply_text(r->element[i + 1]).c_str()),
+                                 owner_of(r->element + i + 2), std::atoll(reply_text(r->element[i + 5]).c_str()));
             }
-            if (--*remaining == 0 && sync_ == Sync::IN_PROGRESS) {
-                sync_ = Sync::DONE;
-                served_ = true;
-                resync_backoff_ = std::chrono::milliseconds(0);
-                log::info("ready: {} job type(s) known, {} queued job(s) loaded from Redis", known_types_.size(),
-                          queues_.total());
-            }
+            loaded();
         });
     }
 }
@@ -322,13 +320,18 @@ void Broker::run_timers(Clock::time_point now) {
             ++it;
         }
     }
-    for (const Delayed& retry : jobs_.take_due(now)) queues_.push(retry.type, retry.job_id, retry.priority, retry.owner);
+    for (const Delayed& retry : jobs_.take_due(now))
+        queues_.push(retry.type, retry.job_id, retry.priority, retry.owner, now_ms());
+    promote_due();
+    expire_due(now);
     dropped_.flush(now);
     check_storage(now);
     sweep_expired(now);
     cancel_abandoned(now);
     report_workers(now);
     report_metrics(now);
+    report_queues(now);
+
 }
 
 void Broker::report_workers(Clock::time_point now) {
@@ -345,7 +348,8 @@ void Broker::report_workers(Clock::time_point now) {
 void Broker::report_metrics(Clock::time_point now) {
     if (now < next_metrics_report_) return;
     next_metrics_report_ = now + METRICS_REPORT_INTERVAL;
-    BrokerMetrics::Now held{{}, jobs_.running_by_type(), jobs_.delayed(), workers_.all().size()};
+    BrokerMetrics::Now held{{}, {}, jobs_.delayed(), workers_.all().size()};
+    for (const auto& [type_and_tenant, count] : jobs_.running_by_type()) held.running[type_and_tenant.first] += count;
     for (const std::string& type : known_types_) held.queued[type] = queues_.depth(type);
     const std::string text = metrics_.render(held);
     const std::string expiry = std::to_string(METRICS_REPORT_TTL.count());

@@ -10,9 +10,12 @@
 #include "job_queue.hpp"
 #include "job_table.hpp"
 #include "metrics.hpp"
+#include "queue_report.hpp"
+
 #include "rate_limited_log.hpp"
 #include "redis_link.hpp"
 #include "refusal_log.hpp"
+#include "schedule.hpp"
 #include "storage_watch.hpp"
 #include "worker_pool.hpp"
 #include "wire.hpp"
@@ -20,6 +23,7 @@
 #include <zmq.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -81,6 +85,19 @@ private:
     // Once a second: writes the broker's metrics GET /metrics appends (keys::BROKER_METRICS).
     void report_metrics(Clock::time_point now);
 
+    // ---- schedules, deadlines and the queue report (timed.cpp) ----
+    // Reads every scheduled job into schedule_ (a step of the resync); `done` runs once it is in.
+    void load_schedule(std::function<void()> done);
+    // Queues the scheduled jobs that are due (scripts::PROMOTE), once one is.
+    void promote_due();
+    // Once a DEADLINE_CHECK_INTERVAL: fails the jobs past their expire_at_ms that have not
+    // started (scripts::EXPIRE_DUE) and takes them out of memory.
+    void expire_due(Clock::time_point now);
+    // A job ended succeeded or failed: counted in the queue report's last minute.
+    void record_outcome(const std::string& type, const std::string& tenant, bool succeeded);
+    // Once a second: writes the queue report GET /v1/queues reads (keys::QUEUES).
+    void report_queues(Clock::time_point now);
+
     // ---- ZAP, who may connect (zap.cpp) ----
     // ZAP domains (RFC 27) of the two sockets: the handler picks the allow-list by domain.
     static constexpr const char* API_DOMAIN = "sluice-api";
@@ -95,15 +112,16 @@ private:
     void handle_submit(const std::string& peer, proto::Submit msg);
     // Why a SUBMIT breaks the limits (common/limits.hpp, names.hpp), or nullopt when it does not.
     std::optional<std::string> submit_problem(const proto::Submit& msg) const;
-    // Queued jobs of `tenant`, the SUBMITs on their way to Redis included.
+    // Queued and scheduled jobs of `tenant`, the SUBMITs on their way to Redis included.
     std::size_t tenant_queued(const std::string& tenant) const;
     void flush_submits();
     // A SUBMIT's batch came back from Redis (or could not be sent): the SUBMIT no longer counts
     // as on its way.
     void stored(const SubmitItem& job);
     void handle_cancel(const std::string& peer, const proto::Cancel& msg);
-    // A job's cancel was stored in Redis, the job having been `was` ("queued" or "running"):
-    // takes it out of its queue or the retry backlog, or tells its worker to stop it. Returns
+    // A job's cancel was stored in Redis, the job having been `was` ("queued", "scheduled" or
+    // "running"): takes it out of its queue, the retry backlog or the schedule, or tells its
+    // worker to stop it. Returns
     // false for any other `was` (the script failed).
     bool forget_canceled(const std::string& id, std::string_view was);
     // Once a second: cancels the jobs whose followers have been gone for their grace period
@@ -116,7 +134,7 @@ private:
     // 200 with the job it made and that job's status now; refuse: not done, `status` and a
     // stable `code`.
     void accept(const std::string& peer, std::uint64_t req_id, std::string job_id = {}, std::string state = {});
-    void accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id);
+    void accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id, std::string state);
     void accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id, std::string state);
     void refuse(const std::string& peer, std::uint64_t req_id, const errors::Code& code, std::string message,
                 std::string job_id = {});
@@ -176,6 +194,12 @@ private:
     std::vector<StartItem> starts_;
     std::vector<ResultItem> results_;
     JobQueues queues_;
+    Schedule schedule_;
+    bool promoting_ = false;  // a PROMOTE is in flight
+    bool expiring_ = false;   // an EXPIRE_DUE is in flight
+    Clock::time_point next_deadline_check_{};
+    RecentOutcomes outcomes_;
+    Clock::time_point next_queue_report_{};
     std::set<std::string> known_types_;
     WorkerPool workers_;
     JobTable jobs_;  // running attempts and delayed retries; after workers_, whose credit it keeps

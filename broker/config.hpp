@@ -30,11 +30,12 @@ struct BrokerConfig {
     std::string redis_host = "127.0.0.1";                      // SLUICE_REDIS_HOST
     int redis_port = 6399;                                     // SLUICE_REDIS_PORT
     RedisLogin redis_login;            // SLUICE_REDIS_USER, SLUICE_REDIS_PASSWORD_FILE
-    // Queued jobs per type before SUBMIT answers 429 queue_full.
+    // Queued and scheduled jobs per type before SUBMIT answers 429 queue_full.
     std::size_t max_queue_depth = 100000;                      // SLUICE_MAX_QUEUE_DEPTH
-    // Queued jobs of one tenant, all types together, before its SUBMIT answers 429
-    // tenant_queue_full. main.cpp makes it max_queue_depth unless set, so by default one tenant
-    // can fill one type's queue and no more.
+    // Queued and scheduled jobs of one tenant, all types together, before its SUBMIT answers 429
+    // tenant_queue_full (so the schedule holds no more of a tenant's jobs than its queues may).
+    // main.cpp makes it max_queue_depth unless set, so by default one tenant can fill one
+    // type's queue and no more.
     std::size_t tenant_max_queued = 100000;                    // SLUICE_TENANT_MAX_QUEUED
     // How the tenants with queued jobs of a type share its workers (job_queue.hpp): the jobs a
     // tenant takes per turn, 1 unless listed (SLUICE_TENANT_WEIGHTS, e.g. "acme=3,beta=1"), and

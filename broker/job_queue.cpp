@@ -15,15 +15,17 @@ std::string queue_score_arg(int priority, std::int64_t enqueue_ms) {
 
 JobQueues::JobQueues(QueuePolicy policy) : policy_(std::move(policy)) {}
 
-bool JobQueues::push(const std::string& type, const std::string& job_id, int priority, const Owner& owner) {
+bool JobQueues::push(const std::string& type, const std::string& job_id, int priority, const Owner& owner,
+                     std::int64_t enqueued_ms) {
     if (contains(job_id)) return false;
     auto queue = types_.try_emplace(type).first;
     auto tenant = join(queue->second, owner.tenant);
     auto lane = tenant->second.lanes.try_emplace(owner.concurrency_key).first;
     const Place place{MAX_PRIORITY - priority, next_order_++};
     unlist(tenant->second, lane);
-    lane->second.jobs.emplace(place, Waiting{job_id, owner.concurrency_limit});
+    lane->second.jobs.emplace(place, Waiting{job_id, owner.concurrency_limit, enqueued_ms});
     list(tenant->second, lane);
+    tenant->second.enqueued.insert(enqueued_ms);
     ++queue->second.depth;
     ++tenant_depths_[owner.tenant];
     index_.emplace(job_id, Location{queue, tenant, lane, place});
@@ -90,7 +92,7 @@ std::optional<JobQueues::Popped> JobQueues::pop(const std::string& type, const R
         }
         const auto first = (*lane)->second.jobs.begin();
         Popped next{first->second.job_id, MAX_PRIORITY - first->first.first,
-                    Owner{tenant->first, (*lane)->first, first->second.concurrency_limit}};
+                    Owner{tenant->first, (*lane)->first, first->second.concurrency_limit}, first->second.enqueued_ms};
         const Location where{queue, tenant, *lane, first->first};
         // The turn moves on before erase(), which may take the tenant (and the type) away.
         if (++q.served >= tenant->second.weight) next_turn(q);
@@ -127,7 +129,9 @@ void JobQueues::erase(const Location& where) {
     TenantQueue& tenant = where.tenant->second;
     Lane& lane = where.lane->second;
     unlist(tenant, where.lane);
-    lane.jobs.erase(where.place);
+    const auto job = lane.jobs.find(where.place);
+    tenant.enqueued.erase(tenant.enqueued.find(job->second.enqueued_ms));
+    lane.jobs.erase(job);
     list(tenant, where.lane);
     --queue.depth;
     if (auto count = tenant_depths_.find(where.tenant->first); --count->second == 0) tenant_depths_.erase(count);
@@ -153,6 +157,14 @@ std::size_t JobQueues::depth(const std::string& type) const {
 std::size_t JobQueues::tenant_depth(const std::string& tenant) const {
     auto it = tenant_depths_.find(tenant);
     return it == tenant_depths_.end() ? 0 : it->second;
+}
+
+std::vector<JobQueues::Backlog> JobQueues::backlog() const {
+    std::vector<Backlog> out;
+    for (const auto& [type, queue] : types_)
+        for (const auto& [name, tenant] : queue.tenants)
+            out.push_back(Backlog{type, name, tenant.enqueued.size(), *tenant.enqueued.begin()});
+    return out;
 }
 
 std::vector<std::string> JobQueues::nonempty_types() const {

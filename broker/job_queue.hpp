@@ -44,14 +44,17 @@ class JobQueues {
 public:
     explicit JobQueues(QueuePolicy policy = {});
 
-    // Appends a job behind its tenant's others of its priority. Returns false if the id is
+    // Appends a job behind its tenant's others of its priority; `enqueued_ms` (wall clock) is
+    // when it was queued, for the age of the oldest (backlog()). Returns false if the id is
     // already queued.
-    bool push(const std::string& type, const std::string& job_id, int priority, const Owner& owner);
+    bool push(const std::string& type, const std::string& job_id, int priority, const Owner& owner,
+              std::int64_t enqueued_ms);
 
     struct Popped {
         std::string job_id;
         int priority;
         Owner owner;
+        std::int64_t enqueued_ms;
     };
     // Removes and returns the next job of `type` that may start now: the first of the tenant
     // whose turn it is, passing over tenants that run policy.tenant_max_running jobs and jobs
@@ -76,6 +79,17 @@ public:
     // Types that have at least one queued job.
     std::vector<std::string> nonempty_types() const;
 
+    // The queued jobs of one type and tenant: how many, and when the one queued longest ago was.
+    struct Backlog {
+        std::string type;
+        std::string tenant;
+        std::size_t queued;
+        std::int64_t oldest_ms;
+    };
+    // One entry per type and tenant with queued jobs, by type then tenant. Costs one step per
+    // entry, not per job.
+    std::vector<Backlog> backlog() const;
+
 private:
     // Where a job stands in its tenant's run order: MAX_PRIORITY - priority (lower runs
     // first), then arrival order within the broker.
@@ -83,6 +97,7 @@ private:
     struct Waiting {
         std::string job_id;
         std::uint32_t concurrency_limit;
+        std::int64_t enqueued_ms;
     };
     // A tenant's queued jobs of one type that share a concurrency key (or have none), in run
     // order. Parked: its key was full when its first job was next; it waits for wake().
@@ -95,6 +110,7 @@ private:
         Lanes lanes;
         // The first job of each lane that is not parked: the tenant's next job is the first.
         std::map<Place, Lanes::iterator> heads;
+        std::multiset<std::int64_t> enqueued;  // when each of its jobs was queued (ms)
         std::uint32_t weight = 1;
         std::list<std::string>::iterator turn;  // its place in its type's ring
     };

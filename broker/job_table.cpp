@@ -107,12 +107,6 @@ bool JobTable::drop_delayed(const std::string& job_id) {
     return std::erase_if(delayed_, [&](const auto& entry) { return entry.second.job_id == job_id; }) > 0;
 }
 
-std::map<std::string, std::size_t> JobTable::running_by_type() const {
-    std::map<std::string, std::size_t> counts;
-    for (const auto& [id, job] : running_) ++counts[job.run.type];
-    return counts;
-}
-
 std::vector<std::string> JobTable::started_jobs() const {
     std::vector<std::string> ids;
     for (const auto& [job_id, running] : running_)
@@ -125,6 +119,18 @@ std::unordered_set<std::string> JobTable::held_jobs() const {
     for (const auto& [job_id, run] : running_) ids.insert(job_id);
     for (const auto& [due, retry] : delayed_) ids.insert(retry.job_id);
     return ids;
+}
+
+std::map<std::pair<std::string, std::string>, std::size_t> JobTable::running_by_type() const {
+    std::map<std::pair<std::string, std::string>, std::size_t> counts;
+    for (const auto& [job_id, running] : running_) ++counts[{running.run.type, running.run.owner.tenant}];
+    return counts;
+}
+
+std::map<std::pair<std::string, std::string>, std::size_t> JobTable::delayed_by_type() const {
+    std::map<std::pair<std::string, std::string>, std::size_t> counts;
+    for (const auto& [due, retry] : delayed_) ++counts[{retry.type, retry.owner.tenant}];
+    return counts;
 }
 
 }  // namespace sluice::broker

@@ -17,6 +17,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 namespace sluice::broker {
@@ -106,13 +107,15 @@ public:
     // The ids of every job held here, running or delayed: not to be queued again from Redis.
     std::unordered_set<std::string> held_jobs() const;
     std::size_t running() const { return running_.size(); }
-    // The jobs running (or being started) now, by type. Costs one pass over them.
-    std::map<std::string, std::size_t> running_by_type() const;
     // The jobs running now per tenant and per concurrency key.
     const RunningCounts& counts() const { return counts_; }
     // The concurrency keys a job of which ended since the last call (RunningCounts::take_freed).
     std::vector<KeyRef> take_freed_keys() { return counts_.take_freed(); }
     std::size_t delayed() const { return delayed_.size(); }
+    // The started or assigned attempts, and the jobs waiting out a retry backoff, per
+    // (type, tenant): the queue report's running and part of its queued. Costs one step per job.
+    std::map<std::pair<std::string, std::string>, std::size_t> running_by_type() const;
+    std::map<std::pair<std::string, std::string>, std::size_t> delayed_by_type() const;
 
 private:
     // Started attempts by lease deadline. Each entry points at its job's id, the key of its

@@ -1,6 +1,7 @@
 // The Lua scripts behind every job state transition (schemas/PROTOCOL.md, "Redis key layout").
 // Each runs atomically in Redis, checks the job's current status (and attempt, the fencing
 // token) before it writes, and appends the matching event to the job's stream.
+// timed_scripts.hpp has those of the schedule, deadlines and the queue report.
 #pragma once
 
 #include "keys.hpp"
@@ -10,12 +11,13 @@
 
 namespace sluice::broker::scripts {
 
-// Arguments per job of the batch scripts (SUBMIT, START, SUCCEED), after their first three.
-inline constexpr std::size_t SUBMIT_STRIDE = 14;
+// Arguments per job of the batch scripts (SUBMIT, START, SUCCEED), after their settings
+// (batches.hpp, batch_args).
+inline constexpr std::size_t SUBMIT_STRIDE = 16;
 inline constexpr std::size_t START_STRIDE = 3;
 inline constexpr std::size_t SUCCEED_STRIDE = 3;
 // Elements per job in the reply of LOAD_QUEUE.
-inline constexpr std::size_t LOAD_QUEUE_STRIDE = 5;
+inline constexpr std::size_t LOAD_QUEUE_STRIDE = 6;
 // What a job costs its tenant's byte budget besides the bytes of its input, events and result:
 // its keys, hash fields, stream and history entries and index entries. Measured: Redis's
 // used_memory grows 2.4 KB per finished echo job of a few bytes, 3.3 KB besides the payload
@@ -39,7 +41,8 @@ inline std::string key_names() {
            ", running = " + quoted(keys::RUNNING) + ", dead = " + quoted(keys::DEAD) +
            ", notify = " + quoted(keys::NOTIFY_CHANNEL) + ", tenant_bytes = " + quoted(keys::TENANT_BYTES) +
            ", expiring = " + quoted(keys::EXPIRING) + ", jobs = " + quoted(keys::JOBS_PREFIX) +
-           ", followed = " + quoted(keys::FOLLOWED) + "}\n";
+           ", followed = " + quoted(keys::FOLLOWED) + ", scheduled = " + quoted(keys::SCHEDULED) +
+           ", deadlines = " + quoted(keys::DEADLINES) + "}\n";
 }
 
 // Helpers every script starts with (after the key names).
@@ -49,9 +52,12 @@ inline std::string key_names() {
 //   fields' bytes are added to the job's `bytes`.
 //   record: appends one attempt to the job's history (a msgpack array, see PROTOCOL.md).
 //   finish: gives a job that reached a terminal state its time to live (and takes it out of
-//   K.followed: nobody needs to cancel it any more), charges its tenant the
-//   bytes it gained since it was last charged (`charged`), and notes in K.expiring when Redis
-//   will drop it, for SWEEP to give the bytes back.
+//   K.followed: nobody needs to cancel it any more), charges its tenant the bytes it gained
+//   since it was last charged (`charged`), notes in K.expiring when Redis will drop it, for
+//   SWEEP to give the bytes back, and takes it off K.deadlines.
+//   expire: a queued or scheduled job past its expire_at_ms ends failed with error_code
+//   'expired', without an attempt (no history entry) and outside the dead set: nobody waits
+//   for it any more.
 //   lost_or_failed: ends the current attempt; requeues the job if `retry` and its budget for
 //   this outcome is not spent, else marks it failed and puts it in the dead set. A `failed`
 //   attempt (the handler's fault) counts against max_attempts; a `lost` one (a worker died, a
@@ -99,6 +105,16 @@ local function finish(id, now, ttl)
     redis.call('ZADD', K.expiring, string.format('%.0f', tonumber(now) + 1000 * tonumber(ttl)),
                id .. ' ' .. j[1] .. ' ' .. bytes)
   end
+  redis.call('ZREM', K.deadlines, id)
+end
+local EXPIRED = 'expired: not started within expire_after_s'
+local function expire(id, now, maxlen, ttl)
+  local job = K.job .. id
+  redis.call('HSET', job, 'status', 'failed', 'error', EXPIRED, 'error_code', 'expired', 'finished_ms', now)
+  redis.call('ZREM', K.queue .. redis.call('HGET', job, 'type'), id)
+  redis.call('ZREM', K.scheduled, id)
+  add_event(id, maxlen, now, {'event', 'failed', 'error', EXPIRED, 'code', 'expired'})
+  finish(id, now, ttl)
 end
 local function lost_or_failed(id, now, maxlen, ttl, err, outcome, retry, score, max_redeliveries)
   local job = K.job .. id
@@ -116,6 +132,8 @@ local function lost_or_failed(id, now, maxlen, ttl, err, outcome, retry, score, 
   if retry and left then
     redis.call('HSET', job, 'status', 'queued', 'error', err)
     redis.call('ZADD', K.queue .. j[3], score, id)
+    local deadline = redis.call('HGET', job, 'expire_at_ms')
+    if deadline then redis.call('ZADD', K.deadlines, deadline, id) end
     add_event(id, maxlen, now, {'event', 'retrying', 'attempt', j[1], 'error', err})
     return 'requeued'
   end
@@ -144,8 +162,10 @@ end
 // type, input, priority, max_attempts, timeout_s, queue score, idempotency key ('' for none: else
 // the whole Redis key, keys::idempotency), request hash, API key id, concurrency key ('' for
 // none: then the job hash has neither it nor its limit), concurrency limit, disconnect grace ms
-// (0: none; else the job's first deadline in K.followed is now + grace). A job is charged to its
-// tenant at once: JOB_BASE_BYTES plus its input.
+// (0: none; else the job's first deadline in K.followed is now + grace), run_at_ms (0: now),
+// expire_at_ms (0: never). A job due later than now is `scheduled` (in K.scheduled, first event
+// `scheduled`) instead of queued; a job with a deadline is in K.deadlines until it starts. A job
+// is charged to its tenant at once: JOB_BASE_BYTES plus its input.
 // Returns one answer per job, in order: 'ok', 'exists', {'replay' | 'conflict', original id, its
 // status now ('' once expired)} or {'over_budget', bytes the tenant holds}.
 inline const std::string SUBMIT = PRELUDE + stride(SUBMIT_STRIDE) + "local JOB_BASE_BYTES = " +
@@ -184,12 +204,24 @@ for i = 4, #ARGV, STRIDE do
       redis.call('HSET', job, 'disconnect_grace_ms', grace)
       redis.call('ZADD', K.followed, string.format('%.0f', tonumber(now) + grace), id)
     end
-    redis.call('ZADD', K.queue .. type, ARGV[i + 7], id)
+    local run_at, expire_at = ARGV[i + 14], ARGV[i + 15]
+    if expire_at ~= '0' then
+      redis.call('HSET', job, 'expire_at_ms', expire_at)
+      redis.call('ZADD', K.deadlines, expire_at, id)
+    end
+    local first = 'queued'
+    if tonumber(run_at) > tonumber(now) then
+      first = 'scheduled'
+      redis.call('HSET', job, 'status', first, 'run_at_ms', run_at)
+      redis.call('ZADD', K.scheduled, run_at, id)
+    else
+      redis.call('ZADD', K.queue .. type, ARGV[i + 7], id)
+    end
     redis.call('ZADD', K.jobs .. tenant, now, id)
     if idem ~= '' then redis.call('SET', idem, hash .. ' ' .. id, 'EX', idem_ttl) end
     -- The first event, written directly: a new stream needs no trimming, and nobody can be
     -- watching a job before its id is given out, so there is no notice to publish.
-    redis.call('XADD', K.events .. id, '1-1', 'event', 'queued', 'seq', 1, 'ts', now)
+    redis.call('XADD', K.events .. id, '1-1', 'event', first, 'seq', 1, 'ts', now)
     out[#out + 1] = 'ok'
   end
 end
@@ -200,18 +232,25 @@ return out
 )lua";
 
 // queued -> running, for every job dispatched in one turn of the broker loop. KEYS: none.
-// ARGV: now_ms, maxlen, lease grace ms, then START_STRIDE per job: id, worker, type. The
-// running zset scores each job by its lease deadline (now + timeout_s + grace). Returns one
-// answer per job: {'ok', attempt, input, timeout_s} or {'not_queued'}.
+// ARGV: now_ms, maxlen, lease grace ms, ttl_s, then START_STRIDE per job: id, worker, type. The
+// running zset scores each job by its lease deadline (now + timeout_s + grace). A job past its
+// expire_at_ms does not start: it ends failed, `expired` (the check at dispatch: no worker ever
+// sees it). Returns one answer per job: {'ok', attempt, input, timeout_s}, {'expired'} or
+// {'not_queued'}.
 inline const std::string START = PRELUDE + stride(START_STRIDE) + R"lua(
-local now, maxlen, grace = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now, maxlen, grace, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local out = {}
-for i = 4, #ARGV, STRIDE do
+for i = 5, #ARGV, STRIDE do
   local id, worker = ARGV[i], ARGV[i + 1]
   local job = K.job .. id
-  if redis.call('HGET', job, 'status') ~= 'queued' then
+  local j = redis.call('HMGET', job, 'status', 'expire_at_ms')
+  if j[1] ~= 'queued' then
     out[#out + 1] = {'not_queued'}
+  elseif j[2] and tonumber(now) >= tonumber(j[2]) then
+    expire(id, now, maxlen, ttl)
+    out[#out + 1] = {'expired'}
   else
+    redis.call('ZREM', K.deadlines, id)
     local attempt = redis.call('HINCRBY', job, 'attempts', 1)
     local j = redis.call('HMGET', job, 'input', 'timeout_s')
     redis.call('HSET', job, 'status', 'running', 'started_ms', now, 'worker', worker)
@@ -268,17 +307,18 @@ if not is_current(ARGV[1], ARGV[2]) then return 'stale' end
 return lost_or_failed(ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8] == '1', ARGV[9], ARGV[10])
 )lua";
 
-// queued|running -> canceled, with the reason its event gives ('' for none). Returns the status
-// it left ('queued' or 'running'), 'not_found' or 'finished'.
+// scheduled|queued|running -> canceled, with the reason its event gives ('' for none). Returns
+// the status it left ('scheduled', 'queued' or 'running'), 'not_found' or 'finished'.
 inline const std::string CANCEL_JOB = R"lua(
 local function cancel(id, now, maxlen, ttl, reason)
   local job = K.job .. id
   local j = redis.call('HMGET', job, 'status', 'type')
   if not j[1] then return 'not_found' end
-  if j[1] ~= 'queued' and j[1] ~= 'running' then return 'finished' end
+  if j[1] ~= 'queued' and j[1] ~= 'running' and j[1] ~= 'scheduled' then return 'finished' end
   if j[1] == 'running' then record(id, now, 'canceled', reason) end
   redis.call('HSET', job, 'status', 'canceled', 'finished_ms', now)
   redis.call('ZREM', K.queue .. j[2], id)
+  redis.call('ZREM', K.scheduled, id)
   redis.call('ZREM', K.running, id)
   local event = {'event', 'canceled'}
   if reason ~= '' then event = {'event', 'canceled', 'message', reason} end
@@ -288,7 +328,7 @@ local function cancel(id, now, maxlen, ttl, reason)
 end
 )lua";
 
-// queued|running -> canceled, on request. KEYS: job. ARGV: id, now_ms, maxlen, ttl_s.
+// scheduled|queued|running -> canceled, on request. KEYS: job. ARGV: id, now_ms, maxlen, ttl_s.
 // Returns what CANCEL_JOB's cancel() returns.
 inline const std::string CANCEL = PRELUDE + CANCEL_JOB + R"lua(
 return cancel(ARGV[1], ARGV[2], ARGV[3], ARGV[4], '')
@@ -311,7 +351,8 @@ return out
 
 // dead (failed) -> queued, on request. KEYS: job. ARGV: id, now_ms, maxlen.
 // The attempt counter keeps counting (it is the fencing token); `retry_base` restarts the
-// job's attempt budget. The job stays charged to its tenant, no longer due to expire.
+// job's attempt budget. The job stays charged to its tenant, no longer due to expire. Its
+// expire_at_ms goes: whoever retries a dead job by hand wants it run now.
 // Returns {'ok', type, priority, tenant, concurrency key ('' for none), concurrency limit},
 // 'not_found' or 'not_dead'.
 inline const std::string RETRY = PRELUDE + R"lua(
@@ -323,7 +364,7 @@ redis.call('ZREM', K.dead, ARGV[1])
 redis.call('ZREM', K.dead .. ':' .. (j[5] or 'default'), ARGV[1])
 if j[5] and j[6] then redis.call('ZREM', K.expiring, ARGV[1] .. ' ' .. j[5] .. ' ' .. j[6]) end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'retry_base', j[4], 'lost_base', j[9] or 0)
-redis.call('HDEL', KEYS[1], 'error', 'finished_ms')
+redis.call('HDEL', KEYS[1], 'error', 'error_code', 'finished_ms', 'expire_at_ms')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', K.events .. ARGV[1])
 redis.call('PERSIST', K.history .. ARGV[1])
@@ -380,16 +421,19 @@ return #due
 
 // The queue of one type, in run order, with what dispatch needs of each job. KEYS: queue.
 // Returns a flat list, LOAD_QUEUE_STRIDE per job: id, priority, tenant, concurrency key ('' for
-// none), concurrency limit, ...
+// none), concurrency limit, when it was queued (ms: its score less the priority's part), ...
 inline const std::string LOAD_QUEUE = key_names() + R"lua(
 local out = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for k = 1, #entries, 2 do
+  local id = entries[k]
   local j = redis.call('HMGET', K.job .. id, 'priority', 'tenant', 'concurrency_key', 'concurrency_limit')
   out[#out + 1] = id
   out[#out + 1] = j[1] or '0'
   out[#out + 1] = j[2] or 'default'
   out[#out + 1] = j[3] or ''
   out[#out + 1] = j[4] or '0'
+  out[#out + 1] = string.format('%.0f', tonumber(entries[k + 1]) % 1e13)
 end
 return out
 )lua";

@@ -136,15 +136,16 @@ void Broker::handle_result(const std::string& peer, proto::Result msg) {
                         fmt::format("result too large ({} bytes, limit {})", msg.result.size(), config_.max_result_bytes),
                         "failed", false);
     }
-    const auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
+    auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
     if (!run) return drop_stale("RESULT", msg.job_id, msg.attempt);
-    results_.push_back(
-        ResultItem{std::move(msg.job_id), msg.attempt, std::string(msg.result.begin(), msg.result.end()), run->type});
+    results_.push_back(ResultItem{std::move(msg.job_id), msg.attempt, std::string(msg.result.begin(), msg.result.end()),
+                                  run->type, run->owner.tenant});
+
 }
 
 void Broker::flush_results() {
     if (results_.empty()) return;
-    std::vector<std::string> args = batch_args(now_ms(), config_.events_maxlen, config_.job_ttl_s, results_);
+    std::vector<std::string> args = batch_args({now_ms(), config_.events_maxlen, config_.job_ttl_s}, results_);
     auto batch = std::make_shared<std::vector<ResultItem>>(std::move(results_));
     results_.clear();
     // A result that cannot be stored is not lost for good: the job stays running in Redis and
@@ -155,8 +156,13 @@ void Broker::flush_results() {
             return;
         }
         for (std::size_t i = 0; i < batch->size(); ++i) {
-            if (reply_text(r->element[i]) == "stale") drop_stale("RESULT", (*batch)[i].job_id, (*batch)[i].attempt);
-            else metrics_.count((*batch)[i].type, BrokerMetrics::SUCCEEDED);
+            const ResultItem& job = (*batch)[i];
+            if (reply_text(r->element[i]) == "stale") {
+                drop_stale("RESULT", job.job_id, job.attempt);
+            } else {
+                record_outcome(job.type, job.tenant, true);
+                metrics_.count(job.type, BrokerMetrics::SUCCEEDED);
+            }
         }
     });
 }
@@ -195,6 +201,7 @@ void Broker::fail_job(const std::string& job_id, const Attempt& run, const std::
              } else if (outcome == "failed") {
                  metrics_.count(run.type, BrokerMetrics::FAILED);
                  log::info("job {} failed after attempt {}: {}", job_id, run.attempt, error);
+                 record_outcome(run.type, run.owner.tenant, false);
              } else if (outcome == "stale") {
                  drop_stale("FAILURE", job_id, run.attempt);
              } else {
@@ -235,12 +242,13 @@ void Broker::dispatch() {
 void Broker::start_job(WorkerInfo& worker, const std::string& type, JobQueues::Popped job) {
     jobs_.assign(worker, job.job_id, type, job.priority, job.owner);
     starts_.push_back(StartItem{worker.identity, worker.name, type, std::move(job.job_id), job.priority,
-                                std::move(job.owner)});
+                                std::move(job.owner), job.enqueued_ms});
 }
 
 void Broker::flush_starts() {
     if (starts_.empty()) return;
-    std::vector<std::string> args = batch_args(now_ms(), config_.events_maxlen, LEASE_GRACE.count(), starts_);
+    std::vector<std::string> args =
+        batch_args({now_ms(), config_.events_maxlen, LEASE_GRACE.count(), config_.job_ttl_s}, starts_);
     auto batch = std::make_shared<std::vector<StartItem>>(std::move(starts_));
     starts_.clear();
     const bool sent = eval(scripts::START, {}, std::move(args), [this, batch](redisReply* r) {
@@ -258,8 +266,12 @@ void Broker::started(const StartItem& job, const redisReply* r) {
     if (!stored || reply_text(r->element[0]) != "ok" || r->elements < 4) {
         jobs_.unassign(job.job_id, job.identity);
         // Not started for want of Redis: the job is still queued there, so here too. Otherwise
-        // it was canceled meanwhile.
-        if (!stored) queues_.push(job.type, job.job_id, job.priority, job.owner);
+        // it was canceled meanwhile, or was past its deadline and has failed, expired.
+        if (!stored) queues_.push(job.type, job.job_id, job.priority, job.owner, job.enqueued_ms);
+        else if (reply_text(r->element[0]) == "expired") {
+            log::info("job {} expired before it started", job.job_id);
+            record_outcome(job.type, job.owner.tenant, false);
+        }
         return;
     }
     const auto attempt = static_cast<std::uint32_t>(r->element[1]->integer);

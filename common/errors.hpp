@@ -32,6 +32,11 @@ inline constexpr Code BODY_TOO_LARGE{"body_too_large", 413};
 inline constexpr Code INPUT_TOO_LARGE{"input_too_large", 413};   // a job's input, as msgpack
 inline constexpr Code UNSUPPORTED_MEDIA_TYPE{"unsupported_media_type", 415};  // a body that is not JSON
 inline constexpr Code UNKNOWN_JOB_TYPE{"unknown_job_type", 422};
+// options.delay_s or options.run_at is not a time Sluice can schedule: both given, not a number
+// or an RFC 3339 date-time, negative, or more than a year ahead.
+inline constexpr Code INVALID_SCHEDULE{"invalid_schedule", 422};
+// options.expire_after_s is not a number of seconds from 1 to a year.
+inline constexpr Code INVALID_EXPIRY{"invalid_expiry", 422};
 inline constexpr Code QUEUE_FULL{"queue_full", 429};
 // The tenant holds as many queued jobs as it may, all types together (SLUICE_TENANT_MAX_QUEUED).
 inline constexpr Code TENANT_QUEUE_FULL{"tenant_queue_full", 429};

@@ -24,6 +24,11 @@ inline constexpr std::string_view IDEMPOTENCY_PREFIX = "sluice:idem:";
 // every tenant, and one per tenant ("sluice:dead:{tenant}").
 inline constexpr std::string_view RUNNING = "sluice:running";
 inline constexpr std::string_view DEAD = "sluice:dead";
+// Zset of scheduled job ids scored by when they are due (ms): the broker moves the due ones to
+// their queues. Zset of the ids of jobs with an expire_after_s that have not started, scored by
+// their deadline (ms): the broker fails the ones past it (error code `expired`).
+inline constexpr std::string_view SCHEDULED = "sluice:scheduled";
+inline constexpr std::string_view DEADLINES = "sluice:deadlines";
 // Hash of tenant -> bytes its jobs hold in Redis, against its budget (SLUICE_TENANT_MAX_BYTES);
 // zset of what finished jobs were charged, "{id} {tenant} {bytes}" scored by the time Redis
 // expires them, so the broker gives the bytes back when they go.
@@ -43,6 +48,10 @@ inline constexpr std::string_view WORKERS = "sluice:workers";
 // The broker's metrics in the Prometheus text format (broker/metrics.hpp), rewritten once a
 // second with a short expiry; GET /metrics of every api appends them.
 inline constexpr std::string_view BROKER_METRICS = "sluice:metrics:broker";
+// The broker's report of its queues per job type and tenant (msgpack, broker/queue_report.hpp),
+// rewritten once a second with a short expiry, like WORKERS (GET /v1/queues, a job's eta_s).
+inline constexpr std::string_view QUEUES = "sluice:queues";
+
 // Set of the job types any worker has declared.
 inline constexpr std::string_view TYPES = "sluice:types";
 // Pub/sub channel: a notice for every new job event (PROTOCOL.md, Notices).

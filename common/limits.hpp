@@ -36,6 +36,15 @@ inline constexpr std::int64_t CONCURRENCY_LIMIT_MIN = 1, CONCURRENCY_LIMIT_MAX =
 // chat tab stops spending tokens soon, a page reload keeps the job.
 inline constexpr std::int64_t DISCONNECT_GRACE_S_MIN = 2, DISCONNECT_GRACE_S_MAX = 3600;
 inline constexpr std::int64_t DISCONNECT_GRACE_S_DEFAULT = 10;
+// How far ahead a job may be scheduled (options.delay_s, options.run_at), and how long after it
+// is due it may wait to start (options.expire_after_s): a year each, in milliseconds. A
+// schedule further out is more likely a unit mistake (ms for s) than a plan.
+inline constexpr std::int64_t MAX_SCHEDULE_AHEAD_MS = 365LL * 24 * 3600 * 1000;
+inline constexpr std::int64_t EXPIRE_AFTER_MS_MIN = 1000, EXPIRE_AFTER_MS_MAX = MAX_SCHEDULE_AHEAD_MS;
+// The broker checks a SUBMIT's run_at_ms and expire_at_ms against its own clock with this much
+// slack, for the api's clock and the trip between them.
+inline constexpr std::int64_t CLOCK_SLACK_MS = 60 * 1000;
+
 // Default largest HTTP request body, in bytes (SLUICE_API_MAX_BODY); past it 413.
 inline constexpr std::size_t DEFAULT_MAX_BODY = 1024 * 1024;
 // Sizes in bytes, each configurable. A job's input, as msgpack (SLUICE_MAX_INPUT_BYTES, read by

@@ -8,6 +8,7 @@
 #include "protocol.hpp"
 #include "request.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -31,6 +32,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (submit.type.empty() || submit.type.size() > limits::MAX_TYPE_NAME ||
         submit.idempotency_key.size() > limits::MAX_IDEMPOTENCY_KEY ||
         !valid_concurrency(submit.concurrency_key, submit.concurrency_limit))
+        std::abort();
+    // Its times are ones the broker takes (broker/api_side.cpp, submit_problem).
+    const auto now = static_cast<std::uint64_t>(api::wall_now_ms());
+    const auto ahead = static_cast<std::uint64_t>(limits::MAX_SCHEDULE_AHEAD_MS);
+    const auto expiry = static_cast<std::uint64_t>(limits::EXPIRE_AFTER_MS_MAX);
+    if (submit.run_at_ms > now + ahead ||
+        (submit.expire_at_ms != 0 && (submit.expire_at_ms <= submit.run_at_ms ||
+                                      submit.expire_at_ms > std::max(submit.run_at_ms, now) + expiry)))
         std::abort();
     auto wire = proto::decode_body<proto::Submit>(proto::encode_body(submit));
     if (!wire || wire->input != submit.input || wire->type != submit.type) std::abort();

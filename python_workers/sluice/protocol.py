@@ -102,6 +102,8 @@ class Submit:
     concurrency_key: str = _wire(STR)
     concurrency_limit: int = _wire(U32)
     disconnect_grace_ms: int = _wire(U32)
+    run_at_ms: int = _wire(U64)
+    expire_at_ms: int = _wire(U64)
 
 
 @dataclass

@@ -54,6 +54,12 @@ def test_submits_outside_the_limits_are_refused_and_store_nothing(rogue):
         "concurrency_limit must be 0 without a concurrency_key": dict(concurrency_limit=1),
         "disconnect_grace_ms must be 0 or 2000..3600000": dict(disconnect_grace_ms=1999),
         "disconnect_grace_ms must be 0 or 2000..3600000 ": dict(disconnect_grace_ms=2**32 - 1),
+        "run_at_ms is more than a year ahead": dict(run_at_ms=2**64 - 1),
+        "run_at_ms is more than a year ahead ": dict(run_at_ms=int(time.time() * 1000) + 400 * 86400_000),
+        "expire_at_ms must be after run_at_ms and at most a year after it": dict(expire_at_ms=2**64 - 1),
+        "expire_at_ms must be after run_at_ms and at most a year after it ": dict(
+            run_at_ms=int(time.time() * 1000) + 60_000, expire_at_ms=int(time.time() * 1000) + 30_000),
+
     }
     for req_id, (message, fields) in enumerate(cases.items(), 1):
         job_id = fields.setdefault("job_id", str(uuid.uuid4()))

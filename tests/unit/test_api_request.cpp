@@ -324,10 +324,13 @@ TEST_CASE("job hash -> JSON body") {
     const json body = job(hash);
     const std::set<std::string> keys{"id", "type", "tenant", "key_id", "status", "priority", "max_attempts",
                                      "timeout_s", "attempts", "created_at", "started_at",
-                                     "finished_at", "result", "error", "redeliveries", "history"};
+                                     "finished_at", "run_at", "expire_at", "result", "error", "error_code",
+                                     "redeliveries", "history"};
     std::set<std::string> got;
     for (const auto& item : body.items()) got.insert(item.key());
     CHECK(got == keys);
+    CHECK(body["run_at"].is_null());
+    CHECK(body["error_code"].is_null());
     CHECK(body["id"] == ID);
     CHECK(body["status"] == "succeeded");
     CHECK(body["priority"] == 5);
