@@ -99,9 +99,10 @@ HttpResult redis_unavailable();
 // SUBMIT carries it and its request_hash; without one both stay empty.
 // Errors: 400 invalid_json, 422 invalid_request (message names the field or header), 413
 // input_too_large (the input is more than `max_input_bytes` as msgpack; the message gives both).
+// When `input` is given, the job's input as parsed is moved into it (for the schema check).
 Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
                                     std::optional<std::string_view> idempotency_key = std::nullopt,
-                                    std::size_t max_input_bytes = limits::DEFAULT_MAX_INPUT);
+                                    std::size_t max_input_bytes = limits::DEFAULT_MAX_INPUT, json* input = nullptr);
 
 // Returns nullopt when `key` is a valid Idempotency-Key (1..255 chars in 0x21..0x7e), else
 // the 422 invalid_request naming the header.

@@ -8,7 +8,7 @@
 #include "keys.hpp"
 #include "listings.hpp"
 #include "log.hpp"
-#include "openapi_json.hpp"
+#include "type_schemas.hpp"
 
 #include <boost/beast/websocket/rfc6455.hpp>
 
@@ -79,10 +79,6 @@ awaitable<Outcome> readyz(ShardContext& ctx, const RouteRequest&) {
     co_return error_result(errors::NOT_READY, message);
 }
 
-// GET /openapi.json: the OpenAPI document of these routes (schemas/openapi.yaml), made JSON at
-// build time.
-awaitable<Outcome> openapi(ShardContext&, const RouteRequest&) { co_return text_result(200, std::string(OPENAPI_JSON)); }
-
 // POST /v1/jobs
 awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
     std::optional<std::string_view> key;
@@ -93,9 +89,12 @@ awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
             co_return error_result(errors::INVALID_REQUEST, std::string(IDEMPOTENCY_HEADER) + " must be given once");
         key = sv(keys.first->value());
     }
-    auto parsed = parse_submit(req.http.body(), make_job_id(), key, ctx.config.max_input_bytes);
+    json input;
+    auto parsed = parse_submit(req.http.body(), make_job_id(), key, ctx.config.max_input_bytes, &input);
     if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
     auto& submit = std::get<proto::Submit>(parsed);
+    auto refused = co_await check_input(ctx, submit.type, input);
+    if (refused) co_return std::move(*refused);
     submit.tenant = req.principal.tenant;
     submit.key_id = req.principal.key_id;
     submit.submits_per_s = req.principal.rates.submits_per_s;
@@ -231,7 +230,7 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
 
 // The whole routing table: method + pattern -> handler. Each route is in schemas/openapi.yaml too
 // (tests/unit/test_routes.cpp checks it).
-constexpr std::array<Route, 16> ROUTES{{
+constexpr std::array<Route, 17> ROUTES{{
     {"GET", "/healthz", Access::PUBLIC, &healthz},
     {"GET", "/readyz", Access::PUBLIC, &readyz},
     {"GET", "/openapi.json", Access::PUBLIC, &openapi},
@@ -244,6 +243,7 @@ constexpr std::array<Route, 16> ROUTES{{
     {"POST", "/v1/jobs/{id}/retry", Access::MEMBER, &retry_job},
     {"GET", "/v1/dead", Access::MEMBER, &list_dead},
     {"GET", "/v1/workers", Access::MEMBER, &list_workers},
+    {"GET", "/v1/types", Access::MEMBER, &list_types},
     {"GET", "/v1/ws", Access::READER, &open_websocket},
     {"POST", "/v1/admin/keys", Access::ADMIN, &create_key},
     {"GET", "/v1/admin/keys", Access::ADMIN, &list_keys},

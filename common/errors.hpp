@@ -32,6 +32,9 @@ inline constexpr Code BODY_TOO_LARGE{"body_too_large", 413};
 inline constexpr Code INPUT_TOO_LARGE{"input_too_large", 413};   // a job's input, as msgpack
 inline constexpr Code UNSUPPORTED_MEDIA_TYPE{"unsupported_media_type", 415};  // a body that is not JSON
 inline constexpr Code UNKNOWN_JOB_TYPE{"unknown_job_type", 422};
+// A job's input does not fit the JSON Schema its type's workers declared; the body's `path` (a
+// JSON Pointer into the input) says where.
+inline constexpr Code INVALID_INPUT{"invalid_input", 422};
 inline constexpr Code QUEUE_FULL{"queue_full", 429};
 // The tenant holds as many queued jobs as it may, all types together (SLUICE_TENANT_MAX_QUEUED).
 inline constexpr Code TENANT_QUEUE_FULL{"tenant_queue_full", 429};

@@ -35,10 +35,11 @@ admin_hash=$(password_hash redis-admin-password)
 
 # What each part sends. The api: PING (readyz), HMGET, HGET, GET, LRANGE, XRANGE, ZCARD,
 # ZREVRANGE, ZREVRANGEBYSCORE, MULTI/EXEC and SUBSCRIBE; for API keys HSET, SADD, SCARD, SMEMBERS,
-# SREM and DEL. The broker: EVALSHA/EVAL, SADD, SMEMBERS, SET (its worker report), and inside its
+# SREM and DEL; for typed inputs SMEMBERS and HGETALL. The broker: EVALSHA/EVAL, SADD, SMEMBERS,
+# HGET and HSET (the types' input schemas), SET (its worker report), and inside its
 # Lua scripts (broker/scripts.hpp) the rest; INFO (its memory section: broker/storage_watch.hpp).
 # SCAN: tests and bench/ read what was stored.
-commands=(ping hmget hget lrange exists xrange zcard zrevrange zrevrangebyscore multi exec subscribe scard srem del
+commands=(ping hmget hget hgetall lrange exists xrange zcard zrevrange zrevrangebyscore multi exec subscribe scard srem del
           evalsha eval sadd smembers scan info
           expire get hdel hincrby hset persist publish rpush set xadd zadd zrange zrangebyscore zrem
           zremrangebyrank zremrangebyscore zscore)

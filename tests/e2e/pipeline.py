@@ -129,13 +129,16 @@ class Pipeline:
             sock.curve_serverkey = read_key(self.keys / "broker.pub")
         return sock
 
-    def own_worker(self, context: zmq.Context, name: str, types: list[str]) -> zmq.Socket:
+    def own_worker(self, context: zmq.Context, name: str, types: list[str],
+                   schemas: list[str] | None = None) -> zmq.Socket:
         """A worker of the test's own: a DEALER with the allowed worker key, connected, that has
-        said READY for `types` with one slot. Read its JOBs with next_job()."""
+        said READY for `types` with one slot (and `schemas`, parallel to them: none by default).
+        Read its JOBs with next_job()."""
         sock = self.allow(context.socket(zmq.DEALER))
         sock.linger = 0
         sock.connect(self.backend)
-        sock.send_multipart(protocol.encode(protocol.Ready(name, "python", types, 1)))
+        sock.send_multipart(protocol.encode(protocol.Ready(name, "python", types, 1,
+                                                          schemas if schemas is not None else [""] * len(types))))
         return sock
 
     # -- processes ---------------------------------------------------------------------
