@@ -84,7 +84,8 @@ HttpResult invalid_input(std::string_view type, const json_schema::Failure& fail
     JsonWriter w;
     w.begin_object().key("error").begin_object();
     w.key("code").string(errors::INVALID_INPUT.name);
-    w.key("message").string(where + " does not fit the schema of job type " + std::string(type) + ": " + failure.message);
+    w.key("message").string(where + " does not fit the schema of job type " + std::string(type) + ": " +
+                            failure.message);
     w.key("path").string(failure.path);
     w.end_object().end_object();
     HttpResult r;

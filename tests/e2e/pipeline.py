@@ -212,6 +212,13 @@ class Pipeline:
         self.url = match.group(1)
         self.http = httpx.Client(base_url=self.url, timeout=30)
 
+    def add_task_modules(self) -> None:
+        """Lets Python workers started from now on import the task modules beside this file
+        (big_tasks, typed_tasks), ahead of what PYTHONPATH already holds (the sluice package of
+        the checkout under test, say)."""
+        here = str(Path(__file__).resolve().parent)
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+
     def start_worker(self, kind: str = "python", concurrency: int = 4, name: str | None = None,
                      modules: list[str] | None = None, **extra: str) -> subprocess.Popen:
         env = {**self.env, "SLUICE_WORKER_CONCURRENCY": str(concurrency), **self.keys_env("worker"), **extra}

@@ -3,23 +3,19 @@ pydantic model declares its JSON Schema; GET /v1/types and /openapi.json show it
 does not fit is 422 invalid_input with the failing path, and nothing is stored; one that fits runs
 and the handler gets the model; a type without a schema takes anything; rogue workers' schemas
 (10 MB, past the bound, not JSON, cyclic, costly) harm neither the broker nor the api."""
-import os
 import time
-from pathlib import Path
 
 import pytest
 import zmq
 
 from pipeline import running_pipeline
 
-HERE = Path(__file__).resolve().parent
-
 
 @pytest.fixture(scope="module")
 def typed(tmp_path_factory, request):
     """Redis, broker, api; a Python worker of typed_tasks and one of the built-in tasks."""
     with running_pipeline(tmp_path_factory.mktemp("typed"), lambda: request.session.testsfailed) as p:
-        p.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+        p.add_task_modules()
         p.start_worker("python", modules=["typed_tasks"], name="typed-worker")
         p.start_worker("python", name="builtin-worker")
         p.wait_ready("typed_summary")
