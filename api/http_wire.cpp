@@ -32,7 +32,10 @@ std::string response_head(const HttpResult& result, unsigned version, bool keep_
     head += ' ';
     head += reason_phrase(result.status);
     // 204 (a CORS preflight) has no body, and no header that describes one (RFC 9110, 8.6).
-    if (result.status != 204) head += "\r\nContent-Type: application/json";
+    if (result.status != 204) {
+        head += "\r\nContent-Type: ";
+        head += result.content_type;
+    }
     for (const auto& [name, value] : result.headers) {
         head += "\r\n";
         head += name;

@@ -17,6 +17,7 @@ struct HttpResult {
     int status = 200;
     std::vector<std::pair<std::string, std::string>> headers;
     std::string body;
+    std::string_view content_type = "application/json";  // a literal: it outlives the result
 };
 
 // The reason phrase of `status`, or "" for a status without one here (it is optional).

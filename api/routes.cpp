@@ -49,9 +49,7 @@ awaitable<std::optional<HttpResult>> hidden_job(ShardContext& ctx, const Princip
 }
 
 std::int64_t token_expiry(const ShardContext& ctx) {
-    return std::chrono::duration_cast<std::chrono::seconds>(
-               (std::chrono::system_clock::now() + ctx.config.read_token_ttl).time_since_epoch())
-        .count();
+    return epoch_s() + std::chrono::duration_cast<std::chrono::seconds>(ctx.config.read_token_ttl).count();
 }
 
 // GET /healthz: the process is up.
@@ -77,6 +75,22 @@ awaitable<Outcome> readyz(ShardContext& ctx, const RouteRequest&) {
         message += "broker: " + (reply.message.empty() ? reply.code : reply.message);
     }
     co_return error_result(errors::NOT_READY, message);
+}
+
+// The api's metrics, then the broker's as it last stored them, and whether there were any (a
+// broker gone for more than a few seconds, or Redis not answering: 0). Never a 503: the api's
+// own figures are worth having most when the rest is down.
+awaitable<Outcome> metrics(ShardContext& ctx, const RouteRequest&) {
+    std::vector<std::string> command = args("GET", keys::BROKER_METRICS);
+    const RedisValue broker = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
+    const bool up = broker.ok() && broker.kind == RedisValue::Kind::STRING;
+    std::string extra = up ? broker.str : "";
+    extra += "# HELP sluice_broker_metrics_up Whether the broker's metrics above are there (it wrote them in the "
+             "last 5 s).\n# TYPE sluice_broker_metrics_up gauge\nsluice_broker_metrics_up ";
+    extra += up ? "1\n" : "0\n";
+    HttpResult r = text_result(200, ctx.metrics.render(extra));
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    co_return r;
 }
 
 // POST /v1/jobs
@@ -230,10 +244,11 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
 
 // The whole routing table: method + pattern -> handler. Each route is in schemas/openapi.yaml too
 // (tests/unit/test_routes.cpp checks it).
-constexpr std::array<Route, 17> ROUTES{{
+constexpr std::array<Route, 18> ROUTES{{
     {"GET", "/healthz", Access::PUBLIC, &healthz},
     {"GET", "/readyz", Access::PUBLIC, &readyz},
     {"GET", "/openapi.json", Access::PUBLIC, &openapi},
+    {"GET", "/metrics", Access::ADMIN, &metrics},
     {"POST", "/v1/jobs", Access::MEMBER, &submit_job},
     {"GET", "/v1/jobs", Access::MEMBER, &list_jobs},
     {"GET", "/v1/jobs/{id}", Access::MEMBER, &get_job},
@@ -301,9 +316,8 @@ std::string job_of_token(const RouteMatch& match, const Target& target) {
     return named == target.query.end() ? "" : named->second;
 }
 
-// The request's route, who asks, and the handler's outcome (see handle()).
-awaitable<Outcome> route(ShardContext& ctx, const Request& request, const Target& target) {
-    const RouteMatch match = match_route(sv(request.method_string()), target.path);
+// Who asks, and the outcome of the request's route `match` (see handle()).
+awaitable<Outcome> route(ShardContext& ctx, const Request& request, const Target& target, const RouteMatch& match) {
     if (match.kind == RouteMatch::NOT_FOUND)
         co_return error_result(errors::NOT_FOUND, "no such endpoint: " + target.path);
     if (match.kind == RouteMatch::METHOD_NOT_ALLOWED) {
@@ -332,11 +346,19 @@ awaitable<Outcome> route(ShardContext& ctx, const Request& request, const Target
 }  // namespace
 
 awaitable<Outcome> handle(ShardContext& ctx, const Request& request) {
+    const auto arrived = Clock::now();
     const Target target = split_target(sv(request.target()));
-    if (auto refused = browser_refusal(ctx.config, request)) co_return std::move(*refused);
-    Outcome outcome = co_await route(ctx, request, target);
+    const RouteMatch match = match_route(sv(request.method_string()), target.path);
+    const std::size_t route_index = match.route ? static_cast<std::size_t>(match.route - ROUTES.data()) : ROUTES.size();
+    const auto counted = [&](Outcome outcome) {
+        ctx.metrics.record(route_index, outcome.result ? outcome.result->status : outcome.upgrade ? 101 : 200,
+                           Clock::now() - arrived);
+        return outcome;
+    };
+    if (auto refused = browser_refusal(ctx.config, request)) co_return counted(std::move(*refused));
+    Outcome outcome = co_await route(ctx, request, target, match);
     if (outcome.result) add_cors_headers(ctx.config, request, *outcome.result);
-    co_return outcome;
+    co_return counted(std::move(outcome));
 }
 
 }  // namespace sluice::api

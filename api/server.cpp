@@ -2,6 +2,7 @@
 #include "server.hpp"
 
 #include "log.hpp"
+#include "routes.hpp"
 #include "shard.hpp"
 
 #include <algorithm>
@@ -19,12 +20,21 @@ zmq::context_t& zmq_context() {
     static zmq::context_t context(1);
     return context;
 }
+
+// The labels of the metrics' routes, in the order of the routing table.
+std::vector<ApiMetrics::RouteLabel> route_labels() {
+    std::vector<ApiMetrics::RouteLabel> labels;
+    for (const Route& route : routes()) labels.push_back({route.method, route.pattern});
+    return labels;
+}
+
 }  // namespace
 
 Server::Server(ApiConfig config)
     : config_(std::move(config)),
       connections_({config_.max_connections, config_.max_connections_per_client, config_.reserved_connections(),
-                    config_.reserve_client_connections}) {}
+                    config_.reserve_client_connections}),
+      metrics_(route_labels()) {}
 
 Server::~Server() {
     shutdown();
@@ -35,7 +45,7 @@ std::uint16_t Server::bind() {
     const int count = std::max(1, config_.threads);
     std::uint16_t port = config_.port;
     for (int i = 0; i < count; ++i) {
-        auto shard = std::make_unique<Shard>(config_, i, connections_, request_limits_, zmq_context());
+        auto shard = std::make_unique<Shard>(config_, i, connections_, request_limits_, metrics_, zmq_context());
         // SO_REUSEPORT only when several shards share the port: a lone listener should never
         // share a port picked for it with some other process.
         port = shard->bind(port, count > 1);

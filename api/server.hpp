@@ -6,6 +6,7 @@
 
 #include "config.hpp"
 #include "connection_counts.hpp"
+#include "metrics.hpp"
 #include "rate_limits.hpp"
 
 #include <cstdint>
@@ -40,6 +41,7 @@ private:
     ApiConfig config_;
     ConnectionCounts connections_;  // open HTTP connections, all shards
     RateLimits request_limits_;  // requests per second per key, all shards
+    ApiMetrics metrics_;  // GET /metrics, all shards
     std::vector<std::unique_ptr<Shard>> shards_;
     std::vector<std::thread> threads_;
 };

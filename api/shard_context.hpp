@@ -9,6 +9,8 @@
 #include "auth.hpp"
 #include "broker_link.hpp"
 #include "config.hpp"
+#include "followers.hpp"
+#include "metrics.hpp"
 #include "loop.hpp"
 #include "redis_client.hpp"
 #include "rate_limits.hpp"
@@ -20,9 +22,10 @@
 namespace sluice::api {
 
 struct ShardContext {
-    ShardContext(const ApiConfig& config, zmq::context_t& zmq_ctx, RateLimits& request_limits)
+    ShardContext(const ApiConfig& config, zmq::context_t& zmq_ctx, RateLimits& request_limits, ApiMetrics& metrics)
         : config(config),
           request_limits(request_limits),
+          metrics(metrics),
           redis(ioc, config.redis_host, config.redis_port, config.redis_login, "commands"),
           broker(ioc, zmq_ctx, config.broker_endpoint, config.broker_keys) {}
     ShardContext(const ShardContext&) = delete;
@@ -31,10 +34,12 @@ struct ShardContext {
     asio::io_context ioc{1};  // first member: destroyed last
     const ApiConfig& config;
     RateLimits& request_limits;  // shared by every shard of this instance
+    ApiMetrics& metrics;         // shared by every shard of this instance
     RedisConnection redis;  // commands: job reads, event reads, PING
     BrokerLink broker;
     Notifier notifier;      // fed by the shard's sluice:notify subscription
     KeyCache key_cache;     // API keys read lately (auth.hpp)
+    Followers followers;    // jobs this shard's clients follow that cancel when nobody does
     SchemaCache schemas;    // job types' input schemas read lately (type_schemas.hpp)
     log::RateLimited unchecked_inputs;  // inputs the validator gave up on
     bool stopping = false;  // graceful shutdown has begun: finish what is open, take no more

@@ -34,6 +34,7 @@ struct SubmitItem {
     std::string key_id;
     std::string concurrency_key;  // empty for none
     std::uint32_t concurrency_limit = 0;
+    std::uint32_t disconnect_grace_ms = 0;  // 0: the job runs whether followed or not
 
     // Moves input, idempotency key, request hash and key id out; job_id, tenant, type and the
     // concurrency key stay.
@@ -41,7 +42,8 @@ struct SubmitItem {
         return {job_id, tenant, type, std::move(input), std::to_string(priority),
                 std::to_string(max_attempts), std::to_string(timeout_s),
                 queue_score_arg(priority, enqueued_ms), std::move(idempotency_key),
-                std::move(request_hash), std::move(key_id), concurrency_key, std::to_string(concurrency_limit)};
+                std::move(request_hash), std::move(key_id), concurrency_key, std::to_string(concurrency_limit),
+                std::to_string(disconnect_grace_ms)};
     }
 };
 
@@ -67,6 +69,7 @@ struct ResultItem {
     std::string job_id;
     std::uint32_t attempt = 0;
     std::string result;
+    std::string type;  // for the metrics
 
     // Moves the result out.
     std::array<std::string, STRIDE> take_args() { return {job_id, std::to_string(attempt), std::move(result)}; }

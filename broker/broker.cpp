@@ -40,6 +40,20 @@ constexpr long long SWEEP_BATCH = 2000;
 constexpr std::chrono::milliseconds WORKER_REPORT_INTERVAL{1000};
 constexpr std::chrono::milliseconds WORKER_REPORT_TTL{5000};
 constexpr std::size_t MAX_REPORTED_WORKERS = 1000;
+// The metrics (GET /metrics): written once a second, gone 5 s after the broker stops writing.
+constexpr std::chrono::milliseconds METRICS_REPORT_INTERVAL{1000};
+constexpr std::chrono::milliseconds METRICS_REPORT_TTL{5000};
+
+// A script's name in the metrics.
+std::string_view script_name(const std::string& script) {
+    static const std::unordered_map<const std::string*, std::string_view> names{
+        {&scripts::SUBMIT, "submit"}, {&scripts::START, "start"},   {&scripts::EVENT, "event"},
+        {&scripts::SUCCEED, "succeed"}, {&scripts::FAIL, "fail"},   {&scripts::CANCEL, "cancel"},
+        {&scripts::ABANDON, "abandon"}, {&scripts::RETRY, "retry"}, {&scripts::RECOVER, "recover"},
+        {&scripts::SWEEP, "sweep"},     {&scripts::LOAD_QUEUE, "load_queue"}};
+    const auto it = names.find(&script);
+    return it == names.end() ? "other" : it->second;
+}
 // Retry delays of a failed resync: Redis loading a big AOF answers LOADING for as long as that
 // takes (seconds to minutes); asking a few times a second costs nothing and notices soon.
 constexpr std::chrono::milliseconds RESYNC_BACKOFF_MIN{100};
@@ -188,7 +202,8 @@ bool Broker::eval(const std::string& script, std::vector<std::string> keys, std:
     std::move(args.begin(), args.end(), std::back_inserter(argv));
     // Views first: moving argv into the callback moves its buffer, not the strings in it.
     const std::vector<std::string_view> views(argv.begin(), argv.end());
-    auto retry = [this, &script, argv = std::move(argv), done = std::move(done)](redisReply* r) mutable {
+    auto retry = [this, &script, argv = std::move(argv), done = std::move(done), sent = Clock::now()](redisReply* r) mutable {
+        if (r != nullptr) metrics_.script_took(script_name(script), Clock::now() - sent);
         if (r != nullptr && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT")) {
             argv[0] = "EVAL";
             argv[1] = script;
@@ -312,7 +327,9 @@ void Broker::run_timers(Clock::time_point now) {
     dropped_.flush(now);
     check_storage(now);
     sweep_expired(now);
+    cancel_abandoned(now);
     report_workers(now);
+    report_metrics(now);
 }
 
 void Broker::report_workers(Clock::time_point now) {
@@ -323,6 +340,19 @@ void Broker::report_workers(Clock::time_point now) {
     std::vector<std::string_view> argv = {"SET", keys::WORKERS, report, "PX", expiry};
     redis_.command(argv, [](redisReply* r) {
         if (r != nullptr && r->type == REDIS_REPLY_ERROR) log::error("storing the worker report failed: {}", reply_error(r));
+    });
+}
+
+void Broker::report_metrics(Clock::time_point now) {
+    if (now < next_metrics_report_) return;
+    next_metrics_report_ = now + METRICS_REPORT_INTERVAL;
+    BrokerMetrics::Now held{{}, jobs_.running_by_type(), jobs_.delayed(), workers_.all().size()};
+    for (const std::string& type : known_types_) held.queued[type] = queues_.depth(type);
+    const std::string text = metrics_.render(held);
+    const std::string expiry = std::to_string(METRICS_REPORT_TTL.count());
+    std::vector<std::string_view> argv = {"SET", keys::BROKER_METRICS, text, "PX", expiry};
+    redis_.command(argv, [](redisReply* r) {
+        if (r != nullptr && r->type == REDIS_REPLY_ERROR) log::error("storing the metrics failed: {}", reply_error(r));
     });
 }
 

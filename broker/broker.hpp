@@ -9,6 +9,7 @@
 #include "errors.hpp"
 #include "job_queue.hpp"
 #include "job_table.hpp"
+#include "metrics.hpp"
 #include "rate_limited_log.hpp"
 #include "redis_link.hpp"
 #include "refusal_log.hpp"
@@ -81,6 +82,8 @@ private:
     void sweep_expired(Clock::time_point now);
     // Once a second: writes the worker report GET /v1/workers reads (keys::WORKERS).
     void report_workers(Clock::time_point now);
+    // Once a second: writes the broker's metrics GET /metrics appends (keys::BROKER_METRICS).
+    void report_metrics(Clock::time_point now);
 
     // ---- ZAP, who may connect (zap.cpp) ----
     // ZAP domains (RFC 27) of the two sockets: the handler picks the allow-list by domain.
@@ -103,6 +106,13 @@ private:
     // as on its way.
     void stored(const SubmitItem& job);
     void handle_cancel(const std::string& peer, const proto::Cancel& msg);
+    // A job's cancel was stored in Redis, the job having been `was` ("queued" or "running"):
+    // takes it out of its queue or the retry backlog, or tells its worker to stop it. Returns
+    // false for any other `was` (the script failed).
+    bool forget_canceled(const std::string& id, std::string_view was);
+    // Once a second: cancels the jobs whose followers have been gone for their grace period
+    // (options.on_disconnect "cancel", scripts::ABANDON).
+    void cancel_abandoned(Clock::time_point now);
     void handle_retry(const std::string& peer, const proto::Retry& msg);
     void handle_ping(const std::string& peer, const proto::Ping& msg);
     // Answers an api request (proto::Reply). accept: done, 200 with the job's state now (none for
@@ -190,6 +200,10 @@ private:
     bool sweeping_ = false;  // a SWEEP is in flight
     Clock::time_point next_sweep_{};
     Clock::time_point next_worker_report_{};
+    BrokerMetrics metrics_;
+    Clock::time_point next_metrics_report_{};
+    bool abandoning_ = false;  // an ABANDON is in flight
+    Clock::time_point next_abandon_{};
 
     // Declared last so it is destroyed first: callbacks it still owes run while the rest lives.
     RedisLink redis_;

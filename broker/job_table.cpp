@@ -107,6 +107,12 @@ bool JobTable::drop_delayed(const std::string& job_id) {
     return std::erase_if(delayed_, [&](const auto& entry) { return entry.second.job_id == job_id; }) > 0;
 }
 
+std::map<std::string, std::size_t> JobTable::running_by_type() const {
+    std::map<std::string, std::size_t> counts;
+    for (const auto& [id, job] : running_) ++counts[job.run.type];
+    return counts;
+}
+
 std::vector<std::string> JobTable::started_jobs() const {
     std::vector<std::string> ids;
     for (const auto& [job_id, running] : running_)

@@ -106,6 +106,8 @@ public:
     // The ids of every job held here, running or delayed: not to be queued again from Redis.
     std::unordered_set<std::string> held_jobs() const;
     std::size_t running() const { return running_.size(); }
+    // The jobs running (or being started) now, by type. Costs one pass over them.
+    std::map<std::string, std::size_t> running_by_type() const;
     // The jobs running now per tenant and per concurrency key.
     const RunningCounts& counts() const { return counts_; }
     // The concurrency keys a job of which ended since the last call (RunningCounts::take_freed).

@@ -173,8 +173,10 @@ void Broker::handle_result(const std::string& peer, proto::Result msg) {
                         fmt::format("result too large ({} bytes, limit {})", msg.result.size(), config_.max_result_bytes),
                         "failed", false);
     }
-    if (!jobs_.finish(peer, msg.job_id, msg.attempt)) return drop_stale("RESULT", msg.job_id, msg.attempt);
-    results_.push_back(ResultItem{std::move(msg.job_id), msg.attempt, std::string(msg.result.begin(), msg.result.end())});
+    const auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
+    if (!run) return drop_stale("RESULT", msg.job_id, msg.attempt);
+    results_.push_back(
+        ResultItem{std::move(msg.job_id), msg.attempt, std::string(msg.result.begin(), msg.result.end()), run->type});
 }
 
 void Broker::flush_results() {
@@ -189,8 +191,10 @@ void Broker::flush_results() {
             log::error("results of {} job(s) not stored: {}", batch->size(), reply_error(r));
             return;
         }
-        for (std::size_t i = 0; i < batch->size(); ++i)
+        for (std::size_t i = 0; i < batch->size(); ++i) {
             if (reply_text(r->element[i]) == "stale") drop_stale("RESULT", (*batch)[i].job_id, (*batch)[i].attempt);
+            else metrics_.count((*batch)[i].type, BrokerMetrics::SUCCEEDED);
+        }
     });
 }
 
@@ -217,13 +221,16 @@ void Broker::fail_job(const std::string& job_id, const Attempt& run, const std::
          {job_id, std::to_string(run.attempt), std::to_string(now), std::to_string(config_.events_maxlen),
           std::to_string(config_.job_ttl_s), error, outcome, retryable ? "1" : "0",
           queue_score_arg(run.priority, now + delay), std::to_string(config_.max_redeliveries)},
-         [this, job_id, run, error, delay](redisReply* r) {
+         [this, job_id, run, error, delay, lost = std::string_view(outcome) == "lost"](redisReply* r) {
              const std::string outcome = reply_text(r);
+             if (lost && (outcome == "requeued" || outcome == "failed")) metrics_.count(run.type, BrokerMetrics::LOST);
              if (outcome == "requeued") {
+                 metrics_.count(run.type, BrokerMetrics::RETRIED);
                  log::info("job {} attempt {} failed ({}): retrying in {} ms", job_id, run.attempt, error, delay);
                  jobs_.delay(Clock::now() + std::chrono::milliseconds(delay),
                              Delayed{job_id, run.type, run.priority, run.owner});
              } else if (outcome == "failed") {
+                 metrics_.count(run.type, BrokerMetrics::FAILED);
                  log::info("job {} failed after attempt {}: {}", job_id, run.attempt, error);
              } else if (outcome == "stale") {
                  drop_stale("FAILURE", job_id, run.attempt);
@@ -303,6 +310,7 @@ void Broker::started(const StartItem& job, const redisReply* r) {
         return fail_job(job.job_id, Attempt{job.identity, job.type, job.priority, job.owner, attempt}, "worker lost",
                         "lost", true);
     }
+    metrics_.count(job.type, BrokerMetrics::STARTED);
     proto::Job msg{job.job_id, job.type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s};
     send_to_worker(*worker, proto::Command::JOB, proto::encode_body(msg));
 }

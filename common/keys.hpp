@@ -29,6 +29,10 @@ inline constexpr std::string_view DEAD = "sluice:dead";
 // expires them, so the broker gives the bytes back when they go.
 inline constexpr std::string_view TENANT_BYTES = "sluice:tenant_bytes";
 inline constexpr std::string_view EXPIRING = "sluice:expiring";
+// Zset of the unfinished jobs that asked to be canceled when nobody follows them
+// (options.on_disconnect "cancel"), scored by the ms time they will be: now + their grace at
+// submit, pushed later by every api whose clients follow them, once a second.
+inline constexpr std::string_view FOLLOWED = "sluice:followed";
 // Per API key: its hash (hash: SHA-256 of the key, tenant, role, name, created_ms); the set of
 // every key id (the admin listing).
 inline constexpr std::string_view API_KEY_PREFIX = "sluice:apikey:";
@@ -36,6 +40,9 @@ inline constexpr std::string_view API_KEYS = "sluice:apikeys";
 // The broker's report of its workers (msgpack, broker/worker_pool.hpp), rewritten once a second
 // with a short expiry, so a report of a broker that is gone disappears.
 inline constexpr std::string_view WORKERS = "sluice:workers";
+// The broker's metrics in the Prometheus text format (broker/metrics.hpp), rewritten once a
+// second with a short expiry; GET /metrics of every api appends them.
+inline constexpr std::string_view BROKER_METRICS = "sluice:metrics:broker";
 // Set of the job types any worker has declared.
 inline constexpr std::string_view TYPES = "sluice:types";
 // Hash of job type -> the JSON Schema of its input as a worker last declared it in READY (JSON

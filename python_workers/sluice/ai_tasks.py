@@ -43,6 +43,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import NonRetryableError
+from .metrics import model_callbacks
 from .models import bind_generation, get_chat_model, model_name
 from .registry import as_plain, task
 
@@ -112,7 +113,7 @@ class UsageRecorder(BaseCallbackHandler):
 
 
 def _config(recorder: UsageRecorder, name: str) -> RunnableConfig:
-    return {"callbacks": [recorder], "run_name": name}
+    return {"callbacks": [recorder, *model_callbacks()], "run_name": name}
 
 
 # ---- inputs --------------------------------------------------------------------------------------

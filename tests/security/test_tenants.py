@@ -59,7 +59,8 @@ def test_every_route_but_health_needs_a_key(site):
                          ("GET", "/v1/jobs/0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10/events"),
                          ("POST", "/v1/jobs/0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10/retry"), ("GET", "/v1/dead"),
                          ("GET", "/v1/workers"), ("GET", "/v1/types"), ("GET", "/v1/jobs"),
-                         ("GET", "/v1/admin/keys"), ("POST", "/v1/admin/keys"), ("DELETE", "/v1/admin/keys/x")]:
+                         ("GET", "/v1/admin/keys"), ("POST", "/v1/admin/keys"), ("DELETE", "/v1/admin/keys/x"),
+                         ("GET", "/metrics")]:
         response = p.http.request(method, path, json={} if method == "POST" else None)
         assert response.status_code == 401, (method, path, response.text)
         assert code(response) == "unauthenticated"
@@ -93,7 +94,7 @@ def test_a_key_is_shown_once_and_listed_without_secrets(site):
 def test_member_keys_cannot_manage_keys(site):
     p, _, keys = site
     for method, path in [("GET", "/v1/admin/keys"), ("POST", "/v1/admin/keys"),
-                         ("DELETE", f"/v1/admin/keys/{keys['beta']['id']}")]:
+                         ("DELETE", f"/v1/admin/keys/{keys['beta']['id']}"), ("GET", "/metrics")]:
         response = p.http.request(method, path, headers=as_(keys["acme"]),
                                   json={"tenant": "acme", "role": "admin", "name": "x"} if method == "POST" else None)
         assert response.status_code == 403 and code(response) == "forbidden", (method, path)
