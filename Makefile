@@ -29,12 +29,12 @@ test: unit e2e fuzz-smoke
 
 fuzz-build: setup
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON >/dev/null
-	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_protocol fuzz_http_request fuzz_ws_message
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_protocol fuzz_http_request fuzz_ws_message fuzz_json_schema
 
 # Each target starts from its seed corpus (fuzz/corpus/) in a scratch copy; a crash leaves its
 # input in $(FUZZ_DIR)/ and the log's tail on the terminal, and fails the run.
 fuzz-smoke fuzz: fuzz-build
-	@for target in protocol http_request ws_message; do \
+	@for target in protocol http_request ws_message json_schema; do \
 		rm -rf $(FUZZ_DIR)/corpus-$$target && cp -r fuzz/corpus/$$target $(FUZZ_DIR)/corpus-$$target && \
 		echo "fuzz_$$target: $(if $(filter fuzz,$@),$(FUZZ_SECONDS),$(FUZZ_SMOKE_SECONDS)) s" && \
 		if $(FUZZ_DIR)/fuzz/fuzz_$$target -max_total_time=$(if $(filter fuzz,$@),$(FUZZ_SECONDS),$(FUZZ_SMOKE_SECONDS)) \

@@ -79,16 +79,6 @@ std::string_view role_name(Role role) {
     return "";
 }
 
-const KeyCache::Entry* KeyCache::fresh(const std::string& id, std::chrono::steady_clock::time_point now) const {
-    const auto it = entries_.find(id);
-    return it != entries_.end() && now - it->second.read_at < TTL ? &it->second : nullptr;
-}
-
-void KeyCache::remember(const std::string& id, Entry entry) {
-    if (entries_.size() >= MAX_ENTRIES) entries_.clear();
-    entries_.insert_or_assign(id, std::move(entry));
-}
-
 awaitable<std::variant<Principal, HttpResult>> authenticate(ShardContext& ctx, const HttpRequest& request,
                                                             const Target& target, Access access,
                                                             std::string_view token_job) {

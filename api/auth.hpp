@@ -1,6 +1,6 @@
 // Who a request acts as (README.md, Security, "API keys and tenants"): an API key's tenant and
 // role, a read token's one job, or, with SLUICE_AUTH=off, the open development mode (tenant
-// "default", admin rights). Keys are read from Redis and kept for KEY_CACHE_TTL per shard, so
+// "default", admin rights). Keys are read from Redis and kept for KeyCache::TTL per shard, so
 // a revoked key stops working on every api instance within that time.
 // Loop thread only, like the ShardContext it reads through.
 #pragma once
@@ -8,6 +8,7 @@
 #include "config.hpp"
 #include "http_wire.hpp"
 #include "loop.hpp"
+#include "read_cache.hpp"
 #include "request.hpp"
 
 #include <boost/beast/http/message.hpp>
@@ -59,25 +60,15 @@ struct KeyRecord {
     Rates rates;
 };
 
-// The keys one shard has read lately: found or not, each for KEY_CACHE_TTL.
-class KeyCache {
-public:
-    static constexpr auto TTL = std::chrono::seconds(1);
-    // Past this many remembered ids (most of them a client's guesses) the cache starts over.
-    static constexpr std::size_t MAX_ENTRIES = 10000;
-
-    struct Entry {
-        std::optional<KeyRecord> record;
-        std::string hash;
-        std::chrono::steady_clock::time_point read_at;
-    };
-
-    const Entry* fresh(const std::string& id, std::chrono::steady_clock::time_point now) const;
-    void remember(const std::string& id, Entry entry);
-
-private:
-    std::unordered_map<std::string, Entry> entries_;
+// A key as one shard read it: found (record) or not.
+struct KeyEntry {
+    std::optional<KeyRecord> record;
+    std::string hash;
+    std::chrono::steady_clock::time_point read_at;
 };
+
+// The keys one shard has read lately, by key id.
+using KeyCache = ReadCache<KeyEntry>;
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 

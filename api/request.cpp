@@ -210,7 +210,7 @@ std::int64_t wall_now_ms() {
 
 Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
                                     std::optional<std::string_view> idempotency_key, std::size_t max_input_bytes,
-                                    std::int64_t now_ms) {
+                                    std::int64_t now_ms, json* input_out) {
     if (idempotency_key) {
         if (auto e = check_idempotency_key(*idempotency_key)) return *e;
     }
@@ -271,6 +271,7 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
                                                       " bytes as msgpack; the limit is " +
                                                       std::to_string(max_input_bytes) + " bytes");
     submit.input.assign(packed.begin(), packed.end());
+    if (input_out != nullptr) *input_out = std::move(input);
     if (idempotency_key) {
         submit.idempotency_key = std::string(*idempotency_key);
         submit.request_hash = request_hash(submit, timing);

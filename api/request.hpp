@@ -101,14 +101,15 @@ std::int64_t wall_now_ms();
 // Validates a POST /v1/jobs body and builds the SUBMIT to send (req_id left 0). `job_id` is the
 // id the job will get. With an `idempotency_key` (the Idempotency-Key header's value) the
 // SUBMIT carries it and its request_hash; without one both stay empty. `now_ms` is now, for the
-// scheduling options (job_timing.hpp).
+// scheduling options (job_timing.hpp). When `input` is given, the job's input as parsed is moved
+// into it (for the schema check).
 // Errors: 400 invalid_json, 422 invalid_request (message names the field or header), 422
 // invalid_schedule and invalid_expiry (job_timing.hpp), 413 input_too_large (the input is more
 // than `max_input_bytes` as msgpack; the message gives both).
 Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
                                     std::optional<std::string_view> idempotency_key = std::nullopt,
                                     std::size_t max_input_bytes = limits::DEFAULT_MAX_INPUT,
-                                    std::int64_t now_ms = wall_now_ms());
+                                    std::int64_t now_ms = wall_now_ms(), json* input = nullptr);
 
 // Returns nullopt when `key` is a valid Idempotency-Key (1..255 chars in 0x21..0x7e), else
 // the 422 invalid_request naming the header.

@@ -8,8 +8,8 @@
 #include "keys.hpp"
 #include "listings.hpp"
 #include "log.hpp"
-#include "openapi_json.hpp"
 #include "queues.hpp"
+#include "type_schemas.hpp"
 
 #include <boost/beast/websocket/rfc6455.hpp>
 
@@ -78,10 +78,6 @@ awaitable<Outcome> readyz(ShardContext& ctx, const RouteRequest&) {
     co_return error_result(errors::NOT_READY, message);
 }
 
-// GET /openapi.json: the OpenAPI document of these routes (schemas/openapi.yaml), made JSON at
-// build time.
-awaitable<Outcome> openapi(ShardContext&, const RouteRequest&) { co_return text_result(200, std::string(OPENAPI_JSON)); }
-
 // The api's metrics, then the broker's as it last stored them, and whether there were any (a
 // broker gone for more than a few seconds, or Redis not answering: 0). Never a 503: the api's
 // own figures are worth having most when the rest is down.
@@ -108,9 +104,12 @@ awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
             co_return error_result(errors::INVALID_REQUEST, std::string(IDEMPOTENCY_HEADER) + " must be given once");
         key = sv(keys.first->value());
     }
-    auto parsed = parse_submit(req.http.body(), make_job_id(), key, ctx.config.max_input_bytes);
+    json input;
+    auto parsed = parse_submit(req.http.body(), make_job_id(), key, ctx.config.max_input_bytes, wall_now_ms(), &input);
     if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
     auto& submit = std::get<proto::Submit>(parsed);
+    auto refused = co_await check_input(ctx, submit.type, input);
+    if (refused) co_return std::move(*refused);
     submit.tenant = req.principal.tenant;
     submit.key_id = req.principal.key_id;
     submit.submits_per_s = req.principal.rates.submits_per_s;
@@ -250,7 +249,7 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
 
 // The whole routing table: method + pattern -> handler. Each route is in schemas/openapi.yaml too
 // (tests/unit/test_routes.cpp checks it).
-constexpr std::array<Route, 18> ROUTES{{
+constexpr std::array<Route, 19> ROUTES{{
     {"GET", "/healthz", Access::PUBLIC, &healthz},
     {"GET", "/readyz", Access::PUBLIC, &readyz},
     {"GET", "/openapi.json", Access::PUBLIC, &openapi},
@@ -265,6 +264,8 @@ constexpr std::array<Route, 18> ROUTES{{
     {"GET", "/v1/dead", Access::MEMBER, &list_dead},
     {"GET", "/v1/workers", Access::MEMBER, &list_workers},
     {"GET", "/v1/queues", Access::MEMBER, &list_queues},
+    {"GET", "/v1/types", Access::MEMBER, &list_types},
+
     {"GET", "/v1/ws", Access::READER, &open_websocket},
     {"POST", "/v1/admin/keys", Access::ADMIN, &create_key},
     {"GET", "/v1/admin/keys", Access::ADMIN, &list_keys},

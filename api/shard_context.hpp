@@ -14,6 +14,8 @@
 #include "loop.hpp"
 #include "redis_client.hpp"
 #include "rate_limits.hpp"
+#include "rate_limited_log.hpp"
+#include "type_schemas.hpp"
 
 #include <zmq.hpp>
 
@@ -38,6 +40,8 @@ struct ShardContext {
     Notifier notifier;      // fed by the shard's sluice:notify subscription
     KeyCache key_cache;     // API keys read lately (auth.hpp)
     Followers followers;    // jobs this shard's clients follow that cancel when nobody does
+    SchemaCache schemas;    // job types' input schemas read lately (type_schemas.hpp)
+    log::RateLimited unchecked_inputs;  // inputs the validator gave up on
     bool stopping = false;  // graceful shutdown has begun: finish what is open, take no more
 };
 

@@ -85,10 +85,11 @@ Broker::Broker(BrokerConfig config)
         socket->set(zmq::sockopt::router_mandatory, 1);
     }
     // libzmq refuses (and disconnects the peer of) a frame past these before allocating it:
-    // the largest SUBMIT input, the largest RESULT or event, plus the other fields.
+    // the largest SUBMIT input, the largest RESULT, event or READY's schemas, plus the other fields.
     frontend_.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(config_.max_input_bytes + limits::FRAME_HEADROOM));
     backend_.set(zmq::sockopt::maxmsgsize,
-                 static_cast<std::int64_t>(std::max(config_.max_result_bytes, config_.max_event_bytes) + limits::FRAME_HEADROOM));
+                 static_cast<std::int64_t>(std::max({config_.max_result_bytes, config_.max_event_bytes,
+                                                     limits::MAX_READY_SCHEMA_BYTES}) + limits::FRAME_HEADROOM));
     known_types_.insert(config_.known_types.begin(), config_.known_types.end());
     if (config_.curve) {
         // The handler must be bound before the sockets take peers: a CURVE server without one

@@ -73,6 +73,10 @@ private:
     void load_queues(const std::vector<std::string>& types);
     // Adds job types to sluice:types (declared by a worker, or listed in config.known_types).
     void store_types(const std::vector<std::string>& types);
+    // Stores each input schema a READY declares (bounded, opaque) in keys::TYPE_SCHEMAS when it
+    // differs from the stored one, and logs the change. An empty schema declares nothing: the
+    // stored one stays (a native worker and a typed Python worker may serve one type).
+    void store_schemas(const std::string& worker, const proto::Ready& msg);
     // Heartbeats out, silent and departed workers dropped, leases expired, retries released.
     void run_timers(Clock::time_point now);
     void expire_leases(Clock::time_point now);
@@ -201,6 +205,9 @@ private:
     RecentOutcomes outcomes_;
     Clock::time_point next_queue_report_{};
     std::set<std::string> known_types_;
+    // Each type's input schema as this broker last stored or found it in Redis: a READY that
+    // declares the same again costs nothing.
+    std::unordered_map<std::string, std::string> type_schemas_;
     WorkerPool workers_;
     JobTable jobs_;  // running attempts and delayed retries; after workers_, whose credit it keeps
     std::unordered_map<const std::string*, std::string> script_sha_;

@@ -96,9 +96,46 @@ void Broker::handle_ready(const std::string& peer, const proto::Ready& msg) {
     for (const auto& type : msg.types)
         if (known_types_.insert(type).second) declared.push_back(type);
     store_types(declared);
+    store_schemas(worker.name, msg);
     if (!known)
         log::info("worker {} ({}) ready: types [{}], concurrency {}", worker.name, worker.runtime,
                   fmt::join(msg.types, ", "), worker.concurrency);
+}
+
+void Broker::store_schemas(const std::string& worker, const proto::Ready& msg) {
+    std::size_t total = 0;
+    for (const auto& schema : msg.schemas) total += schema.size();
+    if (msg.schemas.size() != msg.types.size() || total > limits::MAX_READY_SCHEMA_BYTES)
+        return dropped_.warn("READYs with unusable schemas", Clock::now(),
+                             "backend: ignored the input schemas of worker '{}': {} for {} type(s), {} bytes (limit {})",
+                             worker, msg.schemas.size(), msg.types.size(), total, limits::MAX_READY_SCHEMA_BYTES);
+    for (std::size_t i = 0; i < msg.types.size(); ++i) {
+        const std::string& type = msg.types[i];
+        const std::string& schema = msg.schemas[i];
+        if (schema.empty()) continue;
+        if (schema.size() > limits::MAX_SCHEMA_BYTES) {
+            dropped_.warn("oversize input schemas", Clock::now(),
+                          "backend: ignored the input schema of type {} from worker '{}': {} bytes, limit {}", type,
+                          worker, schema.size(), limits::MAX_SCHEMA_BYTES);
+            continue;
+        }
+        if (auto it = type_schemas_.find(type); it != type_schemas_.end() && it->second == schema) continue;
+        type_schemas_[type] = schema;
+        // Read before written, so a broker that restarts says nothing about a schema it finds
+        // unchanged; the broker is the only writer of the hash.
+        std::vector<std::string_view> get = {"HGET", keys::TYPE_SCHEMAS, type};
+        redis_.command(get, [this, type, schema, worker](redisReply* stored) {
+            if (stored != nullptr && stored->type == REDIS_REPLY_STRING && reply_text(stored) == schema) return;
+            std::vector<std::string_view> set = {"HSET", keys::TYPE_SCHEMAS, type, schema};
+            redis_.command(set, [this, type, worker](redisReply* r) {
+                if (r == nullptr || r->type == REDIS_REPLY_ERROR) {
+                    type_schemas_.erase(type);  // the next READY tries again
+                    return log::error("storing the input schema of type {} failed: {}", type, reply_error(r));
+                }
+                log::info("job type {}: input schema changed (declared by worker '{}')", type, worker);
+            });
+        });
+    }
 }
 
 void Broker::drop_stale(std::string_view what, const std::string& job_id, std::uint32_t attempt) {

@@ -37,6 +37,10 @@ inline constexpr Code UNKNOWN_JOB_TYPE{"unknown_job_type", 422};
 inline constexpr Code INVALID_SCHEDULE{"invalid_schedule", 422};
 // options.expire_after_s is not a number of seconds from 1 to a year.
 inline constexpr Code INVALID_EXPIRY{"invalid_expiry", 422};
+// A job's input does not fit the JSON Schema its type's workers declared; the body's `path` (a
+// JSON Pointer into the input) says where.
+inline constexpr Code INVALID_INPUT{"invalid_input", 422};
+
 inline constexpr Code QUEUE_FULL{"queue_full", 429};
 // The tenant holds as many queued jobs as it may, all types together (SLUICE_TENANT_MAX_QUEUED).
 inline constexpr Code TENANT_QUEUE_FULL{"tenant_queue_full", 429};

@@ -54,6 +54,9 @@ inline constexpr std::string_view QUEUES = "sluice:queues";
 
 // Set of the job types any worker has declared.
 inline constexpr std::string_view TYPES = "sluice:types";
+// Hash of job type -> the JSON Schema of its input as a worker last declared it in READY (JSON
+// text, kept opaque by the broker; the api compiles it and checks submits against it).
+inline constexpr std::string_view TYPE_SCHEMAS = "sluice:type_schemas";
 // Pub/sub channel: a notice for every new job event (PROTOCOL.md, Notices).
 inline constexpr std::string_view NOTIFY_CHANNEL = "sluice:notify";
 

@@ -24,6 +24,12 @@ inline constexpr std::size_t MAX_WORKER_NAME = 128;
 inline constexpr std::size_t MAX_RUNTIME_NAME = 16;
 // Concurrency a worker may declare in READY.
 inline constexpr std::uint32_t MAX_WORKER_CONCURRENCY = 100000;
+// A job type's input JSON Schema as READY declares it (opaque text to the broker), in bytes, and
+// all of one READY's schemas together. A pydantic model's schema is a few KiB; past the first
+// bound the broker ignores that schema, past the second every schema of the READY (the worker
+// is still served, its inputs unchecked). The backend socket's frame limit leaves room for both.
+inline constexpr std::size_t MAX_SCHEMA_BYTES = 64 * 1024;
+inline constexpr std::size_t MAX_READY_SCHEMA_BYTES = 512 * 1024;
 // Job options, inclusive ranges: the api answers 422 outside them, and so does the broker to a
 // SUBMIT, whoever sent it (its fields are u32 on the wire: 4294967295 attempts must not pass).
 inline constexpr std::int64_t TIMEOUT_S_MIN = 1, TIMEOUT_S_MAX = 86400;

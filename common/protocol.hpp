@@ -108,7 +108,10 @@ struct Ready {
     std::string runtime;
     std::vector<std::string> types;
     std::uint32_t concurrency = 0;
-    MSGPACK_DEFINE(worker_name, runtime, types, concurrency)
+    // Parallel to `types`: each type's input JSON Schema as JSON text, "" for none (opaque to
+    // the broker, which bounds and stores it; limits::MAX_SCHEMA_BYTES each).
+    std::vector<std::string> schemas;
+    MSGPACK_DEFINE(worker_name, runtime, types, concurrency, schemas)
 };
 
 struct Job {

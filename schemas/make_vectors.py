@@ -63,8 +63,9 @@ CASES: list[tuple[str, object]] = [
         2**32, 422, "unknown_job_type", "no worker has declared type «résumé»", "", "", 0)),
     ("rate limited", p.Reply(3, 429, "rate_limited", "past this key's limit", "", "", 2**32 - 1)),
     # READY
-    ("python worker", p.Ready("host-1234", "python", ["echo", "fail", "sleep", "text_stats"], 4)),
-    ("no types, non-ASCII name", p.Ready("wörker-ß-東京", "cpp", [], 0)),
+    ("python worker", p.Ready("host-1234", "python", ["echo", "fail", "sleep", "text_stats"], 4,
+                              ["", "", '{"properties":{"ms":{"type":"integer"}},"type":"object"}', ""])),
+    ("no types, non-ASCII name", p.Ready("wörker-ß-東京", "cpp", [], 0, [])),
     # JOB
     ("basic", p.Job("job-1", "echo", pack("hi"), 1, 30)),
     ("bin holding a nested msgpack map", p.Job("job-2", "text_stats", NESTED_INPUT, 3, 0)),

@@ -33,10 +33,11 @@ password_hash() {
 hash=$(password_hash redis-password)
 admin_hash=$(password_hash redis-admin-password)
 
-# What each part sends. The api: PING (readyz), HMGET, HGET, HGETALL (the queue report), GET,
-# LRANGE, XRANGE, ZCARD, ZRANK (a queued job's place), ZREVRANGE, ZREVRANGEBYSCORE, MULTI/EXEC
-# and SUBSCRIBE; for API keys HSET, SADD, SCARD, SMEMBERS,
-# SREM and DEL. The broker: EVALSHA/EVAL, SADD, SMEMBERS, SET (its worker report), and inside its
+# What each part sends. The api: PING (readyz), HMGET, HGET, HGETALL (the queue report, the types'
+# input schemas), GET, LRANGE, XRANGE, ZCARD, ZRANK (a queued job's place), ZREVRANGE,
+# ZREVRANGEBYSCORE, MULTI/EXEC and SUBSCRIBE; for API keys HSET, SADD, SCARD, SMEMBERS, SREM and
+# DEL; for typed inputs SMEMBERS. The broker: EVALSHA/EVAL, SADD, SMEMBERS, HGET and HSET (the
+# types' input schemas), SET (its worker and metrics reports), and inside its
 # Lua scripts (broker/scripts.hpp) the rest; INFO (its memory section: broker/storage_watch.hpp).
 # SCAN: tests and bench/ read what was stored.
 commands=(ping hmget hget hgetall zrank lrange exists xrange zcard zrevrange zrevrangebyscore multi exec subscribe scard

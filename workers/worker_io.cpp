@@ -30,6 +30,7 @@ void Worker::Core::connect_dealer() {
     ready.worker_name = config.name;
     ready.runtime = "cpp";
     for (const auto& [type, handler] : handlers) ready.types.push_back(type);
+    ready.schemas.assign(ready.types.size(), "");  // native tasks declare no input schema
     ready.concurrency = config.concurrency;
     send(ready);
     last_recv = Clock::now();  // a fresh connection gets a full liveness period

@@ -15,7 +15,9 @@ Inputs and results (every result also holds "model", the model's name, and "usag
     analyze    {"text": str} -> {"sentiment": {...}, "entities": [...], "summary": str}: the
                three above run in parallel on one text
 
-Bad input fails the job at once (NonRetryableError) with a message naming the field. sentiment
+Each task declares its input as a pydantic model (TextTaskInput, ChatInput: registry.py, typed
+inputs), so the api answers 422 invalid_input to a submit that does not fit it. Bad input that
+reaches a handler still fails the job at once (NonRetryableError) with a message naming the field. sentiment
 and entities parse the model's answer leniently (the JSON object anywhere in it; for sentiment
 also a bare label word) and ask again up to STRUCTURED_ATTEMPTS times before failing the job
 without retry, quoting the answer that did not parse.
@@ -28,7 +30,7 @@ import json
 import math
 import os
 import re
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Literal
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.exceptions import OutputParserException
@@ -38,11 +40,12 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableConfig, RunnableLambda, RunnableParallel
 from langchain_text_splitters import RecursiveCharacterTextSplitter
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import NonRetryableError
 from .metrics import model_callbacks
 from .models import bind_generation, get_chat_model, model_name
-from .registry import task
+from .registry import as_plain, task
 
 MAX_TOKENS_LIMIT = 4096          # the largest max_tokens a job may ask for
 MAX_MESSAGES = 200               # messages in one chat job
@@ -113,7 +116,36 @@ def _config(recorder: UsageRecorder, name: str) -> RunnableConfig:
     return {"callbacks": [recorder, *model_callbacks()], "run_name": name}
 
 
-# ---- input validation --------------------------------------------------------------------------
+# ---- inputs --------------------------------------------------------------------------------------
+
+
+class TextTaskInput(BaseModel):
+    """The input of summarize, sentiment, entities and analyze."""
+
+    text: str = Field(min_length=1, description="the text to work on (not only whitespace)")
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT,
+                                   description="tokens each model call may generate")
+
+
+class ChatMessage(BaseModel):
+    """One message of a chat."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatInput(BaseModel):
+    """chat's input: `messages` (the last not from the assistant) or `prompt`."""
+
+    # The schema says one of the two is required; the handler checks it again.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["messages"]},
+                                                           {"required": ["prompt"]}]})
+
+    messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=MAX_MESSAGES)
+    prompt: str | None = Field(None, min_length=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
+    temperature: float | None = Field(None, ge=0, le=2)
+
 
 
 def _text_input(task_name: str, value: Any) -> str:
@@ -181,9 +213,9 @@ def chat_chain(model: Any, max_tokens: int | None = None, temperature: float | N
 
 
 @task("chat")
-async def chat(value: Any, ctx) -> dict:
+async def chat(value: ChatInput, ctx) -> dict:
     """Streams the model's answer to a conversation as chunk events; returns the whole text."""
-    pairs, max_tokens, temperature = _chat_input(value)
+    pairs, max_tokens, temperature = _chat_input(as_plain(value))
     model = get_chat_model()
     recorder = UsageRecorder()
     parts: list[str] = []
@@ -262,8 +294,9 @@ async def summarize_text(text: str, model: Any, recorder: UsageRecorder,
 
 
 @task("summarize")
-async def summarize(value: Any, ctx) -> dict:
+async def summarize(value: TextTaskInput, ctx) -> dict:
     """Summarizes text of any length; a progress event per chunk summarized."""
+    value = as_plain(value)
     text = _text_input("summarize", value)
     max_tokens = _max_tokens("summarize", value)
     model = get_chat_model()
@@ -463,6 +496,7 @@ async def entities_of(text: str, model: Any, recorder: UsageRecorder,
 async def _one_chain(task_name: str, value: Any, run, shape) -> dict:
     """A task that is one chain over {"text"}: runs `run` with the model, then `shape`s what it
     returned into the result and stamps the model and token usage on it."""
+    value = as_plain(value)
     text = _text_input(task_name, value)
     max_tokens = _max_tokens(task_name, value)
     model = get_chat_model()
@@ -471,13 +505,13 @@ async def _one_chain(task_name: str, value: Any, run, shape) -> dict:
 
 
 @task("sentiment")
-async def sentiment(value: Any, ctx) -> dict:
+async def sentiment(value: TextTaskInput, ctx) -> dict:
     """{"text"} -> {"label": positive|negative|neutral, "score": 0..1, "model", "usage"}."""
     return await _one_chain("sentiment", value, sentiment_of, dict)
 
 
 @task("entities")
-async def entities(value: Any, ctx) -> dict:
+async def entities(value: TextTaskInput, ctx) -> dict:
     """{"text"} -> {"entities": [{"text", "type"}, ...], "model", "usage"}."""
     return await _one_chain("entities", value, entities_of, lambda found: {"entities": found})
 
@@ -510,9 +544,10 @@ def analyze_chain(model: Any, recorder: UsageRecorder,
 
 
 @task("analyze")
-async def analyze(value: Any, ctx) -> dict:
+async def analyze(value: TextTaskInput, ctx) -> dict:
     """{"text"} -> {"sentiment": {"label", "score"}, "entities": [...], "summary": str,
     "model", "usage" (summed over the three)}; a progress event as each part finishes."""
+    value = as_plain(value)
     text = _text_input("analyze", value)
     max_tokens = _max_tokens("analyze", value)
     model = get_chat_model()

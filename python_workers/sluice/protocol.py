@@ -39,6 +39,10 @@ FRAME_HEADROOM = 64 * 1024
 # Longest FAILURE error in bytes of UTF-8 (common/limits.hpp MAX_ERROR_BYTES): the broker cuts a
 # longer one, and the worker cuts its own before sending (worker.py _error_text).
 MAX_ERROR_BYTES = 4096
+# A typed task's input JSON Schema in READY, in bytes, and all of one READY's schemas together
+# (common/limits.hpp MAX_SCHEMA_BYTES, MAX_READY_SCHEMA_BYTES): the broker ignores what is past them.
+MAX_SCHEMA_BYTES = 64 * 1024
+MAX_READY_SCHEMA_BYTES = 512 * 1024
 
 
 class Command(enum.IntEnum):
@@ -145,6 +149,8 @@ class Ready:
     runtime: str = _wire(STR)
     types: list[str] = _wire(STR_LIST)
     concurrency: int = _wire(U32)
+    # Parallel to types: each type's input JSON Schema as JSON text, "" for none (registry.py).
+    schemas: list[str] = _wire(STR_LIST)
 
 
 @dataclass

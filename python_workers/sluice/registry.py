@@ -11,14 +11,34 @@
 A handler takes (input, ctx): input is the job's decoded msgpack value, ctx a JobContext (async
 handlers) or SyncJobContext (sync handlers), see sluice/context.py. Its return value, packed with
 msgpack, is the job's result.
+
+Typed inputs: when the handler's first parameter is annotated with a pydantic model,
+
+    class SummarizeInput(BaseModel):
+        text: str
+        max_words: int | None = Field(None, ge=1, le=500)
+
+    @task
+    async def summarize(input: SummarizeInput, ctx): ...
+
+the registry derives the model's JSON Schema, the worker declares it in READY (the api then
+answers 422 invalid_input to a submit that does not fit it), and the worker validates the input
+into a model instance (strict mode) before calling the handler; an input that does not fit fails
+the job without a retry.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import re
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
+
+import pydantic
+
+from .protocol import MAX_SCHEMA_BYTES
 
 # Job type names the broker accepts (common/names.hpp, valid_job_type): 1-128 of letters, digits and _.:-
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -26,11 +46,15 @@ _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One registered task: its job type name, the handler and whether the handler is async."""
+    """One registered task: its job type name, the handler, whether the handler is async, and
+    for a typed handler its input model and that model's JSON Schema as compact JSON text
+    (None and "" for a handler of plain inputs)."""
 
     name: str
     fn: Callable[..., Any]
     is_async: bool
+    input_model: type[pydantic.BaseModel] | None = None
+    schema: str = ""
 
 
 class TaskRegistry:
@@ -42,8 +66,9 @@ class TaskRegistry:
     def register(self, name: str, fn: Callable[..., Any]) -> TaskSpec:
         """Registers `fn` as the handler of job type `name` and returns its spec.
 
-        Raises ValueError for an invalid name or a name already taken by another function
-        (registering the same function again, e.g. on a module reload, is allowed).
+        Raises ValueError for an invalid name, a name already taken by another function
+        (registering the same function again, e.g. on a module reload, is allowed), or an input
+        model whose JSON Schema is larger than MAX_SCHEMA_BYTES.
         """
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"invalid task name {name!r}: use 1-128 letters, digits and _.:-")
@@ -52,7 +77,14 @@ class TaskRegistry:
         old = self._tasks.get(name)
         if old is not None and _qualified(old.fn) != _qualified(fn):
             raise ValueError(f"task {name!r} is already registered by {_qualified(old.fn)}")
-        spec = TaskSpec(name, fn, inspect.iscoroutinefunction(fn))
+        model = input_model(fn)
+        schema = ""
+        if model is not None:
+            schema = json.dumps(model.model_json_schema(), separators=(",", ":"), sort_keys=True)
+            if len(schema.encode()) > MAX_SCHEMA_BYTES:
+                raise ValueError(f"task {name!r}: the JSON Schema of {model.__name__} is "
+                                 f"{len(schema.encode())} bytes, more than {MAX_SCHEMA_BYTES}")
+        spec = TaskSpec(name, fn, inspect.iscoroutinefunction(fn), model, schema)
         self._tasks[name] = spec
         return spec
 
@@ -64,6 +96,10 @@ class TaskRegistry:
         """Returns the registered job type names, sorted."""
         return sorted(self._tasks)
 
+    def schemas(self) -> list[str]:
+        """Returns the input schemas in the order of names(), "" for a task of plain inputs."""
+        return [self._tasks[n].schema for n in self.names()]
+
     def __contains__(self, name: object) -> bool:
         return name in self._tasks
 
@@ -72,6 +108,27 @@ class TaskRegistry:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+
+def input_model(fn: Callable[..., Any]) -> type[pydantic.BaseModel] | None:
+    """Returns the pydantic model `fn`'s first parameter is annotated with, else None (no
+    parameter, no annotation, another type, or an annotation that does not resolve)."""
+    try:
+        first = next(iter(inspect.signature(fn).parameters.values()), None)
+        target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn).__call__
+        hint = typing.get_type_hints(target).get(first.name) if first is not None else None
+    except (TypeError, ValueError, NameError):
+        return None
+    return hint if isinstance(hint, type) and issubclass(hint, pydantic.BaseModel) else None
+
+
+def as_plain(value: Any) -> Any:
+    """Returns a typed handler's input as plain data: a model as the dict of the fields its input
+    gave (defaults left out), anything else unchanged. Lets a handler keep one code path for the
+    model the worker passes and a dict passed by a direct call."""
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(exclude_unset=True)
+    return value
 
 
 def _qualified(fn: Callable[..., Any]) -> str:

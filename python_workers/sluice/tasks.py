@@ -1,5 +1,7 @@
 """Built-in tasks, served by `sluice-worker` when no module is named: echo, sleep, fail and
-text_stats (a LangChain runnable chain).
+text_stats (a LangChain runnable chain). sleep and text_stats declare their input as a pydantic
+model (registry.py, typed inputs); echo takes anything, and fail anything too (null included),
+so they stay untyped. The handlers keep their own checks for direct calls with plain values.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from collections import Counter
 from typing import Any
 
 from langchain_core.runnables import RunnableLambda, RunnableParallel
+from pydantic import BaseModel, Field
 
 from .errors import NonRetryableError
-from .registry import task
+from .registry import as_plain, task
 
 # ---- echo, sleep, fail: the pipeline's own test tasks ---------------------------------------
 
@@ -27,9 +30,16 @@ SLEEP_STEPS = 10  # progress events a sleep job sends on its way
 MAX_SLEEP_MS = 24 * 3600 * 1000
 
 
+class SleepInput(BaseModel):
+    """sleep's input."""
+
+    ms: int = Field(ge=0, le=MAX_SLEEP_MS, description="milliseconds to sleep")
+
+
 @task("sleep")
-async def sleep(value: Any, ctx) -> dict:
+async def sleep(value: SleepInput, ctx) -> dict:
     """Input {"ms": N}: sleeps N milliseconds, reporting progress 10 times; returns {"slept_ms": N}."""
+    value = as_plain(value)
     ms = value.get("ms") if isinstance(value, dict) else None
     if isinstance(ms, bool) or not isinstance(ms, int) or not 0 <= ms <= MAX_SLEEP_MS:
         raise NonRetryableError(
@@ -97,11 +107,17 @@ text_stats_chain = (
 )
 
 
+class TextInput(BaseModel):
+    """text_stats's input."""
+
+    text: str = Field(description="the text to count")
+
+
 @task("text_stats")
-async def text_stats(value: Any, ctx) -> dict:
+async def text_stats(value: TextInput, ctx) -> dict:
     """Input {"text": str} -> {"words", "characters", "sentences", "top_words": [[w, n], ...]}.
 
     Words are lower-cased runs of letters/digits (apostrophes inside a word kept); characters
     counts Unicode code points; top_words holds up to 5 [word, count] pairs, most frequent first.
     """
-    return await text_stats_chain.ainvoke(value)
+    return await text_stats_chain.ainvoke(as_plain(value))

@@ -25,6 +25,8 @@ The job path is a handful of small wrappers around the handler call, Dramatiq-mi
     _job_task        waits for a free slot (never more than `concurrency` handlers at once),
                      turns cancellation into CANCELED, sends the terminal message, logs
     _execute         maps the outcome to RESULT or FAILURE (retryable unless NonRetryableError)
+A typed task's input is validated into its model (registry.py) when the JOB arrives: an input
+that does not fit fails at once, without a retry (the api checked it already: defense in depth).
     _with_timeout    enforces timeout_s -> FAILURE "timeout after N s" (retryable)
     _invoke          awaits an async handler or runs a sync one in the thread pool
 """
@@ -44,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+import pydantic
 import zmq
 
 from . import protocol as p
@@ -148,6 +151,10 @@ class Worker:
             raise ValueError("concurrency must be at least 1")
         if len(registry) == 0:
             raise ValueError("the registry has no tasks: nothing to serve")
+        schema_bytes = sum(len(schema.encode()) for schema in registry.schemas())
+        if schema_bytes > p.MAX_READY_SCHEMA_BYTES:
+            raise ValueError(f"the tasks' input schemas total {schema_bytes} bytes, more than "
+                             f"{p.MAX_READY_SCHEMA_BYTES} (the broker would ignore them)")
         self.registry = registry
         self._zmq = context or zmq.Context.instance()
         self._sock: zmq.Socket | None = None
@@ -254,7 +261,7 @@ class Worker:
         self._last_recv = time.monotonic()  # give the broker a full liveness period
         # READY goes first on a new socket, ahead of whatever the outbox still holds.
         self._queue(p.Ready(self.config.name, "python", self.registry.names(),
-                            self.config.concurrency), first=True)
+                            self.config.concurrency, self.registry.schemas()), first=True)
         self._flush()
 
     def _close_socket(self, linger: float) -> None:
@@ -398,6 +405,12 @@ class Worker:
         except Exception as exc:
             self._reject(job, f"invalid job input: not one msgpack value ({exc})")
             return
+        if spec.input_model is not None:
+            try:
+                value = spec.input_model.model_validate(value, strict=True)
+            except pydantic.ValidationError as exc:
+                self._reject(job, _error_text(f"invalid input for {job.type}: {_validation_text(exc)}"))
+                return
         run = _Run(job, spec, value)
         if spec.is_async:
             run.ctx = JobContext(job, self.config.name, lambda msg: self._report(run, msg),
@@ -548,6 +561,16 @@ def _describe(exc: BaseException) -> str:
     """Returns "TypeName: message" for a FAILURE's error field."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _validation_text(exc: pydantic.ValidationError) -> str:
+    """The first of a model's validation errors as "at /json/pointer: message" (the api's path
+    form), and how many more there are."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    pointer = "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in first["loc"])
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"at {pointer}: {first['msg']}{more}" if pointer else f"{first['msg']}{more}"
 
 
 def _error_text(text: str) -> str:

@@ -129,13 +129,16 @@ class Pipeline:
             sock.curve_serverkey = read_key(self.keys / "broker.pub")
         return sock
 
-    def own_worker(self, context: zmq.Context, name: str, types: list[str]) -> zmq.Socket:
+    def own_worker(self, context: zmq.Context, name: str, types: list[str],
+                   schemas: list[str] | None = None) -> zmq.Socket:
         """A worker of the test's own: a DEALER with the allowed worker key, connected, that has
-        said READY for `types` with one slot. Read its JOBs with next_job()."""
+        said READY for `types` with one slot (and `schemas`, parallel to them: none by default).
+        Read its JOBs with next_job()."""
         sock = self.allow(context.socket(zmq.DEALER))
         sock.linger = 0
         sock.connect(self.backend)
-        sock.send_multipart(protocol.encode(protocol.Ready(name, "python", types, 1)))
+        sock.send_multipart(protocol.encode(protocol.Ready(name, "python", types, 1,
+                                                          schemas if schemas is not None else [""] * len(types))))
         return sock
 
     # -- processes ---------------------------------------------------------------------
@@ -208,6 +211,13 @@ class Pipeline:
         match = wait_for_line(out, r"listening on (http://\S+)", self.api)
         self.url = match.group(1)
         self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    def add_task_modules(self) -> None:
+        """Lets Python workers started from now on import the task modules beside this file
+        (big_tasks, typed_tasks), ahead of what PYTHONPATH already holds (the sluice package of
+        the checkout under test, say)."""
+        here = str(Path(__file__).resolve().parent)
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
 
     def start_worker(self, kind: str = "python", concurrency: int = 4, name: str | None = None,
                      modules: list[str] | None = None, **extra: str) -> subprocess.Popen:

@@ -142,7 +142,11 @@ def test_each_ai_task_through_the_api(ai, job_type, job_input, keys):
 
 
 def test_bad_ai_input_fails_at_once_without_retry(ai):
-    job = ai.submit("chat", {"messages": "hello"})
+    # What the declared schema refuses is refused at submit; what only the handler checks (the
+    # last message's role) fails the job at once.
+    refused = ai.http.post("/v1/jobs", json={"type": "chat", "input": {"messages": "hello"}})
+    assert refused.status_code == 422 and refused.json()["error"]["path"] == "/messages", refused.text
+    job = ai.submit("chat", {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})
     result = ai.wait_result(job["id"])
     assert result["status"] == "failed" and result["attempts"] == 1
-    assert '"messages" must be a list' in result["error"]
+    assert "the last message must be from the user" in result["error"]

@@ -4,7 +4,6 @@ the api's memory small (its RSS from /proc, sampled while they read)."""
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -23,7 +22,7 @@ def big(tmp_path_factory, request):
     # Chunks of 1 MiB are past the broker's default SLUICE_MAX_EVENT_BYTES (64 KiB): allow them.
     with running_pipeline(tmp_path_factory.mktemp("bounds"), lambda: request.session.testsfailed,
                           SLUICE_MAX_EVENT_BYTES=str(2 << 20)) as p:
-        p.env["PYTHONPATH"] = str(Path(__file__).resolve().parent)
+        p.add_task_modules()
         p.start_worker("python", modules=["big_tasks"])
         p.wait_ready("big_chunks")
         yield p

@@ -7,7 +7,6 @@ slot; shutdown says 1001."""
 import json
 import socket
 import time
-from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -28,7 +27,7 @@ def ws(tmp_path_factory, request):
     env = {"SLUICE_API_WS_SEND_QUEUE_BYTES": str(SEND_QUEUE_BYTES)}
     with running_pipeline(tmp_path_factory.mktemp("ws"), lambda: request.session.testsfailed, env=env,
                           SLUICE_KNOWN_TYPES="parked") as p:
-        p.env["PYTHONPATH"] = str(Path(__file__).resolve().parent)
+        p.add_task_modules()
         p.start_worker("native")
         p.start_worker("python", modules=["big_tasks"])
         p.wait_ready("sleep")

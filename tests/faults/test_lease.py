@@ -22,7 +22,7 @@ class StuckWorker:
         self.socket = pipeline.allow(self.context.socket(zmq.DEALER))
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.connect(pipeline.backend)
-        self.socket.send_multipart(frames(16, ["stuck", "python", ["echo"], 1]))
+        self.socket.send_multipart(frames(16, ["stuck", "python", ["echo"], 1, [""]]))
         self.thread = threading.Thread(target=self._run)
         self.thread.start()
 

@@ -132,7 +132,8 @@ def test_decode_accepts_zmq_frames_as_memoryviews():
     p.Job("j", "echo", "not bytes", 1, 1),
     p.Job("j", "echo", b"", -1, 1),
     p.Failure("j", 1, "e", 1),
-    p.Ready("w", "python", "echo", 1),
+    p.Ready("w", "python", "echo", 1, []),
+    p.Ready("w", "python", ["echo"], 1, [None]),
     p.Ping(2**64),
     p.Progress("j", 1, "0.5", ""),
 ])

@@ -142,7 +142,8 @@ def test_ready_names_worker_runtime_types_and_concurrency():
     async def scenario():
         async with serving(builtin_registry, concurrency=3) as (_, _, _, ready):
             # Other test modules may have imported sluice.ai_tasks into the same registry.
-            assert ready == p.Ready("test-worker", "python", builtin_registry.names(), 3)
+            assert ready == p.Ready("test-worker", "python", builtin_registry.names(), 3,
+                                    builtin_registry.schemas())
             assert {"echo", "fail", "sleep", "text_stats"} <= set(ready.types)
 
     run(scenario())
@@ -535,7 +536,7 @@ def test_malformed_broker_messages_are_dropped():
             broker.sock.send_multipart([ident, b"SLUICE/1", bytes([p.Command.JOB]), b"\x95\xa1"])
             broker.sock.send_multipart([ident, b"garbage"])
             broker.sock.send_multipart([ident, b"SLUICE/1", b"\x7f", b"\x90"])
-            broker.send(ident, p.Ready("x", "cpp", [], 1))  # not a broker command
+            broker.send(ident, p.Ready("x", "cpp", [], 1, []))  # not a broker command
             broker.send(ident, p.Job("job-ok", "echo", pack("still here"), 1, 30))
             assert unpack((await broker.expect(p.Result))[1].result) == "still here"
 
@@ -557,7 +558,8 @@ def test_text_stats_result():
                 "top_words": [["the", 3], ["cat", 2], ["did", 1], ["dog", 1], ["it", 1]]}
             broker.send(ident, p.Job("job-ts2", "text_stats", pack({"txt": 1}), 1, 30))
             _, failure = await broker.expect(p.Failure)
-            assert failure.retryable is False and "text_stats needs" in failure.error
+            assert failure.retryable is False
+            assert failure.error == "invalid input for text_stats: at /text: Field required"
 
     run(scenario())
 
@@ -639,7 +641,8 @@ def test_cli_serves_builtin_tasks_and_exits_0_on_sigterm():
                                     env=env, stderr=subprocess.PIPE, text=True)
             try:
                 ident, ready = await broker.expect(p.Ready, timeout=8)
-                assert ready == p.Ready("cli-worker", "python", BUILTIN_AND_AI_TASKS, 2)
+                assert ready == p.Ready("cli-worker", "python", BUILTIN_AND_AI_TASKS, 2,
+                                         [builtin_registry.get(name).schema for name in BUILTIN_AND_AI_TASKS])
                 broker.send(ident, p.Job("job-cli", "echo", pack("hi"), 1, 30))
                 assert unpack((await broker.expect(p.Result))[1].result) == "hi"
                 proc.send_signal(signal.SIGTERM)

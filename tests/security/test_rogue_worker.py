@@ -20,7 +20,7 @@ def test_rogue_worker_gets_nothing_and_jobs_stay_queued(pipeline, context, how):
     # The same rogue tries five times (libzmq gives a socket up once its handshake was refused).
     for _ in range(5):
         rogue, public = rogue_dealer(context, pipeline.backend, broker_key, how, keypair)
-        rogue.send_multipart(p.encode(p.Ready("rogue", "python", ["echo"], 8)))
+        rogue.send_multipart(p.encode(p.Ready("rogue", "python", ["echo"], 8, [""])))
         assert received(rogue, 0.6, keepalive=p.encode(p.Heartbeat())) == []
         rogue.close()
 
@@ -44,7 +44,7 @@ def test_worker_with_an_allowed_key_gets_jobs(pipeline, context):
     worker = pipeline.allow(context.socket(zmq.DEALER))
     worker.linger = 0
     worker.connect(pipeline.backend)
-    worker.send_multipart(p.encode(p.Ready("allowed", "python", ["echo"], 1)))
+    worker.send_multipart(p.encode(p.Ready("allowed", "python", ["echo"], 1, [""])))
     deadline = time.monotonic() + 10
     while True:
         assert worker.poll(max(1, int((deadline - time.monotonic()) * 1000))), "no JOB"

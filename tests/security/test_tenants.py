@@ -58,7 +58,7 @@ def test_every_route_but_health_needs_a_key(site):
                          ("GET", "/v1/jobs/0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10/result"),
                          ("GET", "/v1/jobs/0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10/events"),
                          ("POST", "/v1/jobs/0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10/retry"), ("GET", "/v1/dead"),
-                         ("GET", "/v1/workers"), ("GET", "/v1/jobs"),
+                         ("GET", "/v1/workers"), ("GET", "/v1/types"), ("GET", "/v1/jobs"),
                          ("GET", "/v1/admin/keys"), ("POST", "/v1/admin/keys"), ("DELETE", "/v1/admin/keys/x"),
                          ("GET", "/metrics")]:
         response = p.http.request(method, path, json={} if method == "POST" else None)
@@ -277,3 +277,12 @@ def test_bad_rate_limits_are_422(site, limit, message):
     response = p.http.post("/v1/admin/keys", headers=admin,
                            json={"tenant": "acme", "role": "member", "name": "x", "rate_limit": limit})
     assert response.status_code == 422 and message in response.json()["error"]["message"], response.text
+
+
+def test_types_are_global_and_any_key_reads_them(site):
+    p, admin, keys = site
+    for headers in (admin, as_(keys["acme"]), as_(keys["beta"])):
+        response = p.http.get("/v1/types", headers=headers)
+        assert response.status_code == 200, response.text
+        types = {t["name"]: t for t in response.json()["types"]}
+        assert types["echo"]["schema"] is None and types["sleep"]["checked"] is True

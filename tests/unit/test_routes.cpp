@@ -82,7 +82,7 @@ TEST_CASE("the table: one handler per route, no (method, pattern) twice") {
         CHECK(static_cast<bool>(route.handler));
         CHECK_MESSAGE(seen.emplace(route.method, route.pattern).second, route.method << " " << route.pattern);
     }
-    CHECK(seen.size() == 18);
+    CHECK(seen.size() == 19);
 }
 
 TEST_CASE("who may use each route: health for anybody, key management for admins, reads by token") {
@@ -96,6 +96,7 @@ TEST_CASE("who may use each route: health for anybody, key management for admins
     CHECK(access_of("POST", "/v1/jobs/x/retry") == Access::MEMBER);
     CHECK(access_of("GET", "/v1/dead") == Access::MEMBER);
     CHECK(access_of("GET", "/v1/workers") == Access::MEMBER);
+    CHECK(access_of("GET", "/v1/types") == Access::MEMBER);
     CHECK(access_of("GET", "/v1/jobs") == Access::MEMBER);
     CHECK(access_of("GET", "/v1/jobs/x/events") == Access::READER);
     CHECK(access_of("GET", "/v1/jobs/x/result") == Access::READER);

@@ -145,6 +145,7 @@ TEST_CASE("READY declares name, runtime, sorted types and concurrency") {
     CHECK(ready.worker_name == "test-worker");
     CHECK(ready.runtime == "cpp");
     CHECK(ready.types == std::vector<std::string>{"echo", "sleep"});
+    CHECK(ready.schemas == std::vector<std::string>{"", ""});  // native tasks declare none
     CHECK(ready.concurrency == 3);
     CHECK(w.stop());
 }
