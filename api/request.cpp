@@ -2,6 +2,7 @@
 #include "request.hpp"
 
 #include "credentials.hpp"
+#include "webhook_options.hpp"
 
 #include <openssl/evp.h>
 #include <sys/random.h>
@@ -166,7 +167,8 @@ HttpResult redis_unavailable() {
 }
 
 Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
-                                    std::optional<std::string_view> idempotency_key, std::size_t max_input_bytes) {
+                                    std::optional<std::string_view> idempotency_key, std::size_t max_input_bytes,
+                                    const std::vector<webhooks::Net>& webhook_allow_nets) {
     if (idempotency_key) {
         if (auto e = check_idempotency_key(*idempotency_key)) return *e;
     }
@@ -204,10 +206,10 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
         for (const auto& item : options->items()) {
             const auto& key = item.key();
             if (key != "timeout_s" && key != "max_attempts" && key != "priority" && key != "concurrency_key" &&
-                key != "concurrency_limit")
+                key != "concurrency_limit" && key != "webhook")
                 return invalid_request("options." + key +
                                        " is not a known option (timeout_s, max_attempts, priority, "
-                                       "concurrency_key, concurrency_limit)");
+                                       "concurrency_key, concurrency_limit, webhook)");
         }
         if (auto e = read_int_option(*options, "timeout_s", limits::TIMEOUT_S_MIN, limits::TIMEOUT_S_MAX, timeout_s))
             return *e;
@@ -217,6 +219,13 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
         if (auto e = read_int_option(*options, "priority", PRIORITY_MIN, PRIORITY_MAX, priority))
             return *e;
         if (auto e = read_concurrency(*options, submit)) return *e;
+        if (auto hook = options->find("webhook"); hook != options->end()) {
+            auto parsed = parse_webhook(*hook, "options.webhook", webhook_allow_nets);
+            if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
+            auto& spec = std::get<WebhookSpec>(parsed);
+            submit.webhook_url = std::move(spec.url);
+            submit.webhook_events = std::move(spec.events);
+        }
     }
     submit.timeout_s = static_cast<std::uint32_t>(timeout_s);
     submit.max_attempts = static_cast<std::uint32_t>(max_attempts);
@@ -253,6 +262,10 @@ std::string request_hash(const proto::Submit& submit) {
     if (!submit.concurrency_key.empty()) {
         canonical.push_back(submit.concurrency_key);
         canonical.push_back(submit.concurrency_limit);
+    }
+    if (!submit.webhook_url.empty()) {
+        canonical.push_back(submit.webhook_url);
+        canonical.push_back(submit.webhook_events);
     }
     const std::vector<std::uint8_t> bytes = json::to_msgpack(canonical);
     unsigned char digest[EVP_MAX_MD_SIZE];

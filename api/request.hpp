@@ -8,6 +8,7 @@
 #include "names.hpp"
 #include "protocol.hpp"
 #include "token_bucket.hpp"
+#include "webhooks.hpp"
 
 #include "http_wire.hpp"
 #include "job_json.hpp"
@@ -98,10 +99,12 @@ HttpResult redis_unavailable();
 // id the job will get. With an `idempotency_key` (the Idempotency-Key header's value) the
 // SUBMIT carries it and its request_hash; without one both stay empty.
 // Errors: 400 invalid_json, 422 invalid_request (message names the field or header), 413
-// input_too_large (the input is more than `max_input_bytes` as msgpack; the message gives both).
+// input_too_large (the input is more than `max_input_bytes` as msgpack; the message gives both),
+// and options.webhook's (webhook_options.hpp: a literal address in `webhook_allow_nets` passes).
 Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
                                     std::optional<std::string_view> idempotency_key = std::nullopt,
-                                    std::size_t max_input_bytes = limits::DEFAULT_MAX_INPUT);
+                                    std::size_t max_input_bytes = limits::DEFAULT_MAX_INPUT,
+                                    const std::vector<webhooks::Net>& webhook_allow_nets = {});
 
 // Returns nullopt when `key` is a valid Idempotency-Key (1..255 chars in 0x21..0x7e), else
 // the 422 invalid_request naming the header.
@@ -110,7 +113,8 @@ std::optional<ApiError> check_idempotency_key(std::string_view key);
 // Lowercase hex SHA-256 of the canonical form of a submit: a msgpack array of a version tag,
 // the type, the input (msgpack, object keys sorted), and the effective priority, max_attempts
 // and timeout_s (defaults filled in), then concurrency_key and concurrency_limit if it has a
-// key (so the hash of a submit without one is what it was before they existed). So key order,
+// key (so the hash of a submit without one is what it was before they existed), then the
+// webhook's url and events if it has one. So key order,
 // whitespace and spelling out a default option do not change it; any other difference does. Thread-safe (OpenSSL EVP one-shot).
 std::string request_hash(const proto::Submit& submit);
 

@@ -8,6 +8,7 @@
 #include "limits.hpp"
 #include "names.hpp"
 #include "scripts.hpp"
+#include "webhooks.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -102,7 +103,8 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
                                   std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
                                   msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
                                   std::move(msg.request_hash), std::move(msg.key_id), std::move(msg.concurrency_key),
-                                  msg.concurrency_limit});
+                                  msg.concurrency_limit, std::move(msg.webhook_url),
+                                  fmt::format("{}", fmt::join(msg.webhook_events, ","))});
 }
 
 // The same rules as the api's (common/limits.hpp, common/names.hpp), checked again because any
@@ -135,6 +137,12 @@ std::optional<std::string> Broker::submit_problem(const proto::Submit& msg) cons
         return msg.concurrency_key.empty() ? "concurrency_limit must be 0 without a concurrency_key"
                                            : fmt::format("concurrency_limit must be {}..{}", limits::CONCURRENCY_LIMIT_MIN,
                                                          limits::CONCURRENCY_LIMIT_MAX);
+    // The api parsed the URL in full (webhooks::parse_url); again here, as every field.
+    if (!msg.webhook_url.empty()) {
+        const auto parsed = webhooks::parse_url(msg.webhook_url);
+        if (!parsed.url) return "webhook_url " + parsed.error;
+    }
+    if (auto problem = webhooks::events_problem(msg.webhook_url, msg.webhook_events)) return *problem;
     return std::nullopt;
 }
 

@@ -34,14 +34,17 @@ struct SubmitItem {
     std::string key_id;
     std::string concurrency_key;  // empty for none
     std::uint32_t concurrency_limit = 0;
+    std::string webhook_url;     // empty for none
+    std::string webhook_events;  // comma-joined
 
-    // Moves input, idempotency key, request hash and key id out; job_id, tenant, type and the
-    // concurrency key stay.
+    // Moves input, idempotency key, request hash, key id and the webhook out; job_id, tenant, type
+    // and the concurrency key stay.
     std::array<std::string, STRIDE> take_args() {
         return {job_id, tenant, type, std::move(input), std::to_string(priority),
                 std::to_string(max_attempts), std::to_string(timeout_s),
                 queue_score_arg(priority, enqueued_ms), std::move(idempotency_key),
-                std::move(request_hash), std::move(key_id), concurrency_key, std::to_string(concurrency_limit)};
+                std::move(request_hash), std::move(key_id), concurrency_key, std::to_string(concurrency_limit),
+                std::move(webhook_url), std::move(webhook_events)};
     }
 };
 
