@@ -55,7 +55,7 @@ std::string secret_body(std::string_view secret) {
 awaitable<Outcome> create_webhook(ShardContext& ctx, const RouteRequest& req) {
     const std::string& body = req.http.body();
     if (body.size() > MAX_WEBHOOK_REQUEST_BYTES)
-        co_return error_result(errors::INVALID_REQUEST,
+        co_return error_result(errors::BODY_TOO_LARGE,
                                "a webhook request is at most " + std::to_string(MAX_WEBHOOK_REQUEST_BYTES) + " bytes");
     const json doc = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
     if (doc.is_discarded() || !doc.is_object())

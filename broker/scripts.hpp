@@ -21,9 +21,10 @@ inline constexpr std::size_t LOAD_QUEUE_STRIDE = 5;
 // used_memory grows 2.4 KB per finished echo job of a few bytes, 3.3 KB besides the payload
 // per job of 2 KB (bench/RESULTS.md, "Per-tenant byte budget").
 inline constexpr std::size_t JOB_BASE_BYTES = 3072;
-// The webhook delivery stream (keys::WEBHOOKS) is capped at about this many entries, a few
-// hundred bytes each: deliverers that stay down while a million deliveries pile up lose the
-// oldest rather than fill Redis (which also stops new submits when it nears maxmemory).
+// The webhook delivery stream (keys::WEBHOOKS) holds what is owed (a deliverer deletes each entry
+// it is done with) and is capped at about this many entries, a few hundred bytes each:
+// deliverers that stay down while a million deliveries pile up lose the oldest rather than fill
+// Redis.
 inline constexpr std::size_t WEBHOOK_STREAM_MAXLEN = 1000000;
 
 // Defines the Lua local STRIDE, the step of a batch script's loop over its jobs.

@@ -8,7 +8,7 @@ as one consumer group, so any number run side by side and each entry goes to one
      acknowledged because it died (XAUTOCLAIM, once they have been idle `claim_idle_ms`);
   2. post each one, signed as the Standard Webhooks spec says, and record the attempt in the
      job's list `sluice:webhook_attempts:{id}` (what GET /v1/jobs/{id}/webhooks shows);
-  3. acknowledge the entry once it is delivered, given up, or put in the retry zset
+  3. acknowledge and delete the entry once it is delivered, given up, or put in the retry zset
      `sluice:webhook_retries` (in one MULTI with the XACK); take due retries from that zset with
      a lease (a claimed retry is pushed `claim_idle_ms` ahead, so one whose deliverer dies comes
      due again). Delivery is at least once: a receiver dedupes by the `webhook-id` header.
@@ -62,6 +62,9 @@ SECRET_PREFIX = "sluice:webhook_secret:"
 JOB_PREFIX = "sluice:job:"
 HISTORY_PREFIX = "sluice:history:"
 
+# What a payload shows of a job's hash (not its input, which may be 512 KiB).
+JOB_FIELDS = ("id", "type", "tenant", "key_id", "status", "priority", "max_attempts", "timeout_s", "attempts",
+              "created_ms", "started_ms", "finished_ms", "error", "redeliveries", "result")
 # Attempts kept per job (the oldest go first): a day of retries to one target is about 20.
 MAX_ATTEMPTS_KEPT = 100
 # A receiver's answer is read this far, for the attempt record; the rest is never read.
@@ -495,7 +498,9 @@ class Deliverer:
         url, secret = found
         if not d.body:
             async with self.redis.pipeline(transaction=True) as pipe:
-                fields, history = await pipe.hgetall(JOB_PREFIX + d.job).lrange(HISTORY_PREFIX + d.job, 0, -1).execute()
+                pipe.hmget(JOB_PREFIX + d.job, JOB_FIELDS).lrange(HISTORY_PREFIX + d.job, 0, -1)
+                values, history = await pipe.execute()
+            fields = {name.encode(): value for name, value in zip(JOB_FIELDS, values) if value is not None}
             if not fields:
                 await self.done(d, claimed_member)
                 return
@@ -560,20 +565,26 @@ class Deliverer:
             await pipe.execute()
         log.info("job %s %s to %s: attempt %d %s (%s)", d.job, d.event, d.target, d.attempt, outcome, status or error)
 
-    async def done(self, d: Delivery, claimed_member: str | None) -> None:
+    @staticmethod
+    def finish(pipe, d: Delivery, claimed_member: str | None) -> None:
+        """Queues what ends this delivery's hold: the stream entry acknowledged and deleted (the
+        stream then holds only what is owed), or the claimed retry removed."""
         if claimed_member is None:
-            await self.redis.xack(STREAM, GROUP, d.entry)
+            pipe.xack(STREAM, GROUP, d.entry)
+            pipe.xdel(STREAM, d.entry)
         else:
-            await self.redis.zrem(RETRIES, claimed_member)
+            pipe.zrem(RETRIES, claimed_member)
+
+    async def done(self, d: Delivery, claimed_member: str | None) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self.finish(pipe, d, claimed_member)
+            await pipe.execute()
 
     async def reschedule(self, d: Delivery, claimed_member: str | None, due_ms: int) -> None:
         d.attempt += 1
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(RETRIES, {d.member(): due_ms})
-            if claimed_member is None:
-                pipe.xack(STREAM, GROUP, d.entry)
-            else:
-                pipe.zrem(RETRIES, claimed_member)
+            self.finish(pipe, d, claimed_member)
             await pipe.execute()
 
 

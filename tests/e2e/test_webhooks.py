@@ -5,13 +5,12 @@ GET /v1/jobs/{id}/webhooks; a deliverer killed mid-backlog loses nothing once an
 receiver that hangs holds up nobody else."""
 import json
 import signal
-import time
 
 import pytest
 from sluice import webhooks
 
 from pipeline import running_pipeline
-from webhook_receiver import Receiver
+from webhook_receiver import Receiver, attempts
 
 # Loopback is where the test receivers listen: allowed here, refused by default.
 ALLOW = {"SLUICE_WEBHOOK_ALLOW_NETS": "127.0.0.0/8"}
@@ -38,17 +37,6 @@ def submit(p, url: str, events=None, input_=None) -> str:
     response = p.http.post("/v1/jobs", json={"type": "echo", "input": input_ or {"n": 1}, "options": {"webhook": hook}})
     assert response.status_code == 202, response.text
     return response.json()["id"]
-
-
-def attempts(p, job_id: str, count: int, timeout: float = 30.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = p.http.get(f"/v1/jobs/{job_id}/webhooks")
-        assert response.status_code == 200, response.text
-        got = response.json()["attempts"]
-        if len(got) >= count or time.monotonic() > deadline:
-            return got
-        time.sleep(0.1)
 
 
 def test_job_webhook_and_tenant_endpoint_both_get_a_signed_delivery(site):

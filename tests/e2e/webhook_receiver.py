@@ -1,4 +1,4 @@
-"""A webhook receiver for tests: a real HTTP server on a free port (http.server, one thread per
+"""Webhook test helpers: attempts() reads a job's delivery attempts; Receiver is a real HTTP server on a free port (http.server, one thread per
 request) that records every request and answers as its path says:
 
     /ok/...          200
@@ -76,3 +76,15 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def attempts(p, job_id: str, count: int = 1, headers: dict | None = None, timeout: float = 30.0) -> list[dict]:
+    """GET /v1/jobs/{id}/webhooks's attempts, once there are `count` of them (or the time is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = p.http.get(f"/v1/jobs/{job_id}/webhooks", headers=headers or {})
+        assert response.status_code == 200, response.text
+        got = response.json()["attempts"]
+        if len(got) >= count or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
