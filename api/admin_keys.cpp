@@ -14,11 +14,6 @@ namespace {
 // A key request is three short fields; anything longer is not one.
 constexpr std::size_t MAX_KEY_REQUEST_BYTES = 4096;
 
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 // Text without control characters (C0, DEL, C1), in any script: `text` came out of a JSON string,
 // so it is UTF-8, where the C1 controls U+0080..U+009F are 0xC2 0x80..0x9F.
 bool printable(std::string_view text) {
@@ -97,7 +92,7 @@ awaitable<Outcome> create_key(ShardContext& ctx, const RouteRequest& req) {
         co_return error_result(errors::INVALID_REQUEST, "there are " + std::to_string(MAX_KEYS) +
                                                             " keys already, the most Sluice keeps: revoke some first");
     const NewKey made = make_key();
-    const std::int64_t created = now_ms();
+    const std::int64_t created = epoch_ms();
     std::vector<std::vector<std::string>> commands;
     commands.push_back(args("HSET", keys::api_key(made.id), "hash", made.hash, "tenant", wanted.tenant, "role",
                             std::string(role_name(wanted.role)), "name", wanted.name, "created_ms",

@@ -157,14 +157,17 @@ awaitable<Served> serve_one(ShardContext& ctx, beast::tcp_stream& stream, beast:
 }
 
 // Looks the job of a requested stream up; answers 404 (or 503 when Redis does not answer)
-// if it cannot be followed, else writes the head of the stream.
-awaitable<Opened> open_stream(ShardContext& ctx, beast::tcp_stream& stream, const EventStream& events) {
-    std::optional<HttpResult> refused = co_await follow_refusal(ctx, events.job_id, events.tenant);
-    if (refused) {
+// if it cannot be followed, else counts the stream as a follower of the job in `following`
+// and writes the head of the stream.
+awaitable<Opened> open_stream(ShardContext& ctx, beast::tcp_stream& stream, const EventStream& events,
+                              Followers::Ticket& following) {
+    FollowCheck check = co_await check_follow(ctx, events.job_id, events.tenant);
+    if (check.refused) {
         const bool keep = events.keep_alive && !ctx.stopping;
-        const bool written = co_await write_result(ctx, stream, std::move(*refused), events.version, keep);
+        const bool written = co_await write_result(ctx, stream, std::move(*check.refused), events.version, keep);
         co_return written && keep ? Opened::ANSWERED : Opened::CLOSED;
     }
+    following = ctx.followers.follow(events.job_id, check.disconnect_grace_ms);
     const std::string head = sse_head(events.chunked(), cors_header_lines(events.cors_origin));
     const bool written = co_await write_bytes(stream, asio::buffer(head), ctx.config.write_timeout);
     co_return written ? Opened::STREAMING : Opened::CLOSED;
@@ -242,7 +245,8 @@ awaitable<void> serve_connection(ShardContext& ctx, Sessions& sessions, tcp::soc
         }
         keep = served.keep_alive;
         if (!served.follow) continue;
-        const Opened opened = co_await open_stream(ctx, *stream, *served.follow);
+        Followers::Ticket following;  // for as long as the stream is open
+        const Opened opened = co_await open_stream(ctx, *stream, *served.follow, following);
         if (opened != Opened::STREAMING) {
             keep = keep && opened == Opened::ANSWERED;
             continue;

@@ -115,11 +115,14 @@ awaitable<std::optional<std::string>> job_tenant(ShardContext& ctx, const std::s
     co_return std::move(tenant.str);
 }
 
-awaitable<std::optional<HttpResult>> follow_refusal(ShardContext& ctx, const std::string& id, std::string_view tenant) {
-    const std::optional<std::string> owner = co_await job_tenant(ctx, id);
-    if (!owner) co_return redis_unavailable();
-    if (owner->empty() || (!tenant.empty() && *owner != tenant)) co_return job_not_found(id);
-    co_return std::nullopt;
+awaitable<FollowCheck> check_follow(ShardContext& ctx, const std::string& id, std::string_view tenant) {
+    std::vector<std::string> command = args("HMGET", keys::job(id), "tenant", "disconnect_grace_ms");
+    const RedisValue v = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
+    if (!v.ok() || v.elements.size() != 2) co_return FollowCheck{redis_unavailable()};
+    const std::string& owner = v.elements[0].str;
+    if (owner.empty() || (!tenant.empty() && owner != tenant)) co_return FollowCheck{job_not_found(id)};
+    const auto grace = parse_unsigned(v.elements[1].str);
+    co_return FollowCheck{std::nullopt, grace ? static_cast<std::uint32_t>(*grace) : 0};
 }
 
 int next_read_count(int count, std::size_t largest, std::size_t batch_bytes) {

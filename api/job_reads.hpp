@@ -72,10 +72,17 @@ inline constexpr int FIRST_READ_EVENTS = 4;
 inline constexpr int EVENT_BATCH = 100;
 int next_read_count(int count, std::size_t largest, std::size_t batch_bytes);
 
-// Whether a client that sees only `tenant`'s jobs ("": any tenant's) may follow job `id`:
-// nullopt if so, else the answer that refuses it: 404 job_not_found (no such job, or another
-// tenant's: the two look alike), 503 redis_unavailable.
-awaitable<std::optional<HttpResult>> follow_refusal(ShardContext& ctx, const std::string& id, std::string_view tenant);
+// Whether a client may follow a job, and what following it involves.
+struct FollowCheck {
+    // The answer that refuses it: 404 job_not_found (no such job, or another tenant's: the two
+    // look alike), 503 redis_unavailable; nullopt: it may.
+    std::optional<HttpResult> refused;
+    // Its options.on_disconnect grace (followers.hpp); 0: none.
+    std::uint32_t disconnect_grace_ms = 0;
+};
+
+// Whether a client that sees only `tenant`'s jobs ("": any tenant's) may follow job `id`.
+awaitable<FollowCheck> check_follow(ShardContext& ctx, const std::string& id, std::string_view tenant);
 
 // True when nothing more can come for a stream that has sent up to event `last`: the job is
 // gone (expired), or it is terminal and its last event number is not past `last`. False when

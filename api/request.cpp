@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <sys/random.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdint>
@@ -60,6 +61,41 @@ std::optional<ApiError> read_concurrency(const json& options, proto::Submit& sub
                                std::to_string(limits::MAX_CONCURRENCY_KEY) + " visible ASCII characters (0x21-0x7e)");
     submit.concurrency_key = key->get<std::string>();
     submit.concurrency_limit = static_cast<std::uint32_t>(limit);
+    return std::nullopt;
+}
+
+// Reads options.on_disconnect ("keep", the default, or "cancel") and options.disconnect_grace_s
+// into `submit`. Returns the error to report, or nullopt when they are fine.
+std::optional<ApiError> read_on_disconnect(const json& options, proto::Submit& submit) {
+    std::int64_t grace_s = limits::DISCONNECT_GRACE_S_DEFAULT;
+    if (auto e = read_int_option(options, "disconnect_grace_s", limits::DISCONNECT_GRACE_S_MIN,
+                                 limits::DISCONNECT_GRACE_S_MAX, grace_s))
+        return e;
+    auto mode = options.find("on_disconnect");
+    const bool cancel = mode != options.end() && *mode == "cancel";
+    if (mode != options.end() && !cancel && *mode != "keep")
+        return invalid_request("options.on_disconnect must be \"keep\" or \"cancel\"");
+    if (!cancel) {
+        if (options.contains("disconnect_grace_s"))
+            return invalid_request("options.disconnect_grace_s needs options.on_disconnect \"cancel\"");
+        return std::nullopt;
+    }
+    submit.disconnect_grace_ms = static_cast<std::uint32_t>(grace_s * 1000);
+    return std::nullopt;
+}
+
+// The options a submit may give; any other is refused, so a misspelt one is not ignored.
+constexpr std::array<std::string_view, 8> KNOWN_OPTIONS = {
+    "timeout_s", "max_attempts", "priority", "concurrency_key", "concurrency_limit", "on_disconnect",
+    "disconnect_grace_s", "webhook"};
+
+std::optional<ApiError> check_option_names(const json& options) {
+    for (const auto& item : options.items()) {
+        if (std::find(KNOWN_OPTIONS.begin(), KNOWN_OPTIONS.end(), item.key()) != KNOWN_OPTIONS.end()) continue;
+        std::string known;
+        for (std::string_view name : KNOWN_OPTIONS) known += (known.empty() ? "" : ", ") + std::string(name);
+        return invalid_request("options." + item.key() + " is not a known option (" + known + ")");
+    }
     return std::nullopt;
 }
 
@@ -203,14 +239,7 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
     std::int64_t priority = PRIORITY_DEFAULT;
     if (auto options = doc.find("options"); options != doc.end()) {
         if (!options->is_object()) return invalid_request("options must be an object");
-        for (const auto& item : options->items()) {
-            const auto& key = item.key();
-            if (key != "timeout_s" && key != "max_attempts" && key != "priority" && key != "concurrency_key" &&
-                key != "concurrency_limit" && key != "webhook")
-                return invalid_request("options." + key +
-                                       " is not a known option (timeout_s, max_attempts, priority, "
-                                       "concurrency_key, concurrency_limit, webhook)");
-        }
+        if (auto e = check_option_names(*options)) return *e;
         if (auto e = read_int_option(*options, "timeout_s", limits::TIMEOUT_S_MIN, limits::TIMEOUT_S_MAX, timeout_s))
             return *e;
         if (auto e = read_int_option(*options, "max_attempts", limits::MAX_ATTEMPTS_MIN, limits::MAX_ATTEMPTS_MAX,
@@ -219,6 +248,7 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
         if (auto e = read_int_option(*options, "priority", PRIORITY_MIN, PRIORITY_MAX, priority))
             return *e;
         if (auto e = read_concurrency(*options, submit)) return *e;
+        if (auto e = read_on_disconnect(*options, submit)) return *e;
         if (auto hook = options->find("webhook"); hook != options->end()) {
             auto parsed = parse_webhook(*hook, "options.webhook", webhook_allow_nets);
             if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
@@ -262,6 +292,10 @@ std::string request_hash(const proto::Submit& submit) {
     if (!submit.concurrency_key.empty()) {
         canonical.push_back(submit.concurrency_key);
         canonical.push_back(submit.concurrency_limit);
+    }
+    if (submit.disconnect_grace_ms != 0) {
+        canonical.push_back("on_disconnect");
+        canonical.push_back(submit.disconnect_grace_ms);
     }
     if (!submit.webhook_url.empty()) {
         canonical.push_back(submit.webhook_url);

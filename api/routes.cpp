@@ -50,9 +50,7 @@ awaitable<std::optional<HttpResult>> hidden_job(ShardContext& ctx, const Princip
 }
 
 std::int64_t token_expiry(const ShardContext& ctx) {
-    return std::chrono::duration_cast<std::chrono::seconds>(
-               (std::chrono::system_clock::now() + ctx.config.read_token_ttl).time_since_epoch())
-        .count();
+    return epoch_s() + std::chrono::duration_cast<std::chrono::seconds>(ctx.config.read_token_ttl).count();
 }
 
 // GET /healthz: the process is up.

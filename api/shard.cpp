@@ -1,6 +1,7 @@
 // The life cycle of one api shard (see shard.hpp).
 #include "shard.hpp"
 
+#include "job_reads.hpp"
 #include "keys.hpp"
 #include "log.hpp"
 
@@ -22,6 +23,15 @@ using error_code = boost::system::error_code;
 constexpr auto TICK_INTERVAL = std::chrono::seconds(1);
 // How often shutdown looks whether every connection has finished.
 constexpr auto SHUTDOWN_POLL = std::chrono::milliseconds(20);
+
+// Pushes the deadline of every job this shard's clients follow (followers.hpp). A renewal
+// that fails is retried by the next tick; the grace (2 s at least) outlasts a missed one.
+awaitable<void> renew_followed(ShardContext& ctx) {
+    for (auto& command : ctx.followers.renewals(epoch_ms())) {
+        const RedisValue reply = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
+        if (!reply.ok()) co_return;
+    }
+}
 
 }  // namespace
 
@@ -108,6 +118,7 @@ awaitable<void> Shard::accept_loop() {
 
 void Shard::tick() {
     ctx_.notifier.tick(Clock::now());
+    if (ctx_.followers.size() > 0) asio::co_spawn(ctx_.ioc, renew_followed(ctx_), log_failure("renew followed"));
     tick_timer_.expires_after(TICK_INTERVAL);
     tick_timer_.async_wait([this](error_code ec) {
         if (!ec && !ctx_.stopping) tick();

@@ -9,6 +9,7 @@
 #include "auth.hpp"
 #include "broker_link.hpp"
 #include "config.hpp"
+#include "followers.hpp"
 #include "loop.hpp"
 #include "redis_client.hpp"
 #include "rate_limits.hpp"
@@ -33,6 +34,7 @@ struct ShardContext {
     BrokerLink broker;
     Notifier notifier;      // fed by the shard's sluice:notify subscription
     KeyCache key_cache;     // API keys read lately (auth.hpp)
+    Followers followers;    // jobs this shard's clients follow that cancel when nobody does
     bool stopping = false;  // graceful shutdown has begun: finish what is open, take no more
 };
 

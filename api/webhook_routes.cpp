@@ -4,9 +4,10 @@
 #include "job_reads.hpp"
 #include "json_writer.hpp"
 #include "keys.hpp"
+#include "loop.hpp"
 #include "webhook_options.hpp"
 
-#include <chrono>
+#include <algorithm>
 
 namespace sluice::api {
 namespace {
@@ -22,11 +23,6 @@ if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 return 1
 )lua";
-
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 HttpResult json_text(int status, std::string body) {
     HttpResult r;
@@ -65,7 +61,7 @@ awaitable<Outcome> create_webhook(ShardContext& ctx, const RouteRequest& req) {
     const WebhookSpec& spec = std::get<WebhookSpec>(parsed);
     const json record = {{"id", make_webhook_id()},     {"url", spec.url},
                          {"events", spec.events},        {"secret", make_webhook_secret()},
-                         {"created_ms", now_ms()}};
+                         {"created_ms", epoch_ms()}};
     std::vector<std::string> add = args("EVAL", std::string(ADD_ENDPOINT), "1", keys::webhook_endpoints(req.principal.tenant),
                                         std::to_string(webhooks::MAX_ENDPOINTS), record["id"].get<std::string>(),
                                         dump_json(record));

@@ -63,6 +63,7 @@ public:
     bool over = false;                          // retired: send nothing more
     bool dirty = false;                         // waiting in the connection's read list
     Clock::time_point due = Clock::time_point::max();
+    Followers::Ticket following;                // counts the connection as a follower of the job
 
 private:
     Connection& connection_;
@@ -184,6 +185,7 @@ void Connection::close_with(std::uint16_t code, std::string_view reason) {
 
 void Connection::retire(Subscription& sub) {
     sub.over = true;
+    sub.following = {};
     if (sub.dirty) std::erase(dirty_, &sub);
     sub.dirty = false;
     const auto it = subscriptions_.find(sub.job_id);
@@ -254,13 +256,14 @@ awaitable<void> Connection::subscribe(const ClientMessage& message) {
     }
     const Principal& who = open_.principal;
     const std::string tenant = who.role == Role::MEMBER ? who.tenant : "";
-    const std::optional<HttpResult> refused = co_await follow_refusal(ctx_, id, tenant);
-    if (refused) {
-        send(ws_error_message(id, *refused));
+    const FollowCheck check = co_await check_follow(ctx_, id, tenant);
+    if (check.refused) {
+        send(ws_error_message(id, *check.refused));
         co_return;
     }
     if (closing_) co_return;
     auto sub = std::make_unique<Subscription>(*this, ctx_.notifier, id, message.last_seq);
+    sub->following = ctx_.followers.follow(id, check.disconnect_grace_ms);
     Subscription& added = *sub;
     subscriptions_.emplace(id, std::move(sub));
     send(ws_ack_message("subscribed", id));

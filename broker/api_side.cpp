@@ -1,5 +1,6 @@
 // The api side of the broker: SUBMIT (stored in batches, one per loop turn), CANCEL, RETRY and
-// PING, each answered with a named outcome (see broker.hpp and schemas/PROTOCOL.md).
+// PING, each answered with a named outcome (see broker.hpp and schemas/PROTOCOL.md); and the
+// cancels of jobs whose followers left (options.on_disconnect), which the apis report.
 #include "broker.hpp"
 
 #include "log.hpp"
@@ -20,6 +21,11 @@ namespace {
 constexpr std::int64_t IDEMPOTENCY_TTL_S = 24 * 3600;
 // An API key id as the api records it: 16 hex digits, or "admin" for SLUICE_ADMIN_KEY.
 constexpr std::size_t MAX_KEY_ID = 32;
+// Jobs nobody follows any more: looked for once a second (the apis renew a followed job's
+// deadline as often), at most ABANDON_BATCH canceled per script call; a full batch means more
+// are due, and the next call goes on the next turn.
+constexpr std::chrono::milliseconds ABANDON_INTERVAL{1000};
+constexpr std::size_t ABANDON_BATCH = 500;
 
 }  // namespace
 
@@ -103,7 +109,7 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
                                   std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
                                   msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
                                   std::move(msg.request_hash), std::move(msg.key_id), std::move(msg.concurrency_key),
-                                  msg.concurrency_limit, std::move(msg.webhook_url),
+                                  msg.concurrency_limit, msg.disconnect_grace_ms, std::move(msg.webhook_url),
                                   fmt::format("{}", fmt::join(msg.webhook_events, ","))});
 }
 
@@ -137,6 +143,10 @@ std::optional<std::string> Broker::submit_problem(const proto::Submit& msg) cons
         return msg.concurrency_key.empty() ? "concurrency_limit must be 0 without a concurrency_key"
                                            : fmt::format("concurrency_limit must be {}..{}", limits::CONCURRENCY_LIMIT_MIN,
                                                          limits::CONCURRENCY_LIMIT_MAX);
+    if (msg.disconnect_grace_ms != 0 && (msg.disconnect_grace_ms < limits::DISCONNECT_GRACE_S_MIN * 1000 ||
+                                         msg.disconnect_grace_ms > limits::DISCONNECT_GRACE_S_MAX * 1000))
+        return fmt::format("disconnect_grace_ms must be 0 or {}..{}", limits::DISCONNECT_GRACE_S_MIN * 1000,
+                           limits::DISCONNECT_GRACE_S_MAX * 1000);
     // The api parsed the URL in full (webhooks::parse_url); again here, as every field.
     if (!msg.webhook_url.empty()) {
         const auto parsed = webhooks::parse_url(msg.webhook_url);
@@ -209,15 +219,7 @@ void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
             const std::string outcome = reply_text(r);
             if (outcome == "not_found") return refuse(peer, req_id, errors::JOB_NOT_FOUND, "no such job", id);
             if (outcome == "finished") return refuse(peer, req_id, errors::JOB_FINISHED, "the job has already finished", id);
-            if (outcome == "queued") {
-                queues_.remove(id);
-                jobs_.drop_delayed(id);
-            } else if (outcome == "running") {
-                if (auto run = jobs_.cancel(id))
-                    if (WorkerInfo* worker = workers_.find(run->identity))
-                        send_to_worker(*worker, proto::Command::CANCEL_JOB,
-                                       proto::encode_body(proto::CancelJob{id, run->attempt}));
-            } else {
+            if (!forget_canceled(id, outcome)) {
                 log::error("cancel of job {} failed: {}", id, reply_error(r));
                 return refuse(peer, req_id, errors::REDIS_UNAVAILABLE, "the cancel could not be stored", id);
             }
@@ -225,6 +227,43 @@ void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
             accept(peer, req_id, id, "canceled");
         });
     if (!sent) refuse(peer, msg.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
+}
+
+bool Broker::forget_canceled(const std::string& id, std::string_view was) {
+    if (was == "queued") {
+        queues_.remove(id);
+        jobs_.drop_delayed(id);
+    } else if (was == "running") {
+        if (auto run = jobs_.cancel(id))
+            if (WorkerInfo* worker = workers_.find(run->identity))
+                send_to_worker(*worker, proto::Command::CANCEL_JOB, proto::encode_body(proto::CancelJob{id, run->attempt}));
+    } else {
+        return false;
+    }
+    return true;
+}
+
+void Broker::cancel_abandoned(Clock::time_point now) {
+    if (abandoning_ || now < next_abandon_) return;
+    abandoning_ = true;
+    const bool sent = eval(
+        scripts::ABANDON, {},
+        {std::to_string(now_ms()), std::to_string(ABANDON_BATCH), std::to_string(config_.events_maxlen),
+         std::to_string(config_.job_ttl_s)},
+        [this](redisReply* r) {
+            abandoning_ = false;
+            next_abandon_ = Clock::now() + ABANDON_INTERVAL;
+            if (r == nullptr || r->type != REDIS_REPLY_ARRAY) {
+                if (r != nullptr) log::error("canceling unfollowed jobs failed: {}", reply_error(r));
+                return;
+            }
+            for (std::size_t i = 0; i + 1 < r->elements; i += 2) {
+                const std::string id = reply_text(r->element[i]), was = reply_text(r->element[i + 1]);
+                if (forget_canceled(id, was)) log::info("job {} canceled (was {}): nobody followed it", id, was);
+            }
+            if (r->elements / 2 >= ABANDON_BATCH) next_abandon_ = Clock::now();  // more are due
+        });
+    if (!sent) abandoning_ = false;
 }
 
 void Broker::handle_retry(const std::string& peer, const proto::Retry& msg) {

@@ -34,6 +34,7 @@ struct SubmitItem {
     std::string key_id;
     std::string concurrency_key;  // empty for none
     std::uint32_t concurrency_limit = 0;
+    std::uint32_t disconnect_grace_ms = 0;  // 0: the job runs whether followed or not
     std::string webhook_url;     // empty for none
     std::string webhook_events;  // comma-joined
 
@@ -44,7 +45,7 @@ struct SubmitItem {
                 std::to_string(max_attempts), std::to_string(timeout_s),
                 queue_score_arg(priority, enqueued_ms), std::move(idempotency_key),
                 std::move(request_hash), std::move(key_id), concurrency_key, std::to_string(concurrency_limit),
-                std::move(webhook_url), std::move(webhook_events)};
+                std::to_string(disconnect_grace_ms), std::move(webhook_url), std::move(webhook_events)};
     }
 };
 

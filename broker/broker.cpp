@@ -311,6 +311,7 @@ void Broker::run_timers(Clock::time_point now) {
     dropped_.flush(now);
     check_storage(now);
     sweep_expired(now);
+    cancel_abandoned(now);
     report_workers(now);
 }
 

@@ -99,6 +99,13 @@ private:
     // as on its way.
     void stored(const SubmitItem& job);
     void handle_cancel(const std::string& peer, const proto::Cancel& msg);
+    // A job's cancel was stored in Redis, the job having been `was` ("queued" or "running"):
+    // takes it out of its queue or the retry backlog, or tells its worker to stop it. Returns
+    // false for any other `was` (the script failed).
+    bool forget_canceled(const std::string& id, std::string_view was);
+    // Once a second: cancels the jobs whose followers have been gone for their grace period
+    // (options.on_disconnect "cancel", scripts::ABANDON).
+    void cancel_abandoned(Clock::time_point now);
     void handle_retry(const std::string& peer, const proto::Retry& msg);
     void handle_ping(const std::string& peer, const proto::Ping& msg);
     // Answers an api request (proto::Reply). accept: done, 200 with the job's state now (none for
@@ -183,6 +190,8 @@ private:
     bool sweeping_ = false;  // a SWEEP is in flight
     Clock::time_point next_sweep_{};
     Clock::time_point next_worker_report_{};
+    bool abandoning_ = false;  // an ABANDON is in flight
+    Clock::time_point next_abandon_{};
 
     // Declared last so it is destroyed first: callbacks it still owes run while the rest lives.
     RedisLink redis_;

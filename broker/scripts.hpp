@@ -11,7 +11,7 @@
 namespace sluice::broker::scripts {
 
 // Arguments per job of the batch scripts (SUBMIT, START, SUCCEED), after their first three.
-inline constexpr std::size_t SUBMIT_STRIDE = 15;
+inline constexpr std::size_t SUBMIT_STRIDE = 16;
 inline constexpr std::size_t START_STRIDE = 3;
 inline constexpr std::size_t SUCCEED_STRIDE = 3;
 // Elements per job in the reply of LOAD_QUEUE.
@@ -44,7 +44,8 @@ inline std::string key_names() {
            ", running = " + quoted(keys::RUNNING) + ", dead = " + quoted(keys::DEAD) +
            ", notify = " + quoted(keys::NOTIFY_CHANNEL) + ", tenant_bytes = " + quoted(keys::TENANT_BYTES) +
            ", expiring = " + quoted(keys::EXPIRING) + ", jobs = " + quoted(keys::JOBS_PREFIX) +
-           ", webhooks = " + quoted(keys::WEBHOOKS) + ", webhook_attempts = " + quoted(keys::WEBHOOK_ATTEMPTS_PREFIX) +
+           ", followed = " + quoted(keys::FOLLOWED) + ", webhooks = " + quoted(keys::WEBHOOKS) +
+           ", webhook_attempts = " + quoted(keys::WEBHOOK_ATTEMPTS_PREFIX) +
            ", webhook_endpoints = " + quoted(keys::WEBHOOK_ENDPOINTS_PREFIX) + "}\n";
 }
 
@@ -57,7 +58,8 @@ inline std::string key_names() {
 //   that wants it: the job's own webhook ('job') and each default endpoint of its tenant (by
 //   id); nothing for a job and tenant without webhooks, or for progress and chunk events.
 //   record: appends one attempt to the job's history (a msgpack array, see PROTOCOL.md).
-//   finish: gives a job that reached a terminal state its time to live, charges its tenant the
+//   finish: gives a job that reached a terminal state its time to live (and takes it out of
+//   K.followed: nobody needs to cancel it any more), charges its tenant the
 //   bytes it gained since it was last charged (`charged`), and notes in K.expiring when Redis
 //   will drop it, for SWEEP to give the bytes back.
 //   lost_or_failed: ends the current attempt; requeues the job if `retry` and its budget for
@@ -118,6 +120,7 @@ local function record(id, now, outcome, err)
 end
 local function finish(id, now, ttl)
   local job = K.job .. id
+  redis.call('ZREM', K.followed, id)
   redis.call('EXPIRE', job, ttl)
   redis.call('EXPIRE', K.events .. id, ttl)
   redis.call('EXPIRE', K.history .. id, ttl)
@@ -174,9 +177,10 @@ end
 // the byte budget of each tenant, idempotency ttl_s, then SUBMIT_STRIDE per job: id, tenant,
 // type, input, priority, max_attempts, timeout_s, queue score, idempotency key ('' for none: else
 // the whole Redis key, keys::idempotency), request hash, API key id, concurrency key ('' for
-// none: then the job hash has neither it nor its limit), concurrency limit, webhook url ('' for
-// none: then the job hash has neither it nor its events), webhook events (comma-joined). A job is charged to
-// its tenant at once: JOB_BASE_BYTES plus its input.
+// none: then the job hash has neither it nor its limit), concurrency limit, disconnect grace ms
+// (0: none; else the job's first deadline in K.followed is now + grace), webhook url ('' for
+// none: then the job hash has neither it nor its events), webhook events (comma-joined). A job is
+// charged to its tenant at once: JOB_BASE_BYTES plus its input.
 // Returns one answer per job, in order: 'ok', 'exists', {'replay' | 'conflict', original id, its
 // status now ('' once expired)} or {'over_budget', bytes the tenant holds}.
 inline const std::string SUBMIT = PRELUDE + stride(SUBMIT_STRIDE) + "local JOB_BASE_BYTES = " +
@@ -210,8 +214,13 @@ for i = 4, #ARGV, STRIDE do
     if ARGV[i + 11] ~= '' then
       redis.call('HSET', job, 'concurrency_key', ARGV[i + 11], 'concurrency_limit', ARGV[i + 12])
     end
-    if ARGV[i + 13] ~= '' then
-      redis.call('HSET', job, 'webhook_url', ARGV[i + 13], 'webhook_events', ARGV[i + 14])
+    local grace = tonumber(ARGV[i + 13])
+    if grace > 0 then
+      redis.call('HSET', job, 'disconnect_grace_ms', grace)
+      redis.call('ZADD', K.followed, string.format('%.0f', tonumber(now) + grace), id)
+    end
+    if ARGV[i + 14] ~= '' then
+      redis.call('HSET', job, 'webhook_url', ARGV[i + 14], 'webhook_events', ARGV[i + 15])
     end
     redis.call('ZADD', K.queue .. type, ARGV[i + 7], id)
     redis.call('ZADD', K.jobs .. tenant, now, id)
@@ -298,19 +307,45 @@ if not is_current(ARGV[1], ARGV[2]) then return 'stale' end
 return lost_or_failed(ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8] == '1', ARGV[9], ARGV[10])
 )lua";
 
-// queued|running -> canceled. KEYS: job. ARGV: id, now_ms, maxlen, ttl_s.
-// Returns the status it left ('queued' or 'running'), 'not_found' or 'finished'.
-inline const std::string CANCEL = PRELUDE + R"lua(
-local j = redis.call('HMGET', KEYS[1], 'status', 'type')
-if not j[1] then return 'not_found' end
-if j[1] ~= 'queued' and j[1] ~= 'running' then return 'finished' end
-if j[1] == 'running' then record(ARGV[1], ARGV[2], 'canceled', '') end
-redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_ms', ARGV[2])
-redis.call('ZREM', K.queue .. j[2], ARGV[1])
-redis.call('ZREM', K.running, ARGV[1])
-add_event(ARGV[1], ARGV[3], ARGV[2], {'event', 'canceled'})
-finish(ARGV[1], ARGV[2], ARGV[4])
-return j[1]
+// queued|running -> canceled, with the reason its event gives ('' for none). Returns the status
+// it left ('queued' or 'running'), 'not_found' or 'finished'.
+inline const std::string CANCEL_JOB = R"lua(
+local function cancel(id, now, maxlen, ttl, reason)
+  local job = K.job .. id
+  local j = redis.call('HMGET', job, 'status', 'type')
+  if not j[1] then return 'not_found' end
+  if j[1] ~= 'queued' and j[1] ~= 'running' then return 'finished' end
+  if j[1] == 'running' then record(id, now, 'canceled', reason) end
+  redis.call('HSET', job, 'status', 'canceled', 'finished_ms', now)
+  redis.call('ZREM', K.queue .. j[2], id)
+  redis.call('ZREM', K.running, id)
+  local event = {'event', 'canceled'}
+  if reason ~= '' then event = {'event', 'canceled', 'message', reason} end
+  add_event(id, maxlen, now, event)
+  finish(id, now, ttl)
+  return j[1]
+end
+)lua";
+
+// queued|running -> canceled, on request. KEYS: job. ARGV: id, now_ms, maxlen, ttl_s.
+// Returns what CANCEL_JOB's cancel() returns.
+inline const std::string CANCEL = PRELUDE + CANCEL_JOB + R"lua(
+return cancel(ARGV[1], ARGV[2], ARGV[3], ARGV[4], '')
+)lua";
+
+// Cancels the jobs nobody followed for their grace period (options.on_disconnect "cancel"):
+// up to a limit of the K.followed entries due by now. KEYS: none. ARGV: now_ms, limit, maxlen,
+// ttl_s. Returns a flat list, two per job: id, what cancel() returned.
+inline const std::string ABANDON = PRELUDE + CANCEL_JOB + R"lua(
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.followed, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))) do
+  local grace = tonumber(redis.call('HGET', K.job .. id, 'disconnect_grace_ms')) or 0
+  out[#out + 1] = id
+  out[#out + 1] = cancel(id, ARGV[1], ARGV[3], ARGV[4],
+                         string.format('nobody followed the job for %d s (on_disconnect)', grace / 1000))
+  redis.call('ZREM', K.followed, id)
+end
+return out
 )lua";
 
 // dead (failed) -> queued, on request. KEYS: job. ARGV: id, now_ms, maxlen.

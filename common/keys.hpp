@@ -29,6 +29,10 @@ inline constexpr std::string_view DEAD = "sluice:dead";
 // expires them, so the broker gives the bytes back when they go.
 inline constexpr std::string_view TENANT_BYTES = "sluice:tenant_bytes";
 inline constexpr std::string_view EXPIRING = "sluice:expiring";
+// Zset of the unfinished jobs that asked to be canceled when nobody follows them
+// (options.on_disconnect "cancel"), scored by the ms time they will be: now + their grace at
+// submit, pushed later by every api whose clients follow them, once a second.
+inline constexpr std::string_view FOLLOWED = "sluice:followed";
 // Per API key: its hash (hash: SHA-256 of the key, tenant, role, name, created_ms); the set of
 // every key id (the admin listing).
 inline constexpr std::string_view API_KEY_PREFIX = "sluice:apikey:";

@@ -30,6 +30,12 @@ inline constexpr std::int64_t TIMEOUT_S_MIN = 1, TIMEOUT_S_MAX = 86400;
 inline constexpr std::int64_t MAX_ATTEMPTS_MIN = 1, MAX_ATTEMPTS_MAX = 100;
 // How many jobs sharing a concurrency key may run at once.
 inline constexpr std::int64_t CONCURRENCY_LIMIT_MIN = 1, CONCURRENCY_LIMIT_MAX = 1000;
+// options.disconnect_grace_s of a job canceled when nobody follows it (on_disconnect "cancel"):
+// the api renews a followed job's deadline once a second, so under 2 s a follower could lose
+// it between renewals; an hour covers a reconnecting mobile client. Default 10 s: a closed
+// chat tab stops spending tokens soon, a page reload keeps the job.
+inline constexpr std::int64_t DISCONNECT_GRACE_S_MIN = 2, DISCONNECT_GRACE_S_MAX = 3600;
+inline constexpr std::int64_t DISCONNECT_GRACE_S_DEFAULT = 10;
 // Default largest HTTP request body, in bytes (SLUICE_API_MAX_BODY); past it 413.
 inline constexpr std::size_t DEFAULT_MAX_BODY = 1024 * 1024;
 // Sizes in bytes, each configurable. A job's input, as msgpack (SLUICE_MAX_INPUT_BYTES, read by

@@ -61,11 +61,13 @@ struct Submit {
     std::uint32_t submits_per_s = 0;  // the key's submit rate limit (the broker keeps it); 0: none
     std::string concurrency_key;  // empty: none
     std::uint32_t concurrency_limit = 0;  // jobs sharing the key that may run at once; 0 without one
+    // options.on_disconnect "cancel": canceled once nobody has followed it for this long; 0: never
+    std::uint32_t disconnect_grace_ms = 0;
     std::string webhook_url;                  // options.webhook.url; empty: none
     std::vector<std::string> webhook_events;  // the lifecycle events it wants; empty without a url
     MSGPACK_DEFINE(req_id, job_id, tenant, type, input, priority, max_attempts, timeout_s,
                    idempotency_key, request_hash, key_id, submits_per_s, concurrency_key, concurrency_limit,
-                   webhook_url, webhook_events)
+                   disconnect_grace_ms, webhook_url, webhook_events)
 };
 
 struct Cancel {

@@ -40,6 +40,7 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda, RunnablePar
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from .errors import NonRetryableError
+from .metrics import model_callbacks
 from .models import bind_generation, get_chat_model, model_name
 from .registry import task
 
@@ -109,7 +110,7 @@ class UsageRecorder(BaseCallbackHandler):
 
 
 def _config(recorder: UsageRecorder, name: str) -> RunnableConfig:
-    return {"callbacks": [recorder], "run_name": name}
+    return {"callbacks": [recorder, *model_callbacks()], "run_name": name}
 
 
 # ---- input validation --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
     sluice-worker [MODULE ...] [--broker ENDPOINT] [--concurrency N] [--processes P]
                   [--name NAME] [--grace-period SECONDS] [--log-level LEVEL]
+                  [--metrics-port PORT] [--metrics-address ADDRESS]
 
 MODULE defaults to sluice.tasks and sluice.ai_tasks (the built-in tasks). Environment fallbacks
 (README.md): SLUICE_BROKER_WORKER_ENDPOINT for --broker, SLUICE_WORKER_CONCURRENCY for
@@ -16,7 +17,12 @@ One process runs up to N jobs at once on one asyncio loop (sync handlers in a th
 With --processes P > 1 this process only supervises P worker processes (each its own worker,
 named NAME-1 .. NAME-P, with N slots): the way to use several cores for CPU-bound tasks. SIGTERM
 or SIGINT reaches every child, which stops gracefully; a child that dies is started again.
-Exit status: 0 after a graceful shutdown, 2 for bad arguments or a module that fails to import.
+With --metrics-port (env SLUICE_WORKER_METRICS_PORT) the worker serves Prometheus metrics
+(sluice/metrics.py) at http://ADDRESS:PORT/metrics, ADDRESS 127.0.0.1 unless --metrics-address
+(env SLUICE_WORKER_METRICS_ADDRESS) says otherwise; worker process i of a --processes run serves
+them on PORT + i - 1.
+Exit status: 0 after a graceful shutdown, 2 for bad arguments, a module that fails to import or
+a metrics port that cannot be bound.
 """
 
 from __future__ import annotations
@@ -44,6 +50,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be a port, 1..65535")
     return value
 
 
@@ -88,7 +101,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-level", default=os.environ.get("SLUICE_LOG_LEVEL", "info"),
                         type=_log_level, help="debug, info, warn or error "
                                               "(env SLUICE_LOG_LEVEL, default info)")
+    parser.add_argument("--metrics-port", type=_port, default=None,
+                        help="serve Prometheus metrics on this port "
+                             "(env SLUICE_WORKER_METRICS_PORT; default: no metrics)")
+    parser.add_argument("--metrics-address",
+                        default=os.environ.get("SLUICE_WORKER_METRICS_ADDRESS", "127.0.0.1"),
+                        help="address the metrics port listens on "
+                             "(env SLUICE_WORKER_METRICS_ADDRESS, default 127.0.0.1)")
     args = parser.parse_args(argv)
+    env_metrics_port = os.environ.get("SLUICE_WORKER_METRICS_PORT")
+    if args.metrics_port is None and env_metrics_port:
+        try:
+            args.metrics_port = _port(env_metrics_port)
+        except (ValueError, argparse.ArgumentTypeError):
+            parser.error(f"SLUICE_WORKER_METRICS_PORT={env_metrics_port!r}: must be a port, 1..65535")
     if args.concurrency is None:
         try:
             args.concurrency = _positive_int(env_concurrency) if env_concurrency else 4
@@ -99,6 +125,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             args.processes = _positive_int(env_processes) if env_processes else 1
         except (ValueError, argparse.ArgumentTypeError):
             parser.error(f"SLUICE_WORKER_PROCESSES={env_processes!r}: must be an integer >= 1")
+    if args.metrics_port is not None and args.metrics_port + args.processes - 1 > 65535:
+        parser.error("--metrics-port: the last worker process's port would be past 65535")
     try:
         args.max_input_bytes = _positive_int(env_max_input) if env_max_input else p.DEFAULT_MAX_INPUT
     except (ValueError, argparse.ArgumentTypeError):
@@ -156,8 +184,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.processes > 1:
         return supervise(args)
+    metrics = None
+    if args.metrics_port is not None:
+        from .metrics import serve_metrics  # prometheus_client only when asked for
+        try:
+            metrics = serve_metrics(args.metrics_port, args.metrics_address)
+        except OSError as exc:
+            print(f"sluice-worker: cannot serve metrics on {args.metrics_address}:{args.metrics_port}: "
+                  f"{exc}", file=sys.stderr)
+            return 2
+        print(f"sluice-worker {args.name}: metrics at http://{args.metrics_address}:"
+              f"{args.metrics_port}/metrics", file=sys.stderr, flush=True)
     config = WorkerConfig(broker=args.broker, name=args.name, concurrency=args.concurrency,
-                          grace_period=args.grace_period, max_input_bytes=args.max_input_bytes, curve=args.curve)
+                          grace_period=args.grace_period, max_input_bytes=args.max_input_bytes, curve=args.curve,
+                          metrics=metrics)
     print(f"sluice-worker {config.name}: broker {config.broker} (CURVE "
           f"{'on' if config.curve else 'off'}), concurrency "
           f"{config.concurrency}, tasks {', '.join(registry.names())}", file=sys.stderr, flush=True)
@@ -170,7 +210,9 @@ def child_argv(args: argparse.Namespace, index: int) -> list[str]:
     return [sys.executable, "-m", "sluice", *args.modules, "--broker", args.broker,
             "--concurrency", str(args.concurrency), "--processes", "1",
             "--name", f"{args.name}-{index}", "--grace-period", str(args.grace_period),
-            "--log-level", args.log_level]
+            "--log-level", args.log_level,
+            *(["--metrics-port", str(args.metrics_port + index - 1),
+               "--metrics-address", args.metrics_address] if args.metrics_port is not None else [])]
 
 
 def supervise(args: argparse.Namespace) -> int:

@@ -6,12 +6,15 @@ Async handlers get a JobContext, whose progress() and emit() are coroutines:
     await ctx.emit("next token")
 
 Sync handlers run in the worker's thread pool and get a SyncJobContext, whose progress() and
-emit() are plain, thread-safe calls that hand the message to the event loop and return at once:
+emit() are plain, thread-safe calls that hand the message to the event loop and return at once
+(unless the outbox is full, above):
 
     ctx.progress(0.5, "half way")
     ctx.emit("next token")
 
 Messages from one job reach the broker in the order they were made, and before the job's result.
+When the broker reads slower than the handler reports, progress() and emit() wait until the
+worker's outbox has drained below its bound (WorkerConfig.outbox_bytes): nothing is dropped.
 Once the job has finished (result sent, cancelled, timed out) further progress/emit calls are
 dropped silently.
 
@@ -93,15 +96,29 @@ class _ContextBase:
 class JobContext(_ContextBase):
     """Context of an async handler: `await ctx.progress(...)`, `await ctx.emit(...)`."""
 
+    def __init__(self, job: p.Job, worker_name: str, report: Report,
+                 room: asyncio.Event | None = None) -> None:
+        super().__init__(job, worker_name, report)
+        # Set while the worker's outbox has room; None: reports never wait.
+        self._room = room
+
     async def progress(self, fraction: float, message: str = "") -> None:
         """Reports progress: fraction in 0..1 (clamped), and a short message."""
         self._report(self._progress_message(fraction, message))
-        await _yield()
+        await self._after_report()
 
     async def emit(self, text: str) -> None:
         """Streams a chunk of output text (e.g. LLM tokens) to the job's listeners."""
         self._report(self._chunk_message(text))
-        await _yield()
+        await self._after_report()
+
+    async def _after_report(self) -> None:
+        if self._room is not None and not self._room.is_set():
+            await self._room.wait()
+        else:
+            # Lets heartbeats, other jobs and cancellation run even in a handler that emits in
+            # a loop.
+            await asyncio.sleep(0)
 
 
 class SyncJobContext(_ContextBase):
@@ -114,8 +131,3 @@ class SyncJobContext(_ContextBase):
     def emit(self, text: str) -> None:
         """Streams a chunk of output text to the job's listeners. Thread-safe."""
         self._report(self._chunk_message(text))
-
-
-async def _yield() -> None:
-    # Lets heartbeats, other jobs and cancellation run even in a handler that emits in a loop.
-    await asyncio.sleep(0)

@@ -101,6 +101,7 @@ class Submit:
     submits_per_s: int = _wire(U32)
     concurrency_key: str = _wire(STR)
     concurrency_limit: int = _wire(U32)
+    disconnect_grace_ms: int = _wire(U32)
     webhook_url: str = _wire(STR)
     webhook_events: list[str] = _wire(STR_LIST)
 

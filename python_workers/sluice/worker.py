@@ -13,10 +13,13 @@ One event loop runs everything:
   in a thread pool, so neither can starve the two loops above (an async handler that computes for
   seconds without awaiting would: make such work a sync handler).
 
-Every socket call happens on the loop thread; sends never block (DONTWAIT), so a message is
-queued the moment it is made and messages about one job leave in order. Jobs still running when
-the socket is replaced keep running and report on the new socket (the broker, having forgotten
-the old socket, drops those late reports: at-least-once).
+Every socket call happens on the loop thread; sends never block (DONTWAIT). A message the socket
+cannot take (its queue is at the high-water mark: the broker reads slower than handlers report)
+waits in the worker's outbox, in order, and leaves as soon as the socket has room; nothing is
+dropped. The outbox is bounded in bytes: past the bound a handler's progress()/emit() waits until
+it has drained (backpressure), while terminal messages always queue (at most one per running
+job). Jobs still running when the socket is replaced keep running and report on the new socket
+(the broker, having forgotten the old socket, drops those late reports: at-least-once).
 
 The job path is a handful of small wrappers around the handler call, Dramatiq-middleware style:
     _job_task        waits for a free slot (never more than `concurrency` handlers at once),
@@ -29,11 +32,13 @@ The job path is a handful of small wrappers around the handler call, Dramatiq-mi
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import inspect
 import logging
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,16 +83,29 @@ class WorkerConfig:
     # Largest job input in bytes, as the broker's SLUICE_MAX_INPUT_BYTES: libzmq refuses a bigger
     # frame (and drops the connection) before allocating it.
     max_input_bytes: int = p.DEFAULT_MAX_INPUT
+    # Bytes of reports the outbox holds while the socket is full before handlers' progress() and
+    # emit() wait for it to drain: 8 MiB is thousands of LLM chunks, far more than a broker that
+    # keeps up ever leaves behind, and small next to a model's memory.
+    outbox_bytes: int = 8 * 1024 * 1024
     # This worker's CURVE keypair and the broker's public key (README.md, Security): with them
     # the socket is a CURVE client, so only the holder of the broker's secret key gets its
     # messages. None: no CURVE (the broker must not require it).
     curve: ClientKeys | None = None
+    # A sluice.metrics.WorkerMetrics to count jobs in (sluice-worker --metrics-port); None: none.
+    metrics: Any = None
 
 
 # zmq constants as plain ints: pyzmq's enums cost more to combine than a send (Worker._send).
 _NOWAIT = int(zmq.DONTWAIT)
 _MORE_NOWAIT = int(zmq.SNDMORE | zmq.DONTWAIT)
-_EVENTS, _POLLIN, _RCVMORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.RCVMORE)
+_EVENTS, _POLLIN, _POLLOUT = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.POLLOUT)
+_RCVMORE = int(zmq.RCVMORE)
+# While the outbox holds messages it is retried this often (seconds), besides whenever the
+# socket's descriptor signals: libzmq's signal is edge-triggered and may have been consumed.
+_OUTBOX_RETRY = 0.05
+# Reports from sync handlers on their way to the loop or held while the outbox is full: what a
+# thread can put past the outbox's bound before its report() blocks.
+_THREAD_REPORTS_IN_FLIGHT = 64
 
 
 class _Timeout(SluiceError):
@@ -134,6 +152,17 @@ class Worker:
         self._zmq = context or zmq.Context.instance()
         self._sock: zmq.Socket | None = None
         self._read_pending = False  # a read of the socket is scheduled on the loop
+        # Encoded messages the socket could not take yet, oldest first, and their size in bytes.
+        self._outbox: collections.deque[tuple[bytes, bytes, bytes]] = collections.deque()
+        self._outbox_size = 0
+        self._outbox_retry: asyncio.TimerHandle | None = None
+        # Set while the outbox is under its bound; async handlers' reports wait for it.
+        self._room = asyncio.Event()
+        self._room.set()
+        # Sync handlers (in threads) take a permit per report, given back once the loop has
+        # queued it and the outbox is under its bound (`_held_permits` wait for that).
+        self._thread_permits = threading.Semaphore(_THREAD_REPORTS_IN_FLIGHT)
+        self._held_permits = 0
         self._runs: dict[tuple[str, int], _Run] = {}
         self._slots = asyncio.Semaphore(self.config.concurrency)
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -169,7 +198,11 @@ class Worker:
             await asyncio.gather(*loops, stop, return_exceptions=True)
             for run in list(self._runs.values()):
                 run.task.cancel()
+            self._flush()
+            if self._outbox:
+                log.warning("stopped with %d message(s) the broker never took", len(self._outbox))
             self._close_socket(self.config.close_linger)
+            self._release_held_permits()
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     def stop(self) -> None:
@@ -219,8 +252,10 @@ class Worker:
         self._sock = sock
         self._loop.add_reader(sock.getsockopt(zmq.FD), self._schedule_read)
         self._last_recv = time.monotonic()  # give the broker a full liveness period
-        self._send(p.Ready(self.config.name, "python", self.registry.names(),
-                           self.config.concurrency))
+        # READY goes first on a new socket, ahead of whatever the outbox still holds.
+        self._queue(p.Ready(self.config.name, "python", self.registry.names(),
+                            self.config.concurrency), first=True)
+        self._flush()
 
     def _close_socket(self, linger: float) -> None:
         if self._sock is not None:
@@ -233,30 +268,55 @@ class Worker:
         self._close_socket(0)
         self._open_socket()
 
-    def _send(self, msg: p.Message) -> bool:
-        """Queues `msg` on the socket without blocking; returns False (and logs) if it could not.
+    def _send(self, msg: p.Message) -> None:
+        """Sends `msg` without blocking, or keeps it in the outbox (after anything already
+        waiting there) until the socket has room. Loop thread only."""
+        self._queue(msg)
+        self._flush()
 
-        Loop thread only. Fails only when the socket's send queue is full (the broker is
-        unreachable and 1000 messages are waiting), where dropping is the right call: the broker
-        will consider this worker dead and hand its jobs out again.
-        """
-        if self._sock is None:
-            return False
-        signature, command, body = p.encode(msg)
+    def _queue(self, msg: p.Message, first: bool = False) -> None:
+        frames = p.encode(msg)
+        if first:
+            self._outbox.appendleft(frames)
+        else:
+            self._outbox.append(frames)
+        self._outbox_size += len(frames[2])
+
+    def _flush(self) -> None:
+        """Hands the outbox to the socket, oldest first, until it is empty or the socket is full
+        (its queue at the high-water mark, the broker reading slower than handlers report); then
+        retries soon. Loop thread only."""
+        sock, outbox = self._sock, self._outbox
         try:
-            # Frame by frame with plain int flags: send_multipart combines zmq's flag enums per
-            # frame, which costs more than the send. A DEALER queues a message whole or not at
-            # all, so the first frame is the one that can fail.
-            self._sock.send(signature, _MORE_NOWAIT)
-            self._sock.send(command, _MORE_NOWAIT)
-            self._sock.send(body, _NOWAIT)
-        except zmq.ZMQError as error:
-            log.warning("could not send %s: %s", msg.COMMAND.name, error)
-            return False
+            while outbox and sock is not None:
+                signature, command, body = outbox[0]
+                try:
+                    # Frame by frame with plain int flags: send_multipart combines zmq's flag
+                    # enums per frame, which costs more than the send. A DEALER queues a message
+                    # whole or not at all, so the first frame is the one that can fail.
+                    sock.send(signature, _MORE_NOWAIT)
+                    sock.send(command, _MORE_NOWAIT)
+                    sock.send(body, _NOWAIT)
+                except zmq.Again:
+                    break
+                except zmq.ZMQError as error:  # not a full queue: this message can never go
+                    log.warning("dropped a message to the broker: %s", error)
+                outbox.popleft()
+                self._outbox_size -= len(body)
+                self._last_send = time.monotonic()
         finally:
             self._schedule_read()  # libzmq may have taken the socket's signal while sending
-        self._last_send = time.monotonic()
-        return True
+        if self._outbox_size > self.config.outbox_bytes:
+            self._room.clear()
+        else:
+            self._room.set()
+            self._release_held_permits()
+        if outbox and self._outbox_retry is None:
+            self._outbox_retry = self._loop.call_later(_OUTBOX_RETRY, self._retry_outbox)
+
+    def _retry_outbox(self) -> None:
+        self._outbox_retry = None
+        self._flush()
 
     # ---- reading, and the two loops ---------------------------------------------------------
 
@@ -275,6 +335,8 @@ class Worker:
                 frames.append(sock.recv(_NOWAIT))
             self._last_recv = time.monotonic()  # any message is a sign of life
             self._dispatch(frames)
+        if self._outbox and sock is not None and sock.getsockopt(_EVENTS) & _POLLOUT:
+            self._flush()
 
     async def _liveness_loop(self) -> None:
         # Replace the socket and READY again once the broker has been silent for
@@ -296,7 +358,7 @@ class Worker:
             now = time.monotonic()
             if now < due:
                 await asyncio.sleep(due - now)
-            elif not self._draining:
+            elif not self._draining and not self._outbox:  # else it would only queue behind it
                 self._send(p.Heartbeat())
             else:
                 await asyncio.sleep(interval)
@@ -338,7 +400,8 @@ class Worker:
             return
         run = _Run(job, spec, value)
         if spec.is_async:
-            run.ctx = JobContext(job, self.config.name, lambda msg: self._report(run, msg))
+            run.ctx = JobContext(job, self.config.name, lambda msg: self._report(run, msg),
+                                 self._room)
         else:
             run.ctx = SyncJobContext(job, self.config.name, self._threadsafe_report(run))
         run.task = asyncio.create_task(self._job_task(run))
@@ -369,15 +432,30 @@ class Worker:
             self._send(msg)
 
     def _threadsafe_report(self, run: _Run):
-        loop = self._loop
+        loop, permits = self._loop, self._thread_permits
 
         def report(msg: p.Message) -> None:
+            # Blocks while _THREAD_REPORTS_IN_FLIGHT reports are on their way or held.
+            while not permits.acquire(timeout=_OUTBOX_RETRY):
+                if run.finished or loop.is_closed():
+                    return  # nobody would send it
             try:
-                loop.call_soon_threadsafe(self._report, run, msg)
+                loop.call_soon_threadsafe(self._report_from_thread, run, msg)
             except RuntimeError:
-                pass  # the loop is closed: the worker is gone, nobody to tell
+                permits.release()  # the loop is closed: the worker is gone, nobody to tell
 
         return report
+
+    def _report_from_thread(self, run: _Run, msg: p.Message) -> None:
+        self._report(run, msg)
+        self._held_permits += 1
+        if self._outbox_size <= self.config.outbox_bytes:
+            self._release_held_permits()
+
+    def _release_held_permits(self) -> None:
+        for _ in range(self._held_permits):
+            self._thread_permits.release()
+        self._held_permits = 0
 
     # ---- the job path: small wrappers around the handler call -------------------------------
 
@@ -386,6 +464,8 @@ class Worker:
         try:
             async with self._slots:
                 started = time.monotonic()
+                if self.config.metrics is not None:
+                    self.config.metrics.started(job.type)
                 run.ctx._start_clock()
                 log.debug("job %s started type=%s attempt=%d", job.job_id, job.type, job.attempt)
                 reply = await self._execute(run)
@@ -443,6 +523,9 @@ class Worker:
         self._send(reply)
         job = run.job
         duration = time.monotonic() - (started if started is not None else run.received)
+        if self.config.metrics is not None:
+            outcome = {p.Result: "succeeded", p.Failure: "failed"}.get(type(reply), "canceled")
+            self.config.metrics.finished(job.type, outcome, duration if started is not None else None)
         if isinstance(reply, p.Result):
             # Debug only: one line per successful job costs a busy worker a tenth of its time.
             log.debug("job %s succeeded type=%s attempt=%d duration=%.3fs",

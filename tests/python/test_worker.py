@@ -25,7 +25,7 @@ from sluice import protocol as p
 from sluice.errors import NonRetryableError
 from sluice.registry import TaskRegistry, registry as builtin_registry, task
 from sluice.curve import ClientKeys
-from sluice.worker import Worker, WorkerConfig
+from sluice.worker import _THREAD_REPORTS_IN_FLIGHT, Worker, WorkerConfig
 
 TEST_LIMIT = 10.0  # seconds; every test finishes far sooner
 # What `sluice-worker` with no module serves: sluice.tasks and sluice.ai_tasks.
@@ -231,6 +231,51 @@ def test_sync_handler_runs_in_a_thread_and_reports_in_order():
             assert got == [p.Progress("job-s", 1, 0.5, "half"), p.Chunk("job-s", 1, "partial"),
                            p.Result("job-s", 1, pack({"sum": 6}))]
         assert threads and threads[0] != threading.main_thread().name
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_a_broker_that_reads_slowly_gets_every_chunk_in_order_and_the_handler_waits(kind):
+    # The broker's socket stops reading: the worker's socket fills up to its high-water mark and
+    # the kernel's buffers, then its outbox to the bound, then emit() waits. Nothing is dropped.
+    count, chunk = 10000, "x" * 4000
+    emitted = []
+    reg = TaskRegistry()
+
+    if kind == "async":
+        @task("stream", registry=reg)
+        async def stream(value, ctx):
+            for i in range(count):
+                await ctx.emit(chunk)
+                emitted.append(i)
+            return "done"
+    else:
+        @task("stream", registry=reg)
+        def stream(value, ctx):
+            for i in range(count):
+                ctx.emit(chunk)
+                emitted.append(i)
+            return "done"
+
+    async def scenario():
+        # A broker silent for long would make the worker reconnect: give it all the time.
+        async with serving(reg, outbox_bytes=64 * 1024, heartbeat_liveness=100) as (
+                broker, worker, ident, _):
+            broker.sock.setsockopt(zmq.RCVHWM, 10)
+            broker.send(ident, p.Job("job-f", "stream", pack(None), 1, 0))
+            await asyncio.sleep(1.0)
+            assert len(emitted) < count, "the handler never waited for the slow broker"
+            # Past the bound: the report that crossed it, and for threads the reports in flight.
+            past = 1 if kind == "async" else _THREAD_REPORTS_IN_FLIGHT + 1
+            assert worker._outbox_size <= 64 * 1024 + past * (len(chunk) + 64)
+            got = []
+            while len(got) <= count:
+                msg = p.decode((await broker.sock.recv_multipart())[1:])
+                if not isinstance(msg, p.Heartbeat):
+                    got.append(msg)
+            assert got[:count] == [p.Chunk("job-f", 1, chunk)] * count
+            assert got[count] == p.Result("job-f", 1, pack("done"))
 
     run(scenario())
 

@@ -50,11 +50,11 @@ def received(sock: zmq.Socket, seconds: float, keepalive: list[bytes] | None = N
 def submit_body(req_id: int, job_id: str | None = None, tenant: str = "default", type_: str = "echo",
                 input_: bytes = b"\x80", priority: int = 0, attempts: int = 3, timeout_s: int = 300,
                 key: str = "", request_hash: str = "", key_id: str = "", submits_per_s: int = 0,
-                concurrency_key: str = "", concurrency_limit: object = 0, webhook_url: str = "",
-                webhook_events: object = ()) -> bytes:
+                concurrency_key: str = "", concurrency_limit: object = 0, disconnect_grace_ms: int = 0,
+                webhook_url: str = "", webhook_events: object = ()) -> bytes:
     return msgpack.packb([req_id, job_id or str(uuid.uuid4()), tenant, type_, input_, priority, attempts,
                           timeout_s, key, request_hash, key_id, submits_per_s, concurrency_key, concurrency_limit,
-                          webhook_url, list(webhook_events)], use_bin_type=True)
+                          disconnect_grace_ms, webhook_url, list(webhook_events)], use_bin_type=True)
 
 
 class RogueApi:

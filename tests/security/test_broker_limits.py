@@ -52,6 +52,8 @@ def test_submits_outside_the_limits_are_refused_and_store_nothing(rogue):
         "concurrency_limit must be 1..1000": dict(concurrency_key="k", concurrency_limit=0),
         "concurrency_limit must be 1..1000 ": dict(concurrency_key="k", concurrency_limit=100000),
         "concurrency_limit must be 0 without a concurrency_key": dict(concurrency_limit=1),
+        "disconnect_grace_ms must be 0 or 2000..3600000": dict(disconnect_grace_ms=1999),
+        "disconnect_grace_ms must be 0 or 2000..3600000 ": dict(disconnect_grace_ms=2**32 - 1),
         "webhook_url is longer than 2048 bytes": dict(webhook_url="https://x.example/" + "a" * 2048,
                                                       webhook_events=["succeeded"]),
         "webhook_url must start with http:// or https://": dict(webhook_url="ftp://x.example/",
@@ -77,7 +79,7 @@ def test_submits_outside_the_limits_are_refused_and_store_nothing(rogue):
     # The same peer, within the limits, is served: the refusals were about the fields.
     job_id = str(uuid.uuid4())
     reply = api.request(b"\x01", submit_body(99, job_id, key="key", request_hash=HASH, concurrency_key="k" * 128,
-                                              concurrency_limit=1000))
+                                              concurrency_limit=1000, disconnect_grace_ms=3600000))
     assert reply[:2] == [99, 202] and stored(p, job_id), reply
 
 
