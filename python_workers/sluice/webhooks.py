@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -336,7 +337,7 @@ def payload(event: str, ts_ms: int, job: dict, max_bytes: int) -> bytes:
 class Delivery:
     """One event for one target, and where its attempts stand."""
 
-    entry: str        # the stream entry id; the webhook-id is "msg_" and it
+    entry: str        # the stream entry id; the webhook-id is "msg_" followed by it
     job: str
     tenant: str
     event: str
@@ -378,13 +379,13 @@ class Deliverer:
             await self.create_group()
             # On stdout, as the api's "listening" line: tests and scripts wait for it.
             print(f"sluice-webhooks {self.config.name} delivering from {STREAM} (group {GROUP})", flush=True)
-            loops = [asyncio.create_task(loop()) for loop in (self.read_loop, self.reclaim_loop, self.retry_loop)]
+            loops = [asyncio.create_task(self.loop(name, step)) for name, step in
+                     (("read", self.read_step), ("reclaim", self.reclaim_step), ("retries", self.retry_step))]
             await self.stopping.wait()
-            for loop in loops:
-                loop.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
-            if self.tasks:
-                await asyncio.wait(self.tasks, timeout=self.config.timeout_ms / 1000 + 1)
+            # The loops end by themselves within a read's block (1 s): a redis-py command
+            # cancelled midway can leave its connection waiting forever, so none is cancelled.
+            # Posts in flight get their timeout; what is left stays pending for another deliverer.
+            await asyncio.wait(loops + list(self.tasks), timeout=self.config.timeout_ms / 1000 + 2)
         await self.redis.aclose()
 
     async def create_group(self) -> None:
@@ -410,59 +411,53 @@ class Deliverer:
         self.tasks.add(task)
         task.add_done_callback(lambda t: (self.tasks.discard(t), self.in_flight.discard(key)))
 
-    async def guarded(self, what: str, step) -> None:
-        """Runs one step of a loop; a Redis outage is logged and waited out, not fatal, and so is
-        anything else (logged with its trace), so that no loop ends while the process runs on."""
-        try:
-            await step()
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            log.warning("%s: redis unreachable (%s)", what, exc)
-            await asyncio.sleep(1)
-        except Exception:  # noqa: BLE001 - see above
-            log.exception("%s failed; going on in a second", what)
-            await asyncio.sleep(1)
+    async def pause(self, seconds: float) -> None:
+        """Sleeps `seconds`, or less when the deliverer is told to stop."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
 
-    async def read_loop(self) -> None:
-        async def step() -> None:
-            if len(self.tasks) >= MAX_PENDING:
-                await asyncio.sleep(0.1)
-                return
-            read = await self.redis.xreadgroup(GROUP, self.config.name, {STREAM: ">"}, count=READ_BATCH, block=1000)
-            for _, entries in read or []:
-                for entry_id, fields in entries:
+    async def loop(self, what: str, step) -> None:
+        """Runs `step` until the deliverer stops; a Redis outage is logged and waited out, not
+        fatal, and so is anything else (logged with its trace), so no loop ends before then."""
+        while not self.stopping.is_set():
+            try:
+                await step()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.warning("%s: redis unreachable (%s)", what, exc)
+                await self.pause(1)
+            except Exception:  # noqa: BLE001 - see above
+                log.exception("%s failed; going on in a second", what)
+                await self.pause(1)
+
+    async def read_step(self) -> None:
+        if len(self.tasks) >= MAX_PENDING:
+            await self.pause(0.1)
+            return
+        read = await self.redis.xreadgroup(GROUP, self.config.name, {STREAM: ">"}, count=READ_BATCH, block=1000)
+        for _, entries in read or []:
+            for entry_id, fields in entries:
+                self.start(Delivery.from_entry(entry_id, fields))
+
+    async def reclaim_step(self) -> None:
+        cursor = "0-0"
+        while len(self.tasks) < MAX_PENDING:
+            cursor, entries, _ = await self.redis.xautoclaim(STREAM, GROUP, self.config.name,
+                                                             self.config.claim_idle_ms, cursor, count=READ_BATCH)
+            for entry_id, fields in entries:
+                if fields:
                     self.start(Delivery.from_entry(entry_id, fields))
+            if cursor in (b"0-0", "0-0"):
+                break
+        await self.pause(min(5.0, self.config.claim_idle_ms / 4000))
 
-        while True:
-            await self.guarded("read", step)
-
-    async def reclaim_loop(self) -> None:
-        async def step() -> None:
-            cursor = "0-0"
-            while len(self.tasks) < MAX_PENDING:
-                cursor, entries, _ = await self.redis.xautoclaim(STREAM, GROUP, self.config.name,
-                                                                 self.config.claim_idle_ms, cursor, count=READ_BATCH)
-                for entry_id, fields in entries:
-                    if fields:
-                        self.start(Delivery.from_entry(entry_id, fields))
-                if cursor in (b"0-0", "0-0"):
-                    break
-            await asyncio.sleep(min(5.0, self.config.claim_idle_ms / 4000))
-
-        while True:
-            await self.guarded("reclaim", step)
-
-    async def retry_loop(self) -> None:
-        async def step() -> None:
-            now = int(time.time() * 1000)
-            # EVAL, not EVALSHA and SCRIPT LOAD: the Redis user may not run SCRIPT (it could flush).
-            members = await self.redis.eval(CLAIM_RETRIES, 1, RETRIES, now, self.config.claim_idle_ms, READ_BATCH)
-            for member in members:
-                text = member.decode()
-                self.start(Delivery(**json.loads(text)), claimed_member=text)
-            await asyncio.sleep(min(1.0, self.config.retry_base_ms / 4000))
-
-        while True:
-            await self.guarded("retries", step)
+    async def retry_step(self) -> None:
+        now = int(time.time() * 1000)
+        # EVAL, not EVALSHA and SCRIPT LOAD: the Redis user may not run SCRIPT (it could flush).
+        members = await self.redis.eval(CLAIM_RETRIES, 1, RETRIES, now, self.config.claim_idle_ms, READ_BATCH)
+        for member in members:
+            text = member.decode()
+            self.start(Delivery(**json.loads(text)), claimed_member=text)
+        await self.pause(min(1.0, self.config.retry_base_ms / 4000))
 
     async def deliver(self, d: Delivery, claimed_member: str | None) -> None:
         try:
