@@ -5,6 +5,7 @@
 #include "curve.hpp"
 #include "limits.hpp"
 #include "redis_login.hpp"
+#include "webhooks.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -105,6 +106,10 @@ struct ApiConfig {
     // SLUICE_KEY_SUBMITS_PER_S / SLUICE_KEY_REQUESTS_PER_S: the rate limits of a key that has
     // none of its own, and of the open mode's requests (per tenant); 0: none.
     Rates default_rates;
+    // SLUICE_WEBHOOK_ALLOW_NETS: networks (CIDR, comma-separated: "10.1.0.0/16,fd00::/8") a
+    // webhook URL may name by address although they are loopback, private or link-local. Empty:
+    // none; the deliverer (python_workers/sluice/webhooks.py) reads the same variable.
+    std::vector<webhooks::Net> webhook_allow_nets;
     // SLUICE_LOG_LEVEL: debug, info, warn or error.
     std::string log_level = "info";
 

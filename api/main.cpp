@@ -80,6 +80,10 @@ ApiConfig config_from_env() {
     c.threads = static_cast<int>(sluice::env_int("SLUICE_API_THREADS", 1, 256, c.threads));
     c.log_level = sluice::env_string("SLUICE_LOG_LEVEL", c.log_level);
     c.cors_origins = sluice::env_list("SLUICE_API_CORS_ORIGINS");
+    std::string bad_net;
+    auto nets = sluice::webhooks::parse_nets(sluice::env_list("SLUICE_WEBHOOK_ALLOW_NETS"), bad_net);
+    if (!nets) sluice::env_fail("SLUICE_WEBHOOK_ALLOW_NETS", "holds '" + bad_net + "', which is not a network in CIDR form");
+    c.webhook_allow_nets = std::move(*nets);
     c.default_rates.submits_per_s = static_cast<std::uint32_t>(sluice::env_int("SLUICE_KEY_SUBMITS_PER_S", 0, 1000000, 0));
     c.default_rates.requests_per_s = static_cast<std::uint32_t>(sluice::env_int("SLUICE_KEY_REQUESTS_PER_S", 0, 1000000, 0));
     auth_from_env(c);

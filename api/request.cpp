@@ -3,6 +3,7 @@
 
 #include "credentials.hpp"
 #include "job_timing.hpp"
+#include "webhook_options.hpp"
 
 #include <openssl/evp.h>
 #include <sys/random.h>
@@ -86,9 +87,10 @@ std::optional<ApiError> read_on_disconnect(const json& options, proto::Submit& s
 }
 
 // The options a submit may give; any other is refused, so a misspelt one is not ignored.
-constexpr std::array<std::string_view, 10> KNOWN_OPTIONS = {
+constexpr std::array<std::string_view, 11> KNOWN_OPTIONS = {
     "timeout_s",     "max_attempts",       "priority", "concurrency_key", "concurrency_limit",
-    "on_disconnect", "disconnect_grace_s", "delay_s",  "run_at",          "expire_after_s"};
+    "on_disconnect", "disconnect_grace_s", "delay_s",  "run_at",          "expire_after_s",
+    "webhook"};
 
 std::optional<ApiError> check_option_names(const json& options) {
     for (const auto& item : options.items()) {
@@ -210,7 +212,8 @@ std::int64_t wall_now_ms() {
 
 Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
                                     std::optional<std::string_view> idempotency_key, std::size_t max_input_bytes,
-                                    std::int64_t now_ms, json* input_out) {
+                                    std::int64_t now_ms, json* input_out,
+                                    const std::vector<webhooks::Net>& webhook_allow_nets) {
     if (idempotency_key) {
         if (auto e = check_idempotency_key(*idempotency_key)) return *e;
     }
@@ -258,6 +261,14 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
         if (auto e = read_on_disconnect(*options, submit)) return *e;
         if (auto e = read_timing(*options, now_ms, submit, timing)) return *e;
 
+        if (auto hook = options->find("webhook"); hook != options->end()) {
+            auto parsed = parse_webhook(*hook, "options.webhook", webhook_allow_nets);
+            if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
+            auto& spec = std::get<WebhookSpec>(parsed);
+            submit.webhook_url = std::move(spec.url);
+            submit.webhook_events = std::move(spec.events);
+        }
+
     }
     submit.timeout_s = static_cast<std::uint32_t>(timeout_s);
     submit.max_attempts = static_cast<std::uint32_t>(max_attempts);
@@ -301,6 +312,11 @@ std::string request_hash(const proto::Submit& submit, const json& timing) {
         canonical.push_back(submit.disconnect_grace_ms);
     }
     if (timing.is_object() && !timing.empty()) canonical.push_back(timing);
+
+    if (!submit.webhook_url.empty()) {
+        canonical.push_back(submit.webhook_url);
+        canonical.push_back(submit.webhook_events);
+    }
 
     const std::vector<std::uint8_t> bytes = json::to_msgpack(canonical);
     unsigned char digest[EVP_MAX_MD_SIZE];

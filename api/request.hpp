@@ -8,6 +8,7 @@
 #include "names.hpp"
 #include "protocol.hpp"
 #include "token_bucket.hpp"
+#include "webhooks.hpp"
 
 #include "http_wire.hpp"
 #include "job_json.hpp"
@@ -105,11 +106,13 @@ std::int64_t wall_now_ms();
 // into it (for the schema check).
 // Errors: 400 invalid_json, 422 invalid_request (message names the field or header), 422
 // invalid_schedule and invalid_expiry (job_timing.hpp), 413 input_too_large (the input is more
-// than `max_input_bytes` as msgpack; the message gives both).
+// than `max_input_bytes` as msgpack; the message gives both), and options.webhook's
+// (webhook_options.hpp: a literal address in `webhook_allow_nets` passes).
 Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
                                     std::optional<std::string_view> idempotency_key = std::nullopt,
                                     std::size_t max_input_bytes = limits::DEFAULT_MAX_INPUT,
-                                    std::int64_t now_ms = wall_now_ms(), json* input = nullptr);
+                                    std::int64_t now_ms = wall_now_ms(), json* input = nullptr,
+                                    const std::vector<webhooks::Net>& webhook_allow_nets = {});
 
 // Returns nullopt when `key` is a valid Idempotency-Key (1..255 chars in 0x21..0x7e), else
 // the 422 invalid_request naming the header.
@@ -120,9 +123,9 @@ std::optional<ApiError> check_idempotency_key(std::string_view key);
 // and timeout_s (defaults filled in), then concurrency_key and concurrency_limit if it has a
 // key (so the hash of a submit without one is what it was before they existed), then the
 // scheduling options as given (`timing`: an object of delay_s, run_at and expire_after_s, left
-// out when empty), not the times they made, so a replay a second later hashes alike. So key
-// order, whitespace and spelling out a default option do not change it; any other difference
-// does. Thread-safe (OpenSSL EVP one-shot).
+// out when empty), not the times they made, so a replay a second later hashes alike, and the
+// webhook's url and events if it has one. So key order, whitespace and spelling out a default
+// option do not change it; any other difference does. Thread-safe (OpenSSL EVP one-shot).
 std::string request_hash(const proto::Submit& submit, const json& timing = json::object());
 
 // Returns a fresh random UUIDv4 (122 bits from the kernel CSPRNG), lowercase 8-4-4-4-12.

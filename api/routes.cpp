@@ -10,6 +10,7 @@
 #include "log.hpp"
 #include "queues.hpp"
 #include "type_schemas.hpp"
+#include "webhook_routes.hpp"
 
 #include <boost/beast/websocket/rfc6455.hpp>
 
@@ -105,7 +106,8 @@ awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
         key = sv(keys.first->value());
     }
     json input;
-    auto parsed = parse_submit(req.http.body(), make_job_id(), key, ctx.config.max_input_bytes, wall_now_ms(), &input);
+    auto parsed = parse_submit(req.http.body(), make_job_id(), key, ctx.config.max_input_bytes, wall_now_ms(), &input,
+                               ctx.config.webhook_allow_nets);
     if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
     auto& submit = std::get<proto::Submit>(parsed);
     auto refused = co_await check_input(ctx, submit.type, input);
@@ -249,7 +251,7 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
 
 // The whole routing table: method + pattern -> handler. Each route is in schemas/openapi.yaml too
 // (tests/unit/test_routes.cpp checks it).
-constexpr std::array<Route, 19> ROUTES{{
+constexpr std::array<Route, 25> ROUTES{{
     {"GET", "/healthz", Access::PUBLIC, &healthz},
     {"GET", "/readyz", Access::PUBLIC, &readyz},
     {"GET", "/openapi.json", Access::PUBLIC, &openapi},
@@ -261,11 +263,16 @@ constexpr std::array<Route, 19> ROUTES{{
     {"GET", "/v1/jobs/{id}/result", Access::READER, &get_result},
     {"GET", "/v1/jobs/{id}/events", Access::READER, &get_events},
     {"POST", "/v1/jobs/{id}/retry", Access::MEMBER, &retry_job},
+    {"GET", "/v1/jobs/{id}/webhooks", Access::MEMBER, &job_webhooks},
+    {"GET", "/v1/webhooks/secret", Access::MEMBER, &get_webhook_secret},
+    {"POST", "/v1/webhooks/secret", Access::MEMBER, &rotate_webhook_secret},
+    {"POST", "/v1/webhooks", Access::MEMBER, &create_webhook},
+    {"GET", "/v1/webhooks", Access::MEMBER, &list_webhooks},
+    {"DELETE", "/v1/webhooks/{id}", Access::MEMBER, &delete_webhook},
     {"GET", "/v1/dead", Access::MEMBER, &list_dead},
     {"GET", "/v1/workers", Access::MEMBER, &list_workers},
     {"GET", "/v1/queues", Access::MEMBER, &list_queues},
     {"GET", "/v1/types", Access::MEMBER, &list_types},
-
     {"GET", "/v1/ws", Access::READER, &open_websocket},
     {"POST", "/v1/admin/keys", Access::ADMIN, &create_key},
     {"GET", "/v1/admin/keys", Access::ADMIN, &list_keys},

@@ -9,6 +9,7 @@
 #include "limits.hpp"
 #include "names.hpp"
 #include "scripts.hpp"
+#include "webhooks.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -108,7 +109,8 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
                                   std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
                                   msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
                                   std::move(msg.request_hash), std::move(msg.key_id), std::move(msg.concurrency_key),
-                                  msg.concurrency_limit, msg.disconnect_grace_ms, msg.run_at_ms, msg.expire_at_ms});
+                                  msg.concurrency_limit, msg.disconnect_grace_ms, msg.run_at_ms, msg.expire_at_ms,
+                                  std::move(msg.webhook_url), fmt::format("{}", fmt::join(msg.webhook_events, ","))});
 }
 
 // The same rules as the api's (common/limits.hpp, common/names.hpp), checked again because any
@@ -156,6 +158,13 @@ std::optional<std::string> Broker::submit_problem(const proto::Submit& msg) cons
         (msg.expire_at_ms <= msg.run_at_ms ||
          msg.expire_at_ms > due + static_cast<std::uint64_t>(limits::EXPIRE_AFTER_MS_MAX) + slack))
         return "expire_at_ms must be after run_at_ms and at most a year after it";
+
+    // The api parsed the URL in full (webhooks::parse_url); again here, as every field.
+    if (!msg.webhook_url.empty()) {
+        const auto parsed = webhooks::parse_url(msg.webhook_url);
+        if (!parsed.url) return "webhook_url " + parsed.error;
+    }
+    if (auto problem = webhooks::events_problem(msg.webhook_url, msg.webhook_events)) return *problem;
 
     return std::nullopt;
 }

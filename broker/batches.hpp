@@ -43,15 +43,19 @@ struct SubmitItem {
     // (as scripts::SUBMIT decides).
     bool scheduled(std::int64_t now_ms) const { return run_at_ms > static_cast<std::uint64_t>(now_ms); }
 
+    std::string webhook_url;     // empty for none
+    std::string webhook_events;  // comma-joined
 
-    // Moves input, idempotency key, request hash and key id out; job_id, tenant, type and the
-    // concurrency key stay.
+
+    // Moves input, idempotency key, request hash, key id and the webhook out; job_id, tenant, type
+    // and the concurrency key stay.
     std::array<std::string, STRIDE> take_args() {
         return {job_id, tenant, type, std::move(input), std::to_string(priority),
                 std::to_string(max_attempts), std::to_string(timeout_s),
                 queue_score_arg(priority, enqueued_ms), std::move(idempotency_key),
                 std::move(request_hash), std::move(key_id), concurrency_key, std::to_string(concurrency_limit),
-                std::to_string(disconnect_grace_ms), std::to_string(run_at_ms), std::to_string(expire_at_ms)};
+                std::to_string(disconnect_grace_ms), std::to_string(run_at_ms), std::to_string(expire_at_ms),
+                std::move(webhook_url), std::move(webhook_events)};
     }
 };
 

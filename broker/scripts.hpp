@@ -13,7 +13,8 @@ namespace sluice::broker::scripts {
 
 // Arguments per job of the batch scripts (SUBMIT, START, SUCCEED), after their settings
 // (batches.hpp, batch_args).
-inline constexpr std::size_t SUBMIT_STRIDE = 16;
+
+inline constexpr std::size_t SUBMIT_STRIDE = 18;
 inline constexpr std::size_t START_STRIDE = 3;
 inline constexpr std::size_t SUCCEED_STRIDE = 3;
 // Elements per job in the reply of LOAD_QUEUE.
@@ -23,6 +24,11 @@ inline constexpr std::size_t LOAD_QUEUE_STRIDE = 6;
 // used_memory grows 2.4 KB per finished echo job of a few bytes, 3.3 KB besides the payload
 // per job of 2 KB (bench/RESULTS.md, "Per-tenant byte budget").
 inline constexpr std::size_t JOB_BASE_BYTES = 3072;
+// The webhook delivery stream (keys::WEBHOOKS) holds what is owed (a deliverer deletes each entry
+// it is done with) and is capped at about this many entries, a few hundred bytes each:
+// deliverers that stay down while a million deliveries pile up lose the oldest rather than fill
+// Redis.
+inline constexpr std::size_t WEBHOOK_STREAM_MAXLEN = 1000000;
 
 // Defines the Lua local STRIDE, the step of a batch script's loop over its jobs.
 inline std::string stride(std::size_t n) { return "local STRIDE = " + std::to_string(n) + "\n"; }
@@ -42,7 +48,9 @@ inline std::string key_names() {
            ", notify = " + quoted(keys::NOTIFY_CHANNEL) + ", tenant_bytes = " + quoted(keys::TENANT_BYTES) +
            ", expiring = " + quoted(keys::EXPIRING) + ", jobs = " + quoted(keys::JOBS_PREFIX) +
            ", followed = " + quoted(keys::FOLLOWED) + ", scheduled = " + quoted(keys::SCHEDULED) +
-           ", deadlines = " + quoted(keys::DEADLINES) + "}\n";
+           ", deadlines = " + quoted(keys::DEADLINES) + ", webhooks = " + quoted(keys::WEBHOOKS) +
+           ", webhook_attempts = " + quoted(keys::WEBHOOK_ATTEMPTS_PREFIX) +
+           ", webhook_endpoints = " + quoted(keys::WEBHOOK_ENDPOINTS_PREFIX) + "}\n";
 }
 
 // Helpers every script starts with (after the key names).
@@ -50,6 +58,9 @@ inline std::string key_names() {
 //   with the event itself when its fields total at most 4 KiB, so a stream following the job
 //   writes it without reading it back; a bigger one (a long result) goes as the id alone. The
 //   fields' bytes are added to the job's `bytes`.
+//   webhook_deliveries: for a lifecycle event, adds one entry to the webhook stream per target
+//   that wants it: the job's own webhook ('job') and each default endpoint of its tenant (by
+//   id); nothing for a job and tenant without webhooks, or for progress and chunk events.
 //   record: appends one attempt to the job's history (a msgpack array, see PROTOCOL.md).
 //   finish: gives a job that reached a terminal state its time to live (and takes it out of
 //   K.followed: nobody needs to cancel it any more), charges its tenant the bytes it gained
@@ -65,7 +76,29 @@ inline std::string key_names() {
 //   attempts, yet a job that kills every worker it reaches still ends. Both budgets restart when
 //   the job is retried from the dead set (`retry_base`, `lost_base`). Returns 'requeued' or
 //   'failed'.
-inline const std::string PRELUDE = key_names() + R"lua(
+inline const std::string PRELUDE = key_names() + "local WEBHOOK_STREAM_MAXLEN = " +
+                                   std::to_string(WEBHOOK_STREAM_MAXLEN) + "\n" + R"lua(
+local LIFECYCLE = {queued = true, started = true, retrying = true, succeeded = true, failed = true, canceled = true}
+local function webhook_deliveries(id, event, seq, now)
+  if not LIFECYCLE[event] then return end
+  local j = redis.call('HMGET', K.job .. id, 'tenant', 'webhook_url', 'webhook_events')
+  local tenant = j[1] or 'default'
+  local targets = {}
+  if j[2] and string.find(',' .. (j[3] or '') .. ',', ',' .. event .. ',', 1, true) then targets[1] = 'job' end
+  local endpoints = redis.call('HGETALL', K.webhook_endpoints .. tenant)
+  for i = 1, #endpoints, 2 do
+    local ok, endpoint = pcall(cjson.decode, endpoints[i + 1])
+    if ok and type(endpoint) == 'table' and type(endpoint.events) == 'table' then
+      for _, wanted in ipairs(endpoint.events) do
+        if wanted == event then targets[#targets + 1] = endpoints[i] end
+      end
+    end
+  end
+  for _, target in ipairs(targets) do
+    redis.call('XADD', K.webhooks, 'MAXLEN', '~', WEBHOOK_STREAM_MAXLEN, '*', 'job', id, 'tenant', tenant,
+               'event', event, 'seq', seq, 'ts', now, 'target', target)
+  end
+end
 local function add_event(id, maxlen, now, fields)
   local job = K.job .. id
   local seq = redis.call('HINCRBY', job, 'seq', 1)
@@ -84,6 +117,7 @@ local function add_event(id, maxlen, now, fields)
   redis.call('HINCRBY', job, 'bytes', size)
   if size > 4096 then notice = {id} end
   redis.call('PUBLISH', K.notify, cmsgpack.pack(notice))
+  webhook_deliveries(id, fields[2], seq, now)
 end
 local function record(id, now, outcome, err)
   local j = redis.call('HMGET', K.job .. id, 'attempts', 'worker', 'started_ms')
@@ -97,6 +131,7 @@ local function finish(id, now, ttl)
   redis.call('EXPIRE', job, ttl)
   redis.call('EXPIRE', K.events .. id, ttl)
   redis.call('EXPIRE', K.history .. id, ttl)
+  redis.call('EXPIRE', K.webhook_attempts .. id, ttl)
   local j = redis.call('HMGET', job, 'tenant', 'bytes', 'charged')
   local bytes = tonumber(j[2]) or 0
   if j[1] and bytes > 0 then
@@ -163,9 +198,11 @@ end
 // the whole Redis key, keys::idempotency), request hash, API key id, concurrency key ('' for
 // none: then the job hash has neither it nor its limit), concurrency limit, disconnect grace ms
 // (0: none; else the job's first deadline in K.followed is now + grace), run_at_ms (0: now),
-// expire_at_ms (0: never). A job due later than now is `scheduled` (in K.scheduled, first event
-// `scheduled`) instead of queued; a job with a deadline is in K.deadlines until it starts. A job
-// is charged to its tenant at once: JOB_BASE_BYTES plus its input.
+// expire_at_ms (0: never), webhook url ('' for none: then the job hash has neither it nor its
+// events), webhook events (comma-joined). A job due later than now is `scheduled` (in
+// K.scheduled, first event `scheduled`) instead of queued; a job with a deadline is in
+// K.deadlines until it starts. A job is charged to its tenant at once: JOB_BASE_BYTES plus its
+// input.
 // Returns one answer per job, in order: 'ok', 'exists', {'replay' | 'conflict', original id, its
 // status now ('' once expired)} or {'over_budget', bytes the tenant holds}.
 inline const std::string SUBMIT = PRELUDE + stride(SUBMIT_STRIDE) + "local JOB_BASE_BYTES = " +
@@ -204,6 +241,9 @@ for i = 4, #ARGV, STRIDE do
       redis.call('HSET', job, 'disconnect_grace_ms', grace)
       redis.call('ZADD', K.followed, string.format('%.0f', tonumber(now) + grace), id)
     end
+    if ARGV[i + 16] ~= '' then
+      redis.call('HSET', job, 'webhook_url', ARGV[i + 16], 'webhook_events', ARGV[i + 17])
+    end
     local run_at, expire_at = ARGV[i + 14], ARGV[i + 15]
     if expire_at ~= '0' then
       redis.call('HSET', job, 'expire_at_ms', expire_at)
@@ -222,6 +262,7 @@ for i = 4, #ARGV, STRIDE do
     -- The first event, written directly: a new stream needs no trimming, and nobody can be
     -- watching a job before its id is given out, so there is no notice to publish.
     redis.call('XADD', K.events .. id, '1-1', 'event', first, 'seq', 1, 'ts', now)
+    webhook_deliveries(id, first, 1, now)
     out[#out + 1] = 'ok'
   end
 end

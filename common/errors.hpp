@@ -41,6 +41,18 @@ inline constexpr Code INVALID_EXPIRY{"invalid_expiry", 422};
 // JSON Pointer into the input) says where.
 inline constexpr Code INVALID_INPUT{"invalid_input", 422};
 
+// A webhook URL (options.webhook.url, POST /v1/webhooks) that is not a string, is too long, not
+// http(s), holds a user name or password, or has no valid host or port.
+inline constexpr Code INVALID_WEBHOOK_URL{"invalid_webhook_url", 422};
+// A webhook URL whose host is a loopback, private, link-local or other non-public address that
+// SLUICE_WEBHOOK_ALLOW_NETS does not allow (a name resolving to one is refused at delivery).
+inline constexpr Code WEBHOOK_TARGET_REFUSED{"webhook_target_refused", 422};
+// Webhook `events` that are not a list of known lifecycle events, each once.
+inline constexpr Code INVALID_WEBHOOK_EVENTS{"invalid_webhook_events", 422};
+// The tenant holds webhooks::MAX_ENDPOINTS default endpoints already.
+inline constexpr Code TOO_MANY_WEBHOOKS{"too_many_webhooks", 422};
+inline constexpr Code WEBHOOK_NOT_FOUND{"webhook_not_found", 404};
+
 inline constexpr Code QUEUE_FULL{"queue_full", 429};
 // The tenant holds as many queued jobs as it may, all types together (SLUICE_TENANT_MAX_QUEUED).
 inline constexpr Code TENANT_QUEUE_FULL{"tenant_queue_full", 429};

@@ -57,6 +57,17 @@ inline constexpr std::string_view TYPES = "sluice:types";
 // Hash of job type -> the JSON Schema of its input as a worker last declared it in READY (JSON
 // text, kept opaque by the broker; the api compiles it and checks submits against it).
 inline constexpr std::string_view TYPE_SCHEMAS = "sluice:type_schemas";
+// Webhooks (README.md, "Webhooks"): the stream of deliveries to make, one entry per lifecycle
+// event and target, read by the deliverers' consumer group; the zset of deliveries waiting for
+// their next attempt, scored by when it is due; per job, the list of its delivery attempts; per
+// tenant, the hash of its default endpoints (id -> JSON) and its signing secret for per-job URLs.
+inline constexpr std::string_view WEBHOOKS = "sluice:webhooks";
+inline constexpr std::string_view WEBHOOK_GROUP = "deliverers";
+inline constexpr std::string_view WEBHOOK_RETRIES = "sluice:webhook_retries";
+inline constexpr std::string_view WEBHOOK_ATTEMPTS_PREFIX = "sluice:webhook_attempts:";
+inline constexpr std::string_view WEBHOOK_ENDPOINTS_PREFIX = "sluice:webhook_endpoints:";
+inline constexpr std::string_view WEBHOOK_SECRET_PREFIX = "sluice:webhook_secret:";
+
 // Pub/sub channel: a notice for every new job event (PROTOCOL.md, Notices).
 inline constexpr std::string_view NOTIFY_CHANNEL = "sluice:notify";
 
@@ -74,6 +85,9 @@ inline std::string history(std::string_view id) { return join(HISTORY_PREFIX, id
 inline std::string queue(std::string_view type) { return join(QUEUE_PREFIX, type); }
 inline std::string jobs_of(std::string_view tenant) { return join(JOBS_PREFIX, tenant); }
 inline std::string api_key(std::string_view id) { return join(API_KEY_PREFIX, id); }
+inline std::string webhook_attempts(std::string_view id) { return join(WEBHOOK_ATTEMPTS_PREFIX, id); }
+inline std::string webhook_endpoints(std::string_view tenant) { return join(WEBHOOK_ENDPOINTS_PREFIX, tenant); }
+inline std::string webhook_secret(std::string_view tenant) { return join(WEBHOOK_SECRET_PREFIX, tenant); }
 inline std::string dead(std::string_view tenant) {
     std::string key = join(DEAD, ":");
     key += tenant;

@@ -65,9 +65,11 @@ struct Submit {
     std::uint32_t disconnect_grace_ms = 0;
     std::uint64_t run_at_ms = 0;     // when the job is due (ms since the epoch); 0: now
     std::uint64_t expire_at_ms = 0;  // when a job not started by then fails as expired; 0: never
+    std::string webhook_url;                  // options.webhook.url; empty: none
+    std::vector<std::string> webhook_events;  // the lifecycle events it wants; empty without a url
     MSGPACK_DEFINE(req_id, job_id, tenant, type, input, priority, max_attempts, timeout_s,
                    idempotency_key, request_hash, key_id, submits_per_s, concurrency_key, concurrency_limit,
-                   disconnect_grace_ms, run_at_ms, expire_at_ms)
+                   disconnect_grace_ms, run_at_ms, expire_at_ms, webhook_url, webhook_events)
 };
 
 struct Cancel {

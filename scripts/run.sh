@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the whole pipeline in the foreground under supervisord (Debian's `supervisor`):
 # redis-server (project config, data under $SLUICE_DATA_DIR), the broker, the api, native and
-# Python workers. A component that dies is started again and its exit is logged here. Ctrl-C or
+# Python workers, and the webhook deliverer. A component that dies is started again and its exit is logged here. Ctrl-C or
 # SIGTERM stops everything, workers first so running jobs can finish, then the api, the broker,
 # Redis last. Every ZeroMQ link runs with CURVE, with keys made on the first start (below).
 set -euo pipefail
@@ -110,6 +110,11 @@ EOF
     echo "stdout_logfile=$LOGS/broker.log"
     program api 30 15 "\"$BUILD/api/sluice-api\"" "$(client_keys api)"
     echo "stdout_logfile=$LOGS/api.log"
+    # The webhook deliverer (README.md, Webhooks), stopped after the workers and before the api:
+    # what it has not delivered stays in Redis for its next start. `python -m` rather than the
+    # sluice-webhooks entry point, so it runs from a virtualenv made before it existed too.
+    program webhooks 35 15 "\"$ROOT/.venv/bin/python\" -m sluice.webhooks" "SLUICE_WEBHOOK_NAME=\"$HOSTNAME-webhooks\""
+    echo "stdout_logfile=$LOGS/webhooks.log"
     # The Python worker passes SIGTERM on to its --processes children itself (a second signal
     # would cut their grace period short), so only the final SIGKILL goes to its whole group.
     worker_programs native "$NATIVE_WORKERS" "\"$BUILD/workers/sluice-worker-native\""
@@ -118,7 +123,7 @@ EOF
 
 # Readiness is read from what this run appends to the logs, not from an earlier run's lines.
 declare -A log_start
-for log in api broker; do log_start[$log]=$(stat -c %s "$LOGS/$log.log" 2>/dev/null || echo 0); done
+for log in api broker webhooks; do log_start[$log]=$(stat -c %s "$LOGS/$log.log" 2>/dev/null || echo 0); done
 new_output() { tail -c "+$((log_start[$1] + 1))" "$LOGS/$1.log" 2>/dev/null; }
 
 # Polls `$2...` every 0.2 s until it succeeds; says what it waits for every 30 s; fails if
@@ -167,10 +172,15 @@ done
 # data directory; the Python worker takes seconds to import LangChain and load its model.
 worker_declared() { new_output broker | grep -qF "worker $1 ("; }
 
-# Ready: the api listens and reaches Redis and the broker, every worker has declared its types.
+# The webhook deliverer prints "sluice-webhooks NAME delivering from ..." once it reads its stream.
+deliverer_reading() { new_output webhooks | grep -qF " delivering from "; }
+
+# Ready: the api listens and reaches Redis and the broker, the webhook deliverer reads its
+# stream, every worker has declared its types.
 ready() {
     wait_until "the api" api_listening || return 1
     wait_until "the api to reach Redis and the broker (GET /readyz)" api_ready || return 1
+    wait_until "the webhook deliverer" deliverer_reading || return 1
     local worker
     for worker in "${workers[@]}"; do
         wait_until "worker $worker to declare its job types" worker_declared "$worker" || return 1
@@ -193,7 +203,7 @@ trap stop EXIT
 setsid supervisord -c "$CONF" &
 supervisor=$!
 
-echo "sluice: starting redis-server (127.0.0.1:$SLUICE_REDIS_PORT, data in $DATA_DIR/redis, AOF on, password in $SECRETS), broker, api and workers; logs in $LOGS"
+echo "sluice: starting redis-server (127.0.0.1:$SLUICE_REDIS_PORT, data in $DATA_DIR/redis, AOF on, password in $SECRETS), broker, api, workers and the webhook deliverer; logs in $LOGS"
 if ready; then
     echo "sluice: api listening on $(api_url) ($NATIVE_WORKERS native, $PYTHON_WORKERS Python worker(s)); Ctrl-C stops"
     if [[ ${SLUICE_AUTH:-} == off ]]; then

@@ -108,6 +108,9 @@ class Submit:
     disconnect_grace_ms: int = _wire(U32)
     run_at_ms: int = _wire(U64)
     expire_at_ms: int = _wire(U64)
+    webhook_url: str = _wire(STR)
+    webhook_events: list[str] = _wire(STR_LIST)
+
 
 
 @dataclass

@@ -234,6 +234,13 @@ class Pipeline:
         self.workers.append(proc)
         return proc
 
+    def start_webhooks(self, **extra: str) -> subprocess.Popen:
+        """Starts a webhook deliverer (python -m sluice.webhooks, as `sluice-webhooks`); returns
+        once it reads the delivery stream."""
+        proc, out = self._spawn("webhooks", [str(VENV_BIN / "python"), "-m", "sluice.webhooks"], {**self.env, **extra})
+        wait_for_line(out, r"delivering from", proc)
+        return proc
+
     def wait_ready(self, job_type: str, timeout: float = 15.0) -> None:
         """Waits until a worker has declared job_type (a submit stops answering 422)."""
         deadline = time.monotonic() + timeout

@@ -265,5 +265,5 @@ def test_ctrl_c_stops_workers_first_and_redis_last(tmp_path, request):
         assert run.stop(signal.SIGINT) == 0
         assert not [pid for pid, name in run.seen.items() if alive(pid, name)], run.seen
         stopped = re.findall(r"stopped: (\S+) \(exit status 0\)", (tmp_path / "run.out").read_text())
-        assert stopped[-3:] == ["api", "broker", "redis"], stopped
-        assert sorted(stopped[:-3]) == ["worker-native-1", "worker-native-2"], stopped
+        assert stopped[-4:] == ["webhooks", "api", "broker", "redis"], stopped
+        assert sorted(stopped[:-4]) == ["worker-native-1", "worker-native-2"], stopped

@@ -44,7 +44,8 @@ def words(unit: dict, section: str, key: str) -> list[str]:
 
 def test_every_service_runs_a_program_and_belongs_to_the_target():
     assert [p.name for p in services()] == ["sluice-api.service", "sluice-broker.service", "sluice-redis.service",
-                                            "sluice-worker-native.service", "sluice-worker-python@.service"]
+                                            "sluice-webhooks.service", "sluice-worker-native.service",
+                                            "sluice-worker-python@.service"]
     for path in services():
         unit = parse(path)
         assert set(unit) == {"Unit", "Service", "Install"}, path.name
@@ -71,6 +72,7 @@ def test_ordering_redis_then_broker_then_api_and_workers():
     assert {"sluice-redis.service", "sluice-broker.service"} <= set(words(units["sluice-api.service"], "Unit", "After"))
     for worker in ("sluice-worker-native.service", "sluice-worker-python@.service"):
         assert "sluice-broker.service" in words(units[worker], "Unit", "After"), worker
+    assert "sluice-redis.service" in words(units["sluice-webhooks.service"], "Unit", "After")
     for name, unit in units.items():
         assert set(words(unit, "Unit", "Wants")) <= set(words(unit, "Unit", "After")), name
 
@@ -88,7 +90,7 @@ def test_redis_login_comes_from_credential_files_not_command_lines():
     redis = parse(UNITS / "sluice-redis.service")["Service"]
     assert redis["LoadCredential"] == ["redis-users.conf:/etc/sluice/secrets/redis-users.conf"]
     assert "--include %d/redis-users.conf" in redis["ExecStart"][0]
-    for name in ("sluice-broker.service", "sluice-api.service"):
+    for name in ("sluice-broker.service", "sluice-api.service", "sluice-webhooks.service"):
         service = parse(UNITS / name)["Service"]
         assert service["LoadCredential"] == ["redis-password:/etc/sluice/secrets/redis-password"], name
         assert "SLUICE_REDIS_PASSWORD_FILE=%d/redis-password" in service["Environment"], name
@@ -117,7 +119,8 @@ def test_systemd_analyze_verify(tmp_path):
     files an installation has there (stub programs, the real redis.conf), because verify rightly
     reports an ExecStart program that does not exist. Any other message fails the test."""
     install = tmp_path / "opt"
-    for program in ("bin/sluice-broker", "bin/sluice-api", "bin/sluice-worker-native", "venv/bin/sluice-worker"):
+    for program in ("bin/sluice-broker", "bin/sluice-api", "bin/sluice-worker-native", "venv/bin/sluice-worker",
+                    "venv/bin/sluice-webhooks"):
         path = install / program
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("#!/bin/sh\n")

@@ -51,10 +51,12 @@ def submit_body(req_id: int, job_id: str | None = None, tenant: str = "default",
                 input_: bytes = b"\x80", priority: int = 0, attempts: int = 3, timeout_s: int = 300,
                 key: str = "", request_hash: str = "", key_id: str = "", submits_per_s: int = 0,
                 concurrency_key: str = "", concurrency_limit: object = 0, disconnect_grace_ms: int = 0,
-                run_at_ms: int = 0, expire_at_ms: int = 0) -> bytes:
+                run_at_ms: int = 0, expire_at_ms: int = 0, webhook_url: str = "",
+                webhook_events: object = ()) -> bytes:
     return msgpack.packb([req_id, job_id or str(uuid.uuid4()), tenant, type_, input_, priority, attempts,
                           timeout_s, key, request_hash, key_id, submits_per_s, concurrency_key, concurrency_limit,
-                          disconnect_grace_ms, run_at_ms, expire_at_ms], use_bin_type=True)
+                          disconnect_grace_ms, run_at_ms, expire_at_ms, webhook_url, list(webhook_events)],
+                         use_bin_type=True)
 
 
 class RogueApi:
@@ -113,3 +115,14 @@ def sleeps_then_worker(p: Pipeline, concurrency: int, **tenants: tuple[int, int]
         ids = [submit_jobs(api, tenant, count, input_={"ms": ms}) for tenant, (count, ms) in tenants.items()]
     p.start_worker("native", concurrency=concurrency)
     return ids
+
+
+def member_keys(p: Pipeline, admin_key: str, *tenants: str) -> dict[str, dict[str, str]]:
+    """Makes a member key of each tenant with `admin_key`; returns tenant -> its Authorization header."""
+    keys = {}
+    for tenant in tenants:
+        made = p.http.post("/v1/admin/keys", json={"tenant": tenant, "role": "member", "name": tenant},
+                           headers={"Authorization": f"Bearer {admin_key}"})
+        assert made.status_code == 201, made.text
+        keys[tenant] = {"Authorization": f"Bearer {made.json()['key']}"}
+    return keys

@@ -60,6 +60,18 @@ def test_submits_outside_the_limits_are_refused_and_store_nothing(rogue):
         "expire_at_ms must be after run_at_ms and at most a year after it ": dict(
             run_at_ms=int(time.time() * 1000) + 60_000, expire_at_ms=int(time.time() * 1000) + 30_000),
 
+        "webhook_url is longer than 2048 bytes": dict(webhook_url="https://x.example/" + "a" * 2048,
+                                                      webhook_events=["succeeded"]),
+        "webhook_url must start with http:// or https://": dict(webhook_url="ftp://x.example/",
+                                                                webhook_events=["succeeded"]),
+        "webhook_url must not hold a user name or password": dict(webhook_url="http://u:p@x.example/",
+                                                                  webhook_events=["succeeded"]),
+        "webhook_events must name 1 to 6 events": dict(webhook_url="https://x.example/"),
+        "webhook_events holds an unknown event": dict(webhook_url="https://x.example/", webhook_events=["chunk"]),
+        "webhook_events names an event twice": dict(webhook_url="https://x.example/",
+                                                    webhook_events=["failed", "failed"]),
+        "webhook_events must be empty without a webhook_url": dict(webhook_events=["failed"]),
+
     }
     for req_id, (message, fields) in enumerate(cases.items(), 1):
         job_id = fields.setdefault("job_id", str(uuid.uuid4()))

@@ -25,7 +25,7 @@ def test_rogue_api_client_cannot_submit_or_cancel(pipeline, context, how):
         rogue, _ = rogue_dealer(context, pipeline.frontend, read_key(pipeline.keys / "broker.pub"), how)
     forged = str(uuid.uuid4())
     rogue.send_multipart(p.encode(p.Submit(1, forged, "default", "echo", b"\xc0", 0, 3, 300, "", "", "", 0, "", 0,
-                                           0, 0, 0)))
+                                           0, 0, 0, "", [])))
     rogue.send_multipart(p.encode(p.Cancel(2, victim)))
     rogue.send_multipart(p.encode(p.Ping(3)))
     assert received(rogue, 2.0) == []

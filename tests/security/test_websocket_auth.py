@@ -8,6 +8,7 @@ import json
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from peers import member_keys
 from pipeline import running_pipeline
 
 ADMIN_KEY = "c" * 40
@@ -21,12 +22,7 @@ def site(tmp_path_factory, request):
     env = {"SLUICE_AUTH": "required", "SLUICE_ADMIN_KEY": ADMIN_KEY, "SLUICE_API_CORS_ORIGINS": ALLOWED_ORIGIN}
     with running_pipeline(tmp_path_factory.mktemp("ws-auth"), lambda: request.session.testsfailed, env=env,
                           SLUICE_KNOWN_TYPES="echo") as p:
-        keys = {}
-        for tenant in ("acme", "beta"):
-            made = p.http.post("/v1/admin/keys", json={"tenant": tenant, "role": "member", "name": tenant},
-                               headers={"Authorization": f"Bearer {ADMIN_KEY}"})
-            assert made.status_code == 201, made.text
-            keys[tenant] = {"Authorization": f"Bearer {made.json()['key']}"}
+        keys = member_keys(p, ADMIN_KEY, "acme", "beta")
         yield p, keys
 
 

@@ -145,6 +145,30 @@ TEST_CASE("submit: a concurrency key, its limit 1 unless given, bounded and chec
     CHECK(sluice::valid_concurrency("k", 1000));
 }
 
+TEST_CASE("submit: options.webhook, its events the terminal ones unless given, checked with stable codes") {
+    CHECK(submit_ok(R"({"type": "a"})").webhook_url.empty());
+    const Submit plain = submit_ok(R"({"type": "a", "options": {"webhook": {"url": "https://h.example/x?y=1"}}})");
+    CHECK(plain.webhook_url == "https://h.example/x?y=1");
+    CHECK(plain.webhook_events == std::vector<std::string>{"succeeded", "failed", "canceled"});
+    const Submit some = submit_ok(R"({"type": "a", "options": {"webhook": {"url": "http://h.example", "events": ["queued"]}}})");
+    CHECK(some.webhook_events == std::vector<std::string>{"queued"});
+    auto code_of = [](const std::string& body) {
+        auto parsed = parse_submit(body, ID);
+        REQUIRE(std::holds_alternative<sluice::api::ApiError>(parsed));
+        return std::get<sluice::api::ApiError>(parsed).code;
+    };
+    CHECK(code_of(R"({"type": "a", "options": {"webhook": {"url": "http://127.0.0.1/"}}})") == "webhook_target_refused");
+    CHECK(code_of(R"({"type": "a", "options": {"webhook": {"url": "gopher://h.example/"}}})") == "invalid_webhook_url");
+    CHECK(code_of(R"({"type": "a", "options": {"webhook": {"url": "http://h.example/", "events": ["x"]}}})") ==
+          "invalid_webhook_events");
+    CHECK(code_of(R"({"type": "a", "options": {"webhook": "http://h.example/"}})") == "invalid_request");
+    const auto loopback = std::vector<sluice::webhooks::Net>{sluice::webhooks::Net{{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127},
+                                                                                  104}};
+    CHECK(std::holds_alternative<Submit>(parse_submit(R"({"type": "a", "options": {"webhook": {"url": "http://127.0.0.1/"}}})",
+                                                      ID, std::nullopt, sluice::limits::DEFAULT_MAX_INPUT,
+                                                      sluice::api::wall_now_ms(), nullptr, loopback)));
+}
+
 TEST_CASE("submit: nesting deeper than the limit is refused, at the limit it is fine") {
     auto nested = [](int depth) {
         return R"({"type": "a", "input": )" + std::string(depth, '[') + std::string(depth, ']') + "}";
@@ -226,6 +250,12 @@ TEST_CASE("request hash: canonical, pinned, and sensitive to what matters") {
              R"({"type": "echo", "input": {"a": null, "b": [1, "x"]}, "options": {"concurrency_key": "l"}})",
              R"({"type": "echo", "input": {"a": null, "b": [1, "x"]},
                  "options": {"concurrency_key": "k", "concurrency_limit": 2}})",
+             R"({"type": "echo", "input": {"a": null, "b": [1, "x"]},
+                 "options": {"webhook": {"url": "https://h.example/1"}}})",
+             R"({"type": "echo", "input": {"a": null, "b": [1, "x"]},
+                 "options": {"webhook": {"url": "https://h.example/2"}}})",
+             R"({"type": "echo", "input": {"a": null, "b": [1, "x"]},
+                 "options": {"webhook": {"url": "https://h.example/1", "events": ["failed"]}}})",
              R"({"type": "echo"})",
              R"({"type": "echo", "input": "1"})",
              R"({"type": "echo", "input": 1})",

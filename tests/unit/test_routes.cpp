@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cctype>
 #include <set>
+#include <vector>
 #include <string>
 
 using namespace sluice::api;
@@ -74,6 +75,13 @@ TEST_CASE("routing: found, 404, 405 with Allow") {
     m = match_route("DELETE", "/v1/dead");
     CHECK(m.kind == RouteMatch::METHOD_NOT_ALLOWED);
     CHECK(m.allow == "GET");
+    // The secret's path is its own route, before an endpoint id.
+    m = match_route("POST", "/v1/webhooks/secret");
+    CHECK(m.kind == RouteMatch::FOUND);
+    CHECK(m.route->pattern == "/v1/webhooks/secret");
+    m = match_route("DELETE", "/v1/webhooks/wh_0123456789abcdef01234567");
+    CHECK(m.kind == RouteMatch::FOUND);
+    CHECK(m.job_id == "wh_0123456789abcdef01234567");
 }
 
 TEST_CASE("the table: one handler per route, no (method, pattern) twice") {
@@ -82,7 +90,7 @@ TEST_CASE("the table: one handler per route, no (method, pattern) twice") {
         CHECK(static_cast<bool>(route.handler));
         CHECK_MESSAGE(seen.emplace(route.method, route.pattern).second, route.method << " " << route.pattern);
     }
-    CHECK(seen.size() == 19);
+    CHECK(seen.size() == 25);
 }
 
 TEST_CASE("who may use each route: health for anybody, key management for admins, reads by token") {
@@ -98,6 +106,10 @@ TEST_CASE("who may use each route: health for anybody, key management for admins
     CHECK(access_of("GET", "/v1/workers") == Access::MEMBER);
     CHECK(access_of("GET", "/v1/types") == Access::MEMBER);
     CHECK(access_of("GET", "/v1/jobs") == Access::MEMBER);
+    for (const auto& [method, path] : std::vector<std::pair<std::string_view, std::string_view>>{
+             {"GET", "/v1/jobs/x/webhooks"}, {"POST", "/v1/webhooks"}, {"GET", "/v1/webhooks"},
+             {"DELETE", "/v1/webhooks/x"}, {"GET", "/v1/webhooks/secret"}, {"POST", "/v1/webhooks/secret"}})
+        CHECK(access_of(method, path) == Access::MEMBER);
     CHECK(access_of("GET", "/v1/jobs/x/events") == Access::READER);
     CHECK(access_of("GET", "/v1/jobs/x/result") == Access::READER);
     CHECK(access_of("GET", "/v1/ws") == Access::READER);
