@@ -24,9 +24,8 @@ PYTHON = [sys.executable, "-m", "sluice.console"]
 
 def sluice(site, *args: str, input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Runs `sluice ARGS` with SLUICE_URL pointing at the pipeline."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT / "python_workers"), "SLUICE_URL": site.url,
-                "COLUMNS": "200", **(env or {})}
-    full_env.pop("SLUICE_API_KEY", None)
+    full_env = {k: v for k, v in os.environ.items() if k != "SLUICE_API_KEY"}
+    full_env.update(PYTHONPATH=str(ROOT / "python_workers"), SLUICE_URL=site.url, COLUMNS="200", **(env or {}))
     return subprocess.run([*PYTHON, *args], input=input, capture_output=True, text=True, env=full_env, timeout=120)
 
 
@@ -81,14 +80,16 @@ def test_watch_exits_1_for_a_failed_job(site):
     assert last["event"] == "failed"
 
 
-def test_watch_on_a_terminal_draws_a_progress_bar(site):
-    job = site.submit("drip", {"count": 5, "pause_ms": 100})
+def in_terminal(site, *args: str) -> tuple[int, str]:
+    """Runs `sluice ARGS` on a pseudo-terminal (so it draws its live display); returns its exit
+    status and all it wrote."""
     pid, fd = pty.fork()
     if pid == 0:
+        os.environ.pop("SLUICE_API_KEY", None)
         os.environ.update(PYTHONPATH=str(ROOT / "python_workers"), SLUICE_URL=site.url, COLUMNS="100", TERM="xterm")
-        os.execv(sys.executable, [*PYTHON, "watch", job["id"]])
+        os.execv(sys.executable, [*PYTHON, *args])
     output = b""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if select.select([fd], [], [], 1)[0]:
             try:
@@ -99,8 +100,14 @@ def test_watch_on_a_terminal_draws_a_progress_bar(site):
                 break
             output += data
     _, status = os.waitpid(pid, 0)
-    text = output.decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, text
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def test_watch_on_a_terminal_draws_a_progress_bar(site):
+    job = site.submit("drip", {"count": 5, "pause_ms": 100})
+    status, text = in_terminal(site, "watch", job["id"])
+    assert status == 0, text
     assert "c0 c1 c2 c3 c4" in text and "━" in text                 # the text above the bar
     assert "succeeded" in text and "100%" in text
 
