@@ -25,7 +25,7 @@ PYTHON = [sys.executable, "-m", "sluice.console"]
 def sluice(site, *args: str, input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Runs `sluice ARGS` with SLUICE_URL pointing at the pipeline."""
     full_env = {k: v for k, v in os.environ.items() if k != "SLUICE_API_KEY"}
-    full_env.update(PYTHONPATH=str(ROOT / "python_workers"), SLUICE_URL=site.url, COLUMNS="200", **(env or {}))
+    full_env.update({"PYTHONPATH": str(ROOT / "python_workers"), "SLUICE_URL": site.url, "COLUMNS": "200", **(env or {})})
     return subprocess.run([*PYTHON, *args], input=input, capture_output=True, text=True, env=full_env, timeout=120)
 
 
