@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from pipeline import ROOT, running_pipeline
-from sluice.client import (AsyncClient, Client, IdempotencyConflict, InputTooLarge, InvalidRequest, JobFinished,
+from sluice.client import (AsyncClient, BodyTooLarge, Client, IdempotencyConflict, InputTooLarge, InvalidRequest, JobFinished,
                            JobNotDead, JobNotFound, KeyNotFound, MethodNotAllowed, NotFound, RetryPolicy,
-                           UnknownJobType, WaitTimeout)
+                           OutcomeUnknown, UnknownJobType, WaitTimeout)
 
 E2E = Path(__file__).resolve().parent
 
@@ -237,6 +237,8 @@ def test_error_codes_map_to_their_exceptions(client):
     assert "priority" in caught.value.message
     with pytest.raises(InputTooLarge):
         client.submit("echo", "x" * 600_000)
+    with pytest.raises(BodyTooLarge):
+        client.submit("echo", "x" * 1_100_000)
     with pytest.raises(InvalidRequest):
         list(client.list_jobs(status="bogus"))
     with pytest.raises(KeyNotFound):
@@ -286,6 +288,9 @@ def test_a_submit_retried_after_outcome_unknown_makes_one_job(tmp_path, request)
         http = httpx.Client(base_url=p.url, timeout=30, event_hooks={"response": [record]})
         with Client(http=http, retry_policy=RetryPolicy(max_retries=20, backoff_s=0.2, max_backoff_s=1)) as client:
             os.kill(p.broker.pid, signal.SIGSTOP)
+            with Client(p.url, retry_policy=RetryPolicy(max_retries=0)) as once, pytest.raises(OutcomeUnknown) as caught:
+                once.submit("echo", {"gave up": True}, idempotency_key="given-up")
+            assert caught.value.status == 503 and caught.value.retry_after >= 1
             resume = threading.Timer(2.0, os.kill, (p.broker.pid, signal.SIGCONT))
             resume.start()
             try:
@@ -293,7 +298,10 @@ def test_a_submit_retried_after_outcome_unknown_makes_one_job(tmp_path, request)
             finally:
                 resume.join()
                 os.kill(p.broker.pid, signal.SIGCONT)
-            listed = list(client.list_jobs(type="echo"))
+            listed = [j.id for j in client.list_jobs(type="echo")]
+        with Client(p.url) as other:
+            # The submit given up on reached the broker: its job was stored once it resumed.
+            given_up = other.submit("echo", {"gave up": True}, idempotency_key="given-up").id
     assert answers[0][0] == 503 and answers[-1][0] == 202, answers
     assert len({key for _, key in answers}) == 1, "every retry carries the same Idempotency-Key"
-    assert [j.id for j in listed] == [job.id], "one job, however many retries"
+    assert sorted(listed) == sorted([job.id, given_up]), "one job, however many retries"

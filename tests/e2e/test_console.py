@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -83,6 +84,11 @@ def test_watch_exits_1_for_a_failed_job(site):
 def in_terminal(site, *args: str) -> tuple[int, str]:
     """Runs `sluice ARGS` on a pseudo-terminal (so it draws its live display); returns its exit
     status and all it wrote."""
+    return in_terminal_until(site, None, *args)
+
+
+def in_terminal_until(site, interrupt_after: str | None, *args: str) -> tuple[int, str]:
+    """in_terminal(), sending Ctrl-C (SIGINT) once the output shows `interrupt_after`."""
     pid, fd = pty.fork()
     if pid == 0:
         os.environ.pop("SLUICE_API_KEY", None)
@@ -99,6 +105,9 @@ def in_terminal(site, *args: str) -> tuple[int, str]:
             if not data:
                 break
             output += data
+            if interrupt_after is not None and interrupt_after.encode() in output:
+                os.kill(pid, signal.SIGINT)
+                interrupt_after = None
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
@@ -144,6 +153,12 @@ def test_workers_queues_and_top(site):
         assert "queues" in json.loads(ok(queues))
     top = ok(sluice(site, "top", "--count", "2", "--interval", "0.2"))
     assert "workers" in top and report["workers"][0]["name"] in top
+
+
+def test_top_ends_on_ctrl_c(site):
+    status, text = in_terminal_until(site, "workers (", "top", "--interval", "0.2")
+    assert status == 0, text
+    assert "queues" in text and "workers (" in text
 
 
 def test_errors_print_their_code_on_stderr(site):
