@@ -4,18 +4,11 @@ import asyncio
 
 from sluice import task
 
-# Seconds a task waits before its first chunk. The broker stores a loop turn's job starts as one
-# batch after the turn, but a CHUNK as it comes: a chunk sent right after the JOB arrived can
-# reach the broker in the same turn and is dropped as stale ("dropped stale event"), so the
-# tests, which count every chunk, let the start be stored first.
-FIRST_CHUNK_DELAY_S = 0.2
-
 
 @task("drip")
 async def drip(input, ctx):
     """Emits `count` chunks "c0 ", "c1 ", ... with a progress event after each, `pause_ms` apart."""
     count = input["count"]
-    await asyncio.sleep(FIRST_CHUNK_DELAY_S)
     for i in range(count):
         await ctx.emit(f"c{i} ")
         await ctx.progress((i + 1) / count, f"chunk {i + 1} of {count}")
@@ -27,7 +20,6 @@ async def drip(input, ctx):
 async def flaky_stream(input, ctx):
     """Streams "Hel", "lo" and fails on its first attempt; streams "Hello", " world" and
     succeeds on the next one."""
-    await asyncio.sleep(FIRST_CHUNK_DELAY_S)
     if ctx.attempt == 1:
         await ctx.emit("Hel")
         await ctx.emit("lo")
