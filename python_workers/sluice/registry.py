@@ -32,13 +32,13 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import sys
 import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-import pydantic
-
-from .protocol import MAX_SCHEMA_BYTES
+if typing.TYPE_CHECKING:
+    import pydantic
 
 # Job type names the broker accepts (common/names.hpp, valid_job_type): 1-128 of letters, digits and _.:-
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -80,6 +80,8 @@ class TaskRegistry:
         model = input_model(fn)
         schema = ""
         if model is not None:
+            from .protocol import MAX_SCHEMA_BYTES  # a typed handler's worker has the codec
+
             schema = json.dumps(model.model_json_schema(), separators=(",", ":"), sort_keys=True)
             if len(schema.encode()) > MAX_SCHEMA_BYTES:
                 raise ValueError(f"task {name!r}: the JSON Schema of {model.__name__} is "
@@ -119,14 +121,20 @@ def input_model(fn: Callable[..., Any]) -> type[pydantic.BaseModel] | None:
         hint = typing.get_type_hints(target).get(first.name) if first is not None else None
     except (TypeError, ValueError, NameError):
         return None
-    return hint if isinstance(hint, type) and issubclass(hint, pydantic.BaseModel) else None
+    # pydantic is imported here only if something imported it: a model's module did, so without
+    # it no annotation can be a model, and a client-only install never needs it.
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is None or not isinstance(hint, type):
+        return None
+    return hint if issubclass(hint, pydantic.BaseModel) else None
 
 
 def as_plain(value: Any) -> Any:
     """Returns a typed handler's input as plain data: a model as the dict of the fields its input
     gave (defaults left out), anything else unchanged. Lets a handler keep one code path for the
     model the worker passes and a dict passed by a direct call."""
-    if isinstance(value, pydantic.BaseModel):
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
         return value.model_dump(exclude_unset=True)
     return value
 
