@@ -123,6 +123,7 @@ void Broker::run(int stop_fd) {
         redis_.maintain(now);
         if (was_connected_ && !redis_.connected()) {
             log::warn("Redis connection lost: dispatch paused, submits answer 503 until it is back");
+            scripts_sent_.clear();  // the next Redis may not have them cached
             sync_ = Sync::NONE;
             resync_backoff_ = std::chrono::milliseconds(0);
             resync_at_ = {};
@@ -187,16 +188,20 @@ void Broker::handle_waiting(zmq::socket_t& socket, const char* side, void (Broke
 bool Broker::eval(const std::string& script, std::vector<std::string> keys, std::vector<std::string> args,
                   RedisLink::Callback done) {
     // EVALSHA: Redis runs the script it already compiled, and the script's text (up to 2 KB)
-    // stays off the wire. After a Redis restart its script cache is empty: NOSCRIPT, and the
-    // same call goes again as EVAL, which caches it again.
+    // stays off the wire. A script's first call on a connection goes as EVAL, which caches it:
+    // Redis runs a connection's commands in order, so every EVALSHA after it finds it. (Waiting
+    // for a NOSCRIPT to send the EVAL would let a later call of another script overtake it: a
+    // job's first chunk stored after its result, and dropped.) A cache flushed behind the
+    // connection's back still answers NOSCRIPT, and the same call goes again as EVAL.
     auto sha = script_sha_.find(&script);
     if (sha == script_sha_.end()) sha = script_sha_.emplace(&script, sha1_hex(script)).first;
     // The arguments (every job's input or result in a batch) are moved, never copied: into
     // argv, and argv into the callback that may need it again for the EVAL.
     std::vector<std::string> argv;
     argv.reserve(3 + keys.size() + args.size());
-    argv.push_back("EVALSHA");
-    argv.push_back(sha->second);
+    const bool cached = scripts_sent_.insert(&script).second == false;
+    argv.push_back(cached ? "EVALSHA" : "EVAL");
+    argv.push_back(cached ? sha->second : script);
     argv.push_back(std::to_string(keys.size()));
     std::move(keys.begin(), keys.end(), std::back_inserter(argv));
     std::move(args.begin(), args.end(), std::back_inserter(argv));
@@ -212,7 +217,9 @@ bool Broker::eval(const std::string& script, std::vector<std::string> keys, std:
         }
         done(r);
     };
-    return redis_.command(views, std::move(retry));
+    const bool sent = redis_.command(views, std::move(retry));
+    if (!sent && !cached) scripts_sent_.erase(&script);
+    return sent;
 }
 
 bool Broker::eval_on_job(const std::string& script, const std::string& job_id, std::vector<std::string> args,

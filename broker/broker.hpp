@@ -28,6 +28,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace sluice::broker {
@@ -211,6 +212,7 @@ private:
     WorkerPool workers_;
     JobTable jobs_;  // running attempts and delayed retries; after workers_, whose credit it keeps
     std::unordered_map<const std::string*, std::string> script_sha_;
+    std::unordered_set<const std::string*> scripts_sent_;  // called on this Redis connection already
     Sync sync_ = Sync::NONE;
     bool served_ = false;  // synced once: from then on the sockets are served, Redis up or not
     // Resync backoff: zero until a resync fails, then doubling; no resync before resync_at_.
