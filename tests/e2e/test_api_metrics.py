@@ -1,17 +1,14 @@
 """GET /metrics: the api's requests by route and status with latency histograms, its open event
 streams, and the broker's job counts, queues, workers and Redis script latency; promtool accepts
 it; no job id in it; admin only when auth is on."""
-import json
-import re
-import shutil
 import socket
-import subprocess
 import time
 import uuid
 
 import pytest
 
-from pipeline import ROOT, running_pipeline
+from pipeline import running_pipeline
+from prometheus_text import HAVE_PROMTOOL, dashboard_metrics, promtool_check, series_names, value
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +27,6 @@ def scrape(p) -> str:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     return response.text
-
-
-def value(text: str, series: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"no {series} in:\n{text}")
 
 
 def wait_value(p, series: str, wanted: float, timeout: float = 10) -> str:
@@ -106,20 +96,9 @@ def test_no_job_id_is_a_label(p):
     assert job not in scrape(p)
 
 
-def dashboard_metrics(prefix: str) -> set[str]:
-    """The metric names starting with `prefix` that deploy/grafana/sluice.json queries."""
-    dashboard = json.loads((ROOT / "deploy" / "grafana" / "sluice.json").read_text())
-    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
-    return {name for expr in exprs for name in re.findall(rf"\b{prefix}\w+", expr)}
-
-
-def series_names(text: str) -> set[str]:
-    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
-
-
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) is not installed")
+@pytest.mark.skipif(not HAVE_PROMTOOL, reason="promtool (Debian prometheus) is not installed")
 def test_promtool_accepts_the_metrics(p):
-    check = subprocess.run(["promtool", "check", "metrics"], input=scrape(p), capture_output=True, text=True)
+    check = promtool_check(scrape(p))
     assert check.returncode == 0, check.stdout + check.stderr
 
 

@@ -1,9 +1,6 @@
 """sluice-worker --metrics-port: Prometheus metrics of a Python worker (jobs by type and outcome,
 durations, in flight, model tokens and their speed), accepted by promtool, with no job ids in
 them; bad ports refused at start."""
-import json
-import re
-import shutil
 import socket
 import subprocess
 import time
@@ -11,13 +8,15 @@ import time
 import httpx
 import pytest
 
-from pipeline import ROOT, VENV_BIN, free_port, running_pipeline
+from pipeline import VENV_BIN, free_port, running_pipeline
+from prometheus_text import HAVE_PROMTOOL, dashboard_metrics, promtool_check, series_names, value
 
 
 @pytest.fixture(scope="module")
 def scraped(tmp_path_factory, request):
     """Runs an echo, a failing job, a canceled sleep and a sentiment (a model call) on a worker
-    with metrics; returns (the job ids, the scraped text, the metrics port)."""
+    with metrics; returns (the job ids, the metrics while the sleep ran, the metrics after, the
+    metrics port, the attempts each job took)."""
     port = free_port()
     with running_pipeline(tmp_path_factory.mktemp("metrics"), lambda: request.session.testsfailed) as p:
         p.start_worker("python", SLUICE_WORKER_METRICS_PORT=str(port))
@@ -27,6 +26,9 @@ def scraped(tmp_path_factory, request):
                p.submit("sentiment", {"text": "What a wonderful day."})["id"]]
         for job_id in ids:
             p.wait_result(job_id, timeout=120)
+        # Each attempt counts (a loaded machine can starve a worker's heartbeats: the job is
+        # handed out again, and both attempts end on this worker).
+        attempts = [p.http.get(f"/v1/jobs/{job_id}").json()["attempts"] for job_id in ids]
         sleeping = p.submit("sleep", {"ms": 60000})["id"]
         deadline = time.monotonic() + 10
         while p.http.get(f"/v1/jobs/{sleeping}").json()["status"] != "running":
@@ -39,28 +41,21 @@ def scraped(tmp_path_factory, request):
                 text := httpx.get(f"http://127.0.0.1:{port}/metrics").text):
             assert time.monotonic() < deadline, text
             time.sleep(0.1)
-        yield [*ids, sleeping], running, text, port
-
-
-def value(text: str, series: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"no {series} in:\n{text}")
+        yield [*ids, sleeping], running, text, port, attempts
 
 
 def test_jobs_are_counted_by_type_and_outcome(scraped):
-    _, running, text, _ = scraped
-    assert value(text, 'sluice_worker_jobs_total{outcome="succeeded",type="echo"}') == 1
-    assert value(text, 'sluice_worker_jobs_total{outcome="failed",type="fail"}') == 1
-    assert value(text, 'sluice_worker_jobs_total{outcome="succeeded",type="sentiment"}') == 1
+    _, running, text, _, (echo, fail, sentiment) = scraped
+    assert value(text, 'sluice_worker_jobs_total{outcome="succeeded",type="echo"}') == echo
+    assert value(text, 'sluice_worker_jobs_total{outcome="failed",type="fail"}') == fail
+    assert value(text, 'sluice_worker_jobs_total{outcome="succeeded",type="sentiment"}') == sentiment
     assert value(running, 'sluice_worker_jobs_in_flight{type="sleep"}') == 1
     assert value(text, 'sluice_worker_jobs_in_flight{type="sleep"}') == 0
-    assert value(text, 'sluice_worker_job_duration_seconds_count{type="echo"}') == 1
+    assert value(text, 'sluice_worker_job_duration_seconds_count{type="echo"}') == echo
 
 
 def test_model_calls_count_tokens_and_their_speed(scraped):
-    _, _, text, _ = scraped
+    _, _, text, _, _ = scraped
     model = 'model="SmolLM2-135M-Instruct"'
     assert value(text, f'sluice_worker_model_tokens_total{{kind="prompt",{model}}}') > 0
     assert value(text, f'sluice_worker_model_tokens_total{{kind="completion",{model}}}') > 0
@@ -68,36 +63,25 @@ def test_model_calls_count_tokens_and_their_speed(scraped):
 
 
 def test_no_job_id_is_a_label(scraped):
-    ids, _, text, _ = scraped
+    ids, _, text, _, _ = scraped
     assert not any(job_id in text for job_id in ids)
 
 
-def dashboard_metrics(prefix: str) -> set[str]:
-    """The metric names starting with `prefix` that deploy/grafana/sluice.json queries."""
-    dashboard = json.loads((ROOT / "deploy" / "grafana" / "sluice.json").read_text())
-    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
-    return {name for expr in exprs for name in re.findall(rf"\b{prefix}\w+", expr)}
-
-
-def series_names(text: str) -> set[str]:
-    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
-
-
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) is not installed")
+@pytest.mark.skipif(not HAVE_PROMTOOL, reason="promtool (Debian prometheus) is not installed")
 def test_promtool_accepts_the_metrics(scraped):
-    _, _, text, _ = scraped
-    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    _, _, text, _, _ = scraped
+    check = promtool_check(text)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_the_grafana_dashboard_queries_only_metrics_the_worker_serves(scraped):
-    _, _, text, _ = scraped
+    _, _, text, _, _ = scraped
     wanted = dashboard_metrics("sluice_worker_")
     assert wanted and wanted <= series_names(text), wanted - series_names(text)
 
 
 def test_the_metrics_port_listens_on_loopback_only(scraped):
-    *_, port = scraped
+    _, _, _, port, _ = scraped
     listening = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout
     assert [line.split()[3] for line in listening.splitlines()] == [f"127.0.0.1:{port}"]
 
