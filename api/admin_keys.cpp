@@ -92,7 +92,7 @@ awaitable<Outcome> create_key(ShardContext& ctx, const RouteRequest& req) {
         co_return error_result(errors::INVALID_REQUEST, "there are " + std::to_string(MAX_KEYS) +
                                                             " keys already, the most Sluice keeps: revoke some first");
     const NewKey made = make_key();
-    const std::int64_t created = epoch_ms();
+    const std::int64_t created = wall_now_ms();
     std::vector<std::vector<std::string>> commands;
     commands.push_back(args("HSET", keys::api_key(made.id), "hash", made.hash, "tenant", wanted.tenant, "role",
                             std::string(role_name(wanted.role)), "name", wanted.name, "created_ms",

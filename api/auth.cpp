@@ -89,7 +89,7 @@ awaitable<std::variant<Principal, HttpResult>> authenticate(ShardContext& ctx, c
         if (!key) co_return unauthenticated("Authorization must be 'Bearer <API key>'", "Bearer");
         who = co_await by_key(ctx, *key);
     } else if (const auto token = target.query.find("token"); token != target.query.end()) {
-        if (access != Access::READER || !token_opens(ctx.config.token_secret, token->second, token_job, epoch_s()))
+        if (access != Access::READER || !token_opens(ctx.config.token_secret, token->second, token_job, wall_now_ms() / 1000))
             co_return unauthenticated("the read token is not valid for this request, or has expired",
                                       "Bearer error=\"invalid_token\"");
         who = Principal{Role::JOB_READER, "", "", Rates{}};

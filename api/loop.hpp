@@ -16,7 +16,6 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
-#include <cstdint>
 #include <exception>
 #include <iterator>
 #include <string>
@@ -29,13 +28,6 @@ namespace asio = boost::asio;
 template <class T = void>
 using awaitable = asio::awaitable<T>;
 using Clock = std::chrono::steady_clock;
-
-// Wall-clock time since the Unix epoch: what Redis records, tokens and deadlines hold.
-inline std::int64_t epoch_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-inline std::int64_t epoch_s() { return epoch_ms() / 1000; }
 
 // The completion handler of a spawned coroutine: logs an exception that escaped it, where it
 // was spawned.

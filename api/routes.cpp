@@ -51,7 +51,7 @@ awaitable<std::optional<HttpResult>> hidden_job(ShardContext& ctx, const Princip
 }
 
 std::int64_t token_expiry(const ShardContext& ctx) {
-    return epoch_s() + std::chrono::duration_cast<std::chrono::seconds>(ctx.config.read_token_ttl).count();
+    return wall_now_ms() / 1000 + std::chrono::duration_cast<std::chrono::seconds>(ctx.config.read_token_ttl).count();
 }
 
 // GET /healthz: the process is up.

@@ -27,7 +27,7 @@ constexpr auto SHUTDOWN_POLL = std::chrono::milliseconds(20);
 // Pushes the deadline of every job this shard's clients follow (followers.hpp). A renewal
 // that fails is retried by the next tick; the grace (2 s at least) outlasts a missed one.
 awaitable<void> renew_followed(ShardContext& ctx) {
-    for (auto& command : ctx.followers.renewals(epoch_ms())) {
+    for (auto& command : ctx.followers.renewals(wall_now_ms())) {
         const RedisValue reply = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
         if (!reply.ok()) co_return;
     }

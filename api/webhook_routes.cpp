@@ -61,7 +61,7 @@ awaitable<Outcome> create_webhook(ShardContext& ctx, const RouteRequest& req) {
     const WebhookSpec& spec = std::get<WebhookSpec>(parsed);
     const json record = {{"id", make_webhook_id()},     {"url", spec.url},
                          {"events", spec.events},        {"secret", make_webhook_secret()},
-                         {"created_ms", epoch_ms()}};
+                         {"created_ms", wall_now_ms()}};
     std::vector<std::string> add = args("EVAL", std::string(ADD_ENDPOINT), "1", keys::webhook_endpoints(req.principal.tenant),
                                         std::to_string(webhooks::MAX_ENDPOINTS), record["id"].get<std::string>(),
                                         dump_json(record));

@@ -60,7 +60,9 @@ inline std::string key_names() {
 //   fields' bytes are added to the job's `bytes`.
 //   webhook_deliveries: for a lifecycle event, adds one entry to the webhook stream per target
 //   that wants it: the job's own webhook ('job') and each default endpoint of its tenant (by
-//   id); nothing for a job and tenant without webhooks, or for progress and chunk events.
+//   id); nothing for a job and tenant without webhooks, or for progress and chunk events. A
+//   caller that knows the job's {tenant, webhook_url or false, webhook_events} passes them as
+//   `j`, else they are read from the job hash.
 //   record: appends one attempt to the job's history (a msgpack array, see PROTOCOL.md).
 //   finish: gives a job that reached a terminal state its time to live (and takes it out of
 //   K.followed: nobody needs to cancel it any more), charges its tenant the bytes it gained
@@ -79,9 +81,9 @@ inline std::string key_names() {
 inline const std::string PRELUDE = key_names() + "local WEBHOOK_STREAM_MAXLEN = " +
                                    std::to_string(WEBHOOK_STREAM_MAXLEN) + "\n" + R"lua(
 local LIFECYCLE = {queued = true, started = true, retrying = true, succeeded = true, failed = true, canceled = true}
-local function webhook_deliveries(id, event, seq, now)
+local function webhook_deliveries(id, event, seq, now, j)
   if not LIFECYCLE[event] then return end
-  local j = redis.call('HMGET', K.job .. id, 'tenant', 'webhook_url', 'webhook_events')
+  j = j or redis.call('HMGET', K.job .. id, 'tenant', 'webhook_url', 'webhook_events')
   local tenant = j[1] or 'default'
   local targets = {}
   if j[2] and string.find(',' .. (j[3] or '') .. ',', ',' .. event .. ',', 1, true) then targets[1] = 'job' end
@@ -262,7 +264,8 @@ for i = 4, #ARGV, STRIDE do
     -- The first event, written directly: a new stream needs no trimming, and nobody can be
     -- watching a job before its id is given out, so there is no notice to publish.
     redis.call('XADD', K.events .. id, '1-1', 'event', first, 'seq', 1, 'ts', now)
-    webhook_deliveries(id, first, 1, now)
+    -- The job's tenant and webhook as just written: no need to read them back.
+    webhook_deliveries(id, first, 1, now, {tenant, ARGV[i + 16] ~= '' and ARGV[i + 16] or false, ARGV[i + 17]})
     out[#out + 1] = 'ok'
   end
 end

@@ -19,8 +19,9 @@ namespace {
 // A file with `text` under /tmp, removed when the test ends.
 struct TempFile {
     explicit TempFile(const std::string& text) {
-        char name[] = "/tmp/sluice-curve-XXXXXX";  // mkstemp replaces the X: a unique name
-        const int fd = mkstemp(name);
+        // mkstemp makes a unique name of a template that ends in six X.
+        std::string name = "/tmp/sluice-curve-" + std::string(6, 'X');
+        const int fd = mkstemp(name.data());
         REQUIRE(fd >= 0);
         close(fd);
         path = name;
