@@ -284,12 +284,17 @@ def test_a_websocket_holds_a_connection_slot(tmp_path, request):
     with running_pipeline(tmp_path, lambda: request.session.testsfailed, env={"SLUICE_API_MAX_CONNECTIONS": "2"}) as p:
         with p.websocket(), p.websocket() as second:
             # The api answers 503 as it accepts and closes: the client reads the answer, or, when
-            # the close reset the connection before its handshake was read, only the close.
-            with pytest.raises((InvalidStatus, ConnectionClosed)) as refused:
-                with p.websocket():
-                    pass
-            if isinstance(refused.value, InvalidStatus):
-                assert refused.value.response.status_code == 503
+            # the close reset the connection before its upgrade was read, only the close. (On a
+            # raw socket: the websockets client can trip on its own assertion after a reset.)
+            with socket.create_connection(p.api_address(), timeout=10) as third:
+                third.sendall(b"GET /v1/ws HTTP/1.1\r\nHost: sluice\r\nUpgrade: websocket\r\n"
+                              b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+                try:
+                    answer = third.recv(4096)
+                except ConnectionResetError:
+                    answer = b""
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 503"), answer
             second.close()
             deadline = time.monotonic() + 5
             while True:  # the slot is free once the api has seen the close
