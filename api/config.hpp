@@ -5,6 +5,7 @@
 #include "curve.hpp"
 #include "limits.hpp"
 #include "redis_login.hpp"
+#include "span_exporter.hpp"
 #include "webhooks.hpp"
 
 #include <algorithm>
@@ -110,6 +111,9 @@ struct ApiConfig {
     // webhook URL may name by address although they are loopback, private or link-local. Empty:
     // none; the deliverer (python_workers/sluice/webhooks.py) reads the same variable.
     std::vector<webhooks::Net> webhook_allow_nets;
+    // SLUICE_OTLP_ENDPOINT: where the submit spans go (span_exporter.hpp); none: no spans. Every
+    // job keeps a traceparent either way.
+    std::optional<trace::ExporterConfig> tracing;
     // SLUICE_LOG_LEVEL: debug, info, warn or error.
     std::string log_level = "info";
 

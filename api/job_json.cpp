@@ -121,6 +121,7 @@ void job_members(JsonWriter& w, const JobHash& hash) {
     time_member(w, "expire_at", field_int(hash_field(hash, "expire_at_ms")));
     text_member(w, "error", hash_field(hash, "error"));
     text_member(w, "error_code", hash_field(hash, "error_code"));
+    text_member(w, "traceparent", hash_field(hash, "traceparent"));
     w.key("redeliveries").integer(field_int(hash_field(hash, "redeliveries")).value_or(0));
 }
 

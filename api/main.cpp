@@ -86,6 +86,7 @@ ApiConfig config_from_env() {
     c.webhook_allow_nets = std::move(*nets);
     c.default_rates.submits_per_s = static_cast<std::uint32_t>(sluice::env_int("SLUICE_KEY_SUBMITS_PER_S", 0, 1000000, 0));
     c.default_rates.requests_per_s = static_cast<std::uint32_t>(sluice::env_int("SLUICE_KEY_REQUESTS_PER_S", 0, 1000000, 0));
+    c.tracing = sluice::trace::exporter_from_env("sluice-api");
     auth_from_env(c);
     return c;
 }
@@ -121,6 +122,7 @@ int main() {
     else
         sluice::log::warn("auth off (SLUICE_AUTH): anyone who reaches {}:{} acts as an admin of tenant 'default'",
                           config.host, port);
+    if (config.tracing) sluice::log::info("tracing: spans go to {}", config.tracing->endpoint);
     if (sluice::env_string("SLUICE_TOKEN_SECRET_FILE", "").empty())
         sluice::log::info("no SLUICE_TOKEN_SECRET_FILE: read tokens open jobs on this api instance only");
 

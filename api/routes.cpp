@@ -9,6 +9,7 @@
 #include "listings.hpp"
 #include "log.hpp"
 #include "queues.hpp"
+#include "trace_context.hpp"
 #include "type_schemas.hpp"
 #include "webhook_routes.hpp"
 
@@ -19,6 +20,9 @@
 
 namespace sluice::api {
 namespace {
+
+// The W3C Trace Context header a submit may carry.
+constexpr char TRACEPARENT_HEADER[] = "traceparent";
 
 // /readyz gives each dependency this long to answer its PING.
 constexpr auto READY_TIMEOUT = std::chrono::milliseconds(1000);
@@ -95,8 +99,35 @@ awaitable<Outcome> metrics(ShardContext& ctx, const RouteRequest&) {
     co_return r;
 }
 
+// The trace a submit continues: its one well-formed traceparent header, or none (W3C Trace
+// Context: a receiver starts a new trace rather than refuse a request over it).
+std::optional<trace::TraceContext> incoming_trace(const Request& http) {
+    const auto headers = http.equal_range(TRACEPARENT_HEADER);
+    if (headers.first == headers.second || std::next(headers.first) != headers.second) return std::nullopt;
+    return trace::parse_traceparent(sv(headers.first->value()));
+}
+
+// Exports the submit's span (`span`, under the caller's `parent` if any), from `start_ns` to now.
+void export_submit_span(ShardContext& ctx, const proto::Submit& submit, const trace::TraceContext& span,
+                        const std::optional<trace::TraceContext>& parent, std::int64_t start_ns, int status) {
+    trace::Span s;
+    s.trace_id = span.trace_id;
+    s.span_id = span.span_id;
+    if (parent) s.parent_span_id = parent->span_id;
+    s.name = "POST /v1/jobs";
+    s.kind = trace::Span::Kind::SERVER;
+    s.start_ns = start_ns;
+    s.end_ns = trace::unix_now_ns();
+    s.attributes = {{"http.request.method", "POST"}, {"http.route", "/v1/jobs"}, {"sluice.job.id", submit.job_id},
+                    {"sluice.job.type", submit.type}, {"sluice.tenant", submit.tenant}};
+    s.int_attributes = {{"http.response.status_code", status}};
+    s.error = status >= 500;
+    ctx.spans->add(std::move(s));
+}
+
 // POST /v1/jobs
 awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
+    const std::int64_t start_ns = trace::unix_now_ns();
     std::optional<std::string_view> key;
     const auto keys = req.http.equal_range(
         boost::beast::string_view(IDEMPOTENCY_HEADER.data(), IDEMPOTENCY_HEADER.size()));
@@ -115,10 +146,15 @@ awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
     submit.tenant = req.principal.tenant;
     submit.key_id = req.principal.key_id;
     submit.submits_per_s = req.principal.rates.submits_per_s;
+    const std::optional<trace::TraceContext> parent = incoming_trace(req.http);
+    const trace::TraceContext span = trace::child_of(parent);
+    submit.traceparent = trace::format_traceparent(span);
     const proto::Reply reply = co_await ctx.broker.request(submit, ctx.config.broker_timeout);
     if (reply.status >= 500)
         log::warn("submit {}: broker answered {} {} {}", submit.job_id, reply.status, reply.code, reply.message);
-    co_return submit_result(submit, reply, ctx.config.token_secret, token_expiry(ctx));
+    HttpResult result = submit_result(submit, reply, ctx.config.token_secret, token_expiry(ctx));
+    if (ctx.spans != nullptr && span.sampled) export_submit_span(ctx, submit, span, parent, start_ns, result.status);
+    co_return result;
 }
 
 // GET /v1/jobs/{id}

@@ -34,7 +34,8 @@ Server::Server(ApiConfig config)
     : config_(std::move(config)),
       connections_({config_.max_connections, config_.max_connections_per_client, config_.reserved_connections(),
                     config_.reserve_client_connections}),
-      metrics_(route_labels()) {}
+      metrics_(route_labels()),
+      spans_(config_.tracing ? std::make_unique<trace::SpanExporter>(*config_.tracing) : nullptr) {}
 
 Server::~Server() {
     shutdown();
@@ -45,7 +46,8 @@ std::uint16_t Server::bind() {
     const int count = std::max(1, config_.threads);
     std::uint16_t port = config_.port;
     for (int i = 0; i < count; ++i) {
-        auto shard = std::make_unique<Shard>(config_, i, connections_, request_limits_, metrics_, zmq_context());
+        auto shard = std::make_unique<Shard>(config_, i, connections_, request_limits_, metrics_, spans_.get(),
+                                             zmq_context());
         // SO_REUSEPORT only when several shards share the port: a lone listener should never
         // share a port picked for it with some other process.
         port = shard->bind(port, count > 1);

@@ -42,6 +42,7 @@ private:
     ConnectionCounts connections_;  // open HTTP connections, all shards
     RateLimits request_limits_;  // requests per second per key, all shards
     ApiMetrics metrics_;  // GET /metrics, all shards
+    std::unique_ptr<trace::SpanExporter> spans_;  // with config_.tracing only; all shards
     std::vector<std::unique_ptr<Shard>> shards_;
     std::vector<std::thread> threads_;
 };

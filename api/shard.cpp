@@ -36,9 +36,8 @@ awaitable<void> renew_followed(ShardContext& ctx) {
 }  // namespace
 
 Shard::Shard(const ApiConfig& config, int index, ConnectionCounts& connections, RateLimits& request_limits,
-             ApiMetrics& metrics,
-             zmq::context_t& zmq_ctx)
-    : ctx_(config, zmq_ctx, request_limits, metrics),
+             ApiMetrics& metrics, trace::SpanExporter* spans, zmq::context_t& zmq_ctx)
+    : ctx_(config, zmq_ctx, request_limits, metrics, spans),
       index_(index),
       acceptor_(ctx_.ioc),
       subscriber_(ctx_.ioc, config.redis_host, config.redis_port, config.redis_login, "subscriber"),

@@ -16,8 +16,7 @@ namespace sluice::api {
 class Shard {
 public:
     Shard(const ApiConfig& config, int index, ConnectionCounts& connections, RateLimits& request_limits,
-          ApiMetrics& metrics,
-          zmq::context_t& zmq_ctx);
+          ApiMetrics& metrics, trace::SpanExporter* spans, zmq::context_t& zmq_ctx);
 
     // Opens the listener on `port` (0 = any). Returns the bound port. Throws std::system_error
     // when the address cannot be bound.

@@ -15,6 +15,7 @@
 #include "redis_client.hpp"
 #include "rate_limits.hpp"
 #include "rate_limited_log.hpp"
+#include "span_exporter.hpp"
 #include "type_schemas.hpp"
 
 #include <zmq.hpp>
@@ -22,10 +23,12 @@
 namespace sluice::api {
 
 struct ShardContext {
-    ShardContext(const ApiConfig& config, zmq::context_t& zmq_ctx, RateLimits& request_limits, ApiMetrics& metrics)
+    ShardContext(const ApiConfig& config, zmq::context_t& zmq_ctx, RateLimits& request_limits, ApiMetrics& metrics,
+                 trace::SpanExporter* spans)
         : config(config),
           request_limits(request_limits),
           metrics(metrics),
+          spans(spans),
           redis(ioc, config.redis_host, config.redis_port, config.redis_login, "commands"),
           broker(ioc, zmq_ctx, config.broker_endpoint, config.broker_keys) {}
     ShardContext(const ShardContext&) = delete;
@@ -35,6 +38,7 @@ struct ShardContext {
     const ApiConfig& config;
     RateLimits& request_limits;  // shared by every shard of this instance
     ApiMetrics& metrics;         // shared by every shard of this instance
+    trace::SpanExporter* spans;  // shared by every shard of this instance; nullptr: no spans
     RedisConnection redis;  // commands: job reads, event reads, PING
     BrokerLink broker;
     Notifier notifier;      // fed by the shard's sluice:notify subscription

@@ -9,6 +9,7 @@
 #include "limits.hpp"
 #include "names.hpp"
 #include "scripts.hpp"
+#include "trace_context.hpp"
 #include "webhooks.hpp"
 
 #include <algorithm>
@@ -110,7 +111,8 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
                                   msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
                                   std::move(msg.request_hash), std::move(msg.key_id), std::move(msg.concurrency_key),
                                   msg.concurrency_limit, msg.disconnect_grace_ms, msg.run_at_ms, msg.expire_at_ms,
-                                  std::move(msg.webhook_url), fmt::format("{}", fmt::join(msg.webhook_events, ","))});
+                                  std::move(msg.webhook_url), fmt::format("{}", fmt::join(msg.webhook_events, ",")),
+                                  std::move(msg.traceparent)});
 }
 
 // The same rules as the api's (common/limits.hpp, common/names.hpp), checked again because any
@@ -119,6 +121,8 @@ std::optional<std::string> Broker::submit_problem(const proto::Submit& msg) cons
     if (!is_uuid(msg.job_id)) return "job_id is not a UUID";
     if (!valid_job_type(msg.type)) return "type is not a job type name";
     if (!valid_tenant(msg.tenant)) return "tenant is not a tenant name";
+    if (!msg.traceparent.empty() && !trace::parse_traceparent(msg.traceparent))
+        return "traceparent is not a W3C traceparent";
     if (msg.key_id.size() > MAX_KEY_ID || !std::all_of(msg.key_id.begin(), msg.key_id.end(), [](char c) {
             return std::isalnum(static_cast<unsigned char>(c));
         }))

@@ -45,17 +45,17 @@ struct SubmitItem {
 
     std::string webhook_url;     // empty for none
     std::string webhook_events;  // comma-joined
+    std::string traceparent;     // empty for none
 
-
-    // Moves input, idempotency key, request hash, key id and the webhook out; job_id, tenant, type
-    // and the concurrency key stay.
+    // Moves input, idempotency key, request hash, key id, the webhook and the traceparent out;
+    // job_id, tenant, type and the concurrency key stay.
     std::array<std::string, STRIDE> take_args() {
         return {job_id, tenant, type, std::move(input), std::to_string(priority),
                 std::to_string(max_attempts), std::to_string(timeout_s),
                 queue_score_arg(priority, enqueued_ms), std::move(idempotency_key),
                 std::move(request_hash), std::move(key_id), concurrency_key, std::to_string(concurrency_limit),
                 std::to_string(disconnect_grace_ms), std::to_string(run_at_ms), std::to_string(expire_at_ms),
-                std::move(webhook_url), std::move(webhook_events)};
+                std::move(webhook_url), std::move(webhook_events), std::move(traceparent)};
     }
 };
 

@@ -16,6 +16,7 @@
 #include "redis_link.hpp"
 #include "refusal_log.hpp"
 #include "schedule.hpp"
+#include "span_exporter.hpp"
 #include "storage_watch.hpp"
 #include "worker_pool.hpp"
 #include "wire.hpp"
@@ -24,6 +25,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -176,6 +178,11 @@ private:
     void start_job(WorkerInfo& worker, const std::string& type, JobQueues::Popped job);
     void flush_starts();
     void started(const StartItem& job, const redisReply* r);
+    // Exports the span of `job`'s wait in its queue, a child of the api's submit span
+    // (`traceparent`), and returns the traceparent the worker's spans descend from: that span's,
+    // or `traceparent` itself when spans are off or the trace is not sampled.
+    std::string dispatch_span(const StartItem& job, const WorkerInfo& worker, std::uint32_t attempt,
+                              const std::string& traceparent);
 
     BrokerConfig config_;
     zmq::context_t context_;
@@ -230,6 +237,7 @@ private:
     Clock::time_point next_metrics_report_{};
     bool abandoning_ = false;  // an ABANDON is in flight
     Clock::time_point next_abandon_{};
+    std::unique_ptr<trace::SpanExporter> spans_;  // with config_.tracing only
 
     // Declared last so it is destroyed first: callbacks it still owes run while the rest lives.
     RedisLink redis_;

@@ -5,6 +5,7 @@
 #include "job_queue.hpp"
 #include "limits.hpp"
 #include "redis_login.hpp"
+#include "span_exporter.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -71,6 +72,8 @@ struct BrokerConfig {
     // sluice:types like a declared type), for deployments whose workers start after the api.
     // Each must pass valid_job_type() (common/names.hpp). Empty: a type is known once declared.
     std::vector<std::string> known_types;                     // SLUICE_KNOWN_TYPES (comma-separated)
+    // Where the broker's spans go (SLUICE_OTLP_ENDPOINT, span_exporter.hpp); none: no spans.
+    std::optional<trace::ExporterConfig> tracing;
     // None: no CURVE, any peer that reaches a socket is served; main.cpp allows that only on
     // endpoints that stay on this host (curve::local_endpoint).
     std::optional<CurveServer> curve;

@@ -113,6 +113,7 @@ int main() {
     if (const long long most = env_int("SLUICE_TENANT_MAX_RUNNING", 1, 1'000'000'000, 0); most > 0)
         config.fair_share.tenant_max_running = static_cast<std::size_t>(most);
     config.curve = env_curve(config);
+    config.tracing = sluice::trace::exporter_from_env("sluice-broker");
 
     // Signals arrive as a readable fd that the loop polls, so shutdown needs no async handler.
     const sigset_t signals = sluice::block_stop_signals();
@@ -130,6 +131,7 @@ int main() {
                               config.curve->worker_keys.size());
         else
             sluice::log::info("CURVE off: any process on this host can reach both sockets (README.md, Security)");
+        if (config.tracing) sluice::log::info("tracing: spans go to {}", config.tracing->endpoint);
         broker.run(stop_fd);
     } catch (const std::exception& e) {
         sluice::log::error("fatal: {}", e.what());

@@ -16,7 +16,29 @@ constexpr std::array<const char*, BrokerMetrics::EVENT_COUNT> EVENT_HELP{
     "Jobs that ended failed (into the dead set)", "Attempts that failed or were lost, their job queued again",
     "Attempts whose worker died or whose lease ran out"};
 
+// Appends histogram `name`'s series for one label value: cumulative buckets, +Inf, sum, count.
+template <std::size_t Bounds>
+void render_histogram(std::string& out, std::string_view name, std::string_view label, std::string_view value,
+                      const std::array<double, Bounds>& bounds, const BrokerMetrics::Histogram<Bounds>& h) {
+    std::uint64_t cumulative = 0;
+    for (std::size_t b = 0; b < Bounds; ++b) {
+        cumulative += h.buckets[b];
+        out += fmt::format("{}_bucket{{{}=\"{}\",le=\"{}\"}} {}\n", name, label, value, bounds[b], cumulative);
+    }
+    out += fmt::format("{0}_bucket{{{1}=\"{2}\",le=\"+Inf\"}} {3}\n{0}_sum{{{1}=\"{2}\"}} {4}\n"
+                       "{0}_count{{{1}=\"{2}\"}} {3}\n",
+                       name, label, value, h.count, h.sum);
+}
+
 }  // namespace
+
+template <std::size_t Bounds>
+void BrokerMetrics::Histogram<Bounds>::observe(const std::array<double, Bounds>& bounds, double seconds) {
+    const auto bucket = std::lower_bound(bounds.begin(), bounds.end(), seconds);
+    if (bucket != bounds.end()) ++buckets[static_cast<std::size_t>(bucket - bounds.begin())];
+    ++count;
+    sum += seconds;
+}
 
 void BrokerMetrics::count(const std::string& type, Event event, std::uint64_t n) {
     auto it = by_type_.find(type);
@@ -26,12 +48,15 @@ void BrokerMetrics::count(const std::string& type, Event event, std::uint64_t n)
 
 void BrokerMetrics::script_took(std::string_view script, Clock::duration elapsed) {
     auto it = scripts_.find(script);
-    if (it == scripts_.end()) it = scripts_.emplace(std::string(script), Latency{}).first;
-    const double seconds = std::chrono::duration<double>(elapsed).count();
-    const auto bucket = std::lower_bound(BUCKETS.begin(), BUCKETS.end(), seconds);
-    if (bucket != BUCKETS.end()) ++it->second.buckets[static_cast<std::size_t>(bucket - BUCKETS.begin())];
-    ++it->second.count;
-    it->second.sum += seconds;
+    if (it == scripts_.end()) it = scripts_.emplace(std::string(script), Histogram<BUCKETS.size()>{}).first;
+    it->second.observe(BUCKETS, std::chrono::duration<double>(elapsed).count());
+}
+
+void BrokerMetrics::queue_waited(const std::string& type, std::int64_t waited_ms) {
+    auto it = waits_.find(type);
+    if (it == waits_.end()) it = waits_.emplace(type, Histogram<WAIT_BUCKETS.size()>{}).first;
+    // A clock step can make a wait look negative: it counts as none.
+    it->second.observe(WAIT_BUCKETS, static_cast<double>(std::max<std::int64_t>(waited_ms, 0)) / 1000.0);
 }
 
 std::string BrokerMetrics::render(const Now& now) const {
@@ -56,18 +81,12 @@ std::string BrokerMetrics::render(const Now& now) const {
         now.delayed, now.workers);
     out += "# HELP sluice_broker_redis_script_seconds Time of a Redis script call, reply included, by script.\n"
            "# TYPE sluice_broker_redis_script_seconds histogram\n";
-    for (const auto& [script, latency] : scripts_) {
-        std::uint64_t cumulative = 0;
-        for (std::size_t b = 0; b < BUCKETS.size(); ++b) {
-            cumulative += latency.buckets[b];
-            out += fmt::format("sluice_broker_redis_script_seconds_bucket{{script=\"{}\",le=\"{}\"}} {}\n", script,
-                               BUCKETS[b], cumulative);
-        }
-        out += fmt::format("sluice_broker_redis_script_seconds_bucket{{script=\"{0}\",le=\"+Inf\"}} {1}\n"
-                           "sluice_broker_redis_script_seconds_sum{{script=\"{0}\"}} {2}\n"
-                           "sluice_broker_redis_script_seconds_count{{script=\"{0}\"}} {1}\n",
-                           script, latency.count, latency.sum);
-    }
+    for (const auto& [script, latency] : scripts_)
+        render_histogram(out, "sluice_broker_redis_script_seconds", "script", script, BUCKETS, latency);
+    out += "# HELP sluice_broker_queue_wait_seconds Time from a job's queueing (or requeueing, or its due time) "
+           "to its attempt's start, by type.\n# TYPE sluice_broker_queue_wait_seconds histogram\n";
+    for (const auto& [type, wait] : waits_)
+        render_histogram(out, "sluice_broker_queue_wait_seconds", "type", type, WAIT_BUCKETS, wait);
     return out;
 }
 

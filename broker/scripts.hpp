@@ -14,7 +14,7 @@ namespace sluice::broker::scripts {
 // Arguments per job of the batch scripts (SUBMIT, START, SUCCEED), after their settings
 // (batches.hpp, batch_args).
 
-inline constexpr std::size_t SUBMIT_STRIDE = 18;
+inline constexpr std::size_t SUBMIT_STRIDE = 19;
 inline constexpr std::size_t START_STRIDE = 3;
 inline constexpr std::size_t SUCCEED_STRIDE = 3;
 // Elements per job in the reply of LOAD_QUEUE.
@@ -201,7 +201,7 @@ end
 // none: then the job hash has neither it nor its limit), concurrency limit, disconnect grace ms
 // (0: none; else the job's first deadline in K.followed is now + grace), run_at_ms (0: now),
 // expire_at_ms (0: never), webhook url ('' for none: then the job hash has neither it nor its
-// events), webhook events (comma-joined). A job due later than now is `scheduled` (in
+// events), webhook events (comma-joined), traceparent ('' for none). A job due later than now is `scheduled` (in
 // K.scheduled, first event `scheduled`) instead of queued; a job with a deadline is in
 // K.deadlines until it starts. A job is charged to its tenant at once: JOB_BASE_BYTES plus its
 // input.
@@ -246,6 +246,7 @@ for i = 4, #ARGV, STRIDE do
     if ARGV[i + 16] ~= '' then
       redis.call('HSET', job, 'webhook_url', ARGV[i + 16], 'webhook_events', ARGV[i + 17])
     end
+    if ARGV[i + 18] ~= '' then redis.call('HSET', job, 'traceparent', ARGV[i + 18]) end
     local run_at, expire_at = ARGV[i + 14], ARGV[i + 15]
     if expire_at ~= '0' then
       redis.call('HSET', job, 'expire_at_ms', expire_at)
@@ -279,8 +280,8 @@ return out
 // ARGV: now_ms, maxlen, lease grace ms, ttl_s, then START_STRIDE per job: id, worker, type. The
 // running zset scores each job by its lease deadline (now + timeout_s + grace). A job past its
 // expire_at_ms does not start: it ends failed, `expired` (the check at dispatch: no worker ever
-// sees it). Returns one answer per job: {'ok', attempt, input, timeout_s}, {'expired'} or
-// {'not_queued'}.
+// sees it). Returns one answer per job: {'ok', attempt, input, timeout_s, traceparent ('' for
+// none)}, {'expired'} or {'not_queued'}.
 inline const std::string START = PRELUDE + stride(START_STRIDE) + R"lua(
 local now, maxlen, grace, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local out = {}
@@ -296,13 +297,13 @@ for i = 5, #ARGV, STRIDE do
   else
     redis.call('ZREM', K.deadlines, id)
     local attempt = redis.call('HINCRBY', job, 'attempts', 1)
-    local j = redis.call('HMGET', job, 'input', 'timeout_s')
+    local j = redis.call('HMGET', job, 'input', 'timeout_s', 'traceparent')
     redis.call('HSET', job, 'status', 'running', 'started_ms', now, 'worker', worker)
     redis.call('ZREM', K.queue .. ARGV[i + 2], id)
     local deadline = tonumber(now) + 1000 * tonumber(j[2]) + grace
     redis.call('ZADD', K.running, string.format('%.0f', deadline), id)
     add_event(id, maxlen, now, {'event', 'started', 'attempt', attempt, 'worker', worker})
-    out[#out + 1] = {'ok', attempt, j[1], tonumber(j[2])}
+    out[#out + 1] = {'ok', attempt, j[1], tonumber(j[2]), j[3] or ''}
   end
 end
 return out

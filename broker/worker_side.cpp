@@ -7,6 +7,7 @@
 #include "log.hpp"
 #include "names.hpp"
 #include "scripts.hpp"
+#include "trace_context.hpp"
 #include "utf8.hpp"
 
 #include <fmt/ranges.h>
@@ -323,8 +324,30 @@ void Broker::started(const StartItem& job, const redisReply* r) {
                         "lost", true);
     }
     metrics_.count(job.type, BrokerMetrics::STARTED);
-    proto::Job msg{job.job_id, job.type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s};
+    metrics_.queue_waited(job.type, now_ms() - job.enqueued_ms);
+    proto::Job msg{job.job_id, job.type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s,
+                   dispatch_span(job, *worker, attempt, r->elements >= 5 ? reply_text(r->element[4]) : "")};
     send_to_worker(*worker, proto::Command::JOB, proto::encode_body(msg));
+}
+
+std::string Broker::dispatch_span(const StartItem& job, const WorkerInfo& worker, std::uint32_t attempt,
+                                  const std::string& traceparent) {
+    if (!spans_) return traceparent;
+    const std::optional<trace::TraceContext> parent = trace::parse_traceparent(traceparent);
+    if (!parent || !parent->sampled) return traceparent;
+    const trace::TraceContext context = trace::child_of(parent);
+    trace::Span span;
+    span.trace_id = context.trace_id;
+    span.span_id = context.span_id;
+    span.parent_span_id = parent->span_id;
+    span.name = "dispatch " + job.type;
+    span.start_ns = job.enqueued_ms * 1'000'000;
+    span.end_ns = trace::unix_now_ns();
+    span.attributes = {{"sluice.job.id", job.job_id}, {"sluice.job.type", job.type}, {"sluice.worker", worker.name},
+                       {"sluice.tenant", job.owner.tenant}};
+    span.int_attributes = {{"sluice.job.attempt", attempt}};
+    spans_->add(std::move(span));
+    return trace::format_traceparent(context);
 }
 
 }  // namespace sluice::broker

@@ -67,9 +67,10 @@ struct Submit {
     std::uint64_t expire_at_ms = 0;  // when a job not started by then fails as expired; 0: never
     std::string webhook_url;                  // options.webhook.url; empty: none
     std::vector<std::string> webhook_events;  // the lifecycle events it wants; empty without a url
+    std::string traceparent;  // W3C trace context of the api's submit span (trace_context.hpp)
     MSGPACK_DEFINE(req_id, job_id, tenant, type, input, priority, max_attempts, timeout_s,
                    idempotency_key, request_hash, key_id, submits_per_s, concurrency_key, concurrency_limit,
-                   disconnect_grace_ms, run_at_ms, expire_at_ms, webhook_url, webhook_events)
+                   disconnect_grace_ms, run_at_ms, expire_at_ms, webhook_url, webhook_events, traceparent)
 };
 
 struct Cancel {
@@ -123,7 +124,9 @@ struct Job {
     Bytes input;
     std::uint32_t attempt = 0;
     std::uint32_t timeout_s = 0;
-    MSGPACK_DEFINE(job_id, type, input, attempt, timeout_s)
+    // W3C trace context the worker's spans for this attempt descend from; empty for none
+    std::string traceparent;
+    MSGPACK_DEFINE(job_id, type, input, attempt, timeout_s, traceparent)
 };
 
 struct Progress {

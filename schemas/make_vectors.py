@@ -41,20 +41,20 @@ NESTED_INPUT = pack({"text": "Grüße, 世界!", "options": {"top": 5, "ratio": 
 CASES: list[tuple[str, object]] = [
     # SUBMIT
     ("basic", p.Submit(1, "0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10", "default", "echo",
-                       pack({"hello": "world"}), 0, 3, 60, "", "", "", 0, "", 0, 0, 0, 0, "", [])),
+                       pack({"hello": "world"}), 0, 3, 60, "", "", "", 0, "", 0, 0, 0, 0, "", [], "")),
     ("u64 req_id near max, negative priority", p.Submit(
         2**64 - 1, "job-a", "default", "sleep", pack({"ms": 10}), -5, 1, 0, "order-42", "9f86d081884c7d65", "0123456789abcdef", 100,
         "user:42", 1, 10000, 1767225600000, 1767229200000, "https://hooks.example.com/sluice?x=1",
-        ["succeeded", "failed", "canceled"])),
+        ["succeeded", "failed", "canceled"], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")),
     ("priority > 127 and large u32s", p.Submit(
         2**63, "job-b", "tenant-ü", "text_stats", NESTED_INPUT, 200, 2**32 - 1, 2**32 - 1, "clé-ü", "", "admin", 2**32 - 1,
-        "clé-ü", 2**32 - 1, 2**32 - 1, 2**64 - 1, 2**64 - 1, "http://ü.example/", ["queued"])),
+        "clé-ü", 2**32 - 1, 2**32 - 1, 2**64 - 1, 2**64 - 1, "http://ü.example/", ["queued"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")),
     ("priority i64 min, empty strings and empty bin", p.Submit(
-        0, "", "", "", b"", -(2**63), 0, 0, "", "", "", 0, "", 0, 0, 0, 0, "", [])),
+        0, "", "", "", b"", -(2**63), 0, 0, "", "", "", 0, "", 0, 0, 0, 0, "", [], "")),
     ("priority i64 max, 40-byte strings (str8)", p.Submit(
         2**64 - 2, "j" * 40, "t" * 32, "type-" * 8, pack([1, -1, 2**40]), 2**63 - 1, 65536, 300, "k" * 255, "h" * 64, "i" * 32, 65536,
         "c" * 128, 1000, 3600000, 2**32, 0, "https://" + "w" * 40,
-        ["started", "retrying", "succeeded", "failed", "canceled", "queued"])),
+        ["started", "retrying", "succeeded", "failed", "canceled", "queued"], "t" * 55)),
     # CANCEL / PING / REPLY
     ("basic", p.Cancel(42, "0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10")),
     ("basic", p.Retry(43, "0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10")),
@@ -69,9 +69,10 @@ CASES: list[tuple[str, object]] = [
                               ["", "", '{"properties":{"ms":{"type":"integer"}},"type":"object"}', ""])),
     ("no types, non-ASCII name", p.Ready("wörker-ß-東京", "cpp", [], 0, [])),
     # JOB
-    ("basic", p.Job("job-1", "echo", pack("hi"), 1, 30)),
-    ("bin holding a nested msgpack map", p.Job("job-2", "text_stats", NESTED_INPUT, 3, 0)),
-    ("empty input bin, u32 max attempt", p.Job("job-3", "echo", b"", 2**32 - 1, 1)),
+    ("basic", p.Job("job-1", "echo", pack("hi"), 1, 30, "")),
+    ("bin holding a nested msgpack map", p.Job("job-2", "text_stats", NESTED_INPUT, 3, 0,
+                                                         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")),
+    ("empty input bin, u32 max attempt", p.Job("job-3", "echo", b"", 2**32 - 1, 1, "ü")),
     # PROGRESS
     ("fraction 0.25", p.Progress("job-1", 1, 0.25, "a quarter")),
     ("fraction 0.5, empty message", p.Progress("job-1", 2, 0.5, "")),

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import NonRetryableError
 from .metrics import model_callbacks
+from .tracing import model_span_callbacks
 from .models import bind_generation, get_chat_model, model_name
 from .registry import as_plain, task
 
@@ -113,7 +114,7 @@ class UsageRecorder(BaseCallbackHandler):
 
 
 def _config(recorder: UsageRecorder, name: str) -> RunnableConfig:
-    return {"callbacks": [recorder, *model_callbacks()], "run_name": name}
+    return {"callbacks": [recorder, *model_callbacks(), *model_span_callbacks()], "run_name": name}
 
 
 # ---- inputs --------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ or SIGINT reaches every child, which stops gracefully; a child that dies is star
 With --metrics-port (env SLUICE_WORKER_METRICS_PORT) the worker serves Prometheus metrics
 (sluice/metrics.py) at http://ADDRESS:PORT/metrics, ADDRESS 127.0.0.1 unless --metrics-address
 (env SLUICE_WORKER_METRICS_ADDRESS) says otherwise; worker process i of a --processes run serves
-them on PORT + i - 1.
+them on PORT + i - 1. With SLUICE_OTLP_ENDPOINT (a collector's base URL) it exports OpenTelemetry
+spans of each job and model call over OTLP/HTTP (sluice/tracing.py).
 Exit status: 0 after a graceful shutdown, 2 for bad arguments, a module that fails to import or
 a metrics port that cannot be bound.
 """
@@ -42,6 +43,7 @@ import zmq
 
 from . import curve
 from . import protocol as p
+from . import tracing
 from .registry import registry
 from .worker import DEFAULT_BROKER, Worker, WorkerConfig, default_worker_name
 
@@ -195,13 +197,23 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"sluice-worker {args.name}: metrics at http://{args.metrics_address}:"
               f"{args.metrics_port}/metrics", file=sys.stderr, flush=True)
+    try:
+        if tracing.setup(args.name):
+            print(f"sluice-worker {args.name}: spans to {os.environ[tracing.ENDPOINT_ENV]}",
+                  file=sys.stderr, flush=True)
+    except ValueError as exc:
+        print(f"sluice-worker: {exc}", file=sys.stderr)
+        return 2
     config = WorkerConfig(broker=args.broker, name=args.name, concurrency=args.concurrency,
                           grace_period=args.grace_period, max_input_bytes=args.max_input_bytes, curve=args.curve,
                           metrics=metrics)
     print(f"sluice-worker {config.name}: broker {config.broker} (CURVE "
           f"{'on' if config.curve else 'off'}), concurrency "
           f"{config.concurrency}, tasks {', '.join(registry.names())}", file=sys.stderr, flush=True)
-    asyncio.run(serve(Worker(registry, config)))
+    try:
+        asyncio.run(serve(Worker(registry, config)))
+    finally:
+        tracing.shutdown()
     return 0
 
 

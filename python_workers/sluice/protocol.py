@@ -73,9 +73,10 @@ def command_name(command_id: int) -> str:
         return f"UNKNOWN({command_id})"
 
 
-def _wire(kind: str) -> Any:
-    """Declares a dataclass field together with its wire type from messages.json."""
-    return field(metadata={"wire": kind})
+def _wire(kind: str, **default: Any) -> Any:
+    """Declares a dataclass field together with its wire type from messages.json; `default=` for
+    a trailing field that callers may leave out (decoding still requires it)."""
+    return field(metadata={"wire": kind}, **default)
 
 
 U32 = "u32"
@@ -110,6 +111,7 @@ class Submit:
     expire_at_ms: int = _wire(U64)
     webhook_url: str = _wire(STR)
     webhook_events: list[str] = _wire(STR_LIST)
+    traceparent: str = _wire(STR, default="")  # W3C trace context of the api's submit span
 
 
 
@@ -164,6 +166,8 @@ class Job:
     input: bytes = _wire(BIN)
     attempt: int = _wire(U32)
     timeout_s: int = _wire(U32)
+    # W3C trace context the worker's spans for this attempt descend from; "" for none.
+    traceparent: str = _wire(STR, default="")
 
 
 @dataclass

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextvars
 import inspect
 import logging
 import os
@@ -50,6 +51,7 @@ import pydantic
 import zmq
 
 from . import protocol as p
+from . import tracing
 from .context import JobContext, SyncJobContext
 from .curve import ClientKeys
 from .errors import DecodeError, NonRetryableError, SluiceError
@@ -474,21 +476,23 @@ class Worker:
 
     async def _job_task(self, run: _Run) -> None:
         job, started = run.job, None
-        try:
-            async with self._slots:
-                started = time.monotonic()
-                if self.config.metrics is not None:
-                    self.config.metrics.started(job.type)
-                run.ctx._start_clock()
-                log.debug("job %s started type=%s attempt=%d", job.job_id, job.type, job.attempt)
-                reply = await self._execute(run)
-        except asyncio.CancelledError:
-            run.ctx._cancel()
-            if run.cancel_reason == _SHUTDOWN:
-                reply = p.Failure(job.job_id, job.attempt,
-                                  "worker shut down before the job finished", True)
-            else:
-                reply = p.Canceled(job.job_id, job.attempt)
+        with tracing.job_span(job, self.config.name) as span:
+            try:
+                async with self._slots:
+                    started = time.monotonic()
+                    if self.config.metrics is not None:
+                        self.config.metrics.started(job.type)
+                    run.ctx._start_clock()
+                    log.debug("job %s started type=%s attempt=%d", job.job_id, job.type, job.attempt)
+                    reply = await self._execute(run)
+            except asyncio.CancelledError:
+                run.ctx._cancel()
+                if run.cancel_reason == _SHUTDOWN:
+                    reply = p.Failure(job.job_id, job.attempt,
+                                      "worker shut down before the job finished", True)
+                else:
+                    reply = p.Canceled(job.job_id, job.attempt)
+            tracing.end_job_span(span, reply)
         self._finish(run, reply, started)
 
     async def _execute(self, run: _Run) -> p.Message:
@@ -525,7 +529,9 @@ class Worker:
     async def _invoke(self, run: _Run) -> Any:
         if run.spec.is_async:
             return await run.spec.fn(run.input, run.ctx)
-        result = await self._loop.run_in_executor(self._executor, run.spec.fn, run.input, run.ctx)
+        # In a copy of this task's context, so the job's span is current in the thread too.
+        result = await self._loop.run_in_executor(self._executor, contextvars.copy_context().run,
+                                                  run.spec.fn, run.input, run.ctx)
         if inspect.isawaitable(result):  # e.g. a callable object with an async __call__
             result = await result
         return result

@@ -73,6 +73,9 @@ def test_jobs_are_counted_by_type_and_queues_and_workers_shown(p):
     assert value(text, "sluice_broker_workers") == 2
     assert value(text, "sluice_broker_metrics_up") == 1
     assert value(text, 'sluice_broker_redis_script_seconds_count{script="submit"}') >= 1
+    waited = value(text, 'sluice_broker_queue_wait_seconds_count{type="echo"}')
+    assert waited == value(text, 'sluice_broker_jobs_started_total{type="echo"}') >= 3
+    assert value(text, 'sluice_broker_queue_wait_seconds_bucket{type="echo",le="+Inf"}') == waited
 
 
 def test_failures_retries_and_open_streams_are_seen(p):

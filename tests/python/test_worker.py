@@ -21,6 +21,7 @@ import zmq
 import zmq.asyncio
 
 import sluice.tasks  # noqa: F401  (registers the built-in tasks in the default registry)
+import sluice.ai_tasks  # noqa: F401  (and the AI tasks: the CLI serves both by default)
 from sluice import protocol as p
 from sluice.errors import NonRetryableError
 from sluice.registry import TaskRegistry, registry as builtin_registry, task

@@ -71,6 +71,8 @@ def test_submits_outside_the_limits_are_refused_and_store_nothing(rogue):
         "webhook_events names an event twice": dict(webhook_url="https://x.example/",
                                                     webhook_events=["failed", "failed"]),
         "webhook_events must be empty without a webhook_url": dict(webhook_events=["failed"]),
+        "traceparent is not a W3C traceparent": dict(traceparent="00-" + "z" * 32 + "-" + "1" * 16 + "-01"),
+        "traceparent is not a W3C traceparent ": dict(traceparent="t" * 100_000),
 
     }
     for req_id, (message, fields) in enumerate(cases.items(), 1):

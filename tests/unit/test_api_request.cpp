@@ -355,12 +355,13 @@ TEST_CASE("job hash -> JSON body") {
     const std::set<std::string> keys{"id", "type", "tenant", "key_id", "status", "priority", "max_attempts",
                                      "timeout_s", "attempts", "created_at", "started_at",
                                      "finished_at", "run_at", "expire_at", "result", "error", "error_code",
-                                     "redeliveries", "history"};
+                                     "traceparent", "redeliveries", "history"};
     std::set<std::string> got;
     for (const auto& item : body.items()) got.insert(item.key());
     CHECK(got == keys);
     CHECK(body["run_at"].is_null());
     CHECK(body["error_code"].is_null());
+    CHECK(body["traceparent"].is_null());  // a job stored before traces existed
     CHECK(body["id"] == ID);
     CHECK(body["status"] == "succeeded");
     CHECK(body["priority"] == 5);
@@ -376,7 +377,9 @@ TEST_CASE("job hash -> JSON body") {
     CHECK(body["history"] == json::array());
 
     hash.emplace_back("redeliveries", "2");
+    hash.emplace_back("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     CHECK(job(hash)["redeliveries"] == 2);
+    CHECK(job(hash)["traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
 
     // A queued job: absent fields are null; a broken result is null rather than an error.
     const json queued = job({{"id", ID}, {"status", "queued"}, {"created_ms", "1700000000123"},

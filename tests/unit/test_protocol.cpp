@@ -113,7 +113,7 @@ TEST_CASE("every command in messages.json has a C++ name") {
 
 TEST_CASE("malformed bodies decode to nullopt, never throw") {
     const std::string good =
-        encode_body(Submit{7, "id", "default", "echo", {'\xc0'}, 1, 3, 60, "", "", "", 0, "", 0, 0, 0, 0, "", {}});
+        encode_body(Submit{7, "id", "default", "echo", {'\xc0'}, 1, 3, 60, "", "", "", 0, "", 0, 0, 0, 0, "", {}, ""});
     CHECK(decode_body<Submit>(good).has_value());
     CHECK_FALSE(decode_body<Submit>(good.substr(0, good.size() - 1)).has_value());  // truncated
     CHECK_FALSE(decode_body<Submit>(good + "x").has_value());                       // trailing bytes
