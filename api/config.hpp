@@ -5,6 +5,7 @@
 #include "curve.hpp"
 #include "limits.hpp"
 #include "redis_login.hpp"
+#include "ui_files.hpp"
 #include "webhooks.hpp"
 
 #include <algorithm>
@@ -112,6 +113,10 @@ struct ApiConfig {
     std::vector<webhooks::Net> webhook_allow_nets;
     // SLUICE_LOG_LEVEL: debug, info, warn or error.
     std::string log_level = "info";
+    // SLUICE_UI_DIR: the dashboard's files, served at /ui (ui_files.hpp), read once at start;
+    // a directory that is missing or too big stops the start. Unset: the source tree's ui/
+    // (main.cpp); `off`: no dashboard.
+    UiFiles ui;
 
     // Not from the environment: fixed limits, named here so they are documented in one place.
     // Header block limit; past it 431 headers_too_large.
