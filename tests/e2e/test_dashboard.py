@@ -2,9 +2,10 @@
 required, a native worker and a Python worker running the real embedded model: log in through
 the form (a wrong key shows the api's error), see the queues and workers, submit a `chat` job
 from the page and watch its tokens arrive, cancel a running chat, retry a dead job, make a key
-on the keys page that then works, and see a member key refused there. Values a job's submitter
-controls show as text, never as markup. Each page is saved as a PNG into SLUICE_SCREENSHOT_DIR
-(a temporary directory unless set; `make screenshots` sets docs/screenshots)."""
+on the keys page that then works, see a member key refused there, and use the pages without a
+key in the open mode. Values a job's submitter controls show as text, never as markup. Each page
+is saved as a PNG into SLUICE_SCREENSHOT_DIR (a temporary directory unless set; `make
+screenshots` sets docs/screenshots)."""
 import os
 import tempfile
 import time
@@ -111,9 +112,10 @@ def job_status(browser) -> str:
     return badges[0].get_attribute("data-status") if badges else ""
 
 
-def submit_from_page(browser, p, job_type: str, job_input: str, options: str = "") -> str:
-    """Submits a job through the jobs page's form; returns its id once its page is open."""
-    browser.get(f"{p.url}/ui/#/jobs")
+def submit_from_page(browser, url: str, job_type: str, job_input: str, options: str = "") -> str:
+    """Submits a job through the jobs page's form of the api at `url`; returns its id once its
+    page is open."""
+    browser.get(f"{url}/ui/#/jobs")
     type_field = wait(browser, lambda b: b.find_element(By.ID, "submit-type"))
     type_field.clear()
     type_field.send_keys(job_type)
@@ -143,7 +145,7 @@ def test_a_wrong_key_shows_the_apis_error_and_the_right_one_logs_in(p, browser, 
 
 
 def test_a_chat_submitted_from_the_page_streams_its_tokens(p, browser, shots):
-    job_id = submit_from_page(browser, p, "chat", SHORT_CHAT)
+    job_id = submit_from_page(browser, p.url, "chat", SHORT_CHAT)
     wait(browser, lambda b: text_of(b, "job-output").strip() != "", "no tokens appeared")
     wait(browser, lambda b: job_status(b) == "succeeded", "the chat never succeeded")
     job = p.http.get(f"/v1/jobs/{job_id}").json()
@@ -156,7 +158,7 @@ def test_a_chat_submitted_from_the_page_streams_its_tokens(p, browser, shots):
 
 
 def test_a_running_chat_is_cancelled_from_its_page(p, browser):
-    job_id = submit_from_page(browser, p, "chat", STORY)
+    job_id = submit_from_page(browser, p.url, "chat", STORY)
     # Tokens are arriving: the job runs, and the page shows them live.
     wait(browser, lambda b: len(text_of(b, "job-output").split()) >= 3 and job_status(b) == "running",
          "the story never started streaming")
@@ -248,6 +250,18 @@ def test_the_keys_page_makes_a_key_that_works(p, browser, shots):
     error = wait(browser, lambda b: b.find_element(By.ID, "keys-error"))
     assert error.text.startswith("403 forbidden")
     assert browser.find_elements(By.ID, "keys-table") == []
+
+
+def test_in_the_open_mode_the_pages_need_no_key(p, browser):
+    proc, url = p.start_extra_api(SLUICE_AUTH="off")
+    try:
+        browser.get(f"{url}/ui/")
+        wait(browser, lambda b: text_of(b, "who") == "open mode (no key needed)" and "echo" in text_of(b, "queues-table"))
+        job_id = submit_from_page(browser, url, "echo", '{"from": "the open mode"}')
+        wait(browser, lambda b: job_status(b) == "succeeded")
+        assert p.http.get(f"/v1/jobs/{job_id}").json()["result"] == {"from": "the open mode"}
+    finally:
+        p.stop_process(proc)
 
 
 def test_the_browser_console_has_no_errors(browser):

@@ -3,16 +3,14 @@ a strict Content-Security-Policy and no key needed, while every data route still
 hostile paths find nothing and hurt nothing; the page's own origin may POST (browsers send
 Origin on a same-origin POST too) where other sites' pages may not; and a dashboard directory
 that is missing or too big stops the api at start with a message."""
-import os
 import re
 import socket
 import subprocess
-from pathlib import Path
 
 import httpx
 import pytest
 
-from pipeline import BUILD, ROOT, running_pipeline, wait_for_line
+from pipeline import BUILD, ROOT, running_pipeline
 from prometheus_text import value
 
 ADMIN_KEY = "d" * 40
@@ -119,22 +117,11 @@ def test_requests_for_the_dashboard_are_counted_under_one_route(p):
     assert value(text, 'sluice_api_requests_total{method="GET",route="/ui/*",status="200"}') >= 1
 
 
-def start_api(p, **env: str) -> tuple[subprocess.Popen, Path]:
-    """Another api on the pipeline (its own free port) with `env` on top, and the file its
-    stdout goes to; the caller stops it."""
-    argv = [str(BUILD / "api" / "sluice-api")]
-    environment = {**p.env, "SLUICE_API_PORT": "0", **p.keys_env("api"), **env}
-    out = p.workdir / f"api-extra-{len(os.listdir(p.workdir))}.out"
-    proc = subprocess.Popen(argv, env=environment, stdout=out.open("w"), stderr=subprocess.PIPE, text=True)
-    return proc, out
-
-
 def test_open_mode_lets_only_a_loopback_host_be_its_own_origin(p):
     """With auth off nobody needs a key, so a DNS-rebound site (its own name as Host) must not pass
     as the dashboard's origin; 127.0.0.1 as Host and Origin does."""
-    proc, out = start_api(p, SLUICE_AUTH="off")
+    proc, url = p.start_extra_api(SLUICE_AUTH="off")
     try:
-        url = wait_for_line(out, r"listening on (http://\S+)", proc).group(1)
         port = url.rsplit(":", 1)[1]
         body = {"type": "echo", "input": "open"}
         with httpx.Client(base_url=url, timeout=30) as http:
@@ -148,9 +135,8 @@ def test_open_mode_lets_only_a_loopback_host_be_its_own_origin(p):
 
 
 def test_ui_dir_off_serves_no_dashboard(p):
-    proc, out = start_api(p, SLUICE_UI_DIR="off")
+    proc, url = p.start_extra_api(SLUICE_UI_DIR="off")
     try:
-        url = wait_for_line(out, r"listening on (http://\S+)", proc).group(1)
         response = httpx.get(f"{url}/ui/", timeout=30)
         assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
     finally:
@@ -166,7 +152,7 @@ def test_a_missing_or_oversized_ui_dir_stops_the_start(p, tmp_path):
     (big / "huge.js").write_bytes(b"x" * (4 * 1024 * 1024))
     for directory, said in [(tmp_path / "absent", "is not a directory"), (big, "bytes of files to serve"),
                             (empty, "no index.html")]:
-        proc, _ = start_api(p, SLUICE_UI_DIR=str(directory))
-        _, stderr = proc.communicate(timeout=15)
-        assert proc.returncode != 0
-        assert "SLUICE_UI_DIR" in stderr and said in stderr, stderr
+        started = subprocess.run([str(BUILD / "api" / "sluice-api")], env={**p.env, "SLUICE_UI_DIR": str(directory)},
+                                 capture_output=True, text=True, timeout=15)
+        assert started.returncode == 2  # a configuration error (common/env.hpp)
+        assert "SLUICE_UI_DIR" in started.stderr and said in started.stderr, started.stderr
