@@ -7,7 +7,7 @@ FUZZ_DIR ?= build-fuzz
 FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_SECONDS ?= 600
 
-.PHONY: setup build run test unit e2e fuzz-build fuzz-smoke fuzz bench clean
+.PHONY: setup build run test unit e2e screenshots fuzz-build fuzz-smoke fuzz bench clean
 
 setup:
 	@scripts/setup.sh
@@ -26,6 +26,11 @@ e2e: build
 	SLUICE_BUILD_DIR=$(abspath $(BUILD_DIR)) .venv/bin/python -m pytest -q tests/python tests/e2e tests/faults tests/security
 
 test: unit e2e fuzz-smoke
+
+# The dashboard's test alone, keeping a PNG of each page in docs/screenshots/ (README.md, Dashboard).
+screenshots: build
+	SLUICE_BUILD_DIR=$(abspath $(BUILD_DIR)) SLUICE_SCREENSHOT_DIR=$(abspath docs/screenshots) \
+		.venv/bin/python -m pytest -q tests/e2e/test_dashboard.py
 
 fuzz-build: setup
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON >/dev/null

@@ -6,6 +6,7 @@
 #include "limits.hpp"
 #include "redis_login.hpp"
 #include "span_exporter.hpp"
+#include "ui_files.hpp"
 #include "webhooks.hpp"
 
 #include <algorithm>
@@ -116,6 +117,10 @@ struct ApiConfig {
     std::optional<trace::ExporterConfig> tracing;
     // SLUICE_LOG_LEVEL: debug, info, warn or error.
     std::string log_level = "info";
+    // SLUICE_UI_DIR: the dashboard's files, served at /ui (ui_files.hpp), read once at start;
+    // a directory that is missing or too big stops the start. Unset: the source tree's ui/
+    // (main.cpp); `off`: no dashboard.
+    UiFiles ui;
 
     // Not from the environment: fixed limits, named here so they are documented in one place.
     // Header block limit; past it 431 headers_too_large.

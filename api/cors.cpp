@@ -36,6 +36,32 @@ bool is_json(std::string_view content_type) {
     return lowered == "application/json";
 }
 
+std::string lowercase(std::string_view s) {
+    std::string out;
+    for (char c : s) out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+// Whether `host` (a Host header: name or address, and maybe a port) names this machine's loopback.
+bool loopback_host(std::string_view host) {
+    const std::string_view name = host.starts_with('[') ? host.substr(0, host.find(']') + 1) : host.substr(0, host.find(':'));
+    return name == "localhost" || name.starts_with("127.") || name == "[::1]";
+}
+
+// Whether the request comes from a page of this api's own origin (the dashboard at /ui): its
+// Origin names the scheme-less Host the request was sent to. Browsers send Origin on a
+// same-origin POST or DELETE too. With auth off, only for a loopback Host: a site whose name a
+// DNS rebinding points at this api would be "same origin" too, and would need no key.
+bool same_origin(const ApiConfig& config, const http::request<http::string_body>& request) {
+    const auto origin = request.find(http::field::origin);
+    const auto host = request.find(http::field::host);
+    if (origin == request.end() || host == request.end()) return false;
+    const std::string value = lowercase(text(origin->value()));
+    const std::string expected = lowercase(text(host->value()));
+    if (expected.empty() || (!config.auth_required && !loopback_host(expected))) return false;
+    return value == "http://" + expected || value == "https://" + expected;
+}
+
 }  // namespace
 
 std::string allowed_origin(const ApiConfig& config, const http::request<http::string_body>& request) {
@@ -47,7 +73,9 @@ std::string allowed_origin(const ApiConfig& config, const http::request<http::st
 }
 
 std::optional<HttpResult> browser_refusal(const ApiConfig& config, const http::request<http::string_body>& request) {
-    const bool has_origin = request.find(http::field::origin) != request.end();
+    // A page of the api's own origin is treated as having no Origin: the refusals below are
+    // for pages of other sites.
+    const bool has_origin = request.find(http::field::origin) != request.end() && !same_origin(config, request);
     const std::string origin = allowed_origin(config, request);
     const auto method = request.method();
     if (method == http::verb::options && has_origin) {

@@ -23,7 +23,9 @@ std::string allowed_origin(const ApiConfig& config,
 // The answer to a request the api takes no further: a CORS preflight (204 with the
 // Access-Control-Allow-* headers for a listed origin, 403 origin_not_allowed for another),
 // 403 origin_not_allowed for a POST or DELETE, or a WebSocket upgrade, from an origin not listed, 415
-// unsupported_media_type for a body whose Content-Type is not application/json. nullopt: route it.
+// unsupported_media_type for a body whose Content-Type is not application/json. A page of the
+// api's own origin (the dashboard at /ui: Origin names the Host) counts as listed for these
+// refusals; with auth off only on a loopback Host. nullopt: route it.
 std::optional<HttpResult> browser_refusal(const ApiConfig& config,
                                           const boost::beast::http::request<boost::beast::http::string_body>& request);
 

@@ -9,6 +9,7 @@ std::string_view reason_phrase(int status) {
     switch (status) {
         case 200: return "OK";
         case 202: return "Accepted";
+        case 302: return "Found";
         case 400: return "Bad Request";
         case 404: return "Not Found";
         case 405: return "Method Not Allowed";

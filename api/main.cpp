@@ -46,6 +46,18 @@ void auth_from_env(ApiConfig& c) {
         sluice::env_int("SLUICE_READ_TOKEN_TTL_S", 1, 30LL * 24 * 3600, c.read_token_ttl.count()));
 }
 
+// SLUICE_UI_DIR: the dashboard's files, or the source tree's ui/ (SLUICE_UI_DEFAULT_DIR, from
+// CMake); `off`: none.
+void ui_from_env(ApiConfig& c) {
+    const std::string dir = sluice::env_string("SLUICE_UI_DIR", SLUICE_UI_DEFAULT_DIR);
+    if (dir == "off") return;
+    try {
+        c.ui = sluice::api::UiFiles::load(dir);
+    } catch (const std::exception& e) {
+        sluice::env_fail("SLUICE_UI_DIR", std::string(e.what()) + " (SLUICE_UI_DIR=off serves no dashboard)");
+    }
+}
+
 ApiConfig config_from_env() {
     using std::chrono::milliseconds;
     ApiConfig c;
@@ -88,6 +100,7 @@ ApiConfig config_from_env() {
     c.default_rates.requests_per_s = static_cast<std::uint32_t>(sluice::env_int("SLUICE_KEY_REQUESTS_PER_S", 0, 1000000, 0));
     c.tracing = sluice::trace::exporter_from_env("sluice-api");
     auth_from_env(c);
+    ui_from_env(c);
     return c;
 }
 

@@ -30,8 +30,8 @@ public:
     // Counts for `routes` plus the unmatched ones.
     explicit ApiMetrics(std::span<const RouteLabel> routes);
 
-    // A request to route `route` (an index into the routes given at construction; routes().size()
-    // for no route) answered `status` after `elapsed`.
+    // A request to route `route` (an index into the routes given at construction; their count,
+    // or more, for no route) answered `status` after `elapsed`.
     void record(std::size_t route, int status, std::chrono::steady_clock::duration elapsed);
 
     // Counts an open connection of a kind for as long as it lives.

@@ -11,6 +11,7 @@
 #include "queues.hpp"
 #include "trace_context.hpp"
 #include "type_schemas.hpp"
+#include "ui_files.hpp"
 #include "webhook_routes.hpp"
 
 #include <boost/beast/websocket/rfc6455.hpp>
@@ -315,6 +316,10 @@ constexpr std::array<Route, 25> ROUTES{{
     {"DELETE", "/v1/admin/keys/{id}", Access::ADMIN, &revoke_key},
 }};
 
+// The metrics' rows past the table's (server.cpp): the dashboard's files, then what matched nothing.
+constexpr std::size_t UI_ROUTE_INDEX = ROUTES.size();
+constexpr std::size_t UNMATCHED_ROUTE_INDEX = ROUTES.size() + 1;
+
 }  // namespace
 
 std::span<const Route> routes() { return ROUTES; }
@@ -398,14 +403,18 @@ awaitable<Outcome> route(ShardContext& ctx, const Request& request, const Target
 awaitable<Outcome> handle(ShardContext& ctx, const Request& request) {
     const auto arrived = Clock::now();
     const Target target = split_target(sv(request.target()));
-    const RouteMatch match = match_route(sv(request.method_string()), target.path);
-    const std::size_t route_index = match.route ? static_cast<std::size_t>(match.route - ROUTES.data()) : ROUTES.size();
+    const bool ui = is_ui_path(target.path);
+    const RouteMatch match = ui ? RouteMatch{} : match_route(sv(request.method_string()), target.path);
+    const std::size_t route_index = ui            ? UI_ROUTE_INDEX
+                                    : match.route ? static_cast<std::size_t>(match.route - ROUTES.data())
+                                                  : UNMATCHED_ROUTE_INDEX;
     const auto counted = [&](Outcome outcome) {
         ctx.metrics.record(route_index, outcome.result ? outcome.result->status : outcome.upgrade ? 101 : 200,
                            Clock::now() - arrived);
         return outcome;
     };
     if (auto refused = browser_refusal(ctx.config, request)) co_return counted(std::move(*refused));
+    if (ui) co_return counted(ui_result(ctx.config.ui, sv(request.method_string()), target.path));
     Outcome outcome = co_await route(ctx, request, target, match);
     if (outcome.result) add_cors_headers(ctx.config, request, *outcome.result);
     co_return counted(std::move(outcome));

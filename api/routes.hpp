@@ -79,7 +79,8 @@ awaitable<HttpResult> cancel_as(ShardContext& ctx, const Principal& principal, c
 // method_not_allowed (with Allow), 403 origin_not_allowed (a state-changing request from a
 // browser origin not allowed), 415 unsupported_media_type (a body that is not JSON), the
 // refusal of authenticate() (auth.hpp), or the handler's outcome, with the CORS headers for an
-// allowed origin. A handler that throws answers 500 (and is logged).
+// allowed origin. A handler that throws answers 500 (and is logged). Paths under /ui are the
+// dashboard's files (ui_files.hpp): no route of the table, no key.
 awaitable<Outcome> handle(ShardContext& ctx, const Request& request);
 
 }  // namespace sluice::api

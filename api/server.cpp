@@ -21,10 +21,12 @@ zmq::context_t& zmq_context() {
     return context;
 }
 
-// The labels of the metrics' routes, in the order of the routing table.
+// The labels of the metrics' routes, in the order of the routing table, then the dashboard's
+// files (UI_PREFIX and what is under it) as one route.
 std::vector<ApiMetrics::RouteLabel> route_labels() {
     std::vector<ApiMetrics::RouteLabel> labels;
     for (const Route& route : routes()) labels.push_back({route.method, route.pattern});
+    labels.push_back({"GET", "/ui/*"});
     return labels;
 }
 

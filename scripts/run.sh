@@ -15,6 +15,8 @@ export SLUICE_REDIS_HOST=127.0.0.1
 export SLUICE_REDIS_PORT=${SLUICE_REDIS_PORT:-6399}
 export SLUICE_BROKER_API_ENDPOINT=${SLUICE_BROKER_API_ENDPOINT:-tcp://127.0.0.1:5555}
 export SLUICE_BROKER_WORKER_ENDPOINT=${SLUICE_BROKER_WORKER_ENDPOINT:-tcp://127.0.0.1:5556}
+# The dashboard's files (README.md, Dashboard), served by the api at /ui.
+export SLUICE_UI_DIR=${SLUICE_UI_DIR:-$ROOT/ui}
 NATIVE_WORKERS=${SLUICE_NATIVE_WORKERS:-1}
 PYTHON_WORKERS=${SLUICE_PYTHON_WORKERS:-1}
 mkdir -p "${SLUICE_DATA_DIR:-$ROOT/data}"
@@ -205,7 +207,7 @@ supervisor=$!
 
 echo "sluice: starting redis-server (127.0.0.1:$SLUICE_REDIS_PORT, data in $DATA_DIR/redis, AOF on, password in $SECRETS), broker, api, workers and the webhook deliverer; logs in $LOGS"
 if ready; then
-    echo "sluice: api listening on $(api_url) ($NATIVE_WORKERS native, $PYTHON_WORKERS Python worker(s)); Ctrl-C stops"
+    echo "sluice: api listening on $(api_url), dashboard at $(api_url)/ui/ ($NATIVE_WORKERS native, $PYTHON_WORKERS Python worker(s)); Ctrl-C stops"
     if [[ ${SLUICE_AUTH:-} == off ]]; then
         echo "sluice: auth is off (SLUICE_AUTH=off): whoever reaches $SLUICE_API_HOST:$SLUICE_API_PORT acts as an admin; set SLUICE_AUTH=required and SLUICE_ADMIN_KEY before exposing it"
     fi

@@ -42,3 +42,21 @@ if ((stale)); then
     "$VENV/bin/pip" install -q --no-deps -e python_workers
     touch "$STAMP"
 fi
+
+# The dashboard's npm package (uPlot, pinned by ui/package-lock.json), copied into ui/vendor/,
+# where the api serves it from (node_modules/ is not served). Debian's npm only where no npm is
+# there: a nodejs from elsewhere brings its own, which Debian's would conflict with.
+if ! command -v npm >/dev/null; then
+    echo "setup: installing nodejs and npm"
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+UI_STAMP=ui/node_modules/.installed
+if [[ ! -f $UI_STAMP || ui/package-lock.json -nt $UI_STAMP || ! -f ui/vendor/uPlot.esm.js ]]; then
+    echo "setup: installing the dashboard's npm packages"
+    (cd ui && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    mkdir -p ui/vendor
+    cp ui/node_modules/uplot/dist/uPlot.esm.js ui/node_modules/uplot/dist/uPlot.min.css ui/node_modules/uplot/LICENSE ui/vendor/
+    touch "$UI_STAMP"
+fi

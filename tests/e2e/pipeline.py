@@ -206,11 +206,15 @@ class Pipeline:
         self.env.update(SLUICE_BROKER_API_ENDPOINT=self.frontend, SLUICE_BROKER_WORKER_ENDPOINT=self.backend)
 
     def start_api(self, **extra: str) -> None:
-        env = {**self.env, "SLUICE_API_PORT": "0", **self.keys_env("api"), **extra}
-        self.api, out = self._spawn("api", [str(BUILD / "api" / "sluice-api")], env)
-        match = wait_for_line(out, r"listening on (http://\S+)", self.api)
-        self.url = match.group(1)
+        self.api, self.url = self.start_extra_api(**extra)
         self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    def start_extra_api(self, **extra: str) -> tuple[subprocess.Popen, str]:
+        """Starts an api on a free port with `extra` environment on top; returns it and its URL.
+        Stopped with the rest; start_api() makes it the pipeline's own."""
+        env = {**self.env, "SLUICE_API_PORT": "0", **self.keys_env("api"), **extra}
+        proc, out = self._spawn("api", [str(BUILD / "api" / "sluice-api")], env)
+        return proc, wait_for_line(out, r"listening on (http://\S+)", proc).group(1)
 
     def add_task_modules(self) -> None:
         """Lets Python workers started from now on import the task modules beside this file

@@ -10,22 +10,16 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from chromium import headless_chromium
 from pipeline import running_pipeline
 
 ADMIN_KEY = "a" * 40
 PAGE = (Path(__file__).parent / "browser_page.html").read_bytes()
-# Debian's chromium and chromium-driver, which scripts/setup.sh installs. Naming both keeps
-# Selenium from looking for (and trying to download) a browser of its own.
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-# A page load and a page's outcome (a submit, an echo job, its events) each take well under a
-# second here; the margin is for a loaded CI machine.
-PAGE_LOAD_TIMEOUT_S = 10
+# A page's outcome (a submit, an echo job, its events) takes well under a second here; the
+# margin is for a loaded CI machine.
 OUTCOME_TIMEOUT_S = 15
 
 
@@ -70,25 +64,9 @@ def site(tmp_path_factory, request):
 
 @pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium through chromedriver, its console kept for get_log("browser"); quit
-    after the module. Fails, never skips, where Debian's chromium is missing: CI installs it."""
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not path.is_file():
-            pytest.fail(f"{path} is missing: scripts/setup.sh installs Debian's chromium and chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    # Root in a container: Chromium's sandbox cannot start, and /dev/shm may be small.
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # Startup is bounded: Selenium waits at most ~30 s for chromedriver to answer, and
-    # chromedriver gives up on a Chromium that has not started within 60 s.
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    try:
-        driver.set_page_load_timeout(PAGE_LOAD_TIMEOUT_S)
+    """Headless Chromium, quit after the module."""
+    with headless_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def member_key(p, tenant: str) -> str:
