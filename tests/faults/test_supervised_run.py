@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from pipeline import BUILD, ROOT, free_port
 
@@ -304,11 +305,17 @@ def test_two_apis_behind_haproxy(tmp_path, request):
             assert refuses_connections(port), port
 
 
-def test_haproxy_needs_auth_set_on_a_public_address(tmp_path):
-    """Behind HAProxy the apis listen on loopback, where they would take the open mode: run.sh
-    refuses it for a public address as the api itself does."""
-    env = dict(os.environ, SLUICE_API_INSTANCES="2", SLUICE_API_HOST="0.0.0.0", SLUICE_DATA_DIR=str(tmp_path / "data"),
+@pytest.mark.parametrize("instances, host, problem", [
+    # Behind HAProxy the apis listen on loopback, where they would take the open mode: run.sh
+    # refuses it for a public address as the api itself does.
+    ("2", "0.0.0.0", "SLUICE_AUTH is unset, and SLUICE_API_HOST 0.0.0.0 is not a loopback address"),
+    ("0", "127.0.0.1", "SLUICE_API_INSTANCES must be a number of apis (1 or more), got '0'"),
+    ("two", "127.0.0.1", "SLUICE_API_INSTANCES must be a number of apis (1 or more), got 'two'"),
+])
+def test_run_refuses_before_starting_anything(tmp_path, instances, host, problem):
+    env = dict(os.environ, SLUICE_API_INSTANCES=instances, SLUICE_API_HOST=host, SLUICE_DATA_DIR=str(tmp_path / "data"),
                SLUICE_BUILD_DIR=str(BUILD))
     env.pop("SLUICE_AUTH", None)
     done = subprocess.run([str(ROOT / "scripts" / "run.sh")], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "SLUICE_AUTH is unset" in done.stderr, (done.returncode, done.stderr)
+    assert done.returncode == 2 and problem in done.stderr, (done.returncode, done.stderr)
+    assert not (tmp_path / "data" / "supervisord.conf").exists()
