@@ -1,6 +1,6 @@
 """HAProxy (the committed deploy/haproxy.cfg) in front of the api: it limits connections per
-client address whatever X-Forwarded-For a client sends, answers in the api's JSON error form
-when no api is up, and carries WebSocket and SSE streams."""
+client address whatever X-Forwarded-For a client sends, refuses malformed HTTP itself, answers
+in the api's JSON error form when no api is up, and carries WebSocket and SSE streams."""
 import json
 import socket
 import time
@@ -81,6 +81,20 @@ def status_from(p, source: str) -> int:
     sock, status, _ = request(p, source)
     sock.close()
     return status
+
+
+@pytest.mark.parametrize("garbage", [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+                                     b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"])
+def test_malformed_http_is_refused_by_the_proxy(proxied, garbage):
+    """HAProxy 2.6's parser answers these itself (a short HTML 400: its parser errors take no
+    custom body) and closes; the api behind it carries on."""
+    with socket.create_connection(proxy_address(proxied), timeout=10) as sock:
+        sock.sendall(garbage)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400"), data[:200]
+    assert httpx.get(f"{proxied.proxy}/healthz").status_code == 200
 
 
 def test_websocket_and_sse_through_the_proxy(proxied):
