@@ -125,6 +125,7 @@ EOF
         program api 30 15 "\"$BUILD/api/sluice-api\"" "$(client_keys api)"
         echo "stdout_logfile=$LOGS/api.log"
     else
+        per_client=${SLUICE_PROXY_MAX_CONNECTIONS_PER_CLIENT:-${SLUICE_API_MAX_CONNECTIONS_PER_CLIENT:-128}}
         # api-I on 127.0.0.1, port SLUICE_API_PORT + I, all with the same CURVE key (one entry in
         # the broker's allow-list) and read-token secret. HAProxy connects from loopback: the
         # apis count its connections in their total only, it limits each client itself.
@@ -133,8 +134,9 @@ EOF
             echo "stdout_logfile=$LOGS/api-$i.log"
         done
         # Stopped before the apis: SIGUSR1 is HAProxy's soft stop (no new connections; open ones
-        # get the config's hard-stop-after to finish).
-        program haproxy 32 15 "haproxy -db -f \"$ROOT/deploy/haproxy.cfg\" -f \"$DATA_DIR/haproxy-apis.cfg\"" "SLUICE_PROXY_BIND=\"$SLUICE_API_HOST:$SLUICE_API_PORT\""
+        # get the config's hard-stop-after to finish). The per-client limit is HAProxy's now: it
+        # takes SLUICE_API_MAX_CONNECTIONS_PER_CLIENT unless SLUICE_PROXY_... says otherwise.
+        program haproxy 32 15 "haproxy -db -f \"$ROOT/deploy/haproxy.cfg\" -f \"$DATA_DIR/haproxy-apis.cfg\"" "SLUICE_PROXY_BIND=\"$SLUICE_API_HOST:$SLUICE_API_PORT\",SLUICE_PROXY_MAX_CONNECTIONS_PER_CLIENT=\"$per_client\""
         echo "stopsignal=USR1"
         echo "stdout_logfile=$LOGS/haproxy.log"
     fi

@@ -286,8 +286,10 @@ def free_port_run(count: int) -> int:
 def test_two_apis_behind_haproxy(tmp_path, request):
     public = free_port_run(3)
     with supervised_run(tmp_path, request, api_port=public, SLUICE_API_INSTANCES="2", SLUICE_PYTHON_WORKERS="0",
-                        SLUICE_NATIVE_WORKERS="1") as run:
+                        SLUICE_NATIVE_WORKERS="1", SLUICE_API_MAX_CONNECTIONS_PER_CLIENT="64") as run:
         run.wait_banner()
+        # The per-client limit moved to HAProxy, which sees the clients' addresses.
+        assert 'SLUICE_PROXY_MAX_CONNECTIONS_PER_CLIENT="64"' in (tmp_path / "data" / "supervisord.conf").read_text()
         assert f"{BANNER}http://127.0.0.1:{public} (HAProxy in front of 2 apis" in (tmp_path / "run.out").read_text()
         names = sorted(name for name in run.components().values() if name in ("sluice-api", "haproxy"))
         assert names == ["haproxy", "sluice-api", "sluice-api"], names
