@@ -59,8 +59,14 @@ struct ApiConfig {
     // client's /64), across all threads; past it a new connection gets 429
     // too_many_connections_from_client and is closed. Never above max_connections. 128 leaves
     // room for a load generator's or a proxy pool's 64 connections; behind a reverse proxy that
-    // connects from one address, raise it to max_connections.
+    // connects from one address, list it in trusted_proxies.
     std::size_t max_connections_per_client = 128;
+    // SLUICE_API_TRUSTED_PROXIES: networks (CIDR, comma-separated: "127.0.0.1/32,10.0.0.5/32")
+    // of reverse proxies in front of this api (HAProxy: deploy/haproxy.cfg). A connection from
+    // one counts against max_connections only: it carries many clients' requests, and the proxy
+    // limits connections per client itself. Only the connection's own address is looked at: no
+    // header (X-Forwarded-For, Forwarded) changes who a connection counts against. Empty: none.
+    std::vector<webhooks::Net> trusted_proxies;
     // SLUICE_BROKER_TIMEOUT_MS: how long to wait for the broker's REPLY to SUBMIT/CANCEL before
     // answering 503 outcome_unknown (the request went out: the broker may have acted on it).
     std::chrono::milliseconds broker_timeout{5000};

@@ -6,16 +6,17 @@
 
 namespace sluice::api {
 
+std::array<std::uint8_t, 16> mapped_bytes(const boost::asio::ip::address& address) {
+    if (address.is_v4())
+        return boost::asio::ip::make_address_v6(boost::asio::ip::v4_mapped, address.to_v4()).to_bytes();
+    return address.to_v6().to_bytes();
+}
+
 ClientKey client_key(const boost::asio::ip::address& address) {
     ClientKey key;
-    if (address.is_v4()) {
-        key.bytes = boost::asio::ip::make_address_v6(boost::asio::ip::v4_mapped, address.to_v4()).to_bytes();
-        return key;
-    }
-    const auto v6 = address.to_v6();
-    if (v6.is_v4_mapped()) return client_key(boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, v6));
-    key.bytes = v6.to_bytes();
-    std::fill(key.bytes.begin() + 8, key.bytes.end(), std::uint8_t{0});  // the /64
+    key.bytes = mapped_bytes(address);
+    if (!address.is_v4() && !address.to_v6().is_v4_mapped())
+        std::fill(key.bytes.begin() + 8, key.bytes.end(), std::uint8_t{0});  // the /64
     return key;
 }
 
@@ -72,6 +73,17 @@ ConnectionCounts::Admission ConnectionCounts::admit(const ClientKey& client, Tic
     return admission;
 }
 
+ConnectionCounts::Admission ConnectionCounts::admit_proxy(Ticket& ticket) {
+    if (total_.fetch_add(1, std::memory_order_relaxed) >= limits_.total) {
+        total_.fetch_sub(1, std::memory_order_relaxed);
+        return Admission::SERVER_FULL;
+    }
+    ticket = Ticket();
+    ticket.counts_ = this;
+    ticket.key_ = std::nullopt;
+    return Admission::ADMITTED;
+}
+
 std::size_t ConnectionCounts::held(const ClientKey& client) {
     Stripe& s = stripe(client);
     const std::lock_guard lock(s.mutex);
@@ -79,11 +91,11 @@ std::size_t ConnectionCounts::held(const ClientKey& client) {
     return it == s.held.end() ? 0 : it->second;
 }
 
-void ConnectionCounts::release(const ClientKey& client) {
-    {
-        Stripe& s = stripe(client);
+void ConnectionCounts::release(const std::optional<ClientKey>& client) {
+    if (client) {
+        Stripe& s = stripe(*client);
         const std::lock_guard lock(s.mutex);
-        const auto it = s.held.find(client);
+        const auto it = s.held.find(*client);
         if (it != s.held.end() && --it->second == 0) s.held.erase(it);
     }
     total_.fetch_sub(1, std::memory_order_relaxed);

@@ -3,7 +3,7 @@
 // (SLUICE_API_MAX_CONNECTIONS_PER_CLIENT), and a reserve of the last slots for clients that hold
 // few connections, so one client, or a few, cannot lock every other one out (a health check
 // and a new client still get in). Counted once per connection (accept and close), never per
-// request.
+// request. A trusted reverse proxy's connections count in the total only (admit_proxy).
 // Thread-safe: the shards' loop threads all call admit() and release tickets.
 #pragma once
 
@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 
@@ -25,6 +26,9 @@ struct ClientKey {
     std::array<std::uint8_t, 16> bytes{};  // IPv4 as IPv4-mapped IPv6
     bool operator==(const ClientKey&) const = default;
 };
+
+// `address` as 16 bytes, an IPv4 one in its IPv4-mapped IPv6 form.
+std::array<std::uint8_t, 16> mapped_bytes(const boost::asio::ip::address& address);
 
 // The key `address` counts against.
 ClientKey client_key(const boost::asio::ip::address& address);
@@ -55,7 +59,7 @@ public:
     private:
         friend class ConnectionCounts;
         ConnectionCounts* counts_ = nullptr;
-        ClientKey key_;
+        std::optional<ClientKey> key_;  // none: a trusted proxy's connection (admit_proxy)
     };
 
     explicit ConnectionCounts(Limits limits) : limits_(limits) {}
@@ -63,6 +67,10 @@ public:
     // Counts a connection from `client` in `ticket` when the limits allow it, else says which
     // limit refused it (nothing counted).
     Admission admit(const ClientKey& client, Ticket& ticket);
+    // Counts a connection from a trusted reverse proxy (SLUICE_API_TRUSTED_PROXIES) when the
+    // total allows it: it carries many clients' requests, whose connections the proxy limits
+    // per client itself, so neither the per-client limit nor the reserve applies to it.
+    Admission admit_proxy(Ticket& ticket);
 
     // Open connections, all clients.
     std::size_t total() const { return total_.load(std::memory_order_relaxed); }
@@ -82,7 +90,7 @@ private:
     static constexpr std::size_t STRIPES = 16;
 
     Stripe& stripe(const ClientKey& client) { return stripes_[KeyHash{}(client) % STRIPES]; }
-    void release(const ClientKey& client);
+    void release(const std::optional<ClientKey>& client);
 
     Limits limits_;
     std::atomic<std::size_t> total_{0};

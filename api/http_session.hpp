@@ -35,6 +35,8 @@ public:
     ConnectionCounts::Admission admit(const ClientKey& client, ConnectionCounts::Ticket& ticket) {
         return connections_.admit(client, ticket);
     }
+    // Counts a new connection from a trusted reverse proxy, unless the total refuses it.
+    ConnectionCounts::Admission admit_proxy(ConnectionCounts::Ticket& ticket) { return connections_.admit_proxy(ticket); }
     // Connections past a limit get a 503 or 429; this many may be in the middle of getting it
     // per shard, beyond that they are closed without an answer.
     bool may_reject() const { return rejecting_ < MAX_REJECTING; }

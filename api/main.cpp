@@ -96,6 +96,10 @@ ApiConfig config_from_env() {
     auto nets = sluice::webhooks::parse_nets(sluice::env_list("SLUICE_WEBHOOK_ALLOW_NETS"), bad_net);
     if (!nets) sluice::env_fail("SLUICE_WEBHOOK_ALLOW_NETS", "holds '" + bad_net + "', which is not a network in CIDR form");
     c.webhook_allow_nets = std::move(*nets);
+    auto proxies = sluice::webhooks::parse_nets(sluice::env_list("SLUICE_API_TRUSTED_PROXIES"), bad_net);
+    if (!proxies)
+        sluice::env_fail("SLUICE_API_TRUSTED_PROXIES", "holds '" + bad_net + "', which is not a network in CIDR form");
+    c.trusted_proxies = std::move(*proxies);
     c.default_rates.submits_per_s = static_cast<std::uint32_t>(sluice::env_int("SLUICE_KEY_SUBMITS_PER_S", 0, 1000000, 0));
     c.default_rates.requests_per_s = static_cast<std::uint32_t>(sluice::env_int("SLUICE_KEY_REQUESTS_PER_S", 0, 1000000, 0));
     c.tracing = sluice::trace::exporter_from_env("sluice-api");

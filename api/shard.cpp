@@ -4,6 +4,7 @@
 #include "job_reads.hpp"
 #include "keys.hpp"
 #include "log.hpp"
+#include "webhooks.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
@@ -104,7 +105,9 @@ awaitable<void> Shard::accept_loop() {
         // Nagle holds each small one back until the client's delayed ACK, 40 ms.
         socket.set_option(asio::ip::tcp::no_delay(true), ec);
         ConnectionCounts::Ticket ticket;
-        const auto admission = sessions_.admit(client_key(peer.address()), ticket);
+        const auto admission = webhooks::in_nets(mapped_bytes(peer.address()), ctx_.config.trusted_proxies)
+                                   ? sessions_.admit_proxy(ticket)
+                                   : sessions_.admit(client_key(peer.address()), ticket);
         if (admission != ConnectionCounts::Admission::ADMITTED) {
             if (sessions_.may_reject())
                 asio::co_spawn(ctx_.ioc, reject_connection(sessions_, std::move(socket), admission),

@@ -6,6 +6,8 @@ free ports, runs BENCH_RUNS times (3) and reports the median with min-max; the l
 Figures:
   submit      POST /v1/jobs -> 202 (durably in Redis), wrk -t1 -c64, no consumer
   submit-auth the same with SLUICE_AUTH=required, a member API key on every request
+  submit-apis the same through HAProxy (deploy/haproxy.cfg) in front of 1 and of 2 apis, beside
+              the api alone, with each process's CPU use
   e2e-native  jobs/s from first submit to last result in Redis, native echo worker draining
   e2e-python  the same with one Python worker process
   status      GET /v1/jobs/{id}, wrk -c64: a finished job, and a job queued behind 100k others
@@ -27,6 +29,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -165,6 +168,65 @@ def fig_e2e_native(workdir: Path) -> dict:
 
 def fig_e2e_python(workdir: Path) -> dict:
     return drain(workdir, "python")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process `pid` has used, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return sum(values) - idle, sum(values)
+
+
+# The setups of the submit-apis figure: (label, title).
+SUBMIT_APIS = (("alone", "api alone"), ("proxy1", "HAProxy + 1 api"), ("proxy2", "HAProxy + 2 apis"))
+
+
+def fig_submit_apis(workdir: Path) -> dict:
+    """The submit figure against the api alone, then through HAProxy in front of one api and of
+    two. For each: the rate, and the cores each part used meanwhile (CPU seconds per second of
+    the run; the machine's busy share counts other sessions' work too)."""
+    out = {}
+    for (label, _), apis in zip(SUBMIT_APIS, (1, 1, 2)):
+        p = Pipeline(workdir / label)
+        p.env["SLUICE_API_TRUSTED_PROXIES"] = "127.0.0.1/32"
+        p.start(**NO_LIMIT)
+        try:
+            declare(p)
+            urls = [p.url]
+            for _ in range(apis - 1):
+                p.start_api()
+                urls.append(p.url)
+            url = urls[0] if label == "alone" else p.start_haproxy(urls)
+            parts = collections.defaultdict(list)
+            for name, proc in p.procs:
+                if proc.poll() is None and name in ("api", "haproxy", "broker", "redis"):
+                    parts[name].append(proc.pid)
+            before = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in parts.items()}
+            busy_before, children_before = machine_busy(), resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.monotonic()
+            result = wrk(url + "/v1/jobs", SECONDS, WRK_POST)
+            elapsed = time.monotonic() - started
+            busy_after, children_after = machine_busy(), resource.getrusage(resource.RUSAGE_CHILDREN)
+            assert result["errors"] == 0, result
+            out[f"{label}_rate"], out[f"{label}_p99_ms"] = result["rate"], result["p99_ms"]
+            for name, pids in parts.items():
+                out[f"{label}_{name}_cores"] = (sum(cpu_seconds(pid) for pid in pids) - before[name]) / elapsed
+            out[f"{label}_wrk_cores"] = (children_after.ru_utime + children_after.ru_stime
+                                         - children_before.ru_utime - children_before.ru_stime) / elapsed
+            out[f"{label}_busy_pct"] = 100 * (busy_after[0] - busy_before[0]) / (busy_after[1] - busy_before[1])
+            out[f"{label}_ours_cores"] = sum(value for key, value in out.items()
+                                             if key.startswith(f"{label}_") and key.endswith("_cores"))
+            # CPU per job: what other sessions on the machine take moves it much less than the rate.
+            out[f"{label}_cpu_us_per_job"] = out[f"{label}_ours_cores"] / result["rate"] * 1e6
+        finally:
+            p.stop()
+    return out
 
 
 def fig_status(workdir: Path) -> dict:
@@ -412,7 +474,7 @@ def fig_chat(workdir: Path) -> dict:
         p.stop()
 
 
-FIGURES = {"submit": fig_submit, "submit-auth": fig_submit_auth, "e2e-native": fig_e2e_native, "e2e-python": fig_e2e_python,
+FIGURES = {"submit": fig_submit, "submit-auth": fig_submit_auth, "submit-apis": fig_submit_apis, "e2e-native": fig_e2e_native, "e2e-python": fig_e2e_python,
            "status": fig_status, "latency": fig_latency, "sse": fig_sse, "ws": fig_ws, "growth": fig_growth,
            "stream": fig_stream, "chat": fig_chat}
 # Figures that are no target of the issue and whose spread says little: run once.
@@ -441,6 +503,16 @@ ROWS = {
                          f"{fmt(m['rate'], '/s')}, p50 {fmt(m['p50_ms'], ' ms', 2)}, p99 {fmt(m['p99_ms'], ' ms', 2)}"),
     "submit-auth": lambda m: ("Submit with SLUICE_AUTH=required (a member key per request): close to submit",
                               f"{fmt(m['rate'], '/s')}, p50 {fmt(m['p50_ms'], ' ms', 2)}, p99 {fmt(m['p99_ms'], ' ms', 2)}"),
+    "submit-apis": lambda m: ("Submit (as above) through HAProxy in front of 1 and 2 apis, beside the api alone",
+                              "; ".join(f"{title} {fmt(m[label + '_rate'], '/s')}, p99 {fmt(m[label + '_p99_ms'], ' ms', 2)}"
+                                        for label, title in SUBMIT_APIS)
+                              + "; machine busy " + " / ".join(fmt(m[label + "_busy_pct"], "%") for label, _ in SUBMIT_APIS)
+                              + ", of it these parts " + " / ".join(fmt(m[label + "_ours_cores"], "", 2)
+                                                                    for label, _ in SUBMIT_APIS)
+                              + f" of {os.cpu_count()} cores (HAProxy "
+                              + " / ".join(fmt(m[label + "_haproxy_cores"], "", 2) for label, _ in SUBMIT_APIS[1:])
+                              + "); their CPU per job " + " / ".join(fmt(m[label + "_cpu_us_per_job"], " us")
+                                                                     for label, _ in SUBMIT_APIS)),
     "e2e-native": lambda m: ("End to end, native echo worker: >= 20,000 jobs/s",
                              f"{fmt(m['rate'], '/s')} ({fmt(m['jobs'])} jobs submitted at {fmt(m['submit_rate'], '/s')})"),
     "e2e-python": lambda m: ("End to end, one Python worker process: >= 8,000 jobs/s",

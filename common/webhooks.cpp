@@ -140,6 +140,10 @@ std::optional<std::vector<Net>> parse_nets(const std::vector<std::string>& items
     return out;
 }
 
+bool in_nets(const Address& address, const std::vector<Net>& nets) {
+    return std::any_of(nets.begin(), nets.end(), [&](const Net& net) { return in_net(address, net); });
+}
+
 ParsedUrl parse_url(std::string_view url) {
     if (url.size() > MAX_URL_BYTES) return fail("is longer than " + std::to_string(MAX_URL_BYTES) + " bytes");
     for (char c : url)
@@ -188,10 +192,8 @@ ParsedUrl parse_url(std::string_view url) {
 
 bool refused_address(const Address& address, const std::vector<Net>& allowed) {
     const Address checked = unwrapped(address);
-    for (const Net& net : allowed)
-        if (in_net(checked, net) || in_net(address, net)) return false;
-    return std::any_of(refused_nets().begin(), refused_nets().end(),
-                       [&](const Net& net) { return in_net(checked, net); });
+    if (in_nets(checked, allowed) || in_nets(address, allowed)) return false;
+    return in_nets(checked, refused_nets());
 }
 
 }  // namespace sluice::webhooks

@@ -45,6 +45,9 @@ struct Net {
 // first item that is not one.
 std::optional<std::vector<Net>> parse_nets(const std::vector<std::string>& items, std::string& bad);
 
+// True when `address` (IPv4 mapped) is in one of `nets`.
+bool in_nets(const std::array<std::uint8_t, 16>& address, const std::vector<Net>& nets);
+
 // A URL split as the checks need it.
 struct Url {
     std::string host;    // without brackets for an IPv6 literal, lowercase

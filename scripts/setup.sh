@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium and chromium-driver: the browser test (tests/security/test_browser.py) drives them;
-# prometheus: its promtool checks the metrics (tests/e2e/test_worker_metrics.py).
+# prometheus: its promtool checks the metrics (tests/e2e/test_worker_metrics.py); haproxy: in
+# front of several apis (SLUICE_API_INSTANCES, deploy/haproxy.cfg).
 APT_PACKAGES=(cmake g++ make pkg-config libboost-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
               libhiredis-dev nlohmann-json3-dev libfmt-dev doctest-dev libssl-dev redis-server
-              clang libclang-rt-14-dev wrk supervisor chromium chromium-driver prometheus)
+              clang libclang-rt-14-dev wrk supervisor haproxy chromium chromium-driver prometheus)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -216,6 +216,34 @@ class Pipeline:
         proc, out = self._spawn("api", [str(BUILD / "api" / "sluice-api")], env)
         return proc, wait_for_line(out, r"listening on (http://\S+)", proc).group(1)
 
+    def start_haproxy(self, apis: list[str], **extra: str) -> str:
+        """Starts HAProxy with the committed deploy/haproxy.cfg on a free port in front of
+        `apis` (their URLs; servers api-1, api-2, ... in its log), `extra` its environment
+        (SLUICE_PROXY_MAX_CONNECTIONS_PER_CLIENT, ...). Returns its URL once a request through
+        it reaches an api that is ready (GET /readyz)."""
+        servers = self.workdir / "haproxy-apis.cfg"
+        servers.write_text("backend apis\n" + "".join(f"    server api-{i} {url.removeprefix('http://')}\n"
+                                                      for i, url in enumerate(apis, 1)))
+        port = free_port()
+        env = {**self.env, "SLUICE_PROXY_BIND": f"127.0.0.1:{port}", **extra}
+        self.haproxy, _ = self._spawn("haproxy", ["haproxy", "-db", "-f", str(ROOT / "deploy" / "haproxy.cfg"),
+                                                  "-f", str(servers)], env)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    return url
+            if self.haproxy.poll() is not None:
+                raise RuntimeError(f"haproxy exited with {self.haproxy.returncode}: {self.haproxy_log()}")
+            time.sleep(0.05)
+        raise TimeoutError(f"no api ready behind HAProxy: {self.haproxy_log()}")
+
+    def haproxy_log(self) -> str:
+        """What HAProxy has said (its log goes to stdout, its warnings to stderr)."""
+        return "".join(path.read_text() for pattern in ("haproxy-*.out", "haproxy-*.log")
+                       for path in sorted(self.workdir.glob(pattern)))
+
     def add_task_modules(self) -> None:
         """Lets Python workers started from now on import the task modules beside this file
         (big_tasks, typed_tasks), ahead of what PYTHONPATH already holds (the sluice package of

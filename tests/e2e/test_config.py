@@ -51,3 +51,11 @@ def test_bad_tenant_weights_stop_the_broker(value, problem):
     done = subprocess.run([str(BINARIES["broker"])], env=env, capture_output=True, text=True, timeout=10)
     assert done.returncode == 2
     assert f"SLUICE_TENANT_WEIGHTS {problem}" in done.stderr
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1/33", "10.0.0.0/8,proxy.example", "::1/129", "127.0.0.1 /32"])
+def test_bad_trusted_proxies_stop_the_api(value):
+    env = {**os.environ, "SLUICE_API_TRUSTED_PROXIES": value}
+    done = subprocess.run([str(BINARIES["api"])], env=env, capture_output=True, text=True, timeout=10)
+    assert done.returncode == 2
+    assert "SLUICE_API_TRUSTED_PROXIES holds '" in done.stderr and "which is not a network in CIDR form" in done.stderr

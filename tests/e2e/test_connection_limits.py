@@ -1,8 +1,9 @@
 """Connection limits against the real api: one client holding every connection it may (idle
 sockets and half-sent requests) does not lock another client out, the last slots are kept for
 clients holding few connections, and a connection that sends nothing is closed after the short
-first-byte timeout. Clients are told apart by address: 127.0.0.1, 127.0.0.2, ... all reach the
-api on loopback."""
+first-byte timeout; a trusted proxy's connections count in the total only, and no header makes
+a client one. Clients are told apart by address: 127.0.0.1, 127.0.0.2, ... all reach the api on
+loopback."""
 import json
 import select
 import socket
@@ -21,6 +22,7 @@ FIRST_BYTE_TIMEOUT_S = 4.0
 REQUEST_TIMEOUT_S = 10.0
 SLACK_S = 1.5                        # a busy 2-core machine, on top of a timeout
 HALF_REQUEST = b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"type\""
+PROXY = "127.0.0.9"                  # SLUICE_API_TRUSTED_PROXIES, as HAProxy's address would be
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,8 @@ def limited(tmp_path_factory, request):
     env = {"SLUICE_API_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
            "SLUICE_API_MAX_CONNECTIONS_PER_CLIENT": str(PER_CLIENT),
            "SLUICE_API_FIRST_BYTE_TIMEOUT_MS": str(int(FIRST_BYTE_TIMEOUT_S * 1000)),
-           "SLUICE_API_REQUEST_TIMEOUT_MS": str(int(REQUEST_TIMEOUT_S * 1000))}
+           "SLUICE_API_REQUEST_TIMEOUT_MS": str(int(REQUEST_TIMEOUT_S * 1000)),
+           "SLUICE_API_TRUSTED_PROXIES": f"{PROXY}/32"}
     with running_pipeline(tmp_path_factory.mktemp("limits"), lambda: request.session.testsfailed, env) as p:
         p.start_worker("native")
         p.wait_ready("echo")
@@ -129,3 +132,29 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_first_byte_timeout(
         elapsed = time.monotonic() - started
         assert FIRST_BYTE_TIMEOUT_S - 0.3 <= elapsed <= FIRST_BYTE_TIMEOUT_S + SLACK_S, elapsed
         assert still_open(talking)
+
+
+def test_a_trusted_proxy_is_held_to_the_total_only(limited):
+    proxied = hold(limited, PROXY, PER_CLIENT + RESERVE_CLIENT)
+    try:
+        assert all(still_open(sock) for sock in proxied)  # none refused past the per-client limit
+        with client(limited, PROXY) as through_proxy:
+            assert through_proxy.get("/healthz").status_code == 200
+    finally:
+        close_all(proxied)
+
+
+def test_forwarded_headers_do_not_make_a_client_a_proxy(limited):
+    # A client that names the proxy (or anyone) in X-Forwarded-For and Forwarded on every
+    # request still counts as its own address.
+    forged = (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: %s\r\nForwarded: for=%s\r\n"
+              b"X-Real-IP: %s\r\n\r\n") % ((PROXY.encode(),) * 3)
+    socks = [connect(limited, "127.0.0.7") for _ in range(PER_CLIENT)]
+    try:
+        for sock in socks:
+            sock.sendall(forged)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        status, _, error = refusal(limited, "127.0.0.7")
+        assert status == 429 and error["code"] == "too_many_connections_from_client", error
+    finally:
+        close_all(socks)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from pipeline import BUILD, ROOT, free_port
 
@@ -56,9 +57,9 @@ class SupervisedRun:
     """scripts/run.sh on free ports with its own data directory. Remembers every process seen
     under it, so the test can check that all of them are gone at the end."""
 
-    def __init__(self, workdir: Path, **env: str):
+    def __init__(self, workdir: Path, api_port: int | None = None, **env: str):
         self.workdir = workdir
-        self.ports = {"api": free_port(), "redis": free_port(), "broker-api": free_port(),
+        self.ports = {"api": api_port or free_port(), "redis": free_port(), "broker-api": free_port(),
                       "broker-workers": free_port()}
         self.env = dict(os.environ, SLUICE_BUILD_DIR=str(BUILD), SLUICE_DATA_DIR=str(workdir / "data"),
                         SLUICE_API_PORT=str(self.ports["api"]), SLUICE_REDIS_PORT=str(self.ports["redis"]),
@@ -130,8 +131,8 @@ class SupervisedRun:
 
 
 @contextlib.contextmanager
-def supervised_run(workdir: Path, request, **env: str):
-    run = SupervisedRun(workdir, **env)
+def supervised_run(workdir: Path, request, api_port: int | None = None, **env: str):
+    run = SupervisedRun(workdir, api_port, **env)
     try:
         yield run
     finally:
@@ -267,3 +268,56 @@ def test_ctrl_c_stops_workers_first_and_redis_last(tmp_path, request):
         stopped = re.findall(r"stopped: (\S+) \(exit status 0\)", (tmp_path / "run.out").read_text())
         assert stopped[-4:] == ["webhooks", "api", "broker", "redis"], stopped
         assert sorted(stopped[:-4]) == ["worker-native-1", "worker-native-2"], stopped
+
+
+def free_port_run(count: int) -> int:
+    """A port P with P .. P + count - 1 all free (run.sh puts api I of N on P + I)."""
+    while True:
+        first = free_port()
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(first, first + count):
+                    held.enter_context(socket.create_server(("127.0.0.1", port)))
+            except OSError:
+                continue
+        return first
+
+
+def test_two_apis_behind_haproxy(tmp_path, request):
+    public = free_port_run(3)
+    with supervised_run(tmp_path, request, api_port=public, SLUICE_API_INSTANCES="2", SLUICE_PYTHON_WORKERS="0",
+                        SLUICE_NATIVE_WORKERS="1", SLUICE_API_MAX_CONNECTIONS_PER_CLIENT="64") as run:
+        run.wait_banner()
+        # The per-client limit moved to HAProxy, which sees the clients' addresses.
+        assert 'SLUICE_PROXY_MAX_CONNECTIONS_PER_CLIENT="64"' in (tmp_path / "data" / "supervisord.conf").read_text()
+        assert f"{BANNER}http://127.0.0.1:{public} (HAProxy in front of 2 apis" in (tmp_path / "run.out").read_text()
+        names = sorted(name for name in run.components().values() if name in ("sluice-api", "haproxy"))
+        assert names == ["haproxy", "sluice-api", "sluice-api"], names
+        for port in (public + 1, public + 2):  # each api on its own port, ready
+            assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+        # A job through the public port, on whichever api HAProxy picks.
+        response = run.http.post("/v1/jobs", json={"type": "echo", "input": {"via": "haproxy"}})
+        assert response.status_code == 202, response.text
+        done = run.http.get(f"/v1/jobs/{response.json()['id']}/result", params={"wait": 30}, timeout=40).json()
+        assert done["status"] == "succeeded" and done["result"] == {"via": "haproxy"}, done
+        assert (tmp_path / "data" / "logs" / "api-2.log").exists()
+        assert run.stop() == 0
+        assert not [pid for pid, name in run.seen.items() if alive(pid, name)], run.seen
+        for port in (public, public + 1, public + 2):
+            assert refuses_connections(port), port
+
+
+@pytest.mark.parametrize("instances, host, problem", [
+    # Behind HAProxy the apis listen on loopback, where they would take the open mode: run.sh
+    # refuses it for a public address as the api itself does.
+    ("2", "0.0.0.0", "SLUICE_AUTH is unset, and SLUICE_API_HOST 0.0.0.0 is not a loopback address"),
+    ("0", "127.0.0.1", "SLUICE_API_INSTANCES must be a number of apis (1 or more), got '0'"),
+    ("two", "127.0.0.1", "SLUICE_API_INSTANCES must be a number of apis (1 or more), got 'two'"),
+])
+def test_run_refuses_before_starting_anything(tmp_path, instances, host, problem):
+    env = dict(os.environ, SLUICE_API_INSTANCES=instances, SLUICE_API_HOST=host, SLUICE_DATA_DIR=str(tmp_path / "data"),
+               SLUICE_BUILD_DIR=str(BUILD))
+    env.pop("SLUICE_AUTH", None)
+    done = subprocess.run([str(ROOT / "scripts" / "run.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and problem in done.stderr, (done.returncode, done.stderr)
+    assert not (tmp_path / "data" / "supervisord.conf").exists()

@@ -1,5 +1,6 @@
 // Unit tests of the connection limits (api/connection_counts.hpp): per client, in total, the
-// reserve for clients holding few connections, release by ticket, and who counts as one client.
+// reserve for clients holding few connections, a trusted proxy's connections, release by
+// ticket, and who counts as one client.
 #include "connection_counts.hpp"
 
 #include <doctest/doctest.h>
@@ -69,6 +70,21 @@ TEST_CASE("connections: the reserve goes to clients holding few; past the total 
     CHECK(counts.total() == 10);
     big.pop_back();
     CHECK(counts.admit(key("10.0.0.5"), t) == Admission::ADMITTED);
+}
+
+TEST_CASE("connections: a trusted proxy counts in the total only, reserve included") {
+    ConnectionCounts counts({.total = 10, .per_client = 2, .reserve = 4, .reserve_client = 1});
+    std::vector<Ticket> proxied(9);
+    for (auto& ticket : proxied) REQUIRE(counts.admit_proxy(ticket) == Admission::ADMITTED);
+    CHECK(counts.total() == 9);
+    Ticket t;
+    CHECK(counts.admit(key("10.0.0.1"), t) == Admission::ADMITTED);  // a small client: the last slot
+    Ticket over;
+    CHECK(counts.admit_proxy(over) == Admission::SERVER_FULL);
+    CHECK(counts.total() == 10);
+    proxied.clear();
+    CHECK(counts.total() == 1);
+    CHECK(counts.held(key("10.0.0.1")) == 1);
 }
 
 TEST_CASE("connections: shards admitting and closing at once keep exact counts") {
