@@ -290,7 +290,7 @@ def test_two_apis_behind_haproxy(tmp_path, request):
         run.wait_banner()
         # The per-client limit moved to HAProxy, which sees the clients' addresses.
         assert 'SLUICE_PROXY_MAX_CONNECTIONS_PER_CLIENT="64"' in (tmp_path / "data" / "supervisord.conf").read_text()
-        assert f"{BANNER}http://127.0.0.1:{public} (HAProxy in front of 2 apis" in (tmp_path / "run.out").read_text()
+        assert f"{BANNER}http://127.0.0.1:{public}, dashboard at http://127.0.0.1:{public}/ui/ (HAProxy in front of 2 apis" in (tmp_path / "run.out").read_text()
         names = sorted(name for name in run.components().values() if name in ("sluice-api", "haproxy"))
         assert names == ["haproxy", "sluice-api", "sluice-api"], names
         for port in (public + 1, public + 2):  # each api on its own port, ready
