@@ -35,7 +35,7 @@ class StuckWorker:
             self.socket.send_multipart(frames(24, []))
 
     def answer_late(self):
-        job_id, _, payload, attempt, _ = self.job
+        job_id, _, payload, attempt = self.job[:4]
         self.socket.send_multipart(frames(20, [job_id, attempt, msgpack.packb("stale result")]))
 
     def close(self):
