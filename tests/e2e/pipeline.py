@@ -196,10 +196,11 @@ class Pipeline:
         raise TimeoutError("redis-server did not start")
 
     def start_broker(self, same_endpoints: bool = False, **extra: str) -> None:
-        """Starts the broker on free ports, or with `same_endpoints` where the last one was."""
-        env = {**self.env, **self.keys_env("broker"), **extra}
-        if not same_endpoints:
-            env.update(SLUICE_BROKER_API_ENDPOINT="tcp://127.0.0.1:*", SLUICE_BROKER_WORKER_ENDPOINT="tcp://127.0.0.1:*")
+        """Starts the broker on free loopback ports, or with `same_endpoints` where the last one
+        was; an endpoint in `extra` (SLUICE_BROKER_WORKER_ENDPOINT="tcp://10.231.0.1:*") wins."""
+        fresh = {} if same_endpoints else {"SLUICE_BROKER_API_ENDPOINT": "tcp://127.0.0.1:*",
+                                           "SLUICE_BROKER_WORKER_ENDPOINT": "tcp://127.0.0.1:*"}
+        env = {**self.env, **fresh, **self.keys_env("broker"), **extra}
         self.broker, out = self._spawn("broker", [str(BUILD / "broker" / "sluice-broker")], env)
         match = wait_for_line(out, r"frontend (\S+) backend (\S+)", self.broker)
         self.frontend, self.backend = match.group(1), match.group(2)
@@ -252,7 +253,9 @@ class Pipeline:
         self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
 
     def start_worker(self, kind: str = "python", concurrency: int = 4, name: str | None = None,
-                     modules: list[str] | None = None, **extra: str) -> subprocess.Popen:
+                     modules: list[str] | None = None, netns: str | None = None, **extra: str) -> subprocess.Popen:
+        """Starts a worker with the allowed worker key (`extra` may name other key files), in the
+        network namespace `netns` (`ip netns exec`, which execs it: the Popen is the worker)."""
         env = {**self.env, "SLUICE_WORKER_CONCURRENCY": str(concurrency), **self.keys_env("worker"), **extra}
         if name:
             env["SLUICE_WORKER_NAME"] = name
@@ -262,6 +265,8 @@ class Pipeline:
                 argv += ["--name", name]
         else:
             argv = [str(BUILD / "workers" / "sluice-worker-native")]
+        if netns:
+            argv = ["ip", "netns", "exec", netns, *argv]
         proc, _ = self._spawn(f"worker-{kind}", argv, env)
         self.workers.append(proc)
         return proc
