@@ -5,10 +5,8 @@
 #include "env.hpp"
 #include "log.hpp"
 
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
@@ -18,7 +16,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <exception>
 
 namespace sluice::trace {
 namespace {
@@ -81,29 +78,51 @@ json attribute_list(const Span& span) {
     return out;
 }
 
-// One POST of `body` to the endpoint; throws on a network error or a timeout. Takes its
-// arguments by value: the coroutine outlives the call that starts it.
-asio::awaitable<unsigned> exchange(Endpoint endpoint, std::string body, std::chrono::milliseconds timeout) {
-    auto executor = co_await asio::this_coro::executor;
-    asio::ip::tcp::resolver resolver(executor);
-    boost::beast::tcp_stream stream(executor);
-    const auto addresses = co_await resolver.async_resolve(endpoint.host, endpoint.port, asio::use_awaitable);
-    stream.expires_after(timeout);
-    co_await stream.async_connect(addresses, asio::use_awaitable);
-    http::request<http::string_body> request{http::verb::post, endpoint.target, 11};
-    request.set(http::field::host, endpoint.host);
-    request.set(http::field::content_type, "application/json");
-    request.body() = std::move(body);
-    request.prepare_payload();
-    co_await http::async_write(stream, request, asio::use_awaitable);
+// One POST of a body to the endpoint, as a chain of completion handlers on the io_context that
+// post() runs: resolve, connect, write, read. Plain callbacks rather than coroutines, so it
+// builds with every compiler the project uses (Boost 1.74's Asio sees no coroutines in clang).
+// `error` says what failed; `status` is the collector's HTTP status once it answered.
+struct Exchange {
+    Exchange(asio::io_context& ioc, const Endpoint& endpoint, std::string body, std::chrono::milliseconds timeout)
+        : resolver(ioc), stream(ioc), timeout(timeout) {
+        request = {http::verb::post, endpoint.target, 11};
+        request.set(http::field::host, endpoint.host);
+        request.set(http::field::content_type, "application/json");
+        request.body() = std::move(body);
+        request.prepare_payload();
+        parser.body_limit(MAX_RESPONSE_BYTES);
+    }
+
+    void start(const Endpoint& endpoint) {
+        resolver.async_resolve(endpoint.host, endpoint.port, [this](boost::system::error_code ec, auto addresses) {
+            if (ec) return fail("resolve", ec);
+            stream.expires_after(timeout);
+            stream.async_connect(addresses, [this](boost::system::error_code ec, const auto&) {
+                if (ec) return fail("connect", ec);
+                http::async_write(stream, request, [this](boost::system::error_code ec, std::size_t) {
+                    if (ec) return fail("write", ec);
+                    http::async_read(stream, buffer, parser, [this](boost::system::error_code ec, std::size_t) {
+                        if (ec) return fail("read", ec);
+                        status = parser.get().result_int();
+                        boost::system::error_code ignored;
+                        stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+                    });
+                });
+            });
+        });
+    }
+
+    void fail(const char* step, boost::system::error_code ec) { error = std::string(step) + ": " + ec.message(); }
+
+    asio::ip::tcp::resolver resolver;
+    boost::beast::tcp_stream stream;
+    std::chrono::milliseconds timeout;
+    http::request<http::string_body> request;
     boost::beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
-    parser.body_limit(MAX_RESPONSE_BYTES);
-    co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
-    boost::system::error_code ignored;
-    stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-    co_return parser.get().result_int();
-}
+    std::string error;
+    unsigned status = 0;
+};
 
 }  // namespace
 
@@ -217,23 +236,13 @@ void SpanExporter::run() {
 
 std::string SpanExporter::post(const std::vector<Span>& batch) {
     asio::io_context ioc;
-    std::string error;
-    unsigned status = 0;
-    asio::co_spawn(ioc, exchange(Endpoint{host_, port_, target_}, otlp_json(config_.service_name, batch), config_.timeout),
-                   [&](std::exception_ptr e, unsigned answered) {
-                       if (!e) {
-                           status = answered;
-                           return;
-                       }
-                       try {
-                           std::rethrow_exception(e);
-                       } catch (const std::exception& x) {
-                           error = x.what();
-                       }
-                   });
+    const Endpoint endpoint{host_, port_, target_};
+    Exchange exchange(ioc, endpoint, otlp_json(config_.service_name, batch), config_.timeout);
+    exchange.start(endpoint);
     ioc.run();
-    if (!error.empty()) return error;
-    if (status < 200 || status > 299) return "the collector answered HTTP " + std::to_string(status);
+    if (!exchange.error.empty()) return exchange.error;
+    if (exchange.status < 200 || exchange.status > 299)
+        return "the collector answered HTTP " + std::to_string(exchange.status);
     return "";
 }
 
