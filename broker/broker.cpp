@@ -359,7 +359,10 @@ void Broker::report_metrics(Clock::time_point now) {
     next_metrics_report_ = now + METRICS_REPORT_INTERVAL;
     BrokerMetrics::Now held{{}, {}, jobs_.delayed(), workers_.all().size()};
     for (const auto& [type_and_tenant, count] : jobs_.running_by_type()) held.running[type_and_tenant.first] += count;
-    for (const std::string& type : known_types_) held.queued[type] = queues_.depth(type);
+    for (const std::string& type : known_types_) {
+        held.queued[type] = queues_.depth(type);
+        held.running.try_emplace(type, 0);
+    }
     const std::string text = metrics_.render(held);
     const std::string expiry = std::to_string(METRICS_REPORT_TTL.count());
     std::vector<std::string_view> argv = {"SET", keys::BROKER_METRICS, text, "PX", expiry};

@@ -44,7 +44,7 @@ public:
     // What the broker holds now, given to render().
     struct Now {
         std::map<std::string, std::size_t> queued;   // by type, known types included at 0
-        std::map<std::string, std::size_t> running;  // by type
+        std::map<std::string, std::size_t> running;  // by type, known types included at 0
         std::size_t delayed = 0;                     // retries waiting out their backoff
         std::size_t workers = 0;
     };
