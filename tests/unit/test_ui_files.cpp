@@ -18,7 +18,8 @@ namespace {
 // A fresh directory under the system's temporary one, removed with the object.
 struct TempDir {
     TempDir() {
-        std::string name = (fs::temp_directory_path() / "sluice-ui-XXXXXX").string();
+        // mkdtemp's template: the name ends in six characters it replaces.
+        std::string name = (fs::temp_directory_path() / "sluice-ui-").string() + std::string(6, 'X');
         REQUIRE(::mkdtemp(name.data()) != nullptr);
         path = name;
     }
