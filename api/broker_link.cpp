@@ -16,14 +16,19 @@ namespace {
 // Shortest time between two replacements of the socket: a broker that is down costs at most one
 // new socket (and connection attempt) a second, however many requests find it down.
 constexpr std::chrono::seconds REOPEN_INTERVAL{1};
+// ZMTP heartbeats on the DEALER: a PING a second, and the connection dropped after 3 s without
+// a word from the broker. About the lease (2 s), so a paused leader's connection is gone by the
+// time a standby has taken over.
+constexpr int HEARTBEAT_IVL_MS = 1000;
+constexpr int HEARTBEAT_TIMEOUT_MS = 3000;
 
 }  // namespace
 
 using boost::system::error_code;
 
-BrokerLink::BrokerLink(asio::io_context& ioc, zmq::context_t& zmq_ctx, std::string endpoint,
+BrokerLink::BrokerLink(asio::io_context& ioc, zmq::context_t& zmq_ctx, std::vector<std::string> endpoints,
                        std::optional<curve::ClientKeys> keys)
-    : ioc_(ioc), zmq_ctx_(zmq_ctx), endpoint_(std::move(endpoint)), keys_(std::move(keys)) {}
+    : ioc_(ioc), zmq_ctx_(zmq_ctx), endpoints_(std::move(endpoints)), keys_(std::move(keys)) {}
 
 BrokerLink::~BrokerLink() { stop(); }
 
@@ -63,7 +68,9 @@ void BrokerLink::open_socket() {
     if (keys_) curve::make_client(*dealer_, *keys_);
     // It receives only REPLYs, a few hundred bytes: libzmq refuses a bigger frame unallocated.
     dealer_->set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(limits::FRAME_HEADROOM));
-    dealer_->connect(endpoint_);
+    dealer_->set(zmq::sockopt::heartbeat_ivl, HEARTBEAT_IVL_MS);
+    dealer_->set(zmq::sockopt::heartbeat_timeout, HEARTBEAT_TIMEOUT_MS);
+    for (const std::string& endpoint : endpoints_) dealer_->connect(endpoint);
     signal_fd_.emplace(ioc_, dealer_->get(zmq::sockopt::fd));
     opened_at_ = Clock::now();
 }

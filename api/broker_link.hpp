@@ -6,6 +6,10 @@
 // connected replaces the socket (at most once per REOPEN_INTERVAL): libzmq stops retrying an
 // endpoint for good once a handshake fails with a protocol error, as it does against a process
 // without CURVE squatting on the broker's port, so a fresh socket is the way to try again.
+// With a standby broker the DEALER connects to every endpoint given; only the leader binds its
+// socket, and ZMQ_IMMEDIATE sends only over connections whose handshake is done, so requests go
+// to the leader. ZMTP heartbeats drop a connection whose broker stopped answering (paused, or
+// its host gone without a FIN), so a stalled old leader stops getting requests.
 //
 // Thread-safety: everything only on the shard's loop thread; start()/stop() before and after
 // its loop runs.
@@ -35,7 +39,8 @@ public:
     };
 
     // `keys`: connect as a CURVE client with them (README.md, Security); none: no CURVE.
-    BrokerLink(asio::io_context& ioc, zmq::context_t& zmq_ctx, std::string endpoint,
+    // `endpoints`: the leading broker's and its standbys'; the DEALER connects to all of them.
+    BrokerLink(asio::io_context& ioc, zmq::context_t& zmq_ctx, std::vector<std::string> endpoints,
                std::optional<curve::ClientKeys> keys);
     ~BrokerLink();
     BrokerLink(const BrokerLink&) = delete;
@@ -92,7 +97,7 @@ private:
 
     asio::io_context& ioc_;
     zmq::context_t& zmq_ctx_;
-    std::string endpoint_;
+    std::vector<std::string> endpoints_;
     std::optional<curve::ClientKeys> keys_;
     std::optional<zmq::socket_t> dealer_;
     // Watches the DEALER's ZMQ_FD; released, never closed (libzmq owns that fd).

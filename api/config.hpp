@@ -32,11 +32,13 @@ struct ApiConfig {
     std::string host = "127.0.0.1";
     // SLUICE_API_PORT: HTTP port; 0 picks a free port (printed on the "listening" line).
     std::uint16_t port = 8080;
-    // SLUICE_BROKER_API_ENDPOINT: the broker's frontend ROUTER (schemas/PROTOCOL.md, Sockets).
-    std::string broker_endpoint = "tcp://127.0.0.1:5555";
+    // SLUICE_BROKER_API_ENDPOINT: the broker's frontend ROUTER (schemas/PROTOCOL.md, Sockets);
+    // comma-separated, the leader's and its standbys' (README.md, "A standby broker"): the api
+    // connects to every one, and only the leader has its sockets bound.
+    std::vector<std::string> broker_endpoints = {"tcp://127.0.0.1:5555"};
     // SLUICE_CURVE_SECRET_KEY_FILE / SLUICE_BROKER_PUBLIC_KEY_FILE: this api's CURVE keypair
     // and the broker's public key (README.md, Security). None: no CURVE, only allowed when
-    // broker_endpoint stays on this host.
+    // broker_endpoints stay on this host.
     std::optional<curve::ClientKeys> broker_keys;
     // SLUICE_REDIS_HOST / SLUICE_REDIS_PORT: the Redis server holding job state.
     std::string redis_host = "127.0.0.1";

@@ -8,6 +8,8 @@
 #include "server.hpp"
 #include "signals.hpp"
 
+#include <fmt/ranges.h>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -63,8 +65,8 @@ ApiConfig config_from_env() {
     ApiConfig c;
     c.host = sluice::env_string("SLUICE_API_HOST", c.host);
     c.port = static_cast<std::uint16_t>(sluice::env_int("SLUICE_API_PORT", 0, 65535, c.port));
-    c.broker_endpoint = sluice::env_string("SLUICE_BROKER_API_ENDPOINT", c.broker_endpoint);
-    c.broker_keys = sluice::curve::env_client_keys("SLUICE_BROKER_API_ENDPOINT", c.broker_endpoint);
+    c.broker_endpoints = sluice::curve::env_endpoints("SLUICE_BROKER_API_ENDPOINT", c.broker_endpoints.front());
+    c.broker_keys = sluice::curve::env_client_keys("SLUICE_BROKER_API_ENDPOINT", c.broker_endpoints);
     c.redis_host = sluice::env_string("SLUICE_REDIS_HOST", c.redis_host);
     c.redis_port = static_cast<int>(sluice::env_int("SLUICE_REDIS_PORT", 1, 65535, c.redis_port));
     c.redis_login = sluice::redis_login_from_env();
@@ -131,7 +133,7 @@ int main() {
     std::printf("sluice-api listening on http://%s:%u\n", config.host.c_str(), static_cast<unsigned>(port));
     std::fflush(stdout);
     sluice::log::info("listening on {}:{} ({} thread(s)), broker {} (CURVE {}), redis {}:{}", config.host, port,
-                      config.threads, config.broker_endpoint, config.broker_keys ? "on" : "off", config.redis_host,
+                      config.threads, fmt::join(config.broker_endpoints, ","), config.broker_keys ? "on" : "off", config.redis_host,
                       config.redis_port);
     if (config.auth_required)
         sluice::log::info("auth required: every route but /healthz and /readyz needs an API key{}",

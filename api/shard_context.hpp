@@ -30,7 +30,7 @@ struct ShardContext {
           metrics(metrics),
           spans(spans),
           redis(ioc, config.redis_host, config.redis_port, config.redis_login, "commands"),
-          broker(ioc, zmq_ctx, config.broker_endpoint, config.broker_keys) {}
+          broker(ioc, zmq_ctx, config.broker_endpoints, config.broker_keys) {}
     ShardContext(const ShardContext&) = delete;
     ShardContext& operator=(const ShardContext&) = delete;
 

@@ -71,6 +71,15 @@ void Broker::refuse(const std::string& peer, std::uint64_t req_id, const errors:
                                   std::move(message), std::move(job_id), ""});
 }
 
+void Broker::refuse_unstored(const std::string& peer, std::uint64_t req_id, const std::string& what,
+                             std::string job_id) {
+    if (stepping_down_)
+        return refuse(peer, req_id, errors::BROKER_UNAVAILABLE,
+                      what + ": this broker has lost its lease to another, nothing was stored; send it again",
+                      std::move(job_id));
+    refuse(peer, req_id, errors::REDIS_UNAVAILABLE, what, std::move(job_id));
+}
+
 void Broker::send_reply(const std::string& peer, proto::Reply msg) {
     if (!proto::send(frontend_, msg, peer)) log::warn("api peer gone: reply {} dropped", msg.req_id);
 }
@@ -197,7 +206,7 @@ void Broker::flush_submits() {
             const SubmitItem& job = (*batch)[i];
             stored(job);
             if (!ok) {
-                refuse(job.peer, job.req_id, errors::REDIS_UNAVAILABLE, "the job could not be stored");
+                refuse_unstored(job.peer, job.req_id, "the job could not be stored");
                 continue;
             }
             const redisReply* answer = r->element[i];
@@ -245,7 +254,7 @@ void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {
             if (outcome == "finished") return refuse(peer, req_id, errors::JOB_FINISHED, "the job has already finished", id);
             if (!forget_canceled(id, outcome)) {
                 log::error("cancel of job {} failed: {}", id, reply_error(r));
-                return refuse(peer, req_id, errors::REDIS_UNAVAILABLE, "the cancel could not be stored", id);
+                return refuse_unstored(peer, req_id, "the cancel could not be stored", id);
             }
             log::info("job {} canceled (was {})", id, outcome);
             accept(peer, req_id, id, "canceled");
@@ -308,7 +317,7 @@ void Broker::handle_retry(const std::string& peer, const proto::Retry& msg) {
             if (outcome == "not_found") return refuse(peer, req_id, errors::JOB_NOT_FOUND, "no such job", id);
             if (outcome == "not_dead") return refuse(peer, req_id, errors::JOB_NOT_DEAD, "only a dead (failed) job can be retried", id);
             log::error("retry of job {} failed: {}", id, reply_error(r));
-            refuse(peer, req_id, errors::REDIS_UNAVAILABLE, "the retry could not be stored", id);
+            refuse_unstored(peer, req_id, "the retry could not be stored", id);
         });
     if (!sent) refuse(peer, msg.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
 }

@@ -6,6 +6,7 @@
 #include "keys.hpp"
 #include "limits.hpp"
 #include "log.hpp"
+#include "lease_scripts.hpp"
 #include "scripts.hpp"
 
 #include <fmt/ranges.h>
@@ -13,6 +14,7 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <iterator>
 #include <unordered_set>
@@ -50,7 +52,8 @@ std::string_view script_name(const std::string& script) {
         {&scripts::SUBMIT, "submit"}, {&scripts::START, "start"},   {&scripts::EVENT, "event"},
         {&scripts::SUCCEED, "succeed"}, {&scripts::FAIL, "fail"},   {&scripts::CANCEL, "cancel"},
         {&scripts::ABANDON, "abandon"}, {&scripts::RETRY, "retry"}, {&scripts::RECOVER, "recover"},
-        {&scripts::SWEEP, "sweep"},     {&scripts::LOAD_QUEUE, "load_queue"}};
+        {&scripts::SWEEP, "sweep"},     {&scripts::LOAD_QUEUE, "load_queue"}, {&scripts::CALL, "call"},
+        {&scripts::CAMPAIGN, "campaign"}, {&scripts::RENEW, "renew"}};
     const auto it = names.find(&script);
     return it == names.end() ? "other" : it->second;
 }
@@ -101,25 +104,41 @@ Broker::Broker(BrokerConfig config)
         curve::make_server(frontend_, config_.curve->secret_key, API_DOMAIN);
         curve::make_server(backend_, config_.curve->secret_key, WORKER_DOMAIN);
     }
+}
+
+void Broker::bind_sockets() {
     frontend_.bind(config_.frontend_endpoint);
     backend_.bind(config_.backend_endpoint);
-    frontend_endpoint_ = frontend_.get(zmq::sockopt::last_endpoint);
-    backend_endpoint_ = backend_.get(zmq::sockopt::last_endpoint);
+    bound_ = true;
+    config_.frontend_endpoint = frontend_.get(zmq::sockopt::last_endpoint);
+    config_.backend_endpoint = backend_.get(zmq::sockopt::last_endpoint);
+    // The line tests and scripts/run.sh wait for (a `*` port resolved).
+    std::printf("sluice-broker frontend %s backend %s\n", config_.frontend_endpoint.c_str(),
+                config_.backend_endpoint.c_str());
+    std::fflush(stdout);
+    log::info("leading ({}): api endpoint {}, worker endpoint {}", token_, config_.frontend_endpoint,
+              config_.backend_endpoint);
 }
 
 // The loop, one turn:
-//   1. keep the Redis connection up; whenever it (re)connects, resync memory with Redis
+//   1. keep the Redis connection up and the lease: campaign for it while standing by, renew it
+//      while leading; once leading, bind the sockets, and whenever Redis (re)connects, resync
+//      memory with Redis
 //   2. poll both sockets, the Redis fd, the ZAP socket and stop_fd, at most POLL_TICK
-//   3. drive Redis I/O: arriving replies run their callbacks (acks, JOB sends); answer ZAP
-//      requests (a CURVE handshake waits for the answer)
-//   steps 4 to 6 only once first synced:
+//   3. drive Redis I/O: arriving replies run their callbacks (acks, JOB sends, the lease's
+//      answers); answer ZAP requests (a CURVE handshake waits for the answer)
+//   steps 4 to 6 only once first synced, and while the lease is surely held:
 //   4. handle waiting api messages, then waiting worker messages; the turn's SUBMITs, then
 //      its RESULTs, go to Redis as one script call each
 //   5. timers: heartbeats out, silent workers forgotten, leases expired, retries released
 //   6. dispatch queued jobs against worker credit (while in sync with Redis); the turn's job
 //      starts go to Redis as one script call
-void Broker::run(int stop_fd) {
-    for (;;) {
+//   the loop ends after the turn that lost the lease (STEPPED_DOWN) or saw stop_fd (STOPPED).
+Broker::Exit Broker::run(int stop_fd) {
+    log::info("broker {} standing by for the lease (redis {}:{})", config_.broker_id, config_.redis_host,
+              config_.redis_port);
+    bool stopped = false;
+    while (!stepping_down_) {
         const auto now = Clock::now();
         redis_.maintain(now);
         if (was_connected_ && !redis_.connected()) {
@@ -130,7 +149,9 @@ void Broker::run(int stop_fd) {
             resync_at_ = {};
         }
         was_connected_ = redis_.connected();
-        if (redis_.connected() && sync_ == Sync::NONE && now >= resync_at_) resync();
+        keep_lease(now);
+        if (!token_.empty() && !bound_) bind_sockets();
+        if (!token_.empty() && redis_.connected() && sync_ == Sync::NONE && now >= resync_at_) resync();
 
         std::vector<zmq::pollitem_t> items = {
             {nullptr, stop_fd, ZMQ_POLLIN, 0},
@@ -140,7 +161,7 @@ void Broker::run(int stop_fd) {
              0},
         };
         if (zap_) items.push_back({zap_->handle(), 0, ZMQ_POLLIN, 0});
-        const bool serving = served_;
+        const bool serving = served_ && lease_valid(now);
         if (serving) {
             items.push_back({frontend_.handle(), 0, ZMQ_POLLIN, 0});
             items.push_back({backend_.handle(), 0, ZMQ_POLLIN, 0});
@@ -150,7 +171,10 @@ void Broker::run(int stop_fd) {
         } catch (const zmq::error_t& e) {
             if (e.num() != EINTR) throw;
         }
-        if (items[0].revents & ZMQ_POLLIN) break;
+        if (items[0].revents & ZMQ_POLLIN) {
+            stopped = true;
+            break;
+        }
         if (items[1].revents & ZMQ_POLLOUT) redis_.on_writable();
         if (items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) redis_.on_readable();
         if (zap_ && (items[2].revents & ZMQ_POLLIN)) handle_zap();
@@ -165,15 +189,24 @@ void Broker::run(int stop_fd) {
         }
     }
 
+    if (!stopped) {
+        log::warn("stepped down: another broker leads; starting over as a standby");
+        return Exit::STEPPED_DOWN;
+    }
+    resign();
     log::info("shutting down: waiting for {} Redis repl{}", redis_.pending(),
               redis_.pending() == 1 ? "y" : "ies");
     const auto deadline = Clock::now() + SHUTDOWN_REPLY_WAIT;
     while (redis_.pending() > 0 && redis_.connected() && Clock::now() < deadline) {
-        std::vector<zmq::pollitem_t> items = {{nullptr, redis_.fd(), ZMQ_POLLIN, 0}};
+        // The resignation may still be in hiredis's output buffer.
+        std::vector<zmq::pollitem_t> items = {
+            {nullptr, redis_.fd(), static_cast<short>(ZMQ_POLLIN | (redis_.wants_write() ? ZMQ_POLLOUT : 0)), 0}};
         zmq::poll(items, POLL_TICK);
-        if (items[0].revents) redis_.on_readable();
+        if (items[0].revents & ZMQ_POLLOUT) redis_.on_writable();
+        if (items[0].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) redis_.on_readable();
     }
     log::info("stopped");
+    return Exit::STOPPED;
 }
 
 void Broker::handle_waiting(zmq::socket_t& socket, const char* side, void (Broker::*handle)(const proto::Envelope&)) {
@@ -188,6 +221,23 @@ void Broker::handle_waiting(zmq::socket_t& socket, const char* side, void (Broke
 
 bool Broker::eval(const std::string& script, std::vector<std::string> keys, std::vector<std::string> args,
                   RedisLink::Callback done) {
+    if (token_.empty()) return false;  // not leading: nothing to write with
+    args.push_back(token_);
+    return run_script(script, std::move(keys), std::move(args), [this, done = std::move(done)](redisReply* r) {
+        if (r != nullptr && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("FENCED"))
+            lease_lost(reply_error(r));
+        done(r);
+    });
+}
+
+void Broker::fenced_write(std::vector<std::string> command, std::string what) {
+    eval(scripts::CALL, {}, std::move(command), [what = std::move(what)](redisReply* r) {
+        if (r != nullptr && r->type == REDIS_REPLY_ERROR) log::error("{} failed: {}", what, reply_error(r));
+    });
+}
+
+bool Broker::run_script(const std::string& script, std::vector<std::string> keys, std::vector<std::string> args,
+                        RedisLink::Callback done) {
     // EVALSHA: Redis runs the script it already compiled, and the script's text (up to 2 KB)
     // stays off the wire. A script's first call on a connection goes as EVAL, which caches it:
     // Redis runs a connection's commands in order, so every EVALSHA after it finds it. (Waiting
@@ -275,12 +325,9 @@ void Broker::resync_failed(const std::string& step, const redisReply* r) {
 
 void Broker::store_types(const std::vector<std::string>& types) {
     if (types.empty()) return;
-    std::vector<std::string_view> argv = {"SADD", keys::TYPES};
-    argv.insert(argv.end(), types.begin(), types.end());
-    redis_.command(argv, [types](redisReply* r) {
-        if (r == nullptr || r->type == REDIS_REPLY_ERROR)
-            log::error("storing job type(s) {} failed: {}", fmt::join(types, ", "), reply_error(r));
-    });
+    std::vector<std::string> command = {"SADD", std::string(keys::TYPES)};
+    command.insert(command.end(), types.begin(), types.end());
+    fenced_write(std::move(command), fmt::format("storing job type(s) {}", fmt::join(types, ", ")));
 }
 
 void Broker::load_queues(const std::vector<std::string>& types) {
@@ -346,12 +393,9 @@ void Broker::run_timers(Clock::time_point now) {
 void Broker::report_workers(Clock::time_point now) {
     if (now < next_worker_report_) return;
     next_worker_report_ = now + WORKER_REPORT_INTERVAL;
-    const std::string report = workers_.report(now, now_ms(), MAX_REPORTED_WORKERS);
-    const std::string expiry = std::to_string(WORKER_REPORT_TTL.count());
-    std::vector<std::string_view> argv = {"SET", keys::WORKERS, report, "PX", expiry};
-    redis_.command(argv, [](redisReply* r) {
-        if (r != nullptr && r->type == REDIS_REPLY_ERROR) log::error("storing the worker report failed: {}", reply_error(r));
-    });
+    std::string report = workers_.report(now, now_ms(), MAX_REPORTED_WORKERS);
+    fenced_write({"SET", std::string(keys::WORKERS), std::move(report), "PX", std::to_string(WORKER_REPORT_TTL.count())},
+                 "storing the worker report");
 }
 
 void Broker::report_metrics(Clock::time_point now) {
@@ -363,12 +407,9 @@ void Broker::report_metrics(Clock::time_point now) {
         held.queued[type] = queues_.depth(type);
         held.running.try_emplace(type, 0);
     }
-    const std::string text = metrics_.render(held);
-    const std::string expiry = std::to_string(METRICS_REPORT_TTL.count());
-    std::vector<std::string_view> argv = {"SET", keys::BROKER_METRICS, text, "PX", expiry};
-    redis_.command(argv, [](redisReply* r) {
-        if (r != nullptr && r->type == REDIS_REPLY_ERROR) log::error("storing the metrics failed: {}", reply_error(r));
-    });
+    std::string text = metrics_.render(held);
+    fenced_write({"SET", std::string(keys::BROKER_METRICS), std::move(text), "PX", std::to_string(METRICS_REPORT_TTL.count())},
+                 "storing the metrics");
 }
 
 void Broker::sweep_expired(Clock::time_point now) {

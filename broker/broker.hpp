@@ -37,28 +37,43 @@ namespace sluice::broker {
 
 class Broker {
 public:
-    // Binds both sockets, as CURVE servers with the ZAP handler first when config.curve is set
-    // (throws zmq::error_t if an endpoint cannot be bound).
+    // Makes both sockets, as CURVE servers with the ZAP handler first when config.curve is set.
+    // They are bound only once this broker holds the lease (run()).
     explicit Broker(BrokerConfig config);
 
-    // The endpoints actually bound (a `*` port resolved).
-    const std::string& frontend_endpoint() const { return frontend_endpoint_; }
-    const std::string& backend_endpoint() const { return backend_endpoint_; }
+    // The configuration, with the endpoints as bound once this broker has led (a `*` port
+    // resolved): a broker that steps down starts over on the ports its peers know.
+    const BrokerConfig& config() const { return config_; }
 
-    // Runs until `stop_fd` (a signalfd or pipe) becomes readable, then waits a short while for
-    // Redis replies still owed so every write that was made is also acknowledged.
-    void run(int stop_fd);
+    enum class Exit { STOPPED, STEPPED_DOWN };
+    // Campaigns for the lease (README.md, "A standby broker") until it wins it, then binds both
+    // sockets (throws zmq::error_t if an endpoint cannot be bound), prints the endpoints bound
+    // on stdout ("sluice-broker frontend F backend B", a `*` port resolved) and serves. Returns
+    // STOPPED once `stop_fd` (a signalfd or pipe) becomes readable, after giving the lease up and
+    // waiting a short while for Redis replies still owed, so every write that was made is also
+    // acknowledged; STEPPED_DOWN when the lease was lost to another broker: this object's state
+    // is stale, and the caller starts over with a new Broker, a standby.
+    Exit run(int stop_fd);
 
 private:
     enum class Sync { NONE, IN_PROGRESS, DONE };
 
     // ---- the loop and Redis (broker.cpp) ----
+    // Binds both sockets and says where (the first time this broker leads).
+    void bind_sockets();
     // Handles up to MAX_BATCH messages waiting on `socket` with `handle`; logs malformed ones.
     void handle_waiting(zmq::socket_t& socket, const char* side, void (Broker::*handle)(const proto::Envelope&));
-    // Runs one Lua script; returns false (without calling `done`) when Redis is unreachable.
-    // `script` must be one of the scripts:: constants (its address keys the SHA cache).
+    // Runs one Lua script with this broker's fencing token as its last argument (scripts::HEAD);
+    // returns false (without calling `done`) when Redis is unreachable. A FENCED reply also ends
+    // the leadership (lease_lost). `script` must be one of the scripts:: constants (its address
+    // keys the SHA cache).
     bool eval(const std::string& script, std::vector<std::string> keys, std::vector<std::string> args,
               RedisLink::Callback done);
+    // eval() without the token: the lease's own scripts (lease_scripts.hpp).
+    bool run_script(const std::string& script, std::vector<std::string> keys, std::vector<std::string> args,
+                    RedisLink::Callback done);
+    // One write command through scripts::CALL (fenced); errors are logged as `what` failing.
+    void fenced_write(std::vector<std::string> command, std::string what);
     // eval() of a script whose one key is the hash of job `job_id`.
     bool eval_on_job(const std::string& script, const std::string& job_id, std::vector<std::string> args,
                      RedisLink::Callback done);
@@ -105,6 +120,19 @@ private:
     // Once a second: writes the queue report GET /v1/queues reads (keys::QUEUES).
     void report_queues(Clock::time_point now);
 
+    // ---- the lease (lease.cpp) ----
+    // Once a turn: campaigns while not leading (every lease_ttl / 8), renews while leading
+    // (every lease_ttl / 4), one script in flight at a time.
+    void keep_lease(Clock::time_point now);
+    // Serving is safe: leading, and the last renewal that succeeded was sent less than a
+    // lease_ttl ago, so no standby can have taken over meanwhile.
+    bool lease_valid(Clock::time_point now) const;
+    // The lease is gone to another broker (a refused renewal, a FENCED script): logs why and
+    // ends run() with STEPPED_DOWN after this turn.
+    void lease_lost(const std::string& why);
+    // Gives the lease up (scripts::RESIGN) at shutdown.
+    void resign();
+
     // ---- ZAP, who may connect (zap.cpp) ----
     // ZAP domains (RFC 27) of the two sockets: the handler picks the allow-list by domain.
     static constexpr const char* API_DOMAIN = "sluice-api";
@@ -146,6 +174,11 @@ private:
     void refuse(const std::string& peer, std::uint64_t req_id, const errors::Code& code, std::string message,
                 std::string job_id = {});
     void send_reply(const std::string& peer, proto::Reply msg);
+    // refuse() of a request whose script failed: 503 broker_unavailable when the script was
+    // fenced (this broker lost the lease: nothing was written, and the leader will take the
+    // request again), else 503 redis_unavailable.
+    void refuse_unstored(const std::string& peer, std::uint64_t req_id, const std::string& what,
+                         std::string job_id = {});
 
     // ---- worker side (worker_side.cpp) ----
     void handle_backend(const proto::Envelope& env);
@@ -191,8 +224,6 @@ private:
     RefusalLog refusals_;
     zmq::socket_t frontend_;
     zmq::socket_t backend_;
-    std::string frontend_endpoint_;
-    std::string backend_endpoint_;
 
     // This turn's batches (batches.hpp), each stored by one script call at the end of its step.
     std::vector<SubmitItem> submits_;
@@ -238,6 +269,17 @@ private:
     bool abandoning_ = false;  // an ABANDON is in flight
     Clock::time_point next_abandon_{};
     std::unique_ptr<trace::SpanExporter> spans_;  // with config_.tracing only
+    // The lease: this broker's fencing token while it leads ("EPOCH ID"), empty before.
+    std::string token_;
+    bool lease_in_flight_ = false;  // a CAMPAIGN or RENEW is on its way
+    Clock::time_point next_lease_step_{};
+    // When the last renewal (or the campaign) that succeeded was sent: the lease runs until at
+    // least lease_ttl after it.
+    Clock::time_point renewed_sent_{};
+    bool lapsed_ = false;  // leading, but not renewed for a lease_ttl: not serving
+    bool stepping_down_ = false;
+    bool bound_ = false;
+    std::string last_holder_;  // the holder a lost campaign last saw, to log each change once
 
     // Declared last so it is destroyed first: callbacks it still owes run while the rest lives.
     RedisLink redis_;

@@ -7,6 +7,7 @@
 #include "redis_login.hpp"
 #include "span_exporter.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <set>
@@ -28,6 +29,15 @@ struct BrokerConfig {
     std::string frontend_endpoint = "tcp://127.0.0.1:5555";   // SLUICE_BROKER_API_ENDPOINT
     // ROUTER the workers connect to. Bind 0.0.0.0 to accept workers from other hosts.
     std::string backend_endpoint = "tcp://127.0.0.1:5556";    // SLUICE_BROKER_WORKER_ENDPOINT
+    // This broker's name in the lease (README.md, "A standby broker"): brokers that share a Redis
+    // must have different ids; a broker restarted under its id takes its lease back at once.
+    // main.cpp defaults it to the host name.
+    std::string broker_id;                                      // SLUICE_BROKER_ID
+    // How long the lease lasts unless renewed (every quarter of it): a standby takes over about
+    // this long after the leader stops, and a leader that cannot renew for this long stops
+    // serving until it can. 2 s: a failover within ~3 s, and far above a loop turn or a Redis
+    // round trip, so a busy leader never loses it.
+    std::chrono::milliseconds lease_ttl{2000};                  // SLUICE_BROKER_LEASE_MS
     std::string redis_host = "127.0.0.1";                      // SLUICE_REDIS_HOST
     int redis_port = 6399;                                     // SLUICE_REDIS_PORT
     RedisLogin redis_login;            // SLUICE_REDIS_USER, SLUICE_REDIS_PASSWORD_FILE

@@ -1,4 +1,5 @@
-// sluice-broker: reads BrokerConfig from the environment, binds, and runs until SIGINT/SIGTERM.
+// sluice-broker: reads BrokerConfig from the environment and runs until SIGINT/SIGTERM: a standby
+// until it wins the lease, then the leader, then a standby again if it loses it.
 #include "broker.hpp"
 #include "curve.hpp"
 #include "env.hpp"
@@ -8,6 +9,10 @@
 #include "signals.hpp"
 
 #include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
 
 #include <charconv>
 #include <cstdio>
@@ -28,6 +33,24 @@ std::vector<std::string> env_types(const char* name) {
             sluice::env_fail(name, "lists '" + type + "', not a job type (1-" + std::to_string(sluice::limits::MAX_TYPE_NAME) +
                                        " letters, digits, '_', '.', ':', '-')");
     return types;
+}
+
+// Bounds of SLUICE_BROKER_LEASE_MS: below half a second a slow Redis round trip could cost a
+// healthy leader its lease; above a minute a failover waits that long.
+constexpr long long MIN_LEASE_MS = 500;
+constexpr long long MAX_LEASE_MS = 60000;
+
+// The broker's id in the lease: `name` or, unset, the host name; 1-64 letters, digits, '_',
+// '.', ':', '-' (it is logged and stored in Redis).
+std::string env_broker_id(const char* name) {
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "broker");
+    std::string id = sluice::env_string(name, host);
+    const bool valid = !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '.' || c == ':' || c == '-';
+    });
+    if (!valid) sluice::env_fail(name, "must be 1-64 letters, digits, '_', '.', ':', '-' (got '" + id + "')");
+    return id;
 }
 
 // Most jobs a tenant may take per turn of fair share: a tenant that joins waits for every other
@@ -90,6 +113,9 @@ int main() {
     BrokerConfig config;
     config.frontend_endpoint = env_string("SLUICE_BROKER_API_ENDPOINT", config.frontend_endpoint);
     config.backend_endpoint = env_string("SLUICE_BROKER_WORKER_ENDPOINT", config.backend_endpoint);
+    config.broker_id = env_broker_id("SLUICE_BROKER_ID");
+    config.lease_ttl = std::chrono::milliseconds(
+        env_int("SLUICE_BROKER_LEASE_MS", MIN_LEASE_MS, MAX_LEASE_MS, config.lease_ttl.count()));
     config.redis_host = env_string("SLUICE_REDIS_HOST", config.redis_host);
     config.redis_port = static_cast<int>(env_int("SLUICE_REDIS_PORT", 1, 65535, config.redis_port));
     config.redis_login = sluice::redis_login_from_env();
@@ -120,19 +146,19 @@ int main() {
     const int stop_fd = signalfd(-1, &signals, SFD_CLOEXEC);
 
     try {
-        sluice::broker::Broker broker(config);
-        std::printf("sluice-broker frontend %s backend %s\n", broker.frontend_endpoint().c_str(),
-                    broker.backend_endpoint().c_str());
-        std::fflush(stdout);
-        sluice::log::info("api endpoint {}, worker endpoint {}, redis {}:{}", broker.frontend_endpoint(),
-                          broker.backend_endpoint(), config.redis_host, config.redis_port);
         if (config.curve)
             sluice::log::info("CURVE on: {} api key(s) and {} worker key(s) allowed", config.curve->api_keys.size(),
                               config.curve->worker_keys.size());
         else
             sluice::log::info("CURVE off: any process on this host can reach both sockets (README.md, Security)");
         if (config.tracing) sluice::log::info("tracing: spans go to {}", config.tracing->endpoint);
-        broker.run(stop_fd);
+        // A broker that loses the lease starts over from nothing, as a standby: what it held in
+        // memory may be stale, and Redis has what the new leader left.
+        for (;;) {
+            sluice::broker::Broker broker(config);
+            if (broker.run(stop_fd) == sluice::broker::Broker::Exit::STOPPED) break;
+            config = broker.config();
+        }
     } catch (const std::exception& e) {
         sluice::log::error("fatal: {}", e.what());
         return 1;

@@ -50,8 +50,30 @@ inline std::string key_names() {
            ", followed = " + quoted(keys::FOLLOWED) + ", scheduled = " + quoted(keys::SCHEDULED) +
            ", deadlines = " + quoted(keys::DEADLINES) + ", webhooks = " + quoted(keys::WEBHOOKS) +
            ", webhook_attempts = " + quoted(keys::WEBHOOK_ATTEMPTS_PREFIX) +
-           ", webhook_endpoints = " + quoted(keys::WEBHOOK_ENDPOINTS_PREFIX) + "}\n";
+           ", webhook_endpoints = " + quoted(keys::WEBHOOK_ENDPOINTS_PREFIX) + ", leader = " + quoted(keys::LEADER) +
+           ", epoch = " + quoted(keys::EPOCH) + "}\n";
 }
+
+// Every script the broker runs on job state starts with HEAD: the key names, then the fence.
+// The broker passes its fencing token (the value of K.leader it set when it won the lease,
+// "EPOCH ID") as the last ARGV; the script takes it off ARGV and ends with a FENCED error,
+// before it has written anything, unless the token is still the lease's, or the lease ran out
+// while nobody took it (K.epoch still the token's: every new leader counts it up first). So a
+// broker that lost the lease (paused past it, or cut off from Redis while a standby took over)
+// can change nothing a newer leader owns. The lease's own scripts (lease_scripts.hpp) are the
+// only ones without it.
+inline const std::string HEAD = key_names() + R"lua(
+local FENCE = table.remove(ARGV)
+local holder = redis.call('GET', K.leader)
+if holder ~= FENCE and (holder or redis.call('GET', K.epoch) ~= string.match(tostring(FENCE), '^(%d+) ')) then
+  return redis.error_reply('FENCED broker ' .. tostring(FENCE) .. ' does not hold the lease; ' .. tostring(holder) .. ' does')
+end
+)lua";
+
+// One Redis command, fenced: the broker's plain writes (the job types, the reports it rewrites
+// every second, input schemas) go through it. ARGV: the command and its arguments. Returns the
+// command's reply.
+inline const std::string CALL = HEAD + "return redis.call(unpack(ARGV))\n";
 
 // Helpers every script starts with (after the key names).
 //   add_event: appends an event (seq from the job hash, entry id "{seq}-1") and notifies the api
@@ -78,7 +100,7 @@ inline std::string key_names() {
 //   attempts, yet a job that kills every worker it reaches still ends. Both budgets restart when
 //   the job is retried from the dead set (`retry_base`, `lost_base`). Returns 'requeued' or
 //   'failed'.
-inline const std::string PRELUDE = key_names() + "local WEBHOOK_STREAM_MAXLEN = " +
+inline const std::string PRELUDE = HEAD + "local WEBHOOK_STREAM_MAXLEN = " +
                                    std::to_string(WEBHOOK_STREAM_MAXLEN) + "\n" + R"lua(
 local LIFECYCLE = {queued = true, started = true, retrying = true, succeeded = true, failed = true, canceled = true}
 local function webhook_deliveries(id, event, seq, now, j)
@@ -446,7 +468,7 @@ return moved
 // due by now, the oldest first, subtracts each one's bytes from its tenant's count (a count that
 // reaches 0 is removed) and takes the job off its tenant's listing (K.jobs). KEYS: none.
 // ARGV: now_ms, limit. Returns how many it took.
-inline const std::string SWEEP = key_names() + R"lua(
+inline const std::string SWEEP = HEAD + R"lua(
 local due = redis.call('ZRANGEBYSCORE', K.expiring, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 if #due == 0 then return 0 end
 local freed = {}
@@ -467,7 +489,7 @@ return #due
 // The queue of one type, in run order, with what dispatch needs of each job. KEYS: queue.
 // Returns a flat list, LOAD_QUEUE_STRIDE per job: id, priority, tenant, concurrency key ('' for
 // none), concurrency limit, when it was queued (ms: its score less the priority's part), ...
-inline const std::string LOAD_QUEUE = key_names() + R"lua(
+inline const std::string LOAD_QUEUE = HEAD + R"lua(
 local out = {}
 local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 for k = 1, #entries, 2 do

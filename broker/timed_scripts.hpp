@@ -15,7 +15,7 @@ inline constexpr std::size_t EXPIRE_DUE_STRIDE = 4;
 
 // Every scheduled job, for the broker's count of them (schedule.hpp). KEYS: none. Returns a
 // flat list, LOAD_SCHEDULED_STRIDE per job: id, type, tenant, due (ms).
-inline const std::string LOAD_SCHEDULED = key_names() + R"lua(
+inline const std::string LOAD_SCHEDULED = HEAD + R"lua(
 local out = {}
 local entries = redis.call('ZRANGE', K.scheduled, 0, -1, 'WITHSCORES')
 for k = 1, #entries, 2 do
@@ -82,7 +82,7 @@ return out
 
 // Replaces the queue report (queue_report.hpp) with a new one that expires unless rewritten.
 // KEYS: keys::QUEUES. ARGV: ttl_s, then field/value pairs. Returns 'ok'.
-inline const std::string REPORT_QUEUES = R"lua(
+inline const std::string REPORT_QUEUES = HEAD + R"lua(
 redis.call('DEL', KEYS[1])
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[1])

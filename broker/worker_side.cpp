@@ -127,8 +127,7 @@ void Broker::store_schemas(const std::string& worker, const proto::Ready& msg) {
         std::vector<std::string_view> get = {"HGET", keys::TYPE_SCHEMAS, type};
         redis_.command(get, [this, type, schema, worker](redisReply* stored) {
             if (stored != nullptr && stored->type == REDIS_REPLY_STRING && reply_text(stored) == schema) return;
-            std::vector<std::string_view> set = {"HSET", keys::TYPE_SCHEMAS, type, schema};
-            redis_.command(set, [this, type, worker](redisReply* r) {
+            eval(scripts::CALL, {}, {"HSET", std::string(keys::TYPE_SCHEMAS), type, schema}, [this, type, worker](redisReply* r) {
                 if (r == nullptr || r->type == REDIS_REPLY_ERROR) {
                     type_schemas_.erase(type);  // the next READY tries again
                     return log::error("storing the input schema of type {} failed: {}", type, reply_error(r));

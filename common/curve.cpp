@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <vector>
@@ -118,17 +119,26 @@ std::optional<std::string> env_key(const char* name) { return env_file(name, rea
 
 std::optional<std::set<std::string>> env_allow_list(const char* name) { return env_file(name, read_allow_list); }
 
-std::optional<ClientKeys> env_client_keys(const char* endpoint_name, const std::string& endpoint) {
+std::vector<std::string> env_endpoints(const char* name, const std::string& fallback) {
+    if (std::getenv(name) == nullptr) return {fallback};
+    std::vector<std::string> endpoints = env_list(name);
+    if (endpoints.empty()) env_fail(name, "lists no endpoint");
+    return endpoints;
+}
+
+std::optional<ClientKeys> env_client_keys(const char* endpoint_name, const std::vector<std::string>& endpoints) {
     std::optional<std::string> secret = env_key("SLUICE_CURVE_SECRET_KEY_FILE");
     std::optional<std::string> server = env_key("SLUICE_BROKER_PUBLIC_KEY_FILE");
     if (secret && !server) env_fail("SLUICE_BROKER_PUBLIC_KEY_FILE", "must be set with SLUICE_CURVE_SECRET_KEY_FILE");
     if (server && !secret) env_fail("SLUICE_CURVE_SECRET_KEY_FILE", "must be set with SLUICE_BROKER_PUBLIC_KEY_FILE");
     if (!secret) {
-        if (!local_endpoint(endpoint))
-            env_fail("SLUICE_BROKER_PUBLIC_KEY_FILE",
-                     std::string("must be set (with SLUICE_CURVE_SECRET_KEY_FILE): ") + endpoint_name + " " + endpoint +
-                         " is not on this host, and without CURVE keys anyone on the way can pose as the broker "
-                         "(README.md, Security)");
+        for (const std::string& endpoint : endpoints)
+            if (!local_endpoint(endpoint))
+                env_fail("SLUICE_BROKER_PUBLIC_KEY_FILE",
+                         std::string("must be set (with SLUICE_CURVE_SECRET_KEY_FILE): ") + endpoint_name + " " +
+                             endpoint +
+                             " is not on this host, and without CURVE keys anyone on the way can pose as the broker "
+                             "(README.md, Security)");
         return std::nullopt;
     }
     return ClientKeys{public_key_of(*secret), std::move(*secret), std::move(*server)};

@@ -11,6 +11,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <vector>
 #include <string_view>
 
 namespace sluice::curve {
@@ -67,8 +68,14 @@ std::optional<std::set<std::string>> env_allow_list(const char* name);
 
 // A client's keys: its secret key from SLUICE_CURVE_SECRET_KEY_FILE (the public key follows from
 // it) and the server's from SLUICE_BROKER_PUBLIC_KEY_FILE; nullopt when neither is set. Stops
-// the process when only one is set, or neither while `endpoint` (the value of variable
-// `endpoint_name`) is not a local_endpoint().
-std::optional<ClientKeys> env_client_keys(const char* endpoint_name, const std::string& endpoint);
+// the process when only one is set, or neither while one of `endpoints` (the value of variable
+// `endpoint_name`) is not a local_endpoint(). A leader and its standby share one keypair, so
+// one server key serves every endpoint.
+std::optional<ClientKeys> env_client_keys(const char* endpoint_name, const std::vector<std::string>& endpoints);
+
+// The broker endpoints of variable `name`: comma-separated, the leader and its standbys
+// (README.md, "A standby broker"), or `fallback` when unset. Stops the process (exit 2) when it
+// is set but lists none.
+std::vector<std::string> env_endpoints(const char* name, const std::string& fallback);
 
 }  // namespace sluice::curve

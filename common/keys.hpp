@@ -52,6 +52,13 @@ inline constexpr std::string_view BROKER_METRICS = "sluice:metrics:broker";
 // rewritten once a second with a short expiry, like WORKERS (GET /v1/queues, a job's eta_s).
 inline constexpr std::string_view QUEUES = "sluice:queues";
 
+// The broker lease (README.md, "A standby broker"): LEADER holds the leading broker's fencing
+// token "EPOCH ID" and expires unless renewed; EPOCH counts the leaderships ever granted, so
+// each new leader's token differs from every earlier one. Every broker script checks LEADER
+// against the token it is given before it writes anything.
+inline constexpr std::string_view LEADER = "sluice:broker:leader";
+inline constexpr std::string_view EPOCH = "sluice:broker:epoch";
+
 // Set of the job types any worker has declared.
 inline constexpr std::string_view TYPES = "sluice:types";
 // Hash of job type -> the JSON Schema of its input as a worker last declared it in READY (JSON

@@ -38,7 +38,8 @@ admin_hash=$(password_hash redis-admin-password)
 # ZREVRANGEBYSCORE, MULTI/EXEC and SUBSCRIBE; for API keys HSET, SADD, SCARD, SMEMBERS, SREM and
 # DEL; for typed inputs SMEMBERS. The broker: EVALSHA/EVAL, SADD, SMEMBERS, HGET and HSET (the
 # types' input schemas), SET (its worker and metrics reports), and inside its
-# Lua scripts (broker/scripts.hpp) the rest; INFO (its memory section: broker/storage_watch.hpp).
+# Lua scripts (broker/scripts.hpp, broker/lease_scripts.hpp: INCR and SET for the lease) the
+# rest; INFO (its memory section: broker/storage_watch.hpp).
 # For webhooks the api runs EVAL (HLEN, HSET inside), HGETALL and HDEL; the deliverer
 # (python_workers/sluice/webhooks.py) XGROUP, XREADGROUP, XAUTOCLAIM, XACK, XDEL, EVAL (ZRANGEBYSCORE,
 # ZADD inside), HGET, HGETALL, LRANGE, GET, SET, PTTL, RPUSH, LTRIM, PEXPIRE, ZADD, ZREM, MULTI/EXEC.
@@ -46,7 +47,7 @@ admin_hash=$(password_hash redis-admin-password)
 commands=(ping hmget hget hgetall zrank lrange exists xrange zcard zrevrange zrevrangebyscore multi exec subscribe scard
           srem del
           evalsha eval sadd smembers scan info
-          expire get hdel hincrby hset persist publish rpush set xadd zadd zrange zrangebyscore zrem
+          expire get hdel hincrby incr hset persist publish rpush set xadd zadd zrange zrangebyscore zrem
           zremrangebyrank zremrangebyscore zscore
           hgetall hlen xgroup xreadgroup xautoclaim xack xdel pttl pexpire ltrim)
 cat > "$dir/redis-users.conf.new" <<CONF

@@ -1,7 +1,7 @@
 // sluice-worker-native: serves the native tasks (echo, sleep) to a Sluice broker.
 // Reads its config from the environment, runs until SIGINT or SIGTERM, then stops gracefully.
 //
-//   SLUICE_BROKER_WORKER_ENDPOINT  broker backend endpoint   (default tcp://127.0.0.1:5556)
+//   SLUICE_BROKER_WORKER_ENDPOINT  broker backend endpoint(s), comma-separated (default tcp://127.0.0.1:5556)
 //   SLUICE_WORKER_CONCURRENCY      jobs run at once, 1..1024 (default 4)
 //   SLUICE_WORKER_NAME             name sent in READY        (default <hostname>-<pid>)
 //   SLUICE_LOG_LEVEL               debug|info|warn|error     (default info)
@@ -30,8 +30,8 @@ int main() {
     log::init("worker-native", log::parse_level(env_string("SLUICE_LOG_LEVEL", "info")));
 
     worker::WorkerConfig config;
-    config.broker_endpoint = env_string("SLUICE_BROKER_WORKER_ENDPOINT", config.broker_endpoint);
-    config.curve_keys = curve::env_client_keys("SLUICE_BROKER_WORKER_ENDPOINT", config.broker_endpoint);
+    config.broker_endpoints = curve::env_endpoints("SLUICE_BROKER_WORKER_ENDPOINT", config.broker_endpoints.front());
+    config.curve_keys = curve::env_client_keys("SLUICE_BROKER_WORKER_ENDPOINT", config.broker_endpoints);
     config.name = env_string("SLUICE_WORKER_NAME", "");
     config.concurrency =
         static_cast<std::uint32_t>(env_int("SLUICE_WORKER_CONCURRENCY", 1, MAX_CONCURRENCY, config.concurrency));
@@ -45,7 +45,7 @@ int main() {
     try {
         worker.start();
     } catch (const std::exception& e) {
-        log::error("cannot start (endpoint {}): {}", config.broker_endpoint, e.what());
+        log::error("cannot start (endpoints {}): {}", fmt::join(config.broker_endpoints, ","), e.what());
         return 2;
     }
 

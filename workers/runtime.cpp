@@ -126,7 +126,7 @@ void Worker::start() {
     std::string types;
     for (const auto& [type, handler] : core.handlers) types += (types.empty() ? "" : ", ") + type;
     log::info("worker {} connecting to {} (CURVE {}): types [{}], concurrency {}", core.config.name,
-              core.config.broker_endpoint, core.config.curve_keys ? "on" : "off", types, core.config.concurrency);
+              fmt::join(core.config.broker_endpoints, ","), core.config.curve_keys ? "on" : "off", types, core.config.concurrency);
 
     for (std::uint32_t i = 0; i < core.config.concurrency; ++i)
         core.pool.emplace_back([c = core_] { c->run_pool_thread(); });

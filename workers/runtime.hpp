@@ -29,14 +29,17 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 namespace sluice::worker {
 
 using Clock = std::chrono::steady_clock;
 
 struct WorkerConfig {
-    // Broker backend endpoint the DEALER connects to. Default "tcp://127.0.0.1:5556".
-    std::string broker_endpoint = "tcp://127.0.0.1:5556";
+    // Broker backend endpoints: the leader's and its standbys' (README.md, "A standby broker").
+    // The DEALER connects to one at a time, the first to begin with, and moves to the next
+    // whenever the broker it has goes silent (only the leader binds its socket).
+    std::vector<std::string> broker_endpoints = {"tcp://127.0.0.1:5556"};
 
     // This worker's CURVE keypair and the broker's public key (README.md, Security): with them
     // the DEALER is a CURVE client, so only the holder of the broker's secret key gets its

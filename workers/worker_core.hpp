@@ -148,6 +148,7 @@ struct Worker::Core {
     std::map<std::uint64_t, InFlight> in_flight;  // by ticket
     std::uint64_t next_ticket = 1;
     std::uint64_t session = 1;
+    std::size_t endpoint = 0;  // of config.broker_endpoints (modulo its size): the one connected
     bool stopping = false;
     bool drain_cancelled = false;
     Clock::time_point drain_deadline = Clock::time_point::max();
@@ -161,7 +162,7 @@ struct Worker::Core {
     // I/O thread body and its steps.
     void run_io();
     void connect_dealer();
-    void reconnect(std::string_view why);
+    void reconnect(std::string_view why, bool next_endpoint);
     template <class T>
     void send(const T& msg);
     void send_terminal(const InFlight& entry, StopReason reason, const JobResult* outcome);

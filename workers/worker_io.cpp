@@ -25,7 +25,7 @@ void Worker::Core::connect_dealer() {
     dealer->set(zmq::sockopt::linger, 0);
     dealer->set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(config.max_input_bytes + limits::FRAME_HEADROOM));
     if (config.curve_keys) curve::make_client(*dealer, *config.curve_keys);
-    dealer->connect(config.broker_endpoint);
+    dealer->connect(config.broker_endpoints[endpoint % config.broker_endpoints.size()]);
     proto::Ready ready;
     ready.worker_name = config.name;
     ready.runtime = "cpp";
@@ -39,9 +39,11 @@ void Worker::Core::connect_dealer() {
 // A new socket (new identity) rather than READY on the old one: anything the broker queued for
 // the old session (more DISCONNECTs, stale JOBs) is discarded with it. The broker has put the
 // jobs of the old session back in their queues, so their handlers are stopped and their
-// answers dropped.
-void Worker::Core::reconnect(std::string_view why) {
-    log::warn("reconnecting to {}: {}", config.broker_endpoint, why);
+// answers dropped. `next_endpoint`: the broker went silent, so the next endpoint is tried (a
+// standby that has taken over, or the leader again on a lone endpoint).
+void Worker::Core::reconnect(std::string_view why, bool next_endpoint) {
+    if (next_endpoint) ++endpoint;
+    log::warn("reconnecting to {}: {}", config.broker_endpoints[endpoint % config.broker_endpoints.size()], why);
     const auto now = Clock::now();
     for (auto& [ticket, entry] : in_flight) {
         if (entry.reported) continue;
@@ -169,7 +171,7 @@ void Worker::Core::handle_cancel_job(const proto::Envelope& env) {
 
 void Worker::Core::handle_disconnect() {
     if (stopping) return;  // we are leaving anyway
-    reconnect("broker sent DISCONNECT");
+    reconnect("broker sent DISCONNECT", false);
 }
 
 void Worker::Core::handle_pipe_message(std::uint64_t ticket, Kind kind, std::string body) {
@@ -258,7 +260,8 @@ void Worker::Core::run_timers(Clock::time_point now) {
     }
     if (!stopping && now - last_recv >= config.heartbeat_interval * proto::HEARTBEAT_LIVENESS) {
         reconnect("broker silent for " +
-                  std::to_string(proto::HEARTBEAT_LIVENESS) + " heartbeat intervals");
+                  std::to_string(proto::HEARTBEAT_LIVENESS) + " heartbeat intervals",
+                  true);
     }
     if (now - last_send >= config.heartbeat_interval) send(proto::Heartbeat{});
 }

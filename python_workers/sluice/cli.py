@@ -45,7 +45,7 @@ from . import curve
 from . import protocol as p
 from . import tracing
 from .registry import registry
-from .worker import DEFAULT_BROKER, Worker, WorkerConfig, default_worker_name
+from .worker import DEFAULT_BROKER, Worker, WorkerConfig, default_worker_name, endpoints_of
 
 
 def _positive_int(text: str) -> int:
@@ -87,7 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              f"(default: {' '.join(DEFAULT_MODULES)})")
     parser.add_argument("--broker", default=os.environ.get("SLUICE_BROKER_WORKER_ENDPOINT",
                                                            DEFAULT_BROKER),
-                        help="broker backend endpoint (env SLUICE_BROKER_WORKER_ENDPOINT, "
+                        help="broker backend endpoint(s), comma-separated: the leader's and its standbys' "
+                             "(env SLUICE_BROKER_WORKER_ENDPOINT, "
                              f"default {DEFAULT_BROKER})")
     parser.add_argument("--concurrency", type=_positive_int, default=None,
                         help="jobs run at once per process (env SLUICE_WORKER_CONCURRENCY, "
@@ -142,11 +143,14 @@ def curve_from_env(parser: argparse.ArgumentParser, broker: str) -> curve.Client
     variable."""
     secret = os.environ.get("SLUICE_CURVE_SECRET_KEY_FILE") or None
     server = os.environ.get("SLUICE_BROKER_PUBLIC_KEY_FILE") or None
+    if not endpoints_of(broker):
+        parser.error(f"--broker lists no endpoint: {broker!r}")
     if secret is None and server is None:
-        if not curve.local_endpoint(broker):
-            parser.error(f"SLUICE_BROKER_PUBLIC_KEY_FILE must be set (with SLUICE_CURVE_SECRET_KEY_FILE): "
-                         f"broker {broker} is not on this host, and without CURVE keys anyone on the way "
-                         f"could pose as the broker (README.md, Security)")
+        for endpoint in endpoints_of(broker):
+            if not curve.local_endpoint(endpoint):
+                parser.error(f"SLUICE_BROKER_PUBLIC_KEY_FILE must be set (with SLUICE_CURVE_SECRET_KEY_FILE): "
+                             f"broker {endpoint} is not on this host, and without CURVE keys anyone on the way "
+                             f"could pose as the broker (README.md, Security)")
         return None
     if secret is None:
         parser.error("SLUICE_CURVE_SECRET_KEY_FILE must be set with SLUICE_BROKER_PUBLIC_KEY_FILE")

@@ -67,11 +67,18 @@ def default_worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def endpoints_of(broker: str) -> list[str]:
+    """The endpoints a WorkerConfig.broker lists (comma-separated, blanks around each ignored)."""
+    return [endpoint.strip() for endpoint in broker.split(",") if endpoint.strip()]
+
+
 @dataclass
 class WorkerConfig:
     """Everything a Worker can be told; each default is what sluice-worker uses."""
 
-    # Broker backend endpoint the worker's DEALER connects to.
+    # Broker backend endpoint the worker's DEALER connects to; comma-separated, the leader's and
+    # its standbys' (README.md, "A standby broker"): one at a time, the first to begin with, and
+    # the next whenever the broker it has goes silent (only the leader binds its socket).
     broker: str = DEFAULT_BROKER
     # Name sent in READY; shows up in the broker's logs and the job's `worker` field.
     name: str = field(default_factory=default_worker_name)
@@ -160,6 +167,7 @@ class Worker:
         self.registry = registry
         self._zmq = context or zmq.Context.instance()
         self._sock: zmq.Socket | None = None
+        self._endpoint_index = 0
         self._read_pending = False  # a read of the socket is scheduled on the loop
         # Encoded messages the socket could not take yet, oldest first, and their size in bytes.
         self._outbox: collections.deque[tuple[bytes, bytes, bytes]] = collections.deque()
@@ -257,7 +265,7 @@ class Worker:
             sock.curve_serverkey = self.config.curve.server_key
             sock.curve_publickey = self.config.curve.public_key
             sock.curve_secretkey = self.config.curve.secret_key
-        sock.connect(self.config.broker)
+        sock.connect(self._endpoint())
         self._sock = sock
         self._loop.add_reader(sock.getsockopt(zmq.FD), self._schedule_read)
         self._last_recv = time.monotonic()  # give the broker a full liveness period
@@ -272,8 +280,17 @@ class Worker:
             self._sock.close(linger=int(linger * 1000))
             self._sock = None
 
-    def _reconnect(self, why: str) -> None:
-        log.warning("%s: reconnecting to %s and sending READY again", why, self.config.broker)
+    def _endpoint(self) -> str:
+        """The broker endpoint this worker connects to now (config.broker lists them)."""
+        endpoints = endpoints_of(self.config.broker)
+        return endpoints[self._endpoint_index % len(endpoints)]
+
+    def _reconnect(self, why: str, next_endpoint: bool = False) -> None:
+        """A new socket and READY again; with `next_endpoint` (the broker went silent) to the
+        next endpoint listed: a standby that has taken over, or the same one when only one is."""
+        if next_endpoint:
+            self._endpoint_index += 1
+        log.warning("%s: reconnecting to %s and sending READY again", why, self._endpoint())
         self._close_socket(0)
         self._open_socket()
 
@@ -358,7 +375,7 @@ class Worker:
             elif self._draining:
                 self._last_recv = time.monotonic()  # leaving anyway: never reconnect
             else:
-                self._reconnect(f"broker silent for {silence:.1f} s")
+                self._reconnect(f"broker silent for {silence:.1f} s", next_endpoint=True)
 
     async def _heartbeat_loop(self) -> None:
         interval = self.config.heartbeat_interval

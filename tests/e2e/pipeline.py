@@ -149,14 +149,19 @@ class Pipeline:
         self.procs.append((name, proc))
         return proc, out
 
-    def start(self, **broker_env: str) -> "Pipeline":
+    def start(self, standby: bool = False, **broker_env: str) -> "Pipeline":
+        """Starts Redis, the broker (with `standby`, a leader and a standby: start_broker_pair)
+        and an api."""
         self.redis_port = free_port()
         (self.workdir / "redis").mkdir(parents=True, exist_ok=True)
         self.make_redis_login()
         self.start_redis()
         self.env.update(SLUICE_REDIS_HOST="127.0.0.1", SLUICE_REDIS_PORT=str(self.redis_port),
                         SLUICE_LOG_LEVEL="info")
-        self.start_broker(**broker_env)
+        if standby:
+            self.start_broker_pair(**broker_env)
+        else:
+            self.start_broker(**broker_env)
         self.start_api()
         return self
 
@@ -205,6 +210,32 @@ class Pipeline:
         match = wait_for_line(out, r"frontend (\S+) backend (\S+)", self.broker)
         self.frontend, self.backend = match.group(1), match.group(2)
         self.env.update(SLUICE_BROKER_API_ENDPOINT=self.frontend, SLUICE_BROKER_WORKER_ENDPOINT=self.backend)
+
+    def start_broker_pair(self, **extra: str) -> None:
+        """Starts brokers `a` and `b` (SLUICE_BROKER_ID broker-a, broker-b) on free loopback ports,
+        with one keypair, sharing this Redis: `a` first, so it leads (its endpoints line is waited
+        for), then `b`, which stands by (its log says so). self.brokers has both by name,
+        self.frontends/self.backends their endpoints in that order, self.broker is `a`, and apis
+        and workers started from now on get both endpoints."""
+        self.brokers: dict[str, subprocess.Popen] = {}
+        self.broker_outputs: dict[str, Path] = {}
+        self.frontends, self.backends = [], []
+        for name in ("a", "b"):
+            frontend, backend = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+            env = {**self.env, **self.keys_env("broker"), "SLUICE_BROKER_ID": f"broker-{name}",
+                   "SLUICE_BROKER_API_ENDPOINT": frontend, "SLUICE_BROKER_WORKER_ENDPOINT": backend, **extra}
+            proc, out = self._spawn(f"broker-{name}", [str(BUILD / "broker" / "sluice-broker")], env)
+            self.brokers[name], self.broker_outputs[name] = proc, out
+            self.frontends.append(frontend)
+            self.backends.append(backend)
+            if name == "a":
+                wait_for_line(out, r"frontend (\S+) backend (\S+)", proc)
+            else:
+                wait_for_line(out.with_suffix(".log"), r"standing by: broker lease held by", proc)
+        self.broker = self.brokers["a"]
+        self.frontend, self.backend = self.frontends[0], self.backends[0]
+        self.env.update(SLUICE_BROKER_API_ENDPOINT=",".join(self.frontends),
+                        SLUICE_BROKER_WORKER_ENDPOINT=",".join(self.backends))
 
     def start_api(self, **extra: str) -> None:
         self.api, self.url = self.start_extra_api(**extra)

@@ -110,7 +110,7 @@ private:
 
 worker::WorkerConfig test_config(const FakeBroker& broker, std::uint32_t concurrency = 2) {
     worker::WorkerConfig config;
-    config.broker_endpoint = broker.endpoint;
+    config.broker_endpoints = {broker.endpoint};
     config.name = "test-worker";
     config.concurrency = concurrency;
     config.grace_period = 1000ms;
