@@ -28,6 +28,7 @@ BINARIES = {
     ("broker", "SLUICE_JOB_TTL_S", "0", "1..315360000"),
     ("broker", "SLUICE_TENANT_MAX_RUNNING", "0", "1..1000000000"),
     ("broker", "SLUICE_TENANT_MAX_QUEUED", "0", "1..1000000000"),
+    ("broker", "SLUICE_BROKER_LEASE_MS", "100", "500..60000"),
     ("native", "SLUICE_WORKER_CONCURRENCY", "0", "1..1024"),
     ("native", "SLUICE_WORKER_CONCURRENCY", "-3", "1..1024"),
 ])
@@ -59,3 +60,25 @@ def test_bad_trusted_proxies_stop_the_api(value):
     done = subprocess.run([str(BINARIES["api"])], env=env, capture_output=True, text=True, timeout=10)
     assert done.returncode == 2
     assert "SLUICE_API_TRUSTED_PROXIES holds '" in done.stderr and "which is not a network in CIDR form" in done.stderr
+
+
+@pytest.mark.parametrize("value", ["a b", "x" * 65, "broker/1", "b\u00e9"])
+def test_a_bad_broker_id_stops_the_broker(value):
+    env = {**os.environ, "SLUICE_BROKER_ID": value}
+    done = subprocess.run([str(BINARIES["broker"])], env=env, capture_output=True, text=True, timeout=10)
+    assert done.returncode == 2
+    assert "SLUICE_BROKER_ID must be 1-64 letters, digits" in done.stderr
+
+
+@pytest.mark.parametrize("binary, name", [("api", "SLUICE_BROKER_API_ENDPOINT"),
+                                          ("native", "SLUICE_BROKER_WORKER_ENDPOINT")])
+@pytest.mark.parametrize("value, problem", [
+    (" , ", "lists no endpoint"),
+    ("tcp://127.0.0.1:5555,tcp://10.9.8.7:5555", "must be set (with SLUICE_CURVE_SECRET_KEY_FILE): {name} "
+                                                 "tcp://10.9.8.7:5555 is not on this host"),
+])
+def test_bad_broker_endpoint_lists_stop_the_process(binary, name, value, problem):
+    env = {**os.environ, name: value, "SLUICE_CURVE_SECRET_KEY_FILE": "", "SLUICE_BROKER_PUBLIC_KEY_FILE": ""}
+    done = subprocess.run([str(BINARIES[binary])], env=env, capture_output=True, text=True, timeout=10)
+    assert done.returncode == 2
+    assert problem.format(name=name) in done.stderr
