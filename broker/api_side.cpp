@@ -53,6 +53,14 @@ void Broker::handle_frontend(const proto::Envelope& env) {
                   "frontend: dropped {} with a malformed body", proto::command_name(env.command));
 }
 
+void Broker::refuse_in_doubt(const proto::Envelope& env) {
+    // Every api command's body starts with its req_id, and a decode ignores trailing fields:
+    // read as a PING, any of them gives its req_id.
+    if (auto msg = proto::decode_body<proto::Ping>(env.body))
+        refuse(env.identity, msg->req_id, errors::REDIS_UNAVAILABLE,
+               "the broker cannot renew its lease (Redis is out of reach or not ready): nothing was done");
+}
+
 void Broker::accept(const std::string& peer, std::uint64_t req_id, std::string job_id, std::string state) {
     send_reply(peer, proto::Reply{req_id, 200, "", "", std::move(job_id), std::move(state)});
 }

@@ -25,6 +25,8 @@ namespace {
 // Longest wait in poll: timers (heartbeats, expiry, retry backoff, Redis reconnect) run at least
 // this often. 100 ms is far below the 1 s heartbeat period and costs nothing when idle.
 constexpr std::chrono::milliseconds POLL_TICK{100};
+// How long a broker that steps down gives its last answers to reach the apis.
+constexpr std::chrono::milliseconds STEP_DOWN_LINGER{1000};
 // How long shutdown waits for Redis replies still owed, so a write that landed is acknowledged.
 constexpr std::chrono::milliseconds SHUTDOWN_REPLY_WAIT{2000};
 // Messages taken from one socket per loop turn, so a flood on one side cannot starve the other.
@@ -127,7 +129,8 @@ void Broker::bind_sockets() {
 //   2. poll both sockets, the Redis fd, the ZAP socket and stop_fd, at most POLL_TICK
 //   3. drive Redis I/O: arriving replies run their callbacks (acks, JOB sends, the lease's
 //      answers); answer ZAP requests (a CURVE handshake waits for the answer)
-//   steps 4 to 6 only once first synced, and while the lease is surely held:
+//   steps 4 to 6 only once first synced, and while the lease is surely held (while it is in
+//   doubt, api requests are refused at once instead):
 //   4. handle waiting api messages, then waiting worker messages; the turn's SUBMITs, then
 //      its RESULTs, go to Redis as one script call each
 //   5. timers: heartbeats out, silent workers forgotten, leases expired, retries released
@@ -162,10 +165,13 @@ Broker::Exit Broker::run(int stop_fd) {
         };
         if (zap_) items.push_back({zap_->handle(), 0, ZMQ_POLLIN, 0});
         const bool serving = served_ && lease_valid(now);
-        if (serving) {
-            items.push_back({frontend_.handle(), 0, ZMQ_POLLIN, 0});
-            items.push_back({backend_.handle(), 0, ZMQ_POLLIN, 0});
-        }
+        // The lease in doubt (not renewed for a lease_ttl): nothing is done but the renewal,
+        // and workers hear nothing (they move on if a standby leads). Api requests wait for the
+        // renewal's answer while one is on its way (a leader resumed after a pause goes on with
+        // them), else they are refused at once.
+        const bool in_doubt = served_ && !serving && !lease_in_flight_;
+        if (serving || in_doubt) items.push_back({frontend_.handle(), 0, ZMQ_POLLIN, 0});
+        if (serving) items.push_back({backend_.handle(), 0, ZMQ_POLLIN, 0});
         try {
             zmq::poll(items, POLL_TICK);
         } catch (const zmq::error_t& e) {
@@ -186,11 +192,17 @@ Broker::Exit Broker::run(int stop_fd) {
             flush_results();
             run_timers(Clock::now());
             dispatch();
+        } else if (in_doubt) {
+            handle_waiting(frontend_, "frontend", &Broker::refuse_in_doubt);
         }
     }
 
     if (!stopped) {
-        log::warn("stepped down: another broker leads; starting over as a standby");
+        log::warn("stepped down: starting over as a standby");
+        // The refusals of this last turn (and those the Redis replies still owed will make when
+        // the link closes) go out before the socket closes, rather than leave their apis to
+        // time out.
+        frontend_.set(zmq::sockopt::linger, static_cast<int>(STEP_DOWN_LINGER.count()));
         return Exit::STEPPED_DOWN;
     }
     resign();

@@ -143,6 +143,8 @@ private:
 
     // ---- api side (api_side.cpp) ----
     void handle_frontend(const proto::Envelope& env);
+    // Answers any api request 503 redis_unavailable, doing nothing: the lease is in doubt.
+    void refuse_in_doubt(const proto::Envelope& env);
     // Validates a SUBMIT and adds it to the turn's batch; flush_submits() stores the batch.
     void handle_submit(const std::string& peer, proto::Submit msg);
     // Why a SUBMIT breaks the limits (common/limits.hpp, names.hpp), or nullopt when it does not.

@@ -15,6 +15,11 @@ void Broker::keep_lease(Clock::time_point now) {
         log::warn("lease {} not renewed for {} ms: not serving until a renewal says it is still ours", token_,
                   config_.lease_ttl.count());
     }
+    // Cut off from Redis for two leases: a standby may well lead, and the apis and workers
+    // still connected here would wait on a broker that can do nothing. Closing the sockets
+    // sends them to it.
+    if (!token_.empty() && now - renewed_sent_ >= config_.lease_ttl * 2)
+        return lease_lost(fmt::format("not renewed for {} ms", 2 * config_.lease_ttl.count()));
     if (lease_in_flight_ || now < next_lease_step_ || !redis_.connected()) return;
     const std::string ttl = std::to_string(config_.lease_ttl.count());
     if (token_.empty()) {

@@ -4,6 +4,7 @@ standby leads and every accepted job succeeds exactly once. The leader paused pa
 the standby leads, and the old one, resumed, stores nothing and steps down. A broker whose
 lease was taken behind its back: its next write is fenced."""
 import signal
+import socket
 import time
 import uuid
 
@@ -129,11 +130,13 @@ def test_a_write_after_the_lease_was_taken_is_fenced_and_the_broker_steps_down(p
         epoch = redis.call("INCR", "sluice:broker:epoch")
         redis.call("SET", "sluice:broker:leader", f"{epoch} usurper", "PX", "60000")
     response = p.http.post("/v1/jobs", json={"type": "echo", "input": {"fenced": True}})
+    # The broker refuses it (broker_unavailable) and steps down; its answer, sent as it closes
+    # its socket, does not always reach the api, which then says outcome_unknown.
     assert response.status_code == 503, response.text
-    assert response.json()["error"]["code"] == "broker_unavailable", response.text
+    assert response.json()["error"]["code"] in ("broker_unavailable", "outcome_unknown"), response.text
     broker_log_path = next(p.workdir.glob("broker-*.log"))
     wait_for_line(broker_log_path, r"stepped down", p.broker)
     wait_for_line(broker_log_path, f"standing by: broker lease held by {epoch} usurper", p.broker)
-    assert "FENCED" in p.broker_log()
+    assert f"FENCED broker 1 {socket.gethostname()} does not hold the lease; {epoch} usurper does" in p.broker_log()
     with p.redis_client() as redis:
         assert len(redis.call("ZRANGE", "sluice:jobs:default", 0, -1)) == 1, "the fenced submit stored nothing"
