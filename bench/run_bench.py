@@ -10,6 +10,10 @@ Figures:
               the api alone, with each process's CPU use
   e2e-native  jobs/s from first submit to last result in Redis, native echo worker draining
   e2e-python  the same with one Python worker process
+  e2e-scale   e2e-native and e2e-python with 1, 2 and 4 worker processes, and each part's cores
+  curve       submit and e2e-native with CURVE off and on
+  failover    a leader broker SIGKILLed beside a standby: time to the standby leading and to
+              the first job submitted after the kill finishing
   status      GET /v1/jobs/{id}, wrk -c64: a finished job, and a job queued behind 100k others
   latency     one client, one job at a time: submit, then the completion event over SSE
   sse         many SSE clients each watching its own job: completion delivery and api memory
@@ -24,12 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime
 import http.client
 import json
 import os
 import platform
 import re
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +49,7 @@ import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from pipeline import Pipeline, iter_sse  # noqa: E402
+from pipeline import Pipeline, iter_sse, wait_for_line  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -113,8 +119,8 @@ def job_times(p: Pipeline) -> list[tuple[int, int, bytes]]:
 
 # ---- figures --------------------------------------------------------------------------------
 
-def fig_submit(workdir: Path) -> dict:
-    p = Pipeline(workdir).start(**NO_LIMIT)
+def fig_submit(workdir: Path, curve: bool = True) -> dict:
+    p = Pipeline(workdir, curve=curve).start(**NO_LIMIT)
     try:
         declare(p)
         result = wrk(p.url + "/v1/jobs", SECONDS, WRK_POST)
@@ -141,11 +147,22 @@ def fig_submit_auth(workdir: Path) -> dict:
         p.stop()
 
 
-def drain(workdir: Path, kind: str) -> dict:
-    p = Pipeline(workdir).start(**NO_LIMIT)
+def drain(workdir: Path, kind: str, processes: int = 1, curve: bool = True) -> dict:
+    """Submits for 5 s with wrk while `processes` workers of `kind` (concurrency 64 each) drain;
+    the rate over the span from the first job created to the last finished, and the cores each
+    part used from the first submit to the last result (CPU seconds per second)."""
+    p = Pipeline(workdir, curve=curve).start(**NO_LIMIT)
     try:
-        p.start_worker(kind, concurrency=64, name="drainer")
-        p.wait_workers("drainer")
+        names = [f"drainer-{i}" for i in range(1, processes + 1)]
+        for name in names:
+            p.start_worker(kind, concurrency=64, name=name)
+        p.wait_workers(*names)
+        parts = collections.defaultdict(list)
+        for name, proc in p.procs:
+            if proc.poll() is None:
+                parts[name.split("-")[0]].append(proc.pid)
+        before = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in parts.items()}
+        started = time.monotonic()
         submitted = wrk(p.url + "/v1/jobs", 5, WRK_POST)
         assert submitted["errors"] == 0, submitted
         deadline = time.monotonic() + 300
@@ -154,10 +171,13 @@ def drain(workdir: Path, kind: str) -> dict:
             if all(status == b"succeeded" for _, _, status in rows) or time.monotonic() > deadline:
                 break
             time.sleep(1)
+        elapsed = time.monotonic() - started
         done = [(c, f) for c, f, status in rows if status == b"succeeded"]
         assert len(done) == len(rows), f"{len(rows) - len(done)} jobs unfinished"
         span = (max(f for _, f in done) - min(c for c, _ in done)) / 1000
-        return {"rate": len(done) / span, "jobs": len(done), "submit_rate": submitted["rate"]}
+        cores = {f"{name}_cores": (sum(cpu_seconds(pid) for pid in pids) - before[name]) / elapsed
+                 for name, pids in parts.items()}
+        return {"rate": len(done) / span, "jobs": len(done), "submit_rate": submitted["rate"], **cores}
     finally:
         p.stop()
 
@@ -168,6 +188,61 @@ def fig_e2e_native(workdir: Path) -> dict:
 
 def fig_e2e_python(workdir: Path) -> dict:
     return drain(workdir, "python")
+
+
+def fig_curve(workdir: Path) -> dict:
+    """The submit and e2e-native figures with CURVE off and on, one after the other (every link
+    on loopback, where Sluice allows CURVE off)."""
+    out = {}
+    for label, curve in (("off", False), ("on", True)):
+        out[f"submit_{label}"] = fig_submit(workdir / f"submit-{label}", curve)["rate"]
+        out[f"e2e_{label}"] = drain(workdir / f"e2e-{label}", "native", curve=curve)["rate"]
+    return out
+
+
+# Worker processes of the e2e-scale figure.
+SCALE_PROCESSES = (1, 2, 4)
+
+
+def fig_e2e_scale(workdir: Path) -> dict:
+    """e2e-native and e2e-python with 1, 2 and 4 worker processes, and the cores each part used
+    (the profile that says where the limit is)."""
+    out = {}
+    for kind in ("native", "python"):
+        for n in SCALE_PROCESSES:
+            for key, value in drain(workdir / f"{kind}-{n}", kind, n).items():
+                out[f"{kind}{n}_{key}"] = value
+    return out
+
+
+def fig_failover(workdir: Path) -> dict:
+    """A leader and a standby broker (tests/faults/test_standby_broker.py's setup) and a native
+    worker; the leader is SIGKILLed and a client submits an echo job every 10 ms until one is
+    accepted. Seconds from the kill to the standby's sockets bound, and to the first job
+    submitted after the kill finishing."""
+    p = Pipeline(workdir).start(standby=True, **NO_LIMIT)
+    try:
+        p.start_worker("native", concurrency=8, name="native-1")
+        p.wait_workers("native-1")
+        declare(p)
+        killed, killed_wall = time.monotonic(), time.time()
+        p.brokers["a"].send_signal(signal.SIGKILL)
+        p.brokers["a"].wait()
+        while True:
+            response = p.http.post("/v1/jobs", json={"type": "echo", "input": {"after": True}})
+            if response.status_code == 202:
+                break
+            time.sleep(0.01)
+        p.wait_result(response.json()["id"])
+        first_job = time.monotonic() - killed
+        wait_for_line(p.broker_outputs["b"], r"frontend (\S+) backend (\S+)", p.brokers["b"])
+        log = p.broker_outputs["b"].with_suffix(".log").read_text()
+        # The standby's log says (wall clock, UTC) when it bound its sockets.
+        led_at = re.search(r"^(\S+)Z INFO broker: leading", log, re.M).group(1)
+        led = datetime.datetime.fromisoformat(led_at).replace(tzinfo=datetime.timezone.utc).timestamp()
+        return {"led_s": led - killed_wall, "first_job_s": first_job}
+    finally:
+        p.stop()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -475,6 +550,7 @@ def fig_chat(workdir: Path) -> dict:
 
 
 FIGURES = {"submit": fig_submit, "submit-auth": fig_submit_auth, "submit-apis": fig_submit_apis, "e2e-native": fig_e2e_native, "e2e-python": fig_e2e_python,
+           "e2e-scale": fig_e2e_scale, "curve": fig_curve, "failover": fig_failover,
            "status": fig_status, "latency": fig_latency, "sse": fig_sse, "ws": fig_ws, "growth": fig_growth,
            "stream": fig_stream, "chat": fig_chat}
 # Figures that are no target of the issue and whose spread says little: run once.
@@ -517,6 +593,22 @@ ROWS = {
                              f"{fmt(m['rate'], '/s')} ({fmt(m['jobs'])} jobs submitted at {fmt(m['submit_rate'], '/s')})"),
     "e2e-python": lambda m: ("End to end, one Python worker process: >= 8,000 jobs/s",
                              f"{fmt(m['rate'], '/s')} ({fmt(m['jobs'])} jobs submitted at {fmt(m['submit_rate'], '/s')})"),
+    "e2e-scale": lambda m: ("End to end with 1, 2 and 4 worker processes (concurrency 64 each), and the cores each part used",
+                            "; ".join(f"{kind} " + " / ".join(fmt(m[f'{kind}{n}_rate'], '/s') for n in SCALE_PROCESSES)
+                                      + " (cores: workers " + " / ".join(fmt(m[f'{kind}{n}_worker_cores'], '', 2)
+                                                                       for n in SCALE_PROCESSES)
+                                      + ", broker " + " / ".join(fmt(m[f'{kind}{n}_broker_cores'], '', 2)
+                                                                 for n in SCALE_PROCESSES)
+                                      + ", api " + " / ".join(fmt(m[f'{kind}{n}_api_cores'], '', 2) for n in SCALE_PROCESSES)
+                                      + ", redis " + " / ".join(fmt(m[f'{kind}{n}_redis_cores'], '', 2)
+                                                                for n in SCALE_PROCESSES) + ")"
+                                      for kind in ("native", "python"))),
+    "curve": lambda m: ("The cost of CURVE: submit and e2e-native with CURVE off, then on (loopback)",
+                        f"submit {fmt(m['submit_off'], '/s')} off, {fmt(m['submit_on'], '/s')} on; e2e-native "
+                        f"{fmt(m['e2e_off'], '/s')} off, {fmt(m['e2e_on'], '/s')} on"),
+    "failover": lambda m: ("Standby broker: the leader SIGKILLed, the standby leads within about 3 s",
+                           f"standby bound its sockets {fmt(m['led_s'], ' s', 2)} after the kill; the first job "
+                           f"submitted after the kill finished {fmt(m['first_job_s'], ' s', 2)} after it (lease 2 s)"),
     "status": lambda m: ("Status lookups: >= 50,000 req/s at 64 connections, finished or waiting",
                          f"finished {fmt(m['finished_rate'], '/s')} (p99 {fmt(m['finished_p99_ms'], ' ms', 2)}); "
                          f"behind 100k queued {fmt(m['waiting_rate'], '/s')} (p99 {fmt(m['waiting_p99_ms'], ' ms', 2)})"),
