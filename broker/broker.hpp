@@ -274,6 +274,7 @@ private:
     // The lease: this broker's fencing token while it leads ("EPOCH ID"), empty before.
     std::string token_;
     bool lease_in_flight_ = false;  // a CAMPAIGN or RENEW is on its way
+    Clock::time_point lease_sent_{};  // when the last one was sent
     Clock::time_point next_lease_step_{};
     // When the last renewal (or the campaign) that succeeded was sent: the lease runs until at
     // least lease_ttl after it.

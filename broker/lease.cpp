@@ -15,12 +15,15 @@ void Broker::keep_lease(Clock::time_point now) {
         log::warn("lease {} not renewed for {} ms: not serving until a renewal says it is still ours", token_,
                   config_.lease_ttl.count());
     }
-    // Cut off from Redis for two leases: a standby may well lead, and the apis and workers
-    // still connected here would wait on a broker that can do nothing. Closing the sockets
-    // sends them to it.
-    if (!token_.empty() && now - renewed_sent_ >= config_.lease_ttl * 2)
-        return lease_lost(fmt::format("not renewed for {} ms", 2 * config_.lease_ttl.count()));
+    // Not renewed for two leases and cut off from Redis (no connection, or a renewal unanswered
+    // for a lease): a standby may well lead, and the apis and workers still connected here
+    // would wait on a broker that can do nothing. Closing the sockets sends them to it. (A
+    // broker merely paused that long sends its renewal first, and goes on if it still leads.)
+    const bool cut_off = !redis_.connected() || (lease_in_flight_ && now - lease_sent_ >= config_.lease_ttl);
+    if (!token_.empty() && now - renewed_sent_ >= config_.lease_ttl * 2 && cut_off)
+        return lease_lost(fmt::format("not renewed for {} ms, and Redis is out of reach", 2 * config_.lease_ttl.count()));
     if (lease_in_flight_ || now < next_lease_step_ || !redis_.connected()) return;
+    lease_sent_ = now;
     const std::string ttl = std::to_string(config_.lease_ttl.count());
     if (token_.empty()) {
         lease_in_flight_ = run_script(scripts::CAMPAIGN, {}, {config_.broker_id, ttl}, [this, sent = now](redisReply* r) {
