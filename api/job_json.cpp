@@ -54,16 +54,6 @@ void time_member(JsonWriter& w, std::string_view key, std::optional<std::int64_t
     }
 }
 
-// A msgpack value as JSON; null when it is absent, empty or does not decode.
-void msgpack_member(JsonWriter& w, std::string_view key, const std::string* bytes) {
-    w.key(key);
-    const json value = bytes ? msgpack_to_json(*bytes) : json(nullptr);
-    if (value.is_null()) {
-        w.null();
-    } else {
-        w.raw(dump_json(value));
-    }
-}
 
 
 }  // namespace
@@ -91,6 +81,16 @@ std::string iso8601_ms(std::int64_t ms) {
 
 bool is_terminal_status(std::string_view status) {
     return status == "succeeded" || status == "failed" || status == "canceled";
+}
+
+void msgpack_member(JsonWriter& w, std::string_view key, const std::string* bytes) {
+    w.key(key);
+    const json value = bytes ? msgpack_to_json(*bytes) : json(nullptr);
+    if (value.is_null()) {
+        w.null();
+    } else {
+        w.raw(dump_json(value));
+    }
 }
 
 json msgpack_to_json(std::string_view bytes) {

@@ -30,6 +30,10 @@ bool is_terminal_status(std::string_view status);
 // Decodes a msgpack value into JSON; null when `bytes` is empty or does not decode.
 json msgpack_to_json(std::string_view bytes);
 
+// Writes member `key`: the msgpack value `bytes` as JSON; null when it is absent, empty or does
+// not decode.
+void msgpack_member(JsonWriter& w, std::string_view key, const std::string* bytes);
+
 // The fields of a sluice:job:{id} hash that exist, as read from Redis.
 using JobHash = std::vector<std::pair<std::string, std::string>>;
 

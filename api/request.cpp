@@ -87,10 +87,10 @@ std::optional<ApiError> read_on_disconnect(const json& options, proto::Submit& s
 }
 
 // The options a submit may give; any other is refused, so a misspelt one is not ignored.
-constexpr std::array<std::string_view, 11> KNOWN_OPTIONS = {
+constexpr std::array<std::string_view, 12> KNOWN_OPTIONS = {
     "timeout_s",     "max_attempts",       "priority", "concurrency_key", "concurrency_limit",
     "on_disconnect", "disconnect_grace_s", "delay_s",  "run_at",          "expire_after_s",
-    "webhook"};
+    "webhook",       "cache_ttl_s"};
 
 std::optional<ApiError> check_option_names(const json& options) {
     for (const auto& item : options.items()) {
@@ -260,6 +260,11 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
         if (auto e = read_concurrency(*options, submit)) return *e;
         if (auto e = read_on_disconnect(*options, submit)) return *e;
         if (auto e = read_timing(*options, now_ms, submit, timing)) return *e;
+        std::int64_t cache_ttl_s = 0;
+        if (auto e = read_int_option(*options, "cache_ttl_s", limits::CACHE_TTL_S_MIN, limits::CACHE_TTL_S_MAX,
+                                     cache_ttl_s))
+            return *e;
+        submit.cache_ttl_s = static_cast<std::uint32_t>(cache_ttl_s);
 
         if (auto hook = options->find("webhook"); hook != options->end()) {
             auto parsed = parse_webhook(*hook, "options.webhook", webhook_allow_nets);
@@ -316,6 +321,10 @@ std::string request_hash(const proto::Submit& submit, const json& timing) {
     if (!submit.webhook_url.empty()) {
         canonical.push_back(submit.webhook_url);
         canonical.push_back(submit.webhook_events);
+    }
+    if (submit.cache_ttl_s != 0) {
+        canonical.push_back("cache_ttl_s");
+        canonical.push_back(submit.cache_ttl_s);
     }
 
     const std::vector<std::uint8_t> bytes = json::to_msgpack(canonical);
@@ -446,7 +455,7 @@ bool match_path(std::string_view pattern, std::string_view path, std::string& id
 }
 
 HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply, std::string_view token_secret,
-                         std::int64_t token_expires_s) {
+                         std::int64_t token_expires_s, const std::string* cached_result) {
     if (reply.code == errors::OUTCOME_UNKNOWN.name) {
         const std::string self = job_path(submit.job_id);
         std::string message = "the broker did not answer in time, so the job may have been stored, as " + self + ": ";
@@ -470,15 +479,20 @@ HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply,
     const std::string status = reply.state.empty() ? "queued" : reply.state;
     const std::string self = job_path(id);
     HttpResult result;
-    result.status = 202;
+    result.status = reply.cached ? 200 : 202;
     result.headers.emplace_back("Location", self);
-    if (replayed) result.headers.emplace_back(std::string(REPLAYED_HEADER), "true");
+    if (replayed && !reply.cached) result.headers.emplace_back(std::string(REPLAYED_HEADER), "true");
     JsonWriter w;
     w.begin_object().key("id").string(id).key("type").string(submit.type).key("status").string(status);
     w.key("links").begin_object().key("self").string(self);
     const std::string token = "?token=" + read_token(token_secret, id, token_expires_s);
     w.key("events").string(self + "/events" + token).key("result").string(self + "/result" + token);
-    w.end_object().end_object();
+    w.end_object();
+    if (reply.cached) {
+        w.key("cached").raw("true");
+        msgpack_member(w, "result", cached_result);
+    }
+    w.end_object();
     result.body = w.take();
     return result;
 }

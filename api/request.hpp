@@ -183,12 +183,14 @@ bool match_path(std::string_view pattern, std::string_view path, std::string& id
 
 // HTTP answer to a SUBMIT, from the broker's REPLY: 202 with links for a new job; for a REPLY
 // 200 (an idempotent replay) the same 202 body for the original job (the REPLY's job_id and
-// state) plus `Idempotent-Replayed: true`; a REPLY 503 outcome_unknown (no answer in time: the
+// state) plus `Idempotent-Replayed: true`; a REPLY `cached` (options.cache_ttl_s) 200, the body
+// for the job that succeeded with `"cached": true` and its result (`cached_result`, the job's
+// msgpack result as read; null when it could not be read); a REPLY 503 outcome_unknown (no answer in time: the
 // job may be stored) says where the job would be and how to retry safely, with Retry-After;
 // else the REPLY's error (409 idempotency_conflict...). The events and result links carry a read
 // token (credentials.hpp) made with `token_secret`, valid until `token_expires_s`.
 HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply, std::string_view token_secret,
-                         std::int64_t token_expires_s);
+                         std::int64_t token_expires_s, const std::string* cached_result = nullptr);
 
 // HTTP answer to a RETRY, from the broker's REPLY: 200 {"id", "status"}, else its error
 // (404 job_not_found, 409 job_not_dead, 503).

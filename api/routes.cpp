@@ -153,7 +153,13 @@ awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
     const proto::Reply reply = co_await ctx.broker.request(submit, ctx.config.broker_timeout);
     if (reply.status >= 500)
         log::warn("submit {}: broker answered {} {} {}", submit.job_id, reply.status, reply.code, reply.message);
-    HttpResult result = submit_result(submit, reply, ctx.config.token_secret, token_expiry(ctx));
+    std::optional<JobRecord> cached;
+    if (reply.cached) cached = co_await load_job(ctx, reply.job_id);
+    const std::string* cached_result =
+        cached && hash_field(cached->hash, "tenant") && *hash_field(cached->hash, "tenant") == submit.tenant
+            ? hash_field(cached->hash, "result")
+            : nullptr;
+    HttpResult result = submit_result(submit, reply, ctx.config.token_secret, token_expiry(ctx), cached_result);
     if (ctx.spans != nullptr && span.sampled) export_submit_span(ctx, submit, span, parent, start_ns, result.status);
     co_return result;
 }

@@ -73,6 +73,10 @@ void Broker::accept_replay(const std::string& peer, std::uint64_t req_id, std::s
     send_reply(peer, proto::Reply{req_id, 200, "", "idempotent replay", std::move(original_id), std::move(state)});
 }
 
+void Broker::accept_cached(const std::string& peer, std::uint64_t req_id, std::string cached_id) {
+    send_reply(peer, proto::Reply{req_id, 200, "", "cached", std::move(cached_id), "succeeded", 0, true});
+}
+
 void Broker::refuse(const std::string& peer, std::uint64_t req_id, const errors::Code& code, std::string message,
                     std::string job_id) {
     send_reply(peer, proto::Reply{req_id, static_cast<std::uint32_t>(code.status), std::string(code.name),
@@ -129,7 +133,7 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
                                   std::move(msg.request_hash), std::move(msg.key_id), std::move(msg.concurrency_key),
                                   msg.concurrency_limit, msg.disconnect_grace_ms, msg.run_at_ms, msg.expire_at_ms,
                                   std::move(msg.webhook_url), fmt::format("{}", fmt::join(msg.webhook_events, ",")),
-                                  std::move(msg.traceparent)});
+                                  std::move(msg.traceparent), msg.cache_ttl_s});
 }
 
 // The same rules as the api's (common/limits.hpp, common/names.hpp), checked again because any
@@ -180,6 +184,9 @@ std::optional<std::string> Broker::submit_problem(const proto::Submit& msg) cons
          msg.expire_at_ms > due + static_cast<std::uint64_t>(limits::EXPIRE_AFTER_MS_MAX) + slack))
         return "expire_at_ms must be after run_at_ms and at most a year after it";
 
+    if (msg.cache_ttl_s > static_cast<std::uint32_t>(limits::CACHE_TTL_S_MAX))
+        return fmt::format("cache_ttl_s must be at most {}", limits::CACHE_TTL_S_MAX);
+
     // The api parsed the URL in full (webhooks::parse_url); again here, as every field.
     if (!msg.webhook_url.empty()) {
         const auto parsed = webhooks::parse_url(msg.webhook_url);
@@ -220,7 +227,9 @@ void Broker::flush_submits() {
             const redisReply* answer = r->element[i];
             if (answer->type == REDIS_REPLY_ARRAY && answer->elements >= 2) {
                 const std::string outcome = reply_text(answer->element[0]), value = reply_text(answer->element[1]);
-                if (outcome == "replay")
+                if (outcome == "cached")
+                    accept_cached(job.peer, job.req_id, value);
+                else if (outcome == "replay")
                     accept_replay(job.peer, job.req_id, value,
                                   answer->elements > 2 ? reply_text(answer->element[2]) : std::string());
                 else if (outcome == "over_budget")

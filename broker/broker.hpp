@@ -130,6 +130,8 @@ private:
     // The lease is gone to another broker (a refused renewal, a FENCED script): logs why and
     // ends run() with STEPPED_DOWN after this turn.
     void lease_lost(const std::string& why);
+    // A CAMPAIGN or RENEW that got no answer of its kind (`what`): logged once per kind of error.
+    void lease_failed(const char* what, const redisReply* r);
     // Gives the lease up (scripts::RESIGN) at shutdown.
     void resign();
 
@@ -173,6 +175,9 @@ private:
     void accept(const std::string& peer, std::uint64_t req_id, std::string job_id = {}, std::string state = {});
     void accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id, std::string state);
     void accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id, std::string state);
+    // A submit answered from the cache (options.cache_ttl_s): `cached_id`, a job of the same
+    // tenant, type and input that succeeded, stands for it; nothing was stored.
+    void accept_cached(const std::string& peer, std::uint64_t req_id, std::string cached_id);
     void refuse(const std::string& peer, std::uint64_t req_id, const errors::Code& code, std::string message,
                 std::string job_id = {});
     void send_reply(const std::string& peer, proto::Reply msg);
@@ -283,6 +288,7 @@ private:
     bool stepping_down_ = false;
     bool bound_ = false;
     std::string last_holder_;  // the holder a lost campaign last saw, to log each change once
+    std::string lease_error_;  // the first word of the last lease script's error, to log each kind once
 
     // Declared last so it is destroyed first: callbacks it still owes run while the rest lives.
     RedisLink redis_;

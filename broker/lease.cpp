@@ -29,10 +29,8 @@ void Broker::keep_lease(Clock::time_point now) {
         lease_in_flight_ = run_script(scripts::CAMPAIGN, {}, {config_.broker_id, ttl}, [this, sent = now](redisReply* r) {
             lease_in_flight_ = false;
             next_lease_step_ = Clock::now() + config_.lease_ttl / 8;
-            if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-                if (r != nullptr) log::error("campaign for the lease failed: {}", reply_error(r));
-                return;
-            }
+            if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 2) return lease_failed("campaign", r);
+            lease_error_.clear();
             const std::string token = reply_text(r->element[1]);
             if (r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 1) {
                 token_ = token;
@@ -48,15 +46,26 @@ void Broker::keep_lease(Clock::time_point now) {
     lease_in_flight_ = run_script(scripts::RENEW, {}, {token_, ttl}, [this, sent = now](redisReply* r) {
         lease_in_flight_ = false;
         next_lease_step_ = Clock::now() + config_.lease_ttl / 4;
-        if (r == nullptr || r->type != REDIS_REPLY_INTEGER) {
-            if (r != nullptr) log::error("renewing the lease failed: {}", reply_error(r));
-            return;
-        }
+        if (r == nullptr || r->type != REDIS_REPLY_INTEGER) return lease_failed("renewal", r);
+        lease_error_.clear();
         if (r->integer != 1) return lease_lost("another broker holds the lease now");
         renewed_sent_ = sent;
         if (lapsed_) log::info("lease {} renewed after a lapse: serving again", token_);
         lapsed_ = false;
     });
+}
+
+void Broker::lease_failed(const char* what, const redisReply* r) {
+    if (r == nullptr) return;  // the connection dropped: the Redis link says so
+    const std::string error = reply_error(r);
+    // Said once per kind of error, not at every try (every lease / 8 while Redis loads its AOF).
+    const std::string kind = error.substr(0, error.find(' '));
+    if (kind == lease_error_) return;
+    lease_error_ = kind;
+    if (kind == "LOADING")
+        log::warn("Redis is loading its data into memory: waiting for it before taking the lease");
+    else
+        log::error("{} of the lease failed: {}; retrying quietly", what, error);
 }
 
 bool Broker::lease_valid(Clock::time_point now) const {

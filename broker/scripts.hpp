@@ -14,7 +14,7 @@ namespace sluice::broker::scripts {
 // Arguments per job of the batch scripts (SUBMIT, START, SUCCEED), after their settings
 // (batches.hpp, batch_args).
 
-inline constexpr std::size_t SUBMIT_STRIDE = 19;
+inline constexpr std::size_t SUBMIT_STRIDE = 20;
 inline constexpr std::size_t START_STRIDE = 3;
 inline constexpr std::size_t SUCCEED_STRIDE = 3;
 // Elements per job in the reply of LOAD_QUEUE.
@@ -51,7 +51,7 @@ inline std::string key_names() {
            ", deadlines = " + quoted(keys::DEADLINES) + ", webhooks = " + quoted(keys::WEBHOOKS) +
            ", webhook_attempts = " + quoted(keys::WEBHOOK_ATTEMPTS_PREFIX) +
            ", webhook_endpoints = " + quoted(keys::WEBHOOK_ENDPOINTS_PREFIX) + ", leader = " + quoted(keys::LEADER) +
-           ", epoch = " + quoted(keys::EPOCH) + "}\n";
+           ", epoch = " + quoted(keys::EPOCH) + ", cache = " + quoted(keys::CACHE_PREFIX) + "}\n";
 }
 
 // Every script the broker runs on job state starts with HEAD: the key names, then the fence.
@@ -223,12 +223,15 @@ end
 // none: then the job hash has neither it nor its limit), concurrency limit, disconnect grace ms
 // (0: none; else the job's first deadline in K.followed is now + grace), run_at_ms (0: now),
 // expire_at_ms (0: never), webhook url ('' for none: then the job hash has neither it nor its
-// events), webhook events (comma-joined), traceparent ('' for none). A job due later than now is `scheduled` (in
-// K.scheduled, first event `scheduled`) instead of queued; a job with a deadline is in
-// K.deadlines until it starts. A job is charged to its tenant at once: JOB_BASE_BYTES plus its
-// input.
+// events), webhook events (comma-joined), traceparent ('' for none), cache ttl_s (0: none). A
+// job due later than now is `scheduled` (in K.scheduled, first event `scheduled`) instead of
+// queued; a job with a deadline is in K.deadlines until it starts. A job is charged to its
+// tenant at once: JOB_BASE_BYTES plus its input. With a cache ttl, a job of the same tenant,
+// type and input that succeeded within it (K.cache, written by SUCCEED) answers instead, and
+// nothing is stored; else the job keeps its cache key for SUCCEED.
 // Returns one answer per job, in order: 'ok', 'exists', {'replay' | 'conflict', original id, its
-// status now ('' once expired)} or {'over_budget', bytes the tenant holds}.
+// status now ('' once expired)}, {'cached', the job that succeeded} or {'over_budget', bytes the
+// tenant holds}.
 inline const std::string SUBMIT = PRELUDE + stride(SUBMIT_STRIDE) + "local JOB_BASE_BYTES = " +
                                   std::to_string(JOB_BASE_BYTES) + "\n" + R"lua(
 local now, budget, idem_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -237,6 +240,10 @@ for i = 4, #ARGV, STRIDE do
   local id, tenant, type, idem, hash = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 8], ARGV[i + 9]
   local job = K.job .. id
   local prior = idem ~= '' and redis.call('GET', idem)
+  local cache_ttl = tonumber(ARGV[i + 19])
+  -- A type holds no newline (names.hpp), so type and input cannot run into each other.
+  local cache_key = cache_ttl > 0 and K.cache .. tenant .. ':' .. redis.sha1hex(type .. '\n' .. ARGV[i + 3])
+  local hit = cache_key and redis.call('GET', cache_key)
   local bytes = JOB_BASE_BYTES + #ARGV[i + 3]
   if not held[tenant] then
     held[tenant] = tonumber(redis.call('HGET', K.tenant_bytes, tenant) or '0')
@@ -246,6 +253,8 @@ for i = 4, #ARGV, STRIDE do
     local prior_hash, original = string.match(prior, '^(%S*) (%S+)$')
     out[#out + 1] = {prior_hash == hash and 'replay' or 'conflict', original,
                      redis.call('HGET', K.job .. original, 'status') or ''}
+  elseif hit and redis.call('HGET', K.job .. hit, 'status') == 'succeeded' then
+    out[#out + 1] = {'cached', hit}
   elseif redis.call('EXISTS', job) == 1 then
     out[#out + 1] = 'exists'
   elseif held[tenant] + bytes > budget then
@@ -269,6 +278,7 @@ for i = 4, #ARGV, STRIDE do
       redis.call('HSET', job, 'webhook_url', ARGV[i + 16], 'webhook_events', ARGV[i + 17])
     end
     if ARGV[i + 18] ~= '' then redis.call('HSET', job, 'traceparent', ARGV[i + 18]) end
+    if cache_key then redis.call('HSET', job, 'cache_key', cache_key, 'cache_ttl_s', cache_ttl) end
     local run_at, expire_at = ARGV[i + 14], ARGV[i + 15]
     if expire_at ~= '0' then
       redis.call('HSET', job, 'expire_at_ms', expire_at)
@@ -343,9 +353,10 @@ add_event(ARGV[1], ARGV[4], ARGV[3], fields)
 return 'ok'
 )lua";
 
-// running -> succeeded, for every RESULT read in one turn of the broker loop. KEYS: none.
-// ARGV: now_ms, maxlen, ttl_s, then SUCCEED_STRIDE per job: id, attempt, result. Returns one
-// answer per job: 'ok' or 'stale'.
+// running -> succeeded, for every RESULT read in one turn of the broker loop; a job submitted
+// with a cache ttl becomes its cache key's answer for that long (at most the job's own ttl).
+// KEYS: none. ARGV: now_ms, maxlen, ttl_s, then SUCCEED_STRIDE per job: id, attempt, result.
+// Returns one answer per job: 'ok' or 'stale'.
 inline const std::string SUCCEED = PRELUDE + stride(SUCCEED_STRIDE) + R"lua(
 local now, maxlen, ttl = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
@@ -360,6 +371,8 @@ for i = 4, #ARGV, STRIDE do
     redis.call('ZREM', K.running, id)
     add_event(id, maxlen, now, {'event', 'succeeded', 'result', result})
     finish(id, now, ttl)
+    local cache = redis.call('HMGET', K.job .. id, 'cache_key', 'cache_ttl_s')
+    if cache[1] then redis.call('SET', cache[1], id, 'EX', math.min(tonumber(cache[2]), tonumber(ttl))) end
     out[#out + 1] = 'ok'
   end
 end

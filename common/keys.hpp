@@ -59,6 +59,11 @@ inline constexpr std::string_view QUEUES = "sluice:queues";
 inline constexpr std::string_view LEADER = "sluice:broker:leader";
 inline constexpr std::string_view EPOCH = "sluice:broker:epoch";
 
+// A job result cache entry (options.cache_ttl_s), per tenant: "sluice:cache:{tenant}:{sha1 of
+// type, newline, input}" -> the id of the job that succeeded with that type and input, expiring
+// with the cache ttl it was submitted with.
+inline constexpr std::string_view CACHE_PREFIX = "sluice:cache:";
+
 // Set of the job types any worker has declared.
 inline constexpr std::string_view TYPES = "sluice:types";
 // Hash of job type -> the JSON Schema of its input as a worker last declared it in READY (JSON

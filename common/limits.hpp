@@ -47,6 +47,10 @@ inline constexpr std::int64_t DISCONNECT_GRACE_S_DEFAULT = 10;
 // schedule further out is more likely a unit mistake (ms for s) than a plan.
 inline constexpr std::int64_t MAX_SCHEDULE_AHEAD_MS = 365LL * 24 * 3600 * 1000;
 inline constexpr std::int64_t EXPIRE_AFTER_MS_MIN = 1000, EXPIRE_AFTER_MS_MAX = MAX_SCHEDULE_AHEAD_MS;
+// options.cache_ttl_s: how long a job's result answers identical submits. A week, the default
+// time a finished job stays in Redis (SLUICE_JOB_TTL_S): an entry never outlives its job's
+// default lifetime, and the broker caps it at the configured one.
+inline constexpr std::int64_t CACHE_TTL_S_MIN = 1, CACHE_TTL_S_MAX = 7 * 24 * 3600;
 // The broker checks a SUBMIT's run_at_ms and expire_at_ms against its own clock with this much
 // slack, for the api's clock and the trip between them.
 inline constexpr std::int64_t CLOCK_SLACK_MS = 60 * 1000;

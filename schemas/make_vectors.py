@@ -45,10 +45,11 @@ CASES: list[tuple[str, object]] = [
     ("u64 req_id near max, negative priority", p.Submit(
         2**64 - 1, "job-a", "default", "sleep", pack({"ms": 10}), -5, 1, 0, "order-42", "9f86d081884c7d65", "0123456789abcdef", 100,
         "user:42", 1, 10000, 1767225600000, 1767229200000, "https://hooks.example.com/sluice?x=1",
-        ["succeeded", "failed", "canceled"], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")),
+        ["succeeded", "failed", "canceled"], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", 3600)),
     ("priority > 127 and large u32s", p.Submit(
         2**63, "job-b", "tenant-ü", "text_stats", NESTED_INPUT, 200, 2**32 - 1, 2**32 - 1, "clé-ü", "", "admin", 2**32 - 1,
-        "clé-ü", 2**32 - 1, 2**32 - 1, 2**64 - 1, 2**64 - 1, "http://ü.example/", ["queued"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")),
+        "clé-ü", 2**32 - 1, 2**32 - 1, 2**64 - 1, 2**64 - 1, "http://ü.example/", ["queued"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        2**32 - 1)),
     ("priority i64 min, empty strings and empty bin", p.Submit(
         0, "", "", "", b"", -(2**63), 0, 0, "", "", "", 0, "", 0, 0, 0, 0, "", [], "")),
     ("priority i64 max, 40-byte strings (str8)", p.Submit(
@@ -61,6 +62,7 @@ CASES: list[tuple[str, object]] = [
     ("basic", p.Ping(7)),
     ("u64 max", p.Ping(2**64 - 1)),
     ("accepted", p.Reply(1, 202, "", "", "0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10", "queued", 0)),
+    ("cached", p.Reply(8, 200, "", "cached", "0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10", "succeeded", 0, True)),
     ("error with non-ASCII message", p.Reply(
         2**32, 422, "unknown_job_type", "no worker has declared type «résumé»", "", "", 0)),
     ("rate limited", p.Reply(3, 429, "rate_limited", "past this key's limit", "", "", 2**32 - 1)),

@@ -200,13 +200,18 @@ class Pipeline:
             time.sleep(0.05)
         raise TimeoutError("redis-server did not start")
 
-    def start_broker(self, same_endpoints: bool = False, **extra: str) -> None:
+    def start_broker(self, same_endpoints: bool = False, leads: bool = True, **extra: str) -> None:
         """Starts the broker on free loopback ports, or with `same_endpoints` where the last one
-        was; an endpoint in `extra` (SLUICE_BROKER_WORKER_ENDPOINT="tcp://10.231.0.1:*") wins."""
+        was; an endpoint in `extra` (SLUICE_BROKER_WORKER_ENDPOINT="tcp://10.231.0.1:*") wins.
+        Returns once it leads (its endpoints bound), or without `leads` (it cannot win the lease:
+        a wrong Redis password, say) once it runs."""
         fresh = {} if same_endpoints else {"SLUICE_BROKER_API_ENDPOINT": "tcp://127.0.0.1:*",
                                            "SLUICE_BROKER_WORKER_ENDPOINT": "tcp://127.0.0.1:*"}
         env = {**self.env, **fresh, **self.keys_env("broker"), **extra}
         self.broker, out = self._spawn("broker", [str(BUILD / "broker" / "sluice-broker")], env)
+        if not leads:
+            wait_for_line(out.with_suffix(".log"), r"standing by for the lease", self.broker)
+            return
         match = wait_for_line(out, r"frontend (\S+) backend (\S+)", self.broker)
         self.frontend, self.backend = match.group(1), match.group(2)
         self.env.update(SLUICE_BROKER_API_ENDPOINT=self.frontend, SLUICE_BROKER_WORKER_ENDPOINT=self.backend)

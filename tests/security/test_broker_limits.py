@@ -73,6 +73,8 @@ def test_submits_outside_the_limits_are_refused_and_store_nothing(rogue):
         "webhook_events must be empty without a webhook_url": dict(webhook_events=["failed"]),
         "traceparent is not a W3C traceparent": dict(traceparent="00-" + "z" * 32 + "-" + "1" * 16 + "-01"),
         "traceparent is not a W3C traceparent ": dict(traceparent="t" * 100_000),
+        "cache_ttl_s must be at most 604800": dict(cache_ttl_s=604801),
+        "cache_ttl_s must be at most 604800 ": dict(cache_ttl_s=2**32 - 1),
 
     }
     for req_id, (message, fields) in enumerate(cases.items(), 1):

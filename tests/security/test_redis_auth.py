@@ -60,7 +60,7 @@ def test_a_wrong_password_is_one_clear_error(fresh_pipeline, tmp_path):
     logs = {"api": tmp_path / f"api-{len(p.procs)}.log"}
     p.start_api(SLUICE_REDIS_PASSWORD_FILE=str(wrong))
     logs["broker"] = tmp_path / f"broker-{len(p.procs)}.log"
-    p.start_broker(SLUICE_REDIS_PASSWORD_FILE=str(wrong))
+    p.start_broker(leads=False, SLUICE_REDIS_PASSWORD_FILE=str(wrong))
     time.sleep(3)
     assert p.api.poll() is None and p.broker.poll() is None
     assert p.http.get("/readyz").status_code == 503
