@@ -192,11 +192,14 @@ def bundled_gguf_path() -> str:
 
 
 def bind_generation(model: BaseChatModel, *, max_tokens: int | None = None,
-                    temperature: float | None = None, json_schema: dict | None = None):
+                    temperature: float | None = None, json_schema: dict | None = None,
+                    seed: int | None = None):
     """Returns `model` bound to per-call generation settings, in each provider's own words.
 
     json_schema constrains the local model's output to JSON of that schema (a llama.cpp grammar);
-    other providers ignore it here (the callers parse and validate the answer anyway).
+    seed makes the local model's sampling repeatable (the same prompt, the same answer, at any
+    temperature). Other providers ignore both here (the callers parse and validate the answer
+    anyway).
     """
     kwargs: dict[str, Any] = {}
     name = type(model).__name__
@@ -206,6 +209,8 @@ def bind_generation(model: BaseChatModel, *, max_tokens: int | None = None,
         kwargs["temperature"] = temperature
     if json_schema is not None and isinstance(model, LocalChatModel):
         kwargs["json_schema"] = json_schema
+    if seed is not None and isinstance(model, LocalChatModel):
+        kwargs["seed"] = seed
     return model.bind(**kwargs) if kwargs else model
 
 
@@ -348,8 +353,11 @@ class LocalChatModel(BaseChatModel):
     def _tokens(self, messages: list[BaseMessage], stop: list[str] | None,
                 halt: threading.Event, max_tokens: int | None = None,
                 temperature: float | None = None, json_schema: dict | None = None,
-                **_ignored: Any) -> Iterator[ChatGenerationChunk]:
+                seed: int | None = None, **_ignored: Any) -> Iterator[ChatGenerationChunk]:
         """Generates the answer to `messages` token by token; stops early once `halt` is set.
+        Greedy (temperature 0) or with `seed`, the answer is repeatable: the prompt is evaluated
+        whole (no cached prefix), sampled with that seed; else each call samples with a fresh
+        random seed.
 
         Yields text chunks, then one empty chunk with usage_metadata and response_metadata.
         Blocking: holds the model's lock for the whole generation.
@@ -361,13 +369,20 @@ class LocalChatModel(BaseChatModel):
         temp = self.temperature if temperature is None else temperature
         prompt = self._formatter(messages=[_to_llama_message(m) for m in messages]).prompt
         grammar = None
+        import llama_cpp
         if json_schema is not None:
-            from llama_cpp import LlamaGrammar
-            grammar = LlamaGrammar.from_json_schema(json.dumps(json_schema), verbose=False)
+            grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(json_schema), verbose=False)
         stops = [s for s in (stop or []) if s]
         with self._lock:
             if halt.is_set():
                 return
+            llama.set_seed(llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed)
+            if seed is not None or temp == 0:
+                # A prompt that starts like the last one reuses its cached prefix, and logits
+                # computed partly from cache differ in the last bits from a whole evaluation:
+                # enough to flip a token, greedy or sampled. A call that asks to be repeatable
+                # evaluates its prompt whole.
+                llama.reset()
             prompt_tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
             room = self.n_ctx - len(prompt_tokens)
             if room <= 0:

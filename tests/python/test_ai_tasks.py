@@ -139,6 +139,36 @@ def test_summarize_short_text_is_one_call(use_model):
     assert "Cats sleep a lot." in model.calls[0][0][-1].content
 
 
+def test_summarize_asks_again_when_the_summary_repeats_the_text_then_takes_its_first_sentence(
+        use_model):
+    text = "Cats sleep a lot. Dogs do too. Fish never close their eyes."
+    model = FakeModel(messages=iter([text, "Cats sleep a lot. Dogs do too."]))
+    use_model(model)
+    result = run(ai_tasks.summarize({"text": text}, Recorder().ctx))
+    assert result["summary"] == "Cats sleep a lot."
+    assert [kwargs.get("temperature") for _, kwargs in model.calls] == [
+        0, ai_tasks.RETRY_TEMPERATURE]
+
+
+def test_summarize_keeps_a_second_answer_in_other_words(use_model):
+    text = "Cats sleep a lot. Dogs do too. Fish never close their eyes."
+    model = FakeModel(messages=iter(["Cats sleep a lot. Dogs do too.", "Pets rest often."]))
+    use_model(model)
+    assert run(ai_tasks.summarize({"text": text}, Recorder().ctx))["summary"] == "Pets rest often."
+
+
+@pytest.mark.parametrize("summary, copied", [
+    ("Cats sleep a lot. Dogs do too. Fish never close their eyes.", True),   # the text itself
+    ("Cats sleep a lot, dogs do too, and fish never close them", True),      # nearly as long
+    ("Cats sleep a lot. Dogs do too.", True),                               # lifted word for word
+    ("Pets rest a lot, but fish do not.", False),
+    ("Cats sleep.", False),
+])
+def test_too_close_to_source(summary, copied):
+    text = "Cats sleep a lot. Dogs do too. Fish never close their eyes."
+    assert ai_tasks.too_close_to_source(summary, text) is copied
+
+
 def test_summarize_long_text_maps_each_chunk_then_reduces(use_model, monkeypatch):
     monkeypatch.setattr(ai_tasks, "SUMMARIZE_CHUNK_CHARS", 200)
     paragraphs = [f"Paragraph {i} is about topic {i}. " * 4 for i in range(5)]
@@ -257,6 +287,32 @@ def test_parse_entities_accepts_a_bare_list_and_an_empty_one():
     assert parse_entities('{"entities": []}', SOURCE) == []
     with pytest.raises(OutputParserException):
         parse_entities("Ada Lovelace is a PERSON.", SOURCE)
+
+
+def test_entity_candidates_are_capitalized_runs_and_numbers_of_the_text():
+    assert ai_tasks.entity_candidates(
+        "The Red Cross met Leonardo da Vinci in 1503. In Milan the University of Pavia "
+        "opened on Saturday. Mayor Anne Lindboe came.") == [
+        "Red Cross", "Leonardo da Vinci", "1503", "Milan", "University of Pavia", "Saturday",
+        "Mayor Anne Lindboe"]
+    assert ai_tasks.entity_candidates("nothing named here") == []
+
+
+def test_entities_schema_lets_the_model_pick_among_the_candidates_only():
+    schema = ai_tasks.entities_schema("Ada Lovelace lived in London.")
+    entities = schema["properties"]["entities"]
+    assert entities["items"]["properties"]["text"]["enum"] == ["Ada Lovelace", "London"]
+    assert (entities["minItems"], entities["maxItems"]) == (1, 2)
+    free = ai_tasks.entities_schema("nothing named here")["properties"]["entities"]
+    assert free["items"]["properties"]["text"] == {"type": "string"} and "minItems" not in free
+
+
+def test_structured_tasks_decode_greedily_first_then_sample(use_model):
+    model = FakeModel(messages=iter(["no idea", "still none", '{"label": "neutral", "score": 1}']))
+    use_model(model)
+    assert run(ai_tasks.sentiment({"text": "The bus is red."}, Recorder().ctx))["label"] == "neutral"
+    assert [kwargs["temperature"] for _, kwargs in model.calls] == [
+        0, ai_tasks.RETRY_TEMPERATURE, ai_tasks.RETRY_TEMPERATURE]
 
 
 def test_entities_task_retries_then_returns_the_list(use_model):

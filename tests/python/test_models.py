@@ -128,6 +128,16 @@ def test_local_model_json_schema_constrains_the_answer(local):
     assert json.loads(answer.content)["label"] in ("yes", "no")
 
 
+def test_local_model_repeats_itself_greedily_or_with_a_seed(local):
+    def answer(**settings):
+        return bind_generation(local, max_tokens=12, **settings).invoke(
+            "Name a colour.").content
+
+    assert answer(temperature=0) == answer(temperature=0)
+    assert answer(temperature=1.0, seed=7) == answer(temperature=1.0, seed=7)
+    assert bind_generation(local, seed=7).kwargs == {"seed": 7}
+
+
 def test_cancelling_a_stream_stops_the_model_at_once(local):
     # The consumer is cancelled mid-answer; the generation thread must let go of the model
     # (its lock) within a token or two, long before the 400 tokens it was asked for.
