@@ -6,7 +6,9 @@ evaluation set in bench/quality/*.jsonl (written for this project) and scores th
 
 The scores report, they assert nothing (the tests do not check them):
 
-- sentiment: accuracy of the label against the labelled one (positive, negative, neutral).
+- sentiment: accuracy of the label against the labelled one (positive, negative, neutral), and
+  the mean `score` of the right answers and of the wrong ones (a score worth reading is higher
+  on the right ones).
 - entities: micro precision, recall and F1 of the entity names found against the labelled
   ones, names compared after normalizing (case, punctuation, a leading "the"); "typed" also
   needs the kind (PERSON, ORGANIZATION, LOCATION, DATE) to match.
@@ -77,10 +79,14 @@ def normalize_name(name: str) -> str:
 
 
 def score_sentiment(items: list[dict], results: list[dict | None]) -> dict:
-    correct = sum(1 for item, result in zip(items, results)
-                  if result is not None and result.get("label") == item["label"])
-    return {"accuracy": correct / len(items), "correct": correct, "total": len(items),
-            "failed": sum(result is None for result in results)}
+    right = [result["score"] for item, result in zip(items, results)
+             if result is not None and result.get("label") == item["label"]]
+    wrong = [result["score"] for item, result in zip(items, results)
+             if result is not None and result.get("label") != item["label"]]
+    return {"accuracy": len(right) / len(items), "correct": len(right), "total": len(items),
+            "failed": sum(result is None for result in results),
+            "score_right": sum(right) / len(right) if right else 0.0,
+            "score_wrong": sum(wrong) / len(wrong) if wrong else 0.0}
 
 
 def score_entities(items: list[dict], results: list[dict | None]) -> dict:
@@ -170,7 +176,9 @@ def row_cells(scores: dict[str, dict]) -> dict[str, str]:
     cells = {}
     if "sentiment" in scores:
         s = scores["sentiment"]
-        cells["sentiment"] = f"accuracy {s['accuracy']:.0%} ({s['correct']}/{s['total']})"
+        cells["sentiment"] = (f"accuracy {s['accuracy']:.0%} ({s['correct']}/{s['total']}), "
+                              f"mean score {s['score_right']:.2f} when right, "
+                              f"{s['score_wrong']:.2f} when wrong")
     if "entities" in scores:
         s = scores["entities"]
         cells["entities"] = (f"F1 {s['f1']:.2f} (P {s['precision']:.2f}, R {s['recall']:.2f}); "

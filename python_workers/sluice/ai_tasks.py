@@ -495,6 +495,40 @@ SENTIMENT_PROMPT = ChatPromptTemplate.from_messages([
 # entities the kinds of the last example it saw: after one example of three places it called
 # nearly everything a LOCATION; ending on a date, an organization and a person did best of the
 # orders tried on bench/quality/entities.jsonl.
+# Alternatives asked for at each token of a sentiment answer: where the model writes the label,
+# SmolLM2's three labels (one token each) are among its ten likeliest tokens.
+LABEL_ALTERNATIVES = 10
+
+
+def label_probabilities(message: BaseMessage) -> dict[str, float] | None:
+    """Returns the model's probability of each sentiment label it considered, normalized over
+    the labels, from the token log-probabilities in the message (response_metadata "logprobs",
+    OpenAI's shape) at the step where it wrote the label: the first step whose alternatives hold
+    two labels or more. None when the message has no such step."""
+    steps = ((message.response_metadata or {}).get("logprobs") or {}).get("content") or []
+    for step in steps:
+        found: dict[str, float] = {}
+        for alternative in step.get("top_logprobs") or []:
+            word = alternative["token"].strip().strip('"').lower()
+            if word in SENTIMENT_LABELS and word not in found:
+                found[word] = math.exp(alternative["logprob"])
+        if len(found) >= 2:
+            total = sum(found.values())
+            return {label: p / total for label, p in found.items()}
+    return None
+
+
+def sentiment_answer(message: BaseMessage) -> dict:
+    """parse_sentiment of the message's text, with the model's probability of the label as the
+    score when the message holds token probabilities (label_probabilities) instead of the
+    confidence the model wrote, which only copies the numbers of the prompt's examples."""
+    result = parse_sentiment(_text_of(message))
+    probabilities = label_probabilities(message)
+    if probabilities and result["label"] in probabilities:
+        result["score"] = round(probabilities[result["label"]], 3)
+    return result
+
+
 ENTITIES_PROMPT = ChatPromptTemplate.from_messages([
     ("system", "You extract named entities (people, organizations, locations, dates) from a "
                'text. Answer with JSON only: {{"entities": [{{"text": ..., "type": "PERSON" or '
@@ -555,9 +589,11 @@ def entities_schema(text: str) -> dict:
 
 
 async def ask_structured(task_name: str, prompt: ChatPromptTemplate, inputs: dict, model: Any,
-                         parse: Callable[[str], Any], schema: dict, recorder: UsageRecorder,
-                         max_tokens: int | None = None) -> Any:
-    """Runs prompt | model | parse and returns what `parse` made of the answer. The first call
+                         parse: Callable[[BaseMessage], Any], schema: dict,
+                         recorder: UsageRecorder, max_tokens: int | None = None,
+                         top_logprobs: int | None = None) -> Any:
+    """Runs prompt | model | parse and returns what `parse` made of the answer (the model's
+    message; with top_logprobs the local model's holds its token probabilities). The first call
     decodes greedily (the same text, the same answer); while the answer does not parse, asks
     again sampling at RETRY_TEMPERATURE, up to STRUCTURED_ATTEMPTS calls in all. The local
     model is held to `schema` by a llama.cpp grammar. Raises NonRetryableError after that,
@@ -566,8 +602,8 @@ async def ask_structured(task_name: str, prompt: ChatPromptTemplate, inputs: dic
     for attempt in range(STRUCTURED_ATTEMPTS):
         llm = bind_generation(model, max_tokens=max_tokens, json_schema=schema,
                               temperature=0 if attempt == 0 else RETRY_TEMPERATURE,
-                              seed=attempt)
-        chain = prompt | llm | StrOutputParser() | RunnableLambda(parse, name="parse")
+                              seed=attempt, top_logprobs=top_logprobs)
+        chain = prompt | llm | RunnableLambda(parse, name="parse")
         try:
             return await chain.ainvoke(inputs, config=config)
         except OutputParserException as exc:
@@ -584,8 +620,8 @@ async def sentiment_of(text: str, model: Any, recorder: UsageRecorder,
     """Returns {"label", "score"} for `text` (its first CLASSIFY_CHARS characters).
     Raises NonRetryableError when the model's answers do not parse."""
     return await ask_structured("sentiment", SENTIMENT_PROMPT, {"text": text[:CLASSIFY_CHARS]},
-                                model, parse_sentiment, SENTIMENT_SCHEMA, recorder,
-                                max_tokens or 64)
+                                model, sentiment_answer, SENTIMENT_SCHEMA, recorder,
+                                max_tokens or 64, LABEL_ALTERNATIVES)
 
 
 async def entities_of(text: str, model: Any, recorder: UsageRecorder,
@@ -594,7 +630,7 @@ async def entities_of(text: str, model: Any, recorder: UsageRecorder,
     Raises NonRetryableError when the model's answers do not parse."""
     source = text[:CLASSIFY_CHARS]
     return await ask_structured("entities", ENTITIES_PROMPT, {"text": source}, model,
-                                lambda answer: parse_entities(answer, source),
+                                lambda answer: parse_entities(_text_of(answer), source),
                                 entities_schema(source), recorder, max_tokens)
 
 
