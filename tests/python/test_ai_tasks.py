@@ -244,6 +244,29 @@ def test_parse_sentiment_rejects_answers_without_one_label(answer):
         parse_sentiment(answer)
 
 
+def with_logprobs(text: str, steps: list[list[tuple[str, float]]]) -> AIMessage:
+    """An answer carrying token log-probabilities in OpenAI's shape, one step per list."""
+    return AIMessage(content=text, response_metadata={"logprobs": {"content": [
+        {"token": alternatives[0][0], "logprob": alternatives[0][1],
+         "top_logprobs": [{"token": t, "logprob": lp} for t, lp in alternatives]}
+        for alternatives in steps]}})
+
+
+def test_sentiment_score_is_the_label_probability_when_the_answer_has_logprobs():
+    import math
+    answer = with_logprobs('{"label": "negative", "score": 0.9}', [
+        [('{"', -0.01)], [("label", -0.01)], [(' "', -0.1), (" None", -5.0)],
+        [("negative", math.log(0.4)), ("neutral", math.log(0.3)), ("positive", math.log(0.1)),
+         ("no", math.log(0.1))],
+        [('",', -0.01), ("negative", -9.0)]])
+    assert ai_tasks.label_probabilities(answer) == pytest.approx(
+        {"negative": 0.5, "neutral": 0.375, "positive": 0.125})
+    assert ai_tasks.sentiment_answer(answer) == {"label": "negative", "score": 0.5}
+    # Without logprobs (another provider), the score the model wrote.
+    assert ai_tasks.sentiment_answer(AIMessage(content='{"label": "negative", "score": 0.9}')) == {
+        "label": "negative", "score": 0.9}
+
+
 def test_sentiment_retries_an_unparseable_answer_and_sums_usage(use_model):
     model = FakeModel(messages=iter(["hmm, hard to say", '{"label": "negative", "score": 0.7}']))
     use_model(model)
