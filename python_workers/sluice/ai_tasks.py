@@ -28,6 +28,8 @@ bench/RESULTS.md): few-shot prompts; the first call of summarize, sentiment and 
 greedily, so a text gets the same answer every time (a retry samples); the local model is held
 by a llama.cpp grammar to the JSON schema of the answer: a label from the closed set, and for
 entities a name from the text's candidate spans (entity_candidates) and a kind from ENTITY_TYPES.
+On the local model sentiment's score is the model's probability of its label among the three
+(label_probabilities); other providers' is the confidence the model writes.
 """
 
 from __future__ import annotations
@@ -475,7 +477,8 @@ SENTIMENT_SCHEMA = {
 # One example of each label, none of them from the README or bench/quality. SmolLM2-135M leans
 # to the label of the last example it saw (shown one positive example, it called all ten neutral
 # texts of bench/quality/sentiment.jsonl positive); this order did best of those tried there.
-# The scores differ so that it does not parrot one number.
+# The scores written differ, but the model still copies them: on the local model the score is
+# read from its token probabilities instead (sentiment_answer).
 SENTIMENT_PROMPT = ChatPromptTemplate.from_messages([
     ("system", "You classify the sentiment of a text. positive: the writer is pleased, praises "
                "or enjoys something. negative: the writer complains, is disappointed or angry. "
@@ -491,10 +494,6 @@ SENTIMENT_PROMPT = ChatPromptTemplate.from_messages([
     ("user", "Text: {text}"),
 ])
 
-# Two examples with every kind, not from the README or bench/quality. SmolLM2-135M gives most
-# entities the kinds of the last example it saw: after one example of three places it called
-# nearly everything a LOCATION; ending on a date, an organization and a person did best of the
-# orders tried on bench/quality/entities.jsonl.
 # Alternatives asked for at each token of a sentiment answer: where the model writes the label,
 # SmolLM2's three labels (one token each) are among its ten likeliest tokens.
 LABEL_ALTERNATIVES = 10
@@ -529,6 +528,10 @@ def sentiment_answer(message: BaseMessage) -> dict:
     return result
 
 
+# Two examples with every kind, not from the README or bench/quality. SmolLM2-135M gives most
+# entities the kinds of the last example it saw: after one example of three places it called
+# nearly everything a LOCATION; ending on a date, an organization and a person did best of the
+# orders tried on bench/quality/entities.jsonl.
 ENTITIES_PROMPT = ChatPromptTemplate.from_messages([
     ("system", "You extract named entities (people, organizations, locations, dates) from a "
                'text. Answer with JSON only: {{"entities": [{{"text": ..., "type": "PERSON" or '
@@ -543,6 +546,7 @@ ENTITIES_PROMPT = ChatPromptTemplate.from_messages([
                   '{{"text": "Angela Ruiz", "type": "PERSON"}}]}}'),
     ("user", "Text: {text}"),
 ])
+
 MAX_ENTITY_CANDIDATES = 64       # spans offered to the local model's grammar (enum size)
 # A run of capitalized words (joined by the lower-case particles of names: "Leonardo da Vinci",
 # "University of Oslo"), or a number such as a year.

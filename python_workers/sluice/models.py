@@ -374,8 +374,8 @@ class LocalChatModel(BaseChatModel):
         limit = self.max_tokens if max_tokens is None else max_tokens
         temp = self.temperature if temperature is None else temperature
         prompt = self._formatter(messages=[_to_llama_message(m) for m in messages]).prompt
+        import llama_cpp  # here, not at the top: the module must import without it (openai, ollama)
         grammar = None
-        import llama_cpp
         if json_schema is not None:
             grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(json_schema), verbose=False)
         stops = [s for s in (stop or []) if s]
