@@ -21,6 +21,8 @@ Figures:
   growth      submit rate with few vs 1M jobs retained; memory under sustained overload (429)
   stream      chunk latency from ctx.emit() to an SSE client
   chat        the embedded model through the pipeline: first token, tokens/s
+  quality     answer quality of sentiment, entities and summarize on bench/quality (quality.py)
+              through the pipeline: the embedded model, and an OpenAI-compatible one if configured
 
 Writes the table to bench/RESULTS.md (between the BENCH markers) and prints it.
 """
@@ -50,6 +52,8 @@ import zmq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from pipeline import Pipeline, iter_sse, wait_for_line  # noqa: E402
+
+import quality  # noqa: E402  (bench/quality.py, beside this file)
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -549,12 +553,56 @@ def fig_chat(workdir: Path) -> dict:
         p.stop()
 
 
+def quality_through_pipeline(workdir: Path, provider: str) -> dict:
+    """Scores of the bench/quality set run as jobs on one Python worker using `provider`."""
+    p = Pipeline(workdir).start()
+    try:
+        p.env["SLUICE_MODEL_PROVIDER"] = provider
+        p.start_worker("python", concurrency=1)
+        p.wait_ready("sentiment")
+
+        async def run(task_name: str, value: dict) -> dict | None:
+            job = p.submit(task_name, value)
+            answer = p.wait_result(job["id"], timeout=600)
+            return answer["result"] if answer["status"] == "succeeded" else None
+
+        return asyncio.run(quality.evaluate(run))
+    finally:
+        p.stop()
+
+
+def fig_quality(workdir: Path) -> dict:
+    """Flat numbers for measure(): "<provider>_<task>_<score>"; the openai ones only when an
+    OpenAI-compatible model is configured (quality.openai_configured)."""
+    providers = ["local"] + (["openai"] if quality.openai_configured() else [])
+    if len(providers) == 1:
+        print("quality: OpenAI-compatible model not configured (set SLUICE_OPENAI_BASE_URL "
+              "and SLUICE_OPENAI_MODEL, or an API key)", flush=True)
+    flat = {}
+    for provider in providers:
+        for task_name, scores in quality_through_pipeline(workdir / provider, provider).items():
+            flat.update({f"{provider}_{task_name}_{key}": value for key, value in scores.items()})
+    return flat
+
+
+def quality_row(m: dict) -> tuple[str, str]:
+    def cells(provider: str) -> str:
+        scores = {task_name: {key[len(f"{provider}_{task_name}_"):]: value[0] for key, value in m.items()
+                              if key.startswith(f"{provider}_{task_name}_")} for task_name in quality.TASKS}
+        return "; ".join(f"{task_name}: {cell}" for task_name, cell in quality.row_cells(scores).items())
+
+    openai = (f"{quality.openai_model_name()}: {cells('openai')}" if "openai_sentiment_accuracy" in m
+              else "OpenAI-compatible model: not configured")
+    return (f"Answer quality on bench/quality ({', '.join(f'{len(quality.load(t))} {t}' for t in quality.TASKS)} "
+            "texts; reported, not asserted)", f"SmolLM2-135M (embedded): {cells('local')}. {openai}")
+
+
 FIGURES = {"submit": fig_submit, "submit-auth": fig_submit_auth, "submit-apis": fig_submit_apis, "e2e-native": fig_e2e_native, "e2e-python": fig_e2e_python,
            "e2e-scale": fig_e2e_scale, "curve": fig_curve, "failover": fig_failover,
            "status": fig_status, "latency": fig_latency, "sse": fig_sse, "ws": fig_ws, "growth": fig_growth,
-           "stream": fig_stream, "chat": fig_chat}
+           "stream": fig_stream, "chat": fig_chat, "quality": fig_quality}
 # Figures that are no target of the issue and whose spread says little: run once.
-ONCE = {"chat"}
+ONCE = {"chat", "quality"}
 
 
 def measure(name: str, workdir: Path) -> dict:
@@ -632,6 +680,7 @@ ROWS = {
                          f"p50 {fmt(m['p50_ms'], ' ms', 1)}, p99 {fmt(m['p99_ms'], ' ms', 1)}"),
     "chat": lambda m: (f"`chat` on the embedded SmolLM2-135M ({CHATS} jobs, 128 tokens)",
                        f"first token after {fmt(m['first_token_ms'], ' ms')} (submit included), {fmt(m['tokens_per_s'], ' tokens/s')}"),
+    "quality": quality_row,
 }
 
 

@@ -9,7 +9,8 @@ Inputs and results (every result also holds "model", the model's name, and "usag
                -> {"text": str}; each token is streamed as a chunk event on the way
     summarize  {"text": str} -> {"summary": str, "chunks": int}; long text is split
                (langchain-text-splitters), each piece summarized (a progress event each),
-               then the pieces' summaries are combined (map-reduce)
+               then the pieces' summaries are combined (map-reduce). A piece's summary that
+               repeats the piece is asked for again, then replaced by the piece's first sentence
     sentiment  {"text": str} -> {"label": "positive"|"negative"|"neutral", "score": 0..1}
     entities   {"text": str} -> {"entities": [{"text": str, "type": str}, ...]}
     analyze    {"text": str} -> {"sentiment": {...}, "entities": [...], "summary": str}: the
@@ -21,6 +22,14 @@ reaches a handler still fails the job at once (NonRetryableError) with a message
 and entities parse the model's answer leniently (the JSON object anywhere in it; for sentiment
 also a bare label word) and ask again up to STRUCTURED_ATTEMPTS times before failing the job
 without retry, quoting the answer that did not parse.
+
+What makes the embedded 135M model's answers usable (measured on bench/quality, see
+bench/RESULTS.md): few-shot prompts; the first call of summarize, sentiment and entities decodes
+greedily, so a text gets the same answer every time (a retry samples); the local model is held
+by a llama.cpp grammar to the JSON schema of the answer: a label from the closed set, and for
+entities a name from the text's candidate spans (entity_candidates) and a kind from ENTITY_TYPES.
+On the local model sentiment's score is the model's probability of its label among the three
+(label_probabilities); other providers' is the confidence the model writes.
 """
 
 from __future__ import annotations
@@ -59,6 +68,13 @@ CLASSIFY_CHARS = int(os.environ.get("SLUICE_CLASSIFY_CHARS", "3000"))
 SUMMARIZE_CHUNK_CHARS = int(os.environ.get("SLUICE_SUMMARIZE_CHUNK_CHARS", "2000"))
 SUMMARIZE_OVERLAP_CHARS = 100
 SUMMARIZE_MAX_ROUNDS = 3         # reduce rounds before the combined summaries are cut to fit
+# A piece's summary this long relative to the piece, or with this share of its word 4-grams
+# found verbatim in the piece, repeats the piece rather than summarizing it.
+COPY_LENGTH_RATIO = 0.75
+COPY_NGRAM_SHARE = 0.8
+# Summaries and the structured tasks are decoded greedily (temperature 0), so the same text gets
+# the same answer; a second try after an unusable answer samples at this temperature instead.
+RETRY_TEMPERATURE = 0.7
 # Pieces summarized at once. The local model takes calls one at a time anyway; a remote server
 # (openai, ollama) gets this many requests of one job in flight.
 MAP_CONCURRENCY = int(os.environ.get("SLUICE_MAP_CONCURRENCY", "4"))
@@ -238,9 +254,12 @@ def _text_of(message: BaseMessage) -> str:
 
 # ---- summarize: map-reduce ---------------------------------------------------------------------
 
+# The "TL;DR" cue after the text: of the prompts tried on bench/quality/summarize.jsonl (an
+# instruction with a worked example, "What is this text about?", "Rewrite as one sentence"), it
+# is the one after which SmolLM2-135M most often writes a short sentence of its own instead of
+# repeating the text's first sentences (bench/RESULTS.md, answer quality).
 MAP_PROMPT = ChatPromptTemplate.from_messages([
-    ("system", "You summarize text. Answer with the summary only, in one to three sentences."),
-    ("user", "Summarize this text:\n\n{text}"),
+    ("user", "{text}\n\nTL;DR in one sentence:"),
 ])
 REDUCE_PROMPT = ChatPromptTemplate.from_messages([
     ("system", "You combine partial summaries of one document into a single summary. Answer "
@@ -251,11 +270,40 @@ REDUCE_PROMPT = ChatPromptTemplate.from_messages([
 Progress = Callable[[float, str], Awaitable[None]]
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def too_close_to_source(summary: str, source: str) -> bool:
+    """True when `summary` repeats `source` instead of summarizing it: nearly as long
+    (COPY_LENGTH_RATIO) or mostly lifted from it word for word (COPY_NGRAM_SHARE of its 4-grams)."""
+    if len(summary) >= COPY_LENGTH_RATIO * len(source):
+        return True
+    words, source_words = _words(summary), _words(source)
+    if len(words) < 4:
+        return False
+    grams = [tuple(words[i:i + 4]) for i in range(len(words) - 3)]
+    source_grams = {tuple(source_words[i:i + 4]) for i in range(len(source_words) - 3)}
+    return sum(g in source_grams for g in grams) >= COPY_NGRAM_SHARE * len(grams)
+
+
+def _first_sentence(text: str) -> str:
+    return re.split(r"(?<=[.!?])\s+", text.strip(), maxsplit=1)[0]
+
+
 async def summarize_text(text: str, model: Any, recorder: UsageRecorder,
                          progress: Progress | None = None, max_tokens: int | None = None) -> dict:
-    """Returns {"summary", "chunks"} for `text` of any length (map-reduce; see the module doc)."""
-    llm = bind_generation(model, max_tokens=max_tokens)
+    """Returns {"summary", "chunks"} for `text` of any length (map-reduce; see the module doc).
+
+    A piece's summary that repeats the piece (too_close_to_source) is asked for again, sampled
+    this time; when that one repeats it too, the piece's first sentence stands in for it (an
+    extractive summary: shorter than the piece, but copied)."""
+    llm = bind_generation(model, max_tokens=max_tokens, temperature=0, seed=0)
+    retry_llm = bind_generation(model, max_tokens=max_tokens, temperature=RETRY_TEMPERATURE,
+                                seed=0)
     map_chain = (MAP_PROMPT | llm | StrOutputParser()).with_config(run_name="summarize_map")
+    retry_chain = (MAP_PROMPT | retry_llm | StrOutputParser()).with_config(
+        run_name="summarize_map_retry")
     reduce_chain = (REDUCE_PROMPT | llm | StrOutputParser()).with_config(
         run_name="summarize_reduce")
     splitter = RecursiveCharacterTextSplitter(chunk_size=SUMMARIZE_CHUNK_CHARS,
@@ -270,6 +318,11 @@ async def summarize_text(text: str, model: Any, recorder: UsageRecorder,
         nonlocal done
         async with limit:
             summary = (await map_chain.ainvoke({"text": chunk}, config=config)).strip()
+            if too_close_to_source(summary, chunk):
+                summary = (await retry_chain.ainvoke({"text": chunk}, config=config)).strip()
+                if too_close_to_source(summary, chunk):
+                    lead = _first_sentence(chunk)
+                    summary = lead if len(lead) < len(chunk) else _first_sentence(summary)
         done += 1
         if progress is not None:
             await progress(done / total_steps, f"summarized chunk {done} of {len(chunks)}")
@@ -421,49 +474,147 @@ SENTIMENT_SCHEMA = {
                    "score": {"type": "number"}},
     "required": ["label", "score"],
 }
+# One example of each label, none of them from the README or bench/quality. SmolLM2-135M leans
+# to the label of the last example it saw (shown one positive example, it called all ten neutral
+# texts of bench/quality/sentiment.jsonl positive); this order did best of those tried there.
+# The scores written differ, but the model still copies them: on the local model the score is
+# read from its token probabilities instead (sentiment_answer).
 SENTIMENT_PROMPT = ChatPromptTemplate.from_messages([
-    ("system", "You classify the sentiment of a text. Answer with JSON only: "
-               '{{"label": "positive" or "negative" or "neutral", "score": a confidence '
-               "between 0 and 1}}."),
-    ("user", "Text: I really enjoyed this, it was wonderful."),
-    ("assistant", '{{"label": "positive", "score": 0.95}}'),
+    ("system", "You classify the sentiment of a text. positive: the writer is pleased, praises "
+               "or enjoys something. negative: the writer complains, is disappointed or angry. "
+               "neutral: plain facts or information, no feeling either way. Answer with JSON "
+               'only: {{"label": "positive" or "negative" or "neutral", "score": your '
+               "confidence between 0 and 1}}."),
+    ("user", "Text: The staff were friendly and our room was spotless."),
+    ("assistant", '{{"label": "positive", "score": 0.9}}'),
+    ("user", "Text: The battery died after two days and nobody answered my calls."),
+    ("assistant", '{{"label": "negative", "score": 0.85}}'),
+    ("user", "Text: The office is on the third floor, next to the lift."),
+    ("assistant", '{{"label": "neutral", "score": 0.7}}'),
     ("user", "Text: {text}"),
 ])
 
-ENTITIES_SCHEMA = {
-    "type": "object",
-    "properties": {"entities": {"type": "array", "items": {
-        "type": "object",
-        "properties": {"text": {"type": "string"},
-                       "type": {"type": "string", "enum": list(ENTITY_TYPES)}},
-        "required": ["text", "type"]}}},
-    "required": ["entities"],
-}
+# Alternatives asked for at each token of a sentiment answer: where the model writes the label,
+# SmolLM2's three labels (one token each) are among its ten likeliest tokens.
+LABEL_ALTERNATIVES = 10
+
+
+def label_probabilities(message: BaseMessage) -> dict[str, float] | None:
+    """Returns the model's probability of each sentiment label it considered, normalized over
+    the labels, from the token log-probabilities in the message (response_metadata "logprobs",
+    OpenAI's shape) at the step where it wrote the label: the first step whose alternatives hold
+    two labels or more. None when the message has no such step."""
+    steps = ((message.response_metadata or {}).get("logprobs") or {}).get("content") or []
+    for step in steps:
+        found: dict[str, float] = {}
+        for alternative in step.get("top_logprobs") or []:
+            word = alternative["token"].strip().strip('"').lower()
+            if word in SENTIMENT_LABELS and word not in found:
+                found[word] = math.exp(alternative["logprob"])
+        if len(found) >= 2:
+            total = sum(found.values())
+            return {label: p / total for label, p in found.items()}
+    return None
+
+
+def sentiment_answer(message: BaseMessage) -> dict:
+    """parse_sentiment of the message's text, with the model's probability of the label as the
+    score when the message holds token probabilities (label_probabilities) instead of the
+    confidence the model wrote, which only copies the numbers of the prompt's examples."""
+    result = parse_sentiment(_text_of(message))
+    probabilities = label_probabilities(message)
+    if probabilities and result["label"] in probabilities:
+        result["score"] = round(probabilities[result["label"]], 3)
+    return result
+
+
+# Two examples with every kind, not from the README or bench/quality. SmolLM2-135M gives most
+# entities the kinds of the last example it saw: after one example of three places it called
+# nearly everything a LOCATION; ending on a date, an organization and a person did best of the
+# orders tried on bench/quality/entities.jsonl.
 ENTITIES_PROMPT = ChatPromptTemplate.from_messages([
     ("system", "You extract named entities (people, organizations, locations, dates) from a "
                'text. Answer with JSON only: {{"entities": [{{"text": ..., "type": "PERSON" or '
                '"ORGANIZATION" or "LOCATION" or "DATE" or "OTHER"}}]}}.'),
-    ("user", "Text: Marie Curie moved to Paris in 1891."),
-    ("assistant", '{{"entities": [{{"text": "Marie Curie", "type": "PERSON"}}, '
-                  '{{"text": "Paris", "type": "LOCATION"}}, {{"text": "1891", "type": "DATE"}}]}}'),
+    ("user", "Text: Kofi Mensah joined Siemens in Munich in 2019."),
+    ("assistant", '{{"entities": [{{"text": "Kofi Mensah", "type": "PERSON"}}, '
+                  '{{"text": "Siemens", "type": "ORGANIZATION"}}, '
+                  '{{"text": "Munich", "type": "LOCATION"}}, {{"text": "2019", "type": "DATE"}}]}}'),
+    ("user", "Text: In June the United Nations praised Angela Ruiz."),
+    ("assistant", '{{"entities": [{{"text": "June", "type": "DATE"}}, '
+                  '{{"text": "United Nations", "type": "ORGANIZATION"}}, '
+                  '{{"text": "Angela Ruiz", "type": "PERSON"}}]}}'),
     ("user", "Text: {text}"),
 ])
 
+MAX_ENTITY_CANDIDATES = 64       # spans offered to the local model's grammar (enum size)
+# A run of capitalized words (joined by the lower-case particles of names: "Leonardo da Vinci",
+# "University of Oslo"), or a number such as a year.
+_CANDIDATE = re.compile(
+    r"\b[A-Z][\w'’.-]*(?:\s+(?:(?:of|da|de|del|der|di|du|la|le|van|von|bin|al)\s+)*"
+    r"[A-Z][\w'’.-]*)*|\b\d{1,4}\b")
+# Capitalized only because they start a sentence: dropped from the front of a candidate.
+_LEADING_WORDS = {"the", "a", "an", "in", "on", "at", "by", "for", "from", "to", "and", "but",
+                  "our", "my", "his", "her", "their", "its", "this", "that", "these", "those",
+                  "after", "before", "when", "while", "if", "some", "most", "each", "every"}
 
-def structured_chain(prompt: ChatPromptTemplate, model: Any, parse: Callable[[str], Any],
-                     schema: dict, max_tokens: int | None = None):
-    """prompt | model | parse, asked again (up to STRUCTURED_ATTEMPTS calls in all) while the
-    answer does not parse. Raises OutputParserException (with the last answer) after that."""
-    llm = bind_generation(model, max_tokens=max_tokens, json_schema=schema)
-    return (prompt | llm | StrOutputParser() | RunnableLambda(parse, name="parse")).with_retry(
-        retry_if_exception_type=(OutputParserException,), stop_after_attempt=STRUCTURED_ATTEMPTS,
-        wait_exponential_jitter=False)
+
+def entity_candidates(text: str) -> list[str]:
+    """The spans of `text` that can be named entities, in order, without repeats: runs of
+    capitalized words (a leading "The", "In", ... dropped) and numbers. Trailing dots and
+    apostrophes are cut ("Paris." -> "Paris")."""
+    found: list[str] = []
+    for match in _CANDIDATE.finditer(text):
+        # A run may cross a sentence's end ("on Saturday. Mayor Anne Lindboe"): split it there.
+        for piece in re.split(r"(?<=[.!?])\s+", match.group(0)):
+            words = piece.rstrip(".'’-").split()
+            while words and words[0].lower() in _LEADING_WORDS:
+                words = words[1:]
+            span = " ".join(words)
+            if len(span) >= 2 and span not in found:
+                found.append(span)
+    return found[:MAX_ENTITY_CANDIDATES]
 
 
-def _unparseable(task_name: str, exc: OutputParserException) -> NonRetryableError:
-    answer = (exc.llm_output or "").strip()
-    reason = str(exc).split("\n")[0]
-    return NonRetryableError(
+def entities_schema(text: str) -> dict:
+    """The JSON schema of an entities answer for `text`: each entity's "text" is one of the
+    text's candidate spans (entity_candidates), so the local model can neither invent a name
+    nor answer with an empty list when there is something to choose; at most one entity per
+    candidate. A text without candidates gets a free-form schema."""
+    candidates = entity_candidates(text)
+    name = {"type": "string", "enum": candidates} if candidates else {"type": "string"}
+    entities: dict[str, Any] = {"type": "array", "items": {
+        "type": "object",
+        "properties": {"text": name, "type": {"type": "string", "enum": list(ENTITY_TYPES)}},
+        "required": ["text", "type"]}}
+    if candidates:
+        entities.update(minItems=1, maxItems=len(candidates))
+    return {"type": "object", "properties": {"entities": entities}, "required": ["entities"]}
+
+
+async def ask_structured(task_name: str, prompt: ChatPromptTemplate, inputs: dict, model: Any,
+                         parse: Callable[[BaseMessage], Any], schema: dict,
+                         recorder: UsageRecorder, max_tokens: int | None = None,
+                         top_logprobs: int | None = None) -> Any:
+    """Runs prompt | model | parse and returns what `parse` made of the answer (the model's
+    message; with top_logprobs the local model's holds its token probabilities). The first call
+    decodes greedily (the same text, the same answer); while the answer does not parse, asks
+    again sampling at RETRY_TEMPERATURE, up to STRUCTURED_ATTEMPTS calls in all. The local
+    model is held to `schema` by a llama.cpp grammar. Raises NonRetryableError after that,
+    quoting the last answer."""
+    config = _config(recorder, task_name)
+    for attempt in range(STRUCTURED_ATTEMPTS):
+        llm = bind_generation(model, max_tokens=max_tokens, json_schema=schema,
+                              temperature=0 if attempt == 0 else RETRY_TEMPERATURE,
+                              seed=attempt, top_logprobs=top_logprobs)
+        chain = prompt | llm | RunnableLambda(parse, name="parse")
+        try:
+            return await chain.ainvoke(inputs, config=config)
+        except OutputParserException as exc:
+            failure = exc
+    answer = (failure.llm_output or "").strip()
+    reason = str(failure).split("\n")[0]
+    raise NonRetryableError(
         f"{task_name}: the model's answer could not be parsed after {STRUCTURED_ATTEMPTS} "
         f"tries ({reason}); last answer: {answer[:300]!r}")
 
@@ -472,13 +623,9 @@ async def sentiment_of(text: str, model: Any, recorder: UsageRecorder,
                        max_tokens: int | None = None) -> dict:
     """Returns {"label", "score"} for `text` (its first CLASSIFY_CHARS characters).
     Raises NonRetryableError when the model's answers do not parse."""
-    chain = structured_chain(SENTIMENT_PROMPT, model, parse_sentiment, SENTIMENT_SCHEMA,
-                             max_tokens or 64)
-    try:
-        return await chain.ainvoke({"text": text[:CLASSIFY_CHARS]},
-                                   config=_config(recorder, "sentiment"))
-    except OutputParserException as exc:
-        raise _unparseable("sentiment", exc) from None
+    return await ask_structured("sentiment", SENTIMENT_PROMPT, {"text": text[:CLASSIFY_CHARS]},
+                                model, sentiment_answer, SENTIMENT_SCHEMA, recorder,
+                                max_tokens or 64, LABEL_ALTERNATIVES)
 
 
 async def entities_of(text: str, model: Any, recorder: UsageRecorder,
@@ -486,12 +633,9 @@ async def entities_of(text: str, model: Any, recorder: UsageRecorder,
     """Returns [{"text", "type"}, ...] for `text` (its first CLASSIFY_CHARS characters).
     Raises NonRetryableError when the model's answers do not parse."""
     source = text[:CLASSIFY_CHARS]
-    chain = structured_chain(ENTITIES_PROMPT, model, lambda a: parse_entities(a, source),
-                             ENTITIES_SCHEMA, max_tokens)
-    try:
-        return await chain.ainvoke({"text": source}, config=_config(recorder, "entities"))
-    except OutputParserException as exc:
-        raise _unparseable("entities", exc) from None
+    return await ask_structured("entities", ENTITIES_PROMPT, {"text": source}, model,
+                                lambda answer: parse_entities(_text_of(answer), source),
+                                entities_schema(source), recorder, max_tokens)
 
 
 async def _one_chain(task_name: str, value: Any, run, shape) -> dict:

@@ -192,11 +192,16 @@ def bundled_gguf_path() -> str:
 
 
 def bind_generation(model: BaseChatModel, *, max_tokens: int | None = None,
-                    temperature: float | None = None, json_schema: dict | None = None):
+                    temperature: float | None = None, json_schema: dict | None = None,
+                    seed: int | None = None, top_logprobs: int | None = None):
     """Returns `model` bound to per-call generation settings, in each provider's own words.
 
     json_schema constrains the local model's output to JSON of that schema (a llama.cpp grammar);
-    other providers ignore it here (the callers parse and validate the answer anyway).
+    seed makes the local model's sampling repeatable (the same prompt, the same answer, at any
+    temperature); top_logprobs has it report each generated token's log-probability and the
+    `top_logprobs` likeliest alternatives in response_metadata["logprobs"] (OpenAI's shape).
+    Other providers ignore all three here (the callers parse and validate the answer anyway, and
+    not every OpenAI-compatible server takes logprobs).
     """
     kwargs: dict[str, Any] = {}
     name = type(model).__name__
@@ -206,6 +211,10 @@ def bind_generation(model: BaseChatModel, *, max_tokens: int | None = None,
         kwargs["temperature"] = temperature
     if json_schema is not None and isinstance(model, LocalChatModel):
         kwargs["json_schema"] = json_schema
+    if seed is not None and isinstance(model, LocalChatModel):
+        kwargs["seed"] = seed
+    if top_logprobs and isinstance(model, LocalChatModel):
+        kwargs["top_logprobs"] = top_logprobs
     return model.bind(**kwargs) if kwargs else model
 
 
@@ -348,10 +357,15 @@ class LocalChatModel(BaseChatModel):
     def _tokens(self, messages: list[BaseMessage], stop: list[str] | None,
                 halt: threading.Event, max_tokens: int | None = None,
                 temperature: float | None = None, json_schema: dict | None = None,
+                seed: int | None = None, top_logprobs: int | None = None,
                 **_ignored: Any) -> Iterator[ChatGenerationChunk]:
         """Generates the answer to `messages` token by token; stops early once `halt` is set.
+        Greedy (temperature 0) or with `seed`, the answer is repeatable: the prompt is evaluated
+        whole (no cached prefix), sampled with that seed; else each call samples with a fresh
+        random seed.
 
-        Yields text chunks, then one empty chunk with usage_metadata and response_metadata.
+        Yields text chunks, then one empty chunk with usage_metadata and response_metadata
+        (with top_logprobs, also "logprobs": each token's, as _token_logprobs makes them).
         Blocking: holds the model's lock for the whole generation.
         """
         llama = self._llama
@@ -360,14 +374,21 @@ class LocalChatModel(BaseChatModel):
         limit = self.max_tokens if max_tokens is None else max_tokens
         temp = self.temperature if temperature is None else temperature
         prompt = self._formatter(messages=[_to_llama_message(m) for m in messages]).prompt
+        import llama_cpp  # here, not at the top: the module must import without it (openai, ollama)
         grammar = None
         if json_schema is not None:
-            from llama_cpp import LlamaGrammar
-            grammar = LlamaGrammar.from_json_schema(json.dumps(json_schema), verbose=False)
+            grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(json_schema), verbose=False)
         stops = [s for s in (stop or []) if s]
         with self._lock:
             if halt.is_set():
                 return
+            llama.set_seed(llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed)
+            if seed is not None or temp == 0:
+                # A prompt that starts like the last one reuses its cached prefix, and logits
+                # computed partly from cache differ in the last bits from a whole evaluation:
+                # enough to flip a token, greedy or sampled. A call that asks to be repeatable
+                # evaluates its prompt whole.
+                llama.reset()
             prompt_tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
             room = self.n_ctx - len(prompt_tokens)
             if room <= 0:
@@ -375,6 +396,7 @@ class LocalChatModel(BaseChatModel):
                                  f"context of {self.n_ctx}")
             limit = min(limit, room)
             generated: list[int] = []
+            logprobs: list[dict] = []
             pending = b""   # bytes of a UTF-8 character split across tokens
             text = ""
             finish = "length"
@@ -389,6 +411,8 @@ class LocalChatModel(BaseChatModel):
                         finish = "stop"
                         break
                     generated.append(token)
+                    if top_logprobs:
+                        logprobs.append(_token_logprobs(llama, token, top_logprobs))
                     pending += llama.detokenize([token], prev_tokens=prompt_tokens + generated[:-1])
                     try:
                         piece = pending.decode("utf-8")
@@ -410,9 +434,32 @@ class LocalChatModel(BaseChatModel):
                         break
         usage = {"input_tokens": len(prompt_tokens), "output_tokens": len(generated),
                  "total_tokens": len(prompt_tokens) + len(generated)}
+        metadata: dict[str, Any] = {"model_name": self.model_name, "finish_reason": finish}
+        if top_logprobs:
+            metadata["logprobs"] = {"content": logprobs}
         yield ChatGenerationChunk(message=AIMessageChunk(
-            content="", usage_metadata=usage,
-            response_metadata={"model_name": self.model_name, "finish_reason": finish}))
+            content="", usage_metadata=usage, response_metadata=metadata))
+
+
+def _token_logprobs(llama: Any, token: int, top: int) -> dict:
+    """Returns the log-probability of `token`, just sampled, and of the `top` likeliest tokens at
+    that step, in OpenAI's shape: {"token", "logprob", "top_logprobs": [{"token", "logprob"}]}.
+    From the logits before sampling: a grammar's mask is not applied, so the top tokens may
+    include some the grammar forbade. Requires that the context holds the logits `token` was
+    sampled from (as it does while llama.generate yields it)."""
+    import llama_cpp
+    import numpy as np
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1),
+                                   shape=(llama.n_vocab(),))
+    shifted = logits - logits.max()
+    logprobs = shifted - np.log(np.exp(shifted).sum())
+    best = np.argsort(-logprobs)[:top]
+
+    def text(t: int) -> str:
+        return llama.detokenize([int(t)]).decode("utf-8", errors="replace")
+
+    return {"token": text(token), "logprob": float(logprobs[token]),
+            "top_logprobs": [{"token": text(t), "logprob": float(logprobs[t])} for t in best]}
 
 
 def _is_end_of_generation(llama: Any, token: int) -> bool:

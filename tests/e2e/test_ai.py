@@ -1,6 +1,7 @@
 """AI tasks end to end on the real embedded model (SmolLM2-135M via llama-cpp-python, provider
 `local`): tokens streamed to an SSE client as they are made, cancel stopping generation and
-freeing the slot, analyze's three parts, and each built-in AI task through the HTTP API.
+freeing the slot, analyze's three parts, each built-in AI task through the HTTP API, and the
+README's examples answered right, and the same way twice (bench/quality scores the rest).
 
 One Python worker with a single slot, so a job that is still generating would hold up the next
 one; answers are kept short (SLUICE_MAX_TOKENS) so the module runs in well under a minute.
@@ -125,6 +126,33 @@ def test_analyze_returns_sentiment_entities_and_summary(ai):
     progress = [e for e in ai.events(job["id"]) if e["event"] == "progress"]
     assert sorted(e["data"]["message"] for e in progress) == [
         "entities done", "sentiment done", "summary done"]
+
+
+def test_readme_examples_are_labelled_right_and_the_same_every_time(ai):
+    # The README's own examples, each run twice: the first model call of sentiment and entities
+    # decodes greedily, so the second job must get the very same answer.
+    answers = []
+    for _ in range(2):
+        negative = ai.submit("sentiment", {"text": "The hotel was dirty and the staff ignored us."})
+        curie = ai.submit("entities", {"text": "Marie Curie was born in Warsaw in 1867."})
+        answers.append([ai.wait_result(job["id"], timeout=60) for job in (negative, curie)])
+    for sentiment, entities in answers:
+        assert sentiment["status"] == entities["status"] == "succeeded", (sentiment, entities)
+        assert sentiment["result"]["label"] == "negative"
+        found = entities["result"]["entities"]
+        assert {"text": "Marie Curie", "type": "PERSON"} in found, found
+        assert {"text": "Warsaw", "type": "LOCATION"} in found, found
+    first, second = ([answer["result"] for answer in pair] for pair in answers)
+    assert first == second
+
+
+def test_a_summary_is_not_its_input(ai):
+    text = ("The new library in Oslo opened on Saturday. Mayor Anne Lindboe called it a triumph, "
+            "and readers loved the bright reading rooms.")
+    result = ai.wait_result(ai.submit("summarize", {"text": text})["id"], timeout=60)
+    assert result["status"] == "succeeded", result
+    summary = result["result"]["summary"]
+    assert summary.strip() and len(summary) < 0.75 * len(text), summary
 
 
 @pytest.mark.parametrize("job_type, job_input, keys", [

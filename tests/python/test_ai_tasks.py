@@ -139,6 +139,36 @@ def test_summarize_short_text_is_one_call(use_model):
     assert "Cats sleep a lot." in model.calls[0][0][-1].content
 
 
+def test_summarize_asks_again_when_the_summary_repeats_the_text_then_takes_its_first_sentence(
+        use_model):
+    text = "Cats sleep a lot. Dogs do too. Fish never close their eyes."
+    model = FakeModel(messages=iter([text, "Cats sleep a lot. Dogs do too."]))
+    use_model(model)
+    result = run(ai_tasks.summarize({"text": text}, Recorder().ctx))
+    assert result["summary"] == "Cats sleep a lot."
+    assert [kwargs.get("temperature") for _, kwargs in model.calls] == [
+        0, ai_tasks.RETRY_TEMPERATURE]
+
+
+def test_summarize_keeps_a_second_answer_in_other_words(use_model):
+    text = "Cats sleep a lot. Dogs do too. Fish never close their eyes."
+    model = FakeModel(messages=iter(["Cats sleep a lot. Dogs do too.", "Pets rest often."]))
+    use_model(model)
+    assert run(ai_tasks.summarize({"text": text}, Recorder().ctx))["summary"] == "Pets rest often."
+
+
+@pytest.mark.parametrize("summary, copied", [
+    ("Cats sleep a lot. Dogs do too. Fish never close their eyes.", True),   # the text itself
+    ("Cats sleep a lot, dogs do too, and fish never close them", True),      # nearly as long
+    ("Cats sleep a lot. Dogs do too.", True),                               # lifted word for word
+    ("Pets rest a lot, but fish do not.", False),
+    ("Cats sleep.", False),
+])
+def test_too_close_to_source(summary, copied):
+    text = "Cats sleep a lot. Dogs do too. Fish never close their eyes."
+    assert ai_tasks.too_close_to_source(summary, text) is copied
+
+
 def test_summarize_long_text_maps_each_chunk_then_reduces(use_model, monkeypatch):
     monkeypatch.setattr(ai_tasks, "SUMMARIZE_CHUNK_CHARS", 200)
     paragraphs = [f"Paragraph {i} is about topic {i}. " * 4 for i in range(5)]
@@ -214,6 +244,29 @@ def test_parse_sentiment_rejects_answers_without_one_label(answer):
         parse_sentiment(answer)
 
 
+def with_logprobs(text: str, steps: list[list[tuple[str, float]]]) -> AIMessage:
+    """An answer carrying token log-probabilities in OpenAI's shape, one step per list."""
+    return AIMessage(content=text, response_metadata={"logprobs": {"content": [
+        {"token": alternatives[0][0], "logprob": alternatives[0][1],
+         "top_logprobs": [{"token": t, "logprob": lp} for t, lp in alternatives]}
+        for alternatives in steps]}})
+
+
+def test_sentiment_score_is_the_label_probability_when_the_answer_has_logprobs():
+    import math
+    answer = with_logprobs('{"label": "negative", "score": 0.9}', [
+        [('{"', -0.01)], [("label", -0.01)], [(' "', -0.1), (" None", -5.0)],
+        [("negative", math.log(0.4)), ("neutral", math.log(0.3)), ("positive", math.log(0.1)),
+         ("no", math.log(0.1))],
+        [('",', -0.01), ("negative", -9.0)]])
+    assert ai_tasks.label_probabilities(answer) == pytest.approx(
+        {"negative": 0.5, "neutral": 0.375, "positive": 0.125})
+    assert ai_tasks.sentiment_answer(answer) == {"label": "negative", "score": 0.5}
+    # Without logprobs (another provider), the score the model wrote.
+    assert ai_tasks.sentiment_answer(AIMessage(content='{"label": "negative", "score": 0.9}')) == {
+        "label": "negative", "score": 0.9}
+
+
 def test_sentiment_retries_an_unparseable_answer_and_sums_usage(use_model):
     model = FakeModel(messages=iter(["hmm, hard to say", '{"label": "negative", "score": 0.7}']))
     use_model(model)
@@ -257,6 +310,32 @@ def test_parse_entities_accepts_a_bare_list_and_an_empty_one():
     assert parse_entities('{"entities": []}', SOURCE) == []
     with pytest.raises(OutputParserException):
         parse_entities("Ada Lovelace is a PERSON.", SOURCE)
+
+
+def test_entity_candidates_are_capitalized_runs_and_numbers_of_the_text():
+    assert ai_tasks.entity_candidates(
+        "The Red Cross met Leonardo da Vinci in 1503. In Milan the University of Pavia "
+        "opened on Saturday. Mayor Anne Lindboe came.") == [
+        "Red Cross", "Leonardo da Vinci", "1503", "Milan", "University of Pavia", "Saturday",
+        "Mayor Anne Lindboe"]
+    assert ai_tasks.entity_candidates("nothing named here") == []
+
+
+def test_entities_schema_lets_the_model_pick_among_the_candidates_only():
+    schema = ai_tasks.entities_schema("Ada Lovelace lived in London.")
+    entities = schema["properties"]["entities"]
+    assert entities["items"]["properties"]["text"]["enum"] == ["Ada Lovelace", "London"]
+    assert (entities["minItems"], entities["maxItems"]) == (1, 2)
+    free = ai_tasks.entities_schema("nothing named here")["properties"]["entities"]
+    assert free["items"]["properties"]["text"] == {"type": "string"} and "minItems" not in free
+
+
+def test_structured_tasks_decode_greedily_first_then_sample(use_model):
+    model = FakeModel(messages=iter(["no idea", "still none", '{"label": "neutral", "score": 1}']))
+    use_model(model)
+    assert run(ai_tasks.sentiment({"text": "The bus is red."}, Recorder().ctx))["label"] == "neutral"
+    assert [kwargs["temperature"] for _, kwargs in model.calls] == [
+        0, ai_tasks.RETRY_TEMPERATURE, ai_tasks.RETRY_TEMPERATURE]
 
 
 def test_entities_task_retries_then_returns_the_list(use_model):

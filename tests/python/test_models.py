@@ -128,6 +128,31 @@ def test_local_model_json_schema_constrains_the_answer(local):
     assert json.loads(answer.content)["label"] in ("yes", "no")
 
 
+def test_local_model_repeats_itself_greedily_or_with_a_seed(local):
+    def answer(**settings):
+        return bind_generation(local, max_tokens=12, **settings).invoke(
+            "Name a colour.").content
+
+    assert answer(temperature=0) == answer(temperature=0)
+    assert answer(temperature=1.0, seed=7) == answer(temperature=1.0, seed=7)
+    assert bind_generation(local, seed=7).kwargs == {"seed": 7}
+
+
+def test_local_model_reports_token_logprobs_when_asked(local):
+    answer = bind_generation(local, max_tokens=6, temperature=0, top_logprobs=3).invoke(
+        "Name a colour.")
+    steps = answer.response_metadata["logprobs"]["content"]
+    assert len(steps) == answer.usage_metadata["output_tokens"]
+    for step in steps:
+        alternatives = [a["logprob"] for a in step["top_logprobs"]]
+        assert len(alternatives) == 3 and alternatives == sorted(alternatives, reverse=True)
+        assert all(lp <= 0 for lp in alternatives)
+        # Greedy, without a grammar: the token taken is the likeliest one.
+        assert step["token"] == step["top_logprobs"][0]["token"]
+    assert "".join(step["token"] for step in steps) == answer.content
+    assert "logprobs" not in local.invoke("Name a colour.", max_tokens=2).response_metadata
+
+
 def test_cancelling_a_stream_stops_the_model_at_once(local):
     # The consumer is cancelled mid-answer; the generation thread must let go of the model
     # (its lock) within a token or two, long before the 400 tokens it was asked for.
