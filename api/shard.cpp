@@ -41,7 +41,7 @@ Shard::Shard(const ApiConfig& config, int index, ConnectionCounts& connections, 
     : ctx_(config, zmq_ctx, request_limits, metrics, spans),
       index_(index),
       acceptor_(ctx_.ioc),
-      subscriber_(ctx_.ioc, config.redis_host, config.redis_port, config.redis_login, "subscriber"),
+      subscriber_(ctx_.ioc, config.redis_host, config.redis_port, config.redis_login, config.redis_sentinels, "subscriber"),
       sessions_(connections),
       tick_timer_(ctx_.ioc),
       shutdown_timer_(ctx_.ioc) {

@@ -28,6 +28,13 @@ constexpr std::size_t MAX_KEY_ID = 32;
 constexpr std::chrono::milliseconds ABANDON_INTERVAL{1000};
 constexpr std::size_t ABANDON_BATCH = 500;
 
+// The answer to a submit that Redis stored: 202 with the new job's state, or, for an
+// Idempotency-Key seen before (`replay`), 200 naming the job it made and that job's state now.
+proto::Reply stored_reply(std::uint64_t req_id, std::string job_id, std::string state, bool replay = false) {
+    return proto::Reply{req_id, replay ? 200u : 202u, "", replay ? "idempotent replay" : "", std::move(job_id),
+                        std::move(state)};
+}
+
 }  // namespace
 
 void Broker::handle_frontend(const proto::Envelope& env) {
@@ -55,14 +62,6 @@ void Broker::handle_frontend(const proto::Envelope& env) {
 
 void Broker::accept(const std::string& peer, std::uint64_t req_id, std::string job_id, std::string state) {
     send_reply(peer, proto::Reply{req_id, 200, "", "", std::move(job_id), std::move(state)});
-}
-
-void Broker::accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id, std::string state) {
-    send_reply(peer, proto::Reply{req_id, 202, "", "", std::move(job_id), std::move(state)});
-}
-
-void Broker::accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id, std::string state) {
-    send_reply(peer, proto::Reply{req_id, 200, "", "idempotent replay", std::move(original_id), std::move(state)});
 }
 
 void Broker::refuse(const std::string& peer, std::uint64_t req_id, const errors::Code& code, std::string message,
@@ -193,6 +192,8 @@ void Broker::flush_submits() {
     const bool sent = eval(scripts::SUBMIT, {}, std::move(args), [this, batch, now](redisReply* r) {
         const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == batch->size();
         if (!ok) log::error("submit of {} job(s) failed: {}", batch->size(), reply_error(r));
+        // 202s and replays: they promise a stored job, so they wait for the replicas if asked to.
+        std::vector<std::pair<std::string, proto::Reply>> acks;
         for (std::size_t i = 0; i < batch->size(); ++i) {
             const SubmitItem& job = (*batch)[i];
             stored(job);
@@ -204,8 +205,9 @@ void Broker::flush_submits() {
             if (answer->type == REDIS_REPLY_ARRAY && answer->elements >= 2) {
                 const std::string outcome = reply_text(answer->element[0]), value = reply_text(answer->element[1]);
                 if (outcome == "replay")
-                    accept_replay(job.peer, job.req_id, value,
-                                  answer->elements > 2 ? reply_text(answer->element[2]) : std::string());
+                    acks.emplace_back(job.peer, stored_reply(job.req_id, value,
+                                                             answer->elements > 2 ? reply_text(answer->element[2]) : "",
+                                                             true));
                 else if (outcome == "over_budget")
                     refuse(job.peer, job.req_id, errors::STORAGE_FULL,
                            fmt::format("tenant '{}' holds {} bytes in the job store, its budget is {} "
@@ -216,22 +218,55 @@ void Broker::flush_submits() {
             } else if (reply_text(answer) == "ok" && job.scheduled(now)) {
                 schedule_.add(job.job_id, job.type, job.tenant, static_cast<std::int64_t>(job.run_at_ms));
                 metrics_.count(job.type, BrokerMetrics::SUBMITTED);
-                accept_new(job.peer, job.req_id, job.job_id, "scheduled");
+                acks.emplace_back(job.peer, stored_reply(job.req_id, job.job_id, "scheduled"));
             } else if (reply_text(answer) == "ok") {
                 queues_.push(job.type, job.job_id, job.priority,
                              Owner{job.tenant, job.concurrency_key, job.concurrency_limit}, job.enqueued_ms);
                 metrics_.count(job.type, BrokerMetrics::SUBMITTED);
-                accept_new(job.peer, job.req_id, job.job_id, "queued");
+                acks.emplace_back(job.peer, stored_reply(job.req_id, job.job_id, "queued"));
             } else {
                 refuse(job.peer, job.req_id, errors::DUPLICATE_JOB_ID, "job id already exists", job.job_id);
             }
         }
+        if (!acks.empty()) send_when_replicated(std::move(acks));
     });
     if (!sent)
         for (const SubmitItem& job : *batch) {
             stored(job);
             refuse(job.peer, job.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
         }
+}
+
+void Broker::send_when_replicated(std::vector<std::pair<std::string, proto::Reply>> acks) {
+    if (config_.redis_min_replicas == 0) {
+        for (auto& [peer, reply] : acks) send_reply(peer, std::move(reply));
+        return;
+    }
+    // WAIT counts the replicas that acknowledged every write of this connection so far, so it
+    // covers the batch's script (and a replayed job's first store, when this connection made it).
+    auto held = std::make_shared<std::vector<std::pair<std::string, proto::Reply>>>(std::move(acks));
+    auto answer = [this, held](redisReply* r) {
+        const long long have = r != nullptr && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        if (have >= config_.redis_min_replicas) {
+            for (auto& [peer, reply] : *held) send_reply(peer, std::move(reply));
+            return;
+        }
+        dropped_.warn("submit batches not replicated in time", Clock::now(),
+                      "{} submit(s) answered 503 not_replicated: {} of {} replica(s) confirmed within {} ms ({})",
+                      held->size(), have, config_.redis_min_replicas, config_.redis_wait_timeout.count(),
+                      r == nullptr || r->type == REDIS_REPLY_ERROR ? reply_error(r) : "WAIT timed out");
+        for (auto& [peer, reply] : *held)
+            refuse(peer, reply.req_id, errors::NOT_REPLICATED,
+                   fmt::format("job {} is stored on the Redis master, but {} of the {} replica(s) required "
+                               "(SLUICE_REDIS_MIN_REPLICAS) confirmed it within {} ms: it may run, or be lost if the "
+                               "master fails now. Retry with the same Idempotency-Key, which answers for this job "
+                               "once replicas hold it; without one, look the job up before submitting again",
+                               reply.job_id, have, config_.redis_min_replicas, config_.redis_wait_timeout.count()),
+                   reply.job_id);
+    };
+    const std::string replicas = std::to_string(config_.redis_min_replicas);
+    const std::string timeout = std::to_string(config_.redis_wait_timeout.count());
+    if (!redis_.command({"WAIT", replicas, timeout}, answer)) answer(nullptr);
 }
 
 void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {

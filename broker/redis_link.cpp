@@ -12,8 +12,10 @@ RedisLink* link_of(const redisAsyncContext* ctx) {
 
 }  // namespace
 
-RedisLink::RedisLink(std::string host, int port, RedisLogin login)
-    : host_(std::move(host)), port_(port), login_(std::move(login)) {}
+RedisLink::RedisLink(std::string host, int port, RedisLogin login, std::optional<sentinel::Config> sentinels)
+    : host_(std::move(host)), port_(port), login_(std::move(login)), sentinels_(std::move(sentinels)) {
+    if (sentinels_) rotation_.emplace(sentinels_->sentinels);
+}
 
 RedisLink::~RedisLink() {
     if (ctx_ != nullptr) {
@@ -25,11 +27,28 @@ RedisLink::~RedisLink() {
 void RedisLink::maintain(std::chrono::steady_clock::time_point now) {
     if (ctx_ != nullptr || now < retry_at_) return;
     retry_at_ = now + RECONNECT_DELAY;
-    redisAsyncContext* ctx = redisAsyncConnect(host_.c_str(), port_);
+    // With sentinels, every connect to the master follows a fresh answer: the master may have
+    // moved while the link was down, and a master found before is not trusted again.
+    if (rotation_ && !master_known_) {
+        peer_ = Peer::SENTINEL;
+        return open(rotation_->current().host, rotation_->current().port);
+    }
+    master_known_ = false;
+    peer_ = Peer::MASTER;
+    open(host_, port_);
+}
+
+void RedisLink::open(const std::string& host, int port) {
+    redisAsyncContext* ctx = redisAsyncConnect(host.c_str(), port);
     if (ctx == nullptr) return;
     if (ctx->err) {
-        if (!unreachable_) log::warn("redis {}:{}: {}; retrying quietly", host_, port_, ctx->errstr);
-        unreachable_ = true;
+        if (peer_ == Peer::SENTINEL) {
+            log::debug("{}: {}", where(), ctx->errstr);
+            sentinel_failed();
+        } else {
+            if (!unreachable_) log::warn("{}: {}; retrying quietly", where(), ctx->errstr);
+            unreachable_ = true;
+        }
         redisAsyncFree(ctx);
         return;
     }
@@ -48,18 +67,27 @@ void RedisLink::maintain(std::chrono::steady_clock::time_point now) {
     redisAsyncSetDisconnectCallback(ctx, &RedisLink::on_disconnect);
 }
 
+std::string RedisLink::where() const {
+    if (peer_ == Peer::SENTINEL)
+        return fmt::format("sentinel {}:{}", rotation_->current().host, rotation_->current().port);
+    return fmt::format("redis {}:{}", host_, port_);
+}
+
 void RedisLink::on_connect(const redisAsyncContext* ctx, int status) {
     RedisLink* link = link_of(ctx);
     if (link == nullptr) return;
     if (status != REDIS_OK) {
-        if (!link->unreachable_)
-            log::warn("redis {}:{} unreachable: {}; retrying quietly", link->host_, link->port_, ctx->errstr);
-        link->unreachable_ = true;
         link->ctx_ = nullptr;  // hiredis frees the context after this callback
         link->connected_ = false;
+        if (link->peer_ == Peer::SENTINEL) {
+            log::debug("{} unreachable: {}", link->where(), ctx->errstr);
+            return link->sentinel_failed();
+        }
+        if (!link->unreachable_) log::warn("{} unreachable: {}; retrying quietly", link->where(), ctx->errstr);
+        link->unreachable_ = true;
         return;
     }
-    if (!link->login_.required()) return link->on_ready();
+    if (!link->login_.required()) return link->on_logged_in();
     // AUTH goes first; nothing else is sent before its answer (connected() is still false).
     send_login(link->ctx_, link->login_, &RedisLink::on_auth);
 }
@@ -67,26 +95,88 @@ void RedisLink::on_connect(const redisAsyncContext* ctx, int status) {
 void RedisLink::on_auth(redisAsyncContext* ctx, void* reply, void*) {
     RedisLink* link = link_of(ctx);
     if (link == nullptr || reply == nullptr) return;
-    // Refused: the link drops the connection and tries again after RECONNECT_DELAY.
-    if (!link->login_state_.accepted(*static_cast<const redisReply*>(reply), link->login_,
-                                     fmt::format("redis {}:{}", link->host_, link->port_)))
+    LoginState& state = link->peer_ == Peer::SENTINEL ? link->sentinel_login_state_ : link->login_state_;
+    // Refused: the link drops the connection and tries again (a sentinel: the next one).
+    if (!state.accepted(*static_cast<const redisReply*>(reply), link->login_, link->where()))
         return redisAsyncDisconnect(ctx);
-    link->on_ready();
+    link->on_logged_in();
+}
+
+void RedisLink::on_logged_in() {
+    if (peer_ == Peer::SENTINEL) {
+        const std::string& name = sentinels_->master_name;
+        const char* argv[] = {"SENTINEL", "get-master-addr-by-name", name.c_str()};
+        const size_t lens[] = {8, 23, name.size()};
+        redisAsyncCommandArgv(ctx_, &RedisLink::on_master_addr, nullptr, 3, argv, lens);
+        return;
+    }
+    if (!sentinels_) return on_ready();
+    // A master demoted by a failover, back after a restart or a partition, still answers: it
+    // must not be written to, whatever a sentinel said a moment ago.
+    const char* argv[] = {"ROLE"};
+    const size_t lens[] = {4};
+    redisAsyncCommandArgv(ctx_, &RedisLink::on_role, nullptr, 1, argv, lens);
+}
+
+void RedisLink::on_master_addr(redisAsyncContext* ctx, void* reply, void*) {
+    RedisLink* link = link_of(ctx);
+    if (link == nullptr || reply == nullptr) return;
+    if (std::optional<sentinel::Address> master = sentinel::master_from_reply(static_cast<redisReply*>(reply))) {
+        link->rotation_->answered();
+        if (master->host != link->host_ || master->port != link->port_ || !link->master_logged_)
+            log::info("{}: master '{}' is at {}:{}", link->where(), link->sentinels_->master_name, master->host,
+                      master->port);
+        link->master_logged_ = true;
+        link->host_ = master->host;
+        link->port_ = master->port;
+        link->master_known_ = true;
+    } else {
+        log::warn("{} does not name master '{}' ({}): asking the next sentinel", link->where(),
+                  link->sentinels_->master_name, reply_error(static_cast<redisReply*>(reply)));
+    }
+    // The master is connected to from the next loop turn on; on_disconnect says when.
+    redisAsyncDisconnect(ctx);
+}
+
+void RedisLink::on_role(redisAsyncContext* ctx, void* reply, void*) {
+    RedisLink* link = link_of(ctx);
+    if (link == nullptr || reply == nullptr) return;
+    if (sentinel::is_master_role(static_cast<redisReply*>(reply))) return link->on_ready();
+    const auto* role = static_cast<redisReply*>(reply);
+    log::warn("{} is not a master (ROLE: {}): asking the sentinels again", link->where(),
+              role->type == REDIS_REPLY_ARRAY && role->elements > 0 ? reply_text(role->element[0]) : reply_error(role));
+    redisAsyncDisconnect(ctx);
+}
+
+void RedisLink::sentinel_failed() {
+    if (rotation_->failed()) {
+        retry_at_ = {};
+        return;
+    }
+    if (!unreachable_)
+        log::warn("no sentinel named master '{}' (asked {}); asking again every {} ms quietly",
+                  sentinels_->master_name, sentinels_->sentinels.size(), RECONNECT_DELAY.count());
+    unreachable_ = true;
 }
 
 void RedisLink::on_ready() {
     connected_ = true;
     unreachable_ = false;
-    log::info("redis {}:{} connected{}", host_, port_, login_.required() ? " as " + login_.user : "");
+    log::info("{} connected{}", where(), login_.required() ? " as " + login_.user : "");
 }
 
 void RedisLink::on_disconnect(const redisAsyncContext* ctx, int status) {
     RedisLink* link = link_of(ctx);
     if (link == nullptr) return;
-    if (status != REDIS_OK) log::warn("redis {}:{} connection lost: {}", link->host_, link->port_, ctx->errstr);
     link->ctx_ = nullptr;
-    link->connected_ = false;
     link->want_read_ = link->want_write_ = false;
+    if (link->peer_ == Peer::SENTINEL) {
+        if (link->master_known_) link->retry_at_ = {};  // on to the master at once
+        else link->sentinel_failed();
+        return;
+    }
+    if (status != REDIS_OK) log::warn("{} connection lost: {}", link->where(), ctx->errstr);
+    link->connected_ = false;
 }
 
 int RedisLink::fd() const { return ctx_ == nullptr ? -1 : ctx_->c.fd; }

@@ -1,16 +1,21 @@
 // A hiredis async connection driven by the broker's own poll loop: hiredis tells us through its
 // event hooks which of read/write it wants on its socket, the loop polls that fd beside the ZMQ
 // sockets and hands readiness back. Reconnects by itself, and logs in (AUTH) after every
-// connect before anything else is sent. Not thread-safe: loop thread only.
+// connect before anything else is sent. With sentinels (common/sentinel.hpp) every connect
+// first asks a sentinel where the master is, on the same one hiredis context slot (so the loop
+// still polls one fd), then connects there and checks with ROLE that it is a master before
+// anything is written. Not thread-safe: loop thread only.
 #pragma once
 
 #include "redis_login.hpp"
+#include "sentinel.hpp"
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,7 +27,9 @@ public:
     // Called with the reply, or with nullptr when the connection failed before it arrived.
     using Callback = std::function<void(redisReply*)>;
 
-    RedisLink(std::string host, int port, RedisLogin login);
+    // Redis at host:port, or, with `sentinels`, wherever they say the master is (host and port
+    // then unused).
+    RedisLink(std::string host, int port, RedisLogin login, std::optional<sentinel::Config> sentinels = std::nullopt);
     ~RedisLink();
     RedisLink(const RedisLink&) = delete;
     RedisLink& operator=(const RedisLink&) = delete;
@@ -47,24 +54,44 @@ public:
     int pending() const { return pending_; }
 
 private:
+    // What the open context is for: asking a sentinel, or the master's connection.
+    enum class Peer { SENTINEL, MASTER };
+
+    void open(const std::string& host, int port);
+    // Names the peer the context is for in logs: "redis 10.0.0.1:6399", "sentinel 10.0.0.3:26379".
+    std::string where() const;
     static void on_connect(const redisAsyncContext* ctx, int status);
     static void on_disconnect(const redisAsyncContext* ctx, int status);
     static void on_reply(redisAsyncContext* ctx, void* reply, void* privdata);
     static void on_auth(redisAsyncContext* ctx, void* reply, void* privdata);
+    static void on_master_addr(redisAsyncContext* ctx, void* reply, void* privdata);
+    static void on_role(redisAsyncContext* ctx, void* reply, void* privdata);
+    void on_logged_in();
+    // The sentinel asked did not answer or did not know the master: the next one is asked at
+    // once, or after RECONNECT_DELAY when every one failed this round.
+    void sentinel_failed();
     void on_ready();
 
     // How long to wait between connection attempts while Redis is down.
     static constexpr std::chrono::milliseconds RECONNECT_DELAY{500};
 
-    std::string host_;
+    std::string host_;  // the master's, from the sentinels when there are any
     int port_;
     RedisLogin login_;
+    std::optional<sentinel::Config> sentinels_;
+    std::optional<sentinel::Rotation> rotation_;
+    Peer peer_ = Peer::MASTER;
     redisAsyncContext* ctx_ = nullptr;
     bool connected_ = false;
     bool want_read_ = false;
     bool want_write_ = false;
     int pending_ = 0;
     LoginState login_state_;
+    LoginState sentinel_login_state_;
+    // A sentinel's answer was logged once: from then on only a new address is.
+    bool master_logged_ = false;
+    // A sentinel has just named the master: the next connect goes there.
+    bool master_known_ = false;
     // The last connection attempt failed: the next failures are not logged again, a success is.
     bool unreachable_ = false;
     std::chrono::steady_clock::time_point retry_at_{};
