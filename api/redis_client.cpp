@@ -311,18 +311,11 @@ void RedisConnection::handle_auth(redisAsyncContext* ac, void* reply, void*) {
 
 void RedisConnection::on_logged_in() {
     if (peer_ == Peer::SENTINEL) {
-        const std::string& master = sentinels_->master_name;
-        const char* argv[] = {"SENTINEL", "get-master-addr-by-name", master.c_str()};
-        const size_t lens[] = {8, 23, master.size()};
-        redisAsyncCommandArgv(ctx_, &RedisConnection::handle_master_addr, nullptr, 3, argv, lens);
+        sentinel::ask_master(ctx_, sentinels_->master_name, &RedisConnection::handle_master_addr);
         return;
     }
     if (!sentinels_) return on_ready();
-    // A master demoted by a failover, back after a restart or a partition, still answers: it
-    // must not be read as the truth, nor written to, whatever a sentinel said a moment ago.
-    const char* argv[] = {"ROLE"};
-    const size_t lens[] = {4};
-    redisAsyncCommandArgv(ctx_, &RedisConnection::handle_role, nullptr, 1, argv, lens);
+    sentinel::ask_role(ctx_, &RedisConnection::handle_role);  // connected only once it says master
 }
 
 void RedisConnection::handle_master_addr(redisAsyncContext* ac, void* reply, void*) {
@@ -349,10 +342,7 @@ void RedisConnection::handle_role(redisAsyncContext* ac, void* reply, void*) {
     if (reply == nullptr || self == nullptr || self->stopped_) return;
     const auto* role = static_cast<const redisReply*>(reply);
     if (sentinel::is_master_role(role)) return self->on_ready();
-    log::warn("{}: not a master (ROLE: {}); asking the sentinels again", self->where(),
-              role->type == REDIS_REPLY_ARRAY && role->elements > 0 && role->element[0]->type == REDIS_REPLY_STRING
-                  ? std::string(role->element[0]->str, role->element[0]->len)
-                  : "no answer");
+    log::warn("{}: not a master (ROLE: {}); asking the sentinels again", self->where(), sentinel::role_of(role));
     redisAsyncDisconnect(ac);
 }
 

@@ -104,18 +104,11 @@ void RedisLink::on_auth(redisAsyncContext* ctx, void* reply, void*) {
 
 void RedisLink::on_logged_in() {
     if (peer_ == Peer::SENTINEL) {
-        const std::string& name = sentinels_->master_name;
-        const char* argv[] = {"SENTINEL", "get-master-addr-by-name", name.c_str()};
-        const size_t lens[] = {8, 23, name.size()};
-        redisAsyncCommandArgv(ctx_, &RedisLink::on_master_addr, nullptr, 3, argv, lens);
+        sentinel::ask_master(ctx_, sentinels_->master_name, &RedisLink::on_master_addr);
         return;
     }
     if (!sentinels_) return on_ready();
-    // A master demoted by a failover, back after a restart or a partition, still answers: it
-    // must not be written to, whatever a sentinel said a moment ago.
-    const char* argv[] = {"ROLE"};
-    const size_t lens[] = {4};
-    redisAsyncCommandArgv(ctx_, &RedisLink::on_role, nullptr, 1, argv, lens);
+    sentinel::ask_role(ctx_, &RedisLink::on_role);  // connected only once it says master
 }
 
 void RedisLink::on_master_addr(redisAsyncContext* ctx, void* reply, void*) {
@@ -142,9 +135,8 @@ void RedisLink::on_role(redisAsyncContext* ctx, void* reply, void*) {
     RedisLink* link = link_of(ctx);
     if (link == nullptr || reply == nullptr) return;
     if (sentinel::is_master_role(static_cast<redisReply*>(reply))) return link->on_ready();
-    const auto* role = static_cast<redisReply*>(reply);
     log::warn("{} is not a master (ROLE: {}): asking the sentinels again", link->where(),
-              role->type == REDIS_REPLY_ARRAY && role->elements > 0 ? reply_text(role->element[0]) : reply_error(role));
+              sentinel::role_of(static_cast<redisReply*>(reply)));
     redisAsyncDisconnect(ctx);
 }
 

@@ -107,4 +107,12 @@ bool is_master_role(const redisReply* reply) {
            text_of(reply->element[0]) == "master";
 }
 
+std::string role_of(const redisReply* reply) {
+    if (reply != nullptr && reply->type == REDIS_REPLY_ERROR) return std::string(reply->str, reply->len);
+    if (reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+        !text_of(reply->element[0]).empty())
+        return std::string(text_of(reply->element[0]));
+    return "no answer";
+}
+
 }  // namespace sluice::sentinel

@@ -6,6 +6,7 @@
 // checks with ROLE that what it reached is a master. Not thread-safe: one per connection.
 #pragma once
 
+#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include <cstddef>
@@ -55,6 +56,27 @@ std::optional<Address> switched_master(std::string_view message, std::string_vie
 // True when `reply` answers ROLE for a master (its first element is "master"); a replica, a
 // sentinel, an error or nothing is not.
 bool is_master_role(const redisReply* reply);
+// What a ROLE `reply` says, for logs: "master", "slave", "sentinel", Redis's error, or
+// "no answer".
+std::string role_of(const redisReply* reply);
+
+// Sends SENTINEL get-master-addr-by-name `master_name` on `ctx`, a sentinel's connection;
+// `done` gets the reply (master_from_reply reads it). Returns REDIS_OK when queued.
+inline int ask_master(redisAsyncContext* ctx, const std::string& master_name, redisCallbackFn* done) {
+    const char* argv[] = {"SENTINEL", "get-master-addr-by-name", master_name.c_str()};
+    const size_t lens[] = {8, 23, master_name.size()};
+    return redisAsyncCommandArgv(ctx, done, nullptr, 3, argv, lens);
+}
+
+// Sends ROLE on `ctx`, the connection to what a sentinel named; `done` gets the reply
+// (is_master_role reads it). A master demoted by a failover and back after a restart or a
+// partition still answers, and must not be written to whatever a sentinel said a moment ago.
+// Returns REDIS_OK when queued.
+inline int ask_role(redisAsyncContext* ctx, redisCallbackFn* done) {
+    const char* argv[] = {"ROLE"};
+    const size_t lens[] = {4};
+    return redisAsyncCommandArgv(ctx, done, nullptr, 1, argv, lens);
+}
 
 // Which sentinel to ask: the one that answered last, else the next in the list. One round
 // asks each sentinel once; after a round with no answer the caller waits before the next.

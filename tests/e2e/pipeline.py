@@ -204,6 +204,7 @@ class Pipeline:
         self.redis_port, self.replica_port = free_port(), free_port()
         self.redis = self.start_redis_node("redis-a", self.redis_port)
         self.replica = self.start_redis_node("redis-b", self.replica_port, replica_of=self.redis_port)
+        self.wait_replica_synced(self.replica_port)
         self.sentinel_ports = [self.start_sentinel(i) for i in range(sentinels)]
         self.wait_sentinels(replicas=1)
         self.env.update(SLUICE_REDIS_SENTINELS=",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports),
@@ -234,6 +235,16 @@ class Pipeline:
                     return proc
             time.sleep(0.05)
         raise TimeoutError(f"{name} did not start")
+
+    def wait_replica_synced(self, port: int, timeout: float = 30.0) -> None:
+        """Waits until the replica at `port` holds its master's data and follows its stream
+        (a master delays a new replica's first sync by repl-diskless-sync-delay, 5 s)."""
+        deadline = time.monotonic() + timeout
+        with Redis(port, password=self.redis_password) as replica:
+            while b"master_link_status:up" not in replica.call("INFO", "replication"):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the replica at {port} never synced")
+                time.sleep(0.1)
 
     def start_sentinel(self, index: int, down_after_ms: int = 1000) -> int:
         """Starts a redis-sentinel watching the master at self.redis_port, with its config made

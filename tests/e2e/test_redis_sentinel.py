@@ -6,7 +6,6 @@ for that job once a replica holds it. (The failover itself: tests/faults/test_re
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 
@@ -74,11 +73,7 @@ def test_unreplicated_submit_answers_503_and_the_retry_answers_for_the_job(fresh
     # A replica joins: the same key now answers 202 for the job stored before, and only it.
     replica_port = free_port()
     p.start_redis_node("redis-replica", replica_port, replica_of=p.redis_port)
-    with Redis(replica_port, password=p.redis_password) as replica:
-        deadline = time.monotonic() + 30
-        while b"master_link_status:up" not in replica.call("INFO", "replication"):
-            assert time.monotonic() < deadline, "the replica never synced"
-            time.sleep(0.1)
+    p.wait_replica_synced(replica_port)
     accepted = p.http.post("/v1/jobs", json=body, headers=headers)
     assert accepted.status_code == 202, accepted.text
     assert accepted.json()["id"] == job_id

@@ -99,6 +99,10 @@ TEST_CASE("ROLE: only a master is written to") {
     CHECK(!is_master_role(r.array({})));
     CHECK(!is_master_role(r.text("NOPERM", REDIS_REPLY_ERROR)));
     CHECK(!is_master_role(nullptr));
+    CHECK(role_of(r.array({r.text("slave"), r.text("10.0.0.1")})) == "slave");
+    CHECK(role_of(r.text("NOPERM no", REDIS_REPLY_ERROR)) == "NOPERM no");
+    CHECK(role_of(r.array({})) == "no answer");
+    CHECK(role_of(nullptr) == "no answer");
 }
 
 TEST_CASE("rotation: each sentinel once per round, the last to answer first") {
