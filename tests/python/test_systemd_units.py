@@ -88,8 +88,10 @@ def test_redis_runs_the_project_config_and_workers_have_distinct_names():
 
 def test_redis_login_comes_from_credential_files_not_command_lines():
     redis = parse(UNITS / "sluice-redis.service")["Service"]
-    assert redis["LoadCredential"] == ["redis-users.conf:/etc/sluice/secrets/redis-users.conf"]
-    assert "--include %d/redis-users.conf" in redis["ExecStart"][0]
+    assert redis["LoadCredential"] == ["redis-users.acl:/etc/sluice/secrets/redis-users.acl",
+                                       "redis-replication.conf:/etc/sluice/secrets/redis-replication.conf"]
+    assert "--aclfile %d/redis-users.acl" in redis["ExecStart"][0]
+    assert "--include %d/redis-replication.conf" in redis["ExecStart"][0]
     for name in ("sluice-broker.service", "sluice-api.service", "sluice-webhooks.service"):
         service = parse(UNITS / name)["Service"]
         assert service["LoadCredential"] == ["redis-password:/etc/sluice/secrets/redis-password"], name
