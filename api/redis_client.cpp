@@ -191,6 +191,22 @@ void RedisConnection::stop() {
     adapter_.reset();
 }
 
+void RedisConnection::follow(const sentinel::Address& master) {
+    if (!sentinels_ || peer_ != Peer::MASTER || ctx_ == nullptr || (master.host == host_ && master.port == port_))
+        return;
+    log::warn("{}: the sentinels moved master '{}' to {}:{}; reconnecting", where(), sentinels_->master_name,
+              master.host, master.port);
+    redisAsyncContext* ctx = ctx_;
+    ctx_ = nullptr;
+    connected_ = false;
+    connect_timer_.cancel();
+    // Pending commands answer UNAVAILABLE; a connected context's disconnect callback schedules
+    // the reconnect, one still connecting has none.
+    const bool calls_back = (ctx->c.flags & REDIS_CONNECTED) != 0;
+    redisAsyncFree(ctx);
+    if (!calls_back) schedule_reconnect();
+}
+
 void RedisConnection::connect() {
     if (stopped_) return;
     // With sentinels, every connect to the master follows a fresh answer: the master may have

@@ -56,6 +56,11 @@ public:
     // Closes the connection for good; pending commands answer UNAVAILABLE.
     void stop();
 
+    // The sentinels announced `master` as the new master: a connection to another server is
+    // closed (pending commands answer UNAVAILABLE) and the next connect asks the sentinels.
+    // Nothing happens without sentinels, or when already there.
+    void follow(const sentinel::Address& master);
+
     // Sends one command (binary-safe arguments) and returns its reply, or UNAVAILABLE when
     // not connected, the connection drops, or no reply comes within `timeout`.
     awaitable<RedisValue> command(std::vector<std::string> args, Clock::duration timeout);

@@ -3,6 +3,8 @@
 
 #include "log.hpp"
 
+#include <poll.h>
+
 namespace sluice::broker {
 namespace {
 
@@ -18,13 +20,15 @@ RedisLink::RedisLink(std::string host, int port, RedisLogin login, std::optional
 }
 
 RedisLink::~RedisLink() {
-    if (ctx_ != nullptr) {
-        ctx_->data = nullptr;
-        redisAsyncFree(ctx_);
-    }
+    for (redisAsyncContext* ctx : {ctx_, watch_})
+        if (ctx != nullptr) {
+            ctx->data = nullptr;
+            redisAsyncFree(ctx);
+        }
 }
 
 void RedisLink::maintain(std::chrono::steady_clock::time_point now) {
+    if (sentinels_) maintain_watch(now);
     if (ctx_ != nullptr || now < retry_at_) return;
     retry_at_ = now + RECONNECT_DELAY;
     // With sentinels, every connect to the master follows a fresh answer: the master may have
@@ -169,6 +173,87 @@ void RedisLink::on_disconnect(const redisAsyncContext* ctx, int status) {
     }
     if (status != REDIS_OK) log::warn("{} connection lost: {}", link->where(), ctx->errstr);
     link->connected_ = false;
+}
+
+void RedisLink::maintain_watch(std::chrono::steady_clock::time_point now) {
+    if (watch_ != nullptr) {
+        pollfd ready{watch_->c.fd, static_cast<short>((watch_read_ ? POLLIN : 0) | (watch_write_ ? POLLOUT : 0)), 0};
+        if (::poll(&ready, 1, 0) <= 0) return;
+        if (ready.revents & POLLOUT) redisAsyncHandleWrite(watch_);
+        if (watch_ != nullptr && (ready.revents & (POLLIN | POLLERR | POLLHUP))) redisAsyncHandleRead(watch_);
+        return;
+    }
+    if (now < watch_retry_at_) return;
+    watch_retry_at_ = now + WATCH_RETRY_DELAY;
+    const sentinel::Address& at = sentinels_->sentinels[watch_index_];
+    watch_index_ = (watch_index_ + 1) % sentinels_->sentinels.size();
+    redisAsyncContext* ctx = redisAsyncConnect(at.host.c_str(), at.port);
+    if (ctx == nullptr) return;
+    if (ctx->err) {
+        redisAsyncFree(ctx);
+        return;
+    }
+    watch_ = ctx;
+    ctx->data = this;
+    ctx->ev.data = this;
+    ctx->ev.addRead = [](void* self) { static_cast<RedisLink*>(self)->watch_read_ = true; };
+    ctx->ev.delRead = [](void* self) { static_cast<RedisLink*>(self)->watch_read_ = false; };
+    ctx->ev.addWrite = [](void* self) { static_cast<RedisLink*>(self)->watch_write_ = true; };
+    ctx->ev.delWrite = [](void* self) { static_cast<RedisLink*>(self)->watch_write_ = false; };
+    ctx->ev.cleanup = [](void* self) {
+        auto* link = static_cast<RedisLink*>(self);
+        link->watch_read_ = link->watch_write_ = false;
+    };
+    redisAsyncSetConnectCallback(ctx, &RedisLink::on_watch_connect);
+    redisAsyncSetDisconnectCallback(ctx, &RedisLink::on_watch_disconnect);
+}
+
+void RedisLink::on_watch_connect(const redisAsyncContext* ctx, int status) {
+    RedisLink* link = link_of(ctx);
+    if (link == nullptr) return;
+    if (status != REDIS_OK) {
+        link->watch_ = nullptr;  // hiredis frees the context after this callback
+        return;
+    }
+    if (!link->login_.required()) return on_watch_auth(link->watch_, nullptr, nullptr);
+    send_login(link->watch_, link->login_, &RedisLink::on_watch_auth);
+}
+
+void RedisLink::on_watch_auth(redisAsyncContext* ctx, void* reply, void*) {
+    RedisLink* link = link_of(ctx);
+    if (link == nullptr || (reply == nullptr && link->login_.required())) return;
+    if (reply != nullptr && static_cast<redisReply*>(reply)->type == REDIS_REPLY_ERROR) {
+        log::warn("sentinel watch: login refused: {}", reply_error(static_cast<redisReply*>(reply)));
+        return redisAsyncDisconnect(ctx);
+    }
+    const char* argv[] = {"SUBSCRIBE", sentinel::SWITCH_CHANNEL.data()};
+    const size_t lens[] = {9, sentinel::SWITCH_CHANNEL.size()};
+    redisAsyncCommandArgv(ctx, &RedisLink::on_watch_message, nullptr, 2, argv, lens);
+}
+
+void RedisLink::on_watch_message(redisAsyncContext* ctx, void* reply, void*) {
+    RedisLink* link = link_of(ctx);
+    const auto* r = static_cast<redisReply*>(reply);
+    if (link == nullptr || r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < 3 || reply_text(r->element[0]) != "message")
+        return;
+    if (std::optional<sentinel::Address> master = sentinel::switched_master(reply_text(r->element[2]), link->sentinels_->master_name))
+        link->follow(*master);
+}
+
+void RedisLink::on_watch_disconnect(const redisAsyncContext* ctx, int) {
+    if (RedisLink* link = link_of(ctx)) link->watch_ = nullptr;
+}
+
+void RedisLink::follow(const sentinel::Address& master) {
+    if (peer_ != Peer::MASTER || ctx_ == nullptr || (master.host == host_ && master.port == port_)) return;
+    log::warn("{}: the sentinels moved master '{}' to {}:{}; reconnecting", where(), sentinels_->master_name,
+              master.host, master.port);
+    redisAsyncContext* ctx = ctx_;
+    ctx_ = nullptr;
+    connected_ = false;
+    want_read_ = want_write_ = false;
+    redisAsyncFree(ctx);  // replies owed get nullptr; on_disconnect may run, and finds nothing left to do
+    retry_at_ = {};
 }
 
 int RedisLink::fd() const { return ctx_ == nullptr ? -1 : ctx_->c.fd; }

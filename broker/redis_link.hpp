@@ -4,7 +4,9 @@
 // connect before anything else is sent. With sentinels (common/sentinel.hpp) every connect
 // first asks a sentinel where the master is, on the same one hiredis context slot (so the loop
 // still polls one fd), then connects there and checks with ROLE that it is a master before
-// anything is written. Not thread-safe: loop thread only.
+// anything is written; a second connection, to one sentinel, SUBSCRIBEs to +switch-master so a
+// failover that leaves the master's connection open (a partition) is noticed too. Not
+// thread-safe: loop thread only.
 #pragma once
 
 #include "redis_login.hpp"
@@ -34,7 +36,9 @@ public:
     RedisLink(const RedisLink&) = delete;
     RedisLink& operator=(const RedisLink&) = delete;
 
-    // Starts a connection attempt if none is open and the retry delay has passed.
+    // Starts a connection attempt if none is open and the retry delay has passed; with
+    // sentinels, also keeps the +switch-master watch up and handles what it has received
+    // (its socket is polled here without waiting: the loop calls this every turn).
     void maintain(std::chrono::steady_clock::time_point now);
 
     // Connected and, with a password, logged in: commands may be sent.
@@ -71,9 +75,21 @@ private:
     // once, or after RECONNECT_DELAY when every one failed this round.
     void sentinel_failed();
     void on_ready();
+    // The +switch-master watch: connects it, or drives its I/O with a poll that does not wait.
+    void maintain_watch(std::chrono::steady_clock::time_point now);
+    static void on_watch_connect(const redisAsyncContext* ctx, int status);
+    static void on_watch_disconnect(const redisAsyncContext* ctx, int status);
+    static void on_watch_auth(redisAsyncContext* ctx, void* reply, void* privdata);
+    static void on_watch_message(redisAsyncContext* ctx, void* reply, void* privdata);
+    // The sentinels named `master` the new master: a connection to another server is closed
+    // (replies owed answer nullptr) and the next connect asks the sentinels.
+    void follow(const sentinel::Address& master);
 
     // How long to wait between connection attempts while Redis is down.
     static constexpr std::chrono::milliseconds RECONNECT_DELAY{500};
+    // How long to wait before watching again after the watch's sentinel failed: the next
+    // sentinel in the list is tried. The watch only speeds the notice of a failover up.
+    static constexpr std::chrono::milliseconds WATCH_RETRY_DELAY{2000};
 
     std::string host_;  // the master's, from the sentinels when there are any
     int port_;
@@ -95,6 +111,11 @@ private:
     // The last connection attempt failed: the next failures are not logged again, a success is.
     bool unreachable_ = false;
     std::chrono::steady_clock::time_point retry_at_{};
+    redisAsyncContext* watch_ = nullptr;
+    bool watch_read_ = false;
+    bool watch_write_ = false;
+    std::size_t watch_index_ = 0;  // the sentinel the watch tries next
+    std::chrono::steady_clock::time_point watch_retry_at_{};
 };
 
 // Returns the reply's text for a status or string reply, "" otherwise.

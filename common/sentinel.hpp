@@ -17,6 +17,9 @@
 
 namespace sluice::sentinel {
 
+// The channel on which a sentinel announces a failover (switched_master reads its messages).
+inline constexpr std::string_view SWITCH_CHANNEL = "+switch-master";
+
 // Longest host name or address accepted in SLUICE_REDIS_SENTINELS or a sentinel's answer.
 inline constexpr std::size_t MAX_HOST = 255;
 // Most sentinels listed: a deployment runs three or five; more is a mistake in the list.

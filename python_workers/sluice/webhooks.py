@@ -362,6 +362,12 @@ class Delivery:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
 
 
+# With sentinels, an answer slower than this means a master that stopped answering without
+# closing its connections (a partition): the connection is dropped and the next one asks the
+# sentinels again. Well above the longest wait the deliverer asks for (XREADGROUP blocks 1 s).
+SENTINEL_READ_TIMEOUT_S = 10
+
+
 def parse_sentinels(text: str) -> list[tuple[str, int]]:
     """The (host, port) of each item of SLUICE_REDIS_SENTINELS ("host:port,[::1]:26379", as the
     api and the broker read it: common/sentinel.cpp); raises ValueError naming a bad item."""
@@ -387,7 +393,7 @@ def connect_redis(config: Config) -> aioredis.Redis:
     if not config.redis_sentinels:
         return aioredis.Redis(host=config.redis_host, port=config.redis_port, **login)
     sentinels = redis.asyncio.sentinel.Sentinel(config.redis_sentinels, sentinel_kwargs=login, **login)
-    return sentinels.master_for(config.redis_master_name)
+    return sentinels.master_for(config.redis_master_name, socket_timeout=SENTINEL_READ_TIMEOUT_S)
 
 
 class Deliverer:

@@ -51,3 +51,28 @@ def test_master_killed_under_load(pipeline):
                      lambda: (r := p.http.post("/v1/jobs", json={"type": "echo", "input": {"after": True}}))
                      .status_code == 202 and r.json())
     assert p.wait_result(after["id"])["result"] == {"after": True}
+
+
+def test_frozen_master_is_left_when_the_sentinels_switch(pipeline):
+    """A master that stops answering but keeps its connections open (SIGSTOP: what a network
+    partition looks like from Sluice's side) closes no connection: the sentinels' +switch-master
+    message is what moves the broker and the api to the promoted replica."""
+    p = pipeline.start_replicated()
+    p.start_worker("native", concurrency=4, name="native-1")
+    p.wait_workers("native-1")
+    before = p.submit("echo", {"before": True})
+    assert p.wait_result(before["id"])["result"] == {"before": True}
+
+    p.redis.send_signal(signal.SIGSTOP)
+    try:
+        wait_for("the sentinels never promoted the replica", lambda: p.sentinel_master() == p.replica_port)
+        p.redis_port = p.replica_port
+        after = wait_for("no submit was answered 202 after the failover",
+                         lambda: (r := p.http.post("/v1/jobs", json={"type": "echo", "input": {"after": True}}))
+                         .status_code == 202 and r.json())
+        result = wait_for("the api never read the result from the new master",
+                          lambda: (r := p.http.get(f"/v1/jobs/{after['id']}/result")).status_code == 200 and r.json())
+        assert result["result"] == {"after": True}
+        assert "the sentinels moved master 'sluice'" in p.broker_log()
+    finally:
+        p.redis.send_signal(signal.SIGCONT)
