@@ -58,17 +58,18 @@ void RedisLink::open(const std::string& host, int port) {
     }
     ctx_ = ctx;
     ctx->data = this;
-    ctx->ev.data = this;
-    ctx->ev.addRead = [](void* self) { static_cast<RedisLink*>(self)->want_read_ = true; };
-    ctx->ev.delRead = [](void* self) { static_cast<RedisLink*>(self)->want_read_ = false; };
-    ctx->ev.addWrite = [](void* self) { static_cast<RedisLink*>(self)->want_write_ = true; };
-    ctx->ev.delWrite = [](void* self) { static_cast<RedisLink*>(self)->want_write_ = false; };
-    ctx->ev.cleanup = [](void* self) {
-        auto* link = static_cast<RedisLink*>(self);
-        link->want_read_ = link->want_write_ = false;
-    };
+    attach(ctx, io_);
     redisAsyncSetConnectCallback(ctx, &RedisLink::on_connect);
     redisAsyncSetDisconnectCallback(ctx, &RedisLink::on_disconnect);
+}
+
+void RedisLink::attach(redisAsyncContext* ctx, Interest& interest) {
+    ctx->ev.data = &interest;
+    ctx->ev.addRead = [](void* io) { static_cast<Interest*>(io)->read = true; };
+    ctx->ev.delRead = [](void* io) { static_cast<Interest*>(io)->read = false; };
+    ctx->ev.addWrite = [](void* io) { static_cast<Interest*>(io)->write = true; };
+    ctx->ev.delWrite = [](void* io) { static_cast<Interest*>(io)->write = false; };
+    ctx->ev.cleanup = [](void* io) { *static_cast<Interest*>(io) = {}; };
 }
 
 std::string RedisLink::where() const {
@@ -165,7 +166,7 @@ void RedisLink::on_disconnect(const redisAsyncContext* ctx, int status) {
     RedisLink* link = link_of(ctx);
     if (link == nullptr) return;
     link->ctx_ = nullptr;
-    link->want_read_ = link->want_write_ = false;
+    link->io_ = {};
     if (link->peer_ == Peer::SENTINEL) {
         if (link->master_known_) link->retry_at_ = {};  // on to the master at once
         else link->sentinel_failed();
@@ -177,7 +178,7 @@ void RedisLink::on_disconnect(const redisAsyncContext* ctx, int status) {
 
 void RedisLink::maintain_watch(std::chrono::steady_clock::time_point now) {
     if (watch_ != nullptr) {
-        pollfd ready{watch_->c.fd, static_cast<short>((watch_read_ ? POLLIN : 0) | (watch_write_ ? POLLOUT : 0)), 0};
+        pollfd ready{watch_->c.fd, static_cast<short>((watch_io_.read ? POLLIN : 0) | (watch_io_.write ? POLLOUT : 0)), 0};
         if (::poll(&ready, 1, 0) <= 0) return;
         if (ready.revents & POLLOUT) redisAsyncHandleWrite(watch_);
         if (watch_ != nullptr && (ready.revents & (POLLIN | POLLERR | POLLHUP))) redisAsyncHandleRead(watch_);
@@ -195,15 +196,7 @@ void RedisLink::maintain_watch(std::chrono::steady_clock::time_point now) {
     }
     watch_ = ctx;
     ctx->data = this;
-    ctx->ev.data = this;
-    ctx->ev.addRead = [](void* self) { static_cast<RedisLink*>(self)->watch_read_ = true; };
-    ctx->ev.delRead = [](void* self) { static_cast<RedisLink*>(self)->watch_read_ = false; };
-    ctx->ev.addWrite = [](void* self) { static_cast<RedisLink*>(self)->watch_write_ = true; };
-    ctx->ev.delWrite = [](void* self) { static_cast<RedisLink*>(self)->watch_write_ = false; };
-    ctx->ev.cleanup = [](void* self) {
-        auto* link = static_cast<RedisLink*>(self);
-        link->watch_read_ = link->watch_write_ = false;
-    };
+    attach(ctx, watch_io_);
     redisAsyncSetConnectCallback(ctx, &RedisLink::on_watch_connect);
     redisAsyncSetDisconnectCallback(ctx, &RedisLink::on_watch_disconnect);
 }
@@ -251,7 +244,7 @@ void RedisLink::follow(const sentinel::Address& master) {
     redisAsyncContext* ctx = ctx_;
     ctx_ = nullptr;
     connected_ = false;
-    want_read_ = want_write_ = false;
+    io_ = {};
     redisAsyncFree(ctx);  // replies owed get nullptr; on_disconnect may run, and finds nothing left to do
     retry_at_ = {};
 }

@@ -46,8 +46,8 @@ public:
 
     // Poll support: the fd (-1 when none) and whether hiredis wants to read/write.
     int fd() const;
-    bool wants_read() const { return want_read_; }
-    bool wants_write() const { return want_write_; }
+    bool wants_read() const { return io_.read; }
+    bool wants_write() const { return io_.write; }
     void on_readable();
     void on_writable();
 
@@ -99,8 +99,14 @@ private:
     Peer peer_ = Peer::MASTER;
     redisAsyncContext* ctx_ = nullptr;
     bool connected_ = false;
-    bool want_read_ = false;
-    bool want_write_ = false;
+    // What hiredis wants to do on a context's socket, as its event hooks say (attach()).
+    struct Interest {
+        bool read = false;
+        bool write = false;
+    };
+    // Points `ctx`'s event hooks at `interest`.
+    static void attach(redisAsyncContext* ctx, Interest& interest);
+    Interest io_;
     int pending_ = 0;
     LoginState login_state_;
     LoginState sentinel_login_state_;
@@ -112,8 +118,7 @@ private:
     bool unreachable_ = false;
     std::chrono::steady_clock::time_point retry_at_{};
     redisAsyncContext* watch_ = nullptr;
-    bool watch_read_ = false;
-    bool watch_write_ = false;
+    Interest watch_io_;
     std::size_t watch_index_ = 0;  // the sentinel the watch tries next
     std::chrono::steady_clock::time_point watch_retry_at_{};
 };
