@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <iterator>
 
 namespace sluice::broker {
 namespace {
@@ -27,6 +28,11 @@ constexpr std::size_t MAX_KEY_ID = 32;
 // are due, and the next call goes on the next turn.
 constexpr std::chrono::milliseconds ABANDON_INTERVAL{1000};
 constexpr std::size_t ABANDON_BATCH = 500;
+// While the last WAIT found too few replicas, the next ones wait this long only: a WAIT holds
+// every later command of the broker's connection (results, starts), so a lost replica must not
+// hold them a whole SLUICE_REDIS_WAIT_TIMEOUT_MS each time. A replica that is back answers well
+// within it even on a busy machine (a few ms), and the next WAIT gets the full timeout again.
+constexpr std::chrono::milliseconds MISSING_REPLICAS_WAIT{100};
 
 // The answer to a submit that Redis stored: 202 with the new job's state, or, for an
 // Idempotency-Key seen before (`replay`), 200 naming the job it made and that job's state now.
@@ -242,31 +248,43 @@ void Broker::send_when_replicated(std::vector<std::pair<std::string, proto::Repl
         for (auto& [peer, reply] : acks) send_reply(peer, std::move(reply));
         return;
     }
+    std::move(acks.begin(), acks.end(), std::back_inserter(waiting_acks_));
+    if (!replica_wait_in_flight_) wait_replicas();
+}
+
+void Broker::wait_replicas() {
     // WAIT counts the replicas that acknowledged every write of this connection so far, so it
-    // covers the batch's script (and a replayed job's first store, when this connection made it).
-    auto held = std::make_shared<std::vector<std::pair<std::string, proto::Reply>>>(std::move(acks));
-    auto answer = [this, held](redisReply* r) {
+    // covers the scripts of every batch answered since the last one (and a replayed job's first
+    // store, when this connection made it).
+    auto held = std::make_shared<std::vector<std::pair<std::string, proto::Reply>>>(std::move(waiting_acks_));
+    waiting_acks_.clear();
+    const std::chrono::milliseconds timeout =
+        replicas_missing_ ? std::min(MISSING_REPLICAS_WAIT, config_.redis_wait_timeout) : config_.redis_wait_timeout;
+    auto answer = [this, held, timeout](redisReply* r) {
+        replica_wait_in_flight_ = false;
         const long long have = r != nullptr && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-        if (have >= config_.redis_min_replicas) {
+        replicas_missing_ = have < config_.redis_min_replicas;
+        if (!replicas_missing_) {
             for (auto& [peer, reply] : *held) send_reply(peer, std::move(reply));
-            return;
+        } else {
+            dropped_.warn("submit batches not replicated in time", Clock::now(),
+                          "{} submit(s) answered 503 not_replicated: {} of {} replica(s) confirmed within {} ms ({})",
+                          held->size(), have, config_.redis_min_replicas, timeout.count(),
+                          r == nullptr || r->type == REDIS_REPLY_ERROR ? reply_error(r) : "WAIT timed out");
+            for (auto& [peer, reply] : *held)
+                refuse(peer, reply.req_id, errors::NOT_REPLICATED,
+                       fmt::format("job {} is stored on the Redis master, but {} of the {} replica(s) required "
+                                   "(SLUICE_REDIS_MIN_REPLICAS) confirmed it within {} ms: it may run, or be lost if "
+                                   "the master fails now. Retry with the same Idempotency-Key, which answers for this "
+                                   "job once replicas hold it; without one, look the job up before submitting again",
+                                   reply.job_id, have, config_.redis_min_replicas, timeout.count()),
+                       reply.job_id);
         }
-        dropped_.warn("submit batches not replicated in time", Clock::now(),
-                      "{} submit(s) answered 503 not_replicated: {} of {} replica(s) confirmed within {} ms ({})",
-                      held->size(), have, config_.redis_min_replicas, config_.redis_wait_timeout.count(),
-                      r == nullptr || r->type == REDIS_REPLY_ERROR ? reply_error(r) : "WAIT timed out");
-        for (auto& [peer, reply] : *held)
-            refuse(peer, reply.req_id, errors::NOT_REPLICATED,
-                   fmt::format("job {} is stored on the Redis master, but {} of the {} replica(s) required "
-                               "(SLUICE_REDIS_MIN_REPLICAS) confirmed it within {} ms: it may run, or be lost if the "
-                               "master fails now. Retry with the same Idempotency-Key, which answers for this job "
-                               "once replicas hold it; without one, look the job up before submitting again",
-                               reply.job_id, have, config_.redis_min_replicas, config_.redis_wait_timeout.count()),
-                   reply.job_id);
+        if (!waiting_acks_.empty()) wait_replicas();
     };
-    const std::string replicas = std::to_string(config_.redis_min_replicas);
-    const std::string timeout = std::to_string(config_.redis_wait_timeout.count());
-    if (!redis_.command({"WAIT", replicas, timeout}, answer)) answer(nullptr);
+    replica_wait_in_flight_ = true;
+    if (!redis_.command({"WAIT", std::to_string(config_.redis_min_replicas), std::to_string(timeout.count())}, answer))
+        answer(nullptr);
 }
 
 void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {

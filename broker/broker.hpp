@@ -126,6 +126,8 @@ private:
     // config.redis_min_replicas replicas hold what this connection wrote (WAIT); when they do
     // not, each answers 503 not_replicated instead. At once without min replicas.
     void send_when_replicated(std::vector<std::pair<std::string, proto::Reply>> acks);
+    // Sends one WAIT for every answer in waiting_acks_ (send_when_replicated).
+    void wait_replicas();
     // A SUBMIT's batch came back from Redis (or could not be sent): the SUBMIT no longer counts
     // as on its way.
     void stored(const SubmitItem& job);
@@ -228,6 +230,12 @@ private:
     Clock::time_point resync_at_{};
     // Warnings about what peers send (malformed, stale, oversize): rate-limited per kind.
     log::RateLimited dropped_;
+    // SLUICE_REDIS_MIN_REPLICAS (api_side.cpp): answers waiting for the next WAIT, whether one
+    // is in flight (Redis holds every later command of the connection until it returns, so one
+    // at a time covers all batches since), and whether the last one found too few replicas.
+    std::vector<std::pair<std::string, proto::Reply>> waiting_acks_;
+    bool replica_wait_in_flight_ = false;
+    bool replicas_missing_ = false;
     bool was_connected_ = false;
     StorageWatch storage_;
     Clock::time_point next_storage_check_{};

@@ -41,9 +41,9 @@ struct BrokerConfig {
     // the batch answers 503 not_replicated. 0: no WAIT, a 202 means on the master (AOF).
     int redis_min_replicas = 0;                                // SLUICE_REDIS_MIN_REPLICAS
     // How long a WAIT may hold the connection: a replica on the same network answers in a
-    // millisecond or two; a second rides out a replica's hiccup without letting a lost replica
-    // stall every other write behind it for long (Redis runs the connection's next command
-    // only after WAIT returns).
+    // millisecond or two; a second rides out a replica's hiccup (Redis runs the connection's
+    // next command only after WAIT returns; while replicas are missing the broker waits 100 ms
+    // at most: api_side.cpp).
     std::chrono::milliseconds redis_wait_timeout{1000};        // SLUICE_REDIS_WAIT_TIMEOUT_MS
     // Queued and scheduled jobs per type before SUBMIT answers 429 queue_full.
     std::size_t max_queue_depth = 100000;                      // SLUICE_MAX_QUEUE_DEPTH

@@ -69,6 +69,9 @@ def test_unreplicated_submit_answers_503_and_the_retry_answers_for_the_job(fresh
     assert refused.headers["Retry-After"] == "1"
     job_id = error["message"].split()[1]
     assert p.http.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"  # stored on the master all the same
+    # Once replicas are known to be missing, a WAIT holds the broker's connection briefly only.
+    again = p.http.post("/v1/jobs", json={"type": "echo", "input": {"n": 0}})
+    assert again.status_code == 503 and "confirmed it within 100 ms" in again.json()["error"]["message"], again.text
 
     # A replica joins: the same key now answers 202 for the job stored before, and only it.
     replica_port = free_port()
