@@ -337,18 +337,8 @@ void RedisConnection::on_logged_in() {
 void RedisConnection::handle_master_addr(redisAsyncContext* ac, void* reply, void*) {
     auto* self = static_cast<RedisConnection*>(ac->data);
     if (reply == nullptr || self == nullptr || self->stopped_) return;
-    if (std::optional<sentinel::Address> master = sentinel::master_from_reply(static_cast<redisReply*>(reply))) {
-        self->rotation_->answered();
-        if (master->host != self->host_ || master->port != self->port_)
-            log::info("{}: master '{}' is at {}:{}", self->where(), self->sentinels_->master_name, master->host,
-                      master->port);
-        self->host_ = master->host;
-        self->port_ = master->port;
-        self->master_known_ = true;
-    } else {
-        log::warn("{}: does not name master '{}': asking the next sentinel", self->where(),
-                  self->sentinels_->master_name);
-    }
+    self->master_known_ = sentinel::take_master(static_cast<redisReply*>(reply), self->sentinels_->master_name,
+                                                self->where(), *self->rotation_, self->host_, self->port_);
     // handle_disconnect goes on: to the master, or to the next sentinel.
     redisAsyncDisconnect(ac);
 }

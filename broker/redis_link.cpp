@@ -119,19 +119,8 @@ void RedisLink::on_logged_in() {
 void RedisLink::on_master_addr(redisAsyncContext* ctx, void* reply, void*) {
     RedisLink* link = link_of(ctx);
     if (link == nullptr || reply == nullptr) return;
-    if (std::optional<sentinel::Address> master = sentinel::master_from_reply(static_cast<redisReply*>(reply))) {
-        link->rotation_->answered();
-        if (master->host != link->host_ || master->port != link->port_ || !link->master_logged_)
-            log::info("{}: master '{}' is at {}:{}", link->where(), link->sentinels_->master_name, master->host,
-                      master->port);
-        link->master_logged_ = true;
-        link->host_ = master->host;
-        link->port_ = master->port;
-        link->master_known_ = true;
-    } else {
-        log::warn("{} does not name master '{}' ({}): asking the next sentinel", link->where(),
-                  link->sentinels_->master_name, reply_error(static_cast<redisReply*>(reply)));
-    }
+    link->master_known_ = sentinel::take_master(static_cast<redisReply*>(reply), link->sentinels_->master_name,
+                                                link->where(), *link->rotation_, link->host_, link->port_);
     // The master is connected to from the next loop turn on; on_disconnect says when.
     redisAsyncDisconnect(ctx);
 }

@@ -110,8 +110,6 @@ private:
     int pending_ = 0;
     LoginState login_state_;
     LoginState sentinel_login_state_;
-    // A sentinel's answer was logged once: from then on only a new address is.
-    bool master_logged_ = false;
     // A sentinel has just named the master: the next connect goes there.
     bool master_known_ = false;
     // The last connection attempt failed: the next failures are not logged again, a success is.

@@ -2,6 +2,7 @@
 #include "sentinel.hpp"
 
 #include "env.hpp"
+#include "log.hpp"
 
 #include <charconv>
 
@@ -87,6 +88,24 @@ std::optional<Address> master_from_reply(const redisReply* reply) {
     const std::optional<int> port = parse_port(text_of(reply->element[1]));
     if (!valid_host(host) || !port) return std::nullopt;
     return Address{std::string(host), *port};
+}
+
+bool take_master(const redisReply* reply, const std::string& master_name, std::string_view where, Rotation& rotation,
+                 std::string& host, int& port) {
+    std::optional<Address> master = master_from_reply(reply);
+    if (!master) {
+        log::warn("{} does not name master '{}' ({}): asking the next sentinel", where, master_name,
+                  reply != nullptr && reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, reply->len)
+                  : reply != nullptr && reply->type == REDIS_REPLY_NIL  ? std::string("it watches no such master")
+                                                                        : std::string("not an address"));
+        return false;
+    }
+    rotation.answered();
+    if (master->host != host || master->port != port)
+        log::info("{}: master '{}' is at {}:{}", where, master_name, master->host, master->port);
+    host = std::move(master->host);
+    port = master->port;
+    return true;
 }
 
 std::optional<Address> switched_master(std::string_view message, std::string_view master_name) {

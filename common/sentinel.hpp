@@ -81,6 +81,14 @@ inline int ask_role(redisAsyncContext* ctx, redisCallbackFn* done) {
     return redisAsyncCommandArgv(ctx, done, nullptr, 1, argv, lens);
 }
 
+class Rotation;
+
+// Takes a sentinel's answer to ask_master (`where` names that sentinel in logs). When it names
+// the master: moves `host` and `port` there (a new address is logged), tells `rotation`, and
+// returns true. Otherwise logs why and returns false: the caller asks the next sentinel.
+bool take_master(const redisReply* reply, const std::string& master_name, std::string_view where, Rotation& rotation,
+                 std::string& host, int& port);
+
 // Which sentinel to ask: the one that answered last, else the next in the list. One round
 // asks each sentinel once; after a round with no answer the caller waits before the next.
 class Rotation {

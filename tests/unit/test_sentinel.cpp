@@ -80,6 +80,21 @@ TEST_CASE("get-master-addr-by-name: host and port, or nothing") {
     CHECK(!master_from_reply(r.array({r.text("127.0.0.1"), r.text("6399"), r.text("x")})));
 }
 
+TEST_CASE("take_master moves to the master a sentinel names, and only then") {
+    Replies r;
+    Rotation rotation({{"a", 1}, {"b", 2}});
+    std::string host = "127.0.0.1";
+    int port = 6399;
+    CHECK_FALSE(take_master(r.nil(), "sluice", "sentinel a:1", rotation, host, port));
+    CHECK(host == "127.0.0.1");
+    CHECK(port == 6399);
+    CHECK(rotation.failed());  // the caller moves on after a refusal
+    CHECK(take_master(r.array({r.text("10.0.0.2"), r.text("6400")}), "sluice", "sentinel b:2", rotation, host, port));
+    CHECK(host == "10.0.0.2");
+    CHECK(port == 6400);
+    CHECK(rotation.current().host == "b");
+}
+
 TEST_CASE("+switch-master names the new master of the master asked about") {
     auto addr = switched_master("sluice 10.0.0.1 6399 10.0.0.2 6400", "sluice");
     REQUIRE(addr);
