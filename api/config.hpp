@@ -5,6 +5,7 @@
 #include "curve.hpp"
 #include "limits.hpp"
 #include "redis_login.hpp"
+#include "sentinel.hpp"
 #include "span_exporter.hpp"
 #include "ui_files.hpp"
 #include "webhooks.hpp"
@@ -45,6 +46,10 @@ struct ApiConfig {
     int redis_port = 6399;
     // SLUICE_REDIS_USER / SLUICE_REDIS_PASSWORD_FILE: the login sent (AUTH) after every connect.
     RedisLogin redis_login;
+    // SLUICE_REDIS_SENTINELS / SLUICE_REDIS_MASTER_NAME: the Redis Sentinels to ask where the
+    // master is before every connect (README.md, Redis failover); set, they replace redis_host
+    // and redis_port. None: Redis is at redis_host:redis_port.
+    std::optional<sentinel::Config> redis_sentinels;
     // SLUICE_API_MAX_BODY: largest request body accepted, in bytes; past it 413 body_too_large.
     std::size_t max_body = limits::DEFAULT_MAX_BODY;
     // SLUICE_MAX_INPUT_BYTES (the broker and workers read it too): largest job input (POST /v1/jobs `input`, once converted to

@@ -70,6 +70,7 @@ ApiConfig config_from_env() {
     c.redis_host = sluice::env_string("SLUICE_REDIS_HOST", c.redis_host);
     c.redis_port = static_cast<int>(sluice::env_int("SLUICE_REDIS_PORT", 1, 65535, c.redis_port));
     c.redis_login = sluice::redis_login_from_env();
+    c.redis_sentinels = sluice::sentinel::config_from_env();
     c.max_body = static_cast<std::size_t>(
         sluice::env_int("SLUICE_API_MAX_BODY", 1, 1LL << 32, static_cast<long long>(c.max_body)));
     c.max_input_bytes = static_cast<std::size_t>(sluice::env_int(
@@ -132,9 +133,12 @@ int main() {
     server.start();
     std::printf("sluice-api listening on http://%s:%u\n", config.host.c_str(), static_cast<unsigned>(port));
     std::fflush(stdout);
-    sluice::log::info("listening on {}:{} ({} thread(s)), broker {} (CURVE {}), redis {}:{}", config.host, port,
-                      config.threads, fmt::join(config.broker_endpoints, ","), config.broker_keys ? "on" : "off", config.redis_host,
-                      config.redis_port);
+    sluice::log::info("listening on {}:{} ({} thread(s)), broker {} (CURVE {}), redis {}", config.host, port,
+                      config.threads, fmt::join(config.broker_endpoints, ","), config.broker_keys ? "on" : "off",
+                      config.redis_sentinels
+                          ? fmt::format("master '{}' from {} sentinel(s)", config.redis_sentinels->master_name,
+                                        config.redis_sentinels->sentinels.size())
+                          : fmt::format("{}:{}", config.redis_host, config.redis_port));
     if (config.auth_required)
         sluice::log::info("auth required: every route but /healthz and /readyz needs an API key{}",
                           config.admin_key_hash.empty() ? "" : " (SLUICE_ADMIN_KEY is an admin key)");

@@ -150,15 +150,18 @@ struct RedisConnection::Batch {
 };
 
 RedisConnection::RedisConnection(asio::io_context& ioc, std::string host, int port, RedisLogin login,
-                                 std::string name)
+                                 std::optional<sentinel::Config> sentinels, std::string name)
     : ioc_(ioc),
       host_(std::move(host)),
       port_(port),
       login_(std::move(login)),
+      sentinels_(std::move(sentinels)),
       name_(std::move(name)),
       retry_timer_(ioc),
       connect_timer_(ioc),
-      backoff_(BACKOFF_MIN) {}
+      backoff_(BACKOFF_MIN) {
+    if (sentinels_) rotation_.emplace(sentinels_->sentinels);
+}
 
 RedisConnection::~RedisConnection() { stop(); }
 
@@ -188,17 +191,53 @@ void RedisConnection::stop() {
     adapter_.reset();
 }
 
+void RedisConnection::follow(const sentinel::Address& master) {
+    if (!sentinels_ || peer_ != Peer::MASTER || ctx_ == nullptr || (master.host == host_ && master.port == port_))
+        return;
+    log::warn("{}: the sentinels moved master '{}' to {}:{}; reconnecting", where(), sentinels_->master_name,
+              master.host, master.port);
+    redisAsyncContext* ctx = ctx_;
+    ctx_ = nullptr;
+    connected_ = false;
+    connect_timer_.cancel();
+    // Pending commands answer UNAVAILABLE; a connected context's disconnect callback schedules
+    // the reconnect, one still connecting has none.
+    const bool calls_back = (ctx->c.flags & REDIS_CONNECTED) != 0;
+    redisAsyncFree(ctx);
+    if (!calls_back) schedule_reconnect();
+}
+
 void RedisConnection::connect() {
     if (stopped_) return;
-    redisAsyncContext* ctx = redisAsyncConnect(host_.c_str(), port_);
+    // With sentinels, every connect to the master follows a fresh answer: the master may have
+    // moved while the connection was down, and a master found before is not trusted again.
+    if (rotation_ && !master_known_) {
+        peer_ = Peer::SENTINEL;
+        return open(rotation_->current().host, rotation_->current().port);
+    }
+    master_known_ = false;
+    peer_ = Peer::MASTER;
+    open(host_, port_);
+}
+
+std::string RedisConnection::where() const {
+    if (peer_ == Peer::SENTINEL)
+        return fmt::format("redis {}: sentinel {}:{}", name_, rotation_->current().host, rotation_->current().port);
+    return fmt::format("redis {}: {}:{}", name_, host_, port_);
+}
+
+void RedisConnection::open(const std::string& host, int port) {
+    redisAsyncContext* ctx = redisAsyncConnect(host.c_str(), port);
     if (!ctx) {
         log::warn("redis {}: out of memory creating a context", name_);
         schedule_reconnect();
         return;
     }
     if (ctx->err) {
-        log::warn("redis {}: cannot connect to {}:{}: {}", name_, host_, port_, ctx->errstr);
+        const std::string why = ctx->errstr;
         redisAsyncFree(ctx);
+        if (peer_ == Peer::SENTINEL) return sentinel_failed(why.c_str());
+        log::warn("{}: cannot connect: {}", where(), why);
         schedule_reconnect();
         return;
     }
@@ -211,11 +250,28 @@ void RedisConnection::connect() {
     connect_timer_.expires_after(CONNECT_TIMEOUT);
     connect_timer_.async_wait([this, ctx](boost::system::error_code ec) {
         if (ec || connected_ || ctx_ != ctx) return;
-        log::warn("redis {}: connect to {}:{} timed out", name_, host_, port_);
         ctx_ = nullptr;
         redisAsyncFree(ctx);  // never connected: no disconnect callback follows
+        if (peer_ == Peer::SENTINEL) return sentinel_failed("connect timed out");
+        log::warn("{}: connect timed out", where());
         schedule_reconnect();
     });
+}
+
+void RedisConnection::reconnect_now() {
+    if (stopped_) return;
+    retry_timer_.expires_after(Clock::duration::zero());
+    retry_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) connect();
+    });
+}
+
+void RedisConnection::sentinel_failed(const char* why) {
+    log::debug("{}: {}", where(), why ? why : "?");
+    if (rotation_->failed()) return reconnect_now();
+    log::warn("redis {}: no sentinel named master '{}' (asked {}; the last: {}); asking again", name_,
+              sentinels_->master_name, sentinels_->sentinels.size(), why ? why : "?");
+    schedule_reconnect();
 }
 
 void RedisConnection::schedule_reconnect() {
@@ -233,6 +289,7 @@ void RedisConnection::handle_connect(const redisAsyncContext* ac, int status) {
         // hiredis frees the context right after this callback returns.
         self->ctx_ = nullptr;
         self->connect_timer_.cancel();
+        if (self->peer_ == Peer::SENTINEL) return self->sentinel_failed(ac->errstr);
         self->on_lost(ac->errstr);
         return;
     }
@@ -243,12 +300,16 @@ void RedisConnection::handle_disconnect(const redisAsyncContext* ac, int status)
     auto* self = static_cast<RedisConnection*>(ac->data);
     self->ctx_ = nullptr;
     if (self->stopped_) return;
+    if (self->peer_ == Peer::SENTINEL) {
+        if (self->master_known_) return self->reconnect_now();  // on to the master
+        return self->sentinel_failed(status == REDIS_OK ? "no answer" : ac->errstr);
+    }
     self->on_lost(status == REDIS_OK ? "closed" : ac->errstr);
 }
 
 void RedisConnection::on_connected() {
     connect_timer_.cancel();
-    if (!login_.required()) return on_ready();
+    if (!login_.required()) return on_logged_in();
     // AUTH goes first; nothing else is sent before its answer (connected_ is still false).
     send_login(ctx_, login_, &RedisConnection::handle_auth);
 }
@@ -256,17 +317,45 @@ void RedisConnection::on_connected() {
 void RedisConnection::handle_auth(redisAsyncContext* ac, void* reply, void*) {
     auto* self = static_cast<RedisConnection*>(ac->data);
     if (reply == nullptr || self == nullptr || self->stopped_) return;
-    // Refused: the connection is dropped and retried with the usual backoff.
-    if (!self->login_state_.accepted(*static_cast<const redisReply*>(reply), self->login_,
-                                     fmt::format("redis {}: {}:{}", self->name_, self->host_, self->port_)))
+    LoginState& state = self->peer_ == Peer::SENTINEL ? self->sentinel_login_state_ : self->login_state_;
+    // Refused: the connection is dropped and retried with the usual backoff (a sentinel: the
+    // next one is asked).
+    if (!state.accepted(*static_cast<const redisReply*>(reply), self->login_, self->where()))
         return redisAsyncDisconnect(ac);
-    self->on_ready();
+    self->on_logged_in();
+}
+
+void RedisConnection::on_logged_in() {
+    if (peer_ == Peer::SENTINEL) {
+        sentinel::ask_master(ctx_, sentinels_->master_name, &RedisConnection::handle_master_addr);
+        return;
+    }
+    if (!sentinels_) return on_ready();
+    sentinel::ask_role(ctx_, &RedisConnection::handle_role);  // connected only once it says master
+}
+
+void RedisConnection::handle_master_addr(redisAsyncContext* ac, void* reply, void*) {
+    auto* self = static_cast<RedisConnection*>(ac->data);
+    if (reply == nullptr || self == nullptr || self->stopped_) return;
+    self->master_known_ = sentinel::take_master(static_cast<redisReply*>(reply), self->sentinels_->master_name,
+                                                self->where(), *self->rotation_, self->host_, self->port_);
+    // handle_disconnect goes on: to the master, or to the next sentinel.
+    redisAsyncDisconnect(ac);
+}
+
+void RedisConnection::handle_role(redisAsyncContext* ac, void* reply, void*) {
+    auto* self = static_cast<RedisConnection*>(ac->data);
+    if (reply == nullptr || self == nullptr || self->stopped_) return;
+    const auto* role = static_cast<const redisReply*>(reply);
+    if (sentinel::is_master_role(role)) return self->on_ready();
+    log::warn("{}: not a master (ROLE: {}); asking the sentinels again", self->where(), sentinel::role_of(role));
+    redisAsyncDisconnect(ac);
 }
 
 void RedisConnection::on_ready() {
     connected_ = true;
     backoff_ = BACKOFF_MIN;
-    log::info("redis {}: connected to {}:{}{}", name_, host_, port_, login_.required() ? " as " + login_.user : "");
+    log::info("{}: connected{}", where(), login_.required() ? " as " + login_.user : "");
     if (!channel_.empty()) {
         const char* argv[] = {"SUBSCRIBE", channel_.c_str()};
         const size_t lens[] = {9, channel_.size()};

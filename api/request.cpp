@@ -157,7 +157,8 @@ HttpResult reply_error(const proto::Reply& reply) {
                        reply.message.empty() ? (reply.code.empty() ? "broker error" : reply.code)
                                              : reply.message};
         HttpResult result = error_result(error);
-        if (reply.status == 429 || reply.status == 507) result.headers.emplace_back("Retry-After", "1");
+        if (reply.status == 429 || reply.status == 507 || reply.code == errors::NOT_REPLICATED.name)
+            result.headers.emplace_back("Retry-After", "1");
         return result;
     }
     return error_result(errors::BROKER_ERROR, "unexpected broker reply status " + std::to_string(reply.status));

@@ -41,7 +41,7 @@ Shard::Shard(const ApiConfig& config, int index, ConnectionCounts& connections, 
     : ctx_(config, zmq_ctx, request_limits, metrics, spans),
       index_(index),
       acceptor_(ctx_.ioc),
-      subscriber_(ctx_.ioc, config.redis_host, config.redis_port, config.redis_login, "subscriber"),
+      subscriber_(ctx_.ioc, config.redis_host, config.redis_port, config.redis_login, config.redis_sentinels, "subscriber"),
       sessions_(connections),
       tick_timer_(ctx_.ioc),
       shutdown_timer_(ctx_.ioc) {
@@ -56,6 +56,21 @@ Shard::Shard(const ApiConfig& config, int index, ConnectionCounts& connections, 
         },
         // After a (re)subscribe notices may have been missed: everybody re-reads.
         [this] { ctx_.notifier.notify_all(); });
+    if (config.redis_sentinels) {
+        // Shards watch different sentinels, so one sentinel down slows only some shards' notice.
+        const sentinel::Config& sentinels = *config.redis_sentinels;
+        const sentinel::Address& at = sentinels.sentinels[static_cast<std::size_t>(index) % sentinels.sentinels.size()];
+        sentinel_watch_.emplace(ctx_.ioc, at.host, at.port, config.redis_login, std::nullopt, "sentinel watch");
+        sentinel_watch_->set_subscription(
+            std::string(sentinel::SWITCH_CHANNEL),
+            [this, name = sentinels.master_name](const std::string& message) {
+                if (auto master = sentinel::switched_master(message, name)) {
+                    ctx_.redis.follow(*master);
+                    subscriber_.follow(*master);
+                }
+            },
+            [] {});
+    }
 }
 
 std::uint16_t Shard::bind(std::uint16_t port, bool reuse_port) {
@@ -78,6 +93,7 @@ bool Shard::wait_broker(Clock::time_point deadline) { return ctx_.broker.wait_co
 void Shard::run() {
     ctx_.redis.start();
     subscriber_.start();
+    if (sentinel_watch_) sentinel_watch_->start();
     tick();
     asio::co_spawn(ctx_.ioc, accept_loop(), log_failure("accept loop"));
     ctx_.ioc.run();
@@ -158,6 +174,7 @@ void Shard::finish_shutdown() {
     ctx_.notifier.notify_all();
     ctx_.redis.stop();
     subscriber_.stop();
+    if (sentinel_watch_) sentinel_watch_->stop();
 }
 
 }  // namespace sluice::api

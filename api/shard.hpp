@@ -10,6 +10,7 @@
 #include "shard_context.hpp"
 
 #include <cstdint>
+#include <optional>
 
 namespace sluice::api {
 
@@ -47,6 +48,11 @@ private:
     int index_;
     tcp::acceptor acceptor_;
     RedisConnection subscriber_;  // SUBSCRIBE sluice:notify, feeds ctx_.notifier
+    // With SLUICE_REDIS_SENTINELS: SUBSCRIBE +switch-master on one sentinel, so both Redis
+    // connections leave a master the sentinels have replaced even when nothing closed them (a
+    // partition). Asking the sentinels on every connect is what makes it correct; this only
+    // makes it quicker.
+    std::optional<RedisConnection> sentinel_watch_;
     Sessions sessions_;
     asio::steady_timer tick_timer_;
     asio::steady_timer shutdown_timer_;

@@ -29,7 +29,7 @@ struct ShardContext {
           request_limits(request_limits),
           metrics(metrics),
           spans(spans),
-          redis(ioc, config.redis_host, config.redis_port, config.redis_login, "commands"),
+          redis(ioc, config.redis_host, config.redis_port, config.redis_login, config.redis_sentinels, "commands"),
           broker(ioc, zmq_ctx, config.broker_endpoints, config.broker_keys) {}
     ShardContext(const ShardContext&) = delete;
     ShardContext& operator=(const ShardContext&) = delete;

@@ -8,6 +8,9 @@ Figures:
   submit-auth the same with SLUICE_AUTH=required, a member API key on every request
   submit-apis the same through HAProxy (deploy/haproxy.cfg) in front of 1 and of 2 apis, beside
               the api alone, with each process's CPU use
+  submit-durability  the submit figure with appendfsync everysec (shipped), appendfsync always,
+              and everysec with a replica and SLUICE_REDIS_MIN_REPLICAS=1 (README, How durable a
+              202 is); the replica and its sentinels run on the same machine
   e2e-native  jobs/s from first submit to last result in Redis, native echo worker draining
   e2e-python  the same with one Python worker process
   e2e-scale   e2e-native and e2e-python with 1, 2 and 4 worker processes, and each part's cores
@@ -264,6 +267,31 @@ def machine_busy() -> tuple[int, int]:
 
 # The setups of the submit-apis figure: (label, title).
 SUBMIT_APIS = (("alone", "api alone"), ("proxy1", "HAProxy + 1 api"), ("proxy2", "HAProxy + 2 apis"))
+
+
+DURABILITY = (("everysec", "appendfsync everysec"), ("always", "appendfsync always"),
+              ("replica", "everysec + 1 replica, SLUICE_REDIS_MIN_REPLICAS=1"))
+
+
+def fig_submit_durability(workdir: Path) -> dict:
+    """The submit figure with each durability setting in turn, on pipelines of their own."""
+    out = {}
+    for label, _ in DURABILITY:
+        p = Pipeline(workdir / label)
+        try:
+            if label == "replica":
+                p.start_replicated(SLUICE_REDIS_MIN_REPLICAS="1", **NO_LIMIT)
+            else:
+                p.start(**NO_LIMIT)
+                with p.redis_admin() as redis:
+                    redis.call("CONFIG", "SET", "appendfsync", label)
+            declare(p)
+            result = wrk(p.url + "/v1/jobs", SECONDS, WRK_POST)
+            assert result["errors"] == 0, (label, result)
+            out.update({f"{label}_{key}": result[key] for key in ("rate", "p50_ms", "p99_ms")})
+        finally:
+            p.stop()
+    return out
 
 
 def fig_submit_apis(workdir: Path) -> dict:
@@ -597,7 +625,8 @@ def quality_row(m: dict) -> tuple[str, str]:
             "texts; reported, not asserted)", f"SmolLM2-135M (embedded): {cells('local')}. {openai}")
 
 
-FIGURES = {"submit": fig_submit, "submit-auth": fig_submit_auth, "submit-apis": fig_submit_apis, "e2e-native": fig_e2e_native, "e2e-python": fig_e2e_python,
+FIGURES = {"submit": fig_submit, "submit-auth": fig_submit_auth, "submit-apis": fig_submit_apis,
+           "submit-durability": fig_submit_durability, "e2e-native": fig_e2e_native, "e2e-python": fig_e2e_python,
            "e2e-scale": fig_e2e_scale, "curve": fig_curve, "failover": fig_failover,
            "status": fig_status, "latency": fig_latency, "sse": fig_sse, "ws": fig_ws, "growth": fig_growth,
            "stream": fig_stream, "chat": fig_chat, "quality": fig_quality}
@@ -637,6 +666,10 @@ ROWS = {
                               + " / ".join(fmt(m[label + "_haproxy_cores"], "", 2) for label, _ in SUBMIT_APIS[1:])
                               + "); their CPU per job " + " / ".join(fmt(m[label + "_cpu_us_per_job"], " us")
                                                                      for label, _ in SUBMIT_APIS)),
+    "submit-durability": lambda m: ("Submit (as above) with each durability setting (README, How durable a 202 is)",
+                                    "; ".join(f"{title} {fmt(m[label + '_rate'], '/s')}, p50 "
+                                              f"{fmt(m[label + '_p50_ms'], ' ms', 2)}, p99 {fmt(m[label + '_p99_ms'], ' ms', 2)}"
+                                              for label, title in DURABILITY)),
     "e2e-native": lambda m: ("End to end, native echo worker: >= 20,000 jobs/s",
                              f"{fmt(m['rate'], '/s')} ({fmt(m['jobs'])} jobs submitted at {fmt(m['submit_rate'], '/s')})"),
     "e2e-python": lambda m: ("End to end, one Python worker process: >= 8,000 jobs/s",

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <iterator>
 
 namespace sluice::broker {
 namespace {
@@ -27,6 +28,18 @@ constexpr std::size_t MAX_KEY_ID = 32;
 // are due, and the next call goes on the next turn.
 constexpr std::chrono::milliseconds ABANDON_INTERVAL{1000};
 constexpr std::size_t ABANDON_BATCH = 500;
+// While the last WAIT found too few replicas, the next ones wait this long only: a WAIT holds
+// every later command of the broker's connection (results, starts), so a lost replica must not
+// hold them a whole SLUICE_REDIS_WAIT_TIMEOUT_MS each time. A replica that is back answers well
+// within it even on a busy machine (a few ms), and the next WAIT gets the full timeout again.
+constexpr std::chrono::milliseconds MISSING_REPLICAS_WAIT{100};
+
+// The answer to a submit that Redis stored: 202 with the new job's state, or, for an
+// Idempotency-Key seen before (`replay`), 200 naming the job it made and that job's state now.
+proto::Reply stored_reply(std::uint64_t req_id, std::string job_id, std::string state, bool replay = false) {
+    return proto::Reply{req_id, replay ? 200u : 202u, "", replay ? "idempotent replay" : "", std::move(job_id),
+                        std::move(state)};
+}
 
 }  // namespace
 
@@ -63,14 +76,6 @@ void Broker::refuse_in_doubt(const proto::Envelope& env) {
 
 void Broker::accept(const std::string& peer, std::uint64_t req_id, std::string job_id, std::string state) {
     send_reply(peer, proto::Reply{req_id, 200, "", "", std::move(job_id), std::move(state)});
-}
-
-void Broker::accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id, std::string state) {
-    send_reply(peer, proto::Reply{req_id, 202, "", "", std::move(job_id), std::move(state)});
-}
-
-void Broker::accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id, std::string state) {
-    send_reply(peer, proto::Reply{req_id, 200, "", "idempotent replay", std::move(original_id), std::move(state)});
 }
 
 void Broker::accept_cached(const std::string& peer, std::uint64_t req_id, std::string cached_id) {
@@ -217,6 +222,8 @@ void Broker::flush_submits() {
     const bool sent = eval(scripts::SUBMIT, {}, std::move(args), [this, batch, now](redisReply* r) {
         const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements == batch->size();
         if (!ok) log::error("submit of {} job(s) failed: {}", batch->size(), reply_error(r));
+        // 202s and replays: they promise a stored job, so they wait for the replicas if asked to.
+        std::vector<std::pair<std::string, proto::Reply>> acks;
         for (std::size_t i = 0; i < batch->size(); ++i) {
             const SubmitItem& job = (*batch)[i];
             stored(job);
@@ -230,8 +237,9 @@ void Broker::flush_submits() {
                 if (outcome == "cached")
                     accept_cached(job.peer, job.req_id, value);
                 else if (outcome == "replay")
-                    accept_replay(job.peer, job.req_id, value,
-                                  answer->elements > 2 ? reply_text(answer->element[2]) : std::string());
+                    acks.emplace_back(job.peer, stored_reply(job.req_id, value,
+                                                             answer->elements > 2 ? reply_text(answer->element[2]) : "",
+                                                             true));
                 else if (outcome == "over_budget")
                     refuse(job.peer, job.req_id, errors::STORAGE_FULL,
                            fmt::format("tenant '{}' holds {} bytes in the job store, its budget is {} "
@@ -242,22 +250,67 @@ void Broker::flush_submits() {
             } else if (reply_text(answer) == "ok" && job.scheduled(now)) {
                 schedule_.add(job.job_id, job.type, job.tenant, static_cast<std::int64_t>(job.run_at_ms));
                 metrics_.count(job.type, BrokerMetrics::SUBMITTED);
-                accept_new(job.peer, job.req_id, job.job_id, "scheduled");
+                acks.emplace_back(job.peer, stored_reply(job.req_id, job.job_id, "scheduled"));
             } else if (reply_text(answer) == "ok") {
                 queues_.push(job.type, job.job_id, job.priority,
                              Owner{job.tenant, job.concurrency_key, job.concurrency_limit}, job.enqueued_ms);
                 metrics_.count(job.type, BrokerMetrics::SUBMITTED);
-                accept_new(job.peer, job.req_id, job.job_id, "queued");
+                acks.emplace_back(job.peer, stored_reply(job.req_id, job.job_id, "queued"));
             } else {
                 refuse(job.peer, job.req_id, errors::DUPLICATE_JOB_ID, "job id already exists", job.job_id);
             }
         }
+        if (!acks.empty()) send_when_replicated(std::move(acks));
     });
     if (!sent)
         for (const SubmitItem& job : *batch) {
             stored(job);
             refuse(job.peer, job.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
         }
+}
+
+void Broker::send_when_replicated(std::vector<std::pair<std::string, proto::Reply>> acks) {
+    if (config_.redis_min_replicas == 0) {
+        for (auto& [peer, reply] : acks) send_reply(peer, std::move(reply));
+        return;
+    }
+    std::move(acks.begin(), acks.end(), std::back_inserter(waiting_acks_));
+    if (!replica_wait_in_flight_) wait_replicas();
+}
+
+void Broker::wait_replicas() {
+    // WAIT counts the replicas that acknowledged every write of this connection so far, so it
+    // covers the scripts of every batch answered since the last one (and a replayed job's first
+    // store, when this connection made it).
+    auto held = std::make_shared<std::vector<std::pair<std::string, proto::Reply>>>(std::move(waiting_acks_));
+    waiting_acks_.clear();
+    const std::chrono::milliseconds timeout =
+        replicas_missing_ ? std::min(MISSING_REPLICAS_WAIT, config_.redis_wait_timeout) : config_.redis_wait_timeout;
+    auto answer = [this, held, timeout](redisReply* r) {
+        replica_wait_in_flight_ = false;
+        const long long have = r != nullptr && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        replicas_missing_ = have < config_.redis_min_replicas;
+        if (!replicas_missing_) {
+            for (auto& [peer, reply] : *held) send_reply(peer, std::move(reply));
+        } else {
+            dropped_.warn("submit batches not replicated in time", Clock::now(),
+                          "{} submit(s) answered 503 not_replicated: {} of {} replica(s) confirmed within {} ms ({})",
+                          held->size(), have, config_.redis_min_replicas, timeout.count(),
+                          r == nullptr || r->type == REDIS_REPLY_ERROR ? reply_error(r) : "WAIT timed out");
+            for (auto& [peer, reply] : *held)
+                refuse(peer, reply.req_id, errors::NOT_REPLICATED,
+                       fmt::format("job {} is stored on the Redis master, but {} of the {} replica(s) required "
+                                   "(SLUICE_REDIS_MIN_REPLICAS) confirmed it within {} ms: it may run, or be lost if "
+                                   "the master fails now. Retry with the same Idempotency-Key, which answers for this "
+                                   "job once replicas hold it; without one, look the job up before submitting again",
+                                   reply.job_id, have, config_.redis_min_replicas, timeout.count()),
+                       reply.job_id);
+        }
+        if (!waiting_acks_.empty()) wait_replicas();
+    };
+    replica_wait_in_flight_ = true;
+    if (!redis_.command({"WAIT", std::to_string(config_.redis_min_replicas), std::to_string(timeout.count())}, answer))
+        answer(nullptr);
 }
 
 void Broker::handle_cancel(const std::string& peer, const proto::Cancel& msg) {

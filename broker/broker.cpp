@@ -84,7 +84,7 @@ Broker::Broker(BrokerConfig config)
       jobs_(workers_, Backoff{std::chrono::milliseconds(config_.retry_backoff_ms),
                               std::chrono::milliseconds(config_.retry_backoff_max_ms)}),
       storage_(config_.storage_full_percent),
-      redis_(config_.redis_host, config_.redis_port, config_.redis_login) {
+      redis_(config_.redis_host, config_.redis_port, config_.redis_login, config_.redis_sentinels) {
     if (config_.tracing) spans_ = std::make_unique<trace::SpanExporter>(*config_.tracing);
     for (zmq::socket_t* socket : {&frontend_, &backend_}) {
         socket->set(zmq::sockopt::linger, 0);

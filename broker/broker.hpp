@@ -154,6 +154,12 @@ private:
     // Queued and scheduled jobs of `tenant`, the SUBMITs on their way to Redis included.
     std::size_t tenant_queued(const std::string& tenant) const;
     void flush_submits();
+    // Sends the success answers (peer, REPLY) of a stored batch of submits, once
+    // config.redis_min_replicas replicas hold what this connection wrote (WAIT); when they do
+    // not, each answers 503 not_replicated instead. At once without min replicas.
+    void send_when_replicated(std::vector<std::pair<std::string, proto::Reply>> acks);
+    // Sends one WAIT for every answer in waiting_acks_ (send_when_replicated).
+    void wait_replicas();
     // A SUBMIT's batch came back from Redis (or could not be sent): the SUBMIT no longer counts
     // as on its way.
     void stored(const SubmitItem& job);
@@ -169,14 +175,12 @@ private:
     void handle_retry(const std::string& peer, const proto::Retry& msg);
     void handle_ping(const std::string& peer, const proto::Ping& msg);
     // Answers an api request (proto::Reply). accept: done, 200 with the job's state now (none for
-    // PING); accept_new: a job stored, 202 queued; accept_replay: an Idempotency-Key seen before,
-    // 200 with the job it made and that job's status now; refuse: not done, `status` and a
-    // stable `code`.
+    // PING); refuse: not done, `status` and a stable `code`. A stored submit's answer is made by
+    // stored_reply() and sent by send_when_replicated().
     void accept(const std::string& peer, std::uint64_t req_id, std::string job_id = {}, std::string state = {});
-    void accept_new(const std::string& peer, std::uint64_t req_id, std::string job_id, std::string state);
-    void accept_replay(const std::string& peer, std::uint64_t req_id, std::string original_id, std::string state);
     // A submit answered from the cache (options.cache_ttl_s): `cached_id`, a job of the same
-    // tenant, type and input that succeeded, stands for it; nothing was stored.
+    // tenant, type and input that succeeded, stands for it; nothing was stored, so nothing
+    // waits for replicas.
     void accept_cached(const std::string& peer, std::uint64_t req_id, std::string cached_id);
     void refuse(const std::string& peer, std::uint64_t req_id, const errors::Code& code, std::string message,
                 std::string job_id = {});
@@ -265,6 +269,12 @@ private:
     Clock::time_point resync_at_{};
     // Warnings about what peers send (malformed, stale, oversize): rate-limited per kind.
     log::RateLimited dropped_;
+    // SLUICE_REDIS_MIN_REPLICAS (api_side.cpp): answers waiting for the next WAIT, whether one
+    // is in flight (Redis holds every later command of the connection until it returns, so one
+    // at a time covers all batches since), and whether the last one found too few replicas.
+    std::vector<std::pair<std::string, proto::Reply>> waiting_acks_;
+    bool replica_wait_in_flight_ = false;
+    bool replicas_missing_ = false;
     bool was_connected_ = false;
     StorageWatch storage_;
     Clock::time_point next_storage_check_{};

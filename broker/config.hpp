@@ -5,6 +5,7 @@
 #include "job_queue.hpp"
 #include "limits.hpp"
 #include "redis_login.hpp"
+#include "sentinel.hpp"
 #include "span_exporter.hpp"
 
 #include <chrono>
@@ -41,6 +42,18 @@ struct BrokerConfig {
     std::string redis_host = "127.0.0.1";                      // SLUICE_REDIS_HOST
     int redis_port = 6399;                                     // SLUICE_REDIS_PORT
     RedisLogin redis_login;            // SLUICE_REDIS_USER, SLUICE_REDIS_PASSWORD_FILE
+    // The sentinels to ask where the Redis master is (README.md, Redis failover); set, they
+    // replace redis_host and redis_port. None: Redis is at redis_host:redis_port.
+    std::optional<sentinel::Config> redis_sentinels;  // SLUICE_REDIS_SENTINELS, SLUICE_REDIS_MASTER_NAME
+    // Replicas that must hold a batch of submits before its 202s go out (WAIT after the SUBMIT
+    // script), so an acknowledged job outlives its master; fewer within redis_wait_timeout and
+    // the batch answers 503 not_replicated. 0: no WAIT, a 202 means on the master (AOF).
+    int redis_min_replicas = 0;                                // SLUICE_REDIS_MIN_REPLICAS
+    // How long a WAIT may hold the connection: a replica on the same network answers in a
+    // millisecond or two; a second rides out a replica's hiccup (Redis runs the connection's
+    // next command only after WAIT returns; while replicas are missing the broker waits 100 ms
+    // at most: api_side.cpp).
+    std::chrono::milliseconds redis_wait_timeout{1000};        // SLUICE_REDIS_WAIT_TIMEOUT_MS
     // Queued and scheduled jobs per type before SUBMIT answers 429 queue_full.
     std::size_t max_queue_depth = 100000;                      // SLUICE_MAX_QUEUE_DEPTH
     // Queued and scheduled jobs of one tenant, all types together, before its SUBMIT answers 429

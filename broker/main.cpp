@@ -119,6 +119,10 @@ int main() {
     config.redis_host = env_string("SLUICE_REDIS_HOST", config.redis_host);
     config.redis_port = static_cast<int>(env_int("SLUICE_REDIS_PORT", 1, 65535, config.redis_port));
     config.redis_login = sluice::redis_login_from_env();
+    config.redis_sentinels = sluice::sentinel::config_from_env();
+    config.redis_min_replicas = static_cast<int>(env_int("SLUICE_REDIS_MIN_REPLICAS", 0, 100, config.redis_min_replicas));
+    config.redis_wait_timeout = sluice::env_ms("SLUICE_REDIS_WAIT_TIMEOUT_MS", std::chrono::milliseconds(1),
+                                               std::chrono::milliseconds(60000), config.redis_wait_timeout);
     config.max_queue_depth = static_cast<std::size_t>(
         env_int("SLUICE_MAX_QUEUE_DEPTH", 1, 1'000'000'000, static_cast<long long>(config.max_queue_depth)));
     config.job_ttl_s = env_int("SLUICE_JOB_TTL_S", 1, 10LL * 365 * 24 * 3600, config.job_ttl_s);
@@ -146,6 +150,13 @@ int main() {
     const int stop_fd = signalfd(-1, &signals, SFD_CLOEXEC);
 
     try {
+        sluice::log::info("redis {}", config.redis_sentinels
+                                          ? fmt::format("master '{}' from {} sentinel(s)", config.redis_sentinels->master_name,
+                                                        config.redis_sentinels->sentinels.size())
+                                          : fmt::format("{}:{}", config.redis_host, config.redis_port));
+        if (config.redis_min_replicas > 0)
+            sluice::log::info("a submit is answered 202 once {} replica(s) hold it (WAIT, {} ms at most)",
+                              config.redis_min_replicas, config.redis_wait_timeout.count());
         if (config.curve)
             sluice::log::info("CURVE on: {} api key(s) and {} worker key(s) allowed", config.curve->api_keys.size(),
                               config.curve->worker_keys.size());

@@ -73,6 +73,10 @@ inline constexpr Code BROKER_UNAVAILABLE{"broker_unavailable", 503};  // the req
 // stored the job. Retrying with the same Idempotency-Key is safe.
 inline constexpr Code OUTCOME_UNKNOWN{"outcome_unknown", 503};
 inline constexpr Code REDIS_UNAVAILABLE{"redis_unavailable", 503};
+// The job was stored on the Redis master, but fewer replicas than SLUICE_REDIS_MIN_REPLICAS
+// confirmed it in time: it may run, or be lost with the master. Retrying with the same
+// Idempotency-Key is safe (it answers for the stored job once replicas hold it).
+inline constexpr Code NOT_REPLICATED{"not_replicated", 503};
 inline constexpr Code NOT_READY{"not_ready", 503};
 inline constexpr Code TOO_MANY_CONNECTIONS{"too_many_connections", 503};
 

@@ -7,11 +7,12 @@ cd "$(dirname "$0")/.."
 # chromium and chromium-driver: the browser test (tests/security/test_browser.py) drives them;
 # prometheus: its promtool checks the metrics (tests/e2e/test_worker_metrics.py); haproxy: in
 # front of several apis (SLUICE_API_INSTANCES, deploy/haproxy.cfg); iproute2 and tcpdump: the
-# remote-worker test's network namespaces and packet capture (tests/faults/test_remote_workers.py).
+# remote-worker test's network namespaces and packet capture (tests/faults/test_remote_workers.py);
+# redis-sentinel: the Redis failover tests (tests/faults/test_redis_failover.py) and deploy/.
 APT_PACKAGES=(cmake g++ make pkg-config libboost-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
               libhiredis-dev nlohmann-json3-dev libfmt-dev doctest-dev libssl-dev redis-server
               clang libclang-rt-14-dev wrk supervisor haproxy chromium chromium-driver prometheus
-              iproute2 tcpdump)
+              iproute2 tcpdump redis-sentinel)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -45,6 +45,7 @@ from typing import Any
 import aiohttp
 import msgpack
 import redis.asyncio as aioredis
+import redis.asyncio.sentinel
 import redis.exceptions
 from aiohttp.abc import AbstractResolver
 from yarl import URL
@@ -111,6 +112,10 @@ class Config:
     redis_port: int = 6399                   # SLUICE_REDIS_PORT
     redis_user: str = "sluice"               # SLUICE_REDIS_USER
     redis_password: str = ""                 # SLUICE_REDIS_PASSWORD_FILE (the file's contents)
+    # Redis Sentinels to ask where the master is, (host, port) each (README.md, Redis failover);
+    # set, they replace redis_host and redis_port. The same login is sent to them.
+    redis_sentinels: list = dataclasses.field(default_factory=list)  # SLUICE_REDIS_SENTINELS
+    redis_master_name: str = "sluice"        # SLUICE_REDIS_MASTER_NAME
     # One request's whole time (connect, send, answer); past it the attempt failed.
     timeout_ms: int = 10_000                 # SLUICE_WEBHOOK_TIMEOUT_MS
     # Requests in flight at once, and to one host at once.
@@ -155,6 +160,8 @@ class Config:
         c.redis_host = env.get("SLUICE_REDIS_HOST") or c.redis_host
         c.redis_port = integer("SLUICE_REDIS_PORT", c.redis_port, 1, 65535)
         c.redis_user = env.get("SLUICE_REDIS_USER") or c.redis_user
+        c.redis_sentinels = parse_sentinels(env.get("SLUICE_REDIS_SENTINELS", ""))
+        c.redis_master_name = env.get("SLUICE_REDIS_MASTER_NAME") or c.redis_master_name
         if env.get("SLUICE_REDIS_PASSWORD_FILE"):
             with open(env["SLUICE_REDIS_PASSWORD_FILE"], encoding="utf-8") as f:
                 c.redis_password = f.read().strip()
@@ -355,14 +362,46 @@ class Delivery:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
 
 
+# With sentinels, an answer slower than this means a master that stopped answering without
+# closing its connections (a partition): the connection is dropped and the next one asks the
+# sentinels again. Well above the longest wait the deliverer asks for (XREADGROUP blocks 1 s).
+SENTINEL_READ_TIMEOUT_S = 10
+
+
+def parse_sentinels(text: str) -> list[tuple[str, int]]:
+    """The (host, port) of each item of SLUICE_REDIS_SENTINELS ("host:port,[::1]:26379", as the
+    api and the broker read it: common/sentinel.cpp); raises ValueError naming a bad item."""
+    sentinels = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, _, port = item.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            host = ""
+        if (not host or len(host) > 255 or not port.isdigit() or not 1 <= int(port) <= 65535
+                or any(c <= " " or c > "~" or c in ",/@" for c in host) or len(sentinels) == 16):
+            raise ValueError(f"SLUICE_REDIS_SENTINELS lists {item!r}, not host:port (at most 16 of them)")
+        sentinels.append((host, int(port)))
+    return sentinels
+
+
+def connect_redis(config: Config) -> aioredis.Redis:
+    """The deliverer's Redis: at redis_host:redis_port, or the master the sentinels name (redis-py
+    asks them again whenever it connects, and drops a connection that reaches a replica)."""
+    login = {"username": config.redis_user if config.redis_password else None,
+             "password": config.redis_password or None}
+    if not config.redis_sentinels:
+        return aioredis.Redis(host=config.redis_host, port=config.redis_port, **login)
+    sentinels = redis.asyncio.sentinel.Sentinel(config.redis_sentinels, sentinel_kwargs=login, **login)
+    return sentinels.master_for(config.redis_master_name, socket_timeout=SENTINEL_READ_TIMEOUT_S)
+
+
 class Deliverer:
     """One sluice-webhooks process: the loops of the module docstring, sharing one HTTP session."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.redis = aioredis.Redis(host=config.redis_host, port=config.redis_port,
-                                    username=config.redis_user if config.redis_password else None,
-                                    password=config.redis_password or None)
+        self.redis = connect_redis(config)
         self.slots = asyncio.Semaphore(config.concurrency)
         self.hosts: dict[str, tuple[asyncio.Semaphore, int]] = {}  # host -> (its slots, attempts using them)
         self.in_flight: set[str] = set()

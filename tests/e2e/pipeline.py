@@ -200,6 +200,100 @@ class Pipeline:
             time.sleep(0.05)
         raise TimeoutError("redis-server did not start")
 
+    # -- Redis Sentinel (README.md, Redis failover) ----------------------------------------
+    def start_replicated(self, sentinels: int = 3, **broker_env: str) -> "Pipeline":
+        """Like start(), with a master (self.redis, self.redis_port), one replica
+        (self.replica, self.replica_port) and `sentinels` sentinels (self.sentinel_ports) on free
+        ports; the broker and the api find the master through the sentinels."""
+        self.make_redis_login()
+        self.redis_port, self.replica_port = free_port(), free_port()
+        self.redis = self.start_redis_node("redis-a", self.redis_port)
+        self.replica = self.start_redis_node("redis-b", self.replica_port, replica_of=self.redis_port)
+        self.wait_replica_synced(self.replica_port)
+        self.sentinel_ports = [self.start_sentinel(i) for i in range(sentinels)]
+        self.wait_sentinels(replicas=1)
+        self.env.update(SLUICE_REDIS_SENTINELS=",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports),
+                        SLUICE_LOG_LEVEL="info")
+        self.start_broker(**broker_env)
+        self.start_api()
+        return self
+
+    def start_redis_node(self, name: str, port: int, replica_of: int | None = None) -> subprocess.Popen:
+        """Starts a Redis of a replicated set, `name` its data directory and config file in
+        workdir (again after a kill: same port, same data). Each has a config file of its own,
+        which a sentinel rewrites on a failover, and logs in to its master as user `replica`.
+        Returns once it answers PING."""
+        config = self.workdir / f"{name}.conf"
+        if not config.exists():
+            shutil.copy(ROOT / "config" / "redis.conf", config)
+        (self.workdir / name).mkdir(exist_ok=True)
+        argv = ["redis-server", str(config), "--include", str(self.secrets / "redis-users.conf"),
+                "--include", str(self.secrets / "redis-replication.conf"), "--port", str(port),
+                "--dir", str(self.workdir / name), "--logfile", str(self.workdir / f"{name}.log")]
+        if replica_of is not None:
+            argv += ["--replicaof", "127.0.0.1", str(replica_of)]
+        proc, _ = self._spawn(name, argv, self.env)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, RedisError), Redis(port, password=self.redis_password) as redis:
+                if redis.call("PING") == "PONG":
+                    return proc
+            time.sleep(0.05)
+        raise TimeoutError(f"{name} did not start")
+
+    def wait_replica_synced(self, port: int, timeout: float = 30.0) -> None:
+        """Waits until the replica at `port` holds its master's data and follows its stream
+        (a master delays a new replica's first sync by repl-diskless-sync-delay, 5 s)."""
+        deadline = time.monotonic() + timeout
+        with Redis(port, password=self.redis_password) as replica:
+            while b"master_link_status:up" not in replica.call("INFO", "replication"):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the replica at {port} never synced")
+                time.sleep(0.1)
+
+    def start_sentinel(self, index: int, down_after_ms: int = 1000) -> int:
+        """Starts a redis-sentinel watching the master at self.redis_port, with its config made
+        by scripts/sentinel-conf.sh; returns its port. A master silent for `down_after_ms` is
+        failed over."""
+        port = free_port()
+        config = self.workdir / f"sentinel-{index}.conf"
+        subprocess.run([str(ROOT / "scripts" / "sentinel-conf.sh"), str(self.secrets), str(config), "127.0.0.1",
+                        str(self.redis_port), str(down_after_ms)], check=True)
+        self._spawn("sentinel", ["redis-sentinel", str(config), "--port", str(port)], self.env)
+        return port
+
+    def sentinel_admin(self, port: int) -> Redis:
+        """A connection to the sentinel at `port` as its `sentinel` user (may run everything)."""
+        return Redis(port, user="sentinel", password=(self.secrets / "redis-sentinel-password").read_text().strip())
+
+    def wait_sentinels(self, replicas: int, timeout: float = 30.0) -> None:
+        """Waits until every sentinel knows the master, `replicas` replicas of it and every
+        other sentinel (until then a failover could not happen)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = 0
+            for port in self.sentinel_ports:
+                with contextlib.suppress(OSError, RedisError), self.sentinel_admin(port) as sentinel:
+                    fields = sentinel.call("SENTINEL", "MASTER", "sluice")
+                    info = dict(zip(fields[::2], fields[1::2]))
+                    if (int(info[b"num-slaves"]) >= replicas
+                            and int(info[b"num-other-sentinels"]) == len(self.sentinel_ports) - 1):
+                        ready += 1
+            if ready == len(self.sentinel_ports):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{ready} of {len(self.sentinel_ports)} sentinels ready")
+            time.sleep(0.1)
+
+    def sentinel_master(self) -> int | None:
+        """The master's port as the first sentinel that answers names it."""
+        for port in self.sentinel_ports:
+            with contextlib.suppress(OSError, RedisError), self.sentinel_admin(port) as sentinel:
+                host_port = sentinel.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "sluice")
+                if host_port:
+                    return int(host_port[1])
+        return None
+
     def start_broker(self, same_endpoints: bool = False, leads: bool = True, **extra: str) -> None:
         """Starts the broker on free loopback ports, or with `same_endpoints` where the last one
         was; an endpoint in `extra` (SLUICE_BROKER_WORKER_ENDPOINT="tcp://10.231.0.1:*") wins.

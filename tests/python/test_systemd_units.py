@@ -44,8 +44,8 @@ def words(unit: dict, section: str, key: str) -> list[str]:
 
 def test_every_service_runs_a_program_and_belongs_to_the_target():
     assert [p.name for p in services()] == ["sluice-api.service", "sluice-broker.service", "sluice-redis.service",
-                                            "sluice-webhooks.service", "sluice-worker-native.service",
-                                            "sluice-worker-python@.service"]
+                                            "sluice-sentinel.service", "sluice-webhooks.service",
+                                            "sluice-worker-native.service", "sluice-worker-python@.service"]
     for path in services():
         unit = parse(path)
         assert set(unit) == {"Unit", "Service", "Install"}, path.name
@@ -88,14 +88,25 @@ def test_redis_runs_the_project_config_and_workers_have_distinct_names():
 
 def test_redis_login_comes_from_credential_files_not_command_lines():
     redis = parse(UNITS / "sluice-redis.service")["Service"]
-    assert redis["LoadCredential"] == ["redis-users.conf:/etc/sluice/secrets/redis-users.conf"]
-    assert "--include %d/redis-users.conf" in redis["ExecStart"][0]
+    assert redis["LoadCredential"] == ["redis-users.acl:/etc/sluice/secrets/redis-users.acl",
+                                       "redis-replication.conf:/etc/sluice/secrets/redis-replication.conf"]
+    assert "--aclfile %d/redis-users.acl" in redis["ExecStart"][0]
+    assert "--include %d/redis-replication.conf" in redis["ExecStart"][0]
     for name in ("sluice-broker.service", "sluice-api.service", "sluice-webhooks.service"):
         service = parse(UNITS / name)["Service"]
         assert service["LoadCredential"] == ["redis-password:/etc/sluice/secrets/redis-password"], name
         assert "SLUICE_REDIS_PASSWORD_FILE=%d/redis-password" in service["Environment"], name
     for path in services():
         assert "pass" not in parse(path)["Service"]["ExecStart"][0], path.name
+
+
+def test_sentinel_makes_its_config_once_from_credentials():
+    sentinel = parse(UNITS / "sluice-sentinel.service")["Service"]
+    assert sentinel["LoadCredential"] == ["redis-sentinel-password:/etc/sluice/secrets/redis-sentinel-password",
+                                          "redis-password:/etc/sluice/secrets/redis-password"]
+    assert f"{PREFIX}/scripts/sentinel-conf.sh %d /var/lib/sluice/sentinel/sentinel.conf" in sentinel["ExecStartPre"][0]
+    assert sentinel["StateDirectory"] == ["sluice/sentinel"]
+    assert "/var/lib/sluice/sentinel/sentinel.conf" in sentinel["ExecStart"][0]
 
 
 def test_target_wants_only_units_that_exist():
@@ -127,6 +138,8 @@ def test_systemd_analyze_verify(tmp_path):
         path.chmod(0o755)
     (install / "config").mkdir()
     shutil.copy(ROOT / "config" / "redis.conf", install / "config" / "redis.conf")
+    (install / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "sentinel-conf.sh", install / "scripts" / "sentinel-conf.sh")
 
     copies = tmp_path / "units"
     shutil.copytree(UNITS, copies)

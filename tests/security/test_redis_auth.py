@@ -46,9 +46,11 @@ def test_without_the_password_redis_answers_noauth(fresh_pipeline):
 def test_the_password_stays_off_command_lines_and_in_private_files(fresh_pipeline):
     p = fresh_pipeline.start()
     assert p.secrets.stat().st_mode & 0o777 == 0o700
-    for name in ("redis-password", "redis-users.conf"):
+    for name in ("redis-password", "redis-users.conf", "redis-users.acl", "redis-replica-password",
+                 "redis-replication.conf", "redis-sentinel-password"):
         assert (p.secrets / name).stat().st_mode & 0o777 == 0o600, name
-    assert p.redis_password not in (p.secrets / "redis-users.conf").read_text()
+    for name in ("redis-users.conf", "redis-users.acl", "redis-replication.conf"):
+        assert p.redis_password not in (p.secrets / name).read_text(), name
     for _, proc in p.procs:
         assert p.redis_password.encode() not in Path(f"/proc/{proc.pid}/cmdline").read_bytes(), proc.args
 

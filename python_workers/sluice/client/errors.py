@@ -242,6 +242,12 @@ class RedisUnavailable(ApiError):
     code_name = "redis_unavailable"
 
 
+class NotReplicated(ApiError):
+    """503: the job was stored on the Redis master but not confirmed by enough replicas in time
+    (SLUICE_REDIS_MIN_REPLICAS); a retry with the same Idempotency-Key answers for that job."""
+    code_name = "not_replicated"
+
+
 class NotReady(ApiError):
     """503: Redis or the broker does not answer."""
     code_name = "not_ready"
