@@ -235,11 +235,7 @@ bool Broker::eval(const std::string& script, std::vector<std::string> keys, std:
                   RedisLink::Callback done) {
     if (token_.empty()) return false;  // not leading: nothing to write with
     args.push_back(token_);
-    return run_script(script, std::move(keys), std::move(args), [this, done = std::move(done)](redisReply* r) {
-        if (r != nullptr && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("FENCED"))
-            lease_lost(reply_error(r));
-        done(r);
-    });
+    return run_script(script, std::move(keys), std::move(args), std::move(done));
 }
 
 void Broker::fenced_write(std::vector<std::string> command, std::string what) {
@@ -270,11 +266,18 @@ bool Broker::run_script(const std::string& script, std::vector<std::string> keys
     std::move(args.begin(), args.end(), std::back_inserter(argv));
     // Views first: moving argv into the callback moves its buffer, not the strings in it.
     const std::vector<std::string_view> views(argv.begin(), argv.end());
+    // One callback per call, the hot path's only wrapper: it times the script, notices a FENCED
+    // answer (scripts::HEAD: the lease is lost) and resends after a NOSCRIPT.
     auto retry = [this, &script, argv = std::move(argv), done = std::move(done), sent = Clock::now()](redisReply* r) mutable {
         if (r != nullptr) metrics_.script_took(script_name(script), Clock::now() - sent);
-        if (r != nullptr && r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).starts_with("NOSCRIPT")) {
+        const std::string_view error = r != nullptr && r->type == REDIS_REPLY_ERROR ? std::string_view(r->str, r->len)
+                                                                                     : std::string_view();
+        if (error.starts_with("FENCED")) lease_lost(std::string(error));
+        if (error.starts_with("NOSCRIPT")) {
             argv[0] = "EVAL";
             argv[1] = script;
+            // Rare (Redis's script cache flushed): the resent call's FENCED, if any, is noticed
+            // by the next renewal instead.
             if (!redis_.command({argv.begin(), argv.end()}, std::move(done))) done(nullptr);
             return;
         }

@@ -64,12 +64,12 @@ private:
     // Handles up to MAX_BATCH messages waiting on `socket` with `handle`; logs malformed ones.
     void handle_waiting(zmq::socket_t& socket, const char* side, void (Broker::*handle)(const proto::Envelope&));
     // Runs one Lua script with this broker's fencing token as its last argument (scripts::HEAD);
-    // returns false (without calling `done`) when Redis is unreachable. A FENCED reply also ends
-    // the leadership (lease_lost). `script` must be one of the scripts:: constants (its address
-    // keys the SHA cache).
+    // returns false (without calling `done`) when Redis is unreachable or this broker does not
+    // lead. `script` must be one of the scripts:: constants (its address keys the SHA cache).
     bool eval(const std::string& script, std::vector<std::string> keys, std::vector<std::string> args,
               RedisLink::Callback done);
-    // eval() without the token: the lease's own scripts (lease_scripts.hpp).
+    // eval() without the token: the lease's own scripts (lease_scripts.hpp). A FENCED reply
+    // ends the leadership (lease_lost) before `done` sees it.
     bool run_script(const std::string& script, std::vector<std::string> keys, std::vector<std::string> args,
                     RedisLink::Callback done);
     // One write command through scripts::CALL (fenced); errors are logged as `what` failing.

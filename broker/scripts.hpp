@@ -89,7 +89,8 @@ inline const std::string CALL = HEAD + "return redis.call(unpack(ARGV))\n";
 //   finish: gives a job that reached a terminal state its time to live (and takes it out of
 //   K.followed: nobody needs to cancel it any more), charges its tenant the bytes it gained
 //   since it was last charged (`charged`), notes in K.expiring when Redis will drop it, for
-//   SWEEP to give the bytes back, and takes it off K.deadlines.
+//   SWEEP to give the bytes back, and takes it off K.deadlines. Returns the job's cache key and
+//   cache ttl (nil without options.cache_ttl_s), read with the rest, for SUCCEED.
 //   expire: a queued or scheduled job past its expire_at_ms ends failed with error_code
 //   'expired', without an attempt (no history entry) and outside the dead set: nobody waits
 //   for it any more.
@@ -156,7 +157,7 @@ local function finish(id, now, ttl)
   redis.call('EXPIRE', K.events .. id, ttl)
   redis.call('EXPIRE', K.history .. id, ttl)
   redis.call('EXPIRE', K.webhook_attempts .. id, ttl)
-  local j = redis.call('HMGET', job, 'tenant', 'bytes', 'charged')
+  local j = redis.call('HMGET', job, 'tenant', 'bytes', 'charged', 'cache_key', 'cache_ttl_s')
   local bytes = tonumber(j[2]) or 0
   if j[1] and bytes > 0 then
     redis.call('HINCRBY', K.tenant_bytes, j[1], bytes - (tonumber(j[3]) or 0))
@@ -165,6 +166,7 @@ local function finish(id, now, ttl)
                id .. ' ' .. j[1] .. ' ' .. bytes)
   end
   redis.call('ZREM', K.deadlines, id)
+  return j[4], j[5]
 end
 local EXPIRED = 'expired: not started within expire_after_s'
 local function expire(id, now, maxlen, ttl)
@@ -370,9 +372,8 @@ for i = 4, #ARGV, STRIDE do
     redis.call('HINCRBY', K.job .. id, 'bytes', #result)
     redis.call('ZREM', K.running, id)
     add_event(id, maxlen, now, {'event', 'succeeded', 'result', result})
-    finish(id, now, ttl)
-    local cache = redis.call('HMGET', K.job .. id, 'cache_key', 'cache_ttl_s')
-    if cache[1] then redis.call('SET', cache[1], id, 'EX', math.min(tonumber(cache[2]), tonumber(ttl))) end
+    local cache_key, cache_ttl = finish(id, now, ttl)
+    if cache_key then redis.call('SET', cache_key, id, 'EX', math.min(tonumber(cache_ttl), tonumber(ttl))) end
     out[#out + 1] = 'ok'
   end
 end
