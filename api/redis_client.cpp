@@ -326,12 +326,9 @@ void RedisConnection::handle_auth(redisAsyncContext* ac, void* reply, void*) {
 }
 
 void RedisConnection::on_logged_in() {
-    if (peer_ == Peer::SENTINEL) {
-        sentinel::ask_master(ctx_, sentinels_->master_name, &RedisConnection::handle_master_addr);
-        return;
-    }
-    if (!sentinels_) return on_ready();
-    sentinel::ask_role(ctx_, &RedisConnection::handle_role);  // connected only once it says master
+    if (!sentinel::after_login(ctx_, peer_ == Peer::SENTINEL, sentinels_, &RedisConnection::handle_master_addr,
+                               &RedisConnection::handle_role))
+        on_ready();
 }
 
 void RedisConnection::handle_master_addr(redisAsyncContext* ac, void* reply, void*) {

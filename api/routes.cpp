@@ -153,12 +153,16 @@ awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
     const proto::Reply reply = co_await ctx.broker.request(submit, ctx.config.broker_timeout);
     if (reply.status >= 500)
         log::warn("submit {}: broker answered {} {} {}", submit.job_id, reply.status, reply.code, reply.message);
-    std::optional<JobRecord> cached;
-    if (reply.cached) cached = co_await load_job(ctx, reply.job_id);
+    // A cached answer names a job of the same tenant (the cache key holds it); its fields (not
+    // its history) give the result.
+    std::optional<std::vector<JobHash>> cached;
+    if (reply.cached) {
+        const std::vector<std::string> ids = {reply.job_id};
+        cached = co_await load_job_fields(ctx, ids);
+    }
+    const std::string* tenant = cached ? hash_field(cached->front(), "tenant") : nullptr;
     const std::string* cached_result =
-        cached && hash_field(cached->hash, "tenant") && *hash_field(cached->hash, "tenant") == submit.tenant
-            ? hash_field(cached->hash, "result")
-            : nullptr;
+        tenant && *tenant == submit.tenant ? hash_field(cached->front(), "result") : nullptr;
     HttpResult result = submit_result(submit, reply, ctx.config.token_secret, token_expiry(ctx), cached_result);
     if (ctx.spans != nullptr && span.sampled) export_submit_span(ctx, submit, span, parent, start_ns, result.status);
     co_return result;

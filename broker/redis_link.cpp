@@ -108,12 +108,9 @@ void RedisLink::on_auth(redisAsyncContext* ctx, void* reply, void*) {
 }
 
 void RedisLink::on_logged_in() {
-    if (peer_ == Peer::SENTINEL) {
-        sentinel::ask_master(ctx_, sentinels_->master_name, &RedisLink::on_master_addr);
-        return;
-    }
-    if (!sentinels_) return on_ready();
-    sentinel::ask_role(ctx_, &RedisLink::on_role);  // connected only once it says master
+    if (!sentinel::after_login(ctx_, peer_ == Peer::SENTINEL, sentinels_, &RedisLink::on_master_addr,
+                               &RedisLink::on_role))
+        on_ready();
 }
 
 void RedisLink::on_master_addr(redisAsyncContext* ctx, void* reply, void*) {

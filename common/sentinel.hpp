@@ -81,6 +81,19 @@ inline int ask_role(redisAsyncContext* ctx, redisCallbackFn* done) {
     return redisAsyncCommandArgv(ctx, done, nullptr, 1, argv, lens);
 }
 
+// What a connection sends once logged in, the same on the api's loop and the broker's: to a
+// sentinel (`to_sentinel`), the master query (`on_master` gets its answer); to a master found
+// through `sentinels`, ROLE (`on_role`); to a Redis named by host and port, nothing. Returns
+// true when it sent something (the connection is ready once that answer says so), false when
+// the connection is ready now.
+inline bool after_login(redisAsyncContext* ctx, bool to_sentinel, const std::optional<Config>& sentinels,
+                        redisCallbackFn* on_master, redisCallbackFn* on_role) {
+    if (to_sentinel) return ask_master(ctx, sentinels->master_name, on_master), true;
+    if (!sentinels) return false;
+    ask_role(ctx, on_role);
+    return true;
+}
+
 class Rotation;
 
 // Takes a sentinel's answer to ask_master (`where` names that sentinel in logs). When it names
