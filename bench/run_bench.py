@@ -231,7 +231,6 @@ def fig_failover(workdir: Path) -> dict:
     try:
         p.start_worker("native", concurrency=8, name="native-1")
         p.wait_workers("native-1")
-        declare(p)
         killed, killed_wall = time.monotonic(), time.time()
         p.brokers["a"].send_signal(signal.SIGKILL)
         p.brokers["a"].wait()
