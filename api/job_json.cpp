@@ -122,6 +122,17 @@ void job_members(JsonWriter& w, const JobHash& hash) {
     text_member(w, "error", hash_field(hash, "error"));
     text_member(w, "error_code", hash_field(hash, "error_code"));
     text_member(w, "traceparent", hash_field(hash, "traceparent"));
+    text_member(w, "parent", hash_field(hash, "parent"));
+    text_member(w, "on_failure", hash_field(hash, "on_failure"));
+    if (const std::string* children = hash_field(hash, "children")) {
+        w.key("children").begin_array();
+        for (std::size_t start = 0; start <= children->size();) {
+            const std::size_t comma = std::min(children->find(',', start), children->size());
+            w.string(std::string_view(*children).substr(start, comma - start));
+            start = comma + 1;
+        }
+        w.end_array();
+    }
     w.key("redeliveries").integer(field_int(hash_field(hash, "redeliveries")).value_or(0));
 }
 
@@ -253,7 +264,7 @@ void write_event_members(JsonWriter& w, std::string_view job_id, const EventEntr
     w.key("event").string(event ? std::string_view(*event) : "message");
     time_member(w, "time", field_int(event_field(entry, "ts")));
     if (auto attempt = field_int(event_field(entry, "attempt"))) int_member(w, "attempt", attempt);
-    for (const char* name : {"worker", "message", "data", "error", "code"}) {
+    for (const char* name : {"worker", "message", "data", "error", "code", "child", "type", "status", "children"}) {
         if (const std::string* v = event_field(entry, name)) text_member(w, name, v);
     }
     if (const std::string* v = event_field(entry, "fraction")) {

@@ -10,7 +10,8 @@
 namespace sluice::api {
 namespace {
 
-constexpr std::array<std::string_view, 6> STATUSES{"scheduled", "queued", "running", "succeeded", "failed", "canceled"};
+constexpr std::array<std::string_view, 7> STATUSES{"scheduled", "queued", "waiting_children", "running",
+                                                  "succeeded", "failed", "canceled"};
 // Index entries a page looks at, at most: with filters a page may come back short (even empty)
 // with a cursor to go on, but its cost never grows with how many jobs the tenant has.
 constexpr std::int64_t SCAN_PER_PAGE = 1000;
@@ -51,7 +52,7 @@ Checked<JobQuery> parse_job_query(const std::map<std::string, std::string>& quer
         } else if (name == "status") {
             if (std::find(STATUSES.begin(), STATUSES.end(), value) == STATUSES.end())
                 return api_error(errors::INVALID_REQUEST,
-                                 "status must be scheduled, queued, running, succeeded, failed or canceled");
+                                 "status must be scheduled, queued, waiting_children, running, succeeded, failed or canceled");
             out.status = value;
         } else if (name == "type") {
             if (!valid_job_type(value)) return api_error(errors::INVALID_REQUEST, "type must match [A-Za-z0-9_.:-]{1,128}");

@@ -6,7 +6,6 @@
 #include "webhook_options.hpp"
 
 #include <openssl/evp.h>
-#include <sys/random.h>
 
 #include <algorithm>
 #include <array>
@@ -211,13 +210,7 @@ std::int64_t wall_now_ms() {
         .count();
 }
 
-Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
-                                    std::optional<std::string_view> idempotency_key, std::size_t max_input_bytes,
-                                    std::int64_t now_ms, json* input_out,
-                                    const std::vector<webhooks::Net>& webhook_allow_nets) {
-    if (idempotency_key) {
-        if (auto e = check_idempotency_key(*idempotency_key)) return *e;
-    }
+Checked<json> parse_body_object(std::string_view body) {
     bool too_deep = false;
     json::parser_callback_t guard = [&too_deep](int depth, json::parse_event_t, json&) {
         if (depth > MAX_JSON_DEPTH) too_deep = true;
@@ -230,7 +223,34 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
     if (doc.is_discarded()) return api_error(errors::INVALID_JSON, "request body is not valid JSON");
     if (!doc.is_object())
         return api_error(errors::INVALID_JSON, "request body must be a JSON object");
+    return doc;
+}
 
+Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
+                                    std::optional<std::string_view> idempotency_key, std::size_t max_input_bytes,
+                                    std::int64_t now_ms, json* input_out,
+                                    const std::vector<webhooks::Net>& webhook_allow_nets) {
+    if (idempotency_key) {
+        if (auto e = check_idempotency_key(*idempotency_key)) return *e;
+    }
+    auto doc = parse_body_object(body);
+    if (auto* error = std::get_if<ApiError>(&doc)) return *error;
+    json timing = json::object();
+    auto parsed = parse_job(std::get<json>(doc), std::move(job_id), max_input_bytes, now_ms, input_out,
+                            webhook_allow_nets, &timing);
+    if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
+    auto& submit = std::get<proto::Submit>(parsed);
+    if (idempotency_key) {
+        submit.idempotency_key = std::string(*idempotency_key);
+        submit.request_hash = request_hash(submit, timing);
+    }
+    return std::move(submit);
+}
+
+Checked<proto::Submit> parse_job(json& doc, std::string job_id, std::size_t max_input_bytes, std::int64_t now_ms,
+                                 json* input_out, const std::vector<webhooks::Net>& webhook_allow_nets,
+                                 json* timing_out) {
+    if (!doc.is_object()) return invalid_request("a job must be a JSON object");
     proto::Submit submit;
     submit.job_id = std::move(job_id);
     submit.tenant = std::string(DEFAULT_TENANT);
@@ -289,10 +309,7 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
                                                       std::to_string(max_input_bytes) + " bytes");
     submit.input.assign(packed.begin(), packed.end());
     if (input_out != nullptr) *input_out = std::move(input);
-    if (idempotency_key) {
-        submit.idempotency_key = std::string(*idempotency_key);
-        submit.request_hash = request_hash(submit, timing);
-    }
+    if (timing_out != nullptr) *timing_out = std::move(timing);
     return submit;
 }
 
@@ -328,7 +345,10 @@ std::string request_hash(const proto::Submit& submit, const json& timing) {
         canonical.push_back(submit.cache_ttl_s);
     }
 
-    const std::vector<std::uint8_t> bytes = json::to_msgpack(canonical);
+    return sha256_hex(json::to_msgpack(canonical));
+}
+
+std::string sha256_hex(const std::vector<std::uint8_t>& bytes) {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int length = 0;
     if (EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr) != 1)
@@ -343,29 +363,6 @@ std::string request_hash(const proto::Submit& submit, const json& timing) {
     return hex;
 }
 
-std::string make_job_id() {
-    std::array<unsigned char, 16> bytes{};
-    std::size_t filled = 0;
-    while (filled < bytes.size()) {
-        const ssize_t n = ::getrandom(bytes.data() + filled, bytes.size() - filled, 0);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            throw std::system_error(errno, std::generic_category(), "getrandom");
-        }
-        filled += static_cast<std::size_t>(n);
-    }
-    bytes[6] = static_cast<unsigned char>((bytes[6] & 0x0f) | 0x40);  // version 4
-    bytes[8] = static_cast<unsigned char>((bytes[8] & 0x3f) | 0x80);  // RFC 4122 variant
-    static constexpr char HEX[] = "0123456789abcdef";
-    std::string id;
-    id.reserve(36);
-    for (std::size_t i = 0; i < bytes.size(); ++i) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) id += '-';
-        id += HEX[bytes[i] >> 4];
-        id += HEX[bytes[i] & 0x0f];
-    }
-    return id;
-}
 
 Checked<int> parse_wait(std::string_view text) {
     const auto value = parse_unsigned(text);

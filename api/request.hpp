@@ -76,7 +76,7 @@ inline constexpr int MAX_HISTORY_ENTRIES = 1000;
 inline constexpr std::string_view JOB_FIELDS[] = {
     "id", "tenant", "type", "status", "priority", "max_attempts", "timeout_s", "attempts",
     "created_ms", "started_ms", "finished_ms", "result", "error", "redeliveries", "key_id",
-    "run_at_ms", "expire_at_ms", "error_code", "traceparent"};
+    "run_at_ms", "expire_at_ms", "error_code", "traceparent", "parent", "on_failure", "children"};
 
 // Returns the body `{"error": {"code": code, "message": message}}`.
 std::string error_body(std::string_view code, std::string_view message);
@@ -114,6 +114,17 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
                                     std::int64_t now_ms = wall_now_ms(), json* input = nullptr,
                                     const std::vector<webhooks::Net>& webhook_allow_nets = {});
 
+// Parses a request body that must be one JSON object, nesting at most MAX_JSON_DEPTH levels.
+// Errors: 400 invalid_json, 422 invalid_request (too deep).
+Checked<json> parse_body_object(std::string_view body);
+
+// parse_submit() of one job already parsed as JSON (`doc`, whose input is moved out): a POST
+// /v1/jobs body, or a job of a flow. No idempotency key; `timing_out`, when given, receives the
+// scheduling options as given (for request_hash).
+Checked<proto::Submit> parse_job(json& doc, std::string job_id, std::size_t max_input_bytes, std::int64_t now_ms,
+                                 json* input_out = nullptr, const std::vector<webhooks::Net>& webhook_allow_nets = {},
+                                 json* timing_out = nullptr);
+
 // Returns nullopt when `key` is a valid Idempotency-Key (1..255 chars in 0x21..0x7e), else
 // the 422 invalid_request naming the header.
 std::optional<ApiError> check_idempotency_key(std::string_view key);
@@ -128,9 +139,8 @@ std::optional<ApiError> check_idempotency_key(std::string_view key);
 // option do not change it; any other difference does. Thread-safe (OpenSSL EVP one-shot).
 std::string request_hash(const proto::Submit& submit, const json& timing = json::object());
 
-// Returns a fresh random UUIDv4 (122 bits from the kernel CSPRNG), lowercase 8-4-4-4-12.
-// Throws std::system_error if the kernel refuses randomness (broken setup).
-std::string make_job_id();
+// Lowercase hex SHA-256 of `bytes`. Thread-safe.
+std::string sha256_hex(const std::vector<std::uint8_t>& bytes);
 
 // Parses ?wait=S (0..60). Error 422 invalid_request otherwise.
 Checked<int> parse_wait(std::string_view text);

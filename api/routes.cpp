@@ -4,6 +4,7 @@
 
 #include "admin_keys.hpp"
 #include "cors.hpp"
+#include "flow_request.hpp"
 #include "job_reads.hpp"
 #include "keys.hpp"
 #include "listings.hpp"
@@ -13,6 +14,7 @@
 #include "type_schemas.hpp"
 #include "ui_files.hpp"
 #include "webhook_routes.hpp"
+#include "job_id.hpp"
 
 #include <boost/beast/websocket/rfc6455.hpp>
 
@@ -168,6 +170,36 @@ awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
     co_return result;
 }
 
+// POST /v1/flows: a parent job and its children, stored together (README.md, "Flows").
+awaitable<Outcome> submit_flow(ShardContext& ctx, const RouteRequest& req) {
+    std::optional<std::string_view> key;
+    const auto keys = req.http.equal_range(
+        boost::beast::string_view(IDEMPOTENCY_HEADER.data(), IDEMPOTENCY_HEADER.size()));
+    if (keys.first != keys.second) {
+        if (std::next(keys.first) != keys.second)
+            co_return error_result(errors::INVALID_REQUEST, std::string(IDEMPOTENCY_HEADER) + " must be given once");
+        key = sv(keys.first->value());
+    }
+    auto parsed = parse_flow(req.http.body(), &make_job_id, key, ctx.config.max_input_bytes, wall_now_ms(),
+                             ctx.config.webhook_allow_nets);
+    if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
+    auto& flow = std::get<FlowRequest>(parsed);
+    const std::string traceparent = trace::format_traceparent(trace::child_of(incoming_trace(req.http)));
+    for (std::size_t i = 0; i <= flow.children.size(); ++i) {
+        proto::Submit& job = i == 0 ? flow.parent : flow.children[i - 1];
+        auto refused = co_await check_input(ctx, job.type, flow.inputs[i]);
+        if (refused) co_return std::move(*refused);
+        job.tenant = req.principal.tenant;
+        job.key_id = req.principal.key_id;
+        job.submits_per_s = req.principal.rates.submits_per_s;
+        job.traceparent = traceparent;
+    }
+    const proto::Reply reply = co_await ctx.broker.request(flow_message(flow), ctx.config.broker_timeout);
+    if (reply.status >= 500)
+        log::warn("flow {}: broker answered {} {} {}", flow.parent.job_id, reply.status, reply.code, reply.message);
+    co_return flow_result(flow, reply, ctx.config.token_secret, token_expiry(ctx));
+}
+
 // GET /v1/jobs/{id}
 awaitable<Outcome> get_job(ShardContext& ctx, const RouteRequest& req) {
     if (!is_uuid(req.job_id)) co_return job_not_found(req.job_id);
@@ -298,13 +330,14 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
 
 // The whole routing table: method + pattern -> handler. Each route is in schemas/openapi.yaml too
 // (tests/unit/test_routes.cpp checks it).
-constexpr std::array<Route, 25> ROUTES{{
+constexpr std::array<Route, 26> ROUTES{{
     {"GET", "/healthz", Access::PUBLIC, &healthz},
     {"GET", "/readyz", Access::PUBLIC, &readyz},
     {"GET", "/openapi.json", Access::PUBLIC, &openapi},
     {"GET", "/metrics", Access::ADMIN, &metrics},
     {"POST", "/v1/jobs", Access::MEMBER, &submit_job},
     {"GET", "/v1/jobs", Access::MEMBER, &list_jobs},
+    {"POST", "/v1/flows", Access::MEMBER, &submit_flow},
     {"GET", "/v1/jobs/{id}", Access::MEMBER, &get_job},
     {"DELETE", "/v1/jobs/{id}", Access::MEMBER, &cancel_job},
     {"GET", "/v1/jobs/{id}/result", Access::READER, &get_result},

@@ -48,6 +48,9 @@ void Broker::handle_frontend(const proto::Envelope& env) {
         case proto::Command::SUBMIT:
             if (auto msg = proto::decode_body<proto::Submit>(env.body)) return handle_submit(env.identity, std::move(*msg));
             break;
+        case proto::Command::FLOW:
+            if (auto msg = proto::decode_body<proto::Flow>(env.body)) return handle_flow(env.identity, *msg);
+            break;
         case proto::Command::CANCEL:
             if (auto msg = proto::decode_body<proto::Cancel>(env.body)) return handle_cancel(env.identity, *msg);
             break;
@@ -114,31 +117,55 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
             return send_reply(peer, std::move(refused));
         }
     }
-    if (known_types_.count(msg.type) == 0)
-        return refuse(peer, msg.req_id, errors::UNKNOWN_JOB_TYPE, fmt::format("no worker has declared job type '{}'", msg.type));
-    if (queues_.depth(msg.type) + schedule_.of_type(msg.type) + storing_[msg.type] >= config_.max_queue_depth)
-        return refuse(peer, msg.req_id, errors::QUEUE_FULL, fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
-    if (tenant_queued(msg.tenant) >= config_.tenant_max_queued)
-        return refuse(peer, msg.req_id, errors::TENANT_QUEUE_FULL,
-                      fmt::format("tenant '{}' has {} jobs queued, its limit (SLUICE_TENANT_MAX_QUEUED)", msg.tenant,
-                                  config_.tenant_max_queued));
-    if (!redis_.connected()) return refuse(peer, msg.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
-    if (storage_.full())
-        return refuse(peer, msg.req_id, errors::STORAGE_FULL,
-                      fmt::format("the job store (Redis) is {}% or more of its maxmemory; retry later",
-                                  storage_.full_percent()));
+    if (auto refusal = submit_refusal(msg)) return refuse(peer, msg.req_id, *refusal->first, std::move(refusal->second));
+    add_submit(peer, std::move(msg), SubmitItem{});
+}
 
+std::optional<std::pair<const errors::Code*, std::string>> Broker::submit_refusal(const proto::Submit& msg,
+                                                                                  std::size_t more) {
+    using Refusal = std::pair<const errors::Code*, std::string>;
+    if (known_types_.count(msg.type) == 0)
+        return Refusal{&errors::UNKNOWN_JOB_TYPE, fmt::format("no worker has declared job type '{}'", msg.type)};
+    if (queues_.depth(msg.type) + schedule_.of_type(msg.type) + storing_[msg.type] + more >= config_.max_queue_depth)
+        return Refusal{&errors::QUEUE_FULL,
+                       fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth)};
+    if (tenant_queued(msg.tenant) + more >= config_.tenant_max_queued)
+        return Refusal{&errors::TENANT_QUEUE_FULL,
+                       fmt::format("tenant '{}' has {} jobs queued, its limit (SLUICE_TENANT_MAX_QUEUED)", msg.tenant,
+                                   config_.tenant_max_queued)};
+    if (!redis_.connected()) return Refusal{&errors::REDIS_UNAVAILABLE, "Redis is unreachable"};
+    if (storage_.full())
+        return Refusal{&errors::STORAGE_FULL, fmt::format("the job store (Redis) is {}% or more of its maxmemory; retry later",
+                                                          storage_.full_percent())};
+    return std::nullopt;
+}
+
+void Broker::add_submit(const std::string& peer, proto::Submit msg, SubmitItem item) {
     ++storing_[msg.type];
     ++storing_tenants_[msg.tenant];
-    std::string idempotency_key =
-        msg.idempotency_key.empty() ? "" : keys::idempotency(msg.tenant, msg.idempotency_key);
-    submits_.push_back(SubmitItem{peer, msg.req_id, std::move(msg.job_id), std::move(msg.tenant), std::move(msg.type),
-                                  std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
-                                  msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
-                                  std::move(msg.request_hash), std::move(msg.key_id), std::move(msg.concurrency_key),
-                                  msg.concurrency_limit, msg.disconnect_grace_ms, msg.run_at_ms, msg.expire_at_ms,
-                                  std::move(msg.webhook_url), fmt::format("{}", fmt::join(msg.webhook_events, ",")),
-                                  std::move(msg.traceparent), msg.cache_ttl_s});
+    item.peer = peer;
+    item.req_id = msg.req_id;
+    item.job_id = std::move(msg.job_id);
+    item.tenant = std::move(msg.tenant);
+    item.type = std::move(msg.type);
+    item.input = std::string(msg.input.begin(), msg.input.end());
+    item.priority = static_cast<int>(msg.priority);
+    item.max_attempts = msg.max_attempts;
+    item.timeout_s = msg.timeout_s;
+    item.enqueued_ms = now_ms();
+    item.idempotency_key = msg.idempotency_key.empty() ? "" : keys::idempotency(item.tenant, msg.idempotency_key);
+    item.request_hash = std::move(msg.request_hash);
+    item.key_id = std::move(msg.key_id);
+    item.concurrency_key = std::move(msg.concurrency_key);
+    item.concurrency_limit = msg.concurrency_limit;
+    item.disconnect_grace_ms = msg.disconnect_grace_ms;
+    item.run_at_ms = msg.run_at_ms;
+    item.expire_at_ms = msg.expire_at_ms;
+    item.webhook_url = std::move(msg.webhook_url);
+    item.webhook_events = fmt::format("{}", fmt::join(msg.webhook_events, ","));
+    item.traceparent = std::move(msg.traceparent);
+    item.cache_ttl_s = msg.cache_ttl_s;
+    submits_.push_back(std::move(item));
 }
 
 // The same rules as the api's (common/limits.hpp, common/names.hpp), checked again because any
@@ -227,6 +254,14 @@ void Broker::flush_submits() {
         for (std::size_t i = 0; i < batch->size(); ++i) {
             const SubmitItem& job = (*batch)[i];
             stored(job);
+            if (!job.answer) {  // a flow's child: queued with its parent, else skipped
+                if (ok && reply_text(r->element[i]) == "ok") {
+                    queues_.push(job.type, job.job_id, job.priority,
+                                 Owner{job.tenant, job.concurrency_key, job.concurrency_limit}, job.enqueued_ms);
+                    metrics_.count(job.type, BrokerMetrics::SUBMITTED);
+                }
+                continue;
+            }
             if (!ok) {
                 refuse_unstored(job.peer, job.req_id, "the job could not be stored");
                 continue;
@@ -247,6 +282,10 @@ void Broker::flush_submits() {
                                        job.tenant, value, config_.tenant_max_bytes));
                 else
                     refuse(job.peer, job.req_id, errors::IDEMPOTENCY_CONFLICT, "this Idempotency-Key was used for a different request", value);
+            } else if (reply_text(answer) == "ok" && !job.children.empty()) {
+                ++flows_live_;
+                metrics_.count(job.type, BrokerMetrics::SUBMITTED);
+                acks.emplace_back(job.peer, stored_reply(job.req_id, job.job_id, "waiting_children"));
             } else if (reply_text(answer) == "ok" && job.scheduled(now)) {
                 schedule_.add(job.job_id, job.type, job.tenant, static_cast<std::int64_t>(job.run_at_ms));
                 metrics_.count(job.type, BrokerMetrics::SUBMITTED);
@@ -265,7 +304,7 @@ void Broker::flush_submits() {
     if (!sent)
         for (const SubmitItem& job : *batch) {
             stored(job);
-            refuse(job.peer, job.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
+            if (job.answer) refuse(job.peer, job.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
         }
 }
 
@@ -338,6 +377,8 @@ bool Broker::forget_canceled(const std::string& id, std::string_view was) {
         jobs_.drop_delayed(id);
     } else if (was == "scheduled") {
         schedule_.remove(id);
+    } else if (was == "waiting_children") {
+        // Out of every queue: SETTLE cancels its children.
     } else if (was == "running") {
         if (auto run = jobs_.cancel(id))
             if (WorkerInfo* worker = workers_.find(run->identity))

@@ -306,6 +306,7 @@ Owner Broker::owner_of(const redisReply* const* fields) {
 
 void Broker::resync() {
     sync_ = Sync::IN_PROGRESS;
+    flows_live_ = 1;
     std::vector<std::string> args = {std::to_string(now_ms()), std::to_string(config_.events_maxlen),
                                      std::to_string(config_.job_ttl_s), std::to_string(config_.max_redeliveries)};
     for (std::string& job_id : jobs_.started_jobs()) args.push_back(std::move(job_id));
@@ -394,6 +395,7 @@ void Broker::run_timers(Clock::time_point now) {
     for (const Delayed& retry : jobs_.take_due(now))
         queues_.push(retry.type, retry.job_id, retry.priority, retry.owner, now_ms());
     promote_due();
+    settle_flows(now);
     expire_due(now);
     dropped_.flush(now);
     check_storage(now);

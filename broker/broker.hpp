@@ -149,6 +149,13 @@ private:
     void refuse_in_doubt(const proto::Envelope& env);
     // Validates a SUBMIT and adds it to the turn's batch; flush_submits() stores the batch.
     void handle_submit(const std::string& peer, proto::Submit msg);
+    // Why a SUBMIT may not be stored now (refused with the returned code and message): past a
+    // queue's or tenant's depth (counting `more` jobs of the same flow already checked), Redis
+    // unreachable or full. nullopt when it may.
+    std::optional<std::pair<const errors::Code*, std::string>> submit_refusal(const proto::Submit& msg,
+                                                                              std::size_t more = 0);
+    // Adds a checked SUBMIT to the turn's batch as `item` says (answered or not, flow fields).
+    void add_submit(const std::string& peer, proto::Submit msg, SubmitItem item);
     // Why a SUBMIT breaks the limits (common/limits.hpp, names.hpp), or nullopt when it does not.
     std::optional<std::string> submit_problem(const proto::Submit& msg) const;
     // Queued and scheduled jobs of `tenant`, the SUBMITs on their way to Redis included.
@@ -190,6 +197,21 @@ private:
     // request again), else 503 redis_unavailable.
     void refuse_unstored(const std::string& peer, std::uint64_t req_id, const std::string& what,
                          std::string job_id = {});
+
+    // ---- flows (flows.cpp) ----
+    // A FLOW: the parent and its children are checked as SUBMITs, then added to the turn's
+    // batch together (the parent first), so one script stores all of them or none.
+    void handle_flow(const std::string& peer, const proto::Flow& msg);
+    // A worker's SPAWN: its running attempt's children are stored (scripts::SPAWN) and queued,
+    // and the job waits for them; invalid children fail the job without a retry.
+    void handle_spawn(const std::string& peer, const proto::Spawn& msg);
+    // While any flow is unsettled (flows_live_), once a FLOW_SETTLE_INTERVAL: scripts::SETTLE
+    // moves the parents whose children ended on, queueing or failing them, and this broker's
+    // memory follows (parents queued, canceled children forgotten).
+    void settle_flows(Clock::time_point now);
+    // The children's outcomes of a START's reply (five per child, scripts::START) as the JOB's
+    // `children` field: a msgpack array of maps, each result inlined as the value it encodes.
+    static proto::Bytes encode_children(const redisReply* outcomes);
 
     // ---- worker side (worker_side.cpp) ----
     void handle_backend(const proto::Envelope& env);
@@ -249,6 +271,11 @@ private:
     std::vector<ResultItem> results_;
     JobQueues queues_;
     Schedule schedule_;
+    // Flows not settled in Redis (K.flows) as the last SETTLE counted them; 1 at a resync, so
+    // the first SETTLE counts them.
+    std::size_t flows_live_ = 0;
+    bool settling_ = false;  // a SETTLE is in flight
+    Clock::time_point next_settle_{};
     bool promoting_ = false;  // a PROMOTE is in flight
     bool expiring_ = false;   // an EXPIRE_DUE is in flight
     Clock::time_point next_deadline_check_{};

@@ -14,7 +14,7 @@ namespace sluice::broker::scripts {
 // Arguments per job of the batch scripts (SUBMIT, START, SUCCEED), after their settings
 // (batches.hpp, batch_args).
 
-inline constexpr std::size_t SUBMIT_STRIDE = 20;
+inline constexpr std::size_t SUBMIT_STRIDE = 23;
 inline constexpr std::size_t START_STRIDE = 3;
 inline constexpr std::size_t SUCCEED_STRIDE = 3;
 // Elements per job in the reply of LOAD_QUEUE.
@@ -51,7 +51,8 @@ inline std::string key_names() {
            ", deadlines = " + quoted(keys::DEADLINES) + ", webhooks = " + quoted(keys::WEBHOOKS) +
            ", webhook_attempts = " + quoted(keys::WEBHOOK_ATTEMPTS_PREFIX) +
            ", webhook_endpoints = " + quoted(keys::WEBHOOK_ENDPOINTS_PREFIX) + ", leader = " + quoted(keys::LEADER) +
-           ", epoch = " + quoted(keys::EPOCH) + ", cache = " + quoted(keys::CACHE_PREFIX) + "}\n";
+           ", epoch = " + quoted(keys::EPOCH) + ", cache = " + quoted(keys::CACHE_PREFIX) + ", flows = " + quoted(keys::FLOWS) +
+           ", settle = " + quoted(keys::FLOW_SETTLE) + "}\n";
 }
 
 // Every script the broker runs on job state starts with HEAD: the key names, then the fence.
@@ -89,8 +90,9 @@ inline const std::string CALL = HEAD + "return redis.call(unpack(ARGV))\n";
 //   finish: gives a job that reached a terminal state its time to live (and takes it out of
 //   K.followed: nobody needs to cancel it any more), charges its tenant the bytes it gained
 //   since it was last charged (`charged`), notes in K.expiring when Redis will drop it, for
-//   SWEEP to give the bytes back, and takes it off K.deadlines. Returns the job's cache key and
-//   cache ttl (nil without options.cache_ttl_s), read with the rest, for SUCCEED.
+//   SWEEP to give the bytes back, and takes it off K.deadlines; a flow's child tells its parent
+//   (K.settle, for SETTLE). Returns the job's cache key and cache ttl (nil without
+//   options.cache_ttl_s), read with the rest, for SUCCEED.
 //   expire: a queued or scheduled job past its expire_at_ms ends failed with error_code
 //   'expired', without an attempt (no history entry) and outside the dead set: nobody waits
 //   for it any more.
@@ -157,7 +159,8 @@ local function finish(id, now, ttl)
   redis.call('EXPIRE', K.events .. id, ttl)
   redis.call('EXPIRE', K.history .. id, ttl)
   redis.call('EXPIRE', K.webhook_attempts .. id, ttl)
-  local j = redis.call('HMGET', job, 'tenant', 'bytes', 'charged', 'cache_key', 'cache_ttl_s')
+  local j = redis.call('HMGET', job, 'tenant', 'bytes', 'charged', 'cache_key', 'cache_ttl_s', 'parent')
+  if j[6] then redis.call('RPUSH', K.settle, j[6]) end
   local bytes = tonumber(j[2]) or 0
   if j[1] and bytes > 0 then
     redis.call('HINCRBY', K.tenant_bytes, j[1], bytes - (tonumber(j[3]) or 0))
@@ -225,21 +228,28 @@ end
 // none: then the job hash has neither it nor its limit), concurrency limit, disconnect grace ms
 // (0: none; else the job's first deadline in K.followed is now + grace), run_at_ms (0: now),
 // expire_at_ms (0: never), webhook url ('' for none: then the job hash has neither it nor its
-// events), webhook events (comma-joined), traceparent ('' for none), cache ttl_s (0: none). A
-// job due later than now is `scheduled` (in K.scheduled, first event `scheduled`) instead of
+// events), webhook events (comma-joined), traceparent ('' for none), cache ttl_s (0: none),
+// then the flow: parent id ('' for none: a child has one), children ids (comma-joined, '' for
+// none: a flow's parent, whose children follow it in the batch), the child's on_failure ('' for
+// none). A flow's parent waits as `waiting_children` (in K.flows, out of every queue, first event
+// `waiting_children`), and is stored with all its children or not at all: what refuses it
+// (a replay, an existing id, the byte budget, counted for the whole flow) answers 'skipped' for
+// each child. A job due later than now is `scheduled` (in K.scheduled, first event `scheduled`) instead of
 // queued; a job with a deadline is in K.deadlines until it starts. A job is charged to its
 // tenant at once: JOB_BASE_BYTES plus its input. With a cache ttl, a job of the same tenant,
 // type and input that succeeded within it (K.cache, written by SUCCEED) answers instead, and
 // nothing is stored; else the job keeps its cache key for SUCCEED.
-// Returns one answer per job, in order: 'ok', 'exists', {'replay' | 'conflict', original id, its
-// status now ('' once expired)}, {'cached', the job that succeeded} or {'over_budget', bytes the
-// tenant holds}.
+// Returns one answer per job, in order: 'ok', 'exists', 'skipped', {'replay' | 'conflict',
+// original id, its status now ('' once expired)}, {'cached', the job that succeeded} or
+// {'over_budget', bytes the tenant holds}.
 inline const std::string SUBMIT = PRELUDE + stride(SUBMIT_STRIDE) + "local JOB_BASE_BYTES = " +
                                   std::to_string(JOB_BASE_BYTES) + "\n" + R"lua(
 local now, budget, idem_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local out, held, added = {}, {}, {}
+local skip = 0  -- children still to pass over: their parent was not stored
 for i = 4, #ARGV, STRIDE do
   local id, tenant, type, idem, hash = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 8], ARGV[i + 9]
+  local children = ARGV[i + 21]
   local job = K.job .. id
   local prior = idem ~= '' and redis.call('GET', idem)
   local cache_ttl = tonumber(ARGV[i + 19])
@@ -247,11 +257,19 @@ for i = 4, #ARGV, STRIDE do
   local cache_key = cache_ttl > 0 and K.cache .. tenant .. ':' .. redis.sha1hex(type .. '\n' .. ARGV[i + 3])
   local hit = cache_key and redis.call('GET', cache_key)
   local bytes = JOB_BASE_BYTES + #ARGV[i + 3]
+  local flow_size, flow_bytes = 0, bytes
+  if children ~= '' then
+    flow_size = math.floor(#children / 37) + 1  -- ids are 36-character UUIDs, comma-joined
+    for c = 1, flow_size do flow_bytes = flow_bytes + JOB_BASE_BYTES + #ARGV[i + c * STRIDE + 3] end
+  end
   if not held[tenant] then
     held[tenant] = tonumber(redis.call('HGET', K.tenant_bytes, tenant) or '0')
     added[tenant] = 0
   end
-  if prior then
+  if skip > 0 then
+    skip = skip - 1
+    out[#out + 1] = 'skipped'
+  elseif prior then
     local prior_hash, original = string.match(prior, '^(%S*) (%S+)$')
     out[#out + 1] = {prior_hash == hash and 'replay' or 'conflict', original,
                      redis.call('HGET', K.job .. original, 'status') or ''}
@@ -259,7 +277,7 @@ for i = 4, #ARGV, STRIDE do
     out[#out + 1] = {'cached', hit}
   elseif redis.call('EXISTS', job) == 1 then
     out[#out + 1] = 'exists'
-  elseif held[tenant] + bytes > budget then
+  elseif held[tenant] + flow_bytes > budget then
     out[#out + 1] = {'over_budget', string.format('%d', held[tenant])}
   else
     held[tenant] = held[tenant] + bytes
@@ -286,8 +304,13 @@ for i = 4, #ARGV, STRIDE do
       redis.call('HSET', job, 'expire_at_ms', expire_at)
       redis.call('ZADD', K.deadlines, expire_at, id)
     end
+    if ARGV[i + 20] ~= '' then redis.call('HSET', job, 'parent', ARGV[i + 20], 'on_failure', ARGV[i + 22]) end
     local first = 'queued'
-    if tonumber(run_at) > tonumber(now) then
+    if children ~= '' then
+      first = 'waiting_children'
+      redis.call('HSET', job, 'status', first, 'children', children)
+      redis.call('SADD', K.flows, id)
+    elseif tonumber(run_at) > tonumber(now) then
       first = 'scheduled'
       redis.call('HSET', job, 'status', first, 'run_at_ms', run_at)
       redis.call('ZADD', K.scheduled, run_at, id)
@@ -303,6 +326,7 @@ for i = 4, #ARGV, STRIDE do
     webhook_deliveries(id, first, 1, now, {tenant, ARGV[i + 16] ~= '' and ARGV[i + 16] or false, ARGV[i + 17]})
     out[#out + 1] = 'ok'
   end
+  if out[#out] ~= 'ok' then skip = flow_size end
 end
 for tenant, bytes in pairs(added) do
   if bytes > 0 then redis.call('HINCRBY', K.tenant_bytes, tenant, bytes) end
@@ -315,7 +339,8 @@ return out
 // running zset scores each job by its lease deadline (now + timeout_s + grace). A job past its
 // expire_at_ms does not start: it ends failed, `expired` (the check at dispatch: no worker ever
 // sees it). Returns one answer per job: {'ok', attempt, input, timeout_s, traceparent ('' for
-// none)}, {'expired'} or {'not_queued'}.
+// none), children}, {'expired'} or {'not_queued'}; `children` is empty but for a flow's parent:
+// five per child, in the order given: id, type, status, result ('' for none), error.
 inline const std::string START = PRELUDE + stride(START_STRIDE) + R"lua(
 local now, maxlen, grace, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local out = {}
@@ -331,13 +356,18 @@ for i = 5, #ARGV, STRIDE do
   else
     redis.call('ZREM', K.deadlines, id)
     local attempt = redis.call('HINCRBY', job, 'attempts', 1)
-    local j = redis.call('HMGET', job, 'input', 'timeout_s', 'traceparent')
+    local j = redis.call('HMGET', job, 'input', 'timeout_s', 'traceparent', 'children')
+    local outcomes = {}
+    for child in string.gmatch(j[4] or '', '[^,]+') do
+      local c = redis.call('HMGET', K.job .. child, 'type', 'status', 'result', 'error')
+      for _, v in ipairs({child, c[1] or '', c[2] or 'expired', c[3] or '', c[4] or ''}) do outcomes[#outcomes + 1] = v end
+    end
     redis.call('HSET', job, 'status', 'running', 'started_ms', now, 'worker', worker)
     redis.call('ZREM', K.queue .. ARGV[i + 2], id)
     local deadline = tonumber(now) + 1000 * tonumber(j[2]) + grace
     redis.call('ZADD', K.running, string.format('%.0f', deadline), id)
     add_event(id, maxlen, now, {'event', 'started', 'attempt', attempt, 'worker', worker})
-    out[#out + 1] = {'ok', attempt, j[1], tonumber(j[2]), j[3] or ''}
+    out[#out + 1] = {'ok', attempt, j[1], tonumber(j[2]), j[3] or '', outcomes}
   end
 end
 return out
@@ -388,15 +418,19 @@ if not is_current(ARGV[1], ARGV[2]) then return 'stale' end
 return lost_or_failed(ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8] == '1', ARGV[9], ARGV[10])
 )lua";
 
-// scheduled|queued|running -> canceled, with the reason its event gives ('' for none). Returns
-// the status it left ('scheduled', 'queued' or 'running'), 'not_found' or 'finished'.
+// scheduled|queued|running|waiting_children -> canceled, with the reason its event gives ('' for
+// none); a flow's parent has SETTLE cancel its children. Returns the status it left
+// ('scheduled', 'queued', 'running' or 'waiting_children'), 'not_found' or 'finished'.
 inline const std::string CANCEL_JOB = R"lua(
 local function cancel(id, now, maxlen, ttl, reason)
   local job = K.job .. id
   local j = redis.call('HMGET', job, 'status', 'type')
   if not j[1] then return 'not_found' end
-  if j[1] ~= 'queued' and j[1] ~= 'running' and j[1] ~= 'scheduled' then return 'finished' end
+  if j[1] ~= 'queued' and j[1] ~= 'running' and j[1] ~= 'scheduled' and j[1] ~= 'waiting_children' then
+    return 'finished'
+  end
   if j[1] == 'running' then record(id, now, 'canceled', reason) end
+  if j[1] == 'waiting_children' then redis.call('RPUSH', K.settle, id) end
   redis.call('HSET', job, 'status', 'canceled', 'finished_ms', now)
   redis.call('ZREM', K.queue .. j[2], id)
   redis.call('ZREM', K.scheduled, id)

@@ -68,6 +68,10 @@ void Broker::handle_backend(const proto::Envelope& env) {
             if (auto msg = proto::decode_body<proto::Canceled>(env.body)) handle_canceled(peer, *msg);
             else ok = false;
             break;
+        case proto::Command::SPAWN:
+            if (auto msg = proto::decode_body<proto::Spawn>(env.body)) handle_spawn(peer, *msg);
+            else ok = false;
+            break;
         case proto::Command::DISCONNECT:
             // A worker shutting down gracefully: it gets no new jobs, and the ones it holds
             // finish (or come back when its heartbeats stop).
@@ -322,10 +326,21 @@ void Broker::started(const StartItem& job, const redisReply* r) {
         return fail_job(job.job_id, Attempt{job.identity, job.type, job.priority, job.owner, attempt}, "worker lost",
                         "lost", true);
     }
+    proto::Job msg{job.job_id, job.type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s,
+                   dispatch_span(job, *worker, attempt, r->elements >= 5 ? reply_text(r->element[4]) : ""),
+                   encode_children(r->elements >= 6 ? r->element[5] : nullptr)};
+    // A worker takes no frame past SLUICE_MAX_INPUT_BYTES (and 64 KiB): a flow's parent whose
+    // children's results do not fit could never run.
+    if (msg.input.size() + msg.children.size() > config_.max_input_bytes) {
+        jobs_.finish(job.identity, job.job_id, attempt);
+        return fail_job(job.job_id, Attempt{job.identity, job.type, job.priority, job.owner, attempt},
+                        fmt::format("its input and its children's results are too large for a worker ({} bytes, "
+                                    "limit {}: SLUICE_MAX_INPUT_BYTES)",
+                                    msg.input.size() + msg.children.size(), config_.max_input_bytes),
+                        "failed", false);
+    }
     metrics_.count(job.type, BrokerMetrics::STARTED);
     metrics_.queue_waited(job.type, now_ms() - job.enqueued_ms);
-    proto::Job msg{job.job_id, job.type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s,
-                   dispatch_span(job, *worker, attempt, r->elements >= 5 ? reply_text(r->element[4]) : "")};
     send_to_worker(*worker, proto::Command::JOB, proto::encode_body(msg));
 }
 

@@ -64,6 +64,12 @@ inline constexpr std::string_view EPOCH = "sluice:broker:epoch";
 // with the cache ttl it was submitted with.
 inline constexpr std::string_view CACHE_PREFIX = "sluice:cache:";
 
+// Flows (POST /v1/flows, ctx.spawn): set of the ids of parents whose flow is not settled yet
+// (waiting for children, or ended with children still to cancel); list of the parents a child's
+// end (or the parent's own cancel) concerns, in the order it happened, for the broker's SETTLE.
+inline constexpr std::string_view FLOWS = "sluice:flow:waiting";
+inline constexpr std::string_view FLOW_SETTLE = "sluice:flow:settle";
+
 // Set of the job types any worker has declared.
 inline constexpr std::string_view TYPES = "sluice:types";
 // Hash of job type -> the JSON Schema of its input as a worker last declared it in READY (JSON

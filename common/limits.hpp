@@ -51,6 +51,10 @@ inline constexpr std::int64_t EXPIRE_AFTER_MS_MIN = 1000, EXPIRE_AFTER_MS_MAX = 
 // time a finished job stays in Redis (SLUICE_JOB_TTL_S): an entry never outlives its job's
 // default lifetime, and the broker caps it at the configured one.
 inline constexpr std::int64_t CACHE_TTL_S_MIN = 1, CACHE_TTL_S_MAX = 7 * 24 * 3600;
+// Children of one flow (POST /v1/flows, or one SPAWN): a fan-out, not a batch submit. Each child
+// is a job of its own with its own bounds; the parent's JOB carries all their results, which
+// must fit in its worker's SLUICE_MAX_INPUT_BYTES.
+inline constexpr std::size_t MAX_FLOW_CHILDREN = 100;
 // The broker checks a SUBMIT's run_at_ms and expire_at_ms against its own clock with this much
 // slack, for the api's clock and the trip between them.
 inline constexpr std::int64_t CLOCK_SLACK_MS = 60 * 1000;

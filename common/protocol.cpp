@@ -10,6 +10,7 @@ const char* command_name(std::uint8_t id) {
         case Command::PING: return "PING";
         case Command::REPLY: return "REPLY";
         case Command::RETRY: return "RETRY";
+        case Command::FLOW: return "FLOW";
         case Command::READY: return "READY";
         case Command::JOB: return "JOB";
         case Command::PROGRESS: return "PROGRESS";
@@ -20,6 +21,7 @@ const char* command_name(std::uint8_t id) {
         case Command::CANCELED: return "CANCELED";
         case Command::HEARTBEAT: return "HEARTBEAT";
         case Command::DISCONNECT: return "DISCONNECT";
+        case Command::SPAWN: return "SPAWN";
     }
     return nullptr;
 }

@@ -27,6 +27,7 @@ enum class Command : std::uint8_t {
     PING = 3,
     REPLY = 4,
     RETRY = 5,
+    FLOW = 6,
     READY = 16,
     JOB = 17,
     PROGRESS = 18,
@@ -37,6 +38,7 @@ enum class Command : std::uint8_t {
     CANCELED = 23,
     HEARTBEAT = 24,
     DISCONNECT = 25,
+    SPAWN = 26,
 };
 
 // Returns the command's name for logs ("SUBMIT"), or nullptr for an unknown id.
@@ -73,6 +75,18 @@ struct Submit {
                    idempotency_key, request_hash, key_id, submits_per_s, concurrency_key, concurrency_limit,
                    disconnect_grace_ms, run_at_ms, expire_at_ms, webhook_url, webhook_events, traceparent,
                    cache_ttl_s)
+};
+
+// A flow (POST /v1/flows): a parent job that waits for its children. Each job is a SUBMIT body
+// of its own (decoded with decode_body<Submit>, so every field is checked as for a SUBMIT; their
+// req_ids are not used); `on_failure` is parallel to `children`: "fail_parent" or "ignore".
+struct Flow {
+    static constexpr Command command = Command::FLOW;
+    std::uint64_t req_id = 0;
+    Bytes parent;
+    std::vector<Bytes> children;
+    std::vector<std::string> on_failure;
+    MSGPACK_DEFINE(req_id, parent, children, on_failure)
 };
 
 struct Cancel {
@@ -129,7 +143,10 @@ struct Job {
     std::uint32_t timeout_s = 0;
     // W3C trace context the worker's spans for this attempt descend from; empty for none
     std::string traceparent;
-    MSGPACK_DEFINE(job_id, type, input, attempt, timeout_s, traceparent)
+    // A flow's parent: its children's outcomes, one msgpack array of maps {id, type, status,
+    // result, error} in the order they were given; empty (no bytes) for any other job.
+    Bytes children;
+    MSGPACK_DEFINE(job_id, type, input, attempt, timeout_s, traceparent, children)
 };
 
 struct Progress {
@@ -178,6 +195,18 @@ struct Canceled {
     std::string job_id;
     std::uint32_t attempt = 0;
     MSGPACK_DEFINE(job_id, attempt)
+};
+
+// The running attempt starts children (ctx.spawn) and ends: the job waits for them as a flow's
+// parent, and runs again with their outcomes. types, inputs and on_failure are parallel.
+struct Spawn {
+    static constexpr Command command = Command::SPAWN;
+    std::string job_id;
+    std::uint32_t attempt = 0;
+    std::vector<std::string> types;
+    std::vector<Bytes> inputs;
+    std::vector<std::string> on_failure;
+    MSGPACK_DEFINE(job_id, attempt, types, inputs, on_failure)
 };
 
 struct Heartbeat {

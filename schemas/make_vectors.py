@@ -56,6 +56,13 @@ CASES: list[tuple[str, object]] = [
         2**64 - 2, "j" * 40, "t" * 32, "type-" * 8, pack([1, -1, 2**40]), 2**63 - 1, 65536, 300, "k" * 255, "h" * 64, "i" * 32, 65536,
         "c" * 128, 1000, 3600000, 2**32, 0, "https://" + "w" * 40,
         ["started", "retrying", "succeeded", "failed", "canceled", "queued"], "t" * 55)),
+    # FLOW
+    ("two children", p.Flow(9, p.encode_body(p.Submit(0, "0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10", "default", "analyze",
+                                                      pack({"text": "hi"}), 0, 3, 60, "", "", "", 0, "", 0, 0, 0, 0, "", [], "")),
+                            [p.encode_body(p.Submit(0, "1b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10", "default", "sentiment",
+                                                    pack({"text": "hi"}), 0, 3, 60, "", "", "", 0, "", 0, 0, 0, 0, "", [], "")),
+                             b""], ["fail_parent", "ignore"])),
+    ("no children, empty parent", p.Flow(2**64 - 1, b"", [], [])),
     # CANCEL / PING / REPLY
     ("basic", p.Cancel(42, "0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10")),
     ("basic", p.Retry(43, "0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10")),
@@ -75,6 +82,9 @@ CASES: list[tuple[str, object]] = [
     ("bin holding a nested msgpack map", p.Job("job-2", "text_stats", NESTED_INPUT, 3, 0,
                                                          "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")),
     ("empty input bin, u32 max attempt", p.Job("job-3", "echo", b"", 2**32 - 1, 1, "ü")),
+    ("a flow's parent with its children's outcomes", p.Job("job-4", "analyze", pack({"text": "hi"}), 2, 60, "", pack(
+        [{"id": "c1", "type": "sentiment", "status": "succeeded", "result": {"label": "positive"}, "error": ""},
+         {"id": "c2", "type": "entities", "status": "failed", "result": None, "error": "boom «x»"}]))),
     # PROGRESS
     ("fraction 0.25", p.Progress("job-1", 1, 0.25, "a quarter")),
     ("fraction 0.5, empty message", p.Progress("job-1", 2, 0.5, "")),
@@ -98,6 +108,10 @@ CASES: list[tuple[str, object]] = [
     # CANCEL_JOB / CANCELED
     ("basic", p.CancelJob("job-1", 1)),
     ("basic", p.Canceled("job-1", 2)),
+    # SPAWN
+    ("three children", p.Spawn("job-1", 1, ["sentiment", "entities", "summarize"],
+                               [pack({"text": "a"}), pack({"text": "b"}), b""], ["fail_parent", "ignore", "fail_parent"])),
+    ("none", p.Spawn("job-1", 2**32 - 1, [], [], [])),
     # HEARTBEAT / DISCONNECT
     ("empty body", p.Heartbeat()),
     ("empty body", p.Disconnect()),
@@ -105,6 +119,8 @@ CASES: list[tuple[str, object]] = [
 
 
 def field_to_json(kind: str, value: object) -> object:
+    if kind == p.BIN_LIST:
+        return [v.hex() for v in value]
     return value.hex() if kind == p.BIN else value
 
 

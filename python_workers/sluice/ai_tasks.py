@@ -13,8 +13,9 @@ Inputs and results (every result also holds "model", the model's name, and "usag
                repeats the piece is asked for again, then replaced by the piece's first sentence
     sentiment  {"text": str} -> {"label": "positive"|"negative"|"neutral", "score": 0..1}
     entities   {"text": str} -> {"entities": [{"text": str, "type": str}, ...]}
-    analyze    {"text": str} -> {"sentiment": {...}, "entities": [...], "summary": str}: the
-               three above run in parallel on one text
+    analyze    {"text": str} -> {"sentiment": {...}, "entities": [...], "summary": str}: a
+               flow (README.md, "Flows"): the three above run as child jobs, on any workers
+               at once, and analyze aggregates their results
 
 Each task declares its input as a pydantic model (TextTaskInput, ChatInput: registry.py, typed
 inputs), so the api answers 422 invalid_input to a submit that does not fit it. Bad input that
@@ -47,7 +48,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import RunnableConfig, RunnableLambda, RunnableParallel
+from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -661,47 +662,33 @@ async def entities(value: TextTaskInput, ctx) -> dict:
     return await _one_chain("entities", value, entities_of, lambda found: {"entities": found})
 
 
-# ---- analyze: the three in parallel ------------------------------------------------------------
+# ---- analyze: a flow of the three -----------------------------------------------------------
 
-
-def analyze_chain(model: Any, recorder: UsageRecorder,
-                  on_part_done: Callable[[str], Awaitable[None]] | None = None,
-                  max_tokens: int | None = None):
-    """text -> {"sentiment", "entities", "summary"}: a RunnableParallel of the three tasks;
-    on_part_done(name) is awaited as each part finishes."""
-
-    def part(name: str, run: Callable[[str], Awaitable[Any]]) -> RunnableLambda:
-        async def step(text: str) -> Any:
-            value = await run(text)
-            if on_part_done is not None:
-                await on_part_done(name)
-            return value
-        return RunnableLambda(step, name=name)
-
-    async def summary(text: str) -> str:
-        return (await summarize_text(text, model, recorder, None, max_tokens))["summary"]
-
-    return RunnableParallel(
-        sentiment=part("sentiment", lambda t: sentiment_of(t, model, recorder, max_tokens)),
-        entities=part("entities", lambda t: entities_of(t, model, recorder, max_tokens)),
-        summary=part("summary", summary),
-    )
+ANALYZE_PARTS = ("sentiment", "entities", "summarize")
 
 
 @task("analyze")
 async def analyze(value: TextTaskInput, ctx) -> dict:
     """{"text"} -> {"sentiment": {"label", "score"}, "entities": [...], "summary": str,
-    "model", "usage" (summed over the three)}; a progress event as each part finishes."""
+    "model", "usage" (summed over the three)}. A flow: the first run spawns sentiment, entities
+    and summarize as three jobs (any workers may run them at once; the job waits without a
+    slot), the second aggregates their results. A part that failed fails the job."""
     value = as_plain(value)
     text = _text_input("analyze", value)
     max_tokens = _max_tokens("analyze", value)
-    model = get_chat_model()
-    recorder = UsageRecorder()
-    finished: list[str] = []
-
-    async def part_done(name: str) -> None:
-        finished.append(name)
-        await ctx.progress(len(finished) / 3, f"{name} done")
-
-    result = await analyze_chain(model, recorder, part_done, max_tokens).ainvoke(text)
-    return recorder.stamp(dict(result), model)
+    if not ctx.children:
+        part_input = {"text": text} if max_tokens is None else {"text": text, "max_tokens": max_tokens}
+        for part in ANALYZE_PARTS:
+            await ctx.spawn(part, part_input)
+        return None
+    results = {child["type"]: child["result"] for child in ctx.children}
+    missing = [part for part in ANALYZE_PARTS if not isinstance(results.get(part), dict)]
+    if missing:
+        raise NonRetryableError(f"analyze: no result from {', '.join(missing)}")
+    usage = {key: sum(int(results[part].get("usage", {}).get(key, 0)) for part in ANALYZE_PARTS)
+             for key in ("prompt_tokens", "completion_tokens")}
+    sentiment_result = results["sentiment"]
+    return {"sentiment": {"label": sentiment_result.get("label"), "score": sentiment_result.get("score")},
+            "entities": results["entities"].get("entities", []),
+            "summary": results["summarize"].get("summary", ""),
+            "model": sentiment_result.get("model"), "usage": usage}

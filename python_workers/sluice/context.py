@@ -18,6 +18,18 @@ worker's outbox has drained below its bound (WorkerConfig.outbox_bytes): nothing
 Once the job has finished (result sent, cancelled, timed out) further progress/emit calls are
 dropped silently.
 
+Flows: a job started by POST /v1/flows, or one that spawned children, runs with their outcomes in
+`ctx.children` (a list of {"id", "type", "status", "result", "error"}, in the order given). A
+handler starts children with spawn(); once it returns, the job waits for them without holding a
+slot, then runs again with `ctx.children` filled (its return value of the spawning run is not
+kept):
+
+    if not ctx.children:
+        for task in ("sentiment", "entities"):
+            await ctx.spawn(task, {"text": text})
+        return None
+    return {c["type"]: c["result"] for c in ctx.children}
+
 Cancellation: an async handler is cancelled with asyncio (CancelledError at its next await).
 A sync handler cannot be interrupted; it should check `ctx.cancelled` between steps and return
 early: its answer is dropped anyway, but its thread stays busy until it returns.
@@ -28,12 +40,18 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Callable
+from typing import Any, Callable
+
+import msgpack
 
 from . import protocol as p
 
 # A callback that sends one message about this job (thread-safety depends on the context kind).
 Report = Callable[[p.Message], None]
+
+ON_FAILURE = ("fail_parent", "ignore")
+# Children one run may spawn (common/limits.hpp MAX_FLOW_CHILDREN).
+MAX_CHILDREN = 100
 
 
 class _ContextBase:
@@ -47,9 +65,12 @@ class _ContextBase:
         deadline: time.monotonic() value at which the worker cancels the handler, or None when
             the job has no timeout. Compare with time.monotonic(), or use time_left().
         worker_name: the name this worker registered with.
+        children: a flow's parent: its children's outcomes, [{"id", "type", "status",
+            "result", "error"}, ...] in the order given; [] for any other job.
     """
 
-    def __init__(self, job: p.Job, worker_name: str, report: Report) -> None:
+    def __init__(self, job: p.Job, worker_name: str, report: Report,
+                 children: list[dict[str, Any]] | None = None) -> None:
         self.job_id = job.job_id
         self.type = job.type
         self.attempt = job.attempt
@@ -58,6 +79,9 @@ class _ContextBase:
         self.deadline: float | None = None
         self._report = report
         self._cancelled = False
+        self.children = children or []
+        # (type, packed input, on_failure) of each child spawned in this run.
+        self._spawned: list[tuple[str, bytes, str]] = []
 
     @property
     def cancelled(self) -> bool:
@@ -84,6 +108,22 @@ class _ContextBase:
             raise TypeError("progress message must be a str")
         return p.Progress(self.job_id, self.attempt, min(max(fraction, 0.0), 1.0), message)
 
+    def _add_child(self, type: str, input: Any, on_failure: str) -> None:
+        if not isinstance(type, str) or not type:
+            raise TypeError("spawn() takes a job type name (str)")
+        if on_failure not in ON_FAILURE:
+            raise ValueError(f"on_failure must be one of {', '.join(ON_FAILURE)}, got {on_failure!r}")
+        if len(self._spawned) >= MAX_CHILDREN:
+            raise ValueError(f"a run spawns at most {MAX_CHILDREN} children")
+        self._spawned.append((type, msgpack.packb(input, use_bin_type=True), on_failure))
+
+    def _spawn_message(self) -> p.Spawn | None:
+        """The SPAWN that ends this run, or None when it spawned nothing."""
+        if not self._spawned:
+            return None
+        types, inputs, on_failure = (list(column) for column in zip(*self._spawned))
+        return p.Spawn(self.job_id, self.attempt, types, inputs, on_failure)
+
     def _chunk_message(self, text: str) -> p.Chunk:
         if not isinstance(text, str):
             raise TypeError(f"emit() takes a str, got {type(text).__name__}")
@@ -97,8 +137,9 @@ class JobContext(_ContextBase):
     """Context of an async handler: `await ctx.progress(...)`, `await ctx.emit(...)`."""
 
     def __init__(self, job: p.Job, worker_name: str, report: Report,
-                 room: asyncio.Event | None = None) -> None:
-        super().__init__(job, worker_name, report)
+                 room: asyncio.Event | None = None,
+                 children: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(job, worker_name, report, children)
         # Set while the worker's outbox has room; None: reports never wait.
         self._room = room
 
@@ -111,6 +152,12 @@ class JobContext(_ContextBase):
         """Streams a chunk of output text (e.g. LLM tokens) to the job's listeners."""
         self._report(self._chunk_message(text))
         await self._after_report()
+
+    async def spawn(self, type: str, input: Any = None, *, on_failure: str = "fail_parent") -> None:
+        """Starts a child job of `type` with `input` once this run returns (on_failure:
+        "fail_parent" fails this job if the child fails; "ignore" runs it anyway). The job then
+        waits for all its children and runs again with their outcomes in `ctx.children`."""
+        self._add_child(type, input, on_failure)
 
     async def _after_report(self) -> None:
         if self._room is not None and not self._room.is_set():
@@ -131,3 +178,7 @@ class SyncJobContext(_ContextBase):
     def emit(self, text: str) -> None:
         """Streams a chunk of output text to the job's listeners. Thread-safe."""
         self._report(self._chunk_message(text))
+
+    def spawn(self, type: str, input: Any = None, *, on_failure: str = "fail_parent") -> None:
+        """JobContext.spawn() for a sync handler."""
+        self._add_child(type, input, on_failure)

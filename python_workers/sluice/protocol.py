@@ -53,6 +53,7 @@ class Command(enum.IntEnum):
     PING = 3
     REPLY = 4
     RETRY = 5
+    FLOW = 6
     READY = 16
     JOB = 17
     PROGRESS = 18
@@ -63,6 +64,7 @@ class Command(enum.IntEnum):
     CANCELED = 23
     HEARTBEAT = 24
     DISCONNECT = 25
+    SPAWN = 26
 
 
 def command_name(command_id: int) -> str:
@@ -87,6 +89,7 @@ STR = "str"
 BIN = "bin"
 BOOL = "bool"
 STR_LIST = "[str]"
+BIN_LIST = "[bin]"
 
 
 @dataclass
@@ -114,6 +117,14 @@ class Submit:
     traceparent: str = _wire(STR, default="")  # W3C trace context of the api's submit span
     cache_ttl_s: int = _wire(U32, default=0)  # options.cache_ttl_s: 0 none
 
+
+@dataclass
+class Flow:
+    COMMAND: ClassVar[Command] = Command.FLOW
+    req_id: int = _wire(U64)
+    parent: bytes = _wire(BIN)  # the parent's SUBMIT body
+    children: list[bytes] = _wire(BIN_LIST)  # each child's SUBMIT body
+    on_failure: list[str] = _wire(STR_LIST)  # parallel to children: "fail_parent" or "ignore"
 
 
 @dataclass
@@ -170,6 +181,9 @@ class Job:
     timeout_s: int = _wire(U32)
     # W3C trace context the worker's spans for this attempt descend from; "" for none.
     traceparent: str = _wire(STR, default="")
+    # A flow's parent: its children's outcomes as one msgpack array of maps (id, type, status,
+    # result, error); b"" for any other job.
+    children: bytes = _wire(BIN, default=b"")
 
 
 @dataclass
@@ -221,6 +235,16 @@ class Canceled:
 
 
 @dataclass
+class Spawn:
+    COMMAND: ClassVar[Command] = Command.SPAWN
+    job_id: str = _wire(STR)
+    attempt: int = _wire(U32)
+    types: list[str] = _wire(STR_LIST)
+    inputs: list[bytes] = _wire(BIN_LIST)  # each child's input, msgpack-encoded
+    on_failure: list[str] = _wire(STR_LIST)
+
+
+@dataclass
 class Heartbeat:
     COMMAND: ClassVar[Command] = Command.HEARTBEAT
 
@@ -231,15 +255,15 @@ class Disconnect:
 
 
 Message = Union[
-    Submit, Cancel, Retry, Ping, Reply, Ready, Job, Progress, Chunk, Result, Failure, CancelJob,
-    Canceled, Heartbeat, Disconnect,
+    Submit, Flow, Cancel, Retry, Ping, Reply, Ready, Job, Progress, Chunk, Result, Failure,
+    CancelJob, Canceled, Heartbeat, Disconnect, Spawn,
 ]
 
 # Command id -> message class, for decode().
 MESSAGE_TYPES: dict[int, type] = {
     cls.COMMAND: cls
-    for cls in (Submit, Cancel, Retry, Ping, Reply, Ready, Job, Progress, Chunk, Result, Failure,
-                CancelJob, Canceled, Heartbeat, Disconnect)
+    for cls in (Submit, Flow, Cancel, Retry, Ping, Reply, Ready, Job, Progress, Chunk, Result,
+                Failure, CancelJob, Canceled, Heartbeat, Disconnect, Spawn)
 }
 
 
@@ -282,6 +306,10 @@ def _check(kind: str, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise TypeError("expected a list of str")
         return list(value)
+    if kind == BIN_LIST:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError("expected a list of bytes")
+        return [_check(BIN, v) for v in value]
     raise AssertionError(f"unknown wire type {kind}")
 
 
@@ -344,6 +372,8 @@ def _check_decoded(kind: str, value: Any) -> Any:
     """Like _check, but a bin must arrive as msgpack bin (bytes), never as a str."""
     if kind == BIN and not isinstance(value, bytes):
         raise TypeError(f"expected msgpack bin, got {type(value).__name__}")
+    if kind == BIN_LIST and isinstance(value, list) and not all(isinstance(v, bytes) for v in value):
+        raise TypeError("expected an array of msgpack bin")
     return _check(kind, value)
 
 

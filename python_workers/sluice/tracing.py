@@ -92,7 +92,8 @@ def end_job_span(span: trace.Span, reply: p.Message) -> None:
         span.set_status(Status(StatusCode.ERROR, reply.error[:256]))
         span.set_attribute("sluice.job.outcome", "failed")
     else:
-        span.set_attribute("sluice.job.outcome", "succeeded" if isinstance(reply, p.Result) else "canceled")
+        outcome = {p.Result: "succeeded", p.Spawn: "spawned"}.get(type(reply), "canceled")
+        span.set_attribute("sluice.job.outcome", outcome)
 
 
 def model_span_callbacks() -> list[Any]:

@@ -430,12 +430,17 @@ class Worker:
             except pydantic.ValidationError as exc:
                 self._reject(job, _error_text(f"invalid input for {job.type}: {_validation_text(exc)}"))
                 return
+        try:
+            children = msgpack.unpackb(job.children, raw=False, strict_map_key=False) if job.children else []
+        except Exception as exc:
+            self._reject(job, f"invalid children outcomes: not one msgpack value ({exc})")
+            return
         run = _Run(job, spec, value)
         if spec.is_async:
             run.ctx = JobContext(job, self.config.name, lambda msg: self._report(run, msg),
-                                 self._room)
+                                 self._room, children)
         else:
-            run.ctx = SyncJobContext(job, self.config.name, self._threadsafe_report(run))
+            run.ctx = SyncJobContext(job, self.config.name, self._threadsafe_report(run), children)
         run.task = asyncio.create_task(self._job_task(run))
         self._runs[key] = run
 
@@ -522,6 +527,9 @@ class Worker:
         except Exception as exc:
             return p.Failure(job.job_id, job.attempt, _error_text(_describe(exc)),
                              not isinstance(exc, NonRetryableError))
+        spawn = run.ctx._spawn_message()
+        if spawn is not None:
+            return spawn
         try:
             return p.Result(job.job_id, job.attempt, msgpack.packb(value, use_bin_type=True))
         except Exception as exc:
@@ -560,12 +568,16 @@ class Worker:
         job = run.job
         duration = time.monotonic() - (started if started is not None else run.received)
         if self.config.metrics is not None:
-            outcome = {p.Result: "succeeded", p.Failure: "failed"}.get(type(reply), "canceled")
+            outcome = {p.Result: "succeeded", p.Failure: "failed",
+                       p.Spawn: "spawned"}.get(type(reply), "canceled")
             self.config.metrics.finished(job.type, outcome, duration if started is not None else None)
         if isinstance(reply, p.Result):
             # Debug only: one line per successful job costs a busy worker a tenth of its time.
             log.debug("job %s succeeded type=%s attempt=%d duration=%.3fs",
                      job.job_id, job.type, job.attempt, duration)
+        elif isinstance(reply, p.Spawn):
+            log.info("job %s spawned %d child(ren) type=%s attempt=%d duration=%.3fs: waiting for them",
+                     job.job_id, len(reply.types), job.type, job.attempt, duration)
         elif isinstance(reply, p.Failure):
             log.info("job %s failed type=%s attempt=%d duration=%.3fs retryable=%s: %s",
                      job.job_id, job.type, job.attempt, duration, reply.retryable, reply.error)

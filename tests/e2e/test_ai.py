@@ -1,6 +1,6 @@
 """AI tasks end to end on the real embedded model (SmolLM2-135M via llama-cpp-python, provider
 `local`): tokens streamed to an SSE client as they are made, cancel stopping generation and
-freeing the slot, analyze's three parts, each built-in AI task through the HTTP API, and the
+freeing the slot, analyze's three parts as a flow, each built-in AI task through the HTTP API, and the
 README's examples answered right, and the same way twice (bench/quality scores the rest).
 
 One Python worker with a single slot, so a job that is still generating would hold up the next
@@ -123,9 +123,14 @@ def test_analyze_returns_sentiment_entities_and_summary(ai):
                for e in out["entities"])
     assert isinstance(out["summary"], str) and out["summary"].strip()
     check_usage(out)
-    progress = [e for e in ai.events(job["id"]) if e["event"] == "progress"]
-    assert sorted(e["data"]["message"] for e in progress) == [
-        "entities done", "sentiment done", "summary done"]
+    # A flow: the three parts ran as child jobs (on this worker's one slot: the parent waited
+    # without holding it), each child's end is in the parent's stream, and the parent ran again.
+    events = ai.events(job["id"])
+    children = [e["data"] for e in events if e["event"] == "child"]
+    assert sorted(c["type"] for c in children) == ["entities", "sentiment", "summarize"]
+    assert all(c["status"] == "succeeded" for c in children)
+    assert [e["event"] for e in events].count("started") == 2
+    assert ai.http.get(f"/v1/jobs/{children[0]['child']}").json()["parent"] == job["id"]
 
 
 def test_readme_examples_are_labelled_right_and_the_same_every_time(ai):

@@ -36,7 +36,8 @@ def test_every_command_has_a_vector():
 
 def _expected_fields(vector):
     cls = p.MESSAGE_TYPES[vector["command"]]
-    return [bytes.fromhex(value) if kind == p.BIN else value
+    return [bytes.fromhex(value) if kind == p.BIN
+            else [bytes.fromhex(v) for v in value] if kind == p.BIN_LIST else value
             for (_, kind), value in zip(p.wire_fields(cls), vector["fields"])]
 
 

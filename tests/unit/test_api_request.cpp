@@ -2,6 +2,7 @@
 // SUBMIT it builds, Idempotency-Key and request hash, job ids, job hash and attempt history ->
 // JSON, event entry -> SSE text, query parsing, route patterns and the HTTP answers built from broker
 // REPLYs.
+#include "job_id.hpp"
 #include "credentials.hpp"
 #include "request.hpp"
 
@@ -281,7 +282,7 @@ TEST_CASE("job ids are random UUIDv4") {
     int bit_ones[128] = {};
     const int n = 2000;
     for (int i = 0; i < n; ++i) {
-        const std::string id = make_job_id();
+        const std::string id = sluice::make_job_id();
         REQUIRE(id.size() == 36);
         CHECK(is_uuid(id));
         CHECK(id[14] == '4');

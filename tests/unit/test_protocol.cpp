@@ -67,6 +67,8 @@ void check_vector(const json& vector) {
     CHECK(to_json(handle.get()) == vector.at("fields"));
 
     if (name == "SUBMIT") roundtrip<Submit>(body);
+    else if (name == "FLOW") roundtrip<Flow>(body);
+    else if (name == "SPAWN") roundtrip<Spawn>(body);
     else if (name == "CANCEL") roundtrip<Cancel>(body);
     else if (name == "RETRY") roundtrip<Retry>(body);
     else if (name == "PING") roundtrip<Ping>(body);
@@ -90,13 +92,13 @@ TEST_CASE("every shared vector decodes and re-encodes byte for byte") {
     std::ifstream file(SLUICE_SCHEMAS_DIR "/vectors/messages.json");
     REQUIRE(file.good());
     const json vectors = json::parse(file);
-    REQUIRE(vectors.size() >= 15);
+    REQUIRE(vectors.size() >= 17);
     std::set<std::string> seen;
     for (const json& vector : vectors) {
         check_vector(vector);
         seen.insert(vector.at("name").get<std::string>());
     }
-    CHECK(seen.size() == 15);
+    CHECK(seen.size() == 17);
 }
 
 TEST_CASE("every command in messages.json has a C++ name") {
