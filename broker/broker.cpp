@@ -394,6 +394,7 @@ void Broker::run_timers(Clock::time_point now) {
     for (const Delayed& retry : jobs_.take_due(now))
         queues_.push(retry.type, retry.job_id, retry.priority, retry.owner, now_ms());
     promote_due();
+    poll_schedules(now);
     expire_due(now);
     dropped_.flush(now);
     check_storage(now);

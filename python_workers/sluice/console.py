@@ -392,6 +392,59 @@ def top(ctx: click.Context, interval: float, count: int | None) -> None:
         pass
 
 
+# -- cron schedules ------------------------------------------------------------------------
+@main.group()
+def schedules() -> None:
+    """Cron schedules: a job at each tick (README.md, Schedules)."""
+
+
+SCHEDULE_COLUMNS = ["id", "cron", "timezone", "missed", "next_tick", "fired", "skipped", "last_job_id"]
+
+
+@schedules.command("create")
+@click.argument("cron")
+@click.argument("job_type", metavar="TYPE")
+@click.option("--input", "-i", "input_text", default="null", help="JSON, @FILE or - (stdin).")
+@click.option("--option", "-o", "options", multiple=True, callback=parse_option, metavar="NAME=VALUE",
+              help="A job option (timeout_s=60, priority=5, ...); repeat for more.")
+@click.option("--timezone", "-z", default=None, help="An IANA zone (default UTC).")
+@click.option("--missed", type=click.Choice(["run_once", "skip"]), default=None,
+              help="Ticks missed while no broker led: one job for all (run_once, the default) or none.")
+@json_option
+@click.pass_context
+def schedules_create(ctx: click.Context, cron: str, job_type: str, input_text: str, options: dict[str, Any],
+                     timezone: str | None, missed: str | None) -> None:
+    """Make a schedule firing a job of TYPE at each tick of CRON; prints its id and first tick."""
+    made = client_of(ctx).create_schedule(cron, job_type, read_input(input_text), timezone=timezone, missed=missed,
+                                          **options)
+    if want_json(ctx):
+        return out_json(made)
+    click.echo(f"{made['id']}  next tick {made['next_tick']}")
+
+
+@schedules.command("list")
+@json_option
+@click.pass_context
+def schedules_list(ctx: click.Context) -> None:
+    """The tenant's schedules (the first 1000)."""
+    found = client_of(ctx).list_schedules(limit=1000)
+    if want_json(ctx):
+        return out_json(found)
+    print_table("schedules", SCHEDULE_COLUMNS, ([s.get(c) for c in SCHEDULE_COLUMNS] for s in found))
+
+
+@schedules.command("delete")
+@click.argument("schedule_id", metavar="ID")
+@json_option
+@click.pass_context
+def schedules_delete(ctx: click.Context, schedule_id: str) -> None:
+    """Delete a schedule: no tick fires after it."""
+    answer = client_of(ctx).delete_schedule(schedule_id)
+    if want_json(ctx):
+        return out_json(answer)
+    click.echo(f"deleted {answer['id']}")
+
+
 # -- API keys ------------------------------------------------------------------------------
 @main.group()
 def keys() -> None:
