@@ -264,7 +264,7 @@ private:
     JobQueues queues_;
     Schedule schedule_;
     bool promoting_ = false;  // a PROMOTE is in flight
-    // Cron schedules (cron_fire.cpp): a CRON_DUE or FIRE calls in flight, and the next poll.
+    // Cron schedules (cron_fire.cpp): CRON_DUE and FIRE calls in flight, and the next poll.
     std::size_t cron_calls_ = 0;
     Clock::time_point next_cron_poll_{};
     bool expiring_ = false;   // an EXPIRE_DUE is in flight

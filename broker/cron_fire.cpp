@@ -54,7 +54,7 @@ void Broker::poll_schedules(Clock::time_point now) {
 void Broker::fire_schedule(const redisReply* const* row) {
     const std::string id = reply_text(row[0]), expected = reply_text(row[1]), missed_option = reply_text(row[4]);
     const std::int64_t now = now_ms();
-    std::vector<std::string> head = {id, expected, "0", "0", "0", "0", ""};
+    std::vector<std::string> args = {id, expected, "0", "0", "0", "0", ""};  // scripts::FireArg order
     auto made = cron::Cron::make(reply_text(row[2]), reply_text(row[3]));
     std::optional<std::int64_t> next = std::atoll(expected.c_str());
     // The due ticks, from the stored one on: the last of them fires (or, `skip` and late, none).
@@ -63,8 +63,8 @@ void Broker::fire_schedule(const redisReply* const* row) {
     if (auto* error = std::get_if<cron::Cron::Error>(&made)) {
         // A zone this host's tzdata no longer knows: the schedule stops, and says why.
         log::error("schedule {} stops: {}", id, error->message);
-        head[6] = error->message;
-        head[3] = expected;
+        args[scripts::FIRE_REFUSAL] = error->message;
+        args[scripts::FIRE_TICK] = expected;
         next.reset();
     } else {
         const cron::Cron& cron = std::get<cron::Cron>(made);
@@ -74,39 +74,38 @@ void Broker::fire_schedule(const redisReply* const* row) {
             next = cron.next_after(last);
         }
     }
-    if (due == 0 && head[6].empty()) return;  // not due by this broker's clock after all
-    head[2] = next ? std::to_string(*next) : "0";
+    if (due == 0 && args[scripts::FIRE_REFUSAL].empty()) return;  // not due by this broker's clock after all
+    args[scripts::FIRE_NEXT] = next ? std::to_string(*next) : "0";
     const bool caught_up = !next || *next > now;
     const bool run_once = missed_option != "skip";
     if (due > 0 && !caught_up) {
         // More due than one call works out: these are missed, and the fire waits for the rest.
-        head[run_once ? 4 : 5] = std::to_string(due);
+        args[run_once ? scripts::FIRE_MISSED : scripts::FIRE_SKIPPED] = std::to_string(due);
     } else if (due > 0 && (run_once || now - last <= MISSED_AFTER_MS)) {
-        head[3] = std::to_string(last);
-        head[run_once ? 4 : 5] = std::to_string(due - 1);
+        args[scripts::FIRE_TICK] = std::to_string(last);
+        args[run_once ? scripts::FIRE_MISSED : scripts::FIRE_SKIPPED] = std::to_string(due - 1);
     } else if (due > 0) {
-        head[5] = std::to_string(due);
+        args[scripts::FIRE_SKIPPED] = std::to_string(due);
     }
-    if (head[5] != "0")
+    if (args[scripts::FIRE_SKIPPED] != "0")
         log::warn("schedule {}: {} tick(s) missed while no broker led (or late by more than {} s): skipped, as its "
-                  "`missed` option (skip) says", id, head[5], MISSED_AFTER_MS / 1000);
-    if (head[4] != "0" && head[3] != "0")
+                  "`missed` option (skip) says", id, args[scripts::FIRE_SKIPPED], MISSED_AFTER_MS / 1000);
+    if (args[scripts::FIRE_MISSED] != "0" && args[scripts::FIRE_TICK] != "0")
         log::warn("schedule {}: {} earlier tick(s) missed while no broker led: one job fires for them all "
-                  "(missed: run_once)", id, head[4]);
+                  "(missed: run_once)", id, args[scripts::FIRE_MISSED]);
 
-    std::vector<std::string> args = std::move(head);
     std::optional<SubmitItem> item;
-    if (args[3] != "0" && args[6].empty()) {
+    if (args[scripts::FIRE_TICK] != "0" && args[scripts::FIRE_REFUSAL].empty()) {
         auto job = proto::decode_body<proto::Submit>(reply_text(row[5]));
         if (!job) {
-            args[6] = "the schedule's job could not be read";
+            args[scripts::FIRE_REFUSAL] = "the schedule's job could not be read";
         } else {
             job->job_id = make_job_id();
             job->run_at_ms = 0;
             const std::int64_t expire_after = to_int(row[6]);
             job->expire_at_ms = expire_after > 0 ? static_cast<std::uint64_t>(now + expire_after) : 0;
-            if (auto problem = submit_problem(*job)) args[6] = *problem;
-            else if (auto refused = admission_refusal(*job)) args[6] = std::move(refused->second);
+            if (auto problem = submit_problem(*job)) args[scripts::FIRE_REFUSAL] = *problem;
+            else if (auto refused = admission_refusal(*job)) args[scripts::FIRE_REFUSAL] = std::move(refused->second);
             else item = submit_item("", std::move(*job));
         }
     }
@@ -116,7 +115,7 @@ void Broker::fire_schedule(const redisReply* const* row) {
         std::vector<std::string> job_args = batch_args({now, config_.tenant_max_bytes, 0}, batch);
         std::move(job_args.begin(), job_args.end(), std::back_inserter(args));
     }
-    const std::string tick = args[3];
+    const std::string tick = args[scripts::FIRE_TICK];
     ++cron_calls_;
     const bool sent = eval(scripts::FIRE, {}, std::move(args), [this, id, tick, item](redisReply* r) {
         --cron_calls_;

@@ -9,8 +9,8 @@ namespace sluice::broker::scripts {
 
 // Elements per schedule in the reply of CRON_DUE.
 inline constexpr std::size_t CRON_DUE_STRIDE = 7;
-// The arguments of FIRE before the job's SUBMIT arguments.
-inline constexpr std::size_t FIRE_HEAD = 7;
+// The arguments of FIRE before the job's SUBMIT arguments, by position.
+enum FireArg : std::size_t { FIRE_ID, FIRE_EXPECTED, FIRE_NEXT, FIRE_TICK, FIRE_MISSED, FIRE_SKIPPED, FIRE_REFUSAL, FIRE_HEAD };
 
 // The schedules whose next tick is due by now, at most a limit of them, the earliest first. An
 // id whose hash is gone (deleted) leaves K.cron_due. KEYS: none. ARGV: now_ms, limit. Returns a
