@@ -1,5 +1,6 @@
 """Cron schedules across broker faults (README.md, "Schedules"): a schedule firing every second
-while the broker is killed (kill -9) and restarted, or killed and replaced by its standby. Every
+while the broker is killed (kill -9) and restarted, killed and replaced by its standby, or paused
+past its lease and resumed once the standby leads (its fires then are fenced). Every
 tick from the first to the last one fired is accounted for exactly once: by a job of its own
 (its `schedule_tick`), by a later job that stands for it (`missed_ticks`, missed: run_once), or by
 the schedule's `skipped` count (missed: skip). No tick fires twice, none goes missing."""
@@ -94,3 +95,22 @@ def test_a_failover_to_the_standby_skips_missed_ticks_and_counts_them(pipeline):
     assert shown["skipped"] >= 1 and shown["refused"] == 0, shown
     log_b = p.broker_outputs["b"].with_suffix(".log").read_text()
     assert "missed while no broker led" in log_b and "skipped" in log_b
+
+
+def test_a_leader_paused_past_its_lease_fires_nothing_twice_when_resumed(pipeline):
+    p = pipeline.start(standby=True)
+    p.start_worker("native", name="native-1")
+    p.wait_ready("echo")
+    made = p.http.post("/v1/schedules", json={"cron": "* * * * * *", "job": {"type": "echo", "input": {"n": 3}}}).json()
+    before = wait_fired(p, made["id"], 3)
+    p.brokers["a"].send_signal(signal.SIGSTOP)
+    try:
+        wait_for_line(p.broker_outputs["b"], r"frontend (\S+) backend (\S+)", p.brokers["b"], timeout=WAIT_S)
+        wait_fired(p, made["id"], before["fired"] + 2)
+    finally:
+        p.brokers["a"].send_signal(signal.SIGCONT)
+    # The old leader, resumed with its due ticks in hand, steps down without firing any of them.
+    wait_for_line(p.broker_outputs["a"].with_suffix(".log"), r"stepped down", p.brokers["a"], timeout=WAIT_S)
+    wait_fired(p, made["id"], schedule(p, made["id"])["fired"] + 2)
+    shown = account_for_every_tick(p, made)
+    assert shown["skipped"] == 0 and shown["refused"] == 0, shown
