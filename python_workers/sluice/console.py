@@ -392,6 +392,20 @@ def top(ctx: click.Context, interval: float, count: int | None) -> None:
         pass
 
 
+def print_records(ctx: click.Context, title: str, columns: list[str], found: list[dict[str, Any]]) -> None:
+    """A listing: the records as JSON with --json, else a table of their `columns`."""
+    if want_json(ctx):
+        return out_json(found)
+    print_table(title, columns, ([record.get(c) for c in columns] for record in found))
+
+
+def print_answer(ctx: click.Context, answer: dict[str, Any], done: str) -> None:
+    """The answer to a removal: as JSON with --json, else "`done` ID"."""
+    if want_json(ctx):
+        return out_json(answer)
+    click.echo(f"{done} {answer['id']}")
+
+
 # -- cron schedules ------------------------------------------------------------------------
 @main.group()
 def schedules() -> None:
@@ -427,10 +441,7 @@ def schedules_create(ctx: click.Context, cron: str, job_type: str, input_text: s
 @click.pass_context
 def schedules_list(ctx: click.Context) -> None:
     """The tenant's schedules (the first 1000)."""
-    found = client_of(ctx).list_schedules(limit=1000)
-    if want_json(ctx):
-        return out_json(found)
-    print_table("schedules", SCHEDULE_COLUMNS, ([s.get(c) for c in SCHEDULE_COLUMNS] for s in found))
+    print_records(ctx, "schedules", SCHEDULE_COLUMNS, client_of(ctx).list_schedules(limit=1000))
 
 
 @schedules.command("delete")
@@ -439,10 +450,7 @@ def schedules_list(ctx: click.Context) -> None:
 @click.pass_context
 def schedules_delete(ctx: click.Context, schedule_id: str) -> None:
     """Delete a schedule: no tick fires after it."""
-    answer = client_of(ctx).delete_schedule(schedule_id)
-    if want_json(ctx):
-        return out_json(answer)
-    click.echo(f"deleted {answer['id']}")
+    print_answer(ctx, client_of(ctx).delete_schedule(schedule_id), "deleted")
 
 
 # -- API keys ------------------------------------------------------------------------------
@@ -479,10 +487,7 @@ def keys_create(ctx: click.Context, tenant: str, role: str, name: str | None, su
 @click.pass_context
 def keys_list(ctx: click.Context) -> None:
     """Every key, without secrets."""
-    found = client_of(ctx).list_keys()
-    if want_json(ctx):
-        return out_json(found)
-    print_table("keys", KEY_COLUMNS, ([k.get(c) for c in KEY_COLUMNS] for k in found))
+    print_records(ctx, "keys", KEY_COLUMNS, client_of(ctx).list_keys())
 
 
 @keys.command("revoke")
@@ -491,10 +496,7 @@ def keys_list(ctx: click.Context) -> None:
 @click.pass_context
 def keys_revoke(ctx: click.Context, key_id: str) -> None:
     """Revoke a key; every api refuses it within a second."""
-    answer = client_of(ctx).revoke_key(key_id)
-    if want_json(ctx):
-        return out_json(answer)
-    click.echo(f"revoked {answer['id']}")
+    print_answer(ctx, client_of(ctx).revoke_key(key_id), "revoked")
 
 
 if __name__ == "__main__":
