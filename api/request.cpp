@@ -181,6 +181,13 @@ HttpResult rate_limited(std::string_view what, std::uint32_t limit, const TokenB
     return result;
 }
 
+HttpResult text_result(int status, std::string body) {
+    HttpResult result;
+    result.status = status;
+    result.body = std::move(body);
+    return result;
+}
+
 HttpResult error_result(const ApiError& error) {
     HttpResult result;
     result.status = error.status;

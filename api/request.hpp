@@ -82,6 +82,9 @@ inline constexpr std::string_view JOB_FIELDS[] = {
 // Returns the body `{"error": {"code": code, "message": message}}`.
 std::string error_body(std::string_view code, std::string_view message);
 
+// A result with `status` whose body is JSON text already.
+HttpResult text_result(int status, std::string body);
+
 // Returns a JSON HttpResult for `error`.
 HttpResult error_result(const ApiError& error);
 // The same for catalogued `code`.

@@ -31,14 +31,6 @@ constexpr auto READY_TIMEOUT = std::chrono::milliseconds(1000);
 
 std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
 
-// A result whose body is JSON text already.
-HttpResult text_result(int status, std::string body) {
-    HttpResult r;
-    r.status = status;
-    r.body = std::move(body);
-    return r;
-}
-
 HttpResult json_result(int status, const json& body) { return text_result(status, dump_json(body)); }
 
 bool visible(const RouteRequest& req, const JobHash& hash) {

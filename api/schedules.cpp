@@ -41,8 +41,6 @@ redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
 return 1
 )lua";
 
-ApiError invalid(const errors::Code& code, std::string message) { return api_error(code, std::move(message)); }
-
 bool is_schedule_id(std::string_view id) {
     if (!id.starts_with(ID_PREFIX) || id.size() != ID_PREFIX.size() + 2 * ID_BYTES) return false;
     return std::all_of(id.begin() + static_cast<std::ptrdiff_t>(ID_PREFIX.size()), id.end(),
@@ -51,13 +49,6 @@ bool is_schedule_id(std::string_view id) {
 
 HttpResult schedule_not_found(std::string_view id) {
     return error_result(errors::SCHEDULE_NOT_FOUND, "no schedule with id '" + std::string(id) + "'");
-}
-
-HttpResult json_text(int status, std::string body) {
-    HttpResult r;
-    r.status = status;
-    r.body = std::move(body);
-    return r;
 }
 
 // A schedule as checked: what its hash will hold besides its counters.
@@ -76,7 +67,7 @@ Checked<ScheduleSpec> parse_schedule(std::string_view body, std::int64_t now_ms,
     const json& doc = std::get<json>(parsed);
     for (const auto& item : doc.items())
         if (std::find(MEMBERS.begin(), MEMBERS.end(), item.key()) == MEMBERS.end())
-            return invalid(errors::INVALID_REQUEST, item.key() + " is not a schedule member (cron, timezone, missed, job)");
+            return api_error(errors::INVALID_REQUEST, item.key() + " is not a schedule member (cron, timezone, missed, job)");
     ScheduleSpec spec;
     const auto text = [&doc](const char* name, std::string fallback) -> std::optional<std::string> {
         const auto it = doc.find(name);
@@ -85,24 +76,24 @@ Checked<ScheduleSpec> parse_schedule(std::string_view body, std::int64_t now_ms,
         return it->get<std::string>();
     };
     const auto cron = text("cron", "");
-    if (!cron || cron->empty()) return invalid(errors::INVALID_CRON, "cron is required: a string such as \"*/5 * * * *\"");
+    if (!cron || cron->empty()) return api_error(errors::INVALID_CRON, "cron is required: a string such as \"*/5 * * * *\"");
     const auto timezone = text("timezone", "UTC");
-    if (!timezone) return invalid(errors::INVALID_TIMEZONE, "timezone must be a string: an IANA name such as Europe/Paris");
+    if (!timezone) return api_error(errors::INVALID_TIMEZONE, "timezone must be a string: an IANA name such as Europe/Paris");
     const auto missed = text("missed", "run_once");
     if (!missed || (*missed != "run_once" && *missed != "skip"))
-        return invalid(errors::INVALID_REQUEST, "missed must be \"run_once\" (the default) or \"skip\"");
+        return api_error(errors::INVALID_REQUEST, "missed must be \"run_once\" (the default) or \"skip\"");
     auto made = cron::Cron::make(*cron, *timezone);
     if (auto* error = std::get_if<cron::Cron::Error>(&made))
-        return invalid(error->zone ? errors::INVALID_TIMEZONE : errors::INVALID_CRON, error->message);
+        return api_error(error->zone ? errors::INVALID_TIMEZONE : errors::INVALID_CRON, error->message);
     const auto first = std::get<cron::Cron>(made).next_after(now_ms);
-    if (!first) return invalid(errors::INVALID_CRON, "the cron expression never fires (such as February 30)");
+    if (!first) return api_error(errors::INVALID_CRON, "the cron expression never fires (such as February 30)");
 
     const auto job = doc.find("job");
-    if (job == doc.end() || !job->is_object()) return invalid(errors::INVALID_REQUEST, "job must be an object: a POST /v1/jobs body");
+    if (job == doc.end() || !job->is_object()) return api_error(errors::INVALID_REQUEST, "job must be an object: a POST /v1/jobs body");
     if (const auto options = job->find("options"); options != job->end() && options->is_object())
         for (std::string_view name : REFUSED_OPTIONS)
             if (options->contains(name))
-                return invalid(errors::INVALID_REQUEST, "job.options." + std::string(name) +
+                return api_error(errors::INVALID_REQUEST, "job.options." + std::string(name) +
                                                             " does not apply to a schedule's job (its cron says when "
                                                             "it runs)");
     spec.job_json = dump_json(*job);
@@ -225,7 +216,7 @@ awaitable<Outcome> create_schedule(ShardContext& ctx, const RouteRequest& req) {
     const RedisValue fields = co_await ctx.redis.command(std::move(read), REDIS_TIMEOUT);
     auto shown = fields.ok() ? schedule_json(fields.elements) : std::nullopt;
     if (!shown) co_return redis_unavailable();
-    HttpResult r = json_text(201, std::move(*shown));
+    HttpResult r = text_result(201, std::move(*shown));
     r.headers.emplace_back("Location", "/v1/schedules/" + id);
     co_return r;
 }
@@ -266,7 +257,7 @@ awaitable<Outcome> list_schedules(ShardContext& ctx, const RouteRequest& req) {
         if (!shown) body.skip();
         else if (!body.add(*shown)) break;
     }
-    co_return json_text(200, body.finish((*counted)[0].integer));
+    co_return text_result(200, body.finish((*counted)[0].integer));
 }
 
 awaitable<Outcome> get_schedule(ShardContext& ctx, const RouteRequest& req) {
@@ -274,7 +265,7 @@ awaitable<Outcome> get_schedule(ShardContext& ctx, const RouteRequest& req) {
     if (auto* refused = std::get_if<HttpResult>(&found)) co_return std::move(*refused);
     auto shown = schedule_json(std::get<std::vector<RedisValue>>(found));
     if (!shown) co_return schedule_not_found(req.job_id);
-    co_return json_text(200, std::move(*shown));
+    co_return text_result(200, std::move(*shown));
 }
 
 awaitable<Outcome> delete_schedule(ShardContext& ctx, const RouteRequest& req) {
@@ -292,7 +283,7 @@ awaitable<Outcome> delete_schedule(ShardContext& ctx, const RouteRequest& req) {
     if ((*removed)[0].integer == 0) co_return schedule_not_found(id);
     JsonWriter w;
     w.begin_object().key("id").string(id).key("deleted").raw("true").end_object();
-    co_return json_text(200, w.take());
+    co_return text_result(200, w.take());
 }
 
 }  // namespace sluice::api

@@ -369,7 +369,7 @@ void Broker::load_queues(const std::vector<std::string>& types) {
                 std::string id = reply_text(r->element[i]);
                 if (held.count(id) == 0)
                     queues_.push(type, id, std::atoi(reply_text(r->element[i + 1]).c_str()),
-                                 owner_of(r->element + i + 2), std::atoll(reply_text(r->element[i + 5]).c_str()));
+                                 owner_of(r->element + i + 2), reply_int(r->element[i + 5]));
             }
             loaded();
         });

@@ -10,8 +10,6 @@
 #include "job_id.hpp"
 #include "log.hpp"
 
-#include <cstdlib>
-
 namespace sluice::broker {
 namespace {
 
@@ -27,8 +25,6 @@ constexpr std::int64_t MISSED_AFTER_MS = 60 * 1000;
 // Ticks worked out per FIRE at most (a few microseconds each): a per-second schedule after a
 // day without a leader has 86400 due; they are claimed this many at a time, over several polls.
 constexpr std::size_t MAX_TICKS_PER_FIRE = 10000;
-
-std::int64_t to_int(const redisReply* r) { return std::atoll(reply_text(r).c_str()); }
 
 }  // namespace
 
@@ -56,7 +52,7 @@ void Broker::fire_schedule(const redisReply* const* row) {
     const std::int64_t now = now_ms();
     std::vector<std::string> args = {id, expected, "0", "0", "0", "0", ""};  // scripts::FireArg order
     auto made = cron::Cron::make(reply_text(row[2]), reply_text(row[3]));
-    std::optional<std::int64_t> next = std::atoll(expected.c_str());
+    std::optional<std::int64_t> next = reply_int(row[1]);
     // The due ticks, from the stored one on: the last of them fires (or, `skip` and late, none).
     std::size_t due = 0;
     std::int64_t last = 0;
@@ -94,7 +90,7 @@ void Broker::fire_schedule(const redisReply* const* row) {
         log::warn("schedule {}: {} earlier tick(s) missed while no broker led: one job fires for them all "
                   "(missed: run_once)", id, args[scripts::FIRE_MISSED]);
 
-    std::optional<SubmitItem> item;
+    std::vector<SubmitItem> fired;  // the tick's job, when it fires: one item of SUBMIT's batch
     if (args[scripts::FIRE_TICK] != "0" && args[scripts::FIRE_REFUSAL].empty()) {
         auto job = proto::decode_body<proto::Submit>(reply_text(row[5]));
         if (!job) {
@@ -102,41 +98,41 @@ void Broker::fire_schedule(const redisReply* const* row) {
         } else {
             job->job_id = make_job_id();
             job->run_at_ms = 0;
-            const std::int64_t expire_after = to_int(row[6]);
+            const std::int64_t expire_after = reply_int(row[6]);
             job->expire_at_ms = expire_after > 0 ? static_cast<std::uint64_t>(now + expire_after) : 0;
             if (auto problem = submit_problem(*job)) args[scripts::FIRE_REFUSAL] = *problem;
             else if (auto refused = admission_refusal(*job)) args[scripts::FIRE_REFUSAL] = std::move(refused->second);
-            else item = submit_item("", std::move(*job));
+            else fired.push_back(submit_item("", std::move(*job)));
         }
     }
-    if (item) {
-        std::vector<SubmitItem> batch;
-        batch.push_back(*item);
-        std::vector<std::string> job_args = batch_args({now, config_.tenant_max_bytes, 0}, batch);
+    if (!fired.empty()) {
+        // Moves the input out: the callback keeps what it needs to queue the job.
+        std::vector<std::string> job_args = batch_args({now, config_.tenant_max_bytes, 0}, fired);
         std::move(job_args.begin(), job_args.end(), std::back_inserter(args));
     }
     const std::string tick = args[scripts::FIRE_TICK];
     ++cron_calls_;
-    const bool sent = eval(scripts::FIRE, {}, std::move(args), [this, id, tick, item](redisReply* r) {
+    const bool sent = eval(scripts::FIRE, {}, std::move(args), [this, id, tick, fired](redisReply* r) {
         --cron_calls_;
-        if (item) stored(*item);
+        for (const SubmitItem& item : fired) stored(item);
         if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
             if (r != nullptr) log::error("firing schedule {} failed: {}", id, reply_error(r));
             return;
         }
         const std::string outcome = reply_text(r->element[0]);
-        if (outcome == "ok" && item) {
-            queues_.push(item->type, item->job_id, item->priority,
-                         Owner{item->tenant, item->concurrency_key, item->concurrency_limit}, item->enqueued_ms);
-            metrics_.count(item->type, BrokerMetrics::SUBMITTED);
-            log::info("schedule {} fired job {} for tick {}", id, item->job_id, tick);
+        if (outcome == "ok" && !fired.empty()) {
+            const SubmitItem& item = fired.front();
+            queues_.push(item.type, item.job_id, item.priority,
+                         Owner{item.tenant, item.concurrency_key, item.concurrency_limit}, item.enqueued_ms);
+            metrics_.count(item.type, BrokerMetrics::SUBMITTED);
+            log::info("schedule {} fired job {} for tick {}", id, item.job_id, tick);
         } else if (outcome == "refused") {
             log::warn("schedule {}: tick {} refused: {}", id, tick, r->elements > 1 ? reply_text(r->element[1]) : "");
         }
     });
     if (!sent) {
         --cron_calls_;
-        if (item) stored(*item);
+        for (const SubmitItem& item : fired) stored(item);
     }
 }
 
