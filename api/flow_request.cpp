@@ -20,7 +20,7 @@ Checked<FlowRequest> parse_flow(std::string_view body, std::string (*make_id)(),
     if (idempotency_key) {
         if (auto e = check_idempotency_key(*idempotency_key)) return *e;
     }
-    auto parsed = parse_body_object(body);
+    auto parsed = parse_json_object(body);
     if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
     json& doc = std::get<json>(parsed);
     for (const auto& item : doc.items())

@@ -122,8 +122,9 @@ void job_members(JsonWriter& w, const JobHash& hash) {
     text_member(w, "error", hash_field(hash, "error"));
     text_member(w, "error_code", hash_field(hash, "error_code"));
     text_member(w, "traceparent", hash_field(hash, "traceparent"));
-    text_member(w, "parent", hash_field(hash, "parent"));
-    text_member(w, "on_failure", hash_field(hash, "on_failure"));
+    // Only a flow's jobs have them: a child its parent and on_failure, a parent its children.
+    for (const char* name : {"parent", "on_failure"})
+        if (const std::string* value = hash_field(hash, name)) w.key(name).string(*value);
     if (const std::string* children = hash_field(hash, "children")) {
         w.key("children").begin_array();
         for (std::size_t start = 0; start <= children->size();) {
@@ -134,6 +135,13 @@ void job_members(JsonWriter& w, const JobHash& hash) {
         w.end_array();
     }
     w.key("redeliveries").integer(field_int(hash_field(hash, "redeliveries")).value_or(0));
+    // Only a job a cron schedule fired has them: which schedule, the tick it fired for, and how
+    // many earlier ticks it stands for (missed while no broker led, `missed: run_once`).
+    if (const std::string* schedule = hash_field(hash, "schedule_id")) {
+        w.key("schedule_id").string(*schedule);
+        time_member(w, "schedule_tick", field_int(hash_field(hash, "schedule_tick")));
+        w.key("missed_ticks").integer(field_int(hash_field(hash, "missed_ticks")).value_or(0));
+    }
 }
 
 }  // namespace

@@ -10,12 +10,10 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
-#include <cerrno>
 #include <cstdint>
 #include <ctime>
 #include <span>
 #include <stdexcept>
-#include <system_error>
 
 namespace sluice::api {
 namespace {
@@ -183,6 +181,13 @@ HttpResult rate_limited(std::string_view what, std::uint32_t limit, const TokenB
     return result;
 }
 
+HttpResult text_result(int status, std::string body) {
+    HttpResult result;
+    result.status = status;
+    result.body = std::move(body);
+    return result;
+}
+
 HttpResult error_result(const ApiError& error) {
     HttpResult result;
     result.status = error.status;
@@ -210,7 +215,7 @@ std::int64_t wall_now_ms() {
         .count();
 }
 
-Checked<json> parse_body_object(std::string_view body) {
+Checked<json> parse_json_object(std::string_view body) {
     bool too_deep = false;
     json::parser_callback_t guard = [&too_deep](int depth, json::parse_event_t, json&) {
         if (depth > MAX_JSON_DEPTH) too_deep = true;
@@ -233,7 +238,7 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
     if (idempotency_key) {
         if (auto e = check_idempotency_key(*idempotency_key)) return *e;
     }
-    auto doc = parse_body_object(body);
+    auto doc = parse_json_object(body);
     if (auto* error = std::get_if<ApiError>(&doc)) return *error;
     json timing = json::object();
     auto parsed = parse_job(std::get<json>(doc), std::move(job_id), max_input_bytes, now_ms, input_out,
@@ -363,7 +368,6 @@ std::string sha256_hex(const std::vector<std::uint8_t>& bytes) {
     return hex;
 }
 
-
 Checked<int> parse_wait(std::string_view text) {
     const auto value = parse_unsigned(text);
     if (!value || *value > static_cast<std::uint64_t>(MAX_RESULT_WAIT_S))
@@ -393,8 +397,9 @@ Checked<Page> parse_page(const std::map<std::string, std::string>& query) {
     return page;
 }
 
-DeadPageBody::DeadPageBody(const Page& page, std::size_t max_bytes) : page_(page), max_bytes_(max_bytes) {
-    body_.begin_object().key("jobs").begin_array();
+DeadPageBody::DeadPageBody(const Page& page, std::size_t max_bytes, std::string_view member)
+    : page_(page), max_bytes_(max_bytes) {
+    body_.begin_object().key(member).begin_array();
 }
 
 bool DeadPageBody::add(std::string_view job_json) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "errors.hpp"
+#include "job_id.hpp"
 #include "limits.hpp"
 #include "names.hpp"
 #include "protocol.hpp"
@@ -76,10 +77,14 @@ inline constexpr int MAX_HISTORY_ENTRIES = 1000;
 inline constexpr std::string_view JOB_FIELDS[] = {
     "id", "tenant", "type", "status", "priority", "max_attempts", "timeout_s", "attempts",
     "created_ms", "started_ms", "finished_ms", "result", "error", "redeliveries", "key_id",
-    "run_at_ms", "expire_at_ms", "error_code", "traceparent", "parent", "on_failure", "children"};
+    "run_at_ms", "expire_at_ms", "error_code", "traceparent", "schedule_id", "schedule_tick", "missed_ticks",
+    "parent", "on_failure", "children"};
 
 // Returns the body `{"error": {"code": code, "message": message}}`.
 std::string error_body(std::string_view code, std::string_view message);
+
+// A result with `status` whose body is JSON text already.
+HttpResult text_result(int status, std::string body);
 
 // Returns a JSON HttpResult for `error`.
 HttpResult error_result(const ApiError& error);
@@ -99,6 +104,10 @@ HttpResult redis_unavailable();
 // Wall-clock milliseconds since the epoch.
 std::int64_t wall_now_ms();
 
+// Parses a request body that must be one JSON object, nested at most MAX_JSON_DEPTH deep.
+// Errors: 400 invalid_json (not JSON, or not an object), 422 invalid_request (too deep).
+Checked<json> parse_json_object(std::string_view body);
+
 // Validates a POST /v1/jobs body and builds the SUBMIT to send (req_id left 0). `job_id` is the
 // id the job will get. With an `idempotency_key` (the Idempotency-Key header's value) the
 // SUBMIT carries it and its request_hash; without one both stay empty. `now_ms` is now, for the
@@ -113,10 +122,6 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
                                     std::size_t max_input_bytes = limits::DEFAULT_MAX_INPUT,
                                     std::int64_t now_ms = wall_now_ms(), json* input = nullptr,
                                     const std::vector<webhooks::Net>& webhook_allow_nets = {});
-
-// Parses a request body that must be one JSON object, nesting at most MAX_JSON_DEPTH levels.
-// Errors: 400 invalid_json, 422 invalid_request (too deep).
-Checked<json> parse_body_object(std::string_view body);
 
 // parse_submit() of one job already parsed as JSON (`doc`, whose input is moved out): a POST
 // /v1/jobs body, or a job of a flow. No idempotency key; `timing_out`, when given, receives the
@@ -142,6 +147,10 @@ std::string request_hash(const proto::Submit& submit, const json& timing = json:
 // Lowercase hex SHA-256 of `bytes`. Thread-safe.
 std::string sha256_hex(const std::vector<std::uint8_t>& bytes);
 
+// make_job_id() (common/job_id.hpp): the api makes submitted jobs' ids, the broker those a
+// schedule fires.
+using sluice::make_job_id;
+
 // Parses ?wait=S (0..60). Error 422 invalid_request otherwise.
 Checked<int> parse_wait(std::string_view text);
 
@@ -163,7 +172,8 @@ inline constexpr std::size_t DEAD_PAGE_MAX_BYTES = 1024 * 1024;
 // first whatever its size, so a client paging on always moves forward.
 class DeadPageBody {
 public:
-    explicit DeadPageBody(const Page& page, std::size_t max_bytes = DEAD_PAGE_MAX_BYTES);
+    // `member` names the list ("jobs"; GET /v1/schedules pages its "schedules" alike).
+    explicit DeadPageBody(const Page& page, std::size_t max_bytes = DEAD_PAGE_MAX_BYTES, std::string_view member = "jobs");
     // Adds the page's next job (its job body). Returns false, adding nothing, when it would pass
     // the bound: the page ends before it.
     [[nodiscard]] bool add(std::string_view job_json);

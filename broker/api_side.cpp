@@ -117,55 +117,39 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
             return send_reply(peer, std::move(refused));
         }
     }
-    if (auto refusal = submit_refusal(msg)) return refuse(peer, msg.req_id, *refusal->first, std::move(refusal->second));
-    add_submit(peer, std::move(msg), SubmitItem{});
+    if (auto refused = admission_refusal(msg)) return refuse(peer, msg.req_id, refused->first, std::move(refused->second));
+    submits_.push_back(submit_item(peer, std::move(msg)));
 }
 
-std::optional<std::pair<const errors::Code*, std::string>> Broker::submit_refusal(const proto::Submit& msg,
-                                                                                  std::size_t more) {
-    using Refusal = std::pair<const errors::Code*, std::string>;
+std::optional<std::pair<errors::Code, std::string>> Broker::admission_refusal(const proto::Submit& msg,
+                                                                             std::size_t more) {
     if (known_types_.count(msg.type) == 0)
-        return Refusal{&errors::UNKNOWN_JOB_TYPE, fmt::format("no worker has declared job type '{}'", msg.type)};
+        return std::pair{errors::UNKNOWN_JOB_TYPE, fmt::format("no worker has declared job type '{}'", msg.type)};
     if (queues_.depth(msg.type) + schedule_.of_type(msg.type) + storing_[msg.type] + more >= config_.max_queue_depth)
-        return Refusal{&errors::QUEUE_FULL,
-                       fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth)};
+        return std::pair{errors::QUEUE_FULL, fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth)};
     if (tenant_queued(msg.tenant) + more >= config_.tenant_max_queued)
-        return Refusal{&errors::TENANT_QUEUE_FULL,
-                       fmt::format("tenant '{}' has {} jobs queued, its limit (SLUICE_TENANT_MAX_QUEUED)", msg.tenant,
-                                   config_.tenant_max_queued)};
-    if (!redis_.connected()) return Refusal{&errors::REDIS_UNAVAILABLE, "Redis is unreachable"};
+        return std::pair{errors::TENANT_QUEUE_FULL,
+                         fmt::format("tenant '{}' has {} jobs queued, its limit (SLUICE_TENANT_MAX_QUEUED)", msg.tenant,
+                                     config_.tenant_max_queued)};
+    if (!redis_.connected()) return std::pair{errors::REDIS_UNAVAILABLE, std::string("Redis is unreachable")};
     if (storage_.full())
-        return Refusal{&errors::STORAGE_FULL, fmt::format("the job store (Redis) is {}% or more of its maxmemory; retry later",
-                                                          storage_.full_percent())};
+        return std::pair{errors::STORAGE_FULL, fmt::format("the job store (Redis) is {}% or more of its maxmemory; retry later",
+                                                           storage_.full_percent())};
     return std::nullopt;
 }
 
-void Broker::add_submit(const std::string& peer, proto::Submit msg, SubmitItem item) {
+SubmitItem Broker::submit_item(const std::string& peer, proto::Submit msg) {
     ++storing_[msg.type];
     ++storing_tenants_[msg.tenant];
-    item.peer = peer;
-    item.req_id = msg.req_id;
-    item.job_id = std::move(msg.job_id);
-    item.tenant = std::move(msg.tenant);
-    item.type = std::move(msg.type);
-    item.input = std::string(msg.input.begin(), msg.input.end());
-    item.priority = static_cast<int>(msg.priority);
-    item.max_attempts = msg.max_attempts;
-    item.timeout_s = msg.timeout_s;
-    item.enqueued_ms = now_ms();
-    item.idempotency_key = msg.idempotency_key.empty() ? "" : keys::idempotency(item.tenant, msg.idempotency_key);
-    item.request_hash = std::move(msg.request_hash);
-    item.key_id = std::move(msg.key_id);
-    item.concurrency_key = std::move(msg.concurrency_key);
-    item.concurrency_limit = msg.concurrency_limit;
-    item.disconnect_grace_ms = msg.disconnect_grace_ms;
-    item.run_at_ms = msg.run_at_ms;
-    item.expire_at_ms = msg.expire_at_ms;
-    item.webhook_url = std::move(msg.webhook_url);
-    item.webhook_events = fmt::format("{}", fmt::join(msg.webhook_events, ","));
-    item.traceparent = std::move(msg.traceparent);
-    item.cache_ttl_s = msg.cache_ttl_s;
-    submits_.push_back(std::move(item));
+    std::string idempotency_key =
+        msg.idempotency_key.empty() ? "" : keys::idempotency(msg.tenant, msg.idempotency_key);
+    return SubmitItem{peer, msg.req_id, std::move(msg.job_id), std::move(msg.tenant), std::move(msg.type),
+                      std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
+                      msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
+                      std::move(msg.request_hash), std::move(msg.key_id), std::move(msg.concurrency_key),
+                      msg.concurrency_limit, msg.disconnect_grace_ms, msg.run_at_ms, msg.expire_at_ms,
+                      std::move(msg.webhook_url), fmt::format("{}", fmt::join(msg.webhook_events, ",")),
+                      std::move(msg.traceparent), msg.cache_ttl_s};
 }
 
 // The same rules as the api's (common/limits.hpp, common/names.hpp), checked again because any

@@ -55,7 +55,8 @@ void Broker::handle_flow(const std::string& peer, const proto::Flow& msg) {
             (i > 0 && !job.idempotency_key.empty()))
             return refuse(peer, msg.req_id, errors::INVALID_REQUEST,
                           which + ": a flow's jobs take no schedule, deadline, cache or own idempotency key");
-        if (auto refusal = submit_refusal(job, i)) return refuse(peer, msg.req_id, *refusal->first, which + ": " + refusal->second);
+        if (auto refused = admission_refusal(job, i))
+            return refuse(peer, msg.req_id, refused->first, which + ": " + refused->second);
     }
     if (parent->submits_per_s > 0) {
         const std::string owner = parent->key_id.empty() ? "tenant " + parent->tenant : parent->key_id;
@@ -69,16 +70,14 @@ void Broker::handle_flow(const std::string& peer, const proto::Flow& msg) {
     }
     std::vector<std::string> ids;
     for (const proto::Submit& child : children) ids.push_back(child.job_id);
-    SubmitItem parent_item;
-    parent_item.children = fmt::format("{}", fmt::join(ids, ","));
     const std::string parent_id = parent->job_id;
-    add_submit(peer, std::move(*parent), std::move(parent_item));
+    submits_.push_back(submit_item(peer, std::move(*parent)));
+    submits_.back().children = fmt::format("{}", fmt::join(ids, ","));
     for (std::size_t i = 0; i < children.size(); ++i) {
-        SubmitItem item;
-        item.parent = parent_id;
-        item.on_failure = msg.on_failure[i];
-        item.answer = false;
-        add_submit(peer, std::move(children[i]), std::move(item));
+        submits_.push_back(submit_item(peer, std::move(children[i])));
+        submits_.back().parent = parent_id;
+        submits_.back().on_failure = msg.on_failure[i];
+        submits_.back().answer = false;
     }
 }
 

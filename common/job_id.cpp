@@ -1,11 +1,10 @@
-// Job ids from the kernel's CSPRNG (see job_id.hpp).
+// Job ids (see job_id.hpp).
 #include "job_id.hpp"
 
 #include <sys/random.h>
 
 #include <array>
 #include <cerrno>
-#include <cstddef>
 #include <system_error>
 
 namespace sluice {

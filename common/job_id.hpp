@@ -1,5 +1,7 @@
-// Job ids: random UUIDv4s (invariant 7: unguessable), made by the api for submits and by the
-// broker for the children a worker spawns. Thread-safe.
+// Job ids (docs/ARCHITECTURE.md, invariant 7): unguessable, so knowing one is the key to a job.
+// The api makes the id of every submitted job, the broker that of every job a schedule fires
+// and of every child a worker spawns.
+// Thread-safe.
 #pragma once
 
 #include <string>

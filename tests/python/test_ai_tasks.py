@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Iterator
 
+import msgpack
 import pytest
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -366,10 +367,30 @@ def analyze_answers(messages: list[BaseMessage]) -> str:
     return "Ada and Charles worked together."
 
 
-def test_analyze_runs_the_three_parts_and_aggregates_them(use_model):
+def test_analyze_spawns_its_three_parts_as_children(use_model):
+    use_model(FakeModel(respond=analyze_answers))
+    rec = Recorder()
+    assert run(ai_tasks.analyze({"text": SOURCE, "max_tokens": 40}, rec.ctx)) is None
+    spawn = rec.ctx._spawn_message()
+    assert spawn.types == ["sentiment", "entities", "summarize"]
+    assert [msgpack.unpackb(packed) for packed in spawn.inputs] == [{"text": SOURCE, "max_tokens": 40}] * 3
+    assert spawn.on_failure == ["fail_parent"] * 3
+
+
+def outcomes(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """ctx.children of an analyze whose parts ended with `results` (type -> result or None)."""
+    return [{"id": f"child-{i}", "type": part, "status": "succeeded" if result is not None else "failed",
+             "result": result, "error": "" if result is not None else "boom"}
+            for i, (part, result) in enumerate(results.items())]
+
+
+def test_analyze_gathers_what_its_parts_returned(use_model):
     model = FakeModel(respond=analyze_answers)
     use_model(model)
+    parts = {part: run(getattr(ai_tasks, part)({"text": SOURCE, "max_tokens": 40}, Recorder().ctx))
+             for part in ai_tasks.ANALYZE_PARTS}
     rec = Recorder()
+    rec.ctx.children = outcomes(parts)
     result = run(ai_tasks.analyze({"text": SOURCE, "max_tokens": 40}, rec.ctx))
     assert result["sentiment"] == {"label": "positive", "score": 0.75}
     assert result["entities"] == [{"text": "Ada Lovelace", "type": "PERSON"}]
@@ -378,37 +399,17 @@ def test_analyze_runs_the_three_parts_and_aggregates_them(use_model):
     assert result["usage"]["completion_tokens"] == 4 + 6 + 5
     assert result["usage"]["prompt_tokens"] == sum(
         sum(len(str(m.content).split()) for m in msgs) for msgs, _ in model.calls)
-    assert len(model.calls) == 3 and all(k["max_tokens"] == 40 for _, k in model.calls)
-    assert sorted(m for _, m in rec.progress()) == ["entities done", "sentiment done",
-                                                   "summary done"]
-    assert [f for f, _ in rec.progress()] == [1 / 3, 2 / 3, 1.0]
+    assert len(model.calls) == 3, "the gathering run calls no model"
+    assert rec.ctx._spawn_message() is None
 
 
-def test_analyze_runs_its_parts_concurrently(use_model):
-    # Each call takes 0.3 s: in parallel the three take well under 3 x 0.3 s.
-    class SlowModel(FakeModel):
-        async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
-            await asyncio.sleep(0.3)
-            return self._generate(messages, stop, **kwargs)
-
-    use_model(SlowModel(respond=analyze_answers))
-
-    async def timed():
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        await ai_tasks.analyze({"text": SOURCE}, Recorder().ctx)
-        return loop.time() - started
-
-    assert run(timed()) < 0.8
-
-
-def test_analyze_fails_when_a_part_cannot_be_parsed(use_model):
-    def answers(messages):
-        return "no json here" if "named entities" in system_of(messages) else analyze_answers(messages)
-
-    use_model(FakeModel(respond=answers))
-    with pytest.raises(NonRetryableError, match="entities: the model's answer could not be parsed"):
-        run(ai_tasks.analyze({"text": SOURCE}, Recorder().ctx))
+def test_analyze_fails_when_a_part_has_no_result(use_model):
+    use_model(FakeModel(respond=analyze_answers))
+    rec = Recorder()
+    rec.ctx.children = outcomes({"sentiment": {"label": "neutral", "score": 0.5}, "entities": None,
+                                 "summarize": {"summary": "s"}})
+    with pytest.raises(NonRetryableError, match="no result from entities"):
+        run(ai_tasks.analyze({"text": SOURCE}, rec.ctx))
 
 
 def test_ai_tasks_are_registered_for_the_default_worker():

@@ -19,7 +19,7 @@ import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping, TypeVar
+from typing import Any, AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import httpx
 
@@ -237,6 +237,15 @@ def submit(policy: RetryPolicy, job_type: str, input: Any, options: Mapping[str,
     return call(policy, Send("POST", "/v1/jobs", json=body, headers=headers), _job, resend_after_break=True)
 
 
+def submit_flow(policy: RetryPolicy, parent: Mapping[str, Any], children: Sequence[Mapping[str, Any]],
+                idempotency_key: str | None) -> Plan[Job]:
+    """POST /v1/flows with an Idempotency-Key as submit() sends one: the parent Job (status
+    waiting_children); `raw["children"]` lists the children's ids, types and on_failure."""
+    body = {"parent": dict(parent), "children": [dict(child) for child in children]}
+    headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+    return call(policy, Send("POST", "/v1/flows", json=body, headers=headers), _job, resend_after_break=True)
+
+
 def get_job(policy: RetryPolicy, job_id: str) -> Plan[Job]:
     """GET /v1/jobs/{id}."""
     return call(policy, Send("GET", job_path(job_id)), _job, resend_after_break=True)
@@ -275,6 +284,28 @@ def create_key(policy: RetryPolicy, tenant: str, role: str, name: str,
 def revoke_key(policy: RetryPolicy, key_id: str) -> Plan[dict[str, Any]]:
     """DELETE /v1/admin/keys/{id}."""
     return call(policy, Send("DELETE", "/v1/admin/keys/" + urllib.parse.quote(key_id, safe="")), json_body)
+
+
+def create_schedule(policy: RetryPolicy, cron: str, job: Mapping[str, Any], timezone: str | None,
+                    missed: str | None) -> Plan[dict[str, Any]]:
+    """POST /v1/schedules: the new schedule (`id`, `next_tick`, ...). Not resent after a broken
+    connection: a second one would fire every tick twice."""
+    body: dict[str, Any] = {"cron": cron, "job": dict(job)}
+    if timezone is not None:
+        body["timezone"] = timezone
+    if missed is not None:
+        body["missed"] = missed
+    return call(policy, Send("POST", "/v1/schedules", json=body), json_body)
+
+
+def quote(segment: str) -> str:
+    """`segment` as one path segment."""
+    return urllib.parse.quote(segment, safe="")
+
+
+def delete_schedule(policy: RetryPolicy, schedule_id: str) -> Plan[dict[str, Any]]:
+    """DELETE /v1/schedules/{id}."""
+    return call(policy, Send("DELETE", "/v1/schedules/" + quote(schedule_id)), json_body)
 
 
 def wait(policy: RetryPolicy, job_id: str, timeout: float | None, http_timeout: float) -> Plan[Job]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator, Mapping, TypeVar
+from typing import Any, Iterator, Mapping, Sequence, TypeVar
 
 import httpx
 
@@ -79,6 +79,16 @@ class Client(core.ClientBase):
         connection stores one job. Raises UnknownJobType, InvalidRequest, InputTooLarge, ...
         """
         return self._drive(core.submit(self.retry_policy, type, input, options, idempotency_key))
+
+    def submit_flow(self, parent: Mapping[str, Any], children: Sequence[Mapping[str, Any]], *,
+                    idempotency_key: str | None = None) -> Job:
+        """Submits a flow (README.md, Flows): `parent` and each of `children` a job as POST
+        /v1/jobs takes it (`{"type", "input", "options"}`), a child with an optional
+        `"on_failure": "ignore"`. The children run first; the parent waits (status
+        waiting_children) and then runs with their outcomes. Returns the parent's Job, its
+        `raw["children"]` the children's ids. Retried as submit() is, under one Idempotency-Key.
+        """
+        return self._drive(core.submit_flow(self.retry_policy, parent, children, idempotency_key))
 
     def get(self, job_id: str) -> Job:
         """The job now: status, attempts, result or error, history. Raises JobNotFound."""
@@ -168,6 +178,28 @@ class Client(core.ClientBase):
         """GET /v1/workers: `{"workers": [{"name", "runtime", "types", "concurrency", "running",
         "last_heartbeat", "leaving"}], "total", "as_of"}`."""
         return self._drive(core.get_json(self.retry_policy, "/v1/workers"))
+
+    # -- cron schedules ----------------------------------------------------------------
+    def create_schedule(self, cron: str, type: str, input: Any = None, *, timezone: str | None = None,
+                        missed: str | None = None, **options: Any) -> dict[str, Any]:
+        """Makes a cron schedule firing a job of `type` with `input` and `options` at each tick
+        (README.md, Schedules): `{"id", "next_tick", "fired", ...}`. Raises InvalidCron,
+        InvalidTimezone, TooManySchedules."""
+        job = {"type": type, "input": input, **({"options": options} if options else {})}
+        return self._drive(core.create_schedule(self.retry_policy, cron, job, timezone, missed))
+
+    def list_schedules(self, limit: int = 100, offset: int = 0, **params: Any) -> list[dict[str, Any]]:
+        """One page of the caller's schedules, oldest first (`tenant` for an admin)."""
+        body = self._drive(core.get_json(self.retry_policy, "/v1/schedules", {"limit": limit, "offset": offset, **params}))
+        return body["schedules"]
+
+    def get_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """One schedule. Raises ScheduleNotFound."""
+        return self._drive(core.get_json(self.retry_policy, "/v1/schedules/" + core.quote(schedule_id)))
+
+    def delete_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """Deletes a schedule: no tick fires after it. Raises ScheduleNotFound."""
+        return self._drive(core.delete_schedule(self.retry_policy, schedule_id))
 
     # -- API keys (admin keys only) ----------------------------------------------------
     def create_key(self, tenant: str, role: str = "member", name: str = "", *,
