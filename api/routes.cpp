@@ -103,6 +103,17 @@ std::optional<trace::TraceContext> incoming_trace(const Request& http) {
     return trace::parse_traceparent(sv(headers.first->value()));
 }
 
+// The request's Idempotency-Key header (nullopt without one); 422 invalid_request when it is
+// given more than once. Its value is checked by the parser of the body it goes with.
+Checked<std::optional<std::string_view>> idempotency_header(const RouteRequest& req) {
+    const auto keys = req.http.equal_range(
+        boost::beast::string_view(IDEMPOTENCY_HEADER.data(), IDEMPOTENCY_HEADER.size()));
+    if (keys.first == keys.second) return std::optional<std::string_view>{};
+    if (std::next(keys.first) != keys.second)
+        return api_error(errors::INVALID_REQUEST, std::string(IDEMPOTENCY_HEADER) + " must be given once");
+    return std::optional<std::string_view>{sv(keys.first->value())};
+}
+
 // Exports the submit's span (`span`, under the caller's `parent` if any), from `start_ns` to now.
 void export_submit_span(ShardContext& ctx, const proto::Submit& submit, const trace::TraceContext& span,
                         const std::optional<trace::TraceContext>& parent, std::int64_t start_ns, int status) {
@@ -124,14 +135,9 @@ void export_submit_span(ShardContext& ctx, const proto::Submit& submit, const tr
 // POST /v1/jobs
 awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
     const std::int64_t start_ns = trace::unix_now_ns();
-    std::optional<std::string_view> key;
-    const auto keys = req.http.equal_range(
-        boost::beast::string_view(IDEMPOTENCY_HEADER.data(), IDEMPOTENCY_HEADER.size()));
-    if (keys.first != keys.second) {
-        if (std::next(keys.first) != keys.second)
-            co_return error_result(errors::INVALID_REQUEST, std::string(IDEMPOTENCY_HEADER) + " must be given once");
-        key = sv(keys.first->value());
-    }
+    const auto header = idempotency_header(req);
+    if (const auto* error = std::get_if<ApiError>(&header)) co_return error_result(*error);
+    const std::optional<std::string_view> key = std::get<std::optional<std::string_view>>(header);
     json input;
     auto parsed = parse_submit(req.http.body(), make_job_id(), key, ctx.config.max_input_bytes, wall_now_ms(), &input,
                                ctx.config.webhook_allow_nets);
@@ -165,14 +171,9 @@ awaitable<Outcome> submit_job(ShardContext& ctx, const RouteRequest& req) {
 
 // POST /v1/flows: a parent job and its children, stored together (README.md, "Flows").
 awaitable<Outcome> submit_flow(ShardContext& ctx, const RouteRequest& req) {
-    std::optional<std::string_view> key;
-    const auto keys = req.http.equal_range(
-        boost::beast::string_view(IDEMPOTENCY_HEADER.data(), IDEMPOTENCY_HEADER.size()));
-    if (keys.first != keys.second) {
-        if (std::next(keys.first) != keys.second)
-            co_return error_result(errors::INVALID_REQUEST, std::string(IDEMPOTENCY_HEADER) + " must be given once");
-        key = sv(keys.first->value());
-    }
+    const auto header = idempotency_header(req);
+    if (const auto* error = std::get_if<ApiError>(&header)) co_return error_result(*error);
+    const std::optional<std::string_view> key = std::get<std::optional<std::string_view>>(header);
     auto parsed = parse_flow(req.http.body(), &make_job_id, key, ctx.config.max_input_bytes, wall_now_ms(),
                              ctx.config.webhook_allow_nets);
     if (auto* error = std::get_if<ApiError>(&parsed)) co_return error_result(*error);
