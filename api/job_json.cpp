@@ -123,6 +123,7 @@ void job_members(JsonWriter& w, const JobHash& hash) {
     text_member(w, "error_code", hash_field(hash, "error_code"));
     text_member(w, "traceparent", hash_field(hash, "traceparent"));
     w.key("redeliveries").integer(field_int(hash_field(hash, "redeliveries")).value_or(0));
+    w.key("rate_limited").integer(field_int(hash_field(hash, "rate_limited")).value_or(0));
 }
 
 }  // namespace

@@ -20,6 +20,7 @@ const char* command_name(std::uint8_t id) {
         case Command::CANCELED: return "CANCELED";
         case Command::HEARTBEAT: return "HEARTBEAT";
         case Command::DISCONNECT: return "DISCONNECT";
+        case Command::RATE_LIMITED: return "RATE_LIMITED";
     }
     return nullptr;
 }

@@ -63,6 +63,7 @@ class Command(enum.IntEnum):
     CANCELED = 23
     HEARTBEAT = 24
     DISCONNECT = 25
+    RATE_LIMITED = 27
 
 
 def command_name(command_id: int) -> str:
@@ -87,6 +88,7 @@ STR = "str"
 BIN = "bin"
 BOOL = "bool"
 STR_LIST = "[str]"
+U32_LIST = "[u32]"
 
 
 @dataclass
@@ -158,6 +160,11 @@ class Ready:
     concurrency: int = _wire(U32)
     # Parallel to types: each type's input JSON Schema as JSON text, "" for none (registry.py).
     schemas: list[str] = _wire(STR_LIST)
+    # Parallel to types (token budgets): each type's model ("" for none), its prompt bytes per
+    # token (0: the prompt is not counted) and its default max_tokens, for the broker's estimate.
+    models: list[str] = _wire(STR_LIST, default_factory=list)
+    chars_per_token: list[int] = _wire(U32_LIST, default_factory=list)
+    max_tokens: list[int] = _wire(U32_LIST, default_factory=list)
 
 
 @dataclass
@@ -195,6 +202,9 @@ class Result:
     job_id: str = _wire(STR)
     attempt: int = _wire(U32)
     result: bytes = _wire(BIN)
+    # The model tokens the attempt used, streamed ones included; 0 for a job that called none.
+    prompt_tokens: int = _wire(U32, default=0)
+    completion_tokens: int = _wire(U32, default=0)
 
 
 @dataclass
@@ -204,6 +214,8 @@ class Failure:
     attempt: int = _wire(U32)
     error: str = _wire(STR)
     retryable: bool = _wire(BOOL)
+    prompt_tokens: int = _wire(U32, default=0)  # what the failed attempt used, as in Result
+    completion_tokens: int = _wire(U32, default=0)
 
 
 @dataclass
@@ -221,6 +233,17 @@ class Canceled:
 
 
 @dataclass
+class RateLimited:
+    """The model provider refused the call for now (HTTP 429): the broker requeues the job
+    without spending an attempt and pauses the model's dispatch for retry_after_ms."""
+    COMMAND: ClassVar[Command] = Command.RATE_LIMITED
+    job_id: str = _wire(STR)
+    attempt: int = _wire(U32)
+    retry_after_ms: int = _wire(U32)
+    error: str = _wire(STR)  # what the provider said, cut to MAX_ERROR_BYTES
+
+
+@dataclass
 class Heartbeat:
     COMMAND: ClassVar[Command] = Command.HEARTBEAT
 
@@ -232,14 +255,14 @@ class Disconnect:
 
 Message = Union[
     Submit, Cancel, Retry, Ping, Reply, Ready, Job, Progress, Chunk, Result, Failure, CancelJob,
-    Canceled, Heartbeat, Disconnect,
+    Canceled, Heartbeat, Disconnect, RateLimited,
 ]
 
 # Command id -> message class, for decode().
 MESSAGE_TYPES: dict[int, type] = {
     cls.COMMAND: cls
     for cls in (Submit, Cancel, Retry, Ping, Reply, Ready, Job, Progress, Chunk, Result, Failure,
-                CancelJob, Canceled, Heartbeat, Disconnect)
+                CancelJob, Canceled, Heartbeat, Disconnect, RateLimited)
 }
 
 
@@ -282,6 +305,10 @@ def _check(kind: str, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise TypeError("expected a list of str")
         return list(value)
+    if kind == U32_LIST:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError("expected a list of u32")
+        return [_check(U32, v) for v in value]
     raise AssertionError(f"unknown wire type {kind}")
 
 
