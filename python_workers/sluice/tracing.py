@@ -92,7 +92,9 @@ def end_job_span(span: trace.Span, reply: p.Message) -> None:
         span.set_status(Status(StatusCode.ERROR, reply.error[:256]))
         span.set_attribute("sluice.job.outcome", "failed")
     else:
-        span.set_attribute("sluice.job.outcome", "succeeded" if isinstance(reply, p.Result) else "canceled")
+        outcome = ("succeeded" if isinstance(reply, p.Result)
+                   else "rate_limited" if isinstance(reply, p.RateLimited) else "canceled")
+        span.set_attribute("sluice.job.outcome", outcome)
 
 
 def model_span_callbacks() -> list[Any]:
