@@ -136,8 +136,10 @@ private:
     void store_spend(const std::optional<Budgets::Change>& change);
     // A job of `type` started with `input`: its reservation becomes the estimate of that input.
     void correct_estimate(const std::string& job_id, const std::string& type, std::string_view input);
-    // A job's attempt ended saying what it used: its reservation becomes that.
-    void settle_tokens(const std::string& job_id, std::uint32_t prompt_tokens, std::uint32_t completion_tokens);
+    // A job of `type` ended its attempt saying what it used: its reservation becomes that, and
+    // what it used past its declared estimate pads the type's next estimates (shortfall_).
+    void settle_tokens(const std::string& job_id, const std::string& type, std::uint32_t prompt_tokens,
+                       std::uint32_t completion_tokens);
     // The provider refused the attempt for now: back to the queue without spending an attempt,
     // and the type's model paused for the retry_after it says (at most MAX_MODEL_PAUSE).
     void handle_rate_limited(const std::string& peer, const proto::RateLimited& msg);
@@ -288,6 +290,11 @@ private:
     Budgets budgets_;
     std::unordered_map<std::string, TokenEstimator> estimators_;
     std::unordered_map<std::string, std::uint64_t> typical_prompt_;
+    // Per type, how far its jobs' usage recently went past their declared estimate (a prompt
+    // template or system prompt the input does not show): added to its estimates, so a budget
+    // holds from the second job on. Follows a larger shortfall at once, a smaller one by 1/8
+    // per job.
+    std::unordered_map<std::string, std::uint64_t> shortfall_;
     Clock::time_point next_budget_refresh_{};
     bool budgets_loading_ = false;  // a BUDGET_LOAD is in flight
     WorkerPool workers_;

@@ -128,12 +128,20 @@ void Broker::correct_estimate(const std::string& job_id, const std::string& type
     const std::uint64_t prompt = estimator->estimate(input.size(), 0) - estimator->max_tokens;
     typical_prompt_[type] = prompt;
     if (!budgets_.reserved(job_id)) return;
-    store_spend(budgets_.settle(job_id, estimator->estimate(input.size(), input_max_tokens(input)), false));
+    const std::uint64_t padding = shortfall_[type];
+    store_spend(budgets_.settle(job_id, estimator->estimate(input.size(), input_max_tokens(input)) + padding, false,
+                                padding));
 }
 
-void Broker::settle_tokens(const std::string& job_id, std::uint32_t prompt_tokens, std::uint32_t completion_tokens) {
-    if (!budgets_.reserved(job_id)) return;
-    store_spend(budgets_.settle(job_id, std::uint64_t{prompt_tokens} + completion_tokens, true));
+void Broker::settle_tokens(const std::string& job_id, const std::string& type, std::uint32_t prompt_tokens,
+                           std::uint32_t completion_tokens) {
+    const auto held = budgets_.reserved(job_id);
+    if (!held) return;
+    const std::uint64_t used = std::uint64_t{prompt_tokens} + completion_tokens;
+    const std::uint64_t declared = held->tokens - held->padding;
+    std::uint64_t& shortfall = shortfall_[type];
+    shortfall = std::max(used > declared ? used - declared : 0, shortfall - shortfall / 8);
+    store_spend(budgets_.settle(job_id, used, true));
 }
 
 void Broker::handle_rate_limited(const std::string& peer, const proto::RateLimited& msg) {

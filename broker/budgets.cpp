@@ -59,17 +59,19 @@ bool Budgets::admits(const std::string& tenant, const std::string& model, std::u
 }
 
 std::optional<Budgets::Change> Budgets::reserve(const std::string& job_id, const std::string& tenant,
-                                                const std::string& model, std::uint64_t tokens, std::int64_t now_ms) {
+                                                const std::string& model, std::uint64_t tokens,
+                                                std::uint64_t padding, std::int64_t now_ms) {
     Key key{tenant, model};
     if (limits_.count(key) == 0) return std::nullopt;
     Spend& spend = current(key, now_ms);
     spend.tokens += tokens;
     spend.requests += 1;
-    reserved_[job_id] = Reservation{key, spend.window, tokens};
+    reserved_[job_id] = Reservation{key, spend.window, tokens, padding};
     return Change{tenant, model, spend.window, static_cast<std::int64_t>(tokens), 1};
 }
 
-std::optional<Budgets::Change> Budgets::settle(const std::string& job_id, std::uint64_t tokens, bool final) {
+std::optional<Budgets::Change> Budgets::settle(const std::string& job_id, std::uint64_t tokens, bool final,
+                                               std::uint64_t padding) {
     const auto found = reserved_.find(job_id);
     if (found == reserved_.end()) return std::nullopt;
     Reservation& held = found->second;
@@ -80,15 +82,16 @@ std::optional<Budgets::Change> Budgets::settle(const std::string& job_id, std::u
         spend->second.tokens = static_cast<std::uint64_t>(
             std::max<std::int64_t>(0, static_cast<std::int64_t>(spend->second.tokens) + delta));
     held.tokens = tokens;
+    held.padding = padding;
     if (final) reserved_.erase(found);
     if (delta == 0) return std::nullopt;
     return change;
 }
 
-std::optional<std::uint64_t> Budgets::reserved(const std::string& job_id) const {
+std::optional<Budgets::Held> Budgets::reserved(const std::string& job_id) const {
     const auto found = reserved_.find(job_id);
     if (found == reserved_.end()) return std::nullopt;
-    return found->second.tokens;
+    return Held{found->second.tokens, found->second.padding};
 }
 
 void Budgets::load(const std::string& tenant, const std::string& model, std::int64_t window, std::uint64_t tokens,

@@ -80,19 +80,25 @@ public:
         std::int64_t requests = 0;
     };
     // Counts job `job_id` against (tenant, model) from now on: one request and `tokens`
-    // (its estimate) in the window of `now_ms`. Returns the change to store, nullopt when the
-    // pair has no limit (nothing is counted).
+    // (its estimate, `padding` of it learned from earlier jobs rather than declared) in the
+    // window of `now_ms`. Returns the change to store, nullopt when the pair has no limit
+    // (nothing is counted).
     std::optional<Change> reserve(const std::string& job_id, const std::string& tenant, const std::string& model,
-                                  std::uint64_t tokens, std::int64_t now_ms);
-    // Replaces the job's counted tokens with `tokens` (a better estimate, or what it used), in
-    // the window it was reserved in. Returns the change, nullopt for a job not counted or no
-    // change. `final`: the job is settled and forgotten.
-    std::optional<Change> settle(const std::string& job_id, std::uint64_t tokens, bool final);
+                                  std::uint64_t tokens, std::uint64_t padding, std::int64_t now_ms);
+    // Replaces the job's counted tokens with `tokens` (a better estimate, `padding` of it
+    // learned, or what it used), in the window it was reserved in. Returns the change, nullopt
+    // for a job not counted or no change. `final`: the job is settled and forgotten.
+    std::optional<Change> settle(const std::string& job_id, std::uint64_t tokens, bool final,
+                                 std::uint64_t padding = 0);
     // Forgets a job without changing its count: it ended without saying what it used (lost,
     // canceled), so its estimate stays spent.
     void forget(const std::string& job_id) { reserved_.erase(job_id); }
-    // The tokens counted for a job now, nullopt for one not counted.
-    std::optional<std::uint64_t> reserved(const std::string& job_id) const;
+    // The tokens counted for a job now and the padding in them, nullopt for one not counted.
+    struct Held {
+        std::uint64_t tokens = 0;
+        std::uint64_t padding = 0;
+    };
+    std::optional<Held> reserved(const std::string& job_id) const;
 
     // The spend stored for (tenant, model) in `window` (read back at resync): taken when it is
     // more than what is counted here.
@@ -132,6 +138,7 @@ private:
         Key key;
         std::int64_t window = 0;
         std::uint64_t tokens = 0;
+        std::uint64_t padding = 0;
     };
     // The pair's spend in the window of `now_ms` (a new window starts from nothing).
     Spend& current(const Key& key, std::int64_t now_ms);

@@ -170,8 +170,8 @@ bool Broker::event_too_large(const char* what, const Report& msg, const std::str
 }
 
 void Broker::handle_result(const std::string& peer, proto::Result msg) {
-    if (jobs_.current(peer, msg.job_id, msg.attempt) != nullptr)
-        settle_tokens(msg.job_id, msg.prompt_tokens, msg.completion_tokens);
+    if (const Attempt* run = jobs_.current(peer, msg.job_id, msg.attempt))
+        settle_tokens(msg.job_id, run->type, msg.prompt_tokens, msg.completion_tokens);
     if (msg.result.size() > config_.max_result_bytes) {
         // Running it again would make the same result: the job fails for good, saying why.
         auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
@@ -214,7 +214,7 @@ void Broker::flush_results() {
 void Broker::handle_failure(const std::string& peer, const proto::Failure& msg) {
     auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
     if (!run) return drop_stale("FAILURE", msg.job_id, msg.attempt);
-    settle_tokens(msg.job_id, msg.prompt_tokens, msg.completion_tokens);
+    settle_tokens(msg.job_id, run->type, msg.prompt_tokens, msg.completion_tokens);
     // Cut here, before it is logged or stored: a worker need not keep to the limit.
     fail_job(msg.job_id, *run, std::string(utf8_prefix(msg.error, limits::MAX_ERROR_BYTES)), "failed", msg.retryable);
 }
@@ -287,8 +287,10 @@ void Broker::dispatch() {
         JobQueues::Admit admit;
         // The input is read by the start: until then a job is reserved the type's last prompt.
         std::uint64_t estimate = 0;
+        std::uint64_t padding = 0;
         if (estimator != nullptr && budgets_.any()) {
-            estimate = estimator->max_tokens + typical_prompt_[type];
+            padding = shortfall_[type];
+            estimate = estimator->max_tokens + typical_prompt_[type] + padding;
             admit = [this, estimator, estimate, wall_ms](const std::string& tenant) {
                 return budgets_.admits(tenant, estimator->model, estimate, wall_ms);
             };
@@ -296,7 +298,8 @@ void Broker::dispatch() {
         while (WorkerInfo* worker = workers_.pick(type)) {
             auto next = queues_.pop(type, jobs_.counts(), admit);
             if (!next) break;
-            if (admit) store_spend(budgets_.reserve(next->job_id, next->owner.tenant, estimator->model, estimate, wall_ms));
+            if (admit)
+                store_spend(budgets_.reserve(next->job_id, next->owner.tenant, estimator->model, estimate, padding, wall_ms));
             start_job(*worker, type, std::move(*next));
         }
     }

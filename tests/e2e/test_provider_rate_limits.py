@@ -1,0 +1,74 @@
+"""A provider's 429 costs no attempt (README.md, "Provider rate limits"): the `openai` provider,
+against a local OpenAI-compatible server that answers the first call 429 with Retry-After, raises
+RateLimitedError; the worker says RATE_LIMITED; the broker puts the job back without spending an
+attempt (its `rate_limited` count says why, its retrying event says code rate_limited) and
+starts no job of that model, of any tenant, until the Retry-After has passed; then the job
+succeeds with the usage the provider reported."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from fake_openai import ANSWER, PROMPT_TOKENS, FakeOpenAI
+from pipeline import running_pipeline
+
+MODEL = "fake-gpt"
+RETRY_AFTER_S = 3
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, request):
+    with FakeOpenAI(refusals=1, retry_after_s=RETRY_AFTER_S) as provider:
+        with running_pipeline(tmp_path_factory.mktemp("rate-limits"), lambda: request.session.testsfailed) as p:
+            p.start_worker("python", concurrency=2, SLUICE_MODEL_PROVIDER="openai", SLUICE_OPENAI_BASE_URL=provider.url,
+                           SLUICE_OPENAI_MODEL=MODEL, SLUICE_OPENAI_API_KEY="sk-test")
+            p.wait_ready("chat")
+            yield p, provider
+
+
+def job(p, job_id: str) -> dict:
+    return p.http.get(f"/v1/jobs/{job_id}").json()
+
+
+def test_a_429_requeues_the_job_without_an_attempt_and_pauses_the_model(site):
+    p, provider = site
+    first = p.submit("chat", {"prompt": "Say hello"}, max_attempts=1)["id"]
+    deadline = time.monotonic() + 30
+    while not provider.calls:
+        assert time.monotonic() < deadline, "the worker never called the provider"
+        time.sleep(0.02)
+    refused_at = provider.calls[0][0]
+    # Submitted during the pause: another tenant's job of the same model waits it out too.
+    second = p.submit("chat", {"prompt": "Say hello again"})["id"]
+    paused = None
+    while paused is None and time.time() < refused_at + RETRY_AFTER_S - 1:
+        queues = p.http.get("/v1/queues").json()
+        paused = next((m for m in queues["paused_models"] if m["model"] == MODEL), None)
+        time.sleep(0.1)
+    assert paused is not None and 0 < paused["resumes_in_s"] <= RETRY_AFTER_S
+
+    for job_id in (first, second):
+        assert p.wait_result(job_id, timeout=60)["text"] == "".join(ANSWER)
+    # No call reached the provider before the Retry-After was over.
+    later = [at for at, _ in provider.calls[1:]]
+    assert len(later) == 2 and min(later) >= refused_at + RETRY_AFTER_S - 0.05, provider.calls
+    assert [status for _, status in provider.calls] == [429, 200, 200]
+
+    done = job(p, first)
+    assert done["status"] == "succeeded"
+    # max_attempts 1, yet it ran twice: the 429 spent no attempt.
+    assert done["rate_limited"] == 1
+    assert done["attempts"] - done["rate_limited"] - done["redeliveries"] == 1
+    assert [a["outcome"] for a in done["history"]] == ["rate_limited", "succeeded"]
+    assert "rate limited by the model provider" in done["history"][0]["error"]
+    retrying = [e for e in p.events(first) if e["event"] == "retrying"]
+    assert len(retrying) == 1 and retrying[0]["data"]["code"] == "rate_limited"
+    assert job(p, second)["rate_limited"] == 0
+
+
+def test_the_usage_the_provider_streams_is_the_result_usage(site):
+    p, _ = site
+    result = p.wait_result(p.submit("chat", {"prompt": "Hi"})["id"], timeout=60)
+    assert result["usage"] == {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": len(ANSWER)}
+    assert result["model"] == MODEL
