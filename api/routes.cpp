@@ -3,7 +3,7 @@
 #include "routes.hpp"
 
 #include "admin_keys.hpp"
-#include "budgets.hpp"
+#include "budget_routes.hpp"
 #include "cors.hpp"
 #include "job_reads.hpp"
 #include "keys.hpp"

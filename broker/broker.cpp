@@ -364,7 +364,7 @@ void Broker::load_queues(const std::vector<std::string>& types) {
                   known_types_.size(), queues_.total(), schedule_.size());
     };
     load_schedule(loaded);
-    load_budgets(loaded);
+    load_budgets(true, loaded);
     for (const auto& type : types) {
         eval(scripts::LOAD_QUEUE, {keys::queue(type)}, {}, [this, type, loaded](redisReply* r) {
             if (r == nullptr || r->type != REDIS_REPLY_ARRAY) return resync_failed("loading queue " + type, r);

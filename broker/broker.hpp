@@ -127,9 +127,11 @@ private:
     void declare_models(const std::string& worker, const proto::Ready& msg);
     // The token estimator of `type`, nullptr for a type no worker declared a model for.
     const TokenEstimator* estimator_of(const std::string& type) const;
-    // Reads the budgets and this window's spend from Redis (scripts::BUDGET_LOAD) into budgets_;
-    // `done` (when set) runs once they are in, or at once when they could not be asked for.
-    void load_budgets(std::function<void()> done);
+    // Reads the budgets from Redis (scripts::BUDGET_LOAD) into budgets_, and with `resync` this
+    // window's spend too (a broker that leads writes every change of spend itself, so later
+    // reads would only bring back values older than its own); `done` (when set) runs once they
+    // are in, or at once when they could not be asked for.
+    void load_budgets(bool resync, std::function<void()> done);
     // Once a second: reloads the budgets (the api changes them) and writes the budget report.
     void refresh_budgets(Clock::time_point now);
     // Writes a change of spend through to its window's key (scripts::BUDGET_SPEND).

@@ -61,16 +61,13 @@ const TokenEstimator* Broker::estimator_of(const std::string& type) const {
     return found == estimators_.end() ? nullptr : &found->second;
 }
 
-void Broker::load_budgets(std::function<void()> done) {
-    if (budgets_loading_) {
-        if (done) done();
-        return;
-    }
+void Broker::load_budgets(bool resync, std::function<void()> done) {
+    if (budgets_loading_ && !resync) return;
     budgets_loading_ = true;
     const std::int64_t window = budgets_.window_of(now_ms());
     const bool sent = eval(scripts::BUDGET_LOAD, {},
                            {std::string(keys::BUDGETS), std::string(keys::BUDGET_USE_PREFIX), std::to_string(window)},
-                           [this, window, done](redisReply* r) {
+                           [this, window, resync, done](redisReply* r) {
         budgets_loading_ = false;
         if (r == nullptr || r->type != REDIS_REPLY_ARRAY) {
             log::error("reading the token budgets failed: {}", reply_error(r));
@@ -91,7 +88,8 @@ void Broker::load_budgets(std::function<void()> done) {
             limits.emplace(std::move(key), limit);
         }
         budgets_.set_limits(std::move(limits));
-        for (const auto& [key, use] : spent) budgets_.load(key.first, key.second, window, use.first, use.second);
+        if (resync)
+            for (const auto& [key, use] : spent) budgets_.load(key.first, key.second, window, use.first, use.second);
         if (done) done();
     });
     if (!sent) {
@@ -103,7 +101,7 @@ void Broker::load_budgets(std::function<void()> done) {
 void Broker::refresh_budgets(Clock::time_point now) {
     if (now < next_budget_refresh_) return;
     next_budget_refresh_ = now + BUDGET_REFRESH_INTERVAL;
-    load_budgets({});
+    load_budgets(false, {});
     if (!budgets_.any() && budgets_.pauses(now).empty()) return;
     fenced_write({"SET", std::string(keys::BUDGET_REPORT), budgets_.report(now_ms(), now), "PX",
                   std::to_string(BUDGET_REPORT_TTL_MS)},

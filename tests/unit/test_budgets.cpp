@@ -16,7 +16,7 @@ constexpr std::int64_t MINUTE_MS = 60000;
 const Budgets::Key ACME_GPT{"acme", "gpt"};
 
 Budgets with_limit(std::uint64_t tokens, std::uint64_t requests = 0) {
-    Budgets budgets(std::chrono::milliseconds(MINUTE_MS));
+    Budgets budgets{std::chrono::milliseconds(MINUTE_MS)};
     budgets.set_limits({{ACME_GPT, BudgetLimits{tokens, requests}}});
     return budgets;
 }
@@ -116,7 +116,7 @@ TEST_CASE("the spend stored in Redis is taken over after a restart") {
 }
 
 TEST_CASE("a 429 pauses a model until its retry_after, at most MAX_MODEL_PAUSE") {
-    Budgets budgets(std::chrono::milliseconds(MINUTE_MS));
+    Budgets budgets{std::chrono::milliseconds(MINUTE_MS)};
     const auto t0 = std::chrono::steady_clock::time_point{} + 1h;
     budgets.pause("gpt", t0, 2s);
     CHECK(budgets.paused("gpt", t0 + 1s));

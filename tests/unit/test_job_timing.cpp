@@ -159,7 +159,7 @@ TEST_CASE("GET /v1/queues: a tenant sees its own rows; an admin sees every tenan
 }
 
 TEST_CASE("GET /v1/queues shows the budgets (a member its own tenant's) and the paused models") {
-    sluice::broker::Budgets budgets(std::chrono::milliseconds(60000));
+    sluice::broker::Budgets budgets{std::chrono::milliseconds(60000)};
     budgets.set_limits({{{"acme", "gpt"}, {1000, 10}}, {{"beta", "gpt"}, {500, 0}}});
     budgets.reserve("j1", "acme", "gpt", 300, 0, 0);
     const auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);

@@ -1,5 +1,5 @@
-// Token budget handlers (see budgets.hpp).
-#include "budgets.hpp"
+// Token budget handlers (see budget_routes.hpp).
+#include "budget_routes.hpp"
 
 #include "job_reads.hpp"
 #include "json_writer.hpp"
