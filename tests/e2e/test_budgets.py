@@ -150,7 +150,7 @@ def test_a_spent_budget_keeps_its_tenants_jobs_queued_and_holds_within_a_few_per
     assert p.http.get("/v1/queues", headers=keys["beta"]).json()["budgets"] == []  # not beta's to see
 
     # The next windows run the rest, each attempt once.
-    results = [p.wait_result(job_id, timeout=180) for job_id in acme]
+    results = [p.wait_result(job_id, timeout=180)["result"] for job_id in acme]
     done = jobs_of(p, keys["acme"], acme)
     assert all(j["status"] == "succeeded" and j["attempts"] == 1 for j in done)
     used = [r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"] for r in results]

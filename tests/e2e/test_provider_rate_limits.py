@@ -39,17 +39,18 @@ def test_a_429_requeues_the_job_without_an_attempt_and_pauses_the_model(site):
         assert time.monotonic() < deadline, "the worker never called the provider"
         time.sleep(0.02)
     refused_at = provider.calls[0][0]
-    # Submitted during the pause: another tenant's job of the same model waits it out too.
-    second = p.submit("chat", {"prompt": "Say hello again"})["id"]
     paused = None
     while paused is None and time.time() < refused_at + RETRY_AFTER_S - 1:
         queues = p.http.get("/v1/queues").json()
         paused = next((m for m in queues["paused_models"] if m["model"] == MODEL), None)
-        time.sleep(0.1)
+        time.sleep(0.05)
     assert paused is not None and 0 < paused["resumes_in_s"] <= RETRY_AFTER_S
+    # Submitted during the pause (the broker reports it): another job of the model waits it out
+    # too, although the worker has a free slot.
+    second = p.submit("chat", {"prompt": "Say hello again"})["id"]
 
     for job_id in (first, second):
-        assert p.wait_result(job_id, timeout=60)["text"] == "".join(ANSWER)
+        assert p.wait_result(job_id, timeout=60)["result"]["text"] == "".join(ANSWER)
     # No call reached the provider before the Retry-After was over.
     later = [at for at, _ in provider.calls[1:]]
     assert len(later) == 2 and min(later) >= refused_at + RETRY_AFTER_S - 0.05, provider.calls
@@ -69,6 +70,6 @@ def test_a_429_requeues_the_job_without_an_attempt_and_pauses_the_model(site):
 
 def test_the_usage_the_provider_streams_is_the_result_usage(site):
     p, _ = site
-    result = p.wait_result(p.submit("chat", {"prompt": "Hi"})["id"], timeout=60)
+    result = p.wait_result(p.submit("chat", {"prompt": "Hi"})["id"], timeout=60)["result"]
     assert result["usage"] == {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": len(ANSWER)}
     assert result["model"] == MODEL
