@@ -83,10 +83,10 @@ awaitable<Outcome> put_budget(ShardContext& ctx, const RouteRequest& req) {
     const std::string field = keys::budget_field(wanted.tenant, wanted.model);
     std::vector<std::vector<std::string>> reads;
     reads.push_back(args("HLEN", std::string(keys::BUDGETS)));
-    reads.push_back(args("HEXISTS", std::string(keys::BUDGETS), field));
+    reads.push_back(args("HGET", std::string(keys::BUDGETS), field));  // Redis's ACL for sluice has no HEXISTS
     const auto held = co_await transaction(ctx, std::move(reads));
     if (!held) co_return redis_unavailable();
-    if ((*held)[0].integer >= MAX_BUDGETS && (*held)[1].integer == 0)
+    if ((*held)[0].integer >= MAX_BUDGETS && (*held)[1].kind != RedisValue::Kind::STRING)
         co_return error_result(errors::INVALID_REQUEST, "there are " + std::to_string(MAX_BUDGETS) +
                                                             " budgets already, the most Sluice keeps: delete some first");
     std::vector<std::string> store = args("HSET", std::string(keys::BUDGETS), field,
