@@ -176,3 +176,44 @@ def test_a_spent_budget_keeps_its_tenants_jobs_queued_and_holds_within_a_few_per
     # beta has no budget: its jobs, submitted after acme's, did not wait for acme's windows.
     beta_finished = max(finished for _, finished in p.wait_finished(beta))
     assert beta_finished < max(started for started, _ in p.run_times(acme))
+
+
+def test_a_restarted_broker_takes_the_windows_spend_over(tmp_path, request):
+    """The spend is in Redis: a broker that restarts mid-window does not hand the budget out
+    again. A long window, so it does not turn during the test (if it does, the test says so)."""
+    window_ms = 600_000
+    with running_pipeline(tmp_path / "restart", lambda: request.session.testsfailed,
+                          SLUICE_BUDGET_WINDOW_MS=str(window_ms)) as p:
+        p.start_worker("python", concurrency=1, SLUICE_MODEL_PROVIDER="local", SLUICE_MAX_TOKENS="8")
+        p.wait_ready("chat")
+        budget = {"tenant": "default", "model": MODEL, "tokens_per_minute": 100000}
+        assert p.http.put("/v1/budgets", json=budget).status_code == 200
+        time.sleep(1.5)  # the broker reads budgets once a second
+        window = int(time.time() * 1000) // window_ms
+        ids = [p.submit("chat", {"prompt": f"Say hi to {name}.", "max_tokens": 8})["id"] for name in NAMES[:2]]
+        usages = [p.wait_result(job_id, timeout=60)["result"]["usage"] for job_id in ids]
+        used = sum(u["prompt_tokens"] + u["completion_tokens"] for u in usages)
+        # A budget the two jobs have spent: one token more than they used.
+        assert p.http.put("/v1/budgets", json={**budget, "tokens_per_minute": used + 1}).status_code == 200
+
+        p.stop_process(p.broker)
+        p.start_broker(same_endpoints=True, SLUICE_BUDGET_WINDOW_MS=str(window_ms))
+        deadline = time.monotonic() + 20
+        while True:  # the worker says READY again on its own; the broker reports both
+            budgets = p.http.get("/v1/queues").json()["budgets"]
+            workers = p.http.get("/v1/workers").json()["total"]
+            if workers and budgets and budgets[0]["tokens_per_minute"] == used + 1:
+                break
+            assert time.monotonic() < deadline, "the restarted broker never reported the budget"
+            time.sleep(0.1)
+        if int(time.time() * 1000) // window_ms != window:
+            pytest.skip("the budget window turned during the test")
+        assert budgets[0]["tokens_used"] == used and budgets[0]["requests_used"] == 2
+
+        # So the next job waits, attempts untouched, while the worker idles.
+        held = p.submit("chat", {"prompt": "Say hi to Max.", "max_tokens": 8})["id"]
+        for _ in range(3):  # three reports, a second apart: still queued
+            time.sleep(1.1)
+            assert p.http.get(f"/v1/jobs/{held}").json()["attempts"] == 0
+        assert p.http.delete("/v1/budgets", params={"tenant": "default", "model": MODEL}).status_code == 200
+        assert p.wait_result(held, timeout=60)["status"] == "succeeded"
