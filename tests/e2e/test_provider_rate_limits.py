@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import time
 
+import msgpack
 import pytest
+import zmq
+
+from sluice import protocol
 
 from fake_openai import ANSWER, PROMPT_TOKENS, FakeOpenAI
 from pipeline import running_pipeline
@@ -73,3 +77,24 @@ def test_the_usage_the_provider_streams_is_the_result_usage(site):
     result = p.wait_result(p.submit("chat", {"prompt": "Hi"})["id"], timeout=60)["result"]
     assert result["usage"] == {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": len(ANSWER)}
     assert result["model"] == MODEL
+
+
+def test_a_workers_hostile_rate_limited_is_dropped_and_pauses_nothing(site):
+    p, _ = site
+    context = zmq.Context()
+    try:
+        rogue = p.own_worker(context, "rogue", ["chat"])
+        rogue.send_multipart(protocol.encode(protocol.Ready("rogue", "python", ["chat"], 1, [""], [MODEL], [4], [8])))
+        # A job it does not hold (any attempt), a malformed body, a body of the wrong types.
+        rogue.send_multipart(protocol.encode(protocol.RateLimited("no-such-job", 1, 2**32 - 1, "x" * 10000)))
+        rogue.send_multipart([b"SLUICE/1", b"\x1b", msgpack.packb(["job", "one"])])
+        rogue.send_multipart([b"SLUICE/1", b"\x1b", b"\x94\xa1x"])
+        deadline = time.monotonic() + 10
+        while "dropped stale RATE_LIMITED" not in p.broker_log() or "RATE_LIMITED with a malformed body" not in p.broker_log():
+            assert time.monotonic() < deadline, p.broker_log()[-2000:]
+            time.sleep(0.05)
+        rogue.close()
+    finally:
+        context.term()
+    assert p.broker.poll() is None
+    assert p.http.get("/v1/queues").json()["paused_models"] == []

@@ -21,6 +21,7 @@ GARBAGE = [
     [b"SLUICE/1", b"\x10", msgpack.packb(["rogue", "x", [], 0, [], [], [], []])],        # READY with no types
     [b"SLUICE/1", b"\x10", msgpack.packb(["rogue", "x", ["bad type!"], 5, [""], [""], [0], [0]])],
     [b"SLUICE/1", b"\x14", msgpack.packb(["no-such-job", 1, b"\xc0"])],  # RESULT from a stranger
+    [b"SLUICE/1", b"\x1b", msgpack.packb(["no-such-job", 1, 2**32 - 1, "x"])],  # RATE_LIMITED from a stranger
     [b"SLUICE/1", b"\x04", msgpack.packb([1, 200, "", "", "", ""])],     # REPLY sent to the broker
     [b"SLUICE/1", b"\x01", b"\x00" * 100000],
     [b"\xff" * 5000, b"\x01", b""],
