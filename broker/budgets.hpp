@@ -93,6 +93,8 @@ public:
     // Forgets a job without changing its count: it ended without saying what it used (lost,
     // canceled), so its estimate stays spent.
     void forget(const std::string& job_id) { reserved_.erase(job_id); }
+    // Whether any job is counted now: without, a job's end asks nothing more of this class.
+    bool holding() const { return !reserved_.empty(); }
     // The tokens counted for a job now and the padding in them, nullopt for one not counted.
     struct Held {
         std::uint64_t tokens = 0;

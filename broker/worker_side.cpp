@@ -170,8 +170,9 @@ bool Broker::event_too_large(const char* what, const Report& msg, const std::str
 }
 
 void Broker::handle_result(const std::string& peer, proto::Result msg) {
-    if (const Attempt* run = jobs_.current(peer, msg.job_id, msg.attempt))
-        settle_tokens(msg.job_id, run->type, msg.prompt_tokens, msg.completion_tokens);
+    if (budgets_.holding())
+        if (const Attempt* run = jobs_.current(peer, msg.job_id, msg.attempt))
+            settle_tokens(msg.job_id, run->type, msg.prompt_tokens, msg.completion_tokens);
     if (msg.result.size() > config_.max_result_bytes) {
         // Running it again would make the same result: the job fails for good, saying why.
         auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
@@ -278,7 +279,7 @@ void Broker::dispatch() {
     for (const KeyRef& key : jobs_.take_freed_keys()) queues_.wake(key);
     if (sync_ != Sync::DONE || !redis_.connected()) return;
     const auto now = Clock::now();
-    const std::int64_t wall_ms = now_ms();
+    const std::int64_t wall_ms = budgets_.any() ? now_ms() : 0;
     for (const std::string& type : queues_.nonempty_types()) {
         // A type whose workers declared no model costs one lookup; one with a model, a lookup
         // more per tenant passed over while budgets are set.
