@@ -51,7 +51,8 @@ inline std::string key_names() {
            ", deadlines = " + quoted(keys::DEADLINES) + ", webhooks = " + quoted(keys::WEBHOOKS) +
            ", webhook_attempts = " + quoted(keys::WEBHOOK_ATTEMPTS_PREFIX) +
            ", webhook_endpoints = " + quoted(keys::WEBHOOK_ENDPOINTS_PREFIX) + ", leader = " + quoted(keys::LEADER) +
-           ", epoch = " + quoted(keys::EPOCH) + ", cache = " + quoted(keys::CACHE_PREFIX) + "}\n";
+           ", epoch = " + quoted(keys::EPOCH) + ", cache = " + quoted(keys::CACHE_PREFIX) +
+           ", cron = " + quoted(keys::CRON_PREFIX) + ", cron_due = " + quoted(keys::CRON_DUE) + "}\n";
 }
 
 // Every script the broker runs on job state starts with HEAD: the key names, then the fence.
@@ -243,9 +244,11 @@ end
 // nothing is stored; else the job keeps its cache key for SUCCEED.
 // Returns one answer per job, in order: 'ok', 'exists', {'replay' | 'conflict', original id, its
 // status now ('' once expired)}, {'cached', the job that succeeded} or {'over_budget', bytes the
-// tenant holds}.
-inline const std::string SUBMIT = PRELUDE + stride(SUBMIT_STRIDE) + "local JOB_BASE_BYTES = " +
-                                  std::to_string(JOB_BASE_BYTES) + "\n" + R"lua(
+// tenant holds}. SUBMIT_BODY is the script after its settings: the schedules' FIRE
+// (cron_scripts.hpp) runs it as a function, so a fired job is stored as a submitted one is.
+inline const std::string SUBMIT_SETTINGS = stride(SUBMIT_STRIDE) + "local JOB_BASE_BYTES = " +
+                                           std::to_string(JOB_BASE_BYTES) + "\n";
+inline const std::string SUBMIT_BODY = R"lua(
 local now, budget, idem_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local out, held, added = {}, {}, {}
 for i = 4, #ARGV, STRIDE do
@@ -319,6 +322,7 @@ for tenant, bytes in pairs(added) do
 end
 return out
 )lua";
+inline const std::string SUBMIT = PRELUDE + SUBMIT_SETTINGS + SUBMIT_BODY;
 
 // queued -> running, for every job dispatched in one turn of the broker loop. KEYS: none.
 // ARGV: now_ms, maxlen, lease grace ms, ttl_s, then START_STRIDE per job: id, worker, type. The

@@ -76,6 +76,14 @@ inline constexpr std::string_view BUDGET_USE_PREFIX = "sluice:budget:use:";
 // rewritten once a second with a short expiry, like QUEUES (GET /v1/queues).
 inline constexpr std::string_view BUDGET_REPORT = "sluice:budget:report";
 
+// Cron schedules (README.md, "Schedules"): per schedule its hash, "sluice:cron:{id}" (ids are
+// "sch_" and 24 hex digits, so none is "due" or "tenant"); the zset of every schedule's id
+// scored by its next tick (ms), which the leading broker fires; per tenant, the zset of its
+// schedule ids scored by created_ms (GET /v1/schedules, and its count against the tenant's cap).
+inline constexpr std::string_view CRON_PREFIX = "sluice:cron:";
+inline constexpr std::string_view CRON_DUE = "sluice:cron:due";
+inline constexpr std::string_view CRON_TENANT_PREFIX = "sluice:cron:tenant:";
+
 // Set of the job types any worker has declared.
 inline constexpr std::string_view TYPES = "sluice:types";
 // Hash of job type -> the JSON Schema of its input as a worker last declared it in READY (JSON
@@ -126,6 +134,8 @@ inline std::string budget_use(std::int64_t window, std::string_view tenant, std:
     out += model;
     return out;
 }
+inline std::string cron(std::string_view id) { return join(CRON_PREFIX, id); }
+inline std::string crons_of(std::string_view tenant) { return join(CRON_TENANT_PREFIX, tenant); }
 inline std::string dead(std::string_view tenant) {
     std::string key = join(DEAD, ":");
     key += tenant;
