@@ -48,8 +48,9 @@ Checked<BudgetRequest> parse_budget_request(std::string_view body) {
     if (body.size() > MAX_BUDGET_REQUEST_BYTES)
         return api_error(errors::INVALID_REQUEST,
                          "a budget request is at most " + std::to_string(MAX_BUDGET_REQUEST_BYTES) + " bytes");
-    const json doc = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
-    if (doc.is_discarded() || !doc.is_object()) return api_error(errors::INVALID_JSON, "request body must be a JSON object");
+    auto parsed = parse_json_object(body);
+    if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
+    const json& doc = std::get<json>(parsed);
     BudgetRequest out;
     for (const auto& [field, value] : doc.items()) {
         if (field == "tokens_per_minute") {
@@ -98,9 +99,7 @@ awaitable<Outcome> put_budget(ShardContext& ctx, const RouteRequest& req) {
     w.begin_object();
     budget_members(w, wanted.tenant, wanted.model, wanted.tokens_per_minute, wanted.requests_per_minute);
     w.end_object();
-    HttpResult r;
-    r.body = w.take();
-    co_return r;
+    co_return text_result(200, w.take());
 }
 
 // GET /v1/budgets: every budget (at most MAX_BUDGETS), by tenant then model.
@@ -127,9 +126,7 @@ awaitable<Outcome> list_budgets(ShardContext& ctx, const RouteRequest& req) {
         w.end_object();
     }
     w.end_array().end_object();
-    HttpResult r;
-    r.body = w.take();
-    co_return r;
+    co_return text_result(200, w.take());
 }
 
 // DELETE /v1/budgets?tenant=&model=
@@ -144,9 +141,7 @@ awaitable<Outcome> delete_budget(ShardContext& ctx, const RouteRequest& req) {
         co_return error_result(errors::BUDGET_NOT_FOUND, "no budget for tenant '" + tenant + "' and model '" + model + "'");
     JsonWriter w;
     w.begin_object().key("tenant").string(tenant).key("model").string(model).key("deleted").raw("true").end_object();
-    HttpResult r;
-    r.body = w.take();
-    co_return r;
+    co_return text_result(200, w.take());
 }
 
 }  // namespace sluice::api
