@@ -103,6 +103,14 @@ def test_a_budget_body_that_is_no_json_object_gets_400(site, raw):
     assert refused.json()["error"]["code"] == "invalid_json"
 
 
+def test_a_budget_body_that_nests_too_deep_gets_422(site):
+    p, _ = site
+    deep = b'{"tenant": "acme", "model": "m", "tokens_per_minute": 1, "x": ' + b"[" * 100 + b"]" * 100 + b"}"
+    refused = p.http.put("/v1/budgets", content=deep, headers={**ADMIN, "Content-Type": "application/json"})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["code"] == "invalid_request"
+
+
 @pytest.mark.parametrize("params", [{}, {"tenant": "acme"}, {"model": "m"}, {"tenant": "a:b", "model": "m"},
                                     {"tenant": "acme", "model": "m m"}, {"tenant": "acme", "model": "m", "x": "1"}])
 def test_a_bad_budget_to_delete_gets_422(site, params):
@@ -176,6 +184,56 @@ def test_a_spent_budget_keeps_its_tenants_jobs_queued_and_holds_within_a_few_per
     # beta has no budget: its jobs, submitted after acme's, did not wait for acme's windows.
     beta_finished = max(finished for _, finished in p.wait_finished(beta))
     assert beta_finished < max(started for started, _ in p.run_times(acme))
+
+
+def test_a_schedules_jobs_wait_for_the_budget_like_submitted_ones(site):
+    """A job a cron schedule fires joins its queue as a submitted one does, so dispatch holds it
+    for its tenant's budget the same way: with one request a window, a per-second schedule's
+    jobs start one a window, each counted in its window's spend, attempts untouched."""
+    p, keys = site
+    assert put(p, {"tenant": "beta", "model": MODEL, "requests_per_minute": 1}).status_code == 200
+    deadline = time.monotonic() + 10
+    while not p.http.get("/v1/queues", headers=keys["beta"]).json()["budgets"]:
+        assert time.monotonic() < deadline, "the broker never reported the budget"
+        time.sleep(0.1)
+    made = p.http.post("/v1/schedules", headers=keys["beta"], json={
+        "cron": "* * * * * *", "job": {"type": "chat", "input": {"prompt": "Say hi.", "max_tokens": 8}}})
+    assert made.status_code == 201, made.text
+    schedule = made.json()["id"]
+
+    # A window's spend expires two windows later: read each one while it is there.
+    requests_by_window: dict[int, int] = {}
+
+    def read_spend():
+        with p.redis_admin() as redis:
+            for name in redis.call("KEYS", f"sluice:budget:use:*:beta:{MODEL}"):
+                requests_by_window[int(name.decode().split(":")[3])] = int(redis.call("HGET", name, "requests"))
+
+    def fired_jobs():
+        listed = p.http.get("/v1/jobs", params={"limit": 1000}, headers=keys["beta"]).json()["jobs"]
+        return [j for j in listed if j.get("schedule_id") == schedule]
+
+    deadline = time.monotonic() + 60
+    while p.http.get(f"/v1/schedules/{schedule}", headers=keys["beta"]).json()["fired"] < 3:
+        assert time.monotonic() < deadline, "the schedule did not fire 3 times"
+        read_spend()
+        time.sleep(0.1)
+    assert p.http.delete(f"/v1/schedules/{schedule}", headers=keys["beta"]).status_code == 200
+    fired = fired_jobs()
+    assert len(fired) >= 3
+    deadline = time.monotonic() + 120
+    while any(j["status"] != "succeeded" for j in fired):
+        assert time.monotonic() < deadline, "the fired jobs did not all run"
+        read_spend()
+        time.sleep(0.1)
+        fired = fired_jobs()
+    read_spend()
+    assert all(j["attempts"] == 1 for j in fired)
+    # Every fired job was counted against the budget, one a window.
+    assert sum(requests_by_window.values()) == len(fired), requests_by_window
+    assert max(requests_by_window.values()) == 1, requests_by_window
+    gone = p.http.delete("/v1/budgets", params={"tenant": "beta", "model": MODEL}, headers=ADMIN)
+    assert gone.status_code == 200
 
 
 def test_a_restarted_broker_takes_the_windows_spend_over(tmp_path, request):
