@@ -14,7 +14,7 @@ namespace {
 namespace http = boost::beast::http;
 
 // What a listed origin's pages may send and read. Preflights are cached for 10 minutes.
-constexpr std::string_view ALLOW_METHODS = "GET, POST, DELETE";
+constexpr std::string_view ALLOW_METHODS = "GET, POST, PUT, DELETE";
 constexpr std::string_view ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID, traceparent";
 constexpr std::string_view EXPOSE_HEADERS = "Location, Retry-After, Idempotent-Replayed";
 constexpr std::string_view MAX_AGE = "600";

@@ -135,6 +135,7 @@ void job_members(JsonWriter& w, const JobHash& hash) {
         w.end_array();
     }
     w.key("redeliveries").integer(field_int(hash_field(hash, "redeliveries")).value_or(0));
+    w.key("rate_limited").integer(field_int(hash_field(hash, "rate_limited")).value_or(0));
     // Only a job a cron schedule fired has them: which schedule, the tick it fired for, and how
     // many earlier ticks it stands for (missed while no broker led, `missed: run_once`).
     if (const std::string* schedule = hash_field(hash, "schedule_id")) {

@@ -55,10 +55,47 @@ bool add_type(std::string_view value, const std::optional<std::string>& tenant, 
     return true;
 }
 
+// Writes the budget report's members (see queues_json); false when it does not decode.
+bool budget_members(JsonWriter& w, std::string_view budget_report, const std::optional<std::string>& tenant) {
+    json report = json::object();
+    if (!budget_report.empty()) {
+        report = decode(budget_report);
+        if (report.is_discarded() || !report.is_object()) return false;
+    }
+    const json budgets = report.value("budgets", json::array());
+    const json paused = report.value("paused", json::array());
+    if (!budgets.is_array() || !paused.is_array()) return false;
+    w.key("budgets").begin_array();
+    for (const json& row : budgets) {
+        if (!row.is_array() || row.size() < 6 || !row[0].is_string() || !row[1].is_string()) return false;
+        for (std::size_t i = 2; i < 6; ++i)
+            if (!row[i].is_number_integer()) return false;
+        if (tenant && row[0].get_ref<const std::string&>() != *tenant) continue;
+        w.begin_object().key("tenant").string(row[0].get<std::string>()).key("model").string(row[1].get<std::string>());
+        w.key("tokens_per_minute").integer(row[2].get<std::int64_t>());
+        w.key("requests_per_minute").integer(row[3].get<std::int64_t>());
+        w.key("tokens_used").integer(row[4].get<std::int64_t>()).key("requests_used").integer(row[5].get<std::int64_t>());
+        w.end_object();
+    }
+    w.end_array().key("budget_window_s");
+    if (report.contains("window_ms") && report["window_ms"].is_number_integer())
+        w.number(static_cast<double>(report["window_ms"].get<std::int64_t>()) / 1000);
+    else
+        w.null();
+    w.key("paused_models").begin_array();
+    for (const json& row : paused) {
+        if (!row.is_array() || row.size() < 2 || !row[0].is_string() || !row[1].is_number_integer()) return false;
+        w.begin_object().key("model").string(row[0].get<std::string>());
+        w.key("resumes_in_s").number(static_cast<double>(row[1].get<std::int64_t>()) / 1000).end_object();
+    }
+    w.end_array();
+    return true;
+}
+
 }  // namespace
 
 std::optional<std::string> queues_json(const std::vector<std::pair<std::string, std::string>>& report,
-                                       const std::optional<std::string>& tenant) {
+                                       const std::optional<std::string>& tenant, std::string_view budget_report) {
     std::optional<std::int64_t> as_of;
     bool truncated = false;
     std::map<std::string, TypeTotals> types;
@@ -92,6 +129,7 @@ std::optional<std::string> queues_json(const std::vector<std::pair<std::string, 
     if (as_of) w.string(iso8601_ms(*as_of));
     else w.null();
     w.key("truncated").raw(truncated ? "true" : "false");
+    if (!budget_members(w, budget_report, tenant)) return std::nullopt;
     return w.end_object().take();
 }
 
@@ -128,13 +166,16 @@ awaitable<Outcome> list_queues(ShardContext& ctx, const RouteRequest& req) {
             co_return error_result(errors::INVALID_REQUEST, "tenant must match [A-Za-z0-9_.-]{1,64}");
         tenant = value;
     }
-    std::vector<std::string> command = args("HGETALL", std::string(keys::QUEUES));
-    const RedisValue report = co_await ctx.redis.command(std::move(command), REDIS_TIMEOUT);
-    if (!report.ok()) co_return redis_unavailable();
+    std::vector<std::vector<std::string>> reads;
+    reads.push_back(args("HGETALL", std::string(keys::QUEUES)));
+    reads.push_back(args("GET", std::string(keys::BUDGET_REPORT)));
+    const auto replies = co_await transaction(ctx, std::move(reads));
+    if (!replies) co_return redis_unavailable();
+    const RedisValue& report = (*replies)[0];
     std::vector<std::pair<std::string, std::string>> fields;
     for (std::size_t i = 0; i + 1 < report.elements.size(); i += 2)
         fields.emplace_back(report.elements[i].str, report.elements[i + 1].str);
-    auto body = queues_json(fields, tenant);
+    auto body = queues_json(fields, tenant, (*replies)[1].str);
     if (!body) co_return error_result(errors::BROKER_ERROR, "the broker's queue report is not readable");
     HttpResult r;
     r.body = std::move(*body);

@@ -18,9 +18,13 @@ namespace sluice::api {
 // [{"type", "workers", "queued", "scheduled", "running", "oldest_queued_age_s" (null: none
 // queued), "succeeded_last_minute", "failed_last_minute"}], "as_of" (null: no report),
 // "truncated"}, types in name order. `tenant` set: that tenant's rows only; nullopt: every
-// tenant's, summed. nullopt for a report that does not decode.
+// tenant's, summed. nullopt for a report that does not decode. With `budget_report` (the
+// broker's keys::BUDGET_REPORT, msgpack; empty: none) also "budgets": [{"tenant", "model",
+// "tokens_per_minute", "requests_per_minute", "tokens_used", "requests_used"}] (this window's;
+// `tenant`'s alone when set), "budget_window_s" and "paused_models": [{"model",
+// "resumes_in_s"}] (a provider's 429).
 std::optional<std::string> queues_json(const std::vector<std::pair<std::string, std::string>>& report,
-                                       const std::optional<std::string>& tenant);
+                                       const std::optional<std::string>& tenant, std::string_view budget_report = {});
 
 // The eta of a job `position` jobs from the front of its queue (0: next), from its type's field
 // of the report: the seconds the type's workers took to end that many jobs and one more, at the

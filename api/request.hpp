@@ -77,8 +77,8 @@ inline constexpr int MAX_HISTORY_ENTRIES = 1000;
 inline constexpr std::string_view JOB_FIELDS[] = {
     "id", "tenant", "type", "status", "priority", "max_attempts", "timeout_s", "attempts",
     "created_ms", "started_ms", "finished_ms", "result", "error", "redeliveries", "key_id",
-    "run_at_ms", "expire_at_ms", "error_code", "traceparent", "schedule_id", "schedule_tick", "missed_ticks",
-    "parent", "on_failure", "children"};
+    "run_at_ms", "expire_at_ms", "error_code", "traceparent", "rate_limited", "schedule_id",
+    "schedule_tick", "missed_ticks", "parent", "on_failure", "children"};
 
 // Returns the body `{"error": {"code": code, "message": message}}`.
 std::string error_body(std::string_view code, std::string_view message);

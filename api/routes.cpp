@@ -3,6 +3,7 @@
 #include "routes.hpp"
 
 #include "admin_keys.hpp"
+#include "budget_routes.hpp"
 #include "cors.hpp"
 #include "flow_request.hpp"
 #include "job_reads.hpp"
@@ -324,7 +325,7 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
 
 // The whole routing table: method + pattern -> handler. Each route is in schemas/openapi.yaml too
 // (tests/unit/test_routes.cpp checks it).
-constexpr std::array<Route, 30> ROUTES{{
+constexpr std::array<Route, 33> ROUTES{{
     {"GET", "/healthz", Access::PUBLIC, &healthz},
     {"GET", "/readyz", Access::PUBLIC, &readyz},
     {"GET", "/openapi.json", Access::PUBLIC, &openapi},
@@ -355,6 +356,9 @@ constexpr std::array<Route, 30> ROUTES{{
     {"POST", "/v1/admin/keys", Access::ADMIN, &create_key},
     {"GET", "/v1/admin/keys", Access::ADMIN, &list_keys},
     {"DELETE", "/v1/admin/keys/{id}", Access::ADMIN, &revoke_key},
+    {"PUT", "/v1/budgets", Access::ADMIN, &put_budget},
+    {"GET", "/v1/budgets", Access::ADMIN, &list_budgets},
+    {"DELETE", "/v1/budgets", Access::ADMIN, &delete_budget},
 }};
 
 // The metrics' rows past the table's (server.cpp): the dashboard's files, then what matched nothing.

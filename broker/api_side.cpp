@@ -364,6 +364,7 @@ bool Broker::forget_canceled(const std::string& id, std::string_view was) {
     } else if (was == "waiting_children") {
         // Out of every queue: SETTLE cancels its children.
     } else if (was == "running") {
+        budgets_.forget(id);  // its estimate stays spent: the worker may have called the model
         if (auto run = jobs_.cancel(id))
             if (WorkerInfo* worker = workers_.find(run->identity))
                 send_to_worker(*worker, proto::Command::CANCEL_JOB, proto::encode_body(proto::CancelJob{id, run->attempt}));

@@ -7,6 +7,7 @@
 #include "limits.hpp"
 #include "log.hpp"
 #include "lease_scripts.hpp"
+#include "budget_scripts.hpp"
 #include "scripts.hpp"
 
 #include <fmt/ranges.h>
@@ -55,7 +56,8 @@ std::string_view script_name(const std::string& script) {
         {&scripts::SUCCEED, "succeed"}, {&scripts::FAIL, "fail"},   {&scripts::CANCEL, "cancel"},
         {&scripts::ABANDON, "abandon"}, {&scripts::RETRY, "retry"}, {&scripts::RECOVER, "recover"},
         {&scripts::SWEEP, "sweep"},     {&scripts::LOAD_QUEUE, "load_queue"}, {&scripts::CALL, "call"},
-        {&scripts::CAMPAIGN, "campaign"}, {&scripts::RENEW, "renew"}};
+        {&scripts::CAMPAIGN, "campaign"}, {&scripts::RENEW, "renew"}, {&scripts::BUDGET_SPEND, "budget_spend"},
+        {&scripts::BUDGET_LOAD, "budget_load"}};
     const auto it = names.find(&script);
     return it == names.end() ? "other" : it->second;
 }
@@ -81,6 +83,7 @@ Broker::Broker(BrokerConfig config)
       frontend_(context_, zmq::socket_type::router),
       backend_(context_, zmq::socket_type::router),
       queues_(config_.fair_share),
+      budgets_(std::chrono::milliseconds(config_.budget_window_ms)),
       jobs_(workers_, Backoff{std::chrono::milliseconds(config_.retry_backoff_ms),
                               std::chrono::milliseconds(config_.retry_backoff_max_ms)}),
       storage_(config_.storage_full_percent),
@@ -352,7 +355,7 @@ void Broker::load_queues(const std::vector<std::string>& types) {
     // backoff) are skipped. A submit acknowledged meanwhile is refused by push() as a duplicate.
     queues_ = JobQueues(config_.fair_share);
     // Each type's queue and the schedule load side by side; the last to come in ends the resync.
-    auto remaining = std::make_shared<std::size_t>(types.size() + 1);
+    auto remaining = std::make_shared<std::size_t>(types.size() + 2);
     auto loaded = [this, remaining] {
         if (--*remaining != 0 || sync_ != Sync::IN_PROGRESS) return;
         sync_ = Sync::DONE;
@@ -362,6 +365,7 @@ void Broker::load_queues(const std::vector<std::string>& types) {
                   known_types_.size(), queues_.total(), schedule_.size());
     };
     load_schedule(loaded);
+    load_budgets(true, loaded);
     for (const auto& type : types) {
         eval(scripts::LOAD_QUEUE, {keys::queue(type)}, {}, [this, type, loaded](redisReply* r) {
             if (r == nullptr || r->type != REDIS_REPLY_ARRAY) return resync_failed("loading queue " + type, r);
@@ -405,6 +409,7 @@ void Broker::run_timers(Clock::time_point now) {
     report_workers(now);
     report_metrics(now);
     report_queues(now);
+    refresh_budgets(now);
 
 }
 

@@ -5,6 +5,7 @@
 
 #include "rate_limits.hpp"
 #include "batches.hpp"
+#include "budgets.hpp"
 #include "config.hpp"
 #include "errors.hpp"
 #include "job_queue.hpp"
@@ -119,6 +120,31 @@ private:
     void record_outcome(const std::string& type, const std::string& tenant, bool succeeded);
     // Once a second: writes the queue report GET /v1/queues reads (keys::QUEUES).
     void report_queues(Clock::time_point now);
+
+    // ---- token budgets and provider 429s (budget_side.cpp) ----
+    // Keeps what a READY says of each type's model and token estimate (an invalid or missing
+    // declaration declares none: the type's jobs are not budgeted).
+    void declare_models(const std::string& worker, const proto::Ready& msg);
+    // The token estimator of `type`, nullptr for a type no worker declared a model for.
+    const TokenEstimator* estimator_of(const std::string& type) const;
+    // Reads the budgets from Redis (scripts::BUDGET_LOAD) into budgets_, and with `resync` this
+    // window's spend too (a broker that leads writes every change of spend itself, so later
+    // reads would only bring back values older than its own); `done` (when set) runs once they
+    // are in, or at once when they could not be asked for.
+    void load_budgets(bool resync, std::function<void()> done);
+    // Once a second: reloads the budgets (the api changes them) and writes the budget report.
+    void refresh_budgets(Clock::time_point now);
+    // Writes a change of spend through to its window's key (scripts::BUDGET_SPEND).
+    void store_spend(const std::optional<Budgets::Change>& change);
+    // A job of `type` started with `input`: its reservation becomes the estimate of that input.
+    void correct_estimate(const std::string& job_id, const std::string& type, std::string_view input);
+    // A job of `type` ended its attempt saying what it used: its reservation becomes that, and
+    // what it used past its declared estimate pads the type's next estimates (shortfall_).
+    void settle_tokens(const std::string& job_id, const std::string& type, std::uint32_t prompt_tokens,
+                       std::uint32_t completion_tokens);
+    // The provider refused the attempt for now: back to the queue without spending an attempt,
+    // and the type's model paused for the retry_after it says (at most MAX_MODEL_PAUSE).
+    void handle_rate_limited(const std::string& peer, const proto::RateLimited& msg);
 
     // ---- cron schedules (cron_fire.cpp) ----
     // Once a CRON_POLL_INTERVAL while synced: reads the schedules due (scripts::CRON_DUE) and
@@ -240,10 +266,12 @@ private:
     // dropped, with a rate-limited warning.
     void drop_stale(std::string_view what, const std::string& job_id, std::uint32_t attempt);
     void send_to_worker(WorkerInfo& worker, proto::Command command, const std::string& body);
-    // Ends an attempt without a result. `outcome` is "failed" (the handler failed) or "lost"
-    // (the worker died, or the lease expired).
+    // Ends an attempt without a result. `outcome` is "failed" (the handler failed), "lost"
+    // (the worker died, or the lease expired) or "rate_limited" (the provider refused it for
+    // now). A requeued job waits `delay` when given, else its retry backoff.
     void fail_job(const std::string& job_id, const Attempt& run, const std::string& error,
-                  const char* outcome, bool retryable);
+                  const char* outcome, bool retryable,
+                  std::optional<std::chrono::milliseconds> delay = std::nullopt);
     void lose_workers(std::vector<WorkerInfo> gone, const char* why);
     // Wakes the jobs of the concurrency keys whose jobs ended, then hands queued jobs to workers
     // with credit. start_job() assigns one; flush_starts() records the turn's starts in Redis,
@@ -296,6 +324,19 @@ private:
     // Each type's input schema as this broker last stored or found it in Redis: a READY that
     // declares the same again costs nothing.
     std::unordered_map<std::string, std::string> type_schemas_;
+    // Token budgets and model pauses; each type's model and estimate as its workers last
+    // declared them, and the prompt tokens of the type's last started job (what dispatch
+    // reserves for the next before its input is read).
+    Budgets budgets_;
+    std::unordered_map<std::string, TokenEstimator> estimators_;
+    std::unordered_map<std::string, std::uint64_t> typical_prompt_;
+    // Per type, how far its jobs' usage recently went past their declared estimate (a prompt
+    // template or system prompt the input does not show): added to its estimates, so a budget
+    // holds from the second job on. Follows a larger shortfall at once, a smaller one by 1/8
+    // per job.
+    std::unordered_map<std::string, std::uint64_t> shortfall_;
+    Clock::time_point next_budget_refresh_{};
+    bool budgets_loading_ = false;  // a BUDGET_LOAD is in flight
     WorkerPool workers_;
     JobTable jobs_;  // running attempts and delayed retries; after workers_, whose credit it keeps
     std::unordered_map<const std::string*, std::string> script_sha_;

@@ -91,6 +91,12 @@ struct BrokerConfig {
     // bytes come back when it expires (job_ttl_s). Half the shipped maxmemory, so one tenant
     // cannot fill Redis for the others.
     std::int64_t tenant_max_bytes = 2LL << 30;                  // SLUICE_TENANT_MAX_BYTES
+    // The window of the token budgets (budgets.hpp): a budget's tokens and requests "per minute"
+    // are per window of this length. Tests shorten it to see windows turn.
+    std::int64_t budget_window_ms = 60000;                      // SLUICE_BUDGET_WINDOW_MS
+    // Requeues after a provider's 429 (RATE_LIMITED) one job may take before it fails: each
+    // costs no attempt, but a job that is always refused must still end.
+    std::int64_t max_rate_limited = 100;                        // SLUICE_MAX_RATE_LIMITED
     // Job types accepted from the start, as if a worker had declared them (and stored in
     // sluice:types like a declared type), for deployments whose workers start after the api.
     // Each must pass valid_job_type() (common/names.hpp). Empty: a type is known once declared.

@@ -84,6 +84,7 @@ void Broker::handle_flow(const std::string& peer, const proto::Flow& msg) {
 void Broker::handle_spawn(const std::string& peer, const proto::Spawn& msg) {
     const Attempt* held = jobs_.current(peer, msg.job_id, msg.attempt);
     if (held == nullptr) return drop_stale("SPAWN", msg.job_id, msg.attempt);
+    if (budgets_.holding()) settle_tokens(msg.job_id, held->type, msg.prompt_tokens, msg.completion_tokens);
     // What is wrong with the children, if anything: the handler asked for what cannot run, and
     // running it again would ask for the same, so the job fails for good.
     std::string problem;

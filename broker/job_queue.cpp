@@ -79,13 +79,14 @@ void JobQueues::park(Types::iterator queue, Tenants::iterator tenant, Lanes::ite
     parked_[KeyRef{tenant->first, lane->first}].insert(queue->first);
 }
 
-std::optional<JobQueues::Popped> JobQueues::pop(const std::string& type, const RunningCounts& running) {
+std::optional<JobQueues::Popped> JobQueues::pop(const std::string& type, const RunningCounts& running,
+                                                 const Admit& admit) {
     auto queue = types_.find(type);
     if (queue == types_.end()) return std::nullopt;
     TypeQueue& q = queue->second;
     for (std::size_t passed = 0; passed < q.ring.size(); ++passed) {
         auto tenant = q.tenants.find(*q.turn);
-        const auto lane = next_lane(queue, tenant, running);
+        const auto lane = admit && !admit(tenant->first) ? std::nullopt : next_lane(queue, tenant, running);
         if (!lane) {
             next_turn(q);
             continue;

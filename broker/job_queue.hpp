@@ -10,6 +10,7 @@
 #include "running_counts.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <list>
 #include <map>
@@ -56,13 +57,17 @@ public:
         Owner owner;
         std::int64_t enqueued_ms;
     };
+    // Whether a tenant may start a job of the type now besides the counts (its token budget:
+    // budgets.hpp); an empty one admits every tenant.
+    using Admit = std::function<bool(const std::string& tenant)>;
     // Removes and returns the next job of `type` that may start now: the first of the tenant
-    // whose turn it is, passing over tenants that run policy.tenant_max_running jobs and jobs
-    // whose concurrency key runs concurrency_limit of them (as `running` counts both). Returns
+    // whose turn it is, passing over tenants that run policy.tenant_max_running jobs, tenants
+    // `admit` refuses and jobs whose concurrency key runs concurrency_limit of them (as `running`
+    // counts both). A tenant passed over keeps its jobs and its place in the ring. Returns
     // nullopt when no queued job of `type` may start. Costs a few map operations, plus one
     // lookup per tenant passed over; the jobs of a key found full wait aside (parked) until
     // wake() of that key, so they are not looked at again meanwhile.
-    std::optional<Popped> pop(const std::string& type, const RunningCounts& running);
+    std::optional<Popped> pop(const std::string& type, const RunningCounts& running, const Admit& admit = {});
 
     // The jobs of concurrency key `key` may start again: a job sharing it ended.
     void wake(const KeyRef& key);

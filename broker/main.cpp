@@ -128,6 +128,8 @@ int main() {
     config.job_ttl_s = env_int("SLUICE_JOB_TTL_S", 1, 10LL * 365 * 24 * 3600, config.job_ttl_s);
     config.events_maxlen = env_int("SLUICE_EVENTS_MAXLEN", 1, 1'000'000'000, config.events_maxlen);
     config.max_redeliveries = env_int("SLUICE_MAX_REDELIVERIES", 0, 1000, config.max_redeliveries);
+    config.budget_window_ms = env_int("SLUICE_BUDGET_WINDOW_MS", 100, 3600LL * 1000, config.budget_window_ms);
+    config.max_rate_limited = env_int("SLUICE_MAX_RATE_LIMITED", 1, 1'000'000, config.max_rate_limited);
     config.retry_backoff_ms = env_int("SLUICE_RETRY_BACKOFF_MS", 0, 24LL * 3600 * 1000, config.retry_backoff_ms);
     config.max_input_bytes = sluice::env_bytes("SLUICE_MAX_INPUT_BYTES", config.max_input_bytes);
     config.max_result_bytes = sluice::env_bytes("SLUICE_MAX_RESULT_BYTES", config.max_result_bytes);

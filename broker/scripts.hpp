@@ -101,7 +101,9 @@ inline const std::string CALL = HEAD + "return redis.call(unpack(ARGV))\n";
 //   this outcome is not spent, else marks it failed and puts it in the dead set. A `failed`
 //   attempt (the handler's fault) counts against max_attempts; a `lost` one (a worker died, a
 //   lease ran out) against `max_redeliveries` alone, so crashes do not use up the handler's
-//   attempts, yet a job that kills every worker it reaches still ends. Both budgets restart when
+//   attempts, yet a job that kills every worker it reaches still ends; a `rate_limited` one
+//   (the provider's 429) against `max_rate_limited` alone (its retrying event says code
+//   'rate_limited'), and RETRY starts that count over. Both budgets restart when
 //   the job is retried from the dead set (`retry_base`, `lost_base`). Returns 'requeued' or
 //   'failed'.
 inline const std::string PRELUDE = HEAD + "local WEBHOOK_STREAM_MAXLEN = " +
@@ -181,25 +183,33 @@ local function expire(id, now, maxlen, ttl)
   add_event(id, maxlen, now, {'event', 'failed', 'error', EXPIRED, 'code', 'expired'})
   finish(id, now, ttl)
 end
-local function lost_or_failed(id, now, maxlen, ttl, err, outcome, retry, score, max_redeliveries)
+local function lost_or_failed(id, now, maxlen, ttl, err, outcome, retry, score, max_redeliveries, max_rate_limited)
   local job = K.job .. id
-  local j = redis.call('HMGET', job, 'attempts', 'max_attempts', 'type', 'retry_base', 'tenant', 'lost_base')
+  local j = redis.call('HMGET', job, 'attempts', 'max_attempts', 'type', 'retry_base', 'tenant', 'lost_base', 'rate_limited')
   record(id, now, outcome, err)
   redis.call('ZREM', K.running, id)
   local lost = (tonumber(redis.call('HGET', job, 'redeliveries')) or 0) - (tonumber(j[6]) or 0)
   if outcome == 'lost' then lost = redis.call('HINCRBY', job, 'redeliveries', 1) - (tonumber(j[6]) or 0) end
-  local failed = tonumber(j[1]) - (tonumber(j[4]) or 0) - lost
+  local limited = tonumber(j[7]) or 0
+  if outcome == 'rate_limited' then limited = redis.call('HINCRBY', job, 'rate_limited', 1) end
+  local failed = tonumber(j[1]) - (tonumber(j[4]) or 0) - lost - limited
   local left
-  if outcome == 'lost' then left = lost <= tonumber(max_redeliveries) else left = failed < tonumber(j[2]) end
+  if outcome == 'lost' then left = lost <= tonumber(max_redeliveries)
+  elseif outcome == 'rate_limited' then left = limited <= tonumber(max_rate_limited)
+  else left = failed < tonumber(j[2]) end
   if not left and outcome == 'lost' then
     err = err .. string.format(' (lost %d times, max_redeliveries %d)', lost, tonumber(max_redeliveries))
+  elseif not left and outcome == 'rate_limited' then
+    err = err .. string.format(' (rate limited %d times, max_rate_limited %d)', limited, tonumber(max_rate_limited))
   end
   if retry and left then
     redis.call('HSET', job, 'status', 'queued', 'error', err)
     redis.call('ZADD', K.queue .. j[3], score, id)
     local deadline = redis.call('HGET', job, 'expire_at_ms')
     if deadline then redis.call('ZADD', K.deadlines, deadline, id) end
-    add_event(id, maxlen, now, {'event', 'retrying', 'attempt', j[1], 'error', err})
+    local event = {'event', 'retrying', 'attempt', j[1], 'error', err}
+    if outcome == 'rate_limited' then event[#event + 1] = 'code'; event[#event + 1] = 'rate_limited' end
+    add_event(id, maxlen, now, event)
     return 'requeued'
   end
   redis.call('HSET', job, 'status', 'failed', 'error', err, 'finished_ms', now)
@@ -416,11 +426,13 @@ return out
 )lua";
 
 // Ends the running attempt without a result. KEYS: job. ARGV: id, attempt, now_ms, maxlen,
-// ttl_s, error, outcome ('failed': the handler failed; 'lost': worker died or lease expired),
-// retryable (0/1), queue score, max_redeliveries. Returns 'requeued', 'failed' or 'stale'.
+// ttl_s, error, outcome ('failed': the handler failed; 'lost': worker died or lease expired;
+// 'rate_limited': the model provider refused the call for now, which counts against
+// max_rate_limited alone, in the job's `rate_limited`), retryable (0/1), queue score,
+// max_redeliveries, max_rate_limited. Returns 'requeued', 'failed' or 'stale'.
 inline const std::string FAIL = PRELUDE + R"lua(
 if not is_current(ARGV[1], ARGV[2]) then return 'stale' end
-return lost_or_failed(ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8] == '1', ARGV[9], ARGV[10])
+return lost_or_failed(ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8] == '1', ARGV[9], ARGV[10], ARGV[11])
 )lua";
 
 // scheduled|queued|running|waiting_children -> canceled, with the reason its event gives ('' for
@@ -484,7 +496,7 @@ redis.call('ZREM', K.dead, ARGV[1])
 redis.call('ZREM', K.dead .. ':' .. (j[5] or 'default'), ARGV[1])
 if j[5] and j[6] then redis.call('ZREM', K.expiring, ARGV[1] .. ' ' .. j[5] .. ' ' .. j[6]) end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'retry_base', j[4], 'lost_base', j[9] or 0)
-redis.call('HDEL', KEYS[1], 'error', 'error_code', 'finished_ms', 'expire_at_ms')
+redis.call('HDEL', KEYS[1], 'error', 'error_code', 'finished_ms', 'expire_at_ms', 'rate_limited')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', K.events .. ARGV[1])
 redis.call('PERSIST', K.history .. ARGV[1])

@@ -64,6 +64,10 @@ void Broker::handle_backend(const proto::Envelope& env) {
             if (auto msg = proto::decode_body<proto::Failure>(env.body)) handle_failure(peer, *msg);
             else ok = false;
             break;
+        case proto::Command::RATE_LIMITED:
+            if (auto msg = proto::decode_body<proto::RateLimited>(env.body)) handle_rate_limited(peer, *msg);
+            else ok = false;
+            break;
         case proto::Command::CANCELED:
             if (auto msg = proto::decode_body<proto::Canceled>(env.body)) handle_canceled(peer, *msg);
             else ok = false;
@@ -102,6 +106,7 @@ void Broker::handle_ready(const std::string& peer, const proto::Ready& msg) {
         if (known_types_.insert(type).second) declared.push_back(type);
     store_types(declared);
     store_schemas(worker.name, msg);
+    declare_models(worker.name, msg);
     if (!known)
         log::info("worker {} ({}) ready: types [{}], concurrency {}", worker.name, worker.runtime,
                   fmt::join(msg.types, ", "), worker.concurrency);
@@ -169,6 +174,9 @@ bool Broker::event_too_large(const char* what, const Report& msg, const std::str
 }
 
 void Broker::handle_result(const std::string& peer, proto::Result msg) {
+    if (budgets_.holding())
+        if (const Attempt* run = jobs_.current(peer, msg.job_id, msg.attempt))
+            settle_tokens(msg.job_id, run->type, msg.prompt_tokens, msg.completion_tokens);
     if (msg.result.size() > config_.max_result_bytes) {
         // Running it again would make the same result: the job fails for good, saying why.
         auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
@@ -211,6 +219,7 @@ void Broker::flush_results() {
 void Broker::handle_failure(const std::string& peer, const proto::Failure& msg) {
     auto run = jobs_.finish(peer, msg.job_id, msg.attempt);
     if (!run) return drop_stale("FAILURE", msg.job_id, msg.attempt);
+    settle_tokens(msg.job_id, run->type, msg.prompt_tokens, msg.completion_tokens);
     // Cut here, before it is logged or stored: a worker need not keep to the limit.
     fail_job(msg.job_id, *run, std::string(utf8_prefix(msg.error, limits::MAX_ERROR_BYTES)), "failed", msg.retryable);
 }
@@ -224,13 +233,16 @@ void Broker::handle_canceled(const std::string& peer, const proto::Canceled& msg
 }
 
 void Broker::fail_job(const std::string& job_id, const Attempt& run, const std::string& error,
-                      const char* outcome, bool retryable) {
-    const std::int64_t delay = jobs_.backoff(run.attempt).count();
+                      const char* outcome, bool retryable, std::optional<std::chrono::milliseconds> wait) {
+    // An attempt that ends without saying what it used keeps its estimate spent.
+    budgets_.forget(job_id);
+    const std::int64_t delay = wait ? wait->count() : jobs_.backoff(run.attempt).count();
     const std::int64_t now = now_ms();
     eval_on_job(scripts::FAIL, job_id,
          {job_id, std::to_string(run.attempt), std::to_string(now), std::to_string(config_.events_maxlen),
           std::to_string(config_.job_ttl_s), error, outcome, retryable ? "1" : "0",
-          queue_score_arg(run.priority, now + delay), std::to_string(config_.max_redeliveries)},
+          queue_score_arg(run.priority, now + delay), std::to_string(config_.max_redeliveries),
+          std::to_string(config_.max_rate_limited)},
          [this, job_id, run, error, delay, lost = std::string_view(outcome) == "lost"](redisReply* r) {
              const std::string outcome = reply_text(r);
              if (lost && (outcome == "requeued" || outcome == "failed")) metrics_.count(run.type, BrokerMetrics::LOST);
@@ -270,10 +282,29 @@ void Broker::send_to_worker(WorkerInfo& worker, proto::Command command, const st
 void Broker::dispatch() {
     for (const KeyRef& key : jobs_.take_freed_keys()) queues_.wake(key);
     if (sync_ != Sync::DONE || !redis_.connected()) return;
+    const auto now = Clock::now();
+    const std::int64_t wall_ms = budgets_.any() ? now_ms() : 0;
     for (const std::string& type : queues_.nonempty_types()) {
+        // A type whose workers declared no model costs one lookup; one with a model, a lookup
+        // more per tenant passed over while budgets are set.
+        const TokenEstimator* estimator = estimator_of(type);
+        if (estimator != nullptr && budgets_.paused(estimator->model, now)) continue;
+        JobQueues::Admit admit;
+        // The input is read by the start: until then a job is reserved the type's last prompt.
+        std::uint64_t estimate = 0;
+        std::uint64_t padding = 0;
+        if (estimator != nullptr && budgets_.any()) {
+            padding = shortfall_[type];
+            estimate = estimator->max_tokens + typical_prompt_[type] + padding;
+            admit = [this, estimator, estimate, wall_ms](const std::string& tenant) {
+                return budgets_.admits(tenant, estimator->model, estimate, wall_ms);
+            };
+        }
         while (WorkerInfo* worker = workers_.pick(type)) {
-            auto next = queues_.pop(type, jobs_.counts());
+            auto next = queues_.pop(type, jobs_.counts(), admit);
             if (!next) break;
+            if (admit)
+                store_spend(budgets_.reserve(next->job_id, next->owner.tenant, estimator->model, estimate, padding, wall_ms));
             start_job(*worker, type, std::move(*next));
         }
     }
@@ -306,6 +337,8 @@ void Broker::started(const StartItem& job, const redisReply* r) {
     const bool stored = r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements >= 1;
     if (!stored || reply_text(r->element[0]) != "ok" || r->elements < 4) {
         jobs_.unassign(job.job_id, job.identity);
+        // Not started: whatever was reserved for it is given back.
+        store_spend(budgets_.settle(job.job_id, 0, true));
         // Not started for want of Redis: the job is still queued there, so here too. Otherwise
         // it was canceled meanwhile, or was past its deadline and has failed, expired.
         if (!stored) queues_.push(job.type, job.job_id, job.priority, job.owner, job.enqueued_ms);
@@ -326,6 +359,7 @@ void Broker::started(const StartItem& job, const redisReply* r) {
         return fail_job(job.job_id, Attempt{job.identity, job.type, job.priority, job.owner, attempt}, "worker lost",
                         "lost", true);
     }
+    correct_estimate(job.job_id, job.type, std::string_view(input->str, input->len));
     proto::Job msg{job.job_id, job.type, proto::Bytes(input->str, input->str + input->len), attempt, timeout_s,
                    dispatch_span(job, *worker, attempt, r->elements >= 5 ? reply_text(r->element[4]) : ""),
                    encode_children(r->elements >= 6 ? r->element[5] : nullptr)};

@@ -22,6 +22,7 @@ inline constexpr Code FORBIDDEN{"forbidden", 403};                // a member ke
 inline constexpr Code ORIGIN_NOT_ALLOWED{"origin_not_allowed", 403};
 inline constexpr Code NOT_FOUND{"not_found", 404};                // no such endpoint
 inline constexpr Code KEY_NOT_FOUND{"key_not_found", 404};
+inline constexpr Code BUDGET_NOT_FOUND{"budget_not_found", 404};
 inline constexpr Code JOB_NOT_FOUND{"job_not_found", 404};
 inline constexpr Code METHOD_NOT_ALLOWED{"method_not_allowed", 405};
 inline constexpr Code DUPLICATE_JOB_ID{"duplicate_job_id", 409};

@@ -4,6 +4,7 @@
 // schemas/PROTOCOL.md ("Redis key layout") describes what each key holds. Thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -70,6 +71,17 @@ inline constexpr std::string_view CACHE_PREFIX = "sluice:cache:";
 inline constexpr std::string_view FLOWS = "sluice:flow:waiting";
 inline constexpr std::string_view FLOW_SETTLE = "sluice:flow:settle";
 
+// Token budgets (README.md, "Token budgets"): BUDGETS is a hash "{tenant} {model}" ->
+// "{tokens_per_minute} {requests_per_minute}", written by the api (admins), read by the broker
+// once a second. BUDGET_USE_PREFIX + "{window}:{tenant}:{model}" is a hash of `tokens` and
+// `requests` a (tenant, model) spent in one window (broker/budgets.hpp), written by the broker
+// and expiring two windows later, so a restarted or standby broker takes the spend over.
+inline constexpr std::string_view BUDGETS = "sluice:budgets";
+inline constexpr std::string_view BUDGET_USE_PREFIX = "sluice:budget:use:";
+// The broker's report of the budgets' spend and the paused models (msgpack, broker/budgets.hpp),
+// rewritten once a second with a short expiry, like QUEUES (GET /v1/queues).
+inline constexpr std::string_view BUDGET_REPORT = "sluice:budget:report";
+
 // Cron schedules (README.md, "Schedules"): per schedule its hash, "sluice:cron:{id}" (ids are
 // "sch_" and 24 hex digits, so none is "due" or "tenant"); the zset of every schedule's id
 // scored by its next tick (ms), which the leading broker fires; per tenant, the zset of its
@@ -114,6 +126,20 @@ inline std::string api_key(std::string_view id) { return join(API_KEY_PREFIX, id
 inline std::string webhook_attempts(std::string_view id) { return join(WEBHOOK_ATTEMPTS_PREFIX, id); }
 inline std::string webhook_endpoints(std::string_view tenant) { return join(WEBHOOK_ENDPOINTS_PREFIX, tenant); }
 inline std::string webhook_secret(std::string_view tenant) { return join(WEBHOOK_SECRET_PREFIX, tenant); }
+inline std::string budget_field(std::string_view tenant, std::string_view model) {
+    std::string out = join(tenant, " ");
+    out += model;
+    return out;
+}
+// Tenant names hold no ':' (names.hpp); a model name may, but it comes last.
+inline std::string budget_use(std::int64_t window, std::string_view tenant, std::string_view model) {
+    std::string out = join(BUDGET_USE_PREFIX, std::to_string(window));
+    out += ':';
+    out += tenant;
+    out += ':';
+    out += model;
+    return out;
+}
 inline std::string cron(std::string_view id) { return join(CRON_PREFIX, id); }
 inline std::string crons_of(std::string_view tenant) { return join(CRON_TENANT_PREFIX, tenant); }
 inline std::string dead(std::string_view tenant) {

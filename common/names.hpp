@@ -21,6 +21,20 @@ inline bool valid_job_type(std::string_view name) {
     return true;
 }
 
+// The longest model name a worker may declare or a budget may name (token budgets).
+inline constexpr std::size_t MAX_MODEL_NAME = 128;
+
+// True for a model name (READY's models, the budgets' routes): 1..MAX_MODEL_NAME characters of
+// letters, digits, '_', '.', ':', '/', '@', '+' and '-' ("gpt-4o-mini", "meta-llama/Llama-3.1-8B").
+inline bool valid_model_name(std::string_view name) {
+    if (name.empty() || name.size() > MAX_MODEL_NAME) return false;
+    for (char c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != ':' && c != '/' && c != '@' &&
+            c != '+' && c != '-')
+            return false;
+    return true;
+}
+
 // True for a UUID as the api makes job ids: 8-4-4-4-12 hex digits (either case).
 inline bool is_uuid(std::string_view id) {
     if (id.size() != 36) return false;

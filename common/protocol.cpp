@@ -22,6 +22,7 @@ const char* command_name(std::uint8_t id) {
         case Command::HEARTBEAT: return "HEARTBEAT";
         case Command::DISCONNECT: return "DISCONNECT";
         case Command::SPAWN: return "SPAWN";
+        case Command::RATE_LIMITED: return "RATE_LIMITED";
     }
     return nullptr;
 }

@@ -39,6 +39,7 @@ enum class Command : std::uint8_t {
     HEARTBEAT = 24,
     DISCONNECT = 25,
     SPAWN = 26,
+    RATE_LIMITED = 27,
 };
 
 // Returns the command's name for logs ("SUBMIT"), or nullptr for an unknown id.
@@ -131,7 +132,14 @@ struct Ready {
     // Parallel to `types`: each type's input JSON Schema as JSON text, "" for none (opaque to
     // the broker, which bounds and stores it; limits::MAX_SCHEMA_BYTES each).
     std::vector<std::string> schemas;
-    MSGPACK_DEFINE(worker_name, runtime, types, concurrency, schemas)
+    // Parallel to `types` (token budgets, PROTOCOL.md): the model each type calls ("" for none),
+    // and how the broker estimates a job's tokens before it runs: prompt bytes per token (0: the
+    // prompt is not counted) and the completion tokens a job may make unless its input says
+    // `max_tokens`.
+    std::vector<std::string> models;
+    std::vector<std::uint32_t> chars_per_token;
+    std::vector<std::uint32_t> max_tokens;
+    MSGPACK_DEFINE(worker_name, runtime, types, concurrency, schemas, models, chars_per_token, max_tokens)
 };
 
 struct Job {
@@ -171,7 +179,11 @@ struct Result {
     std::string job_id;
     std::uint32_t attempt = 0;
     Bytes result;
-    MSGPACK_DEFINE(job_id, attempt, result)
+    // The model tokens the attempt used (streamed ones included); 0 and 0 for a job that
+    // called no model.
+    std::uint32_t prompt_tokens = 0;
+    std::uint32_t completion_tokens = 0;
+    MSGPACK_DEFINE(job_id, attempt, result, prompt_tokens, completion_tokens)
 };
 
 struct Failure {
@@ -180,7 +192,9 @@ struct Failure {
     std::uint32_t attempt = 0;
     std::string error;
     bool retryable = false;
-    MSGPACK_DEFINE(job_id, attempt, error, retryable)
+    std::uint32_t prompt_tokens = 0;  // what the failed attempt used, as in Result
+    std::uint32_t completion_tokens = 0;
+    MSGPACK_DEFINE(job_id, attempt, error, retryable, prompt_tokens, completion_tokens)
 };
 
 struct CancelJob {
@@ -206,7 +220,21 @@ struct Spawn {
     std::vector<std::string> types;
     std::vector<Bytes> inputs;
     std::vector<std::string> on_failure;
-    MSGPACK_DEFINE(job_id, attempt, types, inputs, on_failure)
+    // The model tokens the spawning run used (as in Result).
+    std::uint32_t prompt_tokens = 0;
+    std::uint32_t completion_tokens = 0;
+    MSGPACK_DEFINE(job_id, attempt, types, inputs, on_failure, prompt_tokens, completion_tokens)
+};
+
+// The model provider refused the attempt's call for now (HTTP 429): the job goes back to its
+// queue without spending an attempt, and the model's dispatch pauses for retry_after_ms.
+struct RateLimited {
+    static constexpr Command command = Command::RATE_LIMITED;
+    std::string job_id;
+    std::uint32_t attempt = 0;
+    std::uint32_t retry_after_ms = 0;
+    std::string error;  // what the provider said, cut to MAX_ERROR_BYTES like a FAILURE's
+    MSGPACK_DEFINE(job_id, attempt, retry_after_ms, error)
 };
 
 struct Heartbeat {

@@ -77,6 +77,8 @@ CASES: list[tuple[str, object]] = [
     ("python worker", p.Ready("host-1234", "python", ["echo", "fail", "sleep", "text_stats"], 4,
                               ["", "", '{"properties":{"ms":{"type":"integer"}},"type":"object"}', ""])),
     ("no types, non-ASCII name", p.Ready("wörker-ß-東京", "cpp", [], 0, [])),
+    ("models and token estimates", p.Ready("host-5678", "python", ["chat", "echo"], 2, ["", ""],
+                                           ["SmolLM2-135M-Instruct", ""], [4, 0], [256, 2**32 - 1])),
     # JOB
     ("basic", p.Job("job-1", "echo", pack("hi"), 1, 30, "")),
     ("bin holding a nested msgpack map", p.Job("job-2", "text_stats", NESTED_INPUT, 3, 0,
@@ -102,9 +104,14 @@ CASES: list[tuple[str, object]] = [
         {"words": 3, "characters": 17, "sentences": 1, "top_words": [["a", 2], ["b", 1]]}))),
     ("nil result", p.Result("job-3", 1, pack(None))),
     ("300-byte result (bin16)", p.Result("job-4", 1, bytes(range(256)) + b"\x01" * 44)),
+    ("token usage", p.Result("job-5", 2, pack({"text": "hi"}), 37, 2**16)),
     # FAILURE
     ("retryable", p.Failure("job-1", 1, "timeout after 5 s", True)),
     ("not retryable", p.Failure("job-1", 2, "NonRetryableError: bad input «x»", False)),
+    ("tokens used before failing", p.Failure("job-1", 3, "ValueError: bad JSON", True, 120, 2**32 - 1)),
+    # RATE_LIMITED
+    ("retry after 1.5 s", p.RateLimited("job-1", 1, 1500, "429 Too Many Requests")),
+    ("u32 max retry after, non-ASCII error", p.RateLimited("job-2", 2**32 - 1, 2**32 - 1, "trop de requêtes")),
     # CANCEL_JOB / CANCELED
     ("basic", p.CancelJob("job-1", 1)),
     ("basic", p.Canceled("job-1", 2)),

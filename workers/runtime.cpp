@@ -83,11 +83,13 @@ void Worker::Core::run_pool_thread() {
         } else {
             msgpack::sbuffer buffer;
             msgpack::packer<msgpack::sbuffer> packer(buffer);
-            packer.pack_array(2);
+            packer.pack_array(4);
             // Cut at the source: the broker cuts a longer error to the same length anyway, and
             // its socket refuses (and drops this worker for) a frame past its limit.
             packer.pack(utf8_prefix(outcome->error().message, limits::MAX_ERROR_BYTES));
             packer.pack(outcome->error().retryable);
+            packer.pack(outcome->error().rate_limited);
+            packer.pack(outcome->error().retry_after_ms);
             outbox.push(task->ticket, Kind::DONE_ERROR,
                         std::string_view(buffer.data(), buffer.size()));
         }

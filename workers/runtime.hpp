@@ -82,6 +82,10 @@ struct JobError {
     std::string message;
     // true: the broker may run the job again (if it has attempts left).
     bool retryable = false;
+    // The model provider refused a call for now (HTTP 429): sent as RATE_LIMITED, so the job
+    // goes back without spending an attempt and the model pauses for retry_after_ms.
+    bool rate_limited = false;
+    std::uint32_t retry_after_ms = 0;
 };
 
 // What a handler returns: a msgpack-encoded result, or a JobError.
@@ -92,6 +96,10 @@ public:
     // A failure with `message`; `retryable` says whether the broker may run the job again.
     static JobResult failure(std::string message, bool retryable) {
         return JobResult(JobError{std::move(message), retryable});
+    }
+    // The model provider answered 429 (README.md, "Provider rate limits"): no attempt spent.
+    static JobResult rate_limited(std::string message, std::uint32_t retry_after_ms) {
+        return JobResult(JobError{std::move(message), true, true, retry_after_ms});
     }
 
     bool ok() const { return std::holds_alternative<proto::Bytes>(value_); }

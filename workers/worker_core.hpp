@@ -28,7 +28,7 @@ enum class Kind : std::uint8_t {
     PROGRESS = 1,    // body: encoded proto::Progress
     CHUNK = 2,       // body: encoded proto::Chunk
     DONE_OK = 3,     // body: the result bytes
-    DONE_ERROR = 4,  // body: msgpack [message, retryable]
+    DONE_ERROR = 4,  // body: msgpack [message, retryable, rate_limited, retry_after_ms]
     STOP = 5,        // from stop(); ticket 0, empty body
 };
 

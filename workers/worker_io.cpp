@@ -88,6 +88,8 @@ void Worker::Core::send_terminal(const InFlight& entry, StopReason reason,
     if (outcome == nullptr) return;
     if (outcome->ok())
         send(proto::Result{job.job_id, job.attempt, outcome->result()});
+    else if (outcome->error().rate_limited)
+        send(proto::RateLimited{job.job_id, job.attempt, outcome->error().retry_after_ms, outcome->error().message});
     else
         send(proto::Failure{job.job_id, job.attempt, outcome->error().message,
                             outcome->error().retryable});
@@ -196,10 +198,11 @@ void Worker::Core::handle_pipe_message(std::uint64_t ticket, Kind kind, std::str
             handle_done(ticket, JobResult::success(proto::Bytes(body.begin(), body.end())));
             return;
         case Kind::DONE_ERROR: {
-            JobError error{"handler error could not be decoded", true};
-            if (auto fields = proto::decode_body<std::tuple<std::string, bool>>(body))
-                error = JobError{std::get<0>(*fields), std::get<1>(*fields)};
-            handle_done(ticket, JobResult::failure(std::move(error.message), error.retryable));
+            auto fields = proto::decode_body<std::tuple<std::string, bool, bool, std::uint32_t>>(body);
+            if (!fields) return handle_done(ticket, JobResult::failure("handler error could not be decoded", true));
+            auto& [message, retryable, rate_limited, retry_after_ms] = *fields;
+            handle_done(ticket, rate_limited ? JobResult::rate_limited(std::move(message), retry_after_ms)
+                                             : JobResult::failure(std::move(message), retryable));
             return;
         }
     }

@@ -20,8 +20,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import DecodeError, NonRetryableError, SluiceError
-from .registry import TaskRegistry, registry, task
+from .errors import DecodeError, NonRetryableError, RateLimitedError, SluiceError
+from .registry import ModelUse, TaskRegistry, registry, task
 
 if TYPE_CHECKING:
     from .context import JobContext, SyncJobContext
@@ -33,8 +33,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "DecodeError", "JobContext", "NonRetryableError", "SluiceError", "SyncJobContext",
-    "TaskRegistry", "Worker", "WorkerConfig", "registry", "task",
+    "DecodeError", "JobContext", "ModelUse", "NonRetryableError", "RateLimitedError", "SluiceError",
+    "SyncJobContext", "TaskRegistry", "Worker", "WorkerConfig", "registry", "task",
 ]
 
 

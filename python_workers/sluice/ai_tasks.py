@@ -36,6 +36,7 @@ On the local model sentiment's score is the model's probability of its label amo
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import os
@@ -52,10 +53,12 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 from pydantic import BaseModel, ConfigDict, Field
 
+from .context import record_usage
 from .errors import NonRetryableError
 from .metrics import model_callbacks
 from .tracing import model_span_callbacks
-from .models import bind_generation, get_chat_model, model_name
+from .models import (ModelConfigError, ModelSettings, bind_generation, get_chat_model, model_name,
+                     model_use_of, rate_limited_error)
 from .registry import as_plain, task
 
 MAX_TOKENS_LIMIT = 4096          # the largest max_tokens a job may ask for
@@ -115,8 +118,10 @@ class UsageRecorder(BaseCallbackHandler):
 
     def add(self, message: AIMessage) -> None:
         usage = message.usage_metadata or {}
-        self.prompt_tokens += int(usage.get("input_tokens") or 0)
-        self.completion_tokens += int(usage.get("output_tokens") or 0)
+        prompt, completion = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        record_usage(prompt, completion)
         meta = message.response_metadata or {}
         name = meta.get("model_name") or meta.get("model")
         if isinstance(name, str) and name and name not in self.models:
@@ -128,6 +133,32 @@ class UsageRecorder(BaseCallbackHandler):
         result["usage"] = {"prompt_tokens": self.prompt_tokens,
                            "completion_tokens": self.completion_tokens}
         return result
+
+
+def ai_task(name: str, calls: int = 1) -> Callable[[Callable], Callable]:
+    """@task for a task that calls the configured chat model about `calls` times: READY declares
+    the model and its token estimate (models.model_use_of) for the token budgets, and a
+    provider's 429 becomes RateLimitedError (the job goes back without spending an attempt)."""
+    def declared():
+        try:
+            return model_use_of(ModelSettings.from_env(), calls)
+        except ModelConfigError:
+            return None  # the first job will say what is wrong; the type is just not budgeted
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        async def run(value: Any, ctx: Any) -> Any:
+            try:
+                return await fn(value, ctx)
+            except Exception as exc:
+                limited = rate_limited_error(exc)
+                if limited is None:
+                    raise
+                raise limited from exc
+
+        return task(name, model=declared)(run)
+
+    return decorate
 
 
 def _config(recorder: UsageRecorder, name: str) -> RunnableConfig:
@@ -230,7 +261,7 @@ def chat_chain(model: Any, max_tokens: int | None = None, temperature: float | N
     return to_messages | bind_generation(model, max_tokens=max_tokens, temperature=temperature)
 
 
-@task("chat")
+@ai_task("chat")
 async def chat(value: ChatInput, ctx) -> dict:
     """Streams the model's answer to a conversation as chunk events; returns the whole text."""
     pairs, max_tokens, temperature = _chat_input(as_plain(value))
@@ -348,7 +379,7 @@ async def summarize_text(text: str, model: Any, recorder: UsageRecorder,
     return {"summary": summary, "chunks": len(chunks)}
 
 
-@task("summarize")
+@ai_task("summarize", calls=2)
 async def summarize(value: TextTaskInput, ctx) -> dict:
     """Summarizes text of any length; a progress event per chunk summarized."""
     value = as_plain(value)
@@ -650,13 +681,13 @@ async def _one_chain(task_name: str, value: Any, run, shape) -> dict:
     return recorder.stamp(shape(await run(text, model, recorder, max_tokens)), model)
 
 
-@task("sentiment")
+@ai_task("sentiment")
 async def sentiment(value: TextTaskInput, ctx) -> dict:
     """{"text"} -> {"label": positive|negative|neutral, "score": 0..1, "model", "usage"}."""
     return await _one_chain("sentiment", value, sentiment_of, dict)
 
 
-@task("entities")
+@ai_task("entities")
 async def entities(value: TextTaskInput, ctx) -> dict:
     """{"text"} -> {"entities": [{"text", "type"}, ...], "model", "usage"}."""
     return await _one_chain("entities", value, entities_of, lambda found: {"entities": found})
@@ -672,7 +703,8 @@ async def analyze(value: TextTaskInput, ctx) -> dict:
     """{"text"} -> {"sentiment": {"label", "score"}, "entities": [...], "summary": str,
     "model", "usage" (summed over the three)}. A flow: the first run spawns sentiment, entities
     and summarize as three jobs (any workers may run them at once; the job waits without a
-    slot), the second aggregates their results. A part that failed fails the job."""
+    slot), the second aggregates their results. A part that failed fails the job. It calls no
+    model itself, so it declares none: the token budgets count its three parts."""
     value = as_plain(value)
     text = _text_input("analyze", value)
     max_tokens = _max_tokens("analyze", value)

@@ -38,6 +38,7 @@ early: its answer is dropped anyway, but its thread stays busy until it returns.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import time
 from typing import Any, Callable
@@ -54,6 +55,41 @@ ON_FAILURE = ("fail_parent", "ignore")
 MAX_CHILDREN = 100
 
 
+class TokenUsage:
+    """The model tokens one attempt used, streamed ones included: the worker reports them with
+    the attempt's RESULT or FAILURE, and the broker settles the job's token budget with them.
+    The AI tasks count every model call (ai_tasks.UsageRecorder); another handler that calls a
+    model adds what it used with ctx.usage.add()."""
+
+    __slots__ = ("prompt_tokens", "completion_tokens")
+
+    def __init__(self) -> None:
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    def add(self, prompt_tokens: int, completion_tokens: int) -> None:
+        self.prompt_tokens += max(0, int(prompt_tokens))
+        self.completion_tokens += max(0, int(completion_tokens))
+
+    def wire(self) -> tuple[int, int]:
+        """The two counts as u32s for the wire (capped)."""
+        cap = 2**32 - 1
+        return min(self.prompt_tokens, cap), min(self.completion_tokens, cap)
+
+
+# The usage of the attempt whose handler runs in this context (the worker sets it per job).
+_current_usage: contextvars.ContextVar[TokenUsage | None] = contextvars.ContextVar(
+    "sluice_job_usage", default=None)
+
+
+def record_usage(prompt_tokens: int, completion_tokens: int) -> None:
+    """Adds a model call's tokens to the usage of the job running in this context; outside a
+    job (a direct call, a test) it does nothing."""
+    usage = _current_usage.get()
+    if usage is not None:
+        usage.add(prompt_tokens, completion_tokens)
+
+
 class _ContextBase:
     """Attributes shared by both context kinds. Read-only for handlers.
 
@@ -67,6 +103,7 @@ class _ContextBase:
         worker_name: the name this worker registered with.
         children: a flow's parent: its children's outcomes, [{"id", "type", "status",
             "result", "error"}, ...] in the order given; [] for any other job.
+        usage: the model tokens this attempt used so far (TokenUsage).
     """
 
     def __init__(self, job: p.Job, worker_name: str, report: Report,
@@ -77,6 +114,7 @@ class _ContextBase:
         self.timeout_s = job.timeout_s
         self.worker_name = worker_name
         self.deadline: float | None = None
+        self.usage = TokenUsage()
         self._report = report
         self._cancelled = False
         self.children = children or []
@@ -122,7 +160,7 @@ class _ContextBase:
         if not self._spawned:
             return None
         types, inputs, on_failure = (list(column) for column in zip(*self._spawned))
-        return p.Spawn(self.job_id, self.attempt, types, inputs, on_failure)
+        return p.Spawn(self.job_id, self.attempt, types, inputs, on_failure, *self.usage.wire())
 
     def _chunk_message(self, text: str) -> p.Chunk:
         if not isinstance(text, str):

@@ -27,6 +27,22 @@ class DecodeError(SluiceError):
         self.cause = cause
 
 
+class RateLimitedError(SluiceError):
+    """Raised by a task handler when its model provider refused a call for now (HTTP 429).
+
+    The worker tells the broker (RATE_LIMITED) instead of failing the attempt: the job goes back
+    to its queue without spending an attempt, and no job of the task's model starts anywhere
+    for `retry_after` seconds (README.md, "Provider rate limits").
+
+    Attributes:
+        retry_after: seconds the provider asked to wait (0 when it did not say).
+    """
+
+    def __init__(self, message: str, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = max(0.0, float(retry_after))
+
+
 class NonRetryableError(SluiceError):
     """Raised by a task handler to fail its job at once: the broker will not run it again.
 

@@ -3,7 +3,7 @@
 prometheus_client keeps the figures and serves them at http://HOST:PORT/metrics:
 
     sluice_worker_jobs_total{type, outcome}           jobs finished here: succeeded, failed, canceled,
-                                                      spawned (ended waiting for children)
+                                                      rate_limited, spawned (ended waiting for children)
     sluice_worker_job_duration_seconds{type}          handler run time (histogram)
     sluice_worker_jobs_in_flight{type}                handlers running now
     sluice_worker_model_tokens_total{model, kind}     model tokens, kind "prompt" or "completion"

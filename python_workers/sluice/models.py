@@ -23,10 +23,12 @@ Nothing here downloads weights: a model either comes inside a package or sits be
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import importlib.util
 import json
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, PrivateAttr
 
-from .errors import SluiceError
+from .errors import RateLimitedError, SluiceError
 
 log = logging.getLogger("sluice.models")
 
@@ -164,7 +166,10 @@ def build_chat_model(settings: ModelSettings) -> BaseChatModel:
                           # Servers without auth (vLLM, llama.cpp) still need a non-empty key.
                           api_key=settings.openai_api_key or "not-needed",
                           max_tokens=settings.max_tokens, temperature=settings.temperature,
-                          stream_usage=True, max_retries=2)
+                          # No retries of its own: a 429 becomes RateLimitedError at once
+                          # (rate_limited_error), so Sluice pauses the model and requeues the job
+                          # without spending an attempt; any other error is an attempt's failure.
+                          stream_usage=True, max_retries=0)
     try:
         from langchain_ollama import ChatOllama
     except ImportError as exc:
@@ -226,6 +231,76 @@ def model_name(model: Any) -> str:
         if isinstance(value, str) and value:
             return value
     return type(bound).__name__
+
+
+# ---- provider rate limits ----------------------------------------------------------------------
+
+# How long a model pauses after a 429 that says nothing of when to come back.
+DEFAULT_RETRY_AFTER = 1.0
+# OpenAI's x-ratelimit-reset-* durations: "1s", "6m0s", "20ms", "1h2m3.5s".
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def retry_after_of(headers: Any, now: float | None = None) -> float:
+    """Returns the seconds a 429's headers ask to wait: `retry-after-ms`, else `retry-after`
+    (seconds, or an HTTP date), else the later of OpenAI's `x-ratelimit-reset-requests` and
+    `x-ratelimit-reset-tokens`; DEFAULT_RETRY_AFTER when none of them says. `headers` is any
+    mapping with a case-insensitive get() (httpx.Headers) or a plain dict of lowercase names."""
+    def header(name: str) -> str | None:
+        value = headers.get(name) if headers is not None else None
+        return value.strip() if isinstance(value, str) and value.strip() else None
+
+    if (text := header("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(text) / 1000)
+        except ValueError:
+            pass
+    if (text := header("retry-after")) is not None:
+        try:
+            return max(0.0, float(text))
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(text).timestamp()
+                return max(0.0, when - (time.time() if now is None else now))
+            except (TypeError, ValueError):
+                pass
+    resets = []
+    for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"):
+        text = header(name)
+        parts = _DURATION_PART.findall(text) if text else []
+        if parts and "".join(n + u for n, u in parts) == text:
+            resets.append(sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
+    return max(resets) if resets else DEFAULT_RETRY_AFTER
+
+
+def rate_limited_error(exc: BaseException) -> RateLimitedError | None:
+    """Returns the RateLimitedError for a provider's HTTP 429 in `exc` or its causes
+    (openai.RateLimitError, or any error with status_code 429 and a `response` with headers),
+    else None."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # causes chain; a cycle or a deep chain stops here
+        if seen is None:
+            return None
+        if isinstance(seen, RateLimitedError):
+            return seen
+        response = getattr(seen, "response", None)
+        if getattr(seen, "status_code", None) == 429 or getattr(response, "status_code", None) == 429:
+            return RateLimitedError(f"{type(seen).__name__}: {seen}",
+                                    retry_after_of(getattr(response, "headers", None)))
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def model_use_of(settings: ModelSettings, calls: int = 1):
+    """The ModelUse (registry.py) of a task making `calls` model calls with this configuration:
+    the model's name, about 4 bytes of text per token (English; the prompt's template and
+    instructions are not in the input, so a task of several calls counts its input once per
+    call: 4 // calls bytes per token), and max_tokens per call."""
+    from .registry import ModelUse
+    name = {"local": Path(settings.local_model_path).stem if settings.local_model_path else LOCAL_MODEL_NAME,
+            "openai": settings.openai_model, "ollama": settings.ollama_model}[settings.provider]
+    return ModelUse(name[:128], max(1, 4 // max(1, calls)), settings.max_tokens * max(1, calls))
 
 
 # ---- the local model: SmolLM2 on llama.cpp -----------------------------------------------------
@@ -489,4 +564,4 @@ def _result_of(chunks: list[ChatGenerationChunk]) -> ChatResult:
 
 __all__ = ["LocalChatModel", "ModelConfigError", "ModelSettings", "bind_generation",
            "build_chat_model", "bundled_gguf_path", "get_chat_model", "model_name",
-           "set_chat_model"]
+           "model_use_of", "rate_limited_error", "retry_after_of", "set_chat_model"]

@@ -65,6 +65,7 @@ class Command(enum.IntEnum):
     HEARTBEAT = 24
     DISCONNECT = 25
     SPAWN = 26
+    RATE_LIMITED = 27
 
 
 def command_name(command_id: int) -> str:
@@ -90,6 +91,7 @@ BIN = "bin"
 BOOL = "bool"
 STR_LIST = "[str]"
 BIN_LIST = "[bin]"
+U32_LIST = "[u32]"
 
 
 @dataclass
@@ -169,6 +171,11 @@ class Ready:
     concurrency: int = _wire(U32)
     # Parallel to types: each type's input JSON Schema as JSON text, "" for none (registry.py).
     schemas: list[str] = _wire(STR_LIST)
+    # Parallel to types (token budgets): each type's model ("" for none), its prompt bytes per
+    # token (0: the prompt is not counted) and its default max_tokens, for the broker's estimate.
+    models: list[str] = _wire(STR_LIST, default_factory=list)
+    chars_per_token: list[int] = _wire(U32_LIST, default_factory=list)
+    max_tokens: list[int] = _wire(U32_LIST, default_factory=list)
 
 
 @dataclass
@@ -209,6 +216,9 @@ class Result:
     job_id: str = _wire(STR)
     attempt: int = _wire(U32)
     result: bytes = _wire(BIN)
+    # The model tokens the attempt used, streamed ones included; 0 for a job that called none.
+    prompt_tokens: int = _wire(U32, default=0)
+    completion_tokens: int = _wire(U32, default=0)
 
 
 @dataclass
@@ -218,6 +228,8 @@ class Failure:
     attempt: int = _wire(U32)
     error: str = _wire(STR)
     retryable: bool = _wire(BOOL)
+    prompt_tokens: int = _wire(U32, default=0)  # what the failed attempt used, as in Result
+    completion_tokens: int = _wire(U32, default=0)
 
 
 @dataclass
@@ -242,6 +254,20 @@ class Spawn:
     types: list[str] = _wire(STR_LIST)
     inputs: list[bytes] = _wire(BIN_LIST)  # each child's input, msgpack-encoded
     on_failure: list[str] = _wire(STR_LIST)
+    # The model tokens the spawning run used (as in RESULT); 0 for one that called none.
+    prompt_tokens: int = _wire(U32, default=0)
+    completion_tokens: int = _wire(U32, default=0)
+
+
+@dataclass
+class RateLimited:
+    """The model provider refused the call for now (HTTP 429): the broker requeues the job
+    without spending an attempt and pauses the model's dispatch for retry_after_ms."""
+    COMMAND: ClassVar[Command] = Command.RATE_LIMITED
+    job_id: str = _wire(STR)
+    attempt: int = _wire(U32)
+    retry_after_ms: int = _wire(U32)
+    error: str = _wire(STR)  # what the provider said, cut to MAX_ERROR_BYTES
 
 
 @dataclass
@@ -256,14 +282,14 @@ class Disconnect:
 
 Message = Union[
     Submit, Flow, Cancel, Retry, Ping, Reply, Ready, Job, Progress, Chunk, Result, Failure,
-    CancelJob, Canceled, Heartbeat, Disconnect, Spawn,
+    CancelJob, Canceled, Heartbeat, Disconnect, Spawn, RateLimited,
 ]
 
 # Command id -> message class, for decode().
 MESSAGE_TYPES: dict[int, type] = {
     cls.COMMAND: cls
     for cls in (Submit, Flow, Cancel, Retry, Ping, Reply, Ready, Job, Progress, Chunk, Result,
-                Failure, CancelJob, Canceled, Heartbeat, Disconnect, Spawn)
+                Failure, CancelJob, Canceled, Heartbeat, Disconnect, Spawn, RateLimited)
 }
 
 
@@ -310,6 +336,10 @@ def _check(kind: str, value: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise TypeError("expected a list of bytes")
         return [_check(BIN, v) for v in value]
+    if kind == U32_LIST:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError("expected a list of u32")
+        return [_check(U32, v) for v in value]
     raise AssertionError(f"unknown wire type {kind}")
 
 

@@ -25,6 +25,14 @@ the registry derives the model's JSON Schema, the worker declares it in READY (t
 answers 422 invalid_input to a submit that does not fit it), and the worker validates the input
 into a model instance (strict mode) before calling the handler; an input that does not fit fails
 the job without a retry.
+
+Token budgets: a task that calls a model says which, and how the broker should estimate a job's
+tokens before it runs (README.md, "Token budgets"):
+
+    @task("chat", model=ModelUse("gpt-4o-mini", chars_per_token=4, max_tokens=256))
+
+`model` may also be a function returning a ModelUse (or None), called when the worker says
+READY, for a model picked by configuration.
 """
 
 from __future__ import annotations
@@ -45,6 +53,18 @@ _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
 @dataclass(frozen=True)
+class ModelUse:
+    """The model a task calls and how the broker estimates a job's tokens before it runs:
+    ceil(input bytes / chars_per_token) + max_tokens (the input's own `max_tokens` when it has
+    one); chars_per_token 0 leaves the prompt out. The broker settles the estimate with what the
+    worker reports the job used."""
+
+    model: str
+    chars_per_token: int = 4
+    max_tokens: int = 256
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """One registered task: its job type name, the handler, whether the handler is async, and
     for a typed handler its input model and that model's JSON Schema as compact JSON text
@@ -55,6 +75,8 @@ class TaskSpec:
     is_async: bool
     input_model: type[pydantic.BaseModel] | None = None
     schema: str = ""
+    # The model it calls (ModelUse, or a function returning one, or None): READY declares it.
+    model: ModelUse | Callable[[], ModelUse | None] | None = None
 
 
 class TaskRegistry:
@@ -63,7 +85,8 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._tasks: dict[str, TaskSpec] = {}
 
-    def register(self, name: str, fn: Callable[..., Any]) -> TaskSpec:
+    def register(self, name: str, fn: Callable[..., Any],
+                 model: ModelUse | Callable[[], ModelUse | None] | None = None) -> TaskSpec:
         """Registers `fn` as the handler of job type `name` and returns its spec.
 
         Raises ValueError for an invalid name, a name already taken by another function
@@ -77,6 +100,7 @@ class TaskRegistry:
         old = self._tasks.get(name)
         if old is not None and _qualified(old.fn) != _qualified(fn):
             raise ValueError(f"task {name!r} is already registered by {_qualified(old.fn)}")
+        uses = model
         model = input_model(fn)
         schema = ""
         if model is not None:
@@ -86,7 +110,7 @@ class TaskRegistry:
             if len(schema.encode()) > MAX_SCHEMA_BYTES:
                 raise ValueError(f"task {name!r}: the JSON Schema of {model.__name__} is "
                                  f"{len(schema.encode())} bytes, more than {MAX_SCHEMA_BYTES}")
-        spec = TaskSpec(name, fn, inspect.iscoroutinefunction(fn), model, schema)
+        spec = TaskSpec(name, fn, inspect.iscoroutinefunction(fn), model, schema, uses)
         self._tasks[name] = spec
         return spec
 
@@ -101,6 +125,18 @@ class TaskRegistry:
     def schemas(self) -> list[str]:
         """Returns the input schemas in the order of names(), "" for a task of plain inputs."""
         return [self._tasks[n].schema for n in self.names()]
+
+    def models(self) -> tuple[list[str], list[int], list[int]]:
+        """Returns READY's models, chars_per_token and max_tokens, in the order of names() ("", 0,
+        0 for a task that calls no model); three empty lists when no task calls one."""
+        uses = []
+        for name in self.names():
+            use = self._tasks[name].model
+            uses.append(use() if callable(use) else use)
+        if not any(uses):
+            return [], [], []
+        return ([u.model if u else "" for u in uses], [u.chars_per_token if u else 0 for u in uses],
+                [u.max_tokens if u else 0 for u in uses])
 
     def __contains__(self, name: object) -> bool:
         return name in self._tasks
@@ -148,22 +184,24 @@ registry = TaskRegistry()
 
 
 def task(name_or_fn: Any = None, *, name: str | None = None,
-         registry: TaskRegistry | None = None) -> Any:
+         registry: TaskRegistry | None = None,
+         model: ModelUse | Callable[[], ModelUse | None] | None = None) -> Any:
     """Registers a task handler. Use as @task, @task("type"), or @task(name="type").
 
     Returns the function unchanged, so it can still be called directly (e.g. in tests).
-    `registry` picks another registry than the module-level default one.
+    `registry` picks another registry than the module-level default one; `model` says which
+    model the task calls (ModelUse, see the module's docstring).
     """
     target = registry if registry is not None else globals()["registry"]
 
     if callable(name_or_fn):  # bare @task
-        target.register(name or name_or_fn.__name__, name_or_fn)
+        target.register(name or name_or_fn.__name__, name_or_fn, model)
         return name_or_fn
 
     chosen = name_or_fn if name_or_fn is not None else name
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        target.register(chosen or fn.__name__, fn)
+        target.register(chosen or fn.__name__, fn, model)
         return fn
 
     return decorate

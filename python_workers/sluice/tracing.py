@@ -92,7 +92,7 @@ def end_job_span(span: trace.Span, reply: p.Message) -> None:
         span.set_status(Status(StatusCode.ERROR, reply.error[:256]))
         span.set_attribute("sluice.job.outcome", "failed")
     else:
-        outcome = {p.Result: "succeeded", p.Spawn: "spawned"}.get(type(reply), "canceled")
+        outcome = {p.Result: "succeeded", p.Spawn: "spawned", p.RateLimited: "rate_limited"}.get(type(reply), "canceled")
         span.set_attribute("sluice.job.outcome", outcome)
 
 

@@ -52,9 +52,9 @@ import zmq
 
 from . import protocol as p
 from . import tracing
-from .context import JobContext, SyncJobContext
+from .context import JobContext, SyncJobContext, _current_usage
 from .curve import ClientKeys
-from .errors import DecodeError, NonRetryableError, SluiceError
+from .errors import DecodeError, NonRetryableError, RateLimitedError, SluiceError
 from .registry import TaskRegistry, TaskSpec
 
 log = logging.getLogger("sluice.worker")
@@ -271,7 +271,8 @@ class Worker:
         self._last_recv = time.monotonic()  # give the broker a full liveness period
         # READY goes first on a new socket, ahead of whatever the outbox still holds.
         self._queue(p.Ready(self.config.name, "python", self.registry.names(),
-                            self.config.concurrency, self.registry.schemas()), first=True)
+                            self.config.concurrency, self.registry.schemas(), *self.registry.models()),
+                    first=True)
         self._flush()
 
     def _close_socket(self, linger: float) -> None:
@@ -498,6 +499,7 @@ class Worker:
 
     async def _job_task(self, run: _Run) -> None:
         job, started = run.job, None
+        _current_usage.set(run.ctx.usage)  # this task's own context: the handler's model calls count here
         with tracing.job_span(job, self.config.name) as span:
             try:
                 async with self._slots:
@@ -523,18 +525,24 @@ class Worker:
             value = await self._with_timeout(run, self._invoke(run))
         except _Timeout:
             run.ctx._cancel()
-            return p.Failure(job.job_id, job.attempt, f"timeout after {job.timeout_s} s", True)
+            return p.Failure(job.job_id, job.attempt, f"timeout after {job.timeout_s} s", True,
+                             *run.ctx.usage.wire())
+        except RateLimitedError as exc:
+            retry_after_ms = min(int(exc.retry_after * 1000), 2**32 - 1)
+            return p.RateLimited(job.job_id, job.attempt, retry_after_ms, _error_text(_describe(exc)))
         except Exception as exc:
             return p.Failure(job.job_id, job.attempt, _error_text(_describe(exc)),
-                             not isinstance(exc, NonRetryableError))
+                             not isinstance(exc, NonRetryableError), *run.ctx.usage.wire())
         spawn = run.ctx._spawn_message()
         if spawn is not None:
             return spawn
         try:
-            return p.Result(job.job_id, job.attempt, msgpack.packb(value, use_bin_type=True))
+            return p.Result(job.job_id, job.attempt, msgpack.packb(value, use_bin_type=True),
+                            *run.ctx.usage.wire())
         except Exception as exc:
             return p.Failure(job.job_id, job.attempt,
-                             _error_text(f"result is not msgpack-serializable: {_describe(exc)}"), False)
+                             _error_text(f"result is not msgpack-serializable: {_describe(exc)}"), False,
+                             *run.ctx.usage.wire())
 
     @staticmethod
     async def _with_timeout(run: _Run, awaitable: Any) -> Any:
@@ -569,7 +577,7 @@ class Worker:
         duration = time.monotonic() - (started if started is not None else run.received)
         if self.config.metrics is not None:
             outcome = {p.Result: "succeeded", p.Failure: "failed",
-                       p.Spawn: "spawned"}.get(type(reply), "canceled")
+                       p.Spawn: "spawned", p.RateLimited: "rate_limited"}.get(type(reply), "canceled")
             self.config.metrics.finished(job.type, outcome, duration if started is not None else None)
         if isinstance(reply, p.Result):
             # Debug only: one line per successful job costs a busy worker a tenth of its time.
@@ -581,6 +589,9 @@ class Worker:
         elif isinstance(reply, p.Failure):
             log.info("job %s failed type=%s attempt=%d duration=%.3fs retryable=%s: %s",
                      job.job_id, job.type, job.attempt, duration, reply.retryable, reply.error)
+        elif isinstance(reply, p.RateLimited):
+            log.info("job %s rate limited type=%s attempt=%d duration=%.3fs retry_after_ms=%d: %s",
+                     job.job_id, job.type, job.attempt, duration, reply.retry_after_ms, reply.error)
         else:
             log.info("job %s canceled type=%s attempt=%d duration=%.3fs",
                      job.job_id, job.type, job.attempt, duration)

@@ -18,9 +18,10 @@ GARBAGE = [
     [b"SLUICE/1", b"\x01", msgpack.packb({"req_id": 1})],      # a map, not an array
     [b"SLUICE/1", b"\x01", msgpack.packb(["x", "y", 1, 2])],    # wrong field types
     [b"SLUICE/1", b"\x01", b"\xdd\xff\xff\xff\xff"],            # claims 4 billion fields
-    [b"SLUICE/1", b"\x10", msgpack.packb(["rogue", "x", [], 0, []])],        # READY with no types
-    [b"SLUICE/1", b"\x10", msgpack.packb(["rogue", "x", ["bad type!"], 5, [""]])],
+    [b"SLUICE/1", b"\x10", msgpack.packb(["rogue", "x", [], 0, [], [], [], []])],        # READY with no types
+    [b"SLUICE/1", b"\x10", msgpack.packb(["rogue", "x", ["bad type!"], 5, [""], [""], [0], [0]])],
     [b"SLUICE/1", b"\x14", msgpack.packb(["no-such-job", 1, b"\xc0"])],  # RESULT from a stranger
+    [b"SLUICE/1", b"\x1b", msgpack.packb(["no-such-job", 1, 2**32 - 1, "x"])],  # RATE_LIMITED from a stranger
     [b"SLUICE/1", b"\x04", msgpack.packb([1, 200, "", "", "", ""])],     # REPLY sent to the broker
     [b"SLUICE/1", b"\x01", b"\x00" * 100000],
     [b"\xff" * 5000, b"\x01", b""],

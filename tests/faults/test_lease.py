@@ -22,7 +22,7 @@ class StuckWorker:
         self.socket = pipeline.allow(self.context.socket(zmq.DEALER))
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.connect(pipeline.backend)
-        self.socket.send_multipart(frames(16, ["stuck", "python", ["echo"], 1, [""]]))
+        self.socket.send_multipart(frames(16, ["stuck", "python", ["echo"], 1, [""], [""], [0], [0]]))
         self.thread = threading.Thread(target=self._run)
         self.thread.start()
 
@@ -36,7 +36,7 @@ class StuckWorker:
 
     def answer_late(self):
         job_id, _, payload, attempt = self.job[:4]
-        self.socket.send_multipart(frames(20, [job_id, attempt, msgpack.packb("stale result")]))
+        self.socket.send_multipart(frames(20, [job_id, attempt, msgpack.packb("stale result"), 0, 0]))
 
     def close(self):
         self.stop.set()

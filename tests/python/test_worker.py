@@ -34,6 +34,14 @@ BUILTIN_AND_AI_TASKS = ["analyze", "chat", "echo", "entities", "fail", "sentimen
                         "summarize", "text_stats"]
 
 
+def _declared_models(names: list[str]) -> tuple[list[str], list[int], list[int]]:
+    """What READY says of these tasks' models (TaskRegistry.models, for a subset)."""
+    uses = [builtin_registry.get(name).model for name in names]
+    uses = [use() if callable(use) else use for use in uses]
+    return ([u.model if u else "" for u in uses], [u.chars_per_token if u else 0 for u in uses],
+            [u.max_tokens if u else 0 for u in uses])
+
+
 def run(coro) -> None:
     asyncio.run(asyncio.wait_for(coro, TEST_LIMIT))
 
@@ -144,7 +152,7 @@ def test_ready_names_worker_runtime_types_and_concurrency():
         async with serving(builtin_registry, concurrency=3) as (_, _, _, ready):
             # Other test modules may have imported sluice.ai_tasks into the same registry.
             assert ready == p.Ready("test-worker", "python", builtin_registry.names(), 3,
-                                    builtin_registry.schemas())
+                                    builtin_registry.schemas(), *builtin_registry.models())
             assert {"echo", "fail", "sleep", "text_stats"} <= set(ready.types)
 
     run(scenario())
@@ -643,7 +651,8 @@ def test_cli_serves_builtin_tasks_and_exits_0_on_sigterm():
             try:
                 ident, ready = await broker.expect(p.Ready, timeout=8)
                 assert ready == p.Ready("cli-worker", "python", BUILTIN_AND_AI_TASKS, 2,
-                                         [builtin_registry.get(name).schema for name in BUILTIN_AND_AI_TASKS])
+                                         [builtin_registry.get(name).schema for name in BUILTIN_AND_AI_TASKS],
+                                         *_declared_models(BUILTIN_AND_AI_TASKS))
                 broker.send(ident, p.Job("job-cli", "echo", pack("hi"), 1, 30))
                 assert unpack((await broker.expect(p.Result))[1].result) == "hi"
                 proc.send_signal(signal.SIGTERM)

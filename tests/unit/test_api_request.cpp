@@ -356,7 +356,7 @@ TEST_CASE("job hash -> JSON body") {
     const std::set<std::string> keys{"id", "type", "tenant", "key_id", "status", "priority", "max_attempts",
                                      "timeout_s", "attempts", "created_at", "started_at",
                                      "finished_at", "run_at", "expire_at", "result", "error", "error_code",
-                                     "traceparent", "redeliveries", "history"};
+                                     "traceparent", "redeliveries", "rate_limited", "history"};
     std::set<std::string> got;
     for (const auto& item : body.items()) got.insert(item.key());
     CHECK(got == keys);

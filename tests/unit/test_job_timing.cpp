@@ -2,6 +2,7 @@
 // run_at and expire_after_s turned into the SUBMIT's absolute times, hostile values refused with
 // stable codes; and the queue report as GET /v1/queues and a job's eta_s read it
 // (api/queues.hpp), made by the broker's own writer (broker/queue_report.hpp).
+#include "budgets.hpp"
 #include "job_timing.hpp"
 #include "queue_report.hpp"
 #include "queues.hpp"
@@ -155,6 +156,32 @@ TEST_CASE("GET /v1/queues: a tenant sees its own rows; an admin sees every tenan
     CHECK(none["as_of"].is_null());
     CHECK_FALSE(queues_json({{"echo", "\xc1"}}, std::nullopt));
     CHECK_FALSE(queues_json({{"@meta", "\x90"}}, std::nullopt));
+}
+
+TEST_CASE("GET /v1/queues shows the budgets (a member its own tenant's) and the paused models") {
+    sluice::broker::Budgets budgets{std::chrono::milliseconds(60000)};
+    budgets.set_limits({{{"acme", "gpt"}, {1000, 10}}, {{"beta", "gpt"}, {500, 0}}});
+    budgets.reserve("j1", "acme", "gpt", 300, 0, 0);
+    const auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+    budgets.pause("gpt", now, std::chrono::milliseconds(2500));
+    const std::string report = budgets.report(1000, now);
+
+    const json all = json::parse(*queues_json({}, std::nullopt, report));
+    REQUIRE(all["budgets"].size() == 2);
+    CHECK(all["budgets"][0] == json{{"tenant", "acme"}, {"model", "gpt"}, {"tokens_per_minute", 1000},
+                                    {"requests_per_minute", 10}, {"tokens_used", 300}, {"requests_used", 1}});
+    CHECK(all["budget_window_s"] == 60.0);
+    CHECK(all["paused_models"] == json::array({json{{"model", "gpt"}, {"resumes_in_s", 2.5}}}));
+    const json beta = json::parse(*queues_json({}, std::string("beta"), report));
+    REQUIRE(beta["budgets"].size() == 1);
+    CHECK(beta["budgets"][0]["tenant"] == "beta");
+
+    const json none = json::parse(*queues_json({}, std::nullopt));
+    CHECK(none["budgets"].empty());
+    CHECK(none["budget_window_s"].is_null());
+    CHECK(none["paused_models"].empty());
+    CHECK_FALSE(queues_json({}, std::nullopt, "Á"));
+    CHECK_FALSE(queues_json({}, std::nullopt, "§""budgets"));  // a row too short
 }
 
 TEST_CASE("eta_s: the type's pace over the last minute, null without one") {

@@ -390,6 +390,22 @@ TEST_CASE("an exception from a handler is a retryable FAILURE; an unknown type i
     CHECK_FALSE(failure.retryable);
 }
 
+TEST_CASE("a handler's JobResult::rate_limited is sent as RATE_LIMITED, not a FAILURE") {
+    FakeBroker broker;
+    worker::Worker w(test_config(broker));
+    w.register_handler("limited", [](worker::JobContext&) {
+        return worker::JobResult::rate_limited("429 Too Many Requests", 1500);
+    });
+    w.start();
+    broker.expect<proto::Ready>();
+    broker.send(make_job("job-limited", "limited", worker::encode_value(msgpack::type::nil_t())));
+    const auto limited = broker.expect<proto::RateLimited>();
+    CHECK(limited.job_id == "job-limited");
+    CHECK(limited.attempt == 1);
+    CHECK(limited.retry_after_ms == 1500);
+    CHECK(limited.error == "429 Too Many Requests");
+}
+
 TEST_CASE("a handler's long error is sent cut to the shared limit, whole characters only") {
     FakeBroker broker;
     worker::Worker w(test_config(broker));

@@ -91,6 +91,11 @@ class KeyNotFound(ApiError):
     code_name = "key_not_found"
 
 
+class BudgetNotFound(ApiError):
+    """404: no token budget for this tenant and model."""
+    code_name = "budget_not_found"
+
+
 class JobNotFound(ApiError):
     """404: no such job (or another tenant's)."""
     code_name = "job_not_found"
