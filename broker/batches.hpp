@@ -47,6 +47,7 @@ struct SubmitItem {
     std::string webhook_events;  // comma-joined
     std::string traceparent;     // empty for none
     std::uint32_t cache_ttl_s = 0;  // 0: no cache
+    bool dedupe = false;            // join an identical queued or running job
 
     // Moves input, idempotency key, request hash, key id, the webhook and the traceparent out;
     // job_id, tenant, type and the concurrency key stay.
@@ -56,7 +57,8 @@ struct SubmitItem {
                 queue_score_arg(priority, enqueued_ms), std::move(idempotency_key),
                 std::move(request_hash), std::move(key_id), concurrency_key, std::to_string(concurrency_limit),
                 std::to_string(disconnect_grace_ms), std::to_string(run_at_ms), std::to_string(expire_at_ms),
-                std::move(webhook_url), std::move(webhook_events), std::move(traceparent), std::to_string(cache_ttl_s)};
+                std::move(webhook_url), std::move(webhook_events), std::move(traceparent), std::to_string(cache_ttl_s),
+                dedupe ? "1" : "0"};
     }
 };
 

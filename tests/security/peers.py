@@ -52,11 +52,12 @@ def submit_body(req_id: int, job_id: str | None = None, tenant: str = "default",
                 key: str = "", request_hash: str = "", key_id: str = "", submits_per_s: int = 0,
                 concurrency_key: str = "", concurrency_limit: object = 0, disconnect_grace_ms: int = 0,
                 run_at_ms: int = 0, expire_at_ms: int = 0, webhook_url: str = "",
-                webhook_events: object = (), traceparent: str = "", cache_ttl_s: int = 0) -> bytes:
+                webhook_events: object = (), traceparent: str = "", cache_ttl_s: int = 0,
+                dedupe: object = False) -> bytes:
     return msgpack.packb([req_id, job_id or str(uuid.uuid4()), tenant, type_, input_, priority, attempts,
                           timeout_s, key, request_hash, key_id, submits_per_s, concurrency_key, concurrency_limit,
                           disconnect_grace_ms, run_at_ms, expire_at_ms, webhook_url, list(webhook_events), traceparent,
-                          cache_ttl_s],
+                          cache_ttl_s, dedupe],
                          use_bin_type=True)
 
 
