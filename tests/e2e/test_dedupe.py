@@ -7,34 +7,44 @@ the leader ends, the next identical submit runs again. Tenants never join each o
 The broker-restart case is tests/faults/test_dedupe_restart.py; the broker's own check of the
 field, tests/security/test_broker_limits.py."""
 import datetime
+import json
 import threading
 import time
 import uuid
 
 import pytest
+from sluice.client import Client
 
 from pipeline import iter_sse, running_pipeline
+from webhook_receiver import Receiver
 
 ADMIN_KEY = "d" * 40
 FINAL = ("succeeded", "failed", "canceled")
+# Loopback is where the test's webhook receiver listens: allowed here, refused by default.
+ALLOW = {"SLUICE_WEBHOOK_ALLOW_NETS": "127.0.0.0/8"}
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, request):
-    """Auth required, one Python worker (the built-in tasks and dedupe_tasks), member keys of
-    tenants acme and beta."""
-    env = {"SLUICE_AUTH": "required", "SLUICE_ADMIN_KEY": ADMIN_KEY}
+    """Auth required, one Python worker (the built-in tasks and dedupe_tasks), a webhook
+    deliverer and a receiver (p.receiver), member keys of tenants acme and beta."""
+    env = {"SLUICE_AUTH": "required", "SLUICE_ADMIN_KEY": ADMIN_KEY, **ALLOW}
     with running_pipeline(tmp_path_factory.mktemp("dedupe"), lambda: request.session.testsfailed, env=env) as p:
         p.add_task_modules()
         p.start_worker("python", modules=["sluice.tasks", "dedupe_tasks"], concurrency=8)
         p.wait_ready("gated")
+        p.start_webhooks()
+        p.receiver = Receiver()
         keys = {}
         for tenant in ("acme", "beta"):
             made = p.http.post("/v1/admin/keys", json={"tenant": tenant, "role": "member", "name": tenant},
                                headers={"Authorization": f"Bearer {ADMIN_KEY}"})
             assert made.status_code == 201, made.text
             keys[tenant] = {"Authorization": f"Bearer {made.json()['key']}"}
-        yield p, keys
+        try:
+            yield p, keys
+        finally:
+            p.receiver.close()
 
 
 class Gate:
@@ -107,23 +117,37 @@ def test_identical_submits_share_one_run_with_the_same_events_and_result(site, t
     gate, leader = leader_running(p, keys, tmp_path, pad="x" * 20000)
     # The same input, its keys in another order.
     same = dict(reversed(list(gate.input.items())))
-    joiners = []
-    for _ in range(2):
-        again = post(p, keys["acme"], same, dedupe=True)
-        assert again.status_code == 202, again.text
-        body = again.json()
-        assert body["joined"] == leader and body["id"] != leader and body["status"] == "running", body
-        joiners.append(body["id"])
-    b = job(p, keys["acme"], joiners[0])
-    assert b["status"] == "running" and b["joined"] == leader and b["attempts"] == 1 and b["tenant"] == "acme"
+    hook = {"url": f"{p.receiver.url}/ok/joiner", "events": ["queued", "started", "succeeded"]}
+    again = post(p, keys["acme"], same, dedupe=True, webhook=hook)
+    assert again.status_code == 202, again.text
+    joiners = [again.json()["id"]]
+    # The Python client passes the option through and names the job joined.
+    with Client(p.url, api_key=keys["acme"]["Authorization"].removeprefix("Bearer ")) as client:
+        joiners.append(client.submit("gated", gate.input, dedupe=True).id)
+        assert client.get(joiners[1]).joined == leader
+    for joiner in joiners:
+        b = job(p, keys["acme"], joiner)
+        assert b["id"] == joiner != leader and b["joined"] == leader and b["tenant"] == "acme", b
+        assert b["status"] == "running" and b["attempts"] == 1, b
+    assert again.json()["joined"] == leader and again.json()["status"] == "running", again.text
 
-    # A long-poll of a joiner, waiting when the leader ends.
-    polled = {}
+    # A follower of a joiner's stream while the leader runs, and a long-poll of the other one.
+    followed, polled = [], {}
+
+    def follow():
+        for event in iter_sse(p.http, f"/v1/jobs/{joiners[0]}/events", keys["acme"], 60):
+            followed.append(event)
+
+    follower = threading.Thread(target=follow)
     poller = threading.Thread(target=lambda: polled.update(
         p.http.get(f"/v1/jobs/{joiners[1]}/result", params={"wait": 60}, headers=keys["acme"], timeout=90).json()))
+    follower.start()
     poller.start()
+    # What the leader had sent before the joiner came: queued, started, two chunks and progress.
+    until(lambda: len(followed) >= 6, "the follower to read the copy")
     gate.open()
     poller.join(90)
+    follower.join(90)
 
     a = finished(p, keys["acme"], leader)
     assert a["status"] == "succeeded" and a["result"] == {"text": "c0 c1 end"}, a
@@ -138,6 +162,7 @@ def test_identical_submits_share_one_run_with_the_same_events_and_result(site, t
     # Every stream is the leader's: the same events under the same ids, chunks and progress too.
     stream = events(p, keys["acme"], leader)
     assert [e["event"] for e in stream].count("chunk") == 3 and "progress" in [e["event"] for e in stream]
+    assert all(e["data"].pop("job_id") == joiners[0] for e in followed) and followed == stream
     for joiner in joiners:
         assert events(p, keys["acme"], joiner) == stream
         # A reconnect with Last-Event-ID gets what came after it.
@@ -152,6 +177,12 @@ def test_identical_submits_share_one_run_with_the_same_events_and_result(site, t
         assert redis.call("HEXISTS", f"sluice:job:{leader}", "joiners") == 0
         assert not redis.call("KEYS", "sluice:dedupe:acme:*")
     assert charged[leader] > 20000 > charged[joiners[0]] > 3072, charged
+
+    # The joiner's own webhook got the lifecycle events it asked for, as its own job's.
+    delivered = [r for r in p.receiver.wait("/ok/joiner", 3)]
+    assert sorted(json.loads(body)["type"] for _, _, body in delivered) == ["job.queued", "job.started",
+                                                                           "job.succeeded"]
+    assert {json.loads(body)["data"]["id"] for _, _, body in delivered} == {joiners[0]}
 
     # The leader has ended, so the same submit runs again.
     gate.gate.unlink()
