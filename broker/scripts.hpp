@@ -351,6 +351,30 @@ local function join(id, tenant, leader, entries, webhook)
   redis.call('HSET', K.job .. leader, 'joiners', l[5] and l[5] .. ' ' .. id or id)
   return l[6]
 end
+-- Stores what a new job keeps of its own submit (SUBMIT_STRIDE arguments from ARGV[i]), whether
+-- it runs or joins: its hash (with `fields` besides), `bytes` charged to its tenant, its
+-- on_disconnect grace, webhook, traceparent and cache key, its place in the tenant's listing and
+-- its Idempotency-Key.
+local function store(i, bytes, cache_key, cache_ttl, fields)
+  local id, tenant, idem = ARGV[i], ARGV[i + 1], ARGV[i + 8]
+  local job = K.job .. id
+  held[tenant] = held[tenant] + bytes
+  added[tenant] = added[tenant] + bytes
+  redis.call('HSET', job, 'id', id, 'tenant', tenant, 'type', ARGV[i + 2], 'created_ms', now, 'bytes', bytes,
+             'charged', bytes, 'key_id', ARGV[i + 10], unpack(fields))
+  local grace = tonumber(ARGV[i + 13])
+  if grace > 0 then
+    redis.call('HSET', job, 'disconnect_grace_ms', grace)
+    redis.call('ZADD', K.followed, string.format('%.0f', tonumber(now) + grace), id)
+  end
+  if ARGV[i + 16] ~= '' then
+    redis.call('HSET', job, 'webhook_url', ARGV[i + 16], 'webhook_events', ARGV[i + 17])
+  end
+  if ARGV[i + 18] ~= '' then redis.call('HSET', job, 'traceparent', ARGV[i + 18]) end
+  if cache_key then redis.call('HSET', job, 'cache_key', cache_key, 'cache_ttl_s', cache_ttl) end
+  redis.call('ZADD', K.jobs .. tenant, now, id)
+  if idem ~= '' then redis.call('SET', idem, ARGV[i + 9] .. ' ' .. id, 'EX', idem_ttl) end
+end
 for i = 4, #ARGV, STRIDE do
   local id, tenant, type, idem, hash = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 8], ARGV[i + 9]
   local job = K.job .. id
@@ -381,44 +405,16 @@ for i = 4, #ARGV, STRIDE do
   elseif held[tenant] + bytes > budget then
     out[#out + 1] = {'over_budget', string.format('%d', held[tenant])}
   elseif entries then
-    held[tenant] = held[tenant] + bytes
-    added[tenant] = added[tenant] + bytes
+    store(i, bytes, cache_key, cache_ttl, {})
     local status = join(id, tenant, leader, entries, {ARGV[i + 16] ~= '' and ARGV[i + 16] or false, ARGV[i + 17]})
-    redis.call('HSET', job, 'id', id, 'tenant', tenant, 'type', type, 'created_ms', now, 'bytes', bytes,
-               'charged', bytes, 'key_id', ARGV[i + 10])
-    local grace = tonumber(ARGV[i + 13])
-    if grace > 0 then
-      redis.call('HSET', job, 'disconnect_grace_ms', grace)
-      redis.call('ZADD', K.followed, string.format('%.0f', tonumber(now) + grace), id)
-    end
-    if ARGV[i + 16] ~= '' then
-      redis.call('HSET', job, 'webhook_url', ARGV[i + 16], 'webhook_events', ARGV[i + 17])
-    end
-    if ARGV[i + 18] ~= '' then redis.call('HSET', job, 'traceparent', ARGV[i + 18]) end
-    if cache_key then redis.call('HSET', job, 'cache_key', cache_key, 'cache_ttl_s', cache_ttl) end
-    redis.call('ZADD', K.jobs .. tenant, now, id)
-    if idem ~= '' then redis.call('SET', idem, hash .. ' ' .. id, 'EX', idem_ttl) end
     out[#out + 1] = {'joined', leader, status}
   else
-    held[tenant] = held[tenant] + bytes
-    added[tenant] = added[tenant] + bytes
-    redis.call('HSET', job, 'id', id, 'tenant', tenant, 'type', type, 'input', ARGV[i + 3],
-      'priority', ARGV[i + 4], 'max_attempts', ARGV[i + 5], 'timeout_s', ARGV[i + 6],
-      'attempts', 0, 'redeliveries', 0, 'status', 'queued', 'created_ms', now, 'seq', 1,
-      'bytes', bytes, 'charged', bytes, 'key_id', ARGV[i + 10])
+    store(i, bytes, cache_key, cache_ttl, {'input', ARGV[i + 3], 'priority', ARGV[i + 4], 'max_attempts', ARGV[i + 5],
+                                           'timeout_s', ARGV[i + 6], 'attempts', 0, 'redeliveries', 0,
+                                           'status', 'queued', 'seq', 1})
     if ARGV[i + 11] ~= '' then
       redis.call('HSET', job, 'concurrency_key', ARGV[i + 11], 'concurrency_limit', ARGV[i + 12])
     end
-    local grace = tonumber(ARGV[i + 13])
-    if grace > 0 then
-      redis.call('HSET', job, 'disconnect_grace_ms', grace)
-      redis.call('ZADD', K.followed, string.format('%.0f', tonumber(now) + grace), id)
-    end
-    if ARGV[i + 16] ~= '' then
-      redis.call('HSET', job, 'webhook_url', ARGV[i + 16], 'webhook_events', ARGV[i + 17])
-    end
-    if ARGV[i + 18] ~= '' then redis.call('HSET', job, 'traceparent', ARGV[i + 18]) end
-    if cache_key then redis.call('HSET', job, 'cache_key', cache_key, 'cache_ttl_s', cache_ttl) end
     if dedupe_key then
       redis.call('SET', dedupe_key, id)
       redis.call('HSET', job, 'dedupe_key', dedupe_key)
@@ -436,8 +432,6 @@ for i = 4, #ARGV, STRIDE do
     else
       redis.call('ZADD', K.queue .. type, ARGV[i + 7], id)
     end
-    redis.call('ZADD', K.jobs .. tenant, now, id)
-    if idem ~= '' then redis.call('SET', idem, hash .. ' ' .. id, 'EX', idem_ttl) end
     -- The first event, written directly: a new stream needs no trimming, and nobody can be
     -- watching a job before its id is given out, so there is no notice to publish.
     redis.call('XADD', K.events .. id, '1-1', 'event', first, 'seq', 1, 'ts', now)

@@ -35,14 +35,8 @@ def site(tmp_path_factory, request):
         p.wait_ready("gated")
         p.start_webhooks()
         p.receiver = Receiver()
-        keys = {}
-        for tenant in ("acme", "beta"):
-            made = p.http.post("/v1/admin/keys", json={"tenant": tenant, "role": "member", "name": tenant},
-                               headers={"Authorization": f"Bearer {ADMIN_KEY}"})
-            assert made.status_code == 201, made.text
-            keys[tenant] = {"Authorization": f"Bearer {made.json()['key']}"}
         try:
-            yield p, keys
+            yield p, p.member_keys(ADMIN_KEY, "acme", "beta")
         finally:
             p.receiver.close()
 

@@ -118,14 +118,3 @@ def sleeps_then_worker(p: Pipeline, concurrency: int, **tenants: tuple[int, int]
         ids = [submit_jobs(api, tenant, count, input_={"ms": ms}) for tenant, (count, ms) in tenants.items()]
     p.start_worker("native", concurrency=concurrency)
     return ids
-
-
-def member_keys(p: Pipeline, admin_key: str, *tenants: str) -> dict[str, dict[str, str]]:
-    """Makes a member key of each tenant with `admin_key`; returns tenant -> its Authorization header."""
-    keys = {}
-    for tenant in tenants:
-        made = p.http.post("/v1/admin/keys", json={"tenant": tenant, "role": "member", "name": tenant},
-                           headers={"Authorization": f"Bearer {admin_key}"})
-        assert made.status_code == 201, made.text
-        keys[tenant] = {"Authorization": f"Bearer {made.json()['key']}"}
-    return keys
