@@ -187,6 +187,22 @@ def test_identical_submits_share_one_run_with_the_same_events_and_result(site, t
     assert finished(p, keys["acme"], again.json()["id"])["status"] == "succeeded"
 
 
+def test_a_websocket_follows_a_joiner_as_its_leader(site, tmp_path):
+    p, keys = site
+    gate, leader = leader_running(p, keys, tmp_path)
+    joiner = post(p, keys["acme"], gate.input, dedupe=True).json()["id"]
+    got = {leader: [], joiner: []}
+    with p.websocket(additional_headers=keys["acme"]) as conn:
+        for job_id in got:
+            conn.send(json.dumps({"op": "subscribe", "job_id": job_id}))
+        gate.open()
+        while not all(got[job_id] and got[job_id][-1]["event"] in FINAL for job_id in got):
+            message = json.loads(conn.recv(timeout=30))
+            if message["op"] == "event":
+                got[message.pop("job_id")].append(message)
+    assert got[joiner] == got[leader] and got[leader][-1]["event"] == "succeeded"
+
+
 def test_canceling_a_joiner_leaves_the_leader_running(site, tmp_path):
     p, keys = site
     gate, leader = leader_running(p, keys, tmp_path)
@@ -260,6 +276,21 @@ def test_only_dedupe_submits_join_and_lead(site, tmp_path):
     gate.open()
     for job_id in (plain, led["id"], off["id"]):
         assert finished(p, keys["acme"], job_id)["status"] == "succeeded"
+
+
+def test_at_most_100_jobs_join_one_and_the_next_runs_on_its_own(site, tmp_path):
+    p, keys = site
+    gate, leader = leader_running(p, keys, tmp_path)
+    joiners = [post(p, keys["acme"], gate.input, dedupe=True).json() for _ in range(100)]
+    assert {j.get("joined") for j in joiners} == {leader}
+    # The leader is full: this one runs, and leads for the submits after it.
+    own = post(p, keys["acme"], gate.input, dedupe=True).json()
+    assert "joined" not in own, own
+    until(lambda: gate.run_count() == 2, "the second run")
+    assert post(p, keys["acme"], gate.input, dedupe=True).json()["joined"] == own["id"]
+    gate.open()
+    ended = {finished(p, keys["acme"], j["id"])["status"] for j in [*joiners, own]}
+    assert ended == {"succeeded"} and gate.run_count() == 2
 
 
 def test_an_idempotent_replay_names_the_job_it_joined(site, tmp_path):
