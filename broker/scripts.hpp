@@ -351,17 +351,14 @@ local function join(id, tenant, leader, entries, webhook)
   redis.call('HSET', K.job .. leader, 'joiners', l[5] and l[5] .. ' ' .. id or id)
   return l[6]
 end
--- Stores what a new job keeps of its own submit (SUBMIT_STRIDE arguments from ARGV[i]), whether
--- it runs or joins: its hash (with `fields` besides), `bytes` charged to its tenant, its
--- on_disconnect grace, webhook, traceparent and cache key, its place in the tenant's listing and
--- its Idempotency-Key.
-local function store(i, bytes, cache_key, cache_ttl, fields)
+-- Stores what a new job keeps of its own submit (SUBMIT_STRIDE arguments from ARGV[i]) besides
+-- its hash's first fields, whether it runs or joins: its on_disconnect grace, webhook,
+-- traceparent and cache key, its place in the tenant's listing and its Idempotency-Key.
+-- (The hash's fields go in one HSET per branch rather than through a table: SUBMIT is the hot
+-- path, and a table and unpack() per job cost it 4%.)
+local function store(i, cache_key, cache_ttl)
   local id, tenant, idem = ARGV[i], ARGV[i + 1], ARGV[i + 8]
   local job = K.job .. id
-  held[tenant] = held[tenant] + bytes
-  added[tenant] = added[tenant] + bytes
-  redis.call('HSET', job, 'id', id, 'tenant', tenant, 'type', ARGV[i + 2], 'created_ms', now, 'bytes', bytes,
-             'charged', bytes, 'key_id', ARGV[i + 10], unpack(fields))
   local grace = tonumber(ARGV[i + 13])
   if grace > 0 then
     redis.call('HSET', job, 'disconnect_grace_ms', grace)
@@ -405,13 +402,21 @@ for i = 4, #ARGV, STRIDE do
   elseif held[tenant] + bytes > budget then
     out[#out + 1] = {'over_budget', string.format('%d', held[tenant])}
   elseif entries then
-    store(i, bytes, cache_key, cache_ttl, {})
+    held[tenant] = held[tenant] + bytes
+    added[tenant] = added[tenant] + bytes
+    redis.call('HSET', job, 'id', id, 'tenant', tenant, 'type', type, 'created_ms', now, 'bytes', bytes,
+               'charged', bytes, 'key_id', ARGV[i + 10])
+    store(i, cache_key, cache_ttl)
     local status = join(id, tenant, leader, entries, {ARGV[i + 16] ~= '' and ARGV[i + 16] or false, ARGV[i + 17]})
     out[#out + 1] = {'joined', leader, status}
   else
-    store(i, bytes, cache_key, cache_ttl, {'input', ARGV[i + 3], 'priority', ARGV[i + 4], 'max_attempts', ARGV[i + 5],
-                                           'timeout_s', ARGV[i + 6], 'attempts', 0, 'redeliveries', 0,
-                                           'status', 'queued', 'seq', 1})
+    held[tenant] = held[tenant] + bytes
+    added[tenant] = added[tenant] + bytes
+    redis.call('HSET', job, 'id', id, 'tenant', tenant, 'type', type, 'input', ARGV[i + 3],
+      'priority', ARGV[i + 4], 'max_attempts', ARGV[i + 5], 'timeout_s', ARGV[i + 6],
+      'attempts', 0, 'redeliveries', 0, 'status', 'queued', 'created_ms', now, 'seq', 1,
+      'bytes', bytes, 'charged', bytes, 'key_id', ARGV[i + 10])
+    store(i, cache_key, cache_ttl)
     if ARGV[i + 11] ~= '' then
       redis.call('HSET', job, 'concurrency_key', ARGV[i + 11], 'concurrency_limit', ARGV[i + 12])
     end
