@@ -56,6 +56,12 @@ struct ApiConfig {
     // msgpack) accepted; past it 413 input_too_large. Never above max_body (main.cpp lowers the
     // default to max_body when that is smaller).
     std::size_t max_input_bytes = limits::DEFAULT_MAX_INPUT;
+    // SLUICE_MAX_SCHEDULES_PER_TENANT: cron schedules one tenant may hold (POST /v1/schedules);
+    // past it 422 too_many_schedules. Each is polled by the broker and copies its job at every tick.
+    std::size_t max_schedules_per_tenant = 100;
+    // SLUICE_SCHEDULE_MAX_BYTES: largest POST /v1/schedules body, in bytes (the schedule's job is
+    // stored with it and copied at every tick); past it 413 body_too_large. 64 KiB.
+    std::size_t schedule_max_bytes = 64 * 1024;
     // SLUICE_API_MAX_CONNECTIONS: open HTTP connections across all threads; past it a new
     // connection gets 503 too_many_connections and is closed. The last eighth of them (128 of
     // 1024) is a reserve: a client already holding reserve_client_connections or more does not

@@ -125,6 +125,13 @@ void job_members(JsonWriter& w, const JobHash& hash) {
     // Only a job that joined another (options.dedupe) has it: the other bodies stay as they were.
     if (const std::string* joined = hash_field(hash, "joined")) text_member(w, "joined", joined);
     w.key("redeliveries").integer(field_int(hash_field(hash, "redeliveries")).value_or(0));
+    // Only a job a cron schedule fired has them: which schedule, the tick it fired for, and how
+    // many earlier ticks it stands for (missed while no broker led, `missed: run_once`).
+    if (const std::string* schedule = hash_field(hash, "schedule_id")) {
+        w.key("schedule_id").string(*schedule);
+        time_member(w, "schedule_tick", field_int(hash_field(hash, "schedule_tick")));
+        w.key("missed_ticks").integer(field_int(hash_field(hash, "missed_ticks")).value_or(0));
+    }
 }
 
 }  // namespace

@@ -76,6 +76,10 @@ ApiConfig config_from_env() {
     c.max_input_bytes = static_cast<std::size_t>(sluice::env_int(
         "SLUICE_MAX_INPUT_BYTES", 1, static_cast<long long>(c.max_body),
         static_cast<long long>(std::min(c.max_input_bytes, c.max_body))));
+    c.max_schedules_per_tenant = static_cast<std::size_t>(sluice::env_int(
+        "SLUICE_MAX_SCHEDULES_PER_TENANT", 0, 100000, static_cast<long long>(c.max_schedules_per_tenant)));
+    c.schedule_max_bytes = static_cast<std::size_t>(sluice::env_int(
+        "SLUICE_SCHEDULE_MAX_BYTES", 256, static_cast<long long>(c.max_body), static_cast<long long>(c.schedule_max_bytes)));
     c.max_connections = static_cast<std::size_t>(
         sluice::env_int("SLUICE_API_MAX_CONNECTIONS", 1, 1000000, static_cast<long long>(c.max_connections)));
     c.max_connections_per_client = static_cast<std::size_t>(sluice::env_int(

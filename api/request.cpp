@@ -6,17 +6,14 @@
 #include "webhook_options.hpp"
 
 #include <openssl/evp.h>
-#include <sys/random.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
-#include <cerrno>
 #include <cstdint>
 #include <ctime>
 #include <span>
 #include <stdexcept>
-#include <system_error>
 
 namespace sluice::api {
 namespace {
@@ -184,6 +181,13 @@ HttpResult rate_limited(std::string_view what, std::uint32_t limit, const TokenB
     return result;
 }
 
+HttpResult text_result(int status, std::string body) {
+    HttpResult result;
+    result.status = status;
+    result.body = std::move(body);
+    return result;
+}
+
 HttpResult error_result(const ApiError& error) {
     HttpResult result;
     result.status = error.status;
@@ -211,13 +215,7 @@ std::int64_t wall_now_ms() {
         .count();
 }
 
-Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
-                                    std::optional<std::string_view> idempotency_key, std::size_t max_input_bytes,
-                                    std::int64_t now_ms, json* input_out,
-                                    const std::vector<webhooks::Net>& webhook_allow_nets) {
-    if (idempotency_key) {
-        if (auto e = check_idempotency_key(*idempotency_key)) return *e;
-    }
+Checked<json> parse_json_object(std::string_view body) {
     bool too_deep = false;
     json::parser_callback_t guard = [&too_deep](int depth, json::parse_event_t, json&) {
         if (depth > MAX_JSON_DEPTH) too_deep = true;
@@ -230,6 +228,19 @@ Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
     if (doc.is_discarded()) return api_error(errors::INVALID_JSON, "request body is not valid JSON");
     if (!doc.is_object())
         return api_error(errors::INVALID_JSON, "request body must be a JSON object");
+    return doc;
+}
+
+Checked<proto::Submit> parse_submit(std::string_view body, std::string job_id,
+                                    std::optional<std::string_view> idempotency_key, std::size_t max_input_bytes,
+                                    std::int64_t now_ms, json* input_out,
+                                    const std::vector<webhooks::Net>& webhook_allow_nets) {
+    if (idempotency_key) {
+        if (auto e = check_idempotency_key(*idempotency_key)) return *e;
+    }
+    auto parsed = parse_json_object(body);
+    if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
+    json& doc = std::get<json>(parsed);
 
     proto::Submit submit;
     submit.job_id = std::move(job_id);
@@ -352,30 +363,6 @@ std::string request_hash(const proto::Submit& submit, const json& timing) {
     return hex;
 }
 
-std::string make_job_id() {
-    std::array<unsigned char, 16> bytes{};
-    std::size_t filled = 0;
-    while (filled < bytes.size()) {
-        const ssize_t n = ::getrandom(bytes.data() + filled, bytes.size() - filled, 0);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            throw std::system_error(errno, std::generic_category(), "getrandom");
-        }
-        filled += static_cast<std::size_t>(n);
-    }
-    bytes[6] = static_cast<unsigned char>((bytes[6] & 0x0f) | 0x40);  // version 4
-    bytes[8] = static_cast<unsigned char>((bytes[8] & 0x3f) | 0x80);  // RFC 4122 variant
-    static constexpr char HEX[] = "0123456789abcdef";
-    std::string id;
-    id.reserve(36);
-    for (std::size_t i = 0; i < bytes.size(); ++i) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) id += '-';
-        id += HEX[bytes[i] >> 4];
-        id += HEX[bytes[i] & 0x0f];
-    }
-    return id;
-}
-
 Checked<int> parse_wait(std::string_view text) {
     const auto value = parse_unsigned(text);
     if (!value || *value > static_cast<std::uint64_t>(MAX_RESULT_WAIT_S))
@@ -405,8 +392,9 @@ Checked<Page> parse_page(const std::map<std::string, std::string>& query) {
     return page;
 }
 
-DeadPageBody::DeadPageBody(const Page& page, std::size_t max_bytes) : page_(page), max_bytes_(max_bytes) {
-    body_.begin_object().key("jobs").begin_array();
+DeadPageBody::DeadPageBody(const Page& page, std::size_t max_bytes, std::string_view member)
+    : page_(page), max_bytes_(max_bytes) {
+    body_.begin_object().key(member).begin_array();
 }
 
 bool DeadPageBody::add(std::string_view job_json) {

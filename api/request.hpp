@@ -4,6 +4,7 @@
 #pragma once
 
 #include "errors.hpp"
+#include "job_id.hpp"
 #include "limits.hpp"
 #include "names.hpp"
 #include "protocol.hpp"
@@ -76,10 +77,14 @@ inline constexpr int MAX_HISTORY_ENTRIES = 1000;
 inline constexpr std::string_view JOB_FIELDS[] = {
     "id", "tenant", "type", "status", "priority", "max_attempts", "timeout_s", "attempts",
     "created_ms", "started_ms", "finished_ms", "result", "error", "redeliveries", "key_id",
-    "run_at_ms", "expire_at_ms", "error_code", "traceparent", "joined"};
+    "run_at_ms", "expire_at_ms", "error_code", "traceparent", "joined", "schedule_id", "schedule_tick",
+    "missed_ticks"};
 
 // Returns the body `{"error": {"code": code, "message": message}}`.
 std::string error_body(std::string_view code, std::string_view message);
+
+// A result with `status` whose body is JSON text already.
+HttpResult text_result(int status, std::string body);
 
 // Returns a JSON HttpResult for `error`.
 HttpResult error_result(const ApiError& error);
@@ -98,6 +103,10 @@ HttpResult redis_unavailable();
 
 // Wall-clock milliseconds since the epoch.
 std::int64_t wall_now_ms();
+
+// Parses a request body that must be one JSON object, nested at most MAX_JSON_DEPTH deep.
+// Errors: 400 invalid_json (not JSON, or not an object), 422 invalid_request (too deep).
+Checked<json> parse_json_object(std::string_view body);
 
 // Validates a POST /v1/jobs body and builds the SUBMIT to send (req_id left 0). `job_id` is the
 // id the job will get. With an `idempotency_key` (the Idempotency-Key header's value) the
@@ -128,9 +137,9 @@ std::optional<ApiError> check_idempotency_key(std::string_view key);
 // option do not change it; any other difference does. Thread-safe (OpenSSL EVP one-shot).
 std::string request_hash(const proto::Submit& submit, const json& timing = json::object());
 
-// Returns a fresh random UUIDv4 (122 bits from the kernel CSPRNG), lowercase 8-4-4-4-12.
-// Throws std::system_error if the kernel refuses randomness (broken setup).
-std::string make_job_id();
+// make_job_id() (common/job_id.hpp): the api makes submitted jobs' ids, the broker those a
+// schedule fires.
+using sluice::make_job_id;
 
 // Parses ?wait=S (0..60). Error 422 invalid_request otherwise.
 Checked<int> parse_wait(std::string_view text);
@@ -153,7 +162,8 @@ inline constexpr std::size_t DEAD_PAGE_MAX_BYTES = 1024 * 1024;
 // first whatever its size, so a client paging on always moves forward.
 class DeadPageBody {
 public:
-    explicit DeadPageBody(const Page& page, std::size_t max_bytes = DEAD_PAGE_MAX_BYTES);
+    // `member` names the list ("jobs"; GET /v1/schedules pages its "schedules" alike).
+    explicit DeadPageBody(const Page& page, std::size_t max_bytes = DEAD_PAGE_MAX_BYTES, std::string_view member = "jobs");
     // Adds the page's next job (its job body). Returns false, adding nothing, when it would pass
     // the bound: the page ends before it.
     [[nodiscard]] bool add(std::string_view job_json);

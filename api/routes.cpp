@@ -9,6 +9,7 @@
 #include "listings.hpp"
 #include "log.hpp"
 #include "queues.hpp"
+#include "schedules.hpp"
 #include "trace_context.hpp"
 #include "type_schemas.hpp"
 #include "ui_files.hpp"
@@ -29,14 +30,6 @@ constexpr char TRACEPARENT_HEADER[] = "traceparent";
 constexpr auto READY_TIMEOUT = std::chrono::milliseconds(1000);
 
 std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
-
-// A result whose body is JSON text already.
-HttpResult text_result(int status, std::string body) {
-    HttpResult r;
-    r.status = status;
-    r.body = std::move(body);
-    return r;
-}
 
 HttpResult json_result(int status, const json& body) { return text_result(status, dump_json(body)); }
 
@@ -300,7 +293,7 @@ awaitable<Outcome> list_dead(ShardContext& ctx, const RouteRequest& req) {
 
 // The whole routing table: method + pattern -> handler. Each route is in schemas/openapi.yaml too
 // (tests/unit/test_routes.cpp checks it).
-constexpr std::array<Route, 25> ROUTES{{
+constexpr std::array<Route, 29> ROUTES{{
     {"GET", "/healthz", Access::PUBLIC, &healthz},
     {"GET", "/readyz", Access::PUBLIC, &readyz},
     {"GET", "/openapi.json", Access::PUBLIC, &openapi},
@@ -319,6 +312,10 @@ constexpr std::array<Route, 25> ROUTES{{
     {"GET", "/v1/webhooks", Access::MEMBER, &list_webhooks},
     {"DELETE", "/v1/webhooks/{id}", Access::MEMBER, &delete_webhook},
     {"GET", "/v1/dead", Access::MEMBER, &list_dead},
+    {"POST", "/v1/schedules", Access::MEMBER, &create_schedule},
+    {"GET", "/v1/schedules", Access::MEMBER, &list_schedules},
+    {"GET", "/v1/schedules/{id}", Access::MEMBER, &get_schedule},
+    {"DELETE", "/v1/schedules/{id}", Access::MEMBER, &delete_schedule},
     {"GET", "/v1/workers", Access::MEMBER, &list_workers},
     {"GET", "/v1/queues", Access::MEMBER, &list_queues},
     {"GET", "/v1/types", Access::MEMBER, &list_types},

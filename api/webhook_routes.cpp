@@ -24,13 +24,6 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 return 1
 )lua";
 
-HttpResult json_text(int status, std::string body) {
-    HttpResult r;
-    r.status = status;
-    r.body = std::move(body);
-    return r;
-}
-
 // An endpoint as a client sees it; the secret only when `with_secret`.
 void endpoint_members(JsonWriter& w, const json& record, bool with_secret) {
     w.key("id").string(record.value("id", "")).key("url").string(record.value("url", ""));
@@ -74,7 +67,7 @@ awaitable<Outcome> create_webhook(ShardContext& ctx, const RouteRequest& req) {
     w.begin_object();
     endpoint_members(w, record, true);
     w.end_object();
-    co_return json_text(201, w.take());
+    co_return text_result(201, w.take());
 }
 
 // GET /v1/webhooks: the tenant's endpoints, without secrets (at most MAX_ENDPOINTS).
@@ -98,7 +91,7 @@ awaitable<Outcome> list_webhooks(ShardContext& ctx, const RouteRequest& req) {
         w.end_object();
     }
     w.end_array().end_object();
-    co_return json_text(200, w.take());
+    co_return text_result(200, w.take());
 }
 
 // DELETE /v1/webhooks/{id}: deliveries already made keep their attempts; those still due are
@@ -113,7 +106,7 @@ awaitable<Outcome> delete_webhook(ShardContext& ctx, const RouteRequest& req) {
     if (removed.integer == 0) co_return missing();
     JsonWriter w;
     w.begin_object().key("id").string(id).key("deleted").raw("true").end_object();
-    co_return json_text(200, w.take());
+    co_return text_result(200, w.take());
 }
 
 // GET /v1/webhooks/secret: the tenant's signing secret for per-job webhook URLs, made on first
@@ -125,7 +118,7 @@ awaitable<Outcome> get_webhook_secret(ShardContext& ctx, const RouteRequest& req
     commands.push_back(args("GET", key));
     const auto replies = co_await transaction(ctx, std::move(commands));
     if (!replies) co_return redis_unavailable();
-    co_return json_text(200, secret_body((*replies)[1].str));
+    co_return text_result(200, secret_body((*replies)[1].str));
 }
 
 // POST /v1/webhooks/secret: a fresh secret, in force for every delivery attempt from now on.
@@ -134,7 +127,7 @@ awaitable<Outcome> rotate_webhook_secret(ShardContext& ctx, const RouteRequest& 
     std::vector<std::string> set = args("SET", keys::webhook_secret(req.principal.tenant), secret);
     const RedisValue stored = co_await ctx.redis.command(std::move(set), REDIS_TIMEOUT);
     if (!stored.ok()) co_return redis_unavailable();
-    co_return json_text(200, secret_body(secret));
+    co_return text_result(200, secret_body(secret));
 }
 
 // GET /v1/jobs/{id}/webhooks: the job's own webhook and every delivery attempt for the job, to
@@ -170,7 +163,7 @@ awaitable<Outcome> job_webhooks(ShardContext& ctx, const RouteRequest& req) {
         if (attempt.is_object()) w.raw(dump_json(attempt));
     }
     w.end_array().end_object();
-    co_return json_text(200, w.take());
+    co_return text_result(200, w.take());
 }
 
 }  // namespace sluice::api

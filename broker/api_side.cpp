@@ -116,31 +116,38 @@ void Broker::handle_submit(const std::string& peer, proto::Submit msg) {
             return send_reply(peer, std::move(refused));
         }
     }
-    if (known_types_.count(msg.type) == 0)
-        return refuse(peer, msg.req_id, errors::UNKNOWN_JOB_TYPE, fmt::format("no worker has declared job type '{}'", msg.type));
-    if (queues_.depth(msg.type) + schedule_.of_type(msg.type) + storing_[msg.type] >= config_.max_queue_depth)
-        return refuse(peer, msg.req_id, errors::QUEUE_FULL, fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth));
-    if (tenant_queued(msg.tenant) >= config_.tenant_max_queued)
-        return refuse(peer, msg.req_id, errors::TENANT_QUEUE_FULL,
-                      fmt::format("tenant '{}' has {} jobs queued, its limit (SLUICE_TENANT_MAX_QUEUED)", msg.tenant,
-                                  config_.tenant_max_queued));
-    if (!redis_.connected()) return refuse(peer, msg.req_id, errors::REDIS_UNAVAILABLE, "Redis is unreachable");
-    if (storage_.full())
-        return refuse(peer, msg.req_id, errors::STORAGE_FULL,
-                      fmt::format("the job store (Redis) is {}% or more of its maxmemory; retry later",
-                                  storage_.full_percent()));
+    if (auto refused = admission_refusal(msg)) return refuse(peer, msg.req_id, refused->first, std::move(refused->second));
+    submits_.push_back(submit_item(peer, std::move(msg)));
+}
 
+std::optional<std::pair<errors::Code, std::string>> Broker::admission_refusal(const proto::Submit& msg) {
+    if (known_types_.count(msg.type) == 0)
+        return std::pair{errors::UNKNOWN_JOB_TYPE, fmt::format("no worker has declared job type '{}'", msg.type)};
+    if (queues_.depth(msg.type) + schedule_.of_type(msg.type) + storing_[msg.type] >= config_.max_queue_depth)
+        return std::pair{errors::QUEUE_FULL, fmt::format("queue '{}' holds {} jobs, its limit", msg.type, config_.max_queue_depth)};
+    if (tenant_queued(msg.tenant) >= config_.tenant_max_queued)
+        return std::pair{errors::TENANT_QUEUE_FULL,
+                         fmt::format("tenant '{}' has {} jobs queued, its limit (SLUICE_TENANT_MAX_QUEUED)", msg.tenant,
+                                     config_.tenant_max_queued)};
+    if (!redis_.connected()) return std::pair{errors::REDIS_UNAVAILABLE, std::string("Redis is unreachable")};
+    if (storage_.full())
+        return std::pair{errors::STORAGE_FULL, fmt::format("the job store (Redis) is {}% or more of its maxmemory; retry later",
+                                                           storage_.full_percent())};
+    return std::nullopt;
+}
+
+SubmitItem Broker::submit_item(const std::string& peer, proto::Submit msg) {
     ++storing_[msg.type];
     ++storing_tenants_[msg.tenant];
     std::string idempotency_key =
         msg.idempotency_key.empty() ? "" : keys::idempotency(msg.tenant, msg.idempotency_key);
-    submits_.push_back(SubmitItem{peer, msg.req_id, std::move(msg.job_id), std::move(msg.tenant), std::move(msg.type),
-                                  std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
-                                  msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
-                                  std::move(msg.request_hash), std::move(msg.key_id), std::move(msg.concurrency_key),
-                                  msg.concurrency_limit, msg.disconnect_grace_ms, msg.run_at_ms, msg.expire_at_ms,
-                                  std::move(msg.webhook_url), fmt::format("{}", fmt::join(msg.webhook_events, ",")),
-                                  std::move(msg.traceparent), msg.cache_ttl_s, msg.dedupe});
+    return SubmitItem{peer, msg.req_id, std::move(msg.job_id), std::move(msg.tenant), std::move(msg.type),
+                      std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
+                      msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
+                      std::move(msg.request_hash), std::move(msg.key_id), std::move(msg.concurrency_key),
+                      msg.concurrency_limit, msg.disconnect_grace_ms, msg.run_at_ms, msg.expire_at_ms,
+                      std::move(msg.webhook_url), fmt::format("{}", fmt::join(msg.webhook_events, ",")),
+                      std::move(msg.traceparent), msg.cache_ttl_s, msg.dedupe};
 }
 
 // The same rules as the api's (common/limits.hpp, common/names.hpp), checked again because any

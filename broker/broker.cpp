@@ -369,7 +369,7 @@ void Broker::load_queues(const std::vector<std::string>& types) {
                 std::string id = reply_text(r->element[i]);
                 if (held.count(id) == 0)
                     queues_.push(type, id, std::atoi(reply_text(r->element[i + 1]).c_str()),
-                                 owner_of(r->element + i + 2), std::atoll(reply_text(r->element[i + 5]).c_str()));
+                                 owner_of(r->element + i + 2), reply_int(r->element[i + 5]));
             }
             loaded();
         });
@@ -394,6 +394,7 @@ void Broker::run_timers(Clock::time_point now) {
     for (const Delayed& retry : jobs_.take_due(now))
         queues_.push(retry.type, retry.job_id, retry.priority, retry.owner, now_ms());
     promote_due();
+    poll_schedules(now);
     expire_due(now);
     dropped_.flush(now);
     check_storage(now);

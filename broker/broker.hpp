@@ -120,6 +120,15 @@ private:
     // Once a second: writes the queue report GET /v1/queues reads (keys::QUEUES).
     void report_queues(Clock::time_point now);
 
+    // ---- cron schedules (cron_fire.cpp) ----
+    // Once a CRON_POLL_INTERVAL while synced: reads the schedules due (scripts::CRON_DUE) and
+    // fires each one's due tick (fire_schedule), one poll and its fires in flight at a time.
+    void poll_schedules(Clock::time_point now);
+    // Claims the due ticks of one schedule (a CRON_DUE row from `row` on) and fires at most one
+    // of them, as its `missed` option says (scripts::FIRE); a fired job joins its queue here,
+    // unless it joined a job that runs for it (options.dedupe).
+    void fire_schedule(const redisReply* const* row);
+
     // ---- the lease (lease.cpp) ----
     // Once a turn: campaigns while not leading (every lease_ttl / 8), renews while leading
     // (every lease_ttl / 4), one script in flight at a time.
@@ -151,6 +160,12 @@ private:
     void handle_submit(const std::string& peer, proto::Submit msg);
     // Why a SUBMIT breaks the limits (common/limits.hpp, names.hpp), or nullopt when it does not.
     std::optional<std::string> submit_problem(const proto::Submit& msg) const;
+    // Why a valid SUBMIT cannot be stored now (unknown type, full queue, the tenant's queued jobs,
+    // Redis out of reach or full): the code and message to answer, or nullopt.
+    std::optional<std::pair<errors::Code, std::string>> admission_refusal(const proto::Submit& msg);
+    // The batch item of a SUBMIT that passed both checks, counted as on its way to Redis until
+    // stored() says it is there.
+    SubmitItem submit_item(const std::string& peer, proto::Submit msg);
     // Queued and scheduled jobs of `tenant`, the SUBMITs on their way to Redis included.
     std::size_t tenant_queued(const std::string& tenant) const;
     void flush_submits();
@@ -250,6 +265,9 @@ private:
     JobQueues queues_;
     Schedule schedule_;
     bool promoting_ = false;  // a PROMOTE is in flight
+    // Cron schedules (cron_fire.cpp): CRON_DUE and FIRE calls in flight, and the next poll.
+    std::size_t cron_calls_ = 0;
+    Clock::time_point next_cron_poll_{};
     bool expiring_ = false;   // an EXPIRE_DUE is in flight
     Clock::time_point next_deadline_check_{};
     RecentOutcomes outcomes_;

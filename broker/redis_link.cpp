@@ -5,6 +5,8 @@
 
 #include <poll.h>
 
+#include <cstdlib>
+
 namespace sluice::broker {
 namespace {
 
@@ -277,6 +279,8 @@ std::string reply_text(const redisReply* r) {
         return std::string(r->str, r->len);
     return {};
 }
+
+std::int64_t reply_int(const redisReply* r) { return std::atoll(reply_text(r).c_str()); }
 
 std::string reply_error(const redisReply* r) {
     if (r == nullptr) return "connection lost";

@@ -16,6 +16,7 @@
 #include <hiredis/hiredis.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -123,6 +124,8 @@ private:
 
 // Returns the reply's text for a status or string reply, "" otherwise.
 std::string reply_text(const redisReply* r);
+// Returns the number a string reply holds (Lua scripts return numbers as text), 0 for anything else.
+std::int64_t reply_int(const redisReply* r);
 // Describes why `r` is not the reply expected: Redis's error, a lost connection, or neither.
 std::string reply_error(const redisReply* r);
 

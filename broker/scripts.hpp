@@ -56,6 +56,7 @@ inline std::string key_names() {
            ", webhook_attempts = " + quoted(keys::WEBHOOK_ATTEMPTS_PREFIX) +
            ", webhook_endpoints = " + quoted(keys::WEBHOOK_ENDPOINTS_PREFIX) + ", leader = " + quoted(keys::LEADER) +
            ", epoch = " + quoted(keys::EPOCH) + ", cache = " + quoted(keys::CACHE_PREFIX) +
+           ", cron = " + quoted(keys::CRON_PREFIX) + ", cron_due = " + quoted(keys::CRON_DUE) +
            ", dedupe = " + quoted(keys::DEDUPE_PREFIX) + "}\n";
 }
 
@@ -309,9 +310,12 @@ end
 // Returns one answer per job, in order: 'ok', 'exists', {'replay' | 'conflict', original id, its
 // status now ('' once expired), the job it joined ('' for none)}, {'cached', the job that
 // succeeded}, {'joined', the leader, its status} or {'over_budget', bytes the tenant holds}.
-inline const std::string SUBMIT = PRELUDE + stride(SUBMIT_STRIDE) + "local JOB_BASE_BYTES = " +
-                                  std::to_string(JOB_BASE_BYTES) + "\n" + "local DEDUPE_MAX_JOINERS = " +
-                                  std::to_string(DEDUPE_MAX_JOINERS) + "\n" + R"lua(
+// SUBMIT_BODY is the script after its settings: the schedules' FIRE (cron_scripts.hpp) runs it
+// as a function, so a fired job is stored as a submitted one is.
+inline const std::string SUBMIT_SETTINGS = stride(SUBMIT_STRIDE) + "local JOB_BASE_BYTES = " +
+                                           std::to_string(JOB_BASE_BYTES) + "\nlocal DEDUPE_MAX_JOINERS = " +
+                                           std::to_string(DEDUPE_MAX_JOINERS) + "\n";
+inline const std::string SUBMIT_BODY = R"lua(
 local now, budget, idem_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local out, held, added = {}, {}, {}
 -- Whether a job of `tenant` may join `leader` (the job a K.dedupe key names, or nil) now: its
@@ -450,6 +454,7 @@ for tenant, bytes in pairs(added) do
 end
 return out
 )lua";
+inline const std::string SUBMIT = PRELUDE + SUBMIT_SETTINGS + SUBMIT_BODY;
 
 // queued -> running, for every job dispatched in one turn of the broker loop. KEYS: none.
 // ARGV: now_ms, maxlen, lease grace ms, ttl_s, then START_STRIDE per job: id, worker, type. The

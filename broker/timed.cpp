@@ -7,7 +7,6 @@
 #include "log.hpp"
 #include "timed_scripts.hpp"
 
-#include <cstdlib>
 #include <iterator>
 
 namespace sluice::broker {
@@ -30,8 +29,6 @@ constexpr std::size_t QUEUE_REPORT_MAX_BYTES = 512 * 1024;
 
 bool is_array(const redisReply* r) { return r != nullptr && r->type == REDIS_REPLY_ARRAY; }
 
-std::int64_t to_int(const redisReply* r) { return std::atoll(reply_text(r).c_str()); }
-
 }  // namespace
 
 void Broker::load_schedule(std::function<void()> done) {
@@ -40,7 +37,7 @@ void Broker::load_schedule(std::function<void()> done) {
         schedule_ = Schedule();
         for (std::size_t i = 0; i + scripts::LOAD_SCHEDULED_STRIDE <= r->elements; i += scripts::LOAD_SCHEDULED_STRIDE)
             schedule_.add(reply_text(r->element[i]), reply_text(r->element[i + 1]), reply_text(r->element[i + 2]),
-                          to_int(r->element[i + 3]));
+                          reply_int(r->element[i + 3]));
         done();
     });
 }
@@ -61,8 +58,8 @@ void Broker::promote_due() {
             const std::string type = reply_text(r->element[i + 2]);
             schedule_.remove(id);
             if (outcome == "queued") {
-                queues_.push(type, id, static_cast<int>(to_int(r->element[i + 3])), owner_of(r->element + i + 4),
-                             to_int(r->element[i + 7]));
+                queues_.push(type, id, static_cast<int>(reply_int(r->element[i + 3])), owner_of(r->element + i + 4),
+                             reply_int(r->element[i + 7]));
             } else if (outcome == "expired") {
                 log::info("scheduled job {} expired before it was due", id);
                 record_outcome(type, reply_text(r->element[i + 4]), false);

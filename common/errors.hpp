@@ -53,6 +53,14 @@ inline constexpr Code INVALID_WEBHOOK_EVENTS{"invalid_webhook_events", 422};
 inline constexpr Code TOO_MANY_WEBHOOKS{"too_many_webhooks", 422};
 inline constexpr Code WEBHOOK_NOT_FOUND{"webhook_not_found", 404};
 
+// A schedule's `cron` that is not a 5-field cron expression (or 6 with seconds first), or one
+// that never fires; its `timezone` that is not an IANA zone the host's tzdata knows.
+inline constexpr Code INVALID_CRON{"invalid_cron", 422};
+inline constexpr Code INVALID_TIMEZONE{"invalid_timezone", 422};
+// The tenant holds SLUICE_MAX_SCHEDULES_PER_TENANT schedules already.
+inline constexpr Code TOO_MANY_SCHEDULES{"too_many_schedules", 422};
+inline constexpr Code SCHEDULE_NOT_FOUND{"schedule_not_found", 404};
+
 inline constexpr Code QUEUE_FULL{"queue_full", 429};
 // The tenant holds as many queued jobs as it may, all types together (SLUICE_TENANT_MAX_QUEUED).
 inline constexpr Code TENANT_QUEUE_FULL{"tenant_queue_full", 429};

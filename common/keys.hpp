@@ -68,6 +68,14 @@ inline constexpr std::string_view CACHE_PREFIX = "sluice:cache:";
 // or running (its leader); deleted when that job ends.
 inline constexpr std::string_view DEDUPE_PREFIX = "sluice:dedupe:";
 
+// Cron schedules (README.md, "Schedules"): per schedule its hash, "sluice:cron:{id}" (ids are
+// "sch_" and 24 hex digits, so none is "due" or "tenant"); the zset of every schedule's id
+// scored by its next tick (ms), which the leading broker fires; per tenant, the zset of its
+// schedule ids scored by created_ms (GET /v1/schedules, and its count against the tenant's cap).
+inline constexpr std::string_view CRON_PREFIX = "sluice:cron:";
+inline constexpr std::string_view CRON_DUE = "sluice:cron:due";
+inline constexpr std::string_view CRON_TENANT_PREFIX = "sluice:cron:tenant:";
+
 // Set of the job types any worker has declared.
 inline constexpr std::string_view TYPES = "sluice:types";
 // Hash of job type -> the JSON Schema of its input as a worker last declared it in READY (JSON
@@ -104,6 +112,8 @@ inline std::string api_key(std::string_view id) { return join(API_KEY_PREFIX, id
 inline std::string webhook_attempts(std::string_view id) { return join(WEBHOOK_ATTEMPTS_PREFIX, id); }
 inline std::string webhook_endpoints(std::string_view tenant) { return join(WEBHOOK_ENDPOINTS_PREFIX, tenant); }
 inline std::string webhook_secret(std::string_view tenant) { return join(WEBHOOK_SECRET_PREFIX, tenant); }
+inline std::string cron(std::string_view id) { return join(CRON_PREFIX, id); }
+inline std::string crons_of(std::string_view tenant) { return join(CRON_TENANT_PREFIX, tenant); }
 inline std::string dead(std::string_view tenant) {
     std::string key = join(DEAD, ":");
     key += tenant;

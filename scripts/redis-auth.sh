@@ -53,6 +53,7 @@ sentinel_hash=$(password_hash redis-sentinel-password)
 # types' input schemas), SET (its worker and metrics reports), and inside its
 # Lua scripts (broker/scripts.hpp, broker/lease_scripts.hpp: INCR and SET for the lease) the
 # rest; INFO (its memory section: broker/storage_watch.hpp).
+# For cron schedules the api runs EVAL (SISMEMBER, ZCARD, HSET, ZADD inside), ZRANGE, DEL and ZREM.
 # For webhooks the api runs EVAL (HLEN, HSET inside), HGETALL and HDEL; the deliverer
 # (python_workers/sluice/webhooks.py) XGROUP, XREADGROUP, XAUTOCLAIM, XACK, XDEL, EVAL (ZRANGEBYSCORE,
 # ZADD inside), HGET, HGETALL, LRANGE, GET, SET, PTTL, RPUSH, LTRIM, PEXPIRE, ZADD, ZREM, MULTI/EXEC.
@@ -65,7 +66,7 @@ commands=(ping hmget hget hgetall zrank lrange exists xrange zcard zrevrange zre
           expire get hdel hincrby incr hset persist publish rpush set xadd zadd zrange zrangebyscore zrem
           zremrangebyrank zremrangebyscore zscore
           hgetall hlen xgroup xreadgroup xautoclaim xack xdel pttl pexpire ltrim
-          role wait)
+          role wait sismember)
 # What Redis Sentinel sends to the Redis it watches (Sentinel's own documentation lists them).
 sentinel_commands=(multi slaveof ping exec subscribe config\|rewrite role publish info client\|setname client\|kill
                    script\|kill)

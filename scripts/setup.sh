@@ -8,11 +8,12 @@ cd "$(dirname "$0")/.."
 # prometheus: its promtool checks the metrics (tests/e2e/test_worker_metrics.py); haproxy: in
 # front of several apis (SLUICE_API_INSTANCES, deploy/haproxy.cfg); iproute2 and tcpdump: the
 # remote-worker test's network namespaces and packet capture (tests/faults/test_remote_workers.py);
-# redis-sentinel: the Redis failover tests (tests/faults/test_redis_failover.py) and deploy/.
+# redis-sentinel: the Redis failover tests (tests/faults/test_redis_failover.py) and deploy/;
+# libhowardhinnant-date-dev and tzdata: cron schedules' time zones (common/cron.hpp).
 APT_PACKAGES=(cmake g++ make pkg-config libboost-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
               libhiredis-dev nlohmann-json3-dev libfmt-dev doctest-dev libssl-dev redis-server
               clang libclang-rt-14-dev wrk supervisor haproxy chromium chromium-driver prometheus
-              iproute2 tcpdump redis-sentinel)
+              iproute2 tcpdump redis-sentinel libhowardhinnant-date-dev tzdata)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -392,6 +392,67 @@ def top(ctx: click.Context, interval: float, count: int | None) -> None:
         pass
 
 
+def print_records(ctx: click.Context, title: str, columns: list[str], found: list[dict[str, Any]]) -> None:
+    """A listing: the records as JSON with --json, else a table of their `columns`."""
+    if want_json(ctx):
+        return out_json(found)
+    print_table(title, columns, ([record.get(c) for c in columns] for record in found))
+
+
+def print_answer(ctx: click.Context, answer: dict[str, Any], done: str) -> None:
+    """The answer to a removal: as JSON with --json, else "`done` ID"."""
+    if want_json(ctx):
+        return out_json(answer)
+    click.echo(f"{done} {answer['id']}")
+
+
+# -- cron schedules ------------------------------------------------------------------------
+@main.group()
+def schedules() -> None:
+    """Cron schedules: a job at each tick (README.md, Schedules)."""
+
+
+SCHEDULE_COLUMNS = ["id", "cron", "timezone", "missed", "next_tick", "fired", "skipped", "last_job_id"]
+
+
+@schedules.command("create")
+@click.argument("cron")
+@click.argument("job_type", metavar="TYPE")
+@click.option("--input", "-i", "input_text", default="null", help="JSON, @FILE or - (stdin).")
+@click.option("--option", "-o", "options", multiple=True, callback=parse_option, metavar="NAME=VALUE",
+              help="A job option (timeout_s=60, priority=5, ...); repeat for more.")
+@click.option("--timezone", "-z", default=None, help="An IANA zone (default UTC).")
+@click.option("--missed", type=click.Choice(["run_once", "skip"]), default=None,
+              help="Ticks missed while no broker led: one job for all (run_once, the default) or none.")
+@json_option
+@click.pass_context
+def schedules_create(ctx: click.Context, cron: str, job_type: str, input_text: str, options: dict[str, Any],
+                     timezone: str | None, missed: str | None) -> None:
+    """Make a schedule firing a job of TYPE at each tick of CRON; prints its id and first tick."""
+    made = client_of(ctx).create_schedule(cron, job_type, read_input(input_text), timezone=timezone, missed=missed,
+                                          **options)
+    if want_json(ctx):
+        return out_json(made)
+    click.echo(f"{made['id']}  next tick {made['next_tick']}")
+
+
+@schedules.command("list")
+@json_option
+@click.pass_context
+def schedules_list(ctx: click.Context) -> None:
+    """The tenant's schedules (the first 1000)."""
+    print_records(ctx, "schedules", SCHEDULE_COLUMNS, client_of(ctx).list_schedules(limit=1000))
+
+
+@schedules.command("delete")
+@click.argument("schedule_id", metavar="ID")
+@json_option
+@click.pass_context
+def schedules_delete(ctx: click.Context, schedule_id: str) -> None:
+    """Delete a schedule: no tick fires after it."""
+    print_answer(ctx, client_of(ctx).delete_schedule(schedule_id), "deleted")
+
+
 # -- API keys ------------------------------------------------------------------------------
 @main.group()
 def keys() -> None:
@@ -426,10 +487,7 @@ def keys_create(ctx: click.Context, tenant: str, role: str, name: str | None, su
 @click.pass_context
 def keys_list(ctx: click.Context) -> None:
     """Every key, without secrets."""
-    found = client_of(ctx).list_keys()
-    if want_json(ctx):
-        return out_json(found)
-    print_table("keys", KEY_COLUMNS, ([k.get(c) for c in KEY_COLUMNS] for k in found))
+    print_records(ctx, "keys", KEY_COLUMNS, client_of(ctx).list_keys())
 
 
 @keys.command("revoke")
@@ -438,10 +496,7 @@ def keys_list(ctx: click.Context) -> None:
 @click.pass_context
 def keys_revoke(ctx: click.Context, key_id: str) -> None:
     """Revoke a key; every api refuses it within a second."""
-    answer = client_of(ctx).revoke_key(key_id)
-    if want_json(ctx):
-        return out_json(answer)
-    click.echo(f"revoked {answer['id']}")
+    print_answer(ctx, client_of(ctx).revoke_key(key_id), "revoked")
 
 
 if __name__ == "__main__":

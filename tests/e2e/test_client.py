@@ -18,9 +18,10 @@ import httpx
 import pytest
 
 from pipeline import ROOT, running_pipeline
-from sluice.client import (AsyncClient, BodyTooLarge, Client, IdempotencyConflict, InputTooLarge, InvalidRequest, JobFinished,
-                           JobNotDead, JobNotFound, KeyNotFound, MethodNotAllowed, NotFound, RetryPolicy,
-                           OutcomeUnknown, UnknownJobType, WaitTimeout)
+from sluice.client import (AsyncClient, BodyTooLarge, Client, IdempotencyConflict, InputTooLarge, InvalidCron,
+                           InvalidRequest, InvalidTimezone, JobFinished, JobNotDead, JobNotFound, KeyNotFound,
+                           MethodNotAllowed, NotFound, RetryPolicy, OutcomeUnknown, ScheduleNotFound, UnknownJobType,
+                           WaitTimeout)
 
 E2E = Path(__file__).resolve().parent
 
@@ -314,3 +315,19 @@ def test_a_submit_retried_after_outcome_unknown_makes_one_job(tmp_path, request)
     assert answers[0][0] == 503 and answers[-1][0] == 202, answers
     assert len({key for _, key in answers}) == 1, "every retry carries the same Idempotency-Key"
     assert sorted(listed) == sorted([job.id, given_up]), "one job, however many retries"
+
+
+def test_schedules_are_made_listed_read_and_deleted(client):
+    made = client.create_schedule("0 9 * * mon-fri", "echo", {"report": "daily"}, timezone="Europe/Paris",
+                                  missed="skip", priority=2)
+    assert made["id"].startswith("sch_") and made["missed"] == "skip" and made["next_tick"]
+    assert made["job"] == {"type": "echo", "input": {"report": "daily"}, "options": {"priority": 2}}
+    assert made["id"] in {s["id"] for s in client.list_schedules()}
+    assert client.get_schedule(made["id"]) == made
+    assert client.delete_schedule(made["id"]) == {"id": made["id"], "deleted": True}
+    with pytest.raises(ScheduleNotFound):
+        client.get_schedule(made["id"])
+    with pytest.raises(InvalidCron):
+        client.create_schedule("61 * * * *", "echo")
+    with pytest.raises(InvalidTimezone):
+        client.create_schedule("* * * * *", "echo", timezone="Mars/Olympus_Mons")

@@ -176,3 +176,15 @@ def test_errors_print_their_code_on_stderr(site):
 @pytest.mark.parametrize("args", [["--help"], ["keys", "--help"], ["submit", "--help"]])
 def test_help(site, args):
     assert "Usage: " in ok(sluice(site, *args))
+
+
+def test_schedules_create_list_and_delete(site):
+    made = json.loads(ok(sluice(site, "schedules", "create", "*/5 * * * *", "echo", "--input", '{"a": 1}',
+                                "-z", "Europe/Paris", "--json")))
+    assert made["cron"] == "*/5 * * * *" and made["timezone"] == "Europe/Paris"
+    listed = json.loads(ok(sluice(site, "schedules", "list", "--json")))
+    assert made["id"] in {s["id"] for s in listed}
+    assert made["id"] in ok(sluice(site, "schedules", "list"))
+    assert ok(sluice(site, "schedules", "delete", made["id"])).strip() == f"deleted {made['id']}"
+    refused = sluice(site, "schedules", "create", "nope", "echo")
+    assert refused.returncode == 1 and "invalid_cron" in refused.stderr

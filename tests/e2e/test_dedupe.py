@@ -4,6 +4,7 @@ twice. The joiner has its own id, and its reads (GET, result long-poll, the SSE 
 Last-Event-ID) show the leader's events, state and result; the handler runs once. Canceling a
 joiner leaves the leader running; canceling or failing the leader ends its joiners alike; once
 the leader ends, the next identical submit runs again. Tenants never join each other's jobs.
+A cron schedule's job with dedupe joins its previous tick's job while that one runs.
 The broker-restart case is tests/faults/test_dedupe_restart.py; the broker's own check of the
 field, tests/security/test_broker_limits.py."""
 import datetime
@@ -318,6 +319,30 @@ def test_a_cached_result_answers_before_a_join(site, tmp_path):
     again = post(p, keys["acme"], gate.input, dedupe=True, cache_ttl_s=60)
     assert again.status_code == 200 and again.json()["cached"] is True and again.json()["id"] == first["id"]
     assert gate.run_count() == 1
+
+
+def test_a_schedules_ticks_join_its_job_still_running(site, tmp_path):
+    p, keys = site
+    gate = Gate(tmp_path)
+    made = p.http.post("/v1/schedules", headers=keys["acme"], json={
+        "cron": "* * * * * *", "job": {"type": "gated", "input": gate.input, "options": {"dedupe": True}}})
+    assert made.status_code == 201, made.text
+    schedule = made.json()["id"]
+    until(lambda: p.http.get(f"/v1/schedules/{schedule}", headers=keys["acme"]).json()["fired"] >= 3,
+          "the schedule to fire 3 times")
+    assert p.http.delete(f"/v1/schedules/{schedule}", headers=keys["acme"]).status_code == 200
+    listed = p.http.get("/v1/jobs", params={"limit": 1000}, headers=keys["acme"]).json()["jobs"]
+    fired = sorted((j for j in listed if j.get("schedule_id") == schedule), key=lambda j: j["schedule_tick"])
+    assert len(fired) >= 3, fired
+    # The first tick's job runs; every later tick fired while it ran joins it.
+    leader = fired[0]["id"]
+    assert "joined" not in fired[0] and all(j["joined"] == leader for j in fired[1:]), fired
+    assert p.http.get(f"/v1/schedules/{schedule}", headers=keys["acme"]).status_code == 404
+    gate.open()
+    for j in fired:
+        done = finished(p, keys["acme"], j["id"])
+        assert done["status"] == "succeeded" and done["result"] == {"text": "c0 c1 end"}, done
+    assert gate.run_count() == 1, "the handler ran once for every tick"
 
 
 @pytest.mark.parametrize("value", ["yes", 1, 0, None, [], {}])

@@ -82,6 +82,11 @@ TEST_CASE("routing: found, 404, 405 with Allow") {
     m = match_route("DELETE", "/v1/webhooks/wh_0123456789abcdef01234567");
     CHECK(m.kind == RouteMatch::FOUND);
     CHECK(m.job_id == "wh_0123456789abcdef01234567");
+    m = match_route("GET", "/v1/schedules/sch_0123456789abcdef01234567");
+    CHECK(m.kind == RouteMatch::FOUND);
+    CHECK(m.job_id == "sch_0123456789abcdef01234567");
+    CHECK(match_route("PUT", "/v1/schedules/x").allow == "GET, DELETE");
+    CHECK(match_route("POST", "/v1/schedules").route->access == Access::MEMBER);
 }
 
 TEST_CASE("the table: one handler per route, no (method, pattern) twice") {
@@ -90,7 +95,7 @@ TEST_CASE("the table: one handler per route, no (method, pattern) twice") {
         CHECK(static_cast<bool>(route.handler));
         CHECK_MESSAGE(seen.emplace(route.method, route.pattern).second, route.method << " " << route.pattern);
     }
-    CHECK(seen.size() == 25);
+    CHECK(seen.size() == 29);
 }
 
 TEST_CASE("who may use each route: health for anybody, key management for admins, reads by token") {

@@ -131,6 +131,26 @@ class AsyncClient(core.ClientBase):
         """`Client.workers`."""
         return await self._drive(core.get_json(self.retry_policy, "/v1/workers"))
 
+    async def create_schedule(self, cron: str, type: str, input: Any = None, *, timezone: str | None = None,
+                              missed: str | None = None, **options: Any) -> dict[str, Any]:
+        """`Client.create_schedule`."""
+        job = {"type": type, "input": input, **({"options": options} if options else {})}
+        return await self._drive(core.create_schedule(self.retry_policy, cron, job, timezone, missed))
+
+    async def list_schedules(self, limit: int = 100, offset: int = 0, **params: Any) -> list[dict[str, Any]]:
+        """`Client.list_schedules`."""
+        body = await self._drive(core.get_json(self.retry_policy, "/v1/schedules",
+                                               {"limit": limit, "offset": offset, **params}))
+        return body["schedules"]
+
+    async def get_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """`Client.get_schedule`."""
+        return await self._drive(core.get_json(self.retry_policy, "/v1/schedules/" + core.quote(schedule_id)))
+
+    async def delete_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """`Client.delete_schedule`."""
+        return await self._drive(core.delete_schedule(self.retry_policy, schedule_id))
+
     async def create_key(self, tenant: str, role: str = "member", name: str = "", *,
                          rate_limit: Mapping[str, int] | None = None) -> dict[str, Any]:
         """`Client.create_key`."""

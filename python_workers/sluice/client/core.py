@@ -278,6 +278,28 @@ def revoke_key(policy: RetryPolicy, key_id: str) -> Plan[dict[str, Any]]:
     return call(policy, Send("DELETE", "/v1/admin/keys/" + urllib.parse.quote(key_id, safe="")), json_body)
 
 
+def create_schedule(policy: RetryPolicy, cron: str, job: Mapping[str, Any], timezone: str | None,
+                    missed: str | None) -> Plan[dict[str, Any]]:
+    """POST /v1/schedules: the new schedule (`id`, `next_tick`, ...). Not resent after a broken
+    connection: a second one would fire every tick twice."""
+    body: dict[str, Any] = {"cron": cron, "job": dict(job)}
+    if timezone is not None:
+        body["timezone"] = timezone
+    if missed is not None:
+        body["missed"] = missed
+    return call(policy, Send("POST", "/v1/schedules", json=body), json_body)
+
+
+def quote(segment: str) -> str:
+    """`segment` as one path segment."""
+    return urllib.parse.quote(segment, safe="")
+
+
+def delete_schedule(policy: RetryPolicy, schedule_id: str) -> Plan[dict[str, Any]]:
+    """DELETE /v1/schedules/{id}."""
+    return call(policy, Send("DELETE", "/v1/schedules/" + quote(schedule_id)), json_body)
+
+
 def wait(policy: RetryPolicy, job_id: str, timeout: float | None, http_timeout: float) -> Plan[Job]:
     """Long-polls GET /v1/jobs/{id}/result?wait= (up to 60 s a request) until the job ends;
     returns it in its terminal state. Raises WaitTimeout once `timeout` seconds have passed

@@ -152,6 +152,26 @@ class WebhookNotFound(ApiError):
     code_name = "webhook_not_found"
 
 
+class InvalidCron(ApiError):
+    """422: a schedule's cron is not a cron expression (5 fields, or 6 with seconds), or never fires."""
+    code_name = "invalid_cron"
+
+
+class InvalidTimezone(ApiError):
+    """422: a schedule's timezone is not an IANA zone the api host knows."""
+    code_name = "invalid_timezone"
+
+
+class TooManySchedules(ApiError):
+    """422: the tenant has as many cron schedules as it may."""
+    code_name = "too_many_schedules"
+
+
+class ScheduleNotFound(ApiError):
+    """404: no such schedule of the caller's tenant."""
+    code_name = "schedule_not_found"
+
+
 class JobFinished(ApiError):
     """409: the job has finished already (cancel)."""
     code_name = "job_finished"

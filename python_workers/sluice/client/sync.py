@@ -169,6 +169,28 @@ class Client(core.ClientBase):
         "last_heartbeat", "leaving"}], "total", "as_of"}`."""
         return self._drive(core.get_json(self.retry_policy, "/v1/workers"))
 
+    # -- cron schedules ----------------------------------------------------------------
+    def create_schedule(self, cron: str, type: str, input: Any = None, *, timezone: str | None = None,
+                        missed: str | None = None, **options: Any) -> dict[str, Any]:
+        """Makes a cron schedule firing a job of `type` with `input` and `options` at each tick
+        (README.md, Schedules): `{"id", "next_tick", "fired", ...}`. Raises InvalidCron,
+        InvalidTimezone, TooManySchedules."""
+        job = {"type": type, "input": input, **({"options": options} if options else {})}
+        return self._drive(core.create_schedule(self.retry_policy, cron, job, timezone, missed))
+
+    def list_schedules(self, limit: int = 100, offset: int = 0, **params: Any) -> list[dict[str, Any]]:
+        """One page of the caller's schedules, oldest first (`tenant` for an admin)."""
+        body = self._drive(core.get_json(self.retry_policy, "/v1/schedules", {"limit": limit, "offset": offset, **params}))
+        return body["schedules"]
+
+    def get_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """One schedule. Raises ScheduleNotFound."""
+        return self._drive(core.get_json(self.retry_policy, "/v1/schedules/" + core.quote(schedule_id)))
+
+    def delete_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """Deletes a schedule: no tick fires after it. Raises ScheduleNotFound."""
+        return self._drive(core.delete_schedule(self.retry_policy, schedule_id))
+
     # -- API keys (admin keys only) ----------------------------------------------------
     def create_key(self, tenant: str, role: str = "member", name: str = "", *,
                    rate_limit: Mapping[str, int] | None = None) -> dict[str, Any]:
