@@ -318,10 +318,9 @@ inline const std::string SUBMIT_SETTINGS = stride(SUBMIT_STRIDE) + "local JOB_BA
 inline const std::string SUBMIT_BODY = R"lua(
 local now, budget, idem_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local out, held, added = {}, {}, {}
--- Whether a job of `tenant` may join `leader` (the job a K.dedupe key names, or nil) now: its
--- events so far (XRANGE entries) and their bytes; nil when it has ended or is full.
+-- Whether a job of `tenant` may join `leader` (the job a K.dedupe key names) now: its events so
+-- far (XRANGE entries) and their bytes; nil when it has ended or is full.
 local function joinable(leader, tenant)
-  if not leader then return nil end
   local l = redis.call('HMGET', K.job .. leader, 'status', 'tenant')
   if (l[1] ~= 'queued' and l[1] ~= 'running') or l[2] ~= tenant or #joiners_of(leader) >= DEDUPE_MAX_JOINERS then
     return nil
@@ -389,7 +388,9 @@ for i = 4, #ARGV, STRIDE do
   local dedupe_key = dedupe and K.dedupe .. tenant .. ':' .. digest
   local hit = cache_key and redis.call('GET', cache_key)
   local leader = dedupe_key and redis.call('GET', dedupe_key)
-  local entries, copied = joinable(leader, tenant)
+  -- Only with a leader: SUBMIT is the hot path, and a plain job makes no call for it.
+  local entries, copied
+  if leader then entries, copied = joinable(leader, tenant) end
   local bytes = JOB_BASE_BYTES + (entries and copied or #ARGV[i + 3])
   if not held[tenant] then
     held[tenant] = tonumber(redis.call('HGET', K.tenant_bytes, tenant) or '0')
