@@ -53,7 +53,7 @@ Checked<FlowRequest> parse_flow(std::string_view body, std::string (*make_id)(),
         }
         if (job.is_object())
             if (auto options = job.find("options"); options != job.end() && options->is_object())
-                for (const char* name : {"delay_s", "run_at", "expire_after_s", "cache_ttl_s"})
+                for (const char* name : {"delay_s", "run_at", "expire_after_s", "cache_ttl_s", "dedupe"})
                     if (options->contains(name))
                         return api_error(errors::INVALID_REQUEST,
                                          where + ".options." + name + " is not allowed in a flow: its jobs run when "

@@ -122,6 +122,8 @@ void job_members(JsonWriter& w, const JobHash& hash) {
     text_member(w, "error", hash_field(hash, "error"));
     text_member(w, "error_code", hash_field(hash, "error_code"));
     text_member(w, "traceparent", hash_field(hash, "traceparent"));
+    // Only a job that joined another (options.dedupe) has it: the other bodies stay as they were.
+    if (const std::string* joined = hash_field(hash, "joined")) text_member(w, "joined", joined);
     // Only a flow's jobs have them: a child its parent and on_failure, a parent its children.
     for (const char* name : {"parent", "on_failure"})
         if (const std::string* value = hash_field(hash, name)) w.key(name).string(*value);

@@ -84,10 +84,10 @@ std::optional<ApiError> read_on_disconnect(const json& options, proto::Submit& s
 }
 
 // The options a submit may give; any other is refused, so a misspelt one is not ignored.
-constexpr std::array<std::string_view, 12> KNOWN_OPTIONS = {
+constexpr std::array<std::string_view, 13> KNOWN_OPTIONS = {
     "timeout_s",     "max_attempts",       "priority", "concurrency_key", "concurrency_limit",
     "on_disconnect", "disconnect_grace_s", "delay_s",  "run_at",          "expire_after_s",
-    "webhook",       "cache_ttl_s"};
+    "webhook",       "cache_ttl_s",        "dedupe"};
 
 std::optional<ApiError> check_option_names(const json& options) {
     for (const auto& item : options.items()) {
@@ -291,6 +291,14 @@ Checked<proto::Submit> parse_job(json& doc, std::string job_id, std::size_t max_
                                      cache_ttl_s))
             return *e;
         submit.cache_ttl_s = static_cast<std::uint32_t>(cache_ttl_s);
+        if (auto dedupe = options->find("dedupe"); dedupe != options->end()) {
+            if (!dedupe->is_boolean()) return invalid_request("options.dedupe must be true or false");
+            submit.dedupe = dedupe->get<bool>();
+            // A job joins one queued or running now; a scheduled one would join a run it did not ask for.
+            if (submit.dedupe && submit.run_at_ms != 0)
+                return invalid_request("options.dedupe joins a job that is queued or running now: it does not "
+                                       "combine with options.delay_s or options.run_at");
+        }
 
         if (auto hook = options->find("webhook"); hook != options->end()) {
             auto parsed = parse_webhook(*hook, "options.webhook", webhook_allow_nets);
@@ -349,6 +357,7 @@ std::string request_hash(const proto::Submit& submit, const json& timing) {
         canonical.push_back("cache_ttl_s");
         canonical.push_back(submit.cache_ttl_s);
     }
+    if (submit.dedupe) canonical.push_back("dedupe");
 
     return sha256_hex(json::to_msgpack(canonical));
 }
@@ -491,6 +500,7 @@ HttpResult submit_result(const proto::Submit& submit, const proto::Reply& reply,
     const std::string token = "?token=" + read_token(token_secret, id, token_expires_s);
     w.key("events").string(self + "/events" + token).key("result").string(self + "/result" + token);
     w.end_object();
+    if (!reply.joined.empty()) w.key("joined").string(reply.joined);
     if (reply.cached) {
         w.key("cached").raw("true");
         msgpack_member(w, "result", cached_result);

@@ -77,7 +77,7 @@ inline constexpr int MAX_HISTORY_ENTRIES = 1000;
 inline constexpr std::string_view JOB_FIELDS[] = {
     "id", "tenant", "type", "status", "priority", "max_attempts", "timeout_s", "attempts",
     "created_ms", "started_ms", "finished_ms", "result", "error", "redeliveries", "key_id",
-    "run_at_ms", "expire_at_ms", "error_code", "traceparent", "rate_limited", "schedule_id",
+    "run_at_ms", "expire_at_ms", "error_code", "traceparent", "rate_limited", "joined", "schedule_id",
     "schedule_tick", "missed_ticks", "parent", "on_failure", "children"};
 
 // Returns the body `{"error": {"code": code, "message": message}}`.
@@ -205,7 +205,8 @@ bool match_path(std::string_view pattern, std::string_view path, std::string& id
 // 200 (an idempotent replay) the same 202 body for the original job (the REPLY's job_id and
 // state) plus `Idempotent-Replayed: true`; a REPLY `cached` (options.cache_ttl_s) 200, the body
 // for the job that succeeded with `"cached": true` and its result (`cached_result`, the job's
-// msgpack result as read; null when it could not be read); a REPLY 503 outcome_unknown (no answer in time: the
+// msgpack result as read; null when it could not be read); a REPLY that names the job it
+// `joined` (options.dedupe) adds `"joined": that id` to either body; a REPLY 503 outcome_unknown (no answer in time: the
 // job may be stored) says where the job would be and how to retry safely, with Retry-After;
 // else the REPLY's error (409 idempotency_conflict...). The events and result links carry a read
 // token (credentials.hpp) made with `token_secret`, valid until `token_expires_s`.

@@ -204,7 +204,9 @@ awaitable<Outcome> get_job(ShardContext& ctx, const RouteRequest& req) {
     const std::string* status = hash_field(job->hash, "status");
     const std::string* type = hash_field(job->hash, "type");
     std::optional<QueuePlace> place;
-    if (status && type && *status == "queued") place = co_await queue_place(ctx, req.job_id, *type);
+    // A job that joined another (options.dedupe) waits in that one's place.
+    const std::string* joined = hash_field(job->hash, "joined");
+    if (status && type && *status == "queued") place = co_await queue_place(ctx, joined ? *joined : req.job_id, *type);
     co_return text_result(200, job_json(job->hash, job->history, place));
 }
 

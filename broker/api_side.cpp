@@ -35,10 +35,12 @@ constexpr std::size_t ABANDON_BATCH = 500;
 constexpr std::chrono::milliseconds MISSING_REPLICAS_WAIT{100};
 
 // The answer to a submit that Redis stored: 202 with the new job's state, or, for an
-// Idempotency-Key seen before (`replay`), 200 naming the job it made and that job's state now.
-proto::Reply stored_reply(std::uint64_t req_id, std::string job_id, std::string state, bool replay = false) {
+// Idempotency-Key seen before (`replay`), 200 naming the job it made and that job's state now;
+// `joined`, the job it joined (options.dedupe), empty for none.
+proto::Reply stored_reply(std::uint64_t req_id, std::string job_id, std::string state, bool replay = false,
+                          std::string joined = "") {
     return proto::Reply{req_id, replay ? 200u : 202u, "", replay ? "idempotent replay" : "", std::move(job_id),
-                        std::move(state)};
+                        std::move(state), 0, false, std::move(joined)};
 }
 
 }  // namespace
@@ -149,7 +151,7 @@ SubmitItem Broker::submit_item(const std::string& peer, proto::Submit msg) {
                       std::move(msg.request_hash), std::move(msg.key_id), std::move(msg.concurrency_key),
                       msg.concurrency_limit, msg.disconnect_grace_ms, msg.run_at_ms, msg.expire_at_ms,
                       std::move(msg.webhook_url), fmt::format("{}", fmt::join(msg.webhook_events, ",")),
-                      std::move(msg.traceparent), msg.cache_ttl_s};
+                      std::move(msg.traceparent), msg.cache_ttl_s, msg.dedupe};
 }
 
 // The same rules as the api's (common/limits.hpp, common/names.hpp), checked again because any
@@ -202,6 +204,7 @@ std::optional<std::string> Broker::submit_problem(const proto::Submit& msg) cons
 
     if (msg.cache_ttl_s > static_cast<std::uint32_t>(limits::CACHE_TTL_S_MAX))
         return fmt::format("cache_ttl_s must be at most {}", limits::CACHE_TTL_S_MAX);
+    if (msg.dedupe && msg.run_at_ms > now + slack) return "dedupe joins a job due now: it does not take a run_at_ms";
 
     // The api parsed the URL in full (webhooks::parse_url); again here, as every field.
     if (!msg.webhook_url.empty()) {
@@ -253,19 +256,28 @@ void Broker::flush_submits() {
             const redisReply* answer = r->element[i];
             if (answer->type == REDIS_REPLY_ARRAY && answer->elements >= 2) {
                 const std::string outcome = reply_text(answer->element[0]), value = reply_text(answer->element[1]);
-                if (outcome == "cached")
+                if (outcome == "cached") {
                     accept_cached(job.peer, job.req_id, value);
-                else if (outcome == "replay")
+                } else if (outcome == "joined") {
+                    // Stored beside the job it joined, which runs for both: nothing to queue.
+                    metrics_.count(job.type, BrokerMetrics::SUBMITTED);
+                    metrics_.count(job.type, BrokerMetrics::JOINED);
+                    acks.emplace_back(job.peer, stored_reply(job.req_id, job.job_id,
+                                                             answer->elements > 2 ? reply_text(answer->element[2]) : "",
+                                                             false, value));
+                } else if (outcome == "replay") {
                     acks.emplace_back(job.peer, stored_reply(job.req_id, value,
                                                              answer->elements > 2 ? reply_text(answer->element[2]) : "",
-                                                             true));
-                else if (outcome == "over_budget")
+                                                             true,
+                                                             answer->elements > 3 ? reply_text(answer->element[3]) : ""));
+                } else if (outcome == "over_budget") {
                     refuse(job.peer, job.req_id, errors::STORAGE_FULL,
                            fmt::format("tenant '{}' holds {} bytes in the job store, its budget is {} "
                                        "(SLUICE_TENANT_MAX_BYTES); a finished job's bytes come back when it expires",
                                        job.tenant, value, config_.tenant_max_bytes));
-                else
+                } else {
                     refuse(job.peer, job.req_id, errors::IDEMPOTENCY_CONFLICT, "this Idempotency-Key was used for a different request", value);
+                }
             } else if (reply_text(answer) == "ok" && !job.children.empty()) {
                 ++flows_live_;
                 metrics_.count(job.type, BrokerMetrics::SUBMITTED);

@@ -47,6 +47,7 @@ struct SubmitItem {
     std::string webhook_events;  // comma-joined
     std::string traceparent;     // empty for none
     std::uint32_t cache_ttl_s = 0;  // 0: no cache
+    bool dedupe = false;            // join an identical queued or running job
     // A flow (scripts::SUBMIT): a child names its parent and its on_failure; a parent lists its
     // children, whose items follow it in the batch. Only the parent's request is answered.
     std::string parent;      // empty for none
@@ -63,7 +64,7 @@ struct SubmitItem {
                 std::move(request_hash), std::move(key_id), concurrency_key, std::to_string(concurrency_limit),
                 std::to_string(disconnect_grace_ms), std::to_string(run_at_ms), std::to_string(expire_at_ms),
                 std::move(webhook_url), std::move(webhook_events), std::move(traceparent), std::to_string(cache_ttl_s),
-                parent, children, on_failure};
+                parent, children, on_failure, dedupe ? "1" : "0"};
     }
 };
 

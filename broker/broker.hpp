@@ -151,7 +151,8 @@ private:
     // fires each one's due tick (fire_schedule), one poll and its fires in flight at a time.
     void poll_schedules(Clock::time_point now);
     // Claims the due ticks of one schedule (a CRON_DUE row from `row` on) and fires at most one
-    // of them, as its `missed` option says (scripts::FIRE); a fired job joins its queue here.
+    // of them, as its `missed` option says (scripts::FIRE); a fired job joins its queue here,
+    // unless it joined a job that runs for it (options.dedupe).
     void fire_schedule(const redisReply* const* row);
 
     // ---- the lease (lease.cpp) ----

@@ -126,6 +126,13 @@ void Broker::fire_schedule(const redisReply* const* row) {
                          Owner{item.tenant, item.concurrency_key, item.concurrency_limit}, item.enqueued_ms);
             metrics_.count(item.type, BrokerMetrics::SUBMITTED);
             log::info("schedule {} fired job {} for tick {}", id, item.job_id, tick);
+        } else if (outcome == "joined" && !fired.empty()) {
+            // Stored beside the job it joined (options.dedupe), which runs for both: nothing to queue.
+            const SubmitItem& item = fired.front();
+            metrics_.count(item.type, BrokerMetrics::SUBMITTED);
+            metrics_.count(item.type, BrokerMetrics::JOINED);
+            log::info("schedule {} fired job {} for tick {}: it joined job {}", id, item.job_id, tick,
+                      r->elements > 2 ? reply_text(r->element[2]) : "");
         } else if (outcome == "refused") {
             log::warn("schedule {}: tick {} refused: {}", id, tick, r->elements > 1 ? reply_text(r->element[1]) : "");
         }

@@ -40,11 +40,14 @@ return out
 // `missed_ticks` (earlier ticks it stands for, `run_once`: `missed` plus those put aside in
 // `missed_pending` by earlier calls) on its hash. `missed` of a call that fires nothing goes to
 // `missed_pending`. A `refusal` (the broker's admission checks: unknown type, full queue...) or
-// a SUBMIT answer other than 'ok' (the tenant's byte budget) counts the tick as `refused` (and
-// the missed ticks it stood for as skipped), with the reason in `last_error`. KEYS: none. ARGV: id, expected, next, tick, missed, skipped,
-// refusal ('' for none), then, when `tick` fires and nothing refused it, SUBMIT's ARGV for one
-// job (now_ms, byte budget, idempotency ttl_s, SUBMIT_STRIDE fields). Returns {'stale'},
-// {'skipped'}, {'refused', reason} or {'ok', missed ticks}.
+// a SUBMIT answer other than 'ok' or 'joined' (the tenant's byte budget) counts the tick as
+// `refused` (and the missed ticks it stood for as skipped), with the reason in `last_error`. A
+// job with options.dedupe whose previous tick's job (or an identical submitted one) is still
+// queued or running joins it, as a submit would: the tick fires a job that runs nothing of its
+// own. KEYS: none. ARGV: id, expected, next, tick, missed, skipped, refusal ('' for none), then,
+// when `tick` fires and nothing refused it, SUBMIT's ARGV for one job (now_ms, byte budget,
+// idempotency ttl_s, SUBMIT_STRIDE fields). Returns {'stale'}, {'skipped'}, {'refused', reason},
+// {'ok', missed ticks} or {'joined', missed ticks, the job it joined}.
 inline const std::string FIRE = PRELUDE + SUBMIT_SETTINGS + "local function submit_jobs(ARGV)\n" + SUBMIT_BODY +
                                 "end\n" + R"lua(
 local id, expected, next_tick, tick, missed, skipped, refusal = unpack(ARGV, 1, 7)
@@ -69,13 +72,15 @@ if refusal == '' then
   local job = {}
   for i = 8, #ARGV do job[#job + 1] = ARGV[i] end
   answer = submit_jobs(job)[1]
-  if answer == 'ok' then
+  local joined = type(answer) == 'table' and answer[1] == 'joined' and answer[2]
+  if answer == 'ok' or joined then
     local job_id = job[4]
     redis.call('HSET', K.job .. job_id, 'schedule_id', id, 'schedule_tick', tick)
     if missed > 0 then redis.call('HSET', K.job .. job_id, 'missed_ticks', missed) end
     redis.call('HINCRBY', key, 'fired', 1)
     redis.call('HSET', key, 'last_job', job_id)
     redis.call('HDEL', key, 'last_error')
+    if joined then return {'joined', missed, joined} end
     return {'ok', missed}
   end
   if type(answer) == 'table' then answer = answer[1] end

@@ -42,8 +42,8 @@ void Broker::handle_flow(const std::string& peer, const proto::Flow& msg) {
     }
     // Every job is checked as a SUBMIT, and all belong to the parent's tenant and API key: a
     // flow is one request. Options that would put a job outside the flow's life (a schedule,
-    // a deadline, a cached answer, its own idempotency key) are the api's to refuse, and
-    // refused here too.
+    // a deadline, a cached answer, joining another job, its own idempotency key) are the api's
+    // to refuse, and refused here too.
     for (std::size_t i = 0; i <= children.size(); ++i) {
         const proto::Submit& job = i == 0 ? *parent : children[i - 1];
         const std::string which = i == 0 ? "parent" : fmt::format("child {}", i - 1);
@@ -51,10 +51,10 @@ void Broker::handle_flow(const std::string& peer, const proto::Flow& msg) {
             return refuse(peer, msg.req_id, errors::INVALID_REQUEST, which + ": " + *problem);
         if (job.tenant != parent->tenant || job.key_id != parent->key_id)
             return refuse(peer, msg.req_id, errors::INVALID_REQUEST, which + ": not the parent's tenant and key");
-        if (job.run_at_ms != 0 || job.expire_at_ms != 0 || job.cache_ttl_s != 0 ||
+        if (job.run_at_ms != 0 || job.expire_at_ms != 0 || job.cache_ttl_s != 0 || job.dedupe ||
             (i > 0 && !job.idempotency_key.empty()))
             return refuse(peer, msg.req_id, errors::INVALID_REQUEST,
-                          which + ": a flow's jobs take no schedule, deadline, cache or own idempotency key");
+                          which + ": a flow's jobs take no schedule, deadline, cache, dedupe or own idempotency key");
         if (auto refused = admission_refusal(job, i))
             return refuse(peer, msg.req_id, refused->first, which + ": " + refused->second);
     }

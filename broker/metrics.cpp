@@ -10,11 +10,12 @@ namespace sluice::broker {
 namespace {
 
 constexpr std::array<const char*, BrokerMetrics::EVENT_COUNT> EVENT_NAMES{
-    "submitted", "started", "succeeded", "failed", "retried", "lost"};
+    "submitted", "started", "succeeded", "failed", "retried", "lost", "joined"};
 constexpr std::array<const char*, BrokerMetrics::EVENT_COUNT> EVENT_HELP{
     "Jobs stored by a SUBMIT", "Attempts handed to a worker", "Jobs that ended with a result",
     "Jobs that ended failed (into the dead set)", "Attempts that failed or were lost, their job queued again",
-    "Attempts whose worker died or whose lease ran out"};
+    "Attempts whose worker died or whose lease ran out",
+    "Jobs stored by a SUBMIT that joined an identical queued or running job (options.dedupe), run by it"};
 
 // Appends histogram `name`'s series for one label value: cumulative buckets, +Inf, sum, count.
 template <std::size_t Bounds>

@@ -31,6 +31,7 @@ public:
         FAILED,     // ended failed (the dead set)
         RETRIED,    // an attempt failed or was lost, and the job goes back to its queue
         LOST,       // an attempt ended because its worker died or its lease ran out
+        JOINED,     // stored by a SUBMIT that joined an identical job (options.dedupe): runs nothing
         EVENT_COUNT,
     };
 

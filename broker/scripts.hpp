@@ -14,7 +14,7 @@ namespace sluice::broker::scripts {
 // Arguments per job of the batch scripts (SUBMIT, START, SUCCEED), after their settings
 // (batches.hpp, batch_args).
 
-inline constexpr std::size_t SUBMIT_STRIDE = 23;
+inline constexpr std::size_t SUBMIT_STRIDE = 24;
 inline constexpr std::size_t START_STRIDE = 3;
 inline constexpr std::size_t SUCCEED_STRIDE = 3;
 // Elements per job in the reply of LOAD_QUEUE.
@@ -29,6 +29,10 @@ inline constexpr std::size_t JOB_BASE_BYTES = 3072;
 // deliverers that stay down while a million deliveries pile up lose the oldest rather than fill
 // Redis.
 inline constexpr std::size_t WEBHOOK_STREAM_MAXLEN = 1000000;
+// The most jobs that may join one job (options.dedupe). Each event of the job is written once
+// more per joiner, in the script that writes it: past this, an identical submit runs on its own
+// rather than make one chunk of a popular job cost a thousand stream writes.
+inline constexpr std::size_t DEDUPE_MAX_JOINERS = 100;
 
 // Defines the Lua local STRIDE, the step of a batch script's loop over its jobs.
 inline std::string stride(std::size_t n) { return "local STRIDE = " + std::to_string(n) + "\n"; }
@@ -53,7 +57,8 @@ inline std::string key_names() {
            ", webhook_endpoints = " + quoted(keys::WEBHOOK_ENDPOINTS_PREFIX) + ", leader = " + quoted(keys::LEADER) +
            ", epoch = " + quoted(keys::EPOCH) + ", cache = " + quoted(keys::CACHE_PREFIX) +
            ", cron = " + quoted(keys::CRON_PREFIX) + ", cron_due = " + quoted(keys::CRON_DUE) +
-           ", flows = " + quoted(keys::FLOWS) + ", settle = " + quoted(keys::FLOW_SETTLE) + "}\n";
+           ", dedupe = " + quoted(keys::DEDUPE_PREFIX) + ", flows = " + quoted(keys::FLOWS) +
+           ", settle = " + quoted(keys::FLOW_SETTLE) + "}\n";
 }
 
 // Every script the broker runs on job state starts with HEAD: the key names, then the fence.
@@ -78,22 +83,31 @@ end
 inline const std::string CALL = HEAD + "return redis.call(unpack(ARGV))\n";
 
 // Helpers every script starts with (after the key names).
+//   joiners_of: the ids of the jobs that joined a job (options.dedupe: its `joiners` field,
+//   space-separated), in the order they joined.
 //   add_event: appends an event (seq from the job hash, entry id "{seq}-1") and notifies the api
 //   with the event itself when its fields total at most 4 KiB, so a stream following the job
 //   writes it without reading it back; a bigger one (a long result) goes as the id alone. The
-//   fields' bytes are added to the job's `bytes`.
+//   fields' bytes are added to the job's `bytes`. The same event goes to each job that joined
+//   it, under the same entry id (a joiner's stream is its leader's), and a lifecycle event
+//   first copies the leader's state fields (MIRRORED) to them, so every read of a joiner sees
+//   what a read of its leader does.
 //   webhook_deliveries: for a lifecycle event, adds one entry to the webhook stream per target
 //   that wants it: the job's own webhook ('job') and each default endpoint of its tenant (by
 //   id); nothing for a job and tenant without webhooks, or for progress and chunk events. A
 //   caller that knows the job's {tenant, webhook_url or false, webhook_events} passes them as
 //   `j`, else they are read from the job hash.
-//   record: appends one attempt to the job's history (a msgpack array, see PROTOCOL.md).
+//   record: appends one attempt to the job's history (a msgpack array, see PROTOCOL.md), and to
+//   the history of each job that joined it.
 //   finish: gives a job that reached a terminal state its time to live (and takes it out of
 //   K.followed: nobody needs to cancel it any more), charges its tenant the bytes it gained
 //   since it was last charged (`charged`), notes in K.expiring when Redis will drop it, for
 //   SWEEP to give the bytes back, and takes it off K.deadlines; a flow's child tells its parent
-//   (K.settle, for SETTLE). Returns the job's cache key and cache ttl (nil without
-//   options.cache_ttl_s), read with the rest, for SUCCEED.
+//   (K.settle, for SETTLE). A single-flight leader frees its K.dedupe key (the next identical
+//   submit runs again) and finishes its joiners alike (a joiner that succeeded with a cache ttl
+//   of its own becomes its cache key's answer); a joiner that ends on its own (canceled) leaves
+//   its leader's `joiners`, and the leader runs on. Returns the job's cache key and cache ttl
+//   (nil without options.cache_ttl_s), read with the rest, for SUCCEED.
 //   expire: a queued or scheduled job past its expire_at_ms ends failed with error_code
 //   'expired', without an attempt (no history entry) and outside the dead set: nobody waits
 //   for it any more.
@@ -129,31 +143,73 @@ local function webhook_deliveries(id, event, seq, now, j)
                'event', event, 'seq', seq, 'ts', now, 'target', target)
   end
 end
-local function add_event(id, maxlen, now, fields)
-  local job = K.job .. id
-  local seq = redis.call('HINCRBY', job, 'seq', 1)
-  local args = {'XADD', K.events .. id, 'MAXLEN', '~', maxlen, seq .. '-1'}
-  for i = 1, #fields do args[#args + 1] = fields[i] end
-  args[#args + 1] = 'seq'; args[#args + 1] = seq
-  args[#args + 1] = 'ts'; args[#args + 1] = now
-  redis.call(unpack(args))
-  local notice, size = {id, args[6]}, 0
-  for i = 7, #args do
-    local v = args[i]
+local function joiners_of(id)
+  local out = {}
+  local list = redis.call('HGET', K.job .. id, 'joiners')
+  if list then
+    for joiner in string.gmatch(list, '%S+') do out[#out + 1] = joiner end
+  end
+  return out
+end
+-- Appends an event whose fields (seq and ts among them) are given to the stream of job `id` as
+-- entry `entry`, counts its bytes, notifies and queues its webhook deliveries.
+local function append_event(id, maxlen, now, entry, seq, fields)
+  local args = {'XADD', K.events .. id, 'MAXLEN', '~', maxlen, entry}
+  local notice, size = {id, entry}, 0
+  for i = 1, #fields do
+    local v = fields[i]
+    args[#args + 1] = v
     if type(v) == 'number' then v = string.format('%d', v) end
     notice[#notice + 1] = v
     size = size + #v
   end
-  redis.call('HINCRBY', job, 'bytes', size)
+  redis.call(unpack(args))
+  redis.call('HINCRBY', K.job .. id, 'bytes', size)
   if size > 4096 then notice = {id} end
   redis.call('PUBLISH', K.notify, cmsgpack.pack(notice))
   webhook_deliveries(id, fields[2], seq, now)
+end
+local MIRRORED = {'status', 'attempts', 'redeliveries', 'started_ms', 'worker', 'finished_ms', 'result', 'error',
+                  'error_code'}
+local function add_event(id, maxlen, now, fields)
+  local seq = redis.call('HINCRBY', K.job .. id, 'seq', 1)
+  fields[#fields + 1] = 'seq'; fields[#fields + 1] = seq
+  fields[#fields + 1] = 'ts'; fields[#fields + 1] = now
+  append_event(id, maxlen, now, seq .. '-1', seq, fields)
+  local joiners = joiners_of(id)
+  if #joiners == 0 then return end
+  local state = (LIFECYCLE[fields[2]] or fields[2] == 'waiting_children') and
+                redis.call('HMGET', K.job .. id, unpack(MIRRORED))
+  for _, joiner in ipairs(joiners) do
+    local job = K.job .. joiner
+    local args = {'HSET', job, 'seq', seq}
+    for k, field in ipairs(MIRRORED) do
+      if state and state[k] then
+        args[#args + 1] = field; args[#args + 1] = state[k]
+        if field == 'result' then redis.call('HINCRBY', job, 'bytes', #state[k]) end
+      end
+    end
+    redis.call(unpack(args))
+    append_event(joiner, maxlen, now, seq .. '-1', seq, fields)
+  end
 end
 local function record(id, now, outcome, err)
   local j = redis.call('HMGET', K.job .. id, 'attempts', 'worker', 'started_ms')
   local entry = cmsgpack.pack({tonumber(j[1]) or 0, j[2] or '', tonumber(j[3]) or 0,
                                tonumber(now), outcome, err})
   redis.call('RPUSH', K.history .. id, entry)
+  for _, joiner in ipairs(joiners_of(id)) do redis.call('RPUSH', K.history .. joiner, entry) end
+end
+local function detach(leader, joiner)
+  local rest = {}
+  for _, other in ipairs(joiners_of(leader)) do
+    if other ~= joiner then rest[#rest + 1] = other end
+  end
+  if #rest == 0 then
+    redis.call('HDEL', K.job .. leader, 'joiners')
+  else
+    redis.call('HSET', K.job .. leader, 'joiners', table.concat(rest, ' '))
+  end
 end
 local function finish(id, now, ttl)
   local job = K.job .. id
@@ -162,8 +218,9 @@ local function finish(id, now, ttl)
   redis.call('EXPIRE', K.events .. id, ttl)
   redis.call('EXPIRE', K.history .. id, ttl)
   redis.call('EXPIRE', K.webhook_attempts .. id, ttl)
-  local j = redis.call('HMGET', job, 'tenant', 'bytes', 'charged', 'cache_key', 'cache_ttl_s', 'parent')
-  if j[6] then redis.call('RPUSH', K.settle, j[6]) end
+  local j = redis.call('HMGET', job, 'tenant', 'bytes', 'charged', 'cache_key', 'cache_ttl_s', 'dedupe_key',
+                       'joined', 'joiners', 'parent')
+  if j[9] then redis.call('RPUSH', K.settle, j[9]) end
   local bytes = tonumber(j[2]) or 0
   if j[1] and bytes > 0 then
     redis.call('HINCRBY', K.tenant_bytes, j[1], bytes - (tonumber(j[3]) or 0))
@@ -172,6 +229,17 @@ local function finish(id, now, ttl)
                id .. ' ' .. j[1] .. ' ' .. bytes)
   end
   redis.call('ZREM', K.deadlines, id)
+  if j[6] and redis.call('GET', j[6]) == id then redis.call('DEL', j[6]) end
+  if j[7] then detach(j[7], id) end
+  if j[8] then
+    redis.call('HDEL', job, 'joiners')
+    for joiner in string.gmatch(j[8], '%S+') do
+      local cache_key, cache_ttl = finish(joiner, now, ttl)
+      if cache_key and redis.call('HGET', K.job .. joiner, 'status') == 'succeeded' then
+        redis.call('SET', cache_key, joiner, 'EX', math.min(tonumber(cache_ttl), tonumber(ttl)))
+      end
+    end
+  end
   return j[4], j[5]
 end
 local EXPIRED = 'expired: not started within expire_after_s'
@@ -242,35 +310,111 @@ end
 // events), webhook events (comma-joined), traceparent ('' for none), cache ttl_s (0: none),
 // then the flow: parent id ('' for none: a child has one), children ids (comma-joined, '' for
 // none: a flow's parent, whose children follow it in the batch), the child's on_failure ('' for
-// none). A flow's parent waits as `waiting_children` (in K.flows, out of every queue, first event
-// `waiting_children`), and is stored with all its children or not at all: what refuses it
-// (a replay, an existing id, the byte budget, counted for the whole flow) answers 'skipped' for
-// each child. A job due later than now is `scheduled` (in K.scheduled, first event `scheduled`) instead of
-// queued; a job with a deadline is in K.deadlines until it starts. A job is charged to its
-// tenant at once: JOB_BASE_BYTES plus its input. With a cache ttl, a job of the same tenant,
-// type and input that succeeded within it (K.cache, written by SUCCEED) answers instead, and
-// nothing is stored; else the job keeps its cache key for SUCCEED.
+// none); then dedupe ('1': join an identical job). A flow's parent waits as `waiting_children`
+// (in K.flows, out of every queue, first event `waiting_children`), and is stored with all its
+// children or not at all: what refuses it (a replay, an existing id, the byte budget, counted
+// for the whole flow) answers 'skipped' for each child. A job due later than now is `scheduled`
+// (in K.scheduled, first event `scheduled`) instead of queued; a job with a deadline is in
+// K.deadlines until it starts. A job is charged to its tenant at once: JOB_BASE_BYTES plus its
+// input. With a cache ttl, a job of the same tenant, type and input that succeeded within it
+// (K.cache, written by SUCCEED) answers instead, and nothing is stored; else the job keeps its
+// cache key for SUCCEED.
+// With dedupe, a job due now whose tenant, type and input are those of a job submitted with
+// dedupe that is queued, running or waiting for its children (its leader, named by K.dedupe)
+// joins it, unless that one has DEDUPE_MAX_JOINERS already: the new job is stored without its
+// input, queue entry, concurrency key or deadline, in its leader's state (status, attempts, seq, the leader's
+// priority, max_attempts and timeout_s), with a copy of its leader's events so far (the same
+// entry ids) and history, and its id goes into the leader's `joiners`; it is charged
+// JOB_BASE_BYTES and the copy. Else the job runs and, with dedupe, leads for its key.
 // Returns one answer per job, in order: 'ok', 'exists', 'skipped' (a flow's child whose parent
-// was not stored), {'replay' | 'conflict', original id, its status now ('' once expired)},
-// {'cached', the job that succeeded} or {'over_budget', bytes the tenant holds}. SUBMIT_BODY is
-// the script after its settings: the schedules' FIRE (cron_scripts.hpp) runs it as a function,
-// so a fired job is stored as a submitted one is.
+// was not stored), {'replay' | 'conflict', original id, its
+// status now ('' once expired), the job it joined ('' for none)}, {'cached', the job that
+// succeeded}, {'joined', the leader, its status} or {'over_budget', bytes the tenant holds}.
+// SUBMIT_BODY is the script after its settings: the schedules' FIRE (cron_scripts.hpp) runs it
+// as a function, so a fired job is stored as a submitted one is.
 inline const std::string SUBMIT_SETTINGS = stride(SUBMIT_STRIDE) + "local JOB_BASE_BYTES = " +
-                                           std::to_string(JOB_BASE_BYTES) + "\n";
+                                           std::to_string(JOB_BASE_BYTES) + "\nlocal DEDUPE_MAX_JOINERS = " +
+                                           std::to_string(DEDUPE_MAX_JOINERS) + "\n";
 inline const std::string SUBMIT_BODY = R"lua(
 local now, budget, idem_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local out, held, added = {}, {}, {}
 local skip = 0  -- children still to pass over: their parent was not stored
+-- Whether a job of `tenant` may join `leader` (the job a K.dedupe key names) now: its events so
+-- far (XRANGE entries) and their bytes; nil when it has ended or is full.
+local function joinable(leader, tenant)
+  local l = redis.call('HMGET', K.job .. leader, 'status', 'tenant')
+  if (l[1] ~= 'queued' and l[1] ~= 'running' and l[1] ~= 'waiting_children') or l[2] ~= tenant or
+     #joiners_of(leader) >= DEDUPE_MAX_JOINERS then
+    return nil
+  end
+  local entries, size = redis.call('XRANGE', K.events .. leader, '-', '+'), 0
+  for _, entry in ipairs(entries) do
+    for _, v in ipairs(entry[2]) do size = size + #v end
+  end
+  return entries, size
+end
+-- Stores the state of job `id` of `tenant` as a joiner of `leader`, from the leader's `entries`
+-- (XRANGE); `webhook` is {url or false, events}. Returns the leader's status.
+local function join(id, tenant, leader, entries, webhook)
+  local job = K.job .. id
+  local l = redis.call('HMGET', K.job .. leader, 'priority', 'max_attempts', 'timeout_s', 'seq', 'joiners',
+                       unpack(MIRRORED))
+  local args = {'HSET', job, 'priority', l[1], 'max_attempts', l[2], 'timeout_s', l[3], 'seq', l[4], 'joined', leader}
+  for k, field in ipairs(MIRRORED) do
+    if l[5 + k] then args[#args + 1] = field; args[#args + 1] = l[5 + k] end
+  end
+  redis.call(unpack(args))
+  for _, entry in ipairs(entries) do
+    local fields = entry[2]
+    redis.call('XADD', K.events .. id, entry[1], unpack(fields))
+    local f = {}
+    for k = 1, #fields, 2 do f[fields[k]] = fields[k + 1] end
+    webhook_deliveries(id, f.event, f.seq, f.ts, {tenant, webhook[1], webhook[2]})
+  end
+  local history = redis.call('LRANGE', K.history .. leader, 0, -1)
+  if #history > 0 then redis.call('RPUSH', K.history .. id, unpack(history)) end
+  redis.call('HSET', K.job .. leader, 'joiners', l[5] and l[5] .. ' ' .. id or id)
+  return l[6]
+end
+-- Stores what a new job keeps of its own submit (SUBMIT_STRIDE arguments from ARGV[i]) besides
+-- its hash's first fields, whether it runs or joins: its on_disconnect grace, webhook,
+-- traceparent and cache key, its place in the tenant's listing and its Idempotency-Key.
+-- (The hash's fields go in one HSET per branch rather than through a table: SUBMIT is the hot
+-- path, and a table and unpack() per job cost it 4%.)
+local function store(i, cache_key, cache_ttl)
+  local id, tenant, idem = ARGV[i], ARGV[i + 1], ARGV[i + 8]
+  local job = K.job .. id
+  local grace = tonumber(ARGV[i + 13])
+  if grace > 0 then
+    redis.call('HSET', job, 'disconnect_grace_ms', grace)
+    redis.call('ZADD', K.followed, string.format('%.0f', tonumber(now) + grace), id)
+  end
+  if ARGV[i + 16] ~= '' then
+    redis.call('HSET', job, 'webhook_url', ARGV[i + 16], 'webhook_events', ARGV[i + 17])
+  end
+  if ARGV[i + 18] ~= '' then redis.call('HSET', job, 'traceparent', ARGV[i + 18]) end
+  if cache_key then redis.call('HSET', job, 'cache_key', cache_key, 'cache_ttl_s', cache_ttl) end
+  redis.call('ZADD', K.jobs .. tenant, now, id)
+  if idem ~= '' then redis.call('SET', idem, ARGV[i + 9] .. ' ' .. id, 'EX', idem_ttl) end
+end
 for i = 4, #ARGV, STRIDE do
   local id, tenant, type, idem, hash = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 8], ARGV[i + 9]
   local children = ARGV[i + 21]
   local job = K.job .. id
   local prior = idem ~= '' and redis.call('GET', idem)
   local cache_ttl = tonumber(ARGV[i + 19])
+  -- Single flight is for jobs due now: a scheduled one runs when it is due.
+  local dedupe = ARGV[i + 23] == '1' and tonumber(ARGV[i + 14]) <= tonumber(now)
   -- A type holds no newline (names.hpp), so type and input cannot run into each other.
-  local cache_key = cache_ttl > 0 and K.cache .. tenant .. ':' .. redis.sha1hex(type .. '\n' .. ARGV[i + 3])
+  local digest = (cache_ttl > 0 or dedupe) and redis.sha1hex(type .. '\n' .. ARGV[i + 3])
+  local cache_key = cache_ttl > 0 and K.cache .. tenant .. ':' .. digest
+  local dedupe_key = dedupe and K.dedupe .. tenant .. ':' .. digest
   local hit = cache_key and redis.call('GET', cache_key)
-  local bytes = JOB_BASE_BYTES + #ARGV[i + 3]
+  local leader = dedupe_key and redis.call('GET', dedupe_key)
+  -- Only with a leader: SUBMIT is the hot path, and a plain job makes no call for it.
+  local entries, copied
+  if leader then entries, copied = joinable(leader, tenant) end
+  local bytes = JOB_BASE_BYTES + (entries and copied or #ARGV[i + 3])
   local flow_size, flow_bytes = 0, bytes
   if children ~= '' then
     flow_size = math.floor(#children / 37) + 1  -- ids are 36-character UUIDs, comma-joined
@@ -285,14 +429,22 @@ for i = 4, #ARGV, STRIDE do
     out[#out + 1] = 'skipped'
   elseif prior then
     local prior_hash, original = string.match(prior, '^(%S*) (%S+)$')
-    out[#out + 1] = {prior_hash == hash and 'replay' or 'conflict', original,
-                     redis.call('HGET', K.job .. original, 'status') or ''}
+    local o = redis.call('HMGET', K.job .. original, 'status', 'joined')
+    out[#out + 1] = {prior_hash == hash and 'replay' or 'conflict', original, o[1] or '', o[2] or ''}
   elseif hit and redis.call('HGET', K.job .. hit, 'status') == 'succeeded' then
     out[#out + 1] = {'cached', hit}
   elseif redis.call('EXISTS', job) == 1 then
     out[#out + 1] = 'exists'
   elseif held[tenant] + flow_bytes > budget then
     out[#out + 1] = {'over_budget', string.format('%d', held[tenant])}
+  elseif entries then
+    held[tenant] = held[tenant] + bytes
+    added[tenant] = added[tenant] + bytes
+    redis.call('HSET', job, 'id', id, 'tenant', tenant, 'type', type, 'created_ms', now, 'bytes', bytes,
+               'charged', bytes, 'key_id', ARGV[i + 10])
+    store(i, cache_key, cache_ttl)
+    local status = join(id, tenant, leader, entries, {ARGV[i + 16] ~= '' and ARGV[i + 16] or false, ARGV[i + 17]})
+    out[#out + 1] = {'joined', leader, status}
   else
     held[tenant] = held[tenant] + bytes
     added[tenant] = added[tenant] + bytes
@@ -300,19 +452,14 @@ for i = 4, #ARGV, STRIDE do
       'priority', ARGV[i + 4], 'max_attempts', ARGV[i + 5], 'timeout_s', ARGV[i + 6],
       'attempts', 0, 'redeliveries', 0, 'status', 'queued', 'created_ms', now, 'seq', 1,
       'bytes', bytes, 'charged', bytes, 'key_id', ARGV[i + 10])
+    store(i, cache_key, cache_ttl)
     if ARGV[i + 11] ~= '' then
       redis.call('HSET', job, 'concurrency_key', ARGV[i + 11], 'concurrency_limit', ARGV[i + 12])
     end
-    local grace = tonumber(ARGV[i + 13])
-    if grace > 0 then
-      redis.call('HSET', job, 'disconnect_grace_ms', grace)
-      redis.call('ZADD', K.followed, string.format('%.0f', tonumber(now) + grace), id)
+    if dedupe_key then
+      redis.call('SET', dedupe_key, id)
+      redis.call('HSET', job, 'dedupe_key', dedupe_key)
     end
-    if ARGV[i + 16] ~= '' then
-      redis.call('HSET', job, 'webhook_url', ARGV[i + 16], 'webhook_events', ARGV[i + 17])
-    end
-    if ARGV[i + 18] ~= '' then redis.call('HSET', job, 'traceparent', ARGV[i + 18]) end
-    if cache_key then redis.call('HSET', job, 'cache_key', cache_key, 'cache_ttl_s', cache_ttl) end
     local run_at, expire_at = ARGV[i + 14], ARGV[i + 15]
     if expire_at ~= '0' then
       redis.call('HSET', job, 'expire_at_ms', expire_at)
@@ -331,8 +478,6 @@ for i = 4, #ARGV, STRIDE do
     else
       redis.call('ZADD', K.queue .. type, ARGV[i + 7], id)
     end
-    redis.call('ZADD', K.jobs .. tenant, now, id)
-    if idem ~= '' then redis.call('SET', idem, hash .. ' ' .. id, 'EX', idem_ttl) end
     -- The first event, written directly: a new stream needs no trimming, and nobody can be
     -- watching a job before its id is given out, so there is no notice to publish.
     redis.call('XADD', K.events .. id, '1-1', 'event', first, 'seq', 1, 'ts', now)
@@ -436,17 +581,19 @@ return lost_or_failed(ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV
 )lua";
 
 // scheduled|queued|running|waiting_children -> canceled, with the reason its event gives ('' for
-// none); a flow's parent has SETTLE cancel its children. Returns the status it left
-// ('scheduled', 'queued', 'running' or 'waiting_children'), 'not_found' or 'finished'.
+// none); a flow's parent has SETTLE cancel its children. A job that joined another
+// (options.dedupe) leaves it, which runs on; a job others joined takes them along (finish).
+// Returns the status it left ('scheduled', 'queued', 'running' or 'waiting_children'),
+// 'not_found' or 'finished'.
 inline const std::string CANCEL_JOB = R"lua(
 local function cancel(id, now, maxlen, ttl, reason)
   local job = K.job .. id
-  local j = redis.call('HMGET', job, 'status', 'type')
+  local j = redis.call('HMGET', job, 'status', 'type', 'joined')
   if not j[1] then return 'not_found' end
   if j[1] ~= 'queued' and j[1] ~= 'running' and j[1] ~= 'scheduled' and j[1] ~= 'waiting_children' then
     return 'finished'
   end
-  if j[1] == 'running' then record(id, now, 'canceled', reason) end
+  if j[1] == 'running' and not j[3] then record(id, now, 'canceled', reason) end
   if j[1] == 'waiting_children' then redis.call('RPUSH', K.settle, id) end
   redis.call('HSET', job, 'status', 'canceled', 'finished_ms', now)
   redis.call('ZREM', K.queue .. j[2], id)
@@ -467,16 +614,22 @@ return cancel(ARGV[1], ARGV[2], ARGV[3], ARGV[4], '')
 )lua";
 
 // Cancels the jobs nobody followed for their grace period (options.on_disconnect "cancel"):
-// up to a limit of the K.followed entries due by now. KEYS: none. ARGV: now_ms, limit, maxlen,
-// ttl_s. Returns a flat list, two per job: id, what cancel() returned.
+// up to a limit of the K.followed entries due by now. A job others joined (options.dedupe) is
+// still wanted: it runs on, and is looked at again a grace later. KEYS: none. ARGV: now_ms,
+// limit, maxlen, ttl_s. Returns a flat list, two per job canceled: id, what cancel() returned.
 inline const std::string ABANDON = PRELUDE + CANCEL_JOB + R"lua(
 local out = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.followed, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))) do
-  local grace = tonumber(redis.call('HGET', K.job .. id, 'disconnect_grace_ms')) or 0
-  out[#out + 1] = id
-  out[#out + 1] = cancel(id, ARGV[1], ARGV[3], ARGV[4],
-                         string.format('nobody followed the job for %d s (on_disconnect)', grace / 1000))
-  redis.call('ZREM', K.followed, id)
+  local j = redis.call('HMGET', K.job .. id, 'disconnect_grace_ms', 'joiners')
+  local grace = tonumber(j[1]) or 0
+  if j[2] then
+    redis.call('ZADD', K.followed, string.format('%.0f', tonumber(ARGV[1]) + math.max(grace, 1000)), id)
+  else
+    out[#out + 1] = id
+    out[#out + 1] = cancel(id, ARGV[1], ARGV[3], ARGV[4],
+                           string.format('nobody followed the job for %d s (on_disconnect)', grace / 1000))
+    redis.call('ZREM', K.followed, id)
+  end
 end
 return out
 )lua";

@@ -64,6 +64,10 @@ inline constexpr std::string_view EPOCH = "sluice:broker:epoch";
 // type, newline, input}" -> the id of the job that succeeded with that type and input, expiring
 // with the cache ttl it was submitted with.
 inline constexpr std::string_view CACHE_PREFIX = "sluice:cache:";
+// A single-flight entry (options.dedupe), per tenant: "sluice:dedupe:{tenant}:{sha1 of type,
+// newline, input}" -> the id of the job that runs for every identical submit while it is queued
+// or running (its leader); deleted when that job ends.
+inline constexpr std::string_view DEDUPE_PREFIX = "sluice:dedupe:";
 
 // Flows (POST /v1/flows, ctx.spawn): set of the ids of parents whose flow is not settled yet
 // (waiting for children, or ended with children still to cancel); list of the parents a child's

@@ -72,10 +72,11 @@ struct Submit {
     std::vector<std::string> webhook_events;  // the lifecycle events it wants; empty without a url
     std::string traceparent;  // W3C trace context of the api's submit span (trace_context.hpp)
     std::uint32_t cache_ttl_s = 0;  // options.cache_ttl_s: 0 none
+    bool dedupe = false;  // options.dedupe: join an identical job already queued or running
     MSGPACK_DEFINE(req_id, job_id, tenant, type, input, priority, max_attempts, timeout_s,
                    idempotency_key, request_hash, key_id, submits_per_s, concurrency_key, concurrency_limit,
                    disconnect_grace_ms, run_at_ms, expire_at_ms, webhook_url, webhook_events, traceparent,
-                   cache_ttl_s)
+                   cache_ttl_s, dedupe)
 };
 
 // A flow (POST /v1/flows): a parent job that waits for its children. Each job is a SUBMIT body
@@ -120,7 +121,8 @@ struct Reply {
     std::string state;
     std::uint32_t retry_after_ms = 0;  // rate_limited: when the key may submit again
     bool cached = false;  // a submit answered by an earlier job's result (options.cache_ttl_s)
-    MSGPACK_DEFINE(req_id, status, code, message, job_id, state, retry_after_ms, cached)
+    std::string joined{};  // options.dedupe: the job of the same tenant the new job joined; empty: none
+    MSGPACK_DEFINE(req_id, status, code, message, job_id, state, retry_after_ms, cached, joined)
 };
 
 struct Ready {

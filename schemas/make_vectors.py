@@ -50,6 +50,9 @@ CASES: list[tuple[str, object]] = [
         2**63, "job-b", "tenant-ü", "text_stats", NESTED_INPUT, 200, 2**32 - 1, 2**32 - 1, "clé-ü", "", "admin", 2**32 - 1,
         "clé-ü", 2**32 - 1, 2**32 - 1, 2**64 - 1, 2**64 - 1, "http://ü.example/", ["queued"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
         2**32 - 1)),
+    ("dedupe", p.Submit(
+        5, "7d3f1c2a-9b8e-4f10-8a6b-2c4d5e6f7a8b", "acme", "sentiment", pack({"text": "The room was cold."}), 0, 3, 60,
+        "", "", "", 0, "", 0, 0, 0, 0, "", [], "", 0, True)),
     ("priority i64 min, empty strings and empty bin", p.Submit(
         0, "", "", "", b"", -(2**63), 0, 0, "", "", "", 0, "", 0, 0, 0, 0, "", [], "")),
     ("priority i64 max, 40-byte strings (str8)", p.Submit(
@@ -70,6 +73,8 @@ CASES: list[tuple[str, object]] = [
     ("u64 max", p.Ping(2**64 - 1)),
     ("accepted", p.Reply(1, 202, "", "", "0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10", "queued", 0)),
     ("cached", p.Reply(8, 200, "", "cached", "0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10", "succeeded", 0, True)),
+    ("joined", p.Reply(9, 202, "", "", "7d3f1c2a-9b8e-4f10-8a6b-2c4d5e6f7a8b", "running", 0, False,
+                       "0b6f7c1e-2b1d-4c55-9a57-3c1c7b1e9f10")),
     ("error with non-ASCII message", p.Reply(
         2**32, 422, "unknown_job_type", "no worker has declared type «résumé»", "", "", 0)),
     ("rate limited", p.Reply(3, 429, "rate_limited", "past this key's limit", "", "", 2**32 - 1)),

@@ -118,6 +118,7 @@ class Submit:
     webhook_events: list[str] = _wire(STR_LIST)
     traceparent: str = _wire(STR, default="")  # W3C trace context of the api's submit span
     cache_ttl_s: int = _wire(U32, default=0)  # options.cache_ttl_s: 0 none
+    dedupe: bool = _wire(BOOL, default=False)  # options.dedupe: join an identical queued or running job
 
 
 @dataclass
@@ -160,6 +161,7 @@ class Reply:
     state: str = _wire(STR)
     retry_after_ms: int = _wire(U32)  # rate_limited: when the key may submit again
     cached: bool = _wire(BOOL, default=False)  # answered by an earlier job's result (options.cache_ttl_s)
+    joined: str = _wire(STR, default="")  # options.dedupe: the job the new job joined; "" none
 
 
 @dataclass

@@ -408,6 +408,17 @@ class Pipeline:
         wait_for_line(out, r"delivering from", proc)
         return proc
 
+    def member_keys(self, admin_key: str, *tenants: str) -> dict[str, dict]:
+        """Makes a member key of each tenant with the admin key; returns tenant -> the headers
+        that send it."""
+        keys = {}
+        for tenant in tenants:
+            made = self.http.post("/v1/admin/keys", json={"tenant": tenant, "role": "member", "name": tenant},
+                                  headers={"Authorization": f"Bearer {admin_key}"})
+            assert made.status_code == 201, made.text
+            keys[tenant] = {"Authorization": f"Bearer {made.json()['key']}"}
+        return keys
+
     def wait_ready(self, job_type: str, timeout: float = 15.0) -> None:
         """Waits until a worker has declared job_type (a submit stops answering 422)."""
         deadline = time.monotonic() + timeout

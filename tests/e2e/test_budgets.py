@@ -30,13 +30,7 @@ def site(tmp_path_factory, request):
                           SLUICE_BUDGET_WINDOW_MS=str(WINDOW_MS)) as p:
         p.start_worker("python", concurrency=1, SLUICE_MODEL_PROVIDER="local", SLUICE_MAX_TOKENS="8")
         p.wait_ready("chat")
-        keys = {}
-        for tenant in ("acme", "beta"):
-            made = p.http.post("/v1/admin/keys", json={"tenant": tenant, "role": "member", "name": tenant},
-                               headers=ADMIN)
-            assert made.status_code == 201, made.text
-            keys[tenant] = {"Authorization": f"Bearer {made.json()['key']}"}
-        yield p, keys
+        yield p, p.member_keys(ADMIN_KEY, "acme", "beta")
 
 
 def put(p, body, headers=ADMIN):

@@ -23,13 +23,7 @@ def site(tmp_path_factory, request):
     with running_pipeline(tmp_path_factory.mktemp("cache"), lambda: request.session.testsfailed, env=env) as p:
         p.start_worker("python")
         p.wait_ready("echo")
-        keys = {}
-        for tenant in ("acme", "beta"):
-            made = p.http.post("/v1/admin/keys", json={"tenant": tenant, "role": "member", "name": tenant},
-                               headers={"Authorization": f"Bearer {ADMIN_KEY}"})
-            assert made.status_code == 201, made.text
-            keys[tenant] = {"Authorization": f"Bearer {made.json()['key']}"}
-        yield p, keys
+        yield p, p.member_keys(ADMIN_KEY, "acme", "beta")
 
 
 def post(p, headers, job_type, input_, **options):

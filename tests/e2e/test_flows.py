@@ -28,13 +28,7 @@ def site(tmp_path_factory, request):
         p.add_task_modules()
         p.start_worker("python", concurrency=1, modules=["sluice.tasks", "flow_tasks"])
         p.wait_ready("collect")
-        keys = {}
-        for tenant in ("acme", "beta"):
-            made = p.http.post("/v1/admin/keys", json={"tenant": tenant, "role": "member", "name": tenant},
-                               headers={"Authorization": f"Bearer {ADMIN_KEY}"})
-            assert made.status_code == 201, made.text
-            keys[tenant] = {"Authorization": f"Bearer {made.json()['key']}"}
-        yield p, keys
+        yield p, p.member_keys(ADMIN_KEY, "acme", "beta")
 
 
 def flow(p, headers, parent, children, **extra_headers):
@@ -201,6 +195,8 @@ def test_another_tenant_cannot_see_or_cancel_a_flow(site):
     ({"parent": {"type": "collect"}, "children": [{"type": "echo", "options": {"delay_s": 5}}]}, 422,
      "invalid_request"),
     ({"parent": {"type": "collect", "options": {"cache_ttl_s": 5}}, "children": [{"type": "echo"}]}, 422,
+     "invalid_request"),
+    ({"parent": {"type": "collect"}, "children": [{"type": "echo", "options": {"dedupe": True}}]}, 422,
      "invalid_request"),
     ({"parent": {"type": "collect"}, "children": [{"type": "echo", "options": {"priority": 99}}]}, 422,
      "invalid_request"),

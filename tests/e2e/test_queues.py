@@ -19,13 +19,7 @@ def site(tmp_path, request):
     with running_pipeline(tmp_path, lambda: request.session.testsfailed, env=env,
                           SLUICE_KNOWN_TYPES="echo,slow") as p:
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        keys = {}
-        for tenant in ("acme", "beta"):
-            made = p.http.post("/v1/admin/keys", json={"tenant": tenant, "role": "member", "name": tenant},
-                           headers=admin)
-            assert made.status_code == 201, made.text
-            keys[tenant] = {"Authorization": f"Bearer {made.json()['key']}"}
-        yield p, admin, keys
+        yield p, admin, p.member_keys(ADMIN_KEY, "acme", "beta")
 
 
 def submit(p, headers, job_type="echo", **options) -> str:

@@ -24,12 +24,7 @@ def site(tmp_path_factory, request):
         p.start_worker("native")
         p.wait_ready("echo")
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        keys = {}
-        for tenant in ("acme", "beta", "full"):
-            made = p.http.post("/v1/admin/keys", json={"tenant": tenant, "role": "member", "name": tenant}, headers=admin)
-            assert made.status_code == 201, made.text
-            keys[tenant] = {"Authorization": f"Bearer {made.json()['key']}"}
-        yield p, admin, keys
+        yield p, admin, p.member_keys(ADMIN_KEY, "acme", "beta", "full")
 
 
 def ms(text: str) -> int:
@@ -111,6 +106,7 @@ def test_an_unknown_timezone_is_refused(site, zone):
     ({"cron": "* * * * *", "job": {"type": "echo", "options": {"run_at": "2030-01-01T00:00:00Z"}}}, 422,
      "invalid_request"),
     ({"cron": "* * * * *", "job": {"type": "echo", "options": {"cache_ttl_s": 60}}}, 422, "invalid_request"),
+    ({"cron": "* * * * *", "job": {"type": "echo", "options": {"dedupe": "yes"}}}, 422, "invalid_request"),
     ({"cron": "* * * * *", "job": {"type": "echo", "options": {"expire_after_s": -1}}}, 422, "invalid_expiry"),
     ({"cron": "* * * * *", "job": ECHO, "missed": "sometimes"}, 422, "invalid_request"),
     ({"cron": "* * * * *", "job": ECHO, "every_s": 1}, 422, "invalid_request"),

@@ -60,7 +60,7 @@ def test_f64_is_float64_unless_whole_and_ints_are_smallest():
     assert p.encode_body(p.Progress("j", 300, 1, "")) == bytes.fromhex("94a16acd012c01a0")
     assert p.encode_body(p.Progress("j", 300, 1.0, "")) == bytes.fromhex("94a16acd012c01a0")
     assert p.encode_body(p.Submit(1, "", "", "", b"", -1, 200, 0, "", "", "", 0, "", 1000, 0, 0, 300, "", [])) == (
-        bytes.fromhex("dc001501a0a0a0c400ffccc800a0a0a000a0cd03e80000cd012ca090a000"))
+        bytes.fromhex("dc001601a0a0a0c400ffccc800a0a0a000a0cd03e80000cd012ca090a000c2"))
 
 
 def test_f64_sent_as_int_by_msgpack_c_is_accepted():

@@ -52,11 +52,12 @@ def submit_body(req_id: int, job_id: str | None = None, tenant: str = "default",
                 key: str = "", request_hash: str = "", key_id: str = "", submits_per_s: int = 0,
                 concurrency_key: str = "", concurrency_limit: object = 0, disconnect_grace_ms: int = 0,
                 run_at_ms: int = 0, expire_at_ms: int = 0, webhook_url: str = "",
-                webhook_events: object = (), traceparent: str = "", cache_ttl_s: int = 0) -> bytes:
+                webhook_events: object = (), traceparent: str = "", cache_ttl_s: int = 0,
+                dedupe: object = False) -> bytes:
     return msgpack.packb([req_id, job_id or str(uuid.uuid4()), tenant, type_, input_, priority, attempts,
                           timeout_s, key, request_hash, key_id, submits_per_s, concurrency_key, concurrency_limit,
                           disconnect_grace_ms, run_at_ms, expire_at_ms, webhook_url, list(webhook_events), traceparent,
-                          cache_ttl_s],
+                          cache_ttl_s, dedupe],
                          use_bin_type=True)
 
 
@@ -117,14 +118,3 @@ def sleeps_then_worker(p: Pipeline, concurrency: int, **tenants: tuple[int, int]
         ids = [submit_jobs(api, tenant, count, input_={"ms": ms}) for tenant, (count, ms) in tenants.items()]
     p.start_worker("native", concurrency=concurrency)
     return ids
-
-
-def member_keys(p: Pipeline, admin_key: str, *tenants: str) -> dict[str, dict[str, str]]:
-    """Makes a member key of each tenant with `admin_key`; returns tenant -> its Authorization header."""
-    keys = {}
-    for tenant in tenants:
-        made = p.http.post("/v1/admin/keys", json={"tenant": tenant, "role": "member", "name": tenant},
-                           headers={"Authorization": f"Bearer {admin_key}"})
-        assert made.status_code == 201, made.text
-        keys[tenant] = {"Authorization": f"Bearer {made.json()['key']}"}
-    return keys

@@ -75,6 +75,8 @@ def test_submits_outside_the_limits_are_refused_and_store_nothing(rogue):
         "traceparent is not a W3C traceparent ": dict(traceparent="t" * 100_000),
         "cache_ttl_s must be at most 604800": dict(cache_ttl_s=604801),
         "cache_ttl_s must be at most 604800 ": dict(cache_ttl_s=2**32 - 1),
+        "dedupe joins a job due now: it does not take a run_at_ms": dict(
+            dedupe=True, run_at_ms=int(time.time() * 1000) + 3_600_000),
 
     }
     for req_id, (message, fields) in enumerate(cases.items(), 1):
@@ -86,6 +88,9 @@ def test_submits_outside_the_limits_are_refused_and_store_nothing(rogue):
     # Not even a SUBMIT: a limit that is no integer does not decode, and is dropped unanswered.
     job_id = str(uuid.uuid4())
     assert api.request(b"\x01", submit_body(98, job_id, concurrency_key="k", concurrency_limit="1"), 1000) is None
+    assert not stored(p, job_id)
+    job_id = str(uuid.uuid4())
+    assert api.request(b"\x01", submit_body(97, job_id, dedupe="yes"), 1000) is None
     assert not stored(p, job_id)
     # The same peer, within the limits, is served: the refusals were about the fields.
     job_id = str(uuid.uuid4())

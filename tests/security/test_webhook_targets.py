@@ -9,7 +9,6 @@ import time
 import pytest
 
 from pipeline import running_pipeline
-from peers import member_keys
 from webhook_receiver import Receiver, attempts
 
 ADMIN_KEY = "b" * 40
@@ -25,7 +24,7 @@ def site(tmp_path_factory, request):
         p.wait_ready("echo")
         p.start_webhooks()
         receiver = Receiver()
-        keys = member_keys(p, ADMIN_KEY, "acme", "beta")
+        keys = p.member_keys(ADMIN_KEY, "acme", "beta")
         try:
             yield p, receiver, keys
         finally:

@@ -8,7 +8,6 @@ import json
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from peers import member_keys
 from pipeline import running_pipeline
 
 ADMIN_KEY = "c" * 40
@@ -22,7 +21,7 @@ def site(tmp_path_factory, request):
     env = {"SLUICE_AUTH": "required", "SLUICE_ADMIN_KEY": ADMIN_KEY, "SLUICE_API_CORS_ORIGINS": ALLOWED_ORIGIN}
     with running_pipeline(tmp_path_factory.mktemp("ws-auth"), lambda: request.session.testsfailed, env=env,
                           SLUICE_KNOWN_TYPES="echo") as p:
-        keys = member_keys(p, ADMIN_KEY, "acme", "beta")
+        keys = p.member_keys(ADMIN_KEY, "acme", "beta")
         yield p, keys
 
 

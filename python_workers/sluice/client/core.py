@@ -57,6 +57,7 @@ class Job:
     redeliveries: int | None = None
     history: list[dict[str, Any]] | None = None
     links: dict[str, str] | None = None
+    joined: str | None = None  # options.dedupe: the job this one joined, which runs for both
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
