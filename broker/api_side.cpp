@@ -145,13 +145,29 @@ SubmitItem Broker::submit_item(const std::string& peer, proto::Submit msg) {
     ++storing_tenants_[msg.tenant];
     std::string idempotency_key =
         msg.idempotency_key.empty() ? "" : keys::idempotency(msg.tenant, msg.idempotency_key);
-    return SubmitItem{peer, msg.req_id, std::move(msg.job_id), std::move(msg.tenant), std::move(msg.type),
-                      std::string(msg.input.begin(), msg.input.end()), static_cast<int>(msg.priority),
-                      msg.max_attempts, msg.timeout_s, now_ms(), std::move(idempotency_key),
-                      std::move(msg.request_hash), std::move(msg.key_id), std::move(msg.concurrency_key),
-                      msg.concurrency_limit, msg.disconnect_grace_ms, msg.run_at_ms, msg.expire_at_ms,
-                      std::move(msg.webhook_url), fmt::format("{}", fmt::join(msg.webhook_events, ",")),
-                      std::move(msg.traceparent), msg.cache_ttl_s, msg.dedupe};
+    return SubmitItem{.peer = peer,
+                      .req_id = msg.req_id,
+                      .job_id = std::move(msg.job_id),
+                      .tenant = std::move(msg.tenant),
+                      .type = std::move(msg.type),
+                      .input = std::string(msg.input.begin(), msg.input.end()),
+                      .priority = static_cast<int>(msg.priority),
+                      .max_attempts = msg.max_attempts,
+                      .timeout_s = msg.timeout_s,
+                      .enqueued_ms = now_ms(),
+                      .idempotency_key = std::move(idempotency_key),
+                      .request_hash = std::move(msg.request_hash),
+                      .key_id = std::move(msg.key_id),
+                      .concurrency_key = std::move(msg.concurrency_key),
+                      .concurrency_limit = msg.concurrency_limit,
+                      .disconnect_grace_ms = msg.disconnect_grace_ms,
+                      .run_at_ms = msg.run_at_ms,
+                      .expire_at_ms = msg.expire_at_ms,
+                      .webhook_url = std::move(msg.webhook_url),
+                      .webhook_events = fmt::format("{}", fmt::join(msg.webhook_events, ",")),
+                      .traceparent = std::move(msg.traceparent),
+                      .cache_ttl_s = msg.cache_ttl_s,
+                      .dedupe = msg.dedupe};
 }
 
 // The same rules as the api's (common/limits.hpp, common/names.hpp), checked again because any

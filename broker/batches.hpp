@@ -50,9 +50,9 @@ struct SubmitItem {
     bool dedupe = false;            // join an identical queued or running job
     // A flow (scripts::SUBMIT): a child names its parent and its on_failure; a parent lists its
     // children, whose items follow it in the batch. Only the parent's request is answered.
-    std::string parent;      // empty for none
-    std::string children;    // comma-joined ids; empty for none
-    std::string on_failure;  // empty for none
+    std::string parent{};      // empty for none
+    std::string children{};    // comma-joined ids; empty for none
+    std::string on_failure{};  // empty for none
     bool answer = true;      // false: a flow's child, answered with its parent
 
     // Moves input, idempotency key, request hash, key id, the webhook and the traceparent out;

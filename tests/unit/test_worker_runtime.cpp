@@ -124,7 +124,7 @@ proto::Bytes sleep_input(std::int64_t ms) {
 
 proto::Job make_job(std::string id, std::string type, proto::Bytes input, std::uint32_t attempt = 1,
                     std::uint32_t timeout_s = 0) {
-    return proto::Job{std::move(id), std::move(type), std::move(input), attempt, timeout_s, ""};
+    return proto::Job{std::move(id), std::move(type), std::move(input), attempt, timeout_s, "", {}};
 }
 
 // Registers echo and sleep on `w`, starts it against `broker` and consumes its READY.
