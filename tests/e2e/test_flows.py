@@ -248,3 +248,39 @@ def test_the_python_client_submits_a_flow(site):
         done = client.wait(parent.id, timeout=60)
     assert done.status == "succeeded", done
     assert [c["status"] for c in done.result["children"]] == ["succeeded", "failed"]
+
+
+def test_a_flows_children_run_at_once_on_as_many_workers(tmp_path, request):
+    """Three workers of one slot each: a flow's three children take all three at once (the
+    waiting parent holds none), then the parent runs on whichever is free."""
+    with running_pipeline(tmp_path, lambda: request.session.testsfailed) as p:
+        p.add_task_modules()
+        names = [f"flow-worker-{i}" for i in range(3)]
+        for name in names:
+            p.start_worker("python", concurrency=1, name=name, modules=["sluice.tasks", "flow_tasks"])
+        p.wait_workers(*names)
+        made = flow(p, {}, {"type": "collect"}, [{"type": "sleep", "input": {"ms": 1000}}] * 3)
+        assert made.status_code == 202, made.text
+        parent = finished(p, {}, made.json()["id"])
+        assert parent["status"] == "succeeded", parent
+        ran_on = {job(p, {}, child)["history"][0]["worker"] for child in parent["children"]}
+        assert ran_on == set(names)
+
+
+def test_a_deduped_submit_joins_a_parent_waiting_for_its_children(site):
+    p, keys = site
+    body = {"type": "fan_out", "input": {"sleeps": [1500], "tag": uuid.uuid4().hex}, "options": {"dedupe": True}}
+    first = p.http.post("/v1/jobs", json=body, headers=keys["acme"]).json()
+    deadline = time.monotonic() + 30
+    while job(p, keys["acme"], first["id"])["status"] != "waiting_children":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    second = p.http.post("/v1/jobs", json=body, headers=keys["acme"])
+    assert second.status_code == 202, second.text
+    assert second.json()["joined"] == first["id"] and second.json()["status"] == "waiting_children"
+    leader, joiner = finished(p, keys["acme"], first["id"]), finished(p, keys["acme"], second.json()["id"])
+    assert leader["status"] == joiner["status"] == "succeeded"
+    assert joiner["result"] == leader["result"] and leader["result"]["slept_ms"] == 1500
+    # One flow ran: one child, and the handler's two runs, for both jobs.
+    assert len(leader["children"]) == 1
+    assert [h["outcome"] for h in joiner["history"]] == ["spawned", "succeeded"]
