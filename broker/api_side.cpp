@@ -9,6 +9,7 @@
 #include "limits.hpp"
 #include "names.hpp"
 #include "scripts.hpp"
+#include "submit_scripts.hpp"
 #include "trace_context.hpp"
 #include "webhooks.hpp"
 

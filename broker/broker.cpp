@@ -9,6 +9,7 @@
 #include "lease_scripts.hpp"
 #include "budget_scripts.hpp"
 #include "scripts.hpp"
+#include "submit_scripts.hpp"
 
 #include <fmt/ranges.h>
 

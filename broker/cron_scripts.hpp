@@ -3,7 +3,7 @@
 // broker script, so only the leader fires.
 #pragma once
 
-#include "scripts.hpp"
+#include "submit_scripts.hpp"
 
 namespace sluice::broker::scripts {
 
@@ -35,7 +35,7 @@ return out
 // schedule's next_tick is still `expected` (the tick the broker read: it was claimed already, or
 // the schedule deleted), nothing is written. Else next_tick moves to `next` ('0': the cron never
 // fires again, the schedule leaves K.cron_due), `skipped` ticks are counted as such, and `tick`
-// ('0': none) fires: its job is stored by SUBMIT's own code (scripts.hpp, SUBMIT_BODY), so it is
+// ('0': none) fires: its job is stored by SUBMIT's own code (submit_scripts.hpp, SUBMIT_BODY), so it is
 // indistinguishable from a submitted one but for `schedule_id`, `schedule_tick` (ms) and
 // `missed_ticks` (earlier ticks it stands for, `run_once`: `missed` plus those put aside in
 // `missed_pending` by earlier calls) on its hash. `missed` of a call that fires nothing goes to
