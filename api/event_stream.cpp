@@ -44,17 +44,18 @@ bool add_event_text(std::string& text, EventStream& events, const EventEntry& en
 }
 
 // Writes what is new after `events.last` as one chunk and advances `last`: the events that
-// came with their notices when they continue the stream, else (or after a gap) one XRANGE of
-// `read_count` events (adapted to their size for the next read).
+// came with their notices as far as they continue the stream, then, when some news came
+// without its event or nothing came at all, one XRANGE of `read_count` events (adapted to
+// their size for the next read).
 awaitable<Sent> send_new_events(ShardContext& ctx, EventStream& events, StreamWaiter& waiter, int& read_count) {
     Sent sent;
     std::string text;
     StreamWaiter::Pushed pushed = waiter.take_pushed();
-    bool gap = pushed.gap;
+    bool read_back = pushed.read_back;
     for (const EventEntry& entry : pushed.events) {
         const auto seq = event_seq(entry);
-        if (gap || !seq || *seq > events.last + 1) {
-            gap = true;
+        if (!seq || *seq > events.last + 1) {
+            read_back = true;  // one went missing in between
             break;
         }
         if (*seq <= events.last) continue;  // already read back
@@ -63,7 +64,7 @@ awaitable<Sent> send_new_events(ShardContext& ctx, EventStream& events, StreamWa
             break;
         }
     }
-    if (!sent.finished && (gap || text.empty())) {
+    if (!sent.finished && (read_back || text.empty())) {
         const EventPage page = co_await read_events(ctx, events.job_id, events.last, read_count);
         sent.ok = page.ok;
         sent.full = page.full;
@@ -95,6 +96,20 @@ awaitable<Sent> send_new_events(ShardContext& ctx, EventStream& events, StreamWa
 }  // namespace
 
 void StreamWaiter::wake() {
+    pushed_.read_back = true;
+    signal();
+}
+
+void StreamWaiter::wake_with(EventEntry event) {
+    if (pushed_.events.size() < MAX_PUSHED) {
+        pushed_.events.push_back(std::move(event));
+    } else {
+        pushed_.read_back = true;
+    }
+    signal();
+}
+
+void StreamWaiter::signal() {
     error_code ignored;
     switch (phase_) {
         case Phase::IDLE:
@@ -117,15 +132,6 @@ void StreamWaiter::wake() {
         case Phase::HUNG_UP:
             return;
     }
-}
-
-void StreamWaiter::wake_with(EventEntry event) {
-    if (pushed_.events.size() < MAX_PUSHED) {
-        pushed_.events.push_back(std::move(event));
-    } else {
-        pushed_.gap = true;
-    }
-    wake();
 }
 
 void StreamWaiter::tick(Clock::time_point now) {

@@ -54,13 +54,17 @@ public:
     // Events that came with notices, held for the stream while it was busy.
     struct Pushed {
         std::vector<EventEntry> events;
-        bool gap = false;  // some had to be left out: the stream must read them back
+        // Some news came without its event (too big for its notice, left out past MAX_PUSHED,
+        // a re-check due): the stream must read Redis back after the events it holds.
+        bool read_back = false;
     };
 
     StreamWaiter(tcp::socket& socket, Clock::duration write_timeout)
         : socket_(socket), write_timeout_(write_timeout) {}
 
+    // News without its event: the stream reads Redis back (after any events it holds).
     void wake() override;
+    // News with its event: held for the stream, which writes it without a read when it is next.
     void wake_with(EventEntry event) override;
     // Wakes the stream once its `due` time has passed: its re-check or keep-alive, or (while it
     // writes) the write deadline.
@@ -82,6 +86,9 @@ public:
     Clock::time_point due = Clock::time_point::max();
 
 private:
+    // Ends a wait at once, or marks the news for the next wait or the end of a write.
+    void signal();
+
     // Events held for a stream that is busy writing: past this many it reads them back instead.
     static constexpr std::size_t MAX_PUSHED = 64;
 

@@ -122,8 +122,9 @@ def test_watch_on_a_terminal_draws_a_progress_bar(site):
 
 
 def test_show_jobs_cancel_retry_dead(site):
+    others = [site.submit("echo", i)["id"] for i in range(2)]
     job = site.submit("echo", {"shown": True})
-    site.wait_result(job["id"])
+    site.wait_finished(others + [job["id"]])
     table = ok(sluice(site, "show", job["id"]))
     assert job["id"] in table and "succeeded" in table and '"shown": true' in table
     listed = json.loads(ok(sluice(site, "jobs", "--type", "echo", "--limit", "3", "--json")))
