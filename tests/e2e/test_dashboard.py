@@ -64,6 +64,16 @@ def browser():
         yield driver
 
 
+@pytest.fixture
+def admin_logged_in(p, browser):
+    """The browser logged in with the admin key (the first test logs in through the form; a test
+    run alone, or after one that logged in with another key, logs in here)."""
+    browser.get(f"{p.url}/ui/")
+    if browser.execute_script("return sessionStorage.getItem('sluice.api_key')") != ADMIN_KEY:
+        log_in(browser, p, ADMIN_KEY)
+        wait(browser, lambda b: "chat" in text_of(b, "queues-table"), "the admin key never logged in")
+
+
 def wait(browser, condition, message: str = ""):
     """Waits for `condition`; an element it found that a view then drew again counts as not yet."""
     return WebDriverWait(browser, WAIT_S, poll_frequency=0.1,
@@ -144,6 +154,7 @@ def test_a_wrong_key_shows_the_apis_error_and_the_right_one_logs_in(p, browser, 
     assert browser.execute_script("return sessionStorage.getItem('sluice.api_key')") == ADMIN_KEY
 
 
+@pytest.mark.usefixtures("admin_logged_in")
 def test_a_chat_submitted_from_the_page_streams_its_tokens(p, browser, shots):
     job_id = submit_from_page(browser, p.url, "chat", SHORT_CHAT)
     wait(browser, lambda b: text_of(b, "job-output").strip() != "", "no tokens appeared")
@@ -157,6 +168,7 @@ def test_a_chat_submitted_from_the_page_streams_its_tokens(p, browser, shots):
     shoot(browser, shots, "job")
 
 
+@pytest.mark.usefixtures("admin_logged_in")
 def test_a_running_chat_is_cancelled_from_its_page(p, browser):
     job_id = submit_from_page(browser, p.url, "chat", STORY)
     # Tokens are arriving: the job runs, and the page shows them live.
@@ -167,6 +179,7 @@ def test_a_running_chat_is_cancelled_from_its_page(p, browser):
     assert p.http.get(f"/v1/jobs/{job_id}").json()["status"] == "canceled"
 
 
+@pytest.mark.usefixtures("admin_logged_in")
 def test_the_overview_charts_the_queues(p, browser, shots):
     browser.get(f"{p.url}/ui/#/overview")
     wait(browser, lambda b: "sleep" in text_of(b, "queues-table"))
@@ -181,6 +194,7 @@ def test_the_overview_charts_the_queues(p, browser, shots):
     shoot(browser, shots, "overview")
 
 
+@pytest.mark.usefixtures("admin_logged_in")
 def test_a_dead_job_is_retried_from_the_dead_letters_page(p, browser, shots):
     dead = p.submit("fail", {"message": HOSTILE, "retryable": False}, max_attempts=1)["id"]
     assert p.wait_result(dead)["status"] == "failed"
@@ -200,6 +214,7 @@ def test_a_dead_job_is_retried_from_the_dead_letters_page(p, browser, shots):
         time.sleep(0.1)
 
 
+@pytest.mark.usefixtures("admin_logged_in")
 def test_values_a_submitter_controls_show_as_text(p, browser):
     job = p.submit("echo", {"html": HOSTILE})
     p.wait_result(job["id"])
@@ -209,7 +224,10 @@ def test_values_a_submitter_controls_show_as_text(p, browser):
     no_markup_ran(browser)
 
 
+@pytest.mark.usefixtures("admin_logged_in")
 def test_the_jobs_page_filters_and_pages(p, browser, shots):
+    canceled = p.submit("sleep", {"ms": 60_000})["id"]
+    assert p.http.delete(f"/v1/jobs/{canceled}").status_code == 200
     browser.get(f"{p.url}/ui/#/jobs")
     wait(browser, lambda b: b.find_elements(By.ID, "jobs-table"))
     shoot(browser, shots, "jobs")
@@ -230,6 +248,7 @@ def test_the_jobs_page_filters_and_pages(p, browser, shots):
     assert second_ids and not set(second_ids) & set(first_ids)
 
 
+@pytest.mark.usefixtures("admin_logged_in")
 def test_the_keys_page_makes_a_key_that_works(p, browser, shots):
     browser.get(f"{p.url}/ui/#/keys")
     wait(browser, lambda b: b.find_elements(By.ID, "keys-table"))
