@@ -35,6 +35,18 @@ class Load:
         return counts
 
 
+def wait_stored(p: Pipeline, count: int, timeout: float = 30) -> None:
+    """Waits until Redis holds `count` jobs of the default tenant: a fault mid-load strikes once
+    there is enough of the load to check, however fast this machine stores it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with p.redis_client() as redis:
+            if redis.call("ZCARD", "sluice:jobs:default") >= count:
+                return
+        assert time.monotonic() < deadline, f"the load never reached {count} stored jobs"
+        time.sleep(0.05)
+
+
 def wait_terminal(p: Pipeline, ids: list[str], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     pending = list(ids)

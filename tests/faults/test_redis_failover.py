@@ -8,7 +8,7 @@ import contextlib
 import signal
 import time
 
-from checks import Load, assert_exactly_once
+from checks import Load, assert_exactly_once, wait_stored
 from resp import RedisError
 
 
@@ -36,7 +36,7 @@ def test_master_killed_under_load(pipeline):
 
     bodies = [{"type": "echo", "input": {"i": i}} for i in range(3000)]
     load = Load(p.url, bodies)
-    time.sleep(1.0)
+    wait_stored(p, 300)
     old_master = p.redis_port
     p.redis.send_signal(signal.SIGKILL)
     p.redis.wait()

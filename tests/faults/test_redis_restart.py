@@ -3,7 +3,7 @@ broker and api reconnect by themselves, and /readyz reports the outage while it 
 import signal
 import time
 
-from checks import Load, assert_exactly_once
+from checks import Load, assert_exactly_once, wait_stored
 
 
 def test_redis_restart_under_load(pipeline):
@@ -14,15 +14,7 @@ def test_redis_restart_under_load(pipeline):
 
     bodies = [{"type": "echo", "input": {"i": i}} for i in range(3000)]
     load = Load(p.url, bodies)
-    # Redis dies mid-load, once it holds enough of the load's jobs to check (however fast this
-    # machine stores them).
-    deadline = time.monotonic() + 30
-    while True:
-        with p.redis_client() as redis:
-            if redis.call("ZCARD", "sluice:jobs:default") >= 600:
-                break
-        assert time.monotonic() < deadline, "the load never reached 600 stored jobs"
-        time.sleep(0.05)
+    wait_stored(p, 600)
     p.redis.send_signal(signal.SIGKILL)
     p.redis.wait()
     time.sleep(0.3)
