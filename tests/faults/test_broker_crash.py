@@ -3,7 +3,7 @@ reaches exactly one terminal state with the right result."""
 import signal
 import time
 
-from checks import Load, assert_exactly_once
+from checks import Load, assert_exactly_once, wait_stored
 
 
 def test_broker_sigkill_under_load(pipeline):
@@ -14,7 +14,7 @@ def test_broker_sigkill_under_load(pipeline):
 
     bodies = [{"type": "echo", "input": {"i": i, "pad": "x" * (i % 40)}} for i in range(3000)]
     load = Load(p.url, bodies)
-    time.sleep(0.4)
+    wait_stored(p, 600)
     p.broker.send_signal(signal.SIGKILL)
     p.broker.wait()
     time.sleep(0.5)

@@ -36,7 +36,7 @@ def test_master_killed_under_load(pipeline):
 
     bodies = [{"type": "echo", "input": {"i": i}} for i in range(3000)]
     load = Load(p.url, bodies)
-    wait_stored(p, 300)
+    wait_stored(p, 600)
     old_master = p.redis_port
     p.redis.send_signal(signal.SIGKILL)
     p.redis.wait()

@@ -14,7 +14,7 @@ import pytest
 import zmq
 from sluice import protocol
 
-from checks import Load, assert_exactly_once
+from checks import Load, assert_exactly_once, wait_stored
 from pipeline import wait_for_line
 
 # How long a test waits for a failover to show: far above the 2 s lease, so a slow CI machine
@@ -49,7 +49,7 @@ def test_the_standby_leads_when_the_leader_is_killed_under_load(pipeline):
 
     bodies = [{"type": "echo", "input": {"i": i, "pad": "x" * (i % 40)}} for i in range(3000)]
     load = Load(p.url, bodies)
-    time.sleep(0.4)
+    wait_stored(p, 600)
     killed = time.monotonic()
     p.brokers["a"].send_signal(signal.SIGKILL)
     p.brokers["a"].wait()

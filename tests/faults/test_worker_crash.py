@@ -1,9 +1,8 @@
 """A worker is killed with SIGKILL mid-job: its jobs run again on another worker once its
 lease ends, and each still succeeds exactly once."""
 import signal
-import time
 
-from checks import Load, assert_exactly_once
+from checks import Load, assert_exactly_once, wait_stored
 
 
 def test_worker_sigkill_mid_job(pipeline):
@@ -14,7 +13,7 @@ def test_worker_sigkill_mid_job(pipeline):
 
     bodies = [{"type": "sleep", "input": {"ms": 40 + i % 20}} for i in range(1000)]
     load = Load(p.url, bodies)
-    time.sleep(1.0)
+    wait_stored(p, 200)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
 
