@@ -128,10 +128,13 @@ private:
     // The token estimator of `type`, nullptr for a type no worker declared a model for.
     const TokenEstimator* estimator_of(const std::string& type) const;
     // Reads the budgets from Redis (scripts::BUDGET_LOAD) into budgets_, and with `resync` this
-    // window's spend too (a broker that leads writes every change of spend itself, so later
+    // window's spend and the paused models too (a broker that leads writes every change of spend itself, so later
     // reads would only bring back values older than its own); `done` (when set) runs once they
     // are in, or at once when they could not be asked for.
     void load_budgets(bool resync, std::function<void()> done);
+    // Pauses the models BUDGET_LOAD found paused in Redis (model, wall-clock end) whose pause
+    // has not ended: a provider's 429 the broker that led before this one was told of.
+    void resume_pauses(const redisReply* pauses);
     // Once a second: reloads the budgets (the api changes them) and writes the budget report.
     void refresh_budgets(Clock::time_point now);
     // Writes a change of spend through to its window's key (scripts::BUDGET_SPEND).

@@ -17,10 +17,20 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return tokens
 )lua";
 
-// Reads every budget and its spend in one window. KEYS: none. ARGV: the budgets hash
-// (keys::BUDGETS), the prefix of the spend keys (keys::BUDGET_USE_PREFIX), the window. Returns a
-// flat list, five per budget: tenant, model, limits ("{tokens_per_minute}
-// {requests_per_minute}"), tokens and requests spent in the window (0 for none).
+// Pauses a model until `until_ms` (wall clock), unless a later pause of it is stored. KEYS:
+// keys::MODEL_PAUSES. ARGV: model, until_ms, ttl_ms (the hash's: the longest pause). Returns 1.
+inline const std::string MODEL_PAUSE = HEAD + R"lua(
+local held = tonumber(redis.call('HGET', KEYS[1], ARGV[1])) or 0
+if tonumber(ARGV[2]) > held then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+)lua";
+
+// Reads every budget and its spend in one window, and the paused models. KEYS: none. ARGV: the
+// budgets hash (keys::BUDGETS), the prefix of the spend keys (keys::BUDGET_USE_PREFIX), the
+// window, the pauses hash (keys::MODEL_PAUSES). Returns two flat lists: five per budget (tenant,
+// model, limits "{tokens_per_minute} {requests_per_minute}", tokens and requests spent in the
+// window, 0 for none), and two per paused model (model, the wall-clock ms its pause ends).
 inline const std::string BUDGET_LOAD = HEAD + R"lua(
 local out = {}
 local budgets = redis.call('HGETALL', ARGV[1])
@@ -35,7 +45,7 @@ for i = 1, #budgets, 2 do
     out[#out + 1] = use[2] or '0'
   end
 end
-return out
+return {out, redis.call('HGETALL', ARGV[4])}
 )lua";
 
 // Stride of BUDGET_LOAD's reply.

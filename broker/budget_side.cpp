@@ -66,14 +66,17 @@ void Broker::load_budgets(bool resync, std::function<void()> done) {
     budgets_loading_ = true;
     const std::int64_t window = budgets_.window_of(now_ms());
     const bool sent = eval(scripts::BUDGET_LOAD, {},
-                           {std::string(keys::BUDGETS), std::string(keys::BUDGET_USE_PREFIX), std::to_string(window)},
-                           [this, window, resync, done](redisReply* r) {
+                           {std::string(keys::BUDGETS), std::string(keys::BUDGET_USE_PREFIX), std::to_string(window),
+                            std::string(keys::MODEL_PAUSES)},
+                           [this, window, resync, done](redisReply* reply) {
         budgets_loading_ = false;
-        if (r == nullptr || r->type != REDIS_REPLY_ARRAY) {
-            log::error("reading the token budgets failed: {}", reply_error(r));
+        if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+            reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[1]->type != REDIS_REPLY_ARRAY) {
+            log::error("reading the token budgets failed: {}", reply_error(reply));
             if (done) done();
             return;
         }
+        const redisReply* r = reply->element[0];
         std::map<Budgets::Key, BudgetLimits> limits;
         std::vector<std::pair<Budgets::Key, std::pair<std::uint64_t, std::uint64_t>>> spent;
         for (std::size_t i = 0; i + scripts::BUDGET_LOAD_STRIDE <= r->elements; i += scripts::BUDGET_LOAD_STRIDE) {
@@ -88,13 +91,27 @@ void Broker::load_budgets(bool resync, std::function<void()> done) {
             limits.emplace(std::move(key), limit);
         }
         budgets_.set_limits(std::move(limits));
-        if (resync)
+        if (resync) {
             for (const auto& [key, use] : spent) budgets_.load(key.first, key.second, window, use.first, use.second);
+            resume_pauses(reply->element[1]);
+        }
         if (done) done();
     });
     if (!sent) {
         budgets_loading_ = false;
         if (done) done();
+    }
+}
+
+void Broker::resume_pauses(const redisReply* pauses) {
+    const std::int64_t wall = now_ms();
+    const auto now = Clock::now();
+    for (std::size_t i = 0; i + 2 <= pauses->elements; i += 2) {
+        const std::string model = reply_text(pauses->element[i]);
+        const std::int64_t left = std::strtoll(reply_text(pauses->element[i + 1]).c_str(), nullptr, 10) - wall;
+        if (left <= 0) continue;
+        budgets_.pause(model, now, std::chrono::milliseconds(left));
+        log::info("model {} stays paused for {} ms (a provider's 429 before this broker led)", model, left);
     }
 }
 
@@ -150,6 +167,12 @@ void Broker::handle_rate_limited(const std::string& peer, const proto::RateLimit
     store_spend(budgets_.settle(msg.job_id, 0, true));
     if (const TokenEstimator* estimator = estimator_of(run->type)) {
         budgets_.pause(estimator->model, Clock::now(), pause);
+        eval(scripts::MODEL_PAUSE, {std::string(keys::MODEL_PAUSES)},
+             {estimator->model, std::to_string(now_ms() + pause.count()), std::to_string(MAX_MODEL_PAUSE.count())},
+             [model = estimator->model](redisReply* r) {
+                 if (r != nullptr && r->type == REDIS_REPLY_ERROR)
+                     log::error("storing the pause of model {} failed: {}", model, reply_error(r));
+             });
         log::warn("model {} rate limited by its provider (job {}): no job of it starts for {} ms", estimator->model,
                   msg.job_id, pause.count());
     }

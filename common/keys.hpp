@@ -85,6 +85,10 @@ inline constexpr std::string_view BUDGET_USE_PREFIX = "sluice:budget:use:";
 // The broker's report of the budgets' spend and the paused models (msgpack, broker/budgets.hpp),
 // rewritten once a second with a short expiry, like QUEUES (GET /v1/queues).
 inline constexpr std::string_view BUDGET_REPORT = "sluice:budget:report";
+// Models paused after a provider's 429 (README.md, "Provider rate limits"): a hash model -> the
+// wall-clock ms its pause ends, written by the broker when it pauses one and read back by a
+// restarted or standby broker, which keeps the pause. It expires with the longest pause.
+inline constexpr std::string_view MODEL_PAUSES = "sluice:budget:paused";
 
 // Cron schedules (README.md, "Schedules"): per schedule its hash, "sluice:cron:{id}" (ids are
 // "sch_" and 24 hex digits, so none is "due" or "tenant"); the zset of every schedule's id
