@@ -128,9 +128,9 @@ private:
     // The token estimator of `type`, nullptr for a type no worker declared a model for.
     const TokenEstimator* estimator_of(const std::string& type) const;
     // Reads the budgets from Redis (scripts::BUDGET_LOAD) into budgets_, and with `resync` this
-    // window's spend and the paused models too (a broker that leads writes every change of spend itself, so later
-    // reads would only bring back values older than its own); `done` (when set) runs once they
-    // are in, or at once when they could not be asked for.
+    // window's spend and the paused models too (a broker that leads writes every change of them
+    // itself, so later reads would only bring back values older than its own); `done` (when set)
+    // runs once they are in, or at once when they could not be asked for.
     void load_budgets(bool resync, std::function<void()> done);
     // Pauses the models BUDGET_LOAD found paused in Redis (model, wall-clock end) whose pause
     // has not ended: a provider's 429 the broker that led before this one was told of.

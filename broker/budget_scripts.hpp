@@ -28,9 +28,10 @@ return 1
 
 // Reads every budget and its spend in one window, and the paused models. KEYS: none. ARGV: the
 // budgets hash (keys::BUDGETS), the prefix of the spend keys (keys::BUDGET_USE_PREFIX), the
-// window, the pauses hash (keys::MODEL_PAUSES). Returns two flat lists: five per budget (tenant,
-// model, limits "{tokens_per_minute} {requests_per_minute}", tokens and requests spent in the
-// window, 0 for none), and two per paused model (model, the wall-clock ms its pause ends).
+// window, and at a resync the pauses hash (keys::MODEL_PAUSES). Returns two flat lists: five per
+// budget (tenant, model, limits "{tokens_per_minute} {requests_per_minute}", tokens and requests
+// spent in the window, 0 for none), and two per paused model (model, the wall-clock ms its pause
+// ends; empty without the pauses hash).
 inline const std::string BUDGET_LOAD = HEAD + R"lua(
 local out = {}
 local budgets = redis.call('HGETALL', ARGV[1])
@@ -45,7 +46,7 @@ for i = 1, #budgets, 2 do
     out[#out + 1] = use[2] or '0'
   end
 end
-return {out, redis.call('HGETALL', ARGV[4])}
+return {out, ARGV[4] and redis.call('HGETALL', ARGV[4]) or {}}
 )lua";
 
 // Stride of BUDGET_LOAD's reply.

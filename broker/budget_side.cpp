@@ -65,9 +65,10 @@ void Broker::load_budgets(bool resync, std::function<void()> done) {
     if (budgets_loading_ && !resync) return;
     budgets_loading_ = true;
     const std::int64_t window = budgets_.window_of(now_ms());
-    const bool sent = eval(scripts::BUDGET_LOAD, {},
-                           {std::string(keys::BUDGETS), std::string(keys::BUDGET_USE_PREFIX), std::to_string(window),
-                            std::string(keys::MODEL_PAUSES)},
+    std::vector<std::string> args{std::string(keys::BUDGETS), std::string(keys::BUDGET_USE_PREFIX),
+                                  std::to_string(window)};
+    if (resync) args.emplace_back(keys::MODEL_PAUSES);  // the leader's own pauses are in memory
+    const bool sent = eval(scripts::BUDGET_LOAD, {}, std::move(args),
                            [this, window, resync, done](redisReply* reply) {
         budgets_loading_ = false;
         if (reply == nullptr || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
