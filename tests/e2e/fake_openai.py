@@ -31,6 +31,14 @@ class FakeOpenAI:
         self.server.shutdown()
         self.server.server_close()
 
+    def first_call_at(self, timeout: float = 30) -> float:
+        """Waits for the first call; returns its time (time.time())."""
+        deadline = time.monotonic() + timeout
+        while not self.calls:
+            assert time.monotonic() < deadline, "nothing called the provider"
+            time.sleep(0.02)
+        return self.calls[0][0]
+
     def _handler(self):
         fake = self
 
